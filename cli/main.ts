@@ -1,0 +1,42 @@
+/**
+ * `berth <command>`: one binary for every role. Each command module is loaded
+ * only when used, so `berth meta` never loads the FUSE binding.
+ */
+interface Command {
+  run(argv: string[]): Promise<void>
+}
+
+const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
+  up: { summary: 'start a local cluster (nats-server, meta, data nodes) and mount it', load: () => require('./up') as Command },
+  meta: { summary: 'run the metadata service', load: () => require('../meta/main') as Command },
+  node: { summary: 'run a data node', load: () => require('../node/main') as Command },
+  mount: { summary: 'mount a cluster: berth mount NATS_URL MOUNTPOINT [-o opts]', load: () => require('../client/main') as Command },
+  umount: { summary: 'flush and unmount: berth umount MOUNTPOINT', load: () => require('../client/umount') as Command },
+  status: { summary: 'show nodes, capacity and meta state', load: () => require('./status') as Command },
+}
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`)
+  return `usage: berth <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun \`berth <command> --help\` for its options.\n`
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [name, ...rest] = argv
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage())
+    return
+  }
+  const cmd = COMMANDS[name]
+  if (!cmd) {
+    process.stderr.write(`berth: unknown command "${name}"\n\n${usage()}`)
+    process.exitCode = 2
+    return
+  }
+  try {
+    await cmd.load().run(rest)
+  } catch (err) {
+    process.stderr.write(`berth ${name}: ${err instanceof Error ? err.message : String(err)}\n`)
+    if (process.env.BERTH_LOG === 'debug' && err instanceof Error) process.stderr.write(`${err.stack}\n`)
+    process.exitCode = 1
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Starts a private nats-server (from PATH) for the embedded cluster and tests:
+ * generated config, users per role, a free 127.0.0.1 port, JetStream on.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { MAX_MESSAGE_BYTES } from '../common/protocol'
+
+export interface NatsUsers {
+  meta: { user: string; pass: string }
+  node: { user: string; pass: string }
+  client: { user: string; pass: string }
+}
+
+export interface NatsServerHandle {
+  /** nats://127.0.0.1:PORT (no credentials in it). */
+  url: string
+  port: number
+  users: NatsUsers
+  child: ChildProcess
+  /** SIGTERM and wait for exit; safe to call twice. */
+  stop(): Promise<void>
+}
+
+export function natsServerPath(): string | null {
+  const r = spawnSync('sh', ['-c', 'command -v nats-server'], { encoding: 'utf8' })
+  const path = r.stdout.trim()
+  return r.status === 0 && path ? path : null
+}
+
+export const NATS_INSTALL_HINT = 'nats-server is not installed: on Debian/Ubuntu run `sudo apt-get install nats-server` (or put the nats-server binary on PATH)'
+
+export function generateUsers(): NatsUsers {
+  const pw = () => randomBytes(18).toString('base64url')
+  return { meta: { user: 'meta', pass: pw() }, node: { user: 'node', pass: pw() }, client: { user: 'client', pass: pw() } }
+}
+
+/** nats-server config text; `port` may be -1 for a random free port. */
+export function natsConfig(opts: { port: number; storeDir: string; users: NatsUsers }): string {
+  const u = opts.users
+  const q = (s: string) => JSON.stringify(s)
+  return [
+    `listen: 127.0.0.1:${opts.port}`,
+    `max_payload: ${MAX_MESSAGE_BYTES + 64 * 1024}`,
+    `jetstream { store_dir: ${q(opts.storeDir)}, max_memory_store: 64MB, max_file_store: 256MB }`,
+    'authorization {',
+    '  users = [',
+    `    { user: ${q(u.meta.user)}, password: ${q(u.meta.pass)} }`,
+    `    { user: ${q(u.node.user)}, password: ${q(u.node.pass)} }`,
+    `    { user: ${q(u.client.user)}, password: ${q(u.client.pass)} }`,
+    '  ]',
+    '}',
+    '',
+  ].join('\n')
+}
+
+export async function launchNatsServer(opts: { dir: string; port?: number; users?: NatsUsers; readyTimeoutMs?: number }): Promise<NatsServerHandle> {
+  const bin = natsServerPath()
+  if (!bin) throw new Error(NATS_INSTALL_HINT)
+  mkdirSync(opts.dir, { recursive: true })
+  const users = opts.users ?? generateUsers()
+  const confPath = join(opts.dir, 'nats.conf')
+  writeFileSync(confPath, natsConfig({ port: opts.port ?? -1, storeDir: join(opts.dir, 'jetstream'), users }), { mode: 0o600 })
+  const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const port = await new Promise<number>((resolve, reject) => {
+    let log = ''
+    const timer = setTimeout(() => fail(new Error(`nats-server did not start within ${opts.readyTimeoutMs ?? 10_000} ms:\n${log}`)), opts.readyTimeoutMs ?? 10_000)
+    const fail = (err: Error) => {
+      clearTimeout(timer)
+      child.stderr?.removeAllListeners('data')
+      reject(err)
+    }
+    child.once('error', fail)
+    child.once('exit', (code) => fail(new Error(`nats-server exited with ${code}:\n${log}`)))
+    child.stderr?.setEncoding('utf8')
+    child.stderr?.on('data', (chunk: string) => {
+      log += chunk
+      const m = /Listening for client connections on [^\s]*:(\d+)/.exec(log)
+      if (m && /Server is ready/.test(log)) {
+        clearTimeout(timer)
+        child.removeAllListeners('exit')
+        child.removeAllListeners('error')
+        // keep draining stderr so the pipe never fills
+        child.stderr?.removeAllListeners('data')
+        child.stderr?.resume()
+        resolve(Number(m[1]))
+      }
+    })
+  })
+  let stopping: Promise<void> | undefined
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    users,
+    child,
+    stop() {
+      stopping ??= stopChild(child)
+      return stopping
+    },
+  }
+}
+
+/** SIGTERM, then SIGKILL after a grace period; resolves when the child is gone. */
+export function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    child.kill('SIGTERM')
+  })
+}

@@ -1,0 +1,40 @@
+/**
+ * Typed caller of the metadata service. Every call carries a request id, so a
+ * retry after a timeout is answered from meta's reply cache instead of being
+ * applied twice; that lets every operation wait out a cluster outage up to the
+ * deadline instead of failing at the first lost reply.
+ */
+import { randomBytes } from 'node:crypto'
+import type { NatsConnection } from 'nats'
+import type { MetaOp, MetaReplies, MetaRequest } from './protocol'
+import { request, subjects, type Subjects } from './wire'
+
+export interface MetaClientOptions {
+  cluster: string
+  /** Per-attempt timeout. */
+  timeoutMs?: number
+  /** Budget for one call including retries (the "cluster unreachable" deadline). */
+  deadlineMs?: number
+}
+
+export class MetaClient {
+  readonly subjects: Subjects
+  private readonly prefix = randomBytes(6).toString('base64url')
+  private seq = 0
+
+  constructor(
+    readonly nc: NatsConnection,
+    private readonly opts: MetaClientOptions,
+  ) {
+    this.subjects = subjects(opts.cluster)
+  }
+
+  call<Op extends MetaOp>(op: Op, body: Omit<MetaRequest<Op>, 'rid'>, opts: { deadlineMs?: number } = {}): Promise<MetaReplies[Op]> {
+    const rid = `${this.prefix}.${(this.seq++).toString(36)}`
+    return request<MetaReplies[Op]>(this.nc, this.subjects.meta(op), { ...body, rid }, {
+      timeoutMs: this.opts.timeoutMs ?? 5000,
+      deadlineMs: opts.deadlineMs ?? this.opts.deadlineMs ?? 30_000,
+      retryTimeouts: true,
+    })
+  }
+}

@@ -1,0 +1,266 @@
+/**
+ * The wire contract between berth processes: every message body on NATS, as a
+ * zod schema (validated on receipt) with its TypeScript type derived from it.
+ * A protocol change is an edit here; both sides import this module.
+ *
+ * Conventions
+ * - Inode numbers are positive integers; the root directory is ino 1.
+ * - Times are POSIX timespecs `[sec, nsec]`, exact to the nanosecond.
+ * - A file is a list of fixed-size chunks (HelloReply.chunkSize). A chunk names one
+ *   immutable block by SHA-256 (hex) and says how many of the chunk's bytes are
+ *   valid (`len`); bytes past `len` inside the file read as zeros, and a chunk
+ *   with `hash: null` is a hole.
+ * - Every request may carry `rid`, a client-chosen request id; meta answers a
+ *   repeated rid with the first answer, so clients may retry any operation.
+ */
+import { z } from 'zod'
+
+export const ROOT_INO = 1
+export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
+export const DEFAULT_REPLICAS = 2
+/** Upper bound for any NATS body berth sends; also nats.conf max_payload. */
+export const MAX_MESSAGE_BYTES = 1024 * 1024
+/** Upper bound for readdir pages and chunk-map pages. */
+export const MAX_PAGE = 1000
+
+const u32 = z.number().int().min(0).max(0xffffffff)
+const ino = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER)
+const size = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
+const name = z.string().min(1).max(1024) // byte length and characters are checked by validateName
+const rid = z.string().max(64).optional()
+const session = z.string().min(1).max(64)
+const bytes = z.instanceof(Uint8Array)
+
+export const timespec = z.tuple([z.number().int(), z.number().int().min(0).max(999_999_999)])
+export type Timespec = z.infer<typeof timespec>
+/** `'now'` asks meta to use its own clock (utimensat UTIME_NOW). */
+const timeSet = z.union([timespec, z.literal('now')])
+
+export const blockHash = z.string().regex(/^[0-9a-f]{64}$/)
+
+/** Who asks: owner of new inodes; the kernel enforces mode bits (default_permissions). */
+const caller = { uid: u32, gid: u32 }
+
+export const chunkRef = z.object({
+  idx: z.number().int().min(0).max(0x7fffffff),
+  hash: blockHash.nullable(),
+  len: size,
+  /** Node ids that hold a durable replica (filled by meta in replies). */
+  nodes: z.array(z.string().max(64)).max(16),
+})
+export type ChunkRef = z.infer<typeof chunkRef>
+
+export interface Attr {
+  ino: number
+  mode: number
+  nlink: number
+  uid: number
+  gid: number
+  size: number
+  rdev: number
+  atime: Timespec
+  mtime: Timespec
+  ctime: Timespec
+  /** Bumped by every content change; lets clients revalidate cached chunk maps. */
+  gen: number
+}
+
+export interface DirEntry {
+  name: string
+  attr: Attr
+}
+
+export interface NodeInfo {
+  id: string
+  url: string
+  capacity: number
+  used: number
+  blocks: number
+  state: NodeState
+  /** ms since epoch of the last heartbeat meta saw. */
+  seen: number
+  alive: boolean
+}
+
+export const NODE_STATES = ['up', 'full', 'draining'] as const
+export type NodeState = (typeof NODE_STATES)[number]
+
+/** Every metadata operation: request schema and reply type. */
+export const metaRequests = {
+  hello: z.object({ rid, session: session.optional() }),
+  lookup: z.object({ rid, parent: ino, name }),
+  getattr: z.object({ rid, ino }),
+  setattr: z.object({
+    rid,
+    ino,
+    mode: u32.optional(),
+    uid: u32.optional(),
+    gid: u32.optional(),
+    size: size.optional(),
+    atime: timeSet.optional(),
+    mtime: timeSet.optional(),
+  }),
+  /** Regular files, FIFOs, sockets, device nodes: the type is in `mode`. */
+  mknod: z.object({ rid, parent: ino, name, mode: u32, rdev: u32.default(0), ...caller }),
+  mkdir: z.object({ rid, parent: ino, name, mode: u32, ...caller }),
+  unlink: z.object({ rid, parent: ino, name }),
+  rmdir: z.object({ rid, parent: ino, name }),
+  /** flags: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2) as in renameat2. */
+  rename: z.object({ rid, parent: ino, name, newParent: ino, newName: name, flags: u32.default(0) }),
+  link: z.object({ rid, ino, newParent: ino, newName: name }),
+  symlink: z.object({ rid, parent: ino, name, target: z.string().min(1).max(8192), ...caller }),
+  readlink: z.object({ rid, ino }),
+  readdir: z.object({ rid, ino, cursor: z.string().max(1024).nullable().default(null), limit: z.number().int().min(1).max(MAX_PAGE).default(MAX_PAGE) }),
+  statfs: z.object({ rid }),
+  getxattr: z.object({ rid, ino, name }),
+  /** flags: XATTR_CREATE (1), XATTR_REPLACE (2). */
+  setxattr: z.object({ rid, ino, name, value: bytes, flags: u32.default(0) }),
+  listxattr: z.object({ rid, ino }),
+  removexattr: z.object({ rid, ino, name }),
+  /** Registers `session` as holding `ino` open; returns attr and the first page of chunks. */
+  open: z.object({ rid, ino, session }),
+  /** A page of the chunk map, starting at chunk index `from`. */
+  chunks: z.object({ rid, ino, from: z.number().int().min(0).default(0), limit: z.number().int().min(1).max(MAX_PAGE).default(MAX_PAGE) }),
+  /**
+   * Replaces the listed chunks and sets the size, in one transaction. Chunks
+   * wholly past `size` are dropped and the last one is clipped to it.
+   */
+  commit: z.object({ rid, ino, session, size, chunks: z.array(chunkRef).max(MAX_PAGE), mtime: timespec.optional() }),
+  release: z.object({ rid, ino, session }),
+  /** Opens or renews a client session; open files of expired sessions are released. */
+  session: z.object({ rid, session, ttlMs: z.number().int().min(1000).max(3_600_000), host: z.string().max(256).default('') }),
+  sessionEnd: z.object({ rid, session }),
+  status: z.object({ rid }),
+} as const
+
+export type MetaOp = keyof typeof metaRequests
+export type MetaRequest<Op extends MetaOp> = z.input<(typeof metaRequests)[Op]>
+export type MetaParsed<Op extends MetaOp> = z.output<(typeof metaRequests)[Op]>
+
+export interface HelloReply {
+  cluster: string
+  metaId: string
+  /** Bearer token for the data-plane HTTP API. */
+  token: string
+  chunkSize: number
+  replicas: number
+  nodes: NodeInfo[]
+}
+
+export interface StatfsReply {
+  bsize: number
+  blocks: number
+  bfree: number
+  bavail: number
+  files: number
+  ffree: number
+  namemax: number
+}
+
+export interface StatusReply {
+  metaId: string
+  startedAt: number
+  nodes: NodeInfo[]
+  inodes: number
+  blocks: number
+  bytes: number
+  underReplicated: number
+  sessions: number
+  openFiles: number
+}
+
+export interface MetaReplies {
+  hello: HelloReply
+  lookup: { attr: Attr }
+  getattr: { attr: Attr }
+  setattr: { attr: Attr }
+  mknod: { attr: Attr }
+  mkdir: { attr: Attr }
+  unlink: Record<string, never>
+  rmdir: Record<string, never>
+  rename: Record<string, never>
+  link: { attr: Attr }
+  symlink: { attr: Attr }
+  readlink: { target: string }
+  readdir: { entries: DirEntry[]; next: string | null }
+  statfs: StatfsReply
+  getxattr: { value: Uint8Array }
+  setxattr: Record<string, never>
+  listxattr: { names: string[] }
+  removexattr: Record<string, never>
+  open: { attr: Attr; chunks: ChunkRef[]; more: boolean }
+  chunks: { chunks: ChunkRef[]; more: boolean }
+  commit: { attr: Attr }
+  release: Record<string, never>
+  session: Record<string, never>
+  sessionEnd: Record<string, never>
+  status: StatusReply
+}
+
+/** Read-only operations: safe to retry even without a request id. */
+export const IDEMPOTENT_OPS: ReadonlySet<MetaOp> = new Set<MetaOp>([
+  'hello', 'lookup', 'getattr', 'readlink', 'readdir', 'statfs', 'getxattr', 'listxattr', 'chunks', 'status', 'session',
+])
+
+// ---- data plane control messages ----
+
+/** `<cluster>.data.place`: served by data nodes in queue group `data`. */
+export const placeRequest = z.object({
+  size: z.number().int().min(0).max(64 * 1024 * 1024),
+  replicas: z.number().int().min(1).max(16),
+  /** Node ids the caller wants avoided (e.g. one that just failed). */
+  exclude: z.array(z.string().max(64)).max(64).default([]),
+})
+export type PlaceRequest = z.input<typeof placeRequest>
+
+export interface PlaceReply {
+  /** First entry is the node that answered; the client PUTs there with the rest as chain. */
+  targets: Array<{ id: string; url: string }>
+}
+
+/** `<cluster>.node.hb`: published by every data node every HEARTBEAT_MS. */
+export const heartbeat = z.object({
+  id: z.string().min(1).max(64),
+  url: z.string().url().max(256),
+  capacity: size,
+  used: size,
+  blocks: size,
+  state: z.enum(NODE_STATES),
+  startedAt: size,
+})
+export type Heartbeat = z.infer<typeof heartbeat>
+export const HEARTBEAT_MS = 2000
+/** A node unseen for this long is dead. */
+export const NODE_DEAD_MS = 3 * HEARTBEAT_MS + 1000
+
+/** `<cluster>.node.<id>.cmd`: direct commands from meta to one node. */
+export const nodeCommand = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('delete'), hashes: z.array(blockHash).max(MAX_PAGE) }),
+  z.object({ op: z.literal('replicate'), hash: blockHash, to: z.object({ id: z.string().max(64), url: z.string().max(256) }) }),
+  z.object({ op: z.literal('inventory'), after: z.string().max(64).default(''), limit: z.number().int().min(1).max(MAX_PAGE).default(MAX_PAGE) }),
+  z.object({ op: z.literal('has'), hashes: z.array(blockHash).max(MAX_PAGE) }),
+])
+export type NodeCommand = z.input<typeof nodeCommand>
+export interface NodeCommandReplies {
+  delete: { deleted: number }
+  replicate: { ok: true }
+  inventory: { hashes: string[]; more: boolean }
+  has: { present: string[] }
+}
+
+/** `<cluster>.inval`: published by meta after each mutation. */
+export interface Invalidation {
+  /** Inodes whose attributes (or chunk maps) changed. */
+  inos: number[]
+  /** Directories whose entries changed. */
+  dirs: number[]
+}
+
+/** HTTP header naming the rest of the replica chain on a block PUT: `id=url,id=url`. */
+export const CHAIN_HEADER = 'x-berth-chain'
+/** JSON reply of a block PUT. */
+export interface PutReply {
+  hash: string
+  /** Node ids on which the block is durable, the receiving node first. */
+  stored: string[]
+}

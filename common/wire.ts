@@ -1,0 +1,185 @@
+/**
+ * NATS plumbing shared by every berth process: subject names, the msgpack codec,
+ * the reply envelope, a validating server loop and a request helper with a
+ * deadline and bounded retries.
+ *
+ * Envelope: a reply is `{ ok: true, ...result }` or `{ ok: false, code, message }`
+ * where `code` is an errno name (common/errors.ts). A request that cannot be
+ * decoded or fails its schema gets `EBADMSG`; the server keeps running.
+ */
+import { Packr } from 'msgpackr'
+import { ErrorCode as NatsErrorCode, type Msg, type NatsConnection, type Subscription } from 'nats'
+import type { ZodType } from 'zod'
+import { BerthError, codeOf, isErrorCode, type ErrorCode } from './errors'
+import { MAX_MESSAGE_BYTES } from './protocol'
+
+export const DEFAULT_CLUSTER = 'berth'
+
+/** Every subject berth uses, for one cluster name. */
+export function subjects(cluster: string) {
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(cluster)) throw new BerthError('EINVAL', `bad cluster name "${cluster}"`)
+  return {
+    meta: (op: string) => `${cluster}.meta.${op}`,
+    metaAll: `${cluster}.meta.*`,
+    /** Answered by the one serving meta; a starting meta probes it to refuse a split namespace. */
+    metaLeader: `${cluster}.metactl.leader`,
+    place: `${cluster}.data.place`,
+    heartbeat: `${cluster}.node.hb`,
+    nodeCmd: (id: string) => `${cluster}.node.${id}.cmd`,
+    inval: `${cluster}.inval`,
+  } as const
+}
+export type Subjects = ReturnType<typeof subjects>
+
+/** Plain maps, binary as Buffer; no msgpackr records so any msgpack peer can talk to us. */
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true })
+
+export function encode(value: unknown): Uint8Array {
+  return packr.pack(value)
+}
+
+export function decode(data: Uint8Array): unknown {
+  return packr.unpack(data)
+}
+
+export type Envelope<T> = ({ ok: true } & T) | { ok: false; code: ErrorCode; message: string }
+
+export function okReply<T extends object>(value: T): Uint8Array {
+  return encode({ ok: true, ...value })
+}
+
+export function errorReply(err: unknown): Uint8Array {
+  const code = codeOf(err)
+  const message = err instanceof Error ? err.message : String(err)
+  return encode({ ok: false, code, message })
+}
+
+/** Unwraps an envelope, rethrowing a failure as a BerthError with the same code. */
+export function unwrap<T>(data: Uint8Array): T {
+  let body: unknown
+  try {
+    body = decode(data)
+  } catch (err) {
+    throw new BerthError('EBADMSG', 'reply is not msgpack', { cause: err })
+  }
+  if (typeof body !== 'object' || body === null || !('ok' in body)) {
+    throw new BerthError('EBADMSG', 'reply is not an envelope')
+  }
+  const env = body as { ok: boolean; code?: unknown; message?: unknown }
+  if (env.ok === true) return body as T
+  const code = isErrorCode(env.code) ? env.code : 'EIO'
+  throw new BerthError(code, typeof env.message === 'string' ? env.message : code)
+}
+
+/** Decodes and validates a request body; throws EBADMSG with the reason. */
+export function parseBody<T>(schema: ZodType<T>, data: Uint8Array): T {
+  if (data.length > MAX_MESSAGE_BYTES) throw new BerthError('EMSGSIZE', `message over ${MAX_MESSAGE_BYTES} bytes`)
+  let body: unknown
+  try {
+    body = decode(data)
+  } catch {
+    throw new BerthError('EBADMSG', 'body is not msgpack')
+  }
+  const parsed = schema.safeParse(body)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    const where = issue?.path.length ? issue.path.join('.') : 'body'
+    throw new BerthError('EBADMSG', `bad request: ${where}: ${issue?.message ?? 'invalid'}`)
+  }
+  return parsed.data
+}
+
+export interface ServeOptions {
+  queue?: string
+  /** Called for failures that are not the caller's fault (for logs and metrics). */
+  onError?: (err: unknown, subject: string) => void
+}
+
+/**
+ * Subscribes and answers every request with an envelope. The handler gets the raw
+ * message; a throw becomes an error reply. Messages without a reply subject are
+ * handed to the handler too and its result dropped.
+ */
+export function serve(
+  nc: NatsConnection,
+  subject: string,
+  opts: ServeOptions,
+  handler: (msg: Msg) => Promise<object> | object,
+): Subscription {
+  return nc.subscribe(subject, {
+    queue: opts.queue,
+    callback: (err, msg) => {
+      if (err) {
+        opts.onError?.(err, subject)
+        return
+      }
+      void (async () => {
+        let reply: Uint8Array
+        try {
+          reply = okReply(await handler(msg))
+        } catch (e) {
+          if (!(e instanceof BerthError)) opts.onError?.(e, msg.subject)
+          reply = errorReply(e)
+        }
+        if (msg.reply) {
+          try {
+            msg.respond(reply)
+          } catch (e) {
+            opts.onError?.(e, msg.subject)
+          }
+        }
+      })()
+    },
+  })
+}
+
+export interface RequestOptions {
+  /** Per-attempt timeout. */
+  timeoutMs?: number
+  /** Overall time budget; after it the call fails with ETIMEDOUT. */
+  deadlineMs?: number
+  /**
+   * Retry attempts that timed out. Safe only for idempotent calls or calls
+   * carrying a request id the server deduplicates. "No responders" is always
+   * retried: the request provably reached no server.
+   */
+  retryTimeouts?: boolean
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** Sends one request and unwraps the envelope, retrying within the deadline. */
+export async function request<T>(nc: NatsConnection, subject: string, body: unknown, opts: RequestOptions = {}): Promise<T> {
+  const timeoutMs = opts.timeoutMs ?? 5000
+  const deadline = Date.now() + (opts.deadlineMs ?? 30_000)
+  const data = encode(body)
+  if (data.length > MAX_MESSAGE_BYTES) throw new BerthError('EMSGSIZE', `request over ${MAX_MESSAGE_BYTES} bytes`)
+  let backoff = 50
+  for (;;) {
+    if (nc.isClosed()) throw new BerthError('EIO', 'NATS connection is closed')
+    const left = deadline - Date.now()
+    let msg: Msg
+    try {
+      msg = await nc.request(subject, data, { timeout: Math.max(50, Math.min(timeoutMs, left)) })
+    } catch (err) {
+      const code = (err as { code?: string }).code
+      const retriable =
+        code === NatsErrorCode.NoResponders ||
+        code === NatsErrorCode.Disconnect ||
+        (code === NatsErrorCode.Timeout && opts.retryTimeouts === true)
+      if (!retriable) {
+        if (code === NatsErrorCode.Timeout) throw new BerthError('ETIMEDOUT', `${subject}: no reply in ${timeoutMs} ms`, { cause: err })
+        if (code === NatsErrorCode.ConnectionClosed) throw new BerthError('EIO', 'NATS connection is closed', { cause: err })
+        if (code === NatsErrorCode.MaxPayloadExceeded) throw new BerthError('EMSGSIZE', `${subject}: message too large`, { cause: err })
+        throw new BerthError('EIO', `${subject}: ${(err as Error).message}`, { cause: err })
+      }
+      if (Date.now() + backoff >= deadline) {
+        throw new BerthError('ETIMEDOUT', `${subject}: cluster did not answer within ${opts.deadlineMs ?? 30_000} ms (${code})`, { cause: err })
+      }
+      await sleep(backoff)
+      backoff = Math.min(backoff * 2, 1000)
+      continue
+    }
+    return unwrap<T>(msg.data)
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Real processes for tests: nats-server, meta and data nodes in a t.testdir(),
+ * each torn down by the test that started it (registered right after start).
+ */
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import type { NatsConnection } from 'nats'
+import type { Test } from 'tap'
+import { MetaClient } from '../../common/meta-client'
+import { connectNats } from '../../common/nats-connect'
+import { launchNatsServer, type NatsServerHandle, type NatsUsers } from '../../cli/nats-server'
+import { spawnService, type ServiceHandle } from '../../cli/spawn-service'
+
+export interface TestCluster {
+  dir: string
+  cluster: string
+  secret: string
+  nats: NatsServerHandle
+  meta: ServiceHandle
+  nodes: ServiceHandle[]
+  /** Environment that gives a child process the credentials of `role`. */
+  env(role: keyof NatsUsers): NodeJS.ProcessEnv
+  startMeta(opts?: { db?: string; args?: string[] }): Promise<ServiceHandle>
+  startNode(opts?: { dir?: string; args?: string[] }): Promise<ServiceHandle>
+  /** A NATS connection as `role`, closed at teardown. */
+  connect(role?: keyof NatsUsers): Promise<NatsConnection>
+  metaClient(opts?: { deadlineMs?: number }): Promise<MetaClient>
+}
+
+export async function startNats(t: Test, dir = t.testdir()): Promise<NatsServerHandle> {
+  const nats = await launchNatsServer({ dir: join(dir, 'nats') })
+  t.teardown(() => nats.stop())
+  return nats
+}
+
+export async function startCluster(t: Test, opts: { nodes?: number; replicas?: number; metaArgs?: string[]; nodeArgs?: string[] } = {}): Promise<TestCluster> {
+  const dir = t.testdir()
+  const nats = await startNats(t, dir)
+  const secret = randomBytes(24).toString('base64url')
+  const cluster = 'berth'
+  let nodeSeq = 0
+  const env = (role: keyof NatsUsers): NodeJS.ProcessEnv => ({
+    BERTH_NATS_USER: nats.users[role].user,
+    BERTH_NATS_PASS: nats.users[role].pass,
+    BERTH_SECRET: secret,
+    BERTH_LOG: process.env.BERTH_LOG ?? 'warn',
+  })
+  const c: TestCluster = {
+    dir,
+    cluster,
+    secret,
+    nats,
+    meta: undefined as unknown as ServiceHandle,
+    nodes: [],
+    env,
+    async startMeta(o = {}) {
+      const args = ['meta', '--nats', nats.url, '--db', o.db ?? join(dir, 'meta.db'), '--replicas', String(opts.replicas ?? 2), ...(opts.metaArgs ?? []), ...(o.args ?? [])]
+      const meta = await spawnService(args, { env: env('meta') })
+      t.teardown(() => meta.stop())
+      return meta
+    },
+    async startNode(o = {}) {
+      const n = nodeSeq++
+      const args = ['node', '--nats', nats.url, '--dir', o.dir ?? join(dir, `node${n}`), '--listen', '127.0.0.1:0', ...(opts.nodeArgs ?? []), ...(o.args ?? [])]
+      const node = await spawnService(args, { env: env('node') })
+      t.teardown(() => node.stop())
+      return node
+    },
+    async connect(role = 'client') {
+      const nc = await connectNats({ url: nats.url, name: `test-${role}`, ...nats.users[role] })
+      t.teardown(() => nc.close())
+      return nc
+    },
+    async metaClient(o = {}) {
+      return new MetaClient(await c.connect('client'), { cluster, deadlineMs: o.deadlineMs ?? 10_000 })
+    },
+  }
+  c.meta = await c.startMeta()
+  for (let i = 0; i < (opts.nodes ?? 3); i++) c.nodes.push(await c.startNode())
+  return c
+}
