@@ -1,0 +1,32 @@
+/**
+ * Credentials files are env-style `KEY=VALUE` lines (the same keys as the
+ * environment: BERTH_NATS_URL, BERTH_NATS_USER, BERTH_NATS_PASS, BERTH_NATS_TOKEN,
+ * BERTH_NATS_CREDS, BERTH_CLUSTER). `berth up` writes one for clients, and
+ * `mount -o credentials=FILE`, `berth status --credentials FILE` read it.
+ */
+import { readFileSync } from 'node:fs'
+import { BerthError } from './errors'
+
+export function readCredentialsFile(path: string): Record<string, string> {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new BerthError('ENOENT', `cannot read credentials file ${path}: ${(err as Error).message}`)
+  }
+  const out: Record<string, string> = {}
+  for (const raw of text.split('\n')) {
+    const line = raw.trim()
+    if (!line || line.startsWith('#')) continue
+    const eq = line.indexOf('=')
+    if (eq <= 0) throw new BerthError('EINVAL', `${path}: expected KEY=VALUE, got "${line.slice(0, 40)}"`)
+    let value = line.slice(eq + 1).trim()
+    if (value.length >= 2 && (value[0] === '"' || value[0] === "'") && value.endsWith(value[0])) value = value.slice(1, -1)
+    out[line.slice(0, eq).trim()] = value
+  }
+  return out
+}
+
+export function formatCredentialsFile(values: Record<string, string>): string {
+  return Object.entries(values).map(([k, v]) => `${k}=${v}`).join('\n') + '\n'
+}
