@@ -13,6 +13,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
   mount: { summary: 'mount a cluster: berth mount NATS_URL MOUNTPOINT [-o opts]', load: () => require('../client/main') as Command },
   umount: { summary: 'flush and unmount: berth umount MOUNTPOINT', load: () => require('../client/umount') as Command },
   status: { summary: 'show nodes, capacity and meta state', load: () => require('./status') as Command },
+  bench: { summary: 'run the same workloads on a berth mount and a local directory and print the ratio', load: () => require('./bench') as Command },
 }
 
 function usage(): string {
