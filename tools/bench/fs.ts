@@ -86,7 +86,7 @@ export async function runFsBench(opts: BenchOptions): Promise<BenchResult> {
   const ownLocal = opts.local === null
   const local = ownLocal ? await mkdtemp(join(tmpdir(), 'berth-bench-local-')) : await requireDir(opts.local!, '--local')
   const tag = `berth-bench-${process.pid}-${randomBytes(3).toString('hex')}`
-  const work: Record<Side, string> = { dir: join(dir, tag), local: join(local, tag) }
+  const work: Record<Side, string> = { dir: join(dir, `${tag}-dir`), local: join(local, `${tag}-local`) }
   const scratch = await mkdtemp(join(tmpdir(), 'berth-bench-tree-'))
   const only = new Set<WorkloadName>(opts.only)
   const want = (...names: WorkloadName[]): boolean => names.some((n) => only.has(n))
