@@ -1,1 +1,122 @@
-export async function run(_argv: string[]): Promise<void> { throw new Error('not implemented yet') }
+/**
+ * `berth node`: a data node. Reads top-down: config, block store, HTTP server,
+ * NATS, heartbeats, placement, commands, ready; SIGTERM drains and exits.
+ */
+import { statfs } from 'node:fs/promises'
+import type { AddressInfo } from 'node:net'
+import { NodeHttp } from '../common/block-client'
+import { emitEvent, logger } from '../common/log'
+import { connectNats } from '../common/nats-connect'
+import { HEARTBEAT_MS, type Heartbeat, type NodeState } from '../common/protocol'
+import { subjects } from '../common/wire'
+import { FileBlockStore } from './block-store'
+import { serveCommands } from './commands'
+import { HELP, loadConfig } from './config'
+import { createHttpApi } from './http-api'
+import { createMetrics } from './metrics'
+import { loadNodeId } from './node-id'
+import { Peers } from './peers'
+import { Placement } from './placement'
+import { Scrubber } from './scrub'
+
+async function fsAvailable(dir: string): Promise<number> {
+  const s = await statfs(dir)
+  return s.bavail * s.bsize
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const cfg = loadConfig(argv)
+  if (!cfg) {
+    process.stdout.write(HELP)
+    return
+  }
+  const log = logger('node')
+  const subj = subjects(cfg.cluster)
+
+  const store = await FileBlockStore.open(cfg.dir)
+  const id = await loadNodeId(cfg.dir, cfg.id)
+  let fsFree = await fsAvailable(cfg.dir)
+  const capacity = cfg.capacity ?? fsFree + store.usage().bytes
+  // Keep room for two maximal blocks in flight before saying "full".
+  const reserve = cfg.maxBlock * 2
+  const free = () => Math.max(0, Math.min(capacity - store.usage().bytes, fsFree))
+  let draining = false
+  const state = (): NodeState => (draining ? 'draining' : free() < reserve ? 'full' : 'up')
+
+  const metrics = createMetrics(() => store.usage())
+  const http = new NodeHttp(cfg.secret)
+  const server = createHttpApi({ id, secret: cfg.secret, maxBlock: cfg.maxBlock, store, metrics, http, state, log })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(cfg.port, cfg.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const addr = server.address() as AddressInfo
+  const advertisedHost = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host
+  const url = `http://${advertisedHost.includes(':') ? `[${advertisedHost}]` : advertisedHost}:${addr.port}`
+
+  const nc = await connectNats({ url: cfg.natsUrl, name: `berth-node-${id}`, ...cfg.nats })
+  const startedAt = Date.now()
+  const peers = new Peers(nc, subj.heartbeat, log)
+  const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt })
+  peers.start(self)
+
+  const placement = new Placement({ nc, subject: subj.place, self: { id, url }, free, live: () => peers.live(), log })
+  placement.set(state() === 'up')
+  let lastState = state()
+  const refresh = setInterval(() => {
+    fsAvailable(cfg.dir).then(
+      (n) => {
+        fsFree = n
+        const s = state()
+        placement.set(s === 'up')
+        if (s !== lastState) {
+          log.info(`state ${lastState} -> ${s}`)
+          lastState = s
+          peers.publishNow()
+        }
+      },
+      (err: unknown) => log.warn('statfs failed', err),
+    )
+  }, Math.min(1000, HEARTBEAT_MS))
+
+  const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log })
+  const scrubber = new Scrubber(store, cfg.scrubIntervalMs, metrics, log)
+  scrubber.start()
+
+  emitEvent('ready', { role: 'node', id, url })
+  log.info(`node ${id} serving ${cfg.dir} at ${url} (capacity ${capacity} bytes, ${store.usage().blocks} blocks stored)`)
+
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGTERM', stop)
+      process.off('SIGINT', stop)
+      resolve()
+    }
+    process.on('SIGTERM', stop)
+    process.on('SIGINT', stop)
+    nc.closed().then(() => {
+      if (!draining) log.error('NATS connection closed for good; stopping')
+      stop()
+    }, stop)
+  })
+
+  draining = true
+  clearInterval(refresh)
+  scrubber.stop()
+  placement.stop()
+  peers.publishNow()
+  commands.unsubscribe()
+  peers.stop()
+  if (!nc.isClosed()) await nc.drain().catch((err: unknown) => log.warn('NATS drain failed', err))
+  await new Promise<void>((resolve) => {
+    server.close(() => resolve())
+    server.closeIdleConnections()
+  })
+  await http.close()
+  log.info(`node ${id} stopped`)
+  // A stray handle (a client that never hangs up) must not keep a stopped node alive.
+  setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref()
+}

@@ -1,0 +1,235 @@
+/**
+ * Content-addressed block storage on a local disk.
+ *
+ * Layout: `DIR/blocks/ab/cd/<sha256>` (two fan-out levels from the first four hex
+ * digits keep directories small), `DIR/tmp/` for uploads in progress.
+ *
+ * Durability: a block is streamed into a temp file while hashed, fsynced, then
+ * hard-linked to its final name and the fan-out directory fsynced. link(2)
+ * fails if the name exists, so a stored block is never overwritten and two
+ * concurrent uploads of one block count it once. A crash leaves at most temp
+ * files, removed at the next start.
+ */
+import { createHash } from 'node:crypto'
+import { createReadStream, type Stats } from 'node:fs'
+import { link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Readable } from 'node:stream'
+import { BerthError } from '../common/errors'
+
+export const HASH_RE = /^[0-9a-f]{64}$/
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  start: number
+  /** Last byte, inclusive. */
+  end: number
+}
+
+export interface PutResult {
+  size: number
+  /** False when the block was already stored (deduplicated). */
+  created: boolean
+}
+
+export interface BlockStore {
+  /** Size in bytes, or null when the block is not stored. */
+  stat(hash: string): Promise<number | null>
+  has(hash: string): Promise<boolean>
+  /** A stream of the block or of an inclusive byte range of it; ENOENT when absent. */
+  get(hash: string, range?: ByteRange): Promise<Readable>
+  /**
+   * Stores `body` under `hash` once it is durable. EHASH when the bytes do not
+   * hash to `hash`, EFBIG past `maxBytes`, ENOSPC when the disk is full; in every
+   * failure nothing is left behind.
+   */
+  put(hash: string, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<PutResult>
+  /** True when a block was removed. */
+  delete(hash: string): Promise<boolean>
+  /** Hashes in ascending order strictly after `after`, at most `limit` of them. */
+  list(after: string, limit: number): Promise<{ hashes: string[]; more: boolean }>
+  usage(): { blocks: number; bytes: number }
+}
+
+function checkHash(hash: string): void {
+  if (!HASH_RE.test(hash)) throw new BerthError('EINVAL', `not a block name: "${hash.slice(0, 80)}"`)
+}
+
+async function fsyncDir(path: string): Promise<void> {
+  const fh = await open(path, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+export class FileBlockStore implements BlockStore {
+  private readonly blocksDir: string
+  private readonly tmpDir: string
+  private blocks = 0
+  private bytes = 0
+  private tmpSeq = 0
+
+  private constructor(readonly dir: string) {
+    this.blocksDir = join(dir, 'blocks')
+    this.tmpDir = join(dir, 'tmp')
+  }
+
+  /** Creates the layout, removes stale temp files and counts what is stored. */
+  static async open(dir: string): Promise<FileBlockStore> {
+    const s = new FileBlockStore(dir)
+    await mkdir(s.blocksDir, { recursive: true })
+    await rm(s.tmpDir, { recursive: true, force: true })
+    await mkdir(s.tmpDir, { recursive: true })
+    for await (const [, st] of s.walk('')) {
+      s.blocks++
+      s.bytes += st.size
+    }
+    return s
+  }
+
+  private path(hash: string): string {
+    return join(this.blocksDir, hash.slice(0, 2), hash.slice(2, 4), hash)
+  }
+
+  usage(): { blocks: number; bytes: number } {
+    return { blocks: this.blocks, bytes: this.bytes }
+  }
+
+  async stat(hash: string): Promise<number | null> {
+    checkHash(hash)
+    try {
+      return (await stat(this.path(hash))).size
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+      throw err
+    }
+  }
+
+  async has(hash: string): Promise<boolean> {
+    return (await this.stat(hash)) !== null
+  }
+
+  async get(hash: string, range?: ByteRange): Promise<Readable> {
+    checkHash(hash)
+    const fh = await open(this.path(hash), 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') throw new BerthError('ENOENT', `block ${hash} not stored`)
+      throw err
+    })
+    return createReadStream('', { fd: fh, start: range?.start, end: range?.end, highWaterMark: 256 * 1024 })
+  }
+
+  async put(hash: string, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<PutResult> {
+    checkHash(hash)
+    const final = this.path(hash)
+    if (await this.has(hash)) {
+      // Already durable: the body is still read (and checked) so the caller's
+      // stream is consumed and a wrong body is still refused.
+      const size = await this.consume(hash, body, maxBytes, null)
+      return { size, created: false }
+    }
+    const tmp = join(this.tmpDir, `${process.pid}-${++this.tmpSeq}-${hash.slice(0, 16)}`)
+    const fh = await open(tmp, 'wx', 0o644)
+    let size: number
+    try {
+      try {
+        size = await this.consume(hash, body, maxBytes, async (chunk) => {
+          let off = 0
+          while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten
+        })
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
+      const dir = join(this.blocksDir, hash.slice(0, 2), hash.slice(2, 4))
+      await mkdir(dir, { recursive: true })
+      try {
+        await link(tmp, final)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { size, created: false }
+        throw err
+      }
+      await fsyncDir(dir)
+    } catch (err) {
+      throw asStoreError(err)
+    } finally {
+      await unlink(tmp).catch(() => undefined)
+    }
+    this.blocks++
+    this.bytes += size
+    return { size, created: true }
+  }
+
+  /** Reads the whole body, hashing it; EFBIG past maxBytes, EHASH on mismatch. */
+  private async consume(hash: string, body: AsyncIterable<Uint8Array>, maxBytes: number, sink: ((chunk: Uint8Array) => Promise<void>) | null): Promise<number> {
+    const h = createHash('sha256')
+    let size = 0
+    for await (const chunk of body) {
+      size += chunk.length
+      if (size > maxBytes) throw new BerthError('EFBIG', `block larger than ${maxBytes} bytes`)
+      h.update(chunk)
+      if (sink) await sink(chunk)
+    }
+    const got = h.digest('hex')
+    if (got !== hash) throw new BerthError('EHASH', `body hashes to ${got}, not ${hash}`)
+    return size
+  }
+
+  async delete(hash: string): Promise<boolean> {
+    checkHash(hash)
+    const path = this.path(hash)
+    let size: number
+    try {
+      size = (await stat(path)).size
+      await unlink(path)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+      throw err
+    }
+    this.blocks--
+    this.bytes -= size
+    return true
+  }
+
+  async list(after: string, limit: number): Promise<{ hashes: string[]; more: boolean }> {
+    const hashes: string[] = []
+    for await (const [hash] of this.walk(after)) {
+      if (hashes.length === limit) return { hashes, more: true }
+      hashes.push(hash)
+    }
+    return { hashes, more: false }
+  }
+
+  /** Every stored block after `after`, in ascending hash order, with its stat. */
+  private async *walk(after: string): AsyncGenerator<[string, Stats]> {
+    const sortedDir = async (path: string, keep: (name: string) => boolean) => {
+      try {
+        return (await readdir(path)).filter(keep).sort()
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+        throw err
+      }
+    }
+    const p1 = after.slice(0, 2)
+    const p2 = after.slice(0, 4)
+    for (const a of await sortedDir(this.blocksDir, (n) => /^[0-9a-f]{2}$/.test(n) && n >= p1)) {
+      for (const b of await sortedDir(join(this.blocksDir, a), (n) => /^[0-9a-f]{2}$/.test(n) && a + n >= p2)) {
+        const dir = join(this.blocksDir, a, b)
+        for (const name of await sortedDir(dir, (n) => HASH_RE.test(n) && n > after)) {
+          try {
+            yield [name, await stat(join(dir, name))]
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+          }
+        }
+      }
+    }
+  }
+}
+
+function asStoreError(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException).code
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new BerthError('ENOSPC', 'no space left on the block store', { cause: err })
+  return err
+}

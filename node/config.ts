@@ -1,0 +1,117 @@
+/**
+ * `berth node` configuration: flags and environment are read here, once,
+ * validated, defaulted and frozen. Nothing deeper in node/ reads process.env.
+ */
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { natsAuthFromEnv, type NatsAuth } from '../common/nats-connect'
+import { DEFAULT_CLUSTER } from '../common/wire'
+
+export const HELP = `usage: berth node --nats URL --dir DIR --listen HOST:PORT [options]
+Runs a data node: content-addressed blocks in DIR served over HTTP on HOST:PORT.
+  --nats URL             NATS server(s), comma separated
+  --dir DIR              block store folder (created if missing)
+  --listen HOST:PORT     HTTP address; port 0 picks a free port (the real one is advertised)
+  --id ID                node id (default: generated once and kept in DIR/node-id)
+  --capacity BYTES       space offered (default: free space of DIR's filesystem plus blocks stored)
+  --cluster NAME         cluster name (default ${DEFAULT_CLUSTER})
+  --secret-file FILE     data-plane bearer token (default: env BERTH_SECRET)
+  --max-block BYTES      largest accepted block (default 64 MiB)
+  --scrub-interval-ms N  pause between re-hashing two stored blocks (default 1000, 0 = no scrub)
+  --user U --pass P | --token T | --creds F   NATS auth (or BERTH_NATS_USER/PASS/TOKEN/CREDS)
+`
+
+export const DEFAULT_MAX_BLOCK = 64 * 1024 * 1024
+export const NODE_ID_RE = /^[A-Za-z0-9_-]{1,64}$/
+
+export interface NodeConfig {
+  natsUrl: string
+  nats: NatsAuth
+  dir: string
+  host: string
+  port: number
+  /** From --id; undefined means "the one persisted in DIR/node-id". */
+  id?: string
+  /** From --capacity; undefined means "derive from the filesystem". */
+  capacity?: number
+  cluster: string
+  secret: string
+  maxBlock: number
+  scrubIntervalMs: number
+}
+
+function integer(flag: string, value: string | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${flag} must be an integer >= ${min}, got "${value}"`)
+  return n
+}
+
+/** Accepts `host:port`, `[v6]:port` and `:port`. */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value)
+  if (!m) throw new Error(`--listen must be HOST:PORT, got "${value}"`)
+  const port = Number(m[3])
+  if (port > 65535) throw new Error(`--listen port out of range: ${port}`)
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port }
+}
+
+/** Returns null when --help was asked for. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): NodeConfig | null {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      nats: { type: 'string' },
+      dir: { type: 'string' },
+      listen: { type: 'string' },
+      id: { type: 'string' },
+      capacity: { type: 'string' },
+      cluster: { type: 'string' },
+      'secret-file': { type: 'string' },
+      'max-block': { type: 'string' },
+      'scrub-interval-ms': { type: 'string' },
+      user: { type: 'string' },
+      pass: { type: 'string' },
+      token: { type: 'string' },
+      creds: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  })
+  if (values.help) return null
+  const natsUrl = values.nats ?? env.BERTH_NATS_URL
+  if (!natsUrl) throw new Error('--nats URL is required')
+  if (!values.dir) throw new Error('--dir DIR is required')
+  if (!values.listen) throw new Error('--listen HOST:PORT is required')
+  const { host, port } = parseListen(values.listen)
+  if (values.id !== undefined && !NODE_ID_RE.test(values.id)) throw new Error(`--id must be 1-64 of [A-Za-z0-9_-], got "${values.id}"`)
+  const cluster = values.cluster ?? env.BERTH_CLUSTER ?? DEFAULT_CLUSTER
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(cluster)) throw new Error(`--cluster must be 1-64 of [A-Za-z0-9_-], got "${cluster}"`)
+
+  let secret: string | undefined
+  if (values['secret-file']) {
+    try {
+      secret = readFileSync(values['secret-file'], 'utf8').trim()
+    } catch (err) {
+      throw new Error(`cannot read --secret-file ${values['secret-file']}: ${(err as Error).message}`)
+    }
+  } else {
+    secret = env.BERTH_SECRET?.trim()
+  }
+  if (!secret) throw new Error('no data-plane secret: pass --secret-file FILE or set BERTH_SECRET (the cluster token clients and meta use)')
+
+  return Object.freeze({
+    natsUrl,
+    nats: natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env),
+    dir: resolve(values.dir),
+    host,
+    port,
+    id: values.id,
+    capacity: values.capacity === undefined ? undefined : integer('capacity', values.capacity, 0, 1),
+    cluster,
+    secret,
+    maxBlock: integer('max-block', values['max-block'], DEFAULT_MAX_BLOCK, 1),
+    scrubIntervalMs: integer('scrub-interval-ms', values['scrub-interval-ms'], 1000, 0),
+  })
+}

@@ -1,0 +1,233 @@
+/**
+ * The block HTTP API of a data node (node:http).
+ *
+ *   PUT  /v1/blocks/<sha256>   store (hash checked while streaming), then forward
+ *                              along the chain in x-berth-chain; JSON PutReply
+ *   GET  /v1/blocks/<sha256>   whole block or one Range (206)
+ *   HEAD /v1/blocks/<sha256>   200 with Content-Length, or 404
+ *   GET  /healthz              {id, state}; no token needed
+ *   GET  /metrics              Prometheus text
+ *
+ * Everything but /healthz needs `Authorization: Bearer <cluster secret>`.
+ * A PUT answers only when every node listed in `stored` holds the block
+ * durably; a downstream node that fails is left out of `stored` (and skipped:
+ * the next one in the chain gets the rest of it).
+ */
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { pipeline } from 'node:stream/promises'
+import { parseChain, type BlockTarget, type NodeHttp } from '../common/block-client'
+import { BerthError } from '../common/errors'
+import type { Logger } from '../common/log'
+import { CHAIN_HEADER, type NodeState, type PutReply } from '../common/protocol'
+import { HASH_RE, type BlockStore, type ByteRange } from './block-store'
+import type { NodeMetrics } from './metrics'
+
+/** One hop of chain forwarding may take this long (a 64 MiB block on a slow link). */
+const FORWARD_TIMEOUT_MS = 60_000
+
+export interface HttpApiDeps {
+  id: string
+  secret: string
+  maxBlock: number
+  store: BlockStore
+  metrics: NodeMetrics
+  /** Client used to forward blocks down the chain. */
+  http: NodeHttp
+  state(): NodeState
+  log: Logger
+}
+
+type Route = 'blocks' | 'healthz' | 'metrics' | 'other'
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest()
+}
+
+/** Parses one `bytes=` range against a block of `size` bytes; null when unsatisfiable or malformed. */
+export function parseRange(header: string, size: number): ByteRange | null {
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
+  if (!m || (m[1] === '' && m[2] === '')) return null
+  if (m[1] === '') {
+    const suffix = Number(m[2])
+    if (suffix === 0 || size === 0) return null
+    return { start: Math.max(0, size - suffix), end: size - 1 }
+  }
+  const start = Number(m[1])
+  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)
+  if (!Number.isSafeInteger(start) || start >= size || end < start) return null
+  return { start, end }
+}
+
+export function createHttpApi(deps: HttpApiDeps): Server {
+  const secretDigest = digest(deps.secret)
+  const authorized = (req: IncomingMessage): boolean => {
+    const h = req.headers.authorization
+    if (typeof h !== 'string' || !h.startsWith('Bearer ')) return false
+    return timingSafeEqual(digest(h.slice(7).trim()), secretDigest)
+  }
+
+  const server = createServer((req, res) => {
+    const started = process.hrtime.bigint()
+    const url = req.url ?? '/'
+    const path = url.split('?', 1)[0] ?? '/'
+    const route: Route = path.startsWith('/v1/blocks/') ? 'blocks' : path === '/healthz' ? 'healthz' : path === '/metrics' ? 'metrics' : 'other'
+    const method = req.method ?? 'GET'
+    res.once('finish', () => {
+      deps.metrics.requests.inc({ route, method, status: String(res.statusCode) })
+      deps.metrics.latency.observe({ route, method }, Number(process.hrtime.bigint() - started) / 1e9)
+    })
+    handle(req, res, route, path, method).catch((err: unknown) => {
+      deps.log.error(`${method} ${path}`, err)
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal error' }, true)
+      else res.destroy()
+    })
+  })
+  server.keepAliveTimeout = 65_000
+  server.headersTimeout = 70_000
+  server.requestTimeout = 10 * 60_000
+  return server
+
+  async function handle(req: IncomingMessage, res: ServerResponse, route: Route, path: string, method: string): Promise<void> {
+    if (route === 'healthz' && (method === 'GET' || method === 'HEAD')) {
+      sendJson(res, 200, { id: deps.id, state: deps.state() })
+      return
+    }
+    if (!authorized(req)) {
+      res.setHeader('www-authenticate', 'Bearer realm="berth"')
+      sendJson(res, 401, { error: 'missing or wrong bearer token' }, hasBody(req))
+      return
+    }
+    if (route === 'metrics' && method === 'GET') {
+      const text = await deps.metrics.registry.metrics()
+      res.writeHead(200, { 'content-type': deps.metrics.registry.contentType })
+      res.end(text)
+      return
+    }
+    if (route !== 'blocks') {
+      sendJson(res, 404, { error: 'no such route' }, hasBody(req))
+      return
+    }
+    const hash = path.slice('/v1/blocks/'.length)
+    if (!HASH_RE.test(hash)) {
+      sendJson(res, 400, { error: 'block name must be 64 lowercase hex digits (SHA-256)' }, hasBody(req))
+      return
+    }
+    if (method === 'PUT') return putBlock(req, res, hash)
+    if (method === 'GET' || method === 'HEAD') return getBlock(req, res, hash, method === 'HEAD')
+    res.setHeader('allow', 'GET, HEAD, PUT')
+    sendJson(res, 405, { error: 'method not allowed' }, hasBody(req))
+  }
+
+  async function putBlock(req: IncomingMessage, res: ServerResponse, hash: string): Promise<void> {
+    const declared = req.headers['content-length']
+    if (declared !== undefined && Number(declared) > deps.maxBlock) {
+      sendJson(res, 413, { error: `block larger than ${deps.maxBlock} bytes` }, true)
+      return
+    }
+    let chain: BlockTarget[]
+    try {
+      chain = parseChain(header(req, CHAIN_HEADER)).filter((t) => t.id !== deps.id)
+    } catch (err) {
+      sendJson(res, 400, { error: (err as Error).message }, true)
+      return
+    }
+    const counted = async function* (src: AsyncIterable<Buffer>) {
+      for await (const chunk of src) {
+        deps.metrics.bytesIn.inc(chunk.length)
+        yield chunk
+      }
+    }
+    try {
+      await deps.store.put(hash, counted(req), deps.maxBlock)
+    } catch (err) {
+      const code = (err as BerthError).code
+      const status = code === 'EHASH' ? 400 : code === 'EFBIG' ? 413 : code === 'ENOSPC' ? 507 : 0
+      if (status === 0) throw err
+      if (status === 507) deps.log.warn(`PUT ${hash}: disk full`)
+      sendJson(res, status, { error: (err as Error).message }, !req.complete)
+      return
+    }
+    const stored = [deps.id]
+    let rest = chain
+    while (rest.length > 0) {
+      const [next, ...after] = rest as [BlockTarget, ...BlockTarget[]]
+      rest = after
+      try {
+        const size = await deps.store.stat(hash)
+        if (size === null) throw new BerthError('ENOENT', 'block vanished before forwarding')
+        const reply = await deps.http.put(next, hash, await deps.store.get(hash), size, after, FORWARD_TIMEOUT_MS)
+        for (const id of reply.stored) if (!stored.includes(id)) stored.push(id)
+        break
+      } catch (err) {
+        deps.log.warn(`PUT ${hash.slice(0, 12)}: replica ${next.id} (${next.url}) failed, skipping it: ${(err as Error).message}`)
+      }
+    }
+    const reply: PutReply = { hash, stored }
+    sendJson(res, 200, reply)
+  }
+
+  async function getBlock(req: IncomingMessage, res: ServerResponse, hash: string, headOnly: boolean): Promise<void> {
+    const size = await deps.store.stat(hash)
+    if (size === null) {
+      sendJson(res, 404, { error: 'block not stored here' })
+      return
+    }
+    let range: ByteRange | undefined
+    const rangeHeader = header(req, 'range')
+    if (rangeHeader !== undefined && !headOnly) {
+      const r = parseRange(rangeHeader, size)
+      if (!r) {
+        res.writeHead(416, { 'content-range': `bytes */${size}`, 'content-length': '0' })
+        res.end()
+        return
+      }
+      range = r
+    }
+    const length = range ? range.end - range.start + 1 : size
+    const headers: Record<string, string> = {
+      'content-type': 'application/octet-stream',
+      'content-length': String(length),
+      'accept-ranges': 'bytes',
+      etag: `"${hash}"`,
+      'cache-control': 'public, max-age=31536000, immutable',
+    }
+    if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`
+    if (headOnly || length === 0) {
+      res.writeHead(200, headers)
+      res.end()
+      return
+    }
+    let stream
+    try {
+      stream = await deps.store.get(hash, range)
+    } catch (err) {
+      if ((err as BerthError).code === 'ENOENT') {
+        sendJson(res, 404, { error: 'block not stored here' })
+        return
+      }
+      throw err
+    }
+    res.writeHead(range ? 206 : 200, headers)
+    stream.on('data', (chunk: Buffer) => deps.metrics.bytesOut.inc(chunk.length))
+    await pipeline(stream, res).catch(() => res.destroy()) // a reader that hangs up mid-block is not our error
+  }
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name]
+  return Array.isArray(v) ? v.join(',') : v
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  return !req.complete && (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined)
+}
+
+/** `close` asks the client to drop the connection: used when we refuse to read a request body. */
+function sendJson(res: ServerResponse, status: number, body: object, close = false): void {
+  const text = JSON.stringify(body)
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) }
+  if (close) headers.connection = 'close'
+  res.writeHead(status, headers)
+  res.end(text)
+}

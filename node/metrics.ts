@@ -1,0 +1,52 @@
+/**
+ * Prometheus metrics of one data node, on a private registry (tests run several
+ * nodes' code in one process only by accident; a global registry would mix them).
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+
+export interface NodeMetrics {
+  registry: Registry
+  requests: Counter<'route' | 'method' | 'status'>
+  bytesIn: Counter
+  bytesOut: Counter
+  latency: Histogram<'route' | 'method'>
+  scrubbed: Counter
+  corrupt: Counter
+}
+
+export function createMetrics(usage: () => { blocks: number; bytes: number }): NodeMetrics {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'berth_node_' })
+  const registers = [registry]
+  new Gauge({
+    name: 'berth_node_blocks_stored',
+    help: 'Blocks held by this node',
+    registers,
+    collect() {
+      this.set(usage().blocks)
+    },
+  })
+  new Gauge({
+    name: 'berth_node_bytes_stored',
+    help: 'Bytes of blocks held by this node',
+    registers,
+    collect() {
+      this.set(usage().bytes)
+    },
+  })
+  return {
+    registry,
+    requests: new Counter({ name: 'berth_node_http_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers }),
+    bytesIn: new Counter({ name: 'berth_node_http_bytes_in_total', help: 'Block bytes received over HTTP', registers }),
+    bytesOut: new Counter({ name: 'berth_node_http_bytes_out_total', help: 'Block bytes sent over HTTP', registers }),
+    latency: new Histogram({
+      name: 'berth_node_http_request_seconds',
+      help: 'HTTP request latency',
+      labelNames: ['route', 'method'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    scrubbed: new Counter({ name: 'berth_node_scrub_blocks_total', help: 'Blocks re-hashed by scrub', registers }),
+    corrupt: new Counter({ name: 'berth_node_scrub_corrupt_total', help: 'Corrupt blocks found and dropped by scrub', registers }),
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Heartbeats: this node publishes its own on `<cluster>.node.hb` every
+ * HEARTBEAT_MS (and once at start), and listens to everyone's to know the live
+ * peers placement can choose from. A peer unseen for NODE_DEAD_MS is dead.
+ */
+import type { NatsConnection, Subscription } from 'nats'
+import type { Logger } from '../common/log'
+import { heartbeat, HEARTBEAT_MS, NODE_DEAD_MS, type Heartbeat } from '../common/protocol'
+import { encode, parseBody } from '../common/wire'
+
+export interface Peer extends Heartbeat {
+  seen: number
+}
+
+export class Peers {
+  private readonly peers = new Map<string, Peer>()
+  private sub: Subscription | null = null
+  private timer: NodeJS.Timeout | null = null
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly subject: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts listening, publishes `self()` now and then every HEARTBEAT_MS. */
+  start(self: () => Heartbeat): void {
+    this.sub = this.nc.subscribe(this.subject, {
+      callback: (err, msg) => {
+        if (err) return
+        try {
+          const hb = parseBody(heartbeat, msg.data)
+          this.peers.set(hb.id, { ...hb, seen: Date.now() })
+        } catch (e) {
+          this.log.debug(`ignoring bad heartbeat: ${(e as Error).message}`)
+        }
+      },
+    })
+    const beat = () => {
+      const hb = self()
+      // Our own entry is current even before the echo arrives.
+      this.peers.set(hb.id, { ...hb, seen: Date.now() })
+      try {
+        this.nc.publish(this.subject, encode(hb))
+      } catch (e) {
+        this.log.warn('heartbeat not sent', e)
+      }
+    }
+    beat()
+    this.timer = setInterval(beat, HEARTBEAT_MS)
+    this.publishNow = beat
+  }
+
+  /** Sends a heartbeat at once (after a state change). */
+  publishNow: () => void = () => undefined
+
+  live(): Peer[] {
+    const now = Date.now()
+    return [...this.peers.values()].filter((p) => now - p.seen <= NODE_DEAD_MS)
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer)
+    this.timer = null
+    this.sub?.unsubscribe()
+    this.sub = null
+    this.publishNow = () => undefined
+  }
+}
