@@ -1,1 +1,163 @@
-export async function run(_argv: string[]): Promise<void> { throw new Error('not implemented yet') }
+/**
+ * `berth mount NATS_URL MOUNTPOINT`: connect, say hello to meta, open a
+ * session, mount, serve until SIGTERM/SIGINT or `berth umount`, then flush
+ * dirty data, unmount and end the session.
+ *
+ * Without --foreground the command re-runs itself detached with --foreground
+ * and returns once that child reports ready (the mount answers), so scripts,
+ * fstab and systemd can rely on the exit status.
+ */
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { openSync } from 'node:fs'
+import { stat } from 'node:fs/promises'
+import { hostname, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { NatsConnection, Subscription } from 'nats'
+import { BlockClient } from '../common/block-client'
+import { BerthError } from '../common/errors'
+import { emitEvent, logger } from '../common/log'
+import { MetaClient } from '../common/meta-client'
+import { connectNats } from '../common/nats-connect'
+import type { Invalidation } from '../common/protocol'
+import { decode, subjects } from '../common/wire'
+import { caller, callerContextAvailable } from './caller-context'
+import { HELP, parseMountArgs, type MountConfig } from './config'
+import { createFuse } from './fuse-adapter'
+import { cleanStale, isAlive, isMounted, lazyUnmount, readPid, removePid, writePid } from './mount-state'
+import { Vfs } from './vfs'
+import type Fuse from 'fuse-native'
+
+const log = logger('client')
+
+export async function run(argv: string[]): Promise<void> {
+  const cfg = parseMountArgs(argv)
+  if (!cfg) {
+    process.stdout.write(HELP)
+    return
+  }
+  if (!cfg.foreground) return daemonize(cfg)
+  await mountForeground(cfg)
+}
+
+/** Re-runs `berth mount ... --foreground` detached; resolves once it is ready. */
+async function daemonize(cfg: MountConfig): Promise<void> {
+  const logPath = join(tmpdir(), `berth-mount-${process.getuid?.() ?? 0}-${Date.now()}.log`)
+  const errFd = openSync(logPath, 'a', 0o600)
+  const bin = join(__dirname, '..', '..', 'bin', 'berth.js')
+  const child = spawn(process.execPath, [bin, 'mount', ...cfg.argv, '--foreground'], {
+    detached: true,
+    stdio: ['ignore', 'pipe', errFd],
+  })
+  await new Promise<void>((resolve, reject) => {
+    let out = ''
+    child.once('exit', (code, signal) => reject(new BerthError('EIO', `mount daemon exited (${code ?? signal}) before ready; see ${logPath}`)))
+    child.stdout?.setEncoding('utf8')
+    child.stdout?.on('data', (chunk: string) => {
+      out += chunk
+      if (out.split('\n').some((l) => l.includes('"event":"ready"'))) resolve()
+    })
+  })
+  child.removeAllListeners('exit')
+  child.stdout?.destroy()
+  child.unref()
+  process.stderr.write(`berth: mounted ${cfg.mountpoint} (pid ${child.pid}, log ${logPath})\n`)
+}
+
+async function mountForeground(cfg: MountConfig): Promise<void> {
+  if (cleanStale(cfg.mountpoint)) log.warn(`cleaned stale mount at ${cfg.mountpoint}`)
+  const other = readPid(cfg.mountpoint)
+  if (isMounted(cfg.mountpoint) && other !== null && other !== process.pid && isAlive(other)) {
+    throw new BerthError('EBUSY', `${cfg.mountpoint} is already mounted by pid ${other}`)
+  }
+  if (!callerContextAvailable) log.warn('fuse-native lacks the caller-context patch: new files will belong to the mount user')
+
+  const nc = await connectNats({ url: cfg.natsUrl, name: 'berth-mount', ...cfg.auth, connectTimeoutMs: cfg.deadlineMs })
+  const meta = new MetaClient(nc, { cluster: cfg.cluster, deadlineMs: cfg.deadlineMs })
+  const session = randomBytes(12).toString('base64url')
+  const hello = await meta.call('hello', { session })
+  await meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() })
+  const blocks = new BlockClient(nc, { cluster: cfg.cluster, token: hello.token, replicas: hello.replicas, deadlineMs: cfg.deadlineMs })
+  await blocks.start()
+
+  const vfs = new Vfs(meta, blocks, {
+    session,
+    chunkSize: hello.chunkSize,
+    cacheBytes: cfg.cacheBytes,
+    maxDirtyBytes: cfg.writeBytes,
+    maxUploads: cfg.maxUploads,
+    readaheadChunks: cfg.readaheadChunks,
+    metaTtlMs: cfg.metaTtlMs,
+  })
+  const inval = subscribeInvalidations(nc, cfg.cluster, vfs)
+  const renew = setInterval(() => {
+    meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() }).catch((err: unknown) => log.warn('session renewal failed', err))
+  }, Math.floor(cfg.sessionTtlMs / 3))
+
+  const fuse = createFuse(cfg.mountpoint, vfs, () => caller(), {
+    allowOther: cfg.allowOther,
+    readOnly: cfg.readOnly,
+    // longer than one op's worst case (a flush may wait on uploads, then commit)
+    opTimeoutMs: cfg.deadlineMs * 3 + 5000,
+    attrTimeoutS: cfg.attrTimeoutS,
+  })
+  await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())))
+  writePid(cfg.mountpoint)
+
+  let closing: Promise<void> | undefined
+  const shutdown = (why: string): Promise<void> => {
+    closing ??= (async () => {
+      log.info(`unmounting ${cfg.mountpoint} (${why})`)
+      const errors = await vfs.flushAll()
+      for (const e of errors) log.error('flush before unmount failed', e)
+      await unmount(fuse, cfg.mountpoint)
+      clearInterval(renew)
+      inval.unsubscribe()
+      await meta.call('sessionEnd', { session }, { deadlineMs: 5000 }).catch(() => undefined)
+      await blocks.close().catch(() => undefined)
+      await nc.drain().catch(() => undefined)
+      removePid(cfg.mountpoint)
+    })()
+    return closing
+  }
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      void shutdown(sig).finally(() => process.exit(0))
+    })
+  }
+
+  // ready only once the root answers through the kernel
+  const st = await stat(cfg.mountpoint)
+  if (st.ino !== 1) log.warn(`root of ${cfg.mountpoint} reports inode ${st.ino}`)
+  emitEvent('ready', { role: 'client', mountpoint: cfg.mountpoint, pid: process.pid, session })
+  await nc.closed()
+}
+
+function unmount(fuse: Fuse, mountpoint: string): Promise<void> {
+  return new Promise((resolve) => {
+    fuse.unmount((err) => {
+      if (err) {
+        log.warn(`unmount of ${mountpoint} failed, detaching lazily`, err)
+        lazyUnmount(mountpoint)
+      }
+      resolve()
+    })
+  })
+}
+
+function subscribeInvalidations(nc: NatsConnection, cluster: string, vfs: Vfs): Subscription {
+  return nc.subscribe(subjects(cluster).inval, {
+    callback: (err, msg) => {
+      if (err) return
+      let body: unknown
+      try {
+        body = decode(msg.data)
+      } catch {
+        return
+      }
+      const inv = body as Partial<Invalidation>
+      const nums = (v: unknown): number[] => (Array.isArray(v) ? v.filter((x): x is number => Number.isInteger(x) && x > 0) : [])
+      vfs.invalidate({ inos: nums(inv?.inos), dirs: nums(inv?.dirs) })
+    },
+  })
+}

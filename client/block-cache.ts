@@ -1,0 +1,80 @@
+/**
+ * Blocks are immutable and named by their hash, so a cached block is never
+ * stale. The cache is bounded in bytes (LRU); concurrent misses for one hash
+ * share one fetch, and readahead uses the same path without being awaited.
+ */
+import { LRUCache } from 'lru-cache'
+import type { ChunkRef } from '../common/protocol'
+import { logger } from '../common/log'
+import { Semaphore } from './semaphore'
+import type { BlockApi } from './stores'
+
+const log = logger('client')
+
+export class BlockCache {
+  private readonly cache: LRUCache<string, Buffer>
+  private readonly inflight = new Map<string, Promise<Buffer>>()
+  private readonly prefetchSlots: Semaphore
+
+  constructor(
+    private readonly blocks: BlockApi,
+    opts: { maxBytes: number; prefetchConcurrency?: number },
+  ) {
+    this.cache = new LRUCache<string, Buffer>({
+      maxSize: Math.max(1, opts.maxBytes),
+      sizeCalculation: (b) => Math.max(1, b.length),
+    })
+    this.prefetchSlots = new Semaphore(opts.prefetchConcurrency ?? 2)
+  }
+
+  /** The block `ref` names, from cache or from a node. */
+  read(ref: ChunkRef): Promise<Buffer> {
+    if (!ref.hash) return Promise.resolve(Buffer.alloc(0))
+    const hit = this.cache.get(ref.hash)
+    if (hit) return Promise.resolve(hit)
+    return this.fetch(ref.hash, ref.nodes)
+  }
+
+  /** Starts fetching `ref` in the background unless cached or already coming. */
+  prefetch(ref: ChunkRef): void {
+    const hash = ref.hash
+    if (!hash || this.cache.has(hash) || this.inflight.has(hash)) return
+    void (async () => {
+      await this.prefetchSlots.acquire()
+      try {
+        if (!this.cache.has(hash)) await this.fetch(hash, ref.nodes)
+      } catch (err) {
+        log.debug(`readahead of ${hash.slice(0, 12)} failed`, err)
+      } finally {
+        this.prefetchSlots.release()
+      }
+    })()
+  }
+
+  /** A block this client just wrote: reading it back needs no round trip. */
+  add(hash: string, data: Buffer): void {
+    this.cache.set(hash, data)
+  }
+
+  get bytes(): number {
+    return this.cache.calculatedSize
+  }
+
+  clear(): void {
+    this.cache.clear()
+  }
+
+  private fetch(hash: string, nodes: string[]): Promise<Buffer> {
+    const running = this.inflight.get(hash)
+    if (running) return running
+    const p = this.blocks
+      .get(hash, nodes)
+      .then((data) => {
+        this.cache.set(hash, data)
+        return data
+      })
+      .finally(() => this.inflight.delete(hash))
+    this.inflight.set(hash, p)
+    return p
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * `berth mount` configuration: flags, `-o` options, credentials file and
+ * environment are read here, validated once, and frozen. Nothing deeper reads
+ * process.env.
+ */
+import { resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { readCredentialsFile } from '../common/credentials'
+import { BerthError } from '../common/errors'
+import { natsAuthFromEnv, type NatsAuth } from '../common/nats-connect'
+import { DEFAULT_CLUSTER } from '../common/wire'
+
+export const HELP = `usage: berth mount NATS_URL MOUNTPOINT [-o opt,...] [options]
+Mounts a berth cluster as a POSIX directory.
+
+  -o OPTS            comma-separated: allow_other, ro, credentials=FILE,
+                     cache_mb=N, write_mb=N, deadline_ms=N, cluster=NAME
+                     (mount(8) options like _netdev, rw, defaults are ignored)
+  --foreground       stay attached; print {"event":"ready",...} once mounted
+  --deadline-ms N    how long an operation waits for an unreachable cluster (30000)
+  --cache-mb N       block cache size in MiB (256)
+  --write-mb N       write-back buffer size in MiB (128)
+  --cluster NAME     cluster name (berth)
+  --user U --pass P --token T --creds FILE
+                     NATS auth (or BERTH_NATS_USER/PASS/TOKEN/CREDS)
+`
+
+export interface MountConfig {
+  natsUrl: string
+  mountpoint: string
+  cluster: string
+  auth: NatsAuth
+  foreground: boolean
+  allowOther: boolean
+  readOnly: boolean
+  deadlineMs: number
+  cacheBytes: number
+  writeBytes: number
+  maxUploads: number
+  readaheadChunks: number
+  metaTtlMs: number
+  attrTimeoutS: number
+  sessionTtlMs: number
+  /** The argv to re-spawn in the foreground (daemon mode). */
+  argv: string[]
+}
+
+function positiveInt(name: string, v: string | undefined, dflt: number): number {
+  if (v === undefined) return dflt
+  const n = Number(v)
+  if (!Number.isInteger(n) || n <= 0) throw new BerthError('EINVAL', `${name} must be a positive integer, got "${v}"`)
+  return n
+}
+
+export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): MountConfig | null {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      o: { type: 'string', short: 'o', multiple: true },
+      foreground: { type: 'boolean', short: 'f', default: false },
+      'deadline-ms': { type: 'string' },
+      'cache-mb': { type: 'string' },
+      'write-mb': { type: 'string' },
+      cluster: { type: 'string' },
+      user: { type: 'string' },
+      pass: { type: 'string' },
+      token: { type: 'string' },
+      creds: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  })
+  if (values.help) return null
+  if (positionals.length !== 2) throw new BerthError('EINVAL', `expected NATS_URL and MOUNTPOINT\n\n${HELP}`)
+  const opts = new Map<string, string>()
+  for (const group of values.o ?? []) {
+    for (const item of group.split(',')) {
+      const t = item.trim()
+      if (!t) continue
+      const eq = t.indexOf('=')
+      opts.set(eq < 0 ? t : t.slice(0, eq), eq < 0 ? '' : t.slice(eq + 1))
+    }
+  }
+  let fileEnv: Record<string, string> = {}
+  const credFile = opts.get('credentials')
+  if (credFile) fileEnv = readCredentialsFile(credFile)
+  const merged: NodeJS.ProcessEnv = { ...fileEnv, ...env }
+  const auth = natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, merged)
+  let natsUrl = positionals[0]
+  if (natsUrl === '-' || natsUrl === 'berth') natsUrl = merged.BERTH_NATS_URL ?? ''
+  if (!natsUrl) throw new BerthError('EINVAL', 'no NATS URL')
+  const cluster = values.cluster ?? opts.get('cluster') ?? merged.BERTH_CLUSTER ?? DEFAULT_CLUSTER
+  const deadlineMs = positiveInt('--deadline-ms', values['deadline-ms'] ?? opts.get('deadline_ms'), 30_000)
+  const cacheMb = positiveInt('--cache-mb', values['cache-mb'] ?? opts.get('cache_mb'), 256)
+  const writeMb = positiveInt('--write-mb', values['write-mb'] ?? opts.get('write_mb'), 128)
+  return Object.freeze({
+    natsUrl,
+    mountpoint: resolve(positionals[1]),
+    cluster,
+    auth,
+    foreground: values.foreground ?? false,
+    allowOther: opts.has('allow_other'),
+    readOnly: opts.has('ro'),
+    deadlineMs,
+    cacheBytes: cacheMb * 1024 * 1024,
+    writeBytes: writeMb * 1024 * 1024,
+    maxUploads: 4,
+    readaheadChunks: 2,
+    metaTtlMs: 5_000,
+    attrTimeoutS: 1,
+    sessionTtlMs: Math.max(60_000, deadlineMs * 2),
+    argv,
+  })
+}

@@ -1,0 +1,460 @@
+/**
+ * The filesystem as this mount sees it, independent of FUSE: paths are
+ * resolved to inodes through a cached lookup walk, open files are addressed by
+ * handle id (after an unlink-while-open the kernel sends ops without a path),
+ * and all data goes through OpenFile (write-back buffers, block cache).
+ *
+ * Every method throws BerthError with an errno code; the FUSE adapter maps it.
+ * Ownership of new inodes comes from the `Caller` the adapter passes in.
+ */
+import type { Attr, ChunkRef, DirEntry, Invalidation, StatfsReply } from '../common/protocol'
+import { ROOT_INO } from '../common/protocol'
+import { BerthError, fsError } from '../common/errors'
+import { BlockCache } from './block-cache'
+import { MetaCache } from './meta-cache'
+import { OpenFile, Writeback } from './open-file'
+import type { BlockApi, MetaApi } from './stores'
+
+export interface Caller {
+  uid: number
+  gid: number
+}
+
+export interface VfsOptions {
+  session: string
+  chunkSize: number
+  /** Block cache bound in bytes. */
+  cacheBytes: number
+  /** Dirty write-back buffers bound in bytes. */
+  maxDirtyBytes: number
+  maxUploads: number
+  readaheadChunks: number
+  /** Safety-net TTL of cached entries and attributes. */
+  metaTtlMs: number
+}
+
+export const S_IFMT = 0o170000
+export const S_IFDIR = 0o040000
+export const S_IFREG = 0o100000
+export const S_IFLNK = 0o120000
+export const S_ISGID = 0o2000
+
+interface Handle {
+  file: OpenFile
+  flags: number
+  /** End of the last read: a read starting here is sequential. */
+  lastEnd: number
+}
+
+const O_ACCMODE = 3
+const O_APPEND = 0o2000
+
+/** Names the kernel asks about on every write; answered locally (docs/semantics.md#xattrs). */
+const LOCAL_XATTR_PREFIXES = ['security.', 'system.']
+
+export class Vfs {
+  readonly cache: MetaCache
+  readonly blocks: BlockCache
+  private readonly wb: Writeback
+  private readonly files = new Map<number, OpenFile>()
+  private readonly handles = new Map<number, Handle>()
+  private nextFh = 1
+
+  constructor(
+    private readonly meta: MetaApi,
+    blockApi: BlockApi,
+    readonly opts: VfsOptions,
+  ) {
+    this.cache = new MetaCache({ ttlMs: opts.metaTtlMs, maxAttrs: 200_000, maxDirs: 10_000 })
+    this.blocks = new BlockCache(blockApi, { maxBytes: opts.cacheBytes })
+    this.wb = new Writeback(blockApi, this.blocks, { chunkSize: opts.chunkSize, maxDirtyBytes: opts.maxDirtyBytes, maxUploads: opts.maxUploads })
+  }
+
+  invalidate(inv: Invalidation): void {
+    this.cache.apply(inv)
+  }
+
+  get openFiles(): number {
+    return this.files.size
+  }
+
+  // ---- resolution ----
+
+  /** Attributes of `path`, resolving each component (cached). */
+  async resolve(path: string): Promise<Attr> {
+    let attr = await this.inodeAttr(ROOT_INO)
+    for (const name of splitPath(path)) {
+      if ((attr.mode & S_IFMT) !== S_IFDIR) throw fsError('ENOTDIR', `${path}: not a directory`)
+      attr = await this.child(attr.ino, name)
+    }
+    return attr
+  }
+
+  private async resolveParent(path: string): Promise<{ parent: Attr; name: string }> {
+    const parts = splitPath(path)
+    const name = parts.pop()
+    if (name === undefined) throw fsError('EINVAL', 'the root has no parent')
+    const parent = await this.resolve('/' + parts.join('/'))
+    if ((parent.mode & S_IFMT) !== S_IFDIR) throw fsError('ENOTDIR', `${path}: parent is not a directory`)
+    return { parent, name }
+  }
+
+  private async child(parent: number, name: string): Promise<Attr> {
+    const ino = this.cache.entry(parent, name)
+    if (ino !== undefined) {
+      const attr = this.cache.attr(ino)
+      if (attr) return this.overlay(attr)
+    }
+    try {
+      const { attr } = await this.meta.call('lookup', { parent, name })
+      this.cache.setEntry(parent, name, attr)
+      return this.overlay(attr)
+    } catch (err) {
+      if ((err as BerthError).code === 'ENOENT') this.cache.dropEntry(parent, name)
+      throw err
+    }
+  }
+
+  private async inodeAttr(ino: number): Promise<Attr> {
+    const hit = this.cache.attr(ino)
+    if (hit) return this.overlay(hit)
+    const { attr } = await this.meta.call('getattr', { ino })
+    this.cache.setAttr(attr)
+    return this.overlay(attr)
+  }
+
+  /** An open file's local size and mtime win over what meta has. */
+  private overlay(attr: Attr): Attr {
+    const f = this.files.get(attr.ino)
+    if (!f) return attr
+    // size and gen describe the chunk map this mount holds; the rest is meta's
+    f.attr = { ...attr, size: f.attr.size, gen: f.attr.gen }
+    return f.view()
+  }
+
+  private handle(fh: number): Handle {
+    const h = this.handles.get(fh)
+    if (!h) throw fsError('EBADF', `no open handle ${fh}`)
+    return h
+  }
+
+  private remember(parent: number, name: string, attr: Attr): void {
+    this.cache.setEntry(parent, name, attr)
+    this.cache.dropAttr(parent)
+  }
+
+  // ---- attributes ----
+
+  getattr(path: string): Promise<Attr> {
+    return this.resolve(path)
+  }
+
+  async fgetattr(fh: number): Promise<Attr> {
+    return this.handle(fh).file.view()
+  }
+
+  private async setattr(attr: Attr, change: { mode?: number; uid?: number; gid?: number; atime?: [number, number] | 'now'; mtime?: [number, number] | 'now' }): Promise<Attr> {
+    const f = this.files.get(attr.ino)
+    // pending data would be committed later with the write time: commit it first
+    if (f && (change.mtime !== undefined || change.atime !== undefined)) await f.flush(this.meta, this.opts.session)
+    const reply = await this.meta.call('setattr', { ino: attr.ino, ...change })
+    this.cache.setAttr(reply.attr)
+    if (f) f.attr = { ...reply.attr, size: f.attr.size }
+    return this.overlay(reply.attr)
+  }
+
+  async chmod(path: string, mode: number): Promise<void> {
+    const attr = await this.resolve(path)
+    await this.setattr(attr, { mode: (attr.mode & S_IFMT) | (mode & 0o7777) })
+  }
+
+  async chown(path: string, uid: number | undefined, gid: number | undefined): Promise<void> {
+    const attr = await this.resolve(path)
+    await this.setattr(attr, { uid, gid })
+  }
+
+  async utimens(path: string, atime: [number, number] | 'now', mtime: [number, number] | 'now'): Promise<void> {
+    await this.setattr(await this.resolve(path), { atime, mtime })
+  }
+
+  async truncate(path: string, size: number): Promise<void> {
+    const attr = await this.resolve(path)
+    if ((attr.mode & S_IFMT) === S_IFDIR) throw fsError('EISDIR', `${path} is a directory`)
+    const f = this.files.get(attr.ino)
+    if (f) {
+      const next = await f.truncate(this.meta, this.opts.session, size)
+      this.cache.setAttr(next)
+      return
+    }
+    const reply = await this.meta.call('setattr', { ino: attr.ino, size })
+    this.cache.setAttr(reply.attr)
+  }
+
+  async ftruncate(fh: number, size: number): Promise<void> {
+    const f = this.handle(fh).file
+    const next = await f.truncate(this.meta, this.opts.session, size)
+    this.cache.setAttr(next)
+  }
+
+  // ---- directories ----
+
+  async readdir(path: string): Promise<DirEntry[]> {
+    const dir = await this.resolve(path)
+    if ((dir.mode & S_IFMT) !== S_IFDIR) throw fsError('ENOTDIR', `${path} is not a directory`)
+    const out: DirEntry[] = [{ name: '.', attr: dir }]
+    if (dir.ino === ROOT_INO) out.push({ name: '..', attr: dir })
+    else out.push({ name: '..', attr: { ...dir, ino: 0 } })
+    let cursor: string | null = null
+    do {
+      const page: { entries: DirEntry[]; next: string | null } = await this.meta.call('readdir', { ino: dir.ino, cursor })
+      for (const e of page.entries) {
+        this.cache.setEntry(dir.ino, e.name, e.attr)
+        out.push({ name: e.name, attr: this.overlay(e.attr) })
+      }
+      cursor = page.next
+    } while (cursor)
+    return out
+  }
+
+  async mkdir(path: string, mode: number, caller: Caller): Promise<Attr> {
+    const { parent, name } = await this.resolveParent(path)
+    const inherit = (parent.mode & S_ISGID) !== 0
+    const { attr } = await this.meta.call('mkdir', {
+      parent: parent.ino,
+      name,
+      mode: S_IFDIR | (mode & 0o7777) | (inherit ? S_ISGID : 0),
+      uid: caller.uid,
+      gid: inherit ? parent.gid : caller.gid,
+    })
+    this.remember(parent.ino, name, attr)
+    return attr
+  }
+
+  async mknod(path: string, mode: number, rdev: number, caller: Caller): Promise<Attr> {
+    const { parent, name } = await this.resolveParent(path)
+    const inherit = (parent.mode & S_ISGID) !== 0
+    const type = mode & S_IFMT || S_IFREG
+    const { attr } = await this.meta.call('mknod', { parent: parent.ino, name, mode: type | (mode & 0o7777), rdev, uid: caller.uid, gid: inherit ? parent.gid : caller.gid })
+    this.remember(parent.ino, name, attr)
+    return attr
+  }
+
+  async rmdir(path: string): Promise<void> {
+    const { parent, name } = await this.resolveParent(path)
+    const ino = this.cache.entry(parent.ino, name)
+    await this.meta.call('rmdir', { parent: parent.ino, name })
+    this.cache.dropEntry(parent.ino, name)
+    this.cache.dropAttr(parent.ino)
+    if (ino !== undefined) {
+      this.cache.dropAttr(ino)
+      this.cache.dropDir(ino)
+    }
+  }
+
+  async unlink(path: string): Promise<void> {
+    const { parent, name } = await this.resolveParent(path)
+    const ino = this.cache.entry(parent.ino, name)
+    await this.meta.call('unlink', { parent: parent.ino, name })
+    this.cache.dropEntry(parent.ino, name)
+    this.cache.dropAttr(parent.ino)
+    if (ino !== undefined) this.cache.dropAttr(ino)
+  }
+
+  async rename(src: string, dest: string): Promise<void> {
+    const from = await this.resolveParent(src)
+    const to = await this.resolveParent(dest)
+    const moved = this.cache.entry(from.parent.ino, from.name)
+    const replaced = this.cache.entry(to.parent.ino, to.name)
+    await this.meta.call('rename', { parent: from.parent.ino, name: from.name, newParent: to.parent.ino, newName: to.name })
+    this.cache.dropEntry(from.parent.ino, from.name)
+    this.cache.dropEntry(to.parent.ino, to.name)
+    for (const ino of [from.parent.ino, to.parent.ino, moved, replaced]) if (ino !== undefined) this.cache.dropAttr(ino)
+    // a moved directory's ".." changed; its entries did not
+  }
+
+  async link(src: string, dest: string): Promise<Attr> {
+    const target = await this.resolve(src)
+    const { parent, name } = await this.resolveParent(dest)
+    const { attr } = await this.meta.call('link', { ino: target.ino, newParent: parent.ino, newName: name })
+    this.remember(parent.ino, name, attr)
+    return attr
+  }
+
+  async symlink(target: string, path: string, caller: Caller): Promise<Attr> {
+    const { parent, name } = await this.resolveParent(path)
+    const inherit = (parent.mode & S_ISGID) !== 0
+    const { attr } = await this.meta.call('symlink', { parent: parent.ino, name, target, uid: caller.uid, gid: inherit ? parent.gid : caller.gid })
+    this.remember(parent.ino, name, attr)
+    return attr
+  }
+
+  async readlink(path: string): Promise<string> {
+    const attr = await this.resolve(path)
+    if ((attr.mode & S_IFMT) !== S_IFLNK) throw fsError('EINVAL', `${path} is not a symlink`)
+    return (await this.meta.call('readlink', { ino: attr.ino })).target
+  }
+
+  async statfs(): Promise<StatfsReply> {
+    return this.meta.call('statfs', {})
+  }
+
+  // ---- xattrs ----
+
+  async getxattr(path: string, name: string): Promise<Buffer> {
+    const attr = await this.resolve(path)
+    if (LOCAL_XATTR_PREFIXES.some((p) => name.startsWith(p))) {
+      throw fsError(name.startsWith('system.posix_acl') ? 'ENOTSUP' : 'ENODATA', `${name}: not stored by berth`)
+    }
+    const { value } = await this.meta.call('getxattr', { ino: attr.ino, name })
+    return Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  }
+
+  async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
+    const attr = await this.resolve(path)
+    if (LOCAL_XATTR_PREFIXES.some((p) => name.startsWith(p))) throw fsError('ENOTSUP', `${name}: berth stores user.* and trusted.* xattrs only`)
+    await this.meta.call('setxattr', { ino: attr.ino, name, value: new Uint8Array(value), flags })
+  }
+
+  async listxattr(path: string): Promise<string[]> {
+    const attr = await this.resolve(path)
+    return (await this.meta.call('listxattr', { ino: attr.ino })).names
+  }
+
+  async removexattr(path: string, name: string): Promise<void> {
+    const attr = await this.resolve(path)
+    if (LOCAL_XATTR_PREFIXES.some((p) => name.startsWith(p))) throw fsError('ENODATA', `${name}: not stored by berth`)
+    await this.meta.call('removexattr', { ino: attr.ino, name })
+  }
+
+  // ---- files ----
+
+  async create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
+    const attr = await this.mknod(path, (mode & 0o7777) | S_IFREG, 0, caller)
+    return this.openIno(attr, flags)
+  }
+
+  async open(path: string, flags: number): Promise<number> {
+    const attr = await this.resolve(path)
+    const type = attr.mode & S_IFMT
+    if (type === S_IFDIR && (flags & O_ACCMODE) !== 0) throw fsError('EISDIR', `${path} is a directory`)
+    return this.openIno(attr, flags)
+  }
+
+  /**
+   * The first handle on an inode registers it with meta (`open`: keeps an
+   * unlinked file alive, returns the chunk map); later ones only revalidate,
+   * so there is exactly one meta `release` per inode per session.
+   */
+  private async openIno(attr: Attr, flags: number): Promise<number> {
+    let f = this.files.get(attr.ino)
+    if (!f) {
+      const reply = await this.meta.call('open', { ino: attr.ino, session: this.opts.session })
+      const chunks = await this.loadChunks(attr.ino, reply.chunks, reply.more)
+      f = this.files.get(attr.ino)
+      if (!f) {
+        f = new OpenFile(reply.attr, this.wb)
+        f.refresh(reply.attr, chunks)
+        this.files.set(attr.ino, f)
+      }
+      this.cache.setAttr(reply.attr)
+    } else if (!f.isDirty) {
+      // close-to-open: another client may have committed since our last open
+      const { attr: fresh } = await this.meta.call('getattr', { ino: attr.ino })
+      if (fresh.gen !== f.attr.gen || fresh.size !== f.attr.size) {
+        const { chunks, more } = await this.meta.call('chunks', { ino: attr.ino, from: 0 })
+        f.refresh(fresh, await this.loadChunks(attr.ino, chunks, more))
+      }
+    }
+    f.handles++
+    const fh = this.allocFh()
+    this.handles.set(fh, { file: f, flags, lastEnd: -1 })
+    return fh
+  }
+
+  private async loadChunks(ino: number, first: ChunkRef[], more: boolean): Promise<ChunkRef[]> {
+    const all = [...first]
+    while (more) {
+      const from = all.length ? all[all.length - 1].idx + 1 : 0
+      const page = await this.meta.call('chunks', { ino, from })
+      all.push(...page.chunks)
+      more = page.more && page.chunks.length > 0
+    }
+    return all
+  }
+
+  private allocFh(): number {
+    for (;;) {
+      const fh = this.nextFh
+      this.nextFh = this.nextFh >= 0x7ffffff0 ? 1 : this.nextFh + 1
+      if (!this.handles.has(fh)) return fh
+    }
+  }
+
+  async read(fh: number, target: Buffer, len: number, pos: number): Promise<number> {
+    const h = this.handle(fh)
+    const n = await h.file.read(target, pos, len)
+    if (pos === h.lastEnd || pos === 0) h.file.readahead(pos + n, this.opts.readaheadChunks)
+    h.lastEnd = pos + n
+    return n
+  }
+
+  /** `data` must be owned by the caller (FUSE buffers are copied by the adapter). */
+  async write(fh: number, data: Buffer, pos: number): Promise<number> {
+    const h = this.handle(fh)
+    if ((h.flags & O_ACCMODE) === 0) throw fsError('EBADF', 'handle is read-only')
+    // the kernel passes the end-of-file offset for O_APPEND; re-check against
+    // the size this mount knows, which may be newer than the kernel's
+    const at = h.flags & O_APPEND ? Math.max(pos, h.file.size) : pos
+    return h.file.write(data, at)
+  }
+
+  async flush(fh: number): Promise<void> {
+    await this.handle(fh).file.flush(this.meta, this.opts.session)
+    this.afterCommit(this.handle(fh).file)
+  }
+
+  fsync(fh: number): Promise<void> {
+    return this.flush(fh)
+  }
+
+  async release(fh: number): Promise<void> {
+    const h = this.handle(fh)
+    this.handles.delete(fh)
+    const f = h.file
+    try {
+      await f.flush(this.meta, this.opts.session)
+      this.afterCommit(f)
+    } finally {
+      f.handles--
+      if (f.handles === 0) {
+        if (this.files.get(f.attr.ino) === f) this.files.delete(f.attr.ino)
+        f.discard()
+        this.wb.untrack(f)
+        await this.meta.call('release', { ino: f.attr.ino, session: this.opts.session })
+      }
+    }
+  }
+
+  private afterCommit(f: OpenFile): void {
+    this.cache.setAttr(f.attr)
+  }
+
+  /** Flushes every open file (unmount, SIGTERM). Errors are collected, not thrown early. */
+  async flushAll(): Promise<unknown[]> {
+    const errors: unknown[] = []
+    await Promise.all(
+      [...this.files.values()].map((f) =>
+        f.flush(this.meta, this.opts.session).catch((err: unknown) => {
+          errors.push(err)
+        }),
+      ),
+    )
+    return errors
+  }
+}
+
+export function splitPath(path: string): string[] {
+  return path.split('/').filter((p) => p.length > 0)
+}
+
+export { BerthError }
