@@ -1,0 +1,98 @@
+/**
+ * `berth meta` configuration: flags, then environment, validated once and
+ * frozen. Nothing deeper in meta reads process.env or argv.
+ */
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { BerthError } from '../common/errors'
+import { natsAuthFromEnv, type NatsAuth } from '../common/nats-connect'
+import { DEFAULT_CHUNK_SIZE, DEFAULT_REPLICAS } from '../common/protocol'
+import { DEFAULT_CLUSTER, subjects } from '../common/wire'
+
+export const USAGE = `usage: berth meta --nats URL --db FILE [options]
+
+Runs the metadata service of one cluster (only one may serve a cluster).
+
+  --nats URL            NATS server(s), comma separated
+  --db FILE             SQLite database file (created on first start)
+  --cluster NAME        cluster name (default ${DEFAULT_CLUSTER})
+  --replicas N          replicas per block (default ${DEFAULT_REPLICAS})
+  --chunk-size BYTES    file chunk size (default ${DEFAULT_CHUNK_SIZE})
+  --secret-file F       file holding the data-plane secret (else env BERTH_SECRET)
+  --gc-grace-ms MS      keep unreferenced blocks this long before deleting (default 60000)
+  --user U --pass P     NATS credentials (else env BERTH_NATS_USER/BERTH_NATS_PASS)
+  --token T             NATS token (else env BERTH_NATS_TOKEN)
+  --creds F             NATS .creds file (else env BERTH_NATS_CREDS)
+  --help                this text
+`
+
+export interface MetaConfig {
+  readonly natsUrl: string
+  readonly db: string
+  readonly cluster: string
+  readonly replicas: number
+  readonly chunkSize: number
+  readonly secret: string
+  readonly gcGraceMs: number
+  readonly auth: Readonly<NatsAuth>
+}
+
+function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < min || n > max) throw new BerthError('EINVAL', `--${name} must be an integer in ${min}..${max}, got "${value}"`)
+  return n
+}
+
+/** Returns null when --help was asked (usage already printed). */
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): MetaConfig | null {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      nats: { type: 'string' },
+      db: { type: 'string' },
+      cluster: { type: 'string' },
+      replicas: { type: 'string' },
+      'chunk-size': { type: 'string' },
+      'secret-file': { type: 'string' },
+      'gc-grace-ms': { type: 'string' },
+      user: { type: 'string' },
+      pass: { type: 'string' },
+      token: { type: 'string' },
+      creds: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  })
+  if (values.help) {
+    process.stdout.write(USAGE)
+    return null
+  }
+  if (!values.nats) throw new BerthError('EINVAL', `--nats URL is required\n\n${USAGE}`)
+  if (!values.db) throw new BerthError('EINVAL', `--db FILE is required\n\n${USAGE}`)
+  const cluster = values.cluster ?? env.BERTH_CLUSTER ?? DEFAULT_CLUSTER
+  subjects(cluster) // throws on a name NATS subjects cannot carry
+  const chunkSize = int('chunk-size', values['chunk-size'], DEFAULT_CHUNK_SIZE, 4096, 64 * 1024 * 1024)
+  if (chunkSize % 4096 !== 0) throw new BerthError('EINVAL', '--chunk-size must be a multiple of 4096')
+  let secret: string | undefined
+  if (values['secret-file']) {
+    try {
+      secret = readFileSync(values['secret-file'], 'utf8').trim()
+    } catch (err) {
+      throw new BerthError('EINVAL', `cannot read --secret-file ${values['secret-file']}: ${(err as Error).message}`)
+    }
+  } else {
+    secret = env.BERTH_SECRET?.trim()
+  }
+  if (!secret) throw new BerthError('EINVAL', 'no data-plane secret: pass --secret-file FILE or set BERTH_SECRET')
+  return Object.freeze({
+    natsUrl: values.nats,
+    db: values.db,
+    cluster,
+    replicas: int('replicas', values.replicas, DEFAULT_REPLICAS, 1, 16),
+    chunkSize,
+    secret,
+    gcGraceMs: int('gc-grace-ms', values['gc-grace-ms'], 60_000, 0, 7 * 24 * 3600 * 1000),
+    auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
+  })
+}

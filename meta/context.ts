@@ -1,0 +1,29 @@
+import type { Database } from './sqlite'
+import type { NodeTable } from './nodes'
+
+/** Settings and state every operation handler may use. */
+export interface MetaEnv {
+  readonly db: Database
+  readonly cluster: string
+  readonly metaId: string
+  readonly startedAt: number
+  readonly secret: string
+  readonly chunkSize: number
+  readonly replicas: number
+  readonly nodes: NodeTable
+}
+
+/** What one request changed; published on `<cluster>.inval` after it commits. */
+export class Changes {
+  readonly inos = new Set<number>()
+  readonly dirs = new Set<number>()
+  ino(...inos: number[]): void {
+    for (const i of inos) this.inos.add(i)
+  }
+  dir(...dirs: number[]): void {
+    for (const d of dirs) this.dirs.add(d)
+  }
+  get empty(): boolean {
+    return this.inos.size === 0 && this.dirs.size === 0
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * File contents and client sessions: open/release, chunk maps, commit.
+ *
+ * A commit replaces the listed chunks, moves block references (+1 for the new
+ * block, -1 for the replaced one), records replica locations and sets the size,
+ * all in one transaction: a reader sees either the old map or the new one.
+ * Sessions are leases: an expired session's open files are released, which may
+ * free inodes that were unlinked while open.
+ */
+import { fsError } from '../common/errors'
+import type { ChunkRef, MetaParsed, MetaReplies } from '../common/protocol'
+import type { Changes, MetaEnv } from './context'
+import { clipChunks, freeIfUnused, isDir, isReg, mustInode, refBlock, toAttr, unrefBlock } from './inodes'
+import type { Conn } from './sqlite'
+import { nowTs } from './time'
+
+/** Lease given to a session that first shows up in `open` without a `session` call. */
+export const DEFAULT_SESSION_TTL_MS = 60_000
+
+async function chunkPage(c: Conn, ino: number, from: number, limit: number): Promise<{ chunks: ChunkRef[]; more: boolean }> {
+  const rows = await c.all<{ idx: number; hash: string; len: number }>(
+    'SELECT idx, hash, len FROM chunks WHERE ino = ? AND idx >= ? ORDER BY idx LIMIT ?',
+    [ino, from, limit + 1],
+  )
+  const more = rows.length > limit
+  const page = more ? rows.slice(0, limit) : rows
+  const nodes = new Map<string, string[]>()
+  if (page.length) {
+    const reps = await c.all<{ hash: string; node_id: string }>(
+      `SELECT r.hash, r.node_id FROM replicas r
+       WHERE r.hash IN (SELECT hash FROM chunks WHERE ino = ? AND idx BETWEEN ? AND ?) ORDER BY r.node_id`,
+      [ino, page[0]!.idx, page[page.length - 1]!.idx],
+    )
+    for (const r of reps) {
+      const list = nodes.get(r.hash) ?? []
+      list.push(r.node_id)
+      nodes.set(r.hash, list)
+    }
+  }
+  return { chunks: page.map((r) => ({ idx: r.idx, hash: r.hash, len: r.len, nodes: (nodes.get(r.hash) ?? []).slice(0, 16) })), more }
+}
+
+export async function open(env: MetaEnv, b: MetaParsed<'open'>): Promise<MetaReplies['open']> {
+  return env.db.write(async (tx) => {
+    const row = await mustInode(tx, b.ino)
+    if (row.nlink <= 0 && !(await tx.get('SELECT 1 AS x FROM open_files WHERE ino = ?', [b.ino]))) {
+      throw fsError('ENOENT', `inode ${b.ino} was removed`)
+    }
+    await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [b.session, '', Date.now() + DEFAULT_SESSION_TTL_MS])
+    await tx.run('INSERT INTO open_files (session, ino, count) VALUES (?, ?, 1) ON CONFLICT (session, ino) DO UPDATE SET count = count + 1', [b.session, b.ino])
+    const page = await chunkPage(tx, b.ino, 0, 1000)
+    return { attr: toAttr(row), ...page }
+  })
+}
+
+export async function chunks(env: MetaEnv, b: MetaParsed<'chunks'>): Promise<MetaReplies['chunks']> {
+  await mustInode(env.db.read, b.ino)
+  return chunkPage(env.db.read, b.ino, b.from, b.limit)
+}
+
+export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes): Promise<MetaReplies['commit']> {
+  const byIdx = new Map<number, ChunkRef>()
+  for (const c of b.chunks) {
+    if (c.len > env.chunkSize) throw fsError('EINVAL', `chunk ${c.idx}: len ${c.len} over chunk size ${env.chunkSize}`)
+    if (c.hash === null && c.len !== 0) throw fsError('EINVAL', `chunk ${c.idx}: a hole has len 0`)
+    byIdx.set(c.idx, c)
+  }
+  return env.db.write(async (tx) => {
+    const row = await mustInode(tx, b.ino)
+    if (isDir(row.mode)) throw fsError('EISDIR', `inode ${b.ino} is a directory`)
+    if (!isReg(row.mode)) throw fsError('EINVAL', `inode ${b.ino} is not a regular file`)
+    const nowMs = Date.now()
+    for (const c of byIdx.values()) {
+      const old = await tx.get<{ hash: string }>('SELECT hash FROM chunks WHERE ino = ? AND idx = ?', [b.ino, c.idx])
+      if (c.hash) {
+        await refBlock(tx, c.hash, c.len)
+        for (const node of c.nodes) await tx.run('INSERT OR IGNORE INTO replicas (hash, node_id) VALUES (?, ?)', [c.hash, node])
+        await tx.run('INSERT INTO chunks (ino, idx, hash, len) VALUES (?, ?, ?, ?) ON CONFLICT (ino, idx) DO UPDATE SET hash = excluded.hash, len = excluded.len', [
+          b.ino,
+          c.idx,
+          c.hash,
+          c.len,
+        ])
+      } else {
+        await tx.run('DELETE FROM chunks WHERE ino = ? AND idx = ?', [b.ino, c.idx])
+      }
+      if (old) await unrefBlock(tx, old.hash, nowMs)
+    }
+    await clipChunks(tx, b.ino, b.size, env.chunkSize, nowMs)
+    const now = nowTs()
+    const mtime = b.mtime ?? now
+    await tx.run('UPDATE inodes SET size = ?, gen = gen + 1, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?', [
+      b.size,
+      mtime[0],
+      mtime[1],
+      now[0],
+      now[1],
+      b.ino,
+    ])
+    ch.ino(b.ino)
+    return { attr: toAttr(await mustInode(tx, b.ino)) }
+  })
+}
+
+async function releaseOne(tx: Conn, session: string, ino: number, ch: Changes): Promise<void> {
+  await tx.run('UPDATE open_files SET count = count - 1 WHERE session = ? AND ino = ?', [session, ino])
+  await tx.run('DELETE FROM open_files WHERE session = ? AND ino = ? AND count <= 0', [session, ino])
+  if (await freeIfUnused(tx, ino, Date.now())) ch.ino(ino)
+}
+
+export async function release(env: MetaEnv, b: MetaParsed<'release'>, ch: Changes): Promise<MetaReplies['release']> {
+  await env.db.write((tx) => releaseOne(tx, b.session, b.ino, ch))
+  return {}
+}
+
+export async function session(env: MetaEnv, b: MetaParsed<'session'>): Promise<MetaReplies['session']> {
+  await env.db.write(async (tx) => {
+    await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET host = excluded.host, expires = excluded.expires', [
+      b.session,
+      b.host,
+      Date.now() + b.ttlMs,
+    ])
+  })
+  return {}
+}
+
+async function endSession(tx: Conn, id: string, ch: Changes): Promise<void> {
+  const held = await tx.all<{ ino: number }>('SELECT ino FROM open_files WHERE session = ?', [id])
+  await tx.run('DELETE FROM open_files WHERE session = ?', [id])
+  await tx.run('DELETE FROM sessions WHERE id = ?', [id])
+  const nowMs = Date.now()
+  for (const h of held) if (await freeIfUnused(tx, h.ino, nowMs)) ch.ino(h.ino)
+}
+
+export async function sessionEnd(env: MetaEnv, b: MetaParsed<'sessionEnd'>, ch: Changes): Promise<MetaReplies['sessionEnd']> {
+  await env.db.write((tx) => endSession(tx, b.session, ch))
+  return {}
+}
+
+/** Ends every session whose lease ran out; returns how many. */
+export async function expireSessions(env: MetaEnv, ch: Changes): Promise<number> {
+  const expired = await env.db.read.all<{ id: string }>('SELECT id FROM sessions WHERE expires < ? LIMIT 1000', [Date.now()])
+  for (const s of expired) {
+    await env.db.write(async (tx) => {
+      // Renewed since we looked? Then it stays.
+      const still = await tx.get('SELECT 1 AS x FROM sessions WHERE id = ? AND expires < ?', [s.id, Date.now()])
+      if (still) await endSession(tx, s.id, ch)
+    })
+  }
+  return expired.length
+}

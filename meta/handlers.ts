@@ -1,0 +1,41 @@
+/**
+ * The operation table: one handler per key of `metaRequests`, typed so that a
+ * new operation in the protocol fails to compile until it is handled here.
+ */
+import type { MetaOp, MetaParsed, MetaReplies } from '../common/protocol'
+import { hello, statfs, status } from './cluster-ops'
+import type { Changes, MetaEnv } from './context'
+import { chunks, commit, open, release, session, sessionEnd } from './files'
+import { getattr, link, lookup, mkdir, mknod, readdir, readlink, rename, rmdir, setattr, symlink, unlink } from './namespace'
+import { getxattr, listxattr, removexattr, setxattr } from './xattrs'
+
+export type Handler<Op extends MetaOp> = (env: MetaEnv, body: MetaParsed<Op>, changes: Changes) => Promise<MetaReplies[Op]> | MetaReplies[Op]
+export type Handlers = { [Op in MetaOp]: Handler<Op> }
+
+export const handlers: Handlers = {
+  hello: (env) => hello(env),
+  lookup,
+  getattr,
+  setattr,
+  mknod,
+  mkdir,
+  unlink,
+  rmdir,
+  rename,
+  link,
+  symlink,
+  readlink,
+  readdir,
+  statfs: (env) => statfs(env),
+  getxattr,
+  setxattr,
+  listxattr,
+  removexattr,
+  open,
+  chunks,
+  commit,
+  release,
+  session,
+  sessionEnd,
+  status: (env) => status(env),
+}

@@ -1,0 +1,181 @@
+/**
+ * Inode rows and the small steps every namespace operation is built from.
+ * All functions take the connection of the caller's transaction; none of them
+ * opens one. Link counts follow POSIX: a directory has 2 + its subdirectories,
+ * a file one per directory entry; an inode with no links is freed once no
+ * session holds it open (see freeIfUnused).
+ */
+import { fsError } from '../common/errors'
+import type { Attr, Timespec } from '../common/protocol'
+import type { Conn } from './sqlite'
+
+export const S_IFMT = 0o170000
+export const S_IFDIR = 0o040000
+export const S_IFREG = 0o100000
+export const S_IFLNK = 0o120000
+export const S_IFIFO = 0o010000
+export const S_IFSOCK = 0o140000
+export const S_IFCHR = 0o020000
+export const S_IFBLK = 0o060000
+export const S_ISGID = 0o2000
+export const PERM_BITS = 0o7777
+
+export const isDir = (mode: number) => (mode & S_IFMT) === S_IFDIR
+export const isReg = (mode: number) => (mode & S_IFMT) === S_IFREG
+export const isLnk = (mode: number) => (mode & S_IFMT) === S_IFLNK
+
+export interface InodeRow {
+  ino: number
+  mode: number
+  nlink: number
+  uid: number
+  gid: number
+  size: number
+  rdev: number
+  atime_s: number
+  atime_ns: number
+  mtime_s: number
+  mtime_ns: number
+  ctime_s: number
+  ctime_ns: number
+  gen: number
+  target: string | null
+}
+
+export const INODE_COLS = 'ino, mode, nlink, uid, gid, size, rdev, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, gen, target'
+
+export function toAttr(r: InodeRow): Attr {
+  return {
+    ino: r.ino,
+    mode: r.mode,
+    nlink: r.nlink,
+    uid: r.uid,
+    gid: r.gid,
+    size: r.size,
+    rdev: r.rdev,
+    atime: [r.atime_s, r.atime_ns],
+    mtime: [r.mtime_s, r.mtime_ns],
+    ctime: [r.ctime_s, r.ctime_ns],
+    gen: r.gen,
+  }
+}
+
+export function getInode(c: Conn, ino: number): Promise<InodeRow | undefined> {
+  return c.get<InodeRow>(`SELECT ${INODE_COLS} FROM inodes WHERE ino = ?`, [ino])
+}
+
+export async function mustInode(c: Conn, ino: number): Promise<InodeRow> {
+  const row = await getInode(c, ino)
+  if (!row) throw fsError('ENOENT', `no inode ${ino}`)
+  return row
+}
+
+export async function mustDir(c: Conn, ino: number): Promise<InodeRow> {
+  const row = await mustInode(c, ino)
+  if (!isDir(row.mode)) throw fsError('ENOTDIR', `inode ${ino} is not a directory`)
+  return row
+}
+
+export async function entryIno(c: Conn, parent: number, name: string): Promise<number | undefined> {
+  return (await c.get<{ ino: number }>('SELECT ino FROM dentries WHERE parent = ? AND name = ?', [parent, name]))?.ino
+}
+
+export async function mustEntry(c: Conn, parent: number, name: string): Promise<InodeRow> {
+  const ino = await entryIno(c, parent, name)
+  if (ino === undefined) throw fsError('ENOENT', `no entry "${name}" in ${parent}`)
+  return mustInode(c, ino)
+}
+
+export interface NewInode {
+  mode: number
+  nlink: number
+  uid: number
+  gid: number
+  rdev?: number
+  size?: number
+  target?: string | null
+}
+
+export async function insertInode(c: Conn, n: NewInode, now: Timespec): Promise<number> {
+  const [s, ns] = now
+  const r = await c.run(
+    `INSERT INTO inodes (mode, nlink, uid, gid, size, rdev, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, gen, target)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`,
+    [n.mode, n.nlink, n.uid, n.gid, n.size ?? 0, n.rdev ?? 0, s, ns, s, ns, s, ns, n.target ?? null],
+  )
+  return r.lastID
+}
+
+export async function insertEntry(c: Conn, parent: number, name: string, ino: number): Promise<void> {
+  await c.run('INSERT INTO dentries (parent, name, ino) VALUES (?, ?, ?)', [parent, name, ino])
+}
+
+export async function deleteEntry(c: Conn, parent: number, name: string): Promise<void> {
+  await c.run('DELETE FROM dentries WHERE parent = ? AND name = ?', [parent, name])
+}
+
+/** A directory's entries changed: mtime and ctime move. */
+export async function touchDir(c: Conn, ino: number, now: Timespec): Promise<void> {
+  await c.run('UPDATE inodes SET mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?', [now[0], now[1], now[0], now[1], ino])
+}
+
+export async function touchCtime(c: Conn, ino: number, now: Timespec): Promise<void> {
+  await c.run('UPDATE inodes SET ctime_s = ?, ctime_ns = ? WHERE ino = ?', [now[0], now[1], ino])
+}
+
+export async function addNlink(c: Conn, ino: number, delta: number): Promise<void> {
+  await c.run('UPDATE inodes SET nlink = nlink + ? WHERE ino = ?', [delta, ino])
+}
+
+export async function isEmptyDir(c: Conn, ino: number): Promise<boolean> {
+  return (await c.get('SELECT 1 AS x FROM dentries WHERE parent = ? LIMIT 1', [ino])) === undefined
+}
+
+export async function refBlock(c: Conn, hash: string, size: number): Promise<void> {
+  await c.run(
+    `INSERT INTO blocks (hash, refs, size, zero_since) VALUES (?, 1, ?, NULL)
+     ON CONFLICT (hash) DO UPDATE SET refs = refs + 1, size = max(size, excluded.size), zero_since = NULL`,
+    [hash, size],
+  )
+}
+
+/** A block whose count reaches zero is kept for the GC grace period, then deleted. */
+export async function unrefBlock(c: Conn, hash: string, nowMs: number): Promise<void> {
+  await c.run(
+    'UPDATE blocks SET refs = refs - 1, zero_since = CASE WHEN refs - 1 <= 0 THEN ? ELSE NULL END WHERE hash = ?',
+    [nowMs, hash],
+  )
+}
+
+/** Drops chunks wholly at or past `size` and clips the one that straddles it. */
+export async function clipChunks(c: Conn, ino: number, size: number, chunkSize: number, nowMs: number): Promise<void> {
+  const firstGone = Math.ceil(size / chunkSize)
+  const gone = await c.all<{ hash: string }>('SELECT hash FROM chunks WHERE ino = ? AND idx >= ?', [ino, firstGone])
+  for (const g of gone) await unrefBlock(c, g.hash, nowMs)
+  if (gone.length) await c.run('DELETE FROM chunks WHERE ino = ? AND idx >= ?', [ino, firstGone])
+  if (size % chunkSize !== 0) {
+    const last = firstGone - 1
+    await c.run('UPDATE chunks SET len = min(len, ?) WHERE ino = ? AND idx = ?', [size - last * chunkSize, ino, last])
+  }
+}
+
+export async function openCount(c: Conn, ino: number): Promise<number> {
+  return (await c.get<{ n: number }>('SELECT COALESCE(SUM(count), 0) AS n FROM open_files WHERE ino = ?', [ino]))?.n ?? 0
+}
+
+/**
+ * Frees an inode that has no links left and no open handle in any session:
+ * its chunks give up their block references, its xattrs go. Returns whether
+ * it was freed.
+ */
+export async function freeIfUnused(c: Conn, ino: number, nowMs: number): Promise<boolean> {
+  const row = await c.get<{ nlink: number }>('SELECT nlink FROM inodes WHERE ino = ?', [ino])
+  if (!row || row.nlink > 0) return false
+  if ((await openCount(c, ino)) > 0) return false
+  const chunks = await c.all<{ hash: string }>('SELECT hash FROM chunks WHERE ino = ?', [ino])
+  for (const ch of chunks) await unrefBlock(c, ch.hash, nowMs)
+  await c.run('DELETE FROM chunks WHERE ino = ?', [ino])
+  await c.run('DELETE FROM xattrs WHERE ino = ?', [ino])
+  await c.run('DELETE FROM inodes WHERE ino = ?', [ino])
+  return true
+}

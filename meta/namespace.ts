@@ -1,0 +1,292 @@
+/**
+ * Directory-tree operations: lookup, attributes, create, remove, rename, links,
+ * symlinks, listing. Each mutation is one write transaction; it records what
+ * changed in `Changes` so the caller can publish an invalidation after commit.
+ */
+import { fsError } from '../common/errors'
+import { validateName, PATH_MAX } from '../common/names'
+import { ROOT_INO, type Attr, type DirEntry, type MetaParsed, type MetaReplies, type Timespec } from '../common/protocol'
+import type { Changes, MetaEnv } from './context'
+import {
+  INODE_COLS, PERM_BITS, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID,
+  addNlink, clipChunks, deleteEntry, entryIno, freeIfUnused, insertEntry, insertInode, isDir, isEmptyDir, isLnk, isReg,
+  mustDir, mustEntry, mustInode, toAttr, touchCtime, touchDir, type InodeRow,
+} from './inodes'
+import type { Conn } from './sqlite'
+import { nowTs } from './time'
+
+type Req<Op extends keyof MetaReplies & string> = MetaParsed<Op>
+
+export async function lookup(env: MetaEnv, b: Req<'lookup'>): Promise<MetaReplies['lookup']> {
+  const name = validateName(b.name)
+  const c = env.db.read
+  await mustDir(c, b.parent)
+  return { attr: toAttr(await mustEntry(c, b.parent, name)) }
+}
+
+export async function getattr(env: MetaEnv, b: Req<'getattr'>): Promise<MetaReplies['getattr']> {
+  return { attr: toAttr(await mustInode(env.db.read, b.ino)) }
+}
+
+const resolveTime = (t: Timespec | 'now' | undefined, now: Timespec) => (t === 'now' ? now : t)
+
+export async function setattr(env: MetaEnv, b: Req<'setattr'>, ch: Changes): Promise<MetaReplies['setattr']> {
+  return env.db.write(async (tx) => {
+    const row = await mustInode(tx, b.ino)
+    const now = nowTs()
+    const next: InodeRow = { ...row, ctime_s: now[0], ctime_ns: now[1] }
+    if (b.mode !== undefined) next.mode = (row.mode & S_IFMT) | (b.mode & PERM_BITS)
+    if (b.uid !== undefined) next.uid = b.uid
+    if (b.gid !== undefined) next.gid = b.gid
+    if (b.size !== undefined) {
+      if (isDir(row.mode)) throw fsError('EISDIR', 'cannot truncate a directory')
+      if (!isReg(row.mode)) throw fsError('EINVAL', 'only regular files have a size to set')
+      if (b.size < row.size) await clipChunks(tx, row.ino, b.size, env.chunkSize, Date.now())
+      if (b.size !== row.size) next.gen = row.gen + 1
+      next.size = b.size
+      next.mtime_s = now[0]
+      next.mtime_ns = now[1]
+    }
+    const atime = resolveTime(b.atime, now)
+    if (atime) [next.atime_s, next.atime_ns] = atime
+    const mtime = resolveTime(b.mtime, now)
+    if (mtime) [next.mtime_s, next.mtime_ns] = mtime
+    await tx.run(
+      `UPDATE inodes SET mode = ?, uid = ?, gid = ?, size = ?, gen = ?, atime_s = ?, atime_ns = ?, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?`,
+      [next.mode, next.uid, next.gid, next.size, next.gen, next.atime_s, next.atime_ns, next.mtime_s, next.mtime_ns, next.ctime_s, next.ctime_ns, row.ino],
+    )
+    ch.ino(row.ino)
+    return { attr: toAttr(next) }
+  })
+}
+
+/** Owner and setgid inheritance for a new entry in `parent` (BSD/Linux semantics). */
+function ownership(parent: InodeRow, uid: number, gid: number, mode: number): { gid: number; mode: number } {
+  if (!(parent.mode & S_ISGID)) return { gid, mode }
+  return { gid: parent.gid, mode: isDir(mode) ? mode | S_ISGID : mode }
+}
+
+async function create(
+  tx: Conn,
+  parent: number,
+  rawName: string,
+  ch: Changes,
+  make: (parentRow: InodeRow) => { mode: number; uid: number; gid: number; rdev?: number; size?: number; target?: string; nlink: number },
+): Promise<Attr> {
+  const name = validateName(rawName)
+  const p = await mustDir(tx, parent)
+  if ((await entryIno(tx, parent, name)) !== undefined) throw fsError('EEXIST', `"${name}" exists`)
+  const spec = make(p)
+  const own = ownership(p, spec.uid, spec.gid, spec.mode)
+  const now = nowTs()
+  const ino = await insertInode(tx, { ...spec, ...own }, now)
+  await insertEntry(tx, parent, name, ino)
+  if (isDir(spec.mode)) await addNlink(tx, parent, 1)
+  await touchDir(tx, parent, now)
+  ch.dir(parent)
+  ch.ino(parent)
+  return toAttr(await mustInode(tx, ino))
+}
+
+const MKNOD_TYPES = new Set([S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK])
+
+export async function mknod(env: MetaEnv, b: Req<'mknod'>, ch: Changes): Promise<MetaReplies['mknod']> {
+  const type = (b.mode & S_IFMT) || S_IFREG
+  if (!MKNOD_TYPES.has(type)) throw fsError('EINVAL', 'mknod makes regular files, FIFOs, sockets and devices; use mkdir/symlink')
+  const device = type === S_IFCHR || type === S_IFBLK
+  const attr = await env.db.write((tx) =>
+    create(tx, b.parent, b.name, ch, () => ({ mode: type | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, rdev: device ? b.rdev : 0, nlink: 1 })),
+  )
+  return { attr }
+}
+
+export async function mkdir(env: MetaEnv, b: Req<'mkdir'>, ch: Changes): Promise<MetaReplies['mkdir']> {
+  const attr = await env.db.write((tx) =>
+    create(tx, b.parent, b.name, ch, () => ({ mode: S_IFDIR | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, nlink: 2 })),
+  )
+  return { attr }
+}
+
+export async function symlink(env: MetaEnv, b: Req<'symlink'>, ch: Changes): Promise<MetaReplies['symlink']> {
+  const bytes = Buffer.byteLength(b.target, 'utf8')
+  if (bytes >= PATH_MAX) throw fsError('ENAMETOOLONG', `symlink target over ${PATH_MAX - 1} bytes`)
+  if (b.target.includes('\0')) throw fsError('EINVAL', 'symlink target may not contain NUL')
+  const attr = await env.db.write((tx) =>
+    create(tx, b.parent, b.name, ch, () => ({ mode: S_IFLNK | 0o777, uid: b.uid, gid: b.gid, size: bytes, target: b.target, nlink: 1 })),
+  )
+  return { attr }
+}
+
+export async function readlink(env: MetaEnv, b: Req<'readlink'>): Promise<MetaReplies['readlink']> {
+  const row = await mustInode(env.db.read, b.ino)
+  if (!isLnk(row.mode) || row.target === null) throw fsError('EINVAL', `inode ${b.ino} is not a symlink`)
+  return { target: row.target }
+}
+
+/** Removes one link to a non-directory; the inode goes when unused (freeIfUnused). */
+async function dropLink(tx: Conn, row: InodeRow, now: Timespec, ch: Changes): Promise<void> {
+  await addNlink(tx, row.ino, -1)
+  await touchCtime(tx, row.ino, now)
+  await freeIfUnused(tx, row.ino, Date.now())
+  ch.ino(row.ino)
+}
+
+/** Removes an (empty) directory inode whose entry was already deleted. */
+async function dropDir(tx: Conn, row: InodeRow, parent: number, ch: Changes): Promise<void> {
+  await tx.run('UPDATE inodes SET nlink = 0 WHERE ino = ?', [row.ino])
+  await addNlink(tx, parent, -1)
+  await freeIfUnused(tx, row.ino, Date.now())
+  ch.ino(row.ino)
+  ch.dir(row.ino)
+}
+
+export async function unlink(env: MetaEnv, b: Req<'unlink'>, ch: Changes): Promise<MetaReplies['unlink']> {
+  const name = validateName(b.name)
+  await env.db.write(async (tx) => {
+    await mustDir(tx, b.parent)
+    const row = await mustEntry(tx, b.parent, name)
+    if (isDir(row.mode)) throw fsError('EISDIR', `"${name}" is a directory`)
+    const now = nowTs()
+    await deleteEntry(tx, b.parent, name)
+    await touchDir(tx, b.parent, now)
+    await dropLink(tx, row, now, ch)
+    ch.dir(b.parent)
+    ch.ino(b.parent)
+  })
+  return {}
+}
+
+export async function rmdir(env: MetaEnv, b: Req<'rmdir'>, ch: Changes): Promise<MetaReplies['rmdir']> {
+  const name = validateName(b.name)
+  await env.db.write(async (tx) => {
+    await mustDir(tx, b.parent)
+    const row = await mustEntry(tx, b.parent, name)
+    if (!isDir(row.mode)) throw fsError('ENOTDIR', `"${name}" is not a directory`)
+    if (row.ino === ROOT_INO) throw fsError('EBUSY', 'cannot remove the root')
+    if (!(await isEmptyDir(tx, row.ino))) throw fsError('ENOTEMPTY', `"${name}" is not empty`)
+    await deleteEntry(tx, b.parent, name)
+    await touchDir(tx, b.parent, nowTs())
+    await dropDir(tx, row, b.parent, ch)
+    ch.dir(b.parent)
+    ch.ino(b.parent)
+  })
+  return {}
+}
+
+export async function link(env: MetaEnv, b: Req<'link'>, ch: Changes): Promise<MetaReplies['link']> {
+  const name = validateName(b.newName)
+  const attr = await env.db.write(async (tx) => {
+    const row = await mustInode(tx, b.ino)
+    if (isDir(row.mode)) throw fsError('EPERM', 'hard links to directories are not allowed')
+    if (row.nlink <= 0) throw fsError('ENOENT', `inode ${b.ino} was removed`)
+    await mustDir(tx, b.newParent)
+    if ((await entryIno(tx, b.newParent, name)) !== undefined) throw fsError('EEXIST', `"${name}" exists`)
+    const now = nowTs()
+    await insertEntry(tx, b.newParent, name, row.ino)
+    await addNlink(tx, row.ino, 1)
+    await touchCtime(tx, row.ino, now)
+    await touchDir(tx, b.newParent, now)
+    ch.ino(row.ino, b.newParent)
+    ch.dir(b.newParent)
+    return toAttr(await mustInode(tx, row.ino))
+  })
+  return { attr }
+}
+
+/** Whether directory `ino` is `ancestor` or lies below it. */
+async function isWithin(tx: Conn, ino: number, ancestor: number): Promise<boolean> {
+  let cur = ino
+  for (let depth = 0; depth < 100_000; depth++) {
+    if (cur === ancestor) return true
+    if (cur === ROOT_INO) return false
+    const up = await tx.get<{ parent: number }>('SELECT parent FROM dentries WHERE ino = ? LIMIT 1', [cur])
+    if (!up) return false
+    cur = up.parent
+  }
+  throw fsError('ELOOP', 'directory tree too deep')
+}
+
+export const RENAME_NOREPLACE = 1
+export const RENAME_EXCHANGE = 2
+
+export async function rename(env: MetaEnv, b: Req<'rename'>, ch: Changes): Promise<MetaReplies['rename']> {
+  const name = validateName(b.name)
+  const newName = validateName(b.newName)
+  if (b.flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw fsError('EINVAL', `unknown rename flags ${b.flags}`)
+  if (b.flags === (RENAME_NOREPLACE | RENAME_EXCHANGE)) throw fsError('EINVAL', 'RENAME_NOREPLACE and RENAME_EXCHANGE exclude each other')
+  await env.db.write(async (tx) => {
+    await mustDir(tx, b.parent)
+    await mustDir(tx, b.newParent)
+    const src = await mustEntry(tx, b.parent, name)
+    const dstIno = await entryIno(tx, b.newParent, newName)
+    const dst = dstIno === undefined ? undefined : await mustInode(tx, dstIno)
+    const now = nowTs()
+    const moved = b.parent !== b.newParent
+    ch.dir(b.parent, b.newParent)
+    ch.ino(b.parent, b.newParent, src.ino)
+
+    if (b.flags & RENAME_NOREPLACE && dst) throw fsError('EEXIST', `"${newName}" exists`)
+    if (b.flags & RENAME_EXCHANGE) {
+      if (!dst) throw fsError('ENOENT', `no entry "${newName}" to exchange with`)
+      if (dst.ino === src.ino) return
+      if (isDir(src.mode) && (await isWithin(tx, b.newParent, src.ino))) throw fsError('EINVAL', 'cannot move a directory into itself')
+      if (isDir(dst.mode) && (await isWithin(tx, b.parent, dst.ino))) throw fsError('EINVAL', 'cannot move a directory into itself')
+      await tx.run('UPDATE dentries SET ino = ? WHERE parent = ? AND name = ?', [dst.ino, b.parent, name])
+      await tx.run('UPDATE dentries SET ino = ? WHERE parent = ? AND name = ?', [src.ino, b.newParent, newName])
+      if (moved) {
+        const delta = (isDir(src.mode) ? 1 : 0) - (isDir(dst.mode) ? 1 : 0)
+        if (delta) {
+          await addNlink(tx, b.newParent, delta)
+          await addNlink(tx, b.parent, -delta)
+        }
+      }
+      await touchCtime(tx, src.ino, now)
+      await touchCtime(tx, dst.ino, now)
+      await touchDir(tx, b.parent, now)
+      if (moved) await touchDir(tx, b.newParent, now)
+      ch.ino(dst.ino)
+      return
+    }
+
+    // POSIX: renaming onto another link of the same inode does nothing.
+    if (dst && dst.ino === src.ino) return
+    if (isDir(src.mode) && (await isWithin(tx, b.newParent, src.ino))) throw fsError('EINVAL', 'cannot move a directory into its own subtree')
+    if (dst) {
+      if (isDir(src.mode)) {
+        if (!isDir(dst.mode)) throw fsError('ENOTDIR', `"${newName}" is not a directory`)
+        if (!(await isEmptyDir(tx, dst.ino))) throw fsError('ENOTEMPTY', `"${newName}" is not empty`)
+      } else if (isDir(dst.mode)) {
+        throw fsError('EISDIR', `"${newName}" is a directory`)
+      }
+      await deleteEntry(tx, b.newParent, newName)
+      if (isDir(dst.mode)) await dropDir(tx, dst, b.newParent, ch)
+      else await dropLink(tx, dst, now, ch)
+    }
+    await deleteEntry(tx, b.parent, name)
+    await insertEntry(tx, b.newParent, newName, src.ino)
+    if (isDir(src.mode) && moved) {
+      await addNlink(tx, b.parent, -1)
+      await addNlink(tx, b.newParent, 1)
+    }
+    await touchCtime(tx, src.ino, now)
+    await touchDir(tx, b.parent, now)
+    if (moved) await touchDir(tx, b.newParent, now)
+  })
+  return {}
+}
+
+export async function readdir(env: MetaEnv, b: Req<'readdir'>): Promise<MetaReplies['readdir']> {
+  const c = env.db.read
+  await mustDir(c, b.ino)
+  const rows = await c.all<InodeRow & { name: string }>(
+    `SELECT d.name AS name, ${INODE_COLS.split(', ').map((col) => `i.${col}`).join(', ')}
+     FROM dentries d JOIN inodes i ON i.ino = d.ino
+     WHERE d.parent = ? AND d.name > ? ORDER BY d.name LIMIT ?`,
+    [b.ino, b.cursor ?? '', b.limit + 1],
+  )
+  const more = rows.length > b.limit
+  const page = more ? rows.slice(0, b.limit) : rows
+  const entries: DirEntry[] = page.map((r) => ({ name: r.name, attr: toAttr(r) }))
+  return { entries, next: more ? page[page.length - 1]!.name : null }
+}
+

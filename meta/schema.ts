@@ -1,0 +1,101 @@
+/**
+ * The namespace schema, versioned with PRAGMA user_version. Each migration
+ * moves the database from version i to i+1 inside one transaction; a new
+ * migration is appended, never edited. docs/meta.md describes every column.
+ */
+import { ROOT_INO } from '../common/protocol'
+import type { Conn } from './sqlite'
+import { nowTs } from './time'
+
+const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
+  async (c) => {
+    await c.exec(`
+      CREATE TABLE inodes (
+        ino INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused: clients key caches by ino
+        mode INTEGER NOT NULL,
+        nlink INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        gid INTEGER NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        rdev INTEGER NOT NULL DEFAULT 0,
+        atime_s INTEGER NOT NULL, atime_ns INTEGER NOT NULL,
+        mtime_s INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+        ctime_s INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+        gen INTEGER NOT NULL DEFAULT 0,
+        target TEXT
+      );
+      CREATE TABLE dentries (
+        parent INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        ino INTEGER NOT NULL,
+        PRIMARY KEY (parent, name)
+      ) WITHOUT ROWID;
+      CREATE INDEX dentries_ino ON dentries (ino);
+      CREATE TABLE chunks (
+        ino INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        len INTEGER NOT NULL,
+        PRIMARY KEY (ino, idx)
+      ) WITHOUT ROWID;
+      CREATE INDEX chunks_hash ON chunks (hash);
+      CREATE TABLE blocks (
+        hash TEXT PRIMARY KEY,
+        refs INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        zero_since INTEGER
+      ) WITHOUT ROWID;
+      CREATE INDEX blocks_zero ON blocks (zero_since) WHERE zero_since IS NOT NULL;
+      CREATE TABLE replicas (
+        hash TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        PRIMARY KEY (hash, node_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE xattrs (
+        ino INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (ino, name)
+      ) WITHOUT ROWID;
+      CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        expires INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE open_files (
+        session TEXT NOT NULL,
+        ino INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (session, ino)
+      ) WITHOUT ROWID;
+      CREATE INDEX open_files_ino ON open_files (ino);
+    `)
+    const [s, ns] = nowTs()
+    await c.run(
+      `INSERT INTO inodes (ino, mode, nlink, uid, gid, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns)
+       VALUES (?, ?, 2, 0, 0, ?, ?, ?, ?, ?, ?)`,
+      [ROOT_INO, 0o40755, s, ns, s, ns, s, ns],
+    )
+  },
+]
+
+export const SCHEMA_VERSION = MIGRATIONS.length
+
+export async function migrate(c: Conn): Promise<void> {
+  const row = await c.get<{ user_version: number }>('PRAGMA user_version')
+  const from = row?.user_version ?? 0
+  if (from > SCHEMA_VERSION) {
+    throw new Error(`database schema version ${from} is newer than this berth (${SCHEMA_VERSION}); upgrade berth`)
+  }
+  for (let v = from; v < SCHEMA_VERSION; v++) {
+    await c.exec('BEGIN IMMEDIATE')
+    try {
+      await MIGRATIONS[v]!(c)
+      await c.exec(`PRAGMA user_version = ${v + 1}`)
+      await c.exec('COMMIT')
+    } catch (err) {
+      await c.exec('ROLLBACK').catch(() => undefined)
+      throw err
+    }
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The request loop: `<cluster>.meta.<op>` in queue group `meta`. Every body is
+ * validated against its schema before a handler sees it; a repeated request id
+ * of a mutation gets the cached first answer; each mutation that changed
+ * something is followed by an invalidation on `<cluster>.inval`.
+ */
+import type { NatsConnection, Subscription } from 'nats'
+import { fsError } from '../common/errors'
+import type { Logger } from '../common/log'
+import { IDEMPOTENT_OPS, metaRequests, type Invalidation, type MetaOp, type MetaParsed } from '../common/protocol'
+import { encode, parseBody, serve, subjects } from '../common/wire'
+import type { ZodType } from 'zod'
+import { Changes, type MetaEnv } from './context'
+import { handlers, type Handler } from './handlers'
+import { ReplyCache } from './reply-cache'
+
+function isMetaOp(op: string): op is MetaOp {
+  return Object.hasOwn(metaRequests, op)
+}
+
+export function publishChanges(nc: NatsConnection, cluster: string, ch: Changes): void {
+  if (ch.empty || nc.isClosed()) return
+  const inval: Invalidation = { inos: [...ch.inos], dirs: [...ch.dirs] }
+  nc.publish(subjects(cluster).inval, encode(inval))
+}
+
+export interface MetaServer {
+  sub: Subscription
+  /** Resolves when every request received so far has been answered. */
+  idle(): Promise<void>
+}
+
+export function serveMeta(nc: NatsConnection, env: MetaEnv, log: Logger): MetaServer {
+  const cache = new ReplyCache()
+  const inflight = new Set<Promise<unknown>>()
+  const prefix = `${env.cluster}.meta.`
+
+  async function apply<Op extends MetaOp>(op: Op, body: MetaParsed<Op>): Promise<object> {
+    const changes = new Changes()
+    const reply = await (handlers[op] as Handler<Op>)(env, body, changes)
+    publishChanges(nc, env.cluster, changes)
+    return reply
+  }
+
+  function dispatch<Op extends MetaOp>(op: Op, data: Uint8Array): Promise<object> {
+    const body = parseBody(metaRequests[op] as unknown as ZodType<MetaParsed<Op>>, data)
+    const rid = (body as { rid?: string }).rid
+    if (rid && !IDEMPOTENT_OPS.has(op)) return cache.run(`${op}\0${rid}`, () => apply(op, body))
+    return apply(op, body)
+  }
+
+  const sub = serve(
+    nc,
+    subjects(env.cluster).metaAll,
+    { queue: 'meta', onError: (err, subject) => log.error(`${subject}: unexpected failure`, err) },
+    (msg) => {
+      const op = msg.subject.startsWith(prefix) ? msg.subject.slice(prefix.length) : ''
+      if (!isMetaOp(op)) throw fsError('ENOSYS', `unknown metadata operation "${op}"`)
+      const p = dispatch(op, msg.data)
+      inflight.add(p)
+      void p.then(
+        () => inflight.delete(p),
+        () => inflight.delete(p),
+      )
+      return p
+    },
+  )
+  return {
+    sub,
+    async idle() {
+      while (inflight.size) await Promise.allSettled([...inflight])
+      await new Promise((resolve) => setImmediate(resolve))
+    },
+  }
+}
