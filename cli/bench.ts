@@ -19,6 +19,7 @@ and prints both figures and the ratio DIR/local. See docs/bench.md.
   --seed N              seed for the random offsets (default 1)
   --evict-mb N          before each cold read on DIR, write and read N MiB of other data
                         so the berth client's block cache no longer holds the file (default 0)
+  --repeat N            run every workload N times and report the medians (default 1)
   --only w1,w2          run only these workloads: ${WORKLOADS.join(', ')}
   --json                print a JSON object instead of the table
 `
@@ -55,6 +56,7 @@ export async function run(argv: string[]): Promise<void> {
       depth: { type: 'string' },
       seed: { type: 'string' },
       'evict-mb': { type: 'string' },
+      repeat: { type: 'string' },
       only: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -76,6 +78,7 @@ export async function run(argv: string[]): Promise<void> {
     depth: count('depth', values.depth, 8, 1),
     seed: count('seed', values.seed, 1, 0),
     evictMb: count('evict-mb', values['evict-mb'], 0, 0),
+    repeat: count('repeat', values.repeat, 1, 1),
     only: parseOnly(values.only),
     progress: process.stderr.isTTY ? (line) => process.stderr.write(`${line}\n`) : undefined,
   })

@@ -81,3 +81,17 @@ t.test('an unknown --only workload is refused', async (t) => {
   t.not(r.code, 0)
   t.match(r.stderr, /unknown workload "teleport"/)
 })
+
+t.test('--repeat keeps every round and reports the median', async (t) => {
+  const root = t.testdir()
+  const r = await berth(['bench', root, ...TINY, '--only', 'seq-write,stat', '--repeat', '3', '--json'])
+  t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr})`)
+  const out = JSON.parse(r.stdout) as { rows: { name: string; dir: number; local: number; samples: { dir: number[]; local: number[] } }[] }
+  t.same(out.rows.map((row) => row.name), ['seq-write', 'stat'])
+  for (const row of out.rows) {
+    t.equal(row.samples.dir.length, 3)
+    t.equal(row.samples.local.length, 3)
+    t.equal(row.dir, [...row.samples.dir].sort((x, y) => x - y)[1], `${row.name}: DIR figure is the median`)
+    t.equal(row.local, [...row.samples.local].sort((x, y) => x - y)[1], `${row.name}: local figure is the median`)
+  }
+})

@@ -6,13 +6,13 @@
  * means on each side is written down in docs/bench.md.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { dropPageCache, evictClientCache, type DropResult } from './cold'
 import { MiB, Pattern } from './pattern'
-import { buildTreeTarball, defaultTreeSource } from './tree-tarball'
-import { extract, randomReads, seqRead, seqWrite, smallFiles } from './workloads'
+import { buildTreeTarball, defaultTreeSource, type TreeTarball } from './tree-tarball'
+import { extract, randomReads, seqRead, seqWrite, smallFiles, type SmallFileSeconds } from './workloads'
 
 export const WORKLOADS = ['seq-write', 'seq-read', 'rand-read', 'create', 'stat', 'read', 'delete', 'extract'] as const
 export type WorkloadName = (typeof WORKLOADS)[number]
@@ -31,6 +31,8 @@ export interface BenchOptions {
   seed: number
   /** MiB of other data read through the target before each cold read; 0 = none */
   evictMb: number
+  /** rounds of every workload; each row reports the median */
+  repeat: number
   only: readonly WorkloadName[]
   /** progress lines (stderr); no-op by default */
   progress?: (line: string) => void
@@ -43,20 +45,28 @@ export interface BenchRow {
   better: 'higher' | 'lower'
   dir: number
   local: number
-  /** dir / local */
+  /** dir / local, of the medians */
   ratio: number
+  /** every round's figure; `dir` and `local` are their medians */
+  samples: { dir: number[]; local: number[] }
 }
 
 export interface BenchResult {
   dir: string
   local: string
-  options: { sizeMb: number; files: number; treeFiles: number; randomReads: number; depth: number; seed: number; evictMb: number }
+  options: { sizeMb: number; files: number; treeFiles: number; randomReads: number; depth: number; seed: number; evictMb: number; repeat: number }
   cold: { pageCacheDropped: boolean; note: string }
   tree: { source: string; entries: number; files: number } | null
   rows: BenchRow[]
 }
 
 type Side = 'dir' | 'local'
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = s.length >> 1
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
+}
 
 async function requireDir(path: string, what: string): Promise<string> {
   const abs = resolve(path)
@@ -71,8 +81,24 @@ async function requireDir(path: string, what: string): Promise<string> {
   return abs
 }
 
-async function warmUp(scratch: string, big: Pattern, small: Pattern): Promise<void> {
+/**
+ * Untimed, before any side runs: JIT warm-up of every code path, and one
+ * `sizeMb` write (no fsync, then unlinked) so the kernel has recently used free
+ * pages for the first side's page cache too. On VMs, pages that stayed free for
+ * a while (e.g. after drop_caches) are handed back to the host and are slow to
+ * touch again; without this, the first seq-write measured ~0.3x of the second
+ * one on the same disk.
+ */
+async function warmUp(scratch: string, sizeMb: number, big: Pattern, small: Pattern): Promise<void> {
   const file = join(scratch, 'warm.bin')
+  const buf = Buffer.allocUnsafe(MiB)
+  const fh = await open(file, 'w')
+  try {
+    for (let i = 0; i < sizeMb; i++) await fh.write(big.piece(i, buf), 0, MiB, null)
+  } finally {
+    await fh.close()
+  }
+  await rm(file)
   await seqWrite(file, 2, big)
   await seqRead(file, 2, big)
   await randomReads(file, 2, 32, 4, 7, big)
@@ -90,7 +116,7 @@ export async function runFsBench(opts: BenchOptions): Promise<BenchResult> {
   const scratch = await mkdtemp(join(tmpdir(), 'berth-bench-tree-'))
   const only = new Set<WorkloadName>(opts.only)
   const want = (...names: WorkloadName[]): boolean => names.some((n) => only.has(n))
-  const rows: BenchRow[] = []
+  const samples = new Map<WorkloadName, { label: string; unit: BenchRow['unit']; dir: number[]; local: number[] }>()
   const drops: DropResult[] = []
   let tree: BenchResult['tree'] = null
 
@@ -100,8 +126,10 @@ export async function runFsBench(opts: BenchOptions): Promise<BenchResult> {
 
   const add = (name: WorkloadName, label: string, unit: BenchRow['unit'], values: Record<Side, number>): void => {
     if (!only.has(name)) return
-    const better = unit === 's' ? 'lower' : 'higher'
-    rows.push({ name, label, unit, better, dir: values.dir, local: values.local, ratio: values.dir / values.local })
+    const entry = samples.get(name) ?? { label, unit, dir: [], local: [] }
+    entry.dir.push(values.dir)
+    entry.local.push(values.local)
+    samples.set(name, entry)
   }
 
   /** Page cache dropped on both sides; the client block cache cycled on the target when asked. */
@@ -117,65 +145,75 @@ export async function runFsBench(opts: BenchOptions): Promise<BenchResult> {
     await mkdir(work.dir)
     await mkdir(work.local)
     // Whichever side ran first would otherwise also pay for JIT warm-up.
-    await warmUp(scratch, big, smallPattern)
+    if (want('seq-write', 'seq-read', 'rand-read')) say(`warm-up (${opts.sizeMb} MiB, untimed)`)
+    await warmUp(scratch, want('seq-write', 'seq-read', 'rand-read') ? opts.sizeMb : 0, big, smallPattern)
     const sides: [Side, string][] = [['dir', work.dir], ['local', work.local]]
-
-    if (want('seq-write', 'seq-read', 'rand-read')) {
-      const mb = opts.sizeMb
-      const write: Record<Side, number> = { dir: 0, local: 0 }
-      const read: Record<Side, number> = { dir: 0, local: 0 }
-      const rand: Record<Side, number> = { dir: 0, local: 0 }
-      for (const [side, root] of sides) {
-        const file = join(root, 'big.bin')
-        try {
-          say(`seq-write ${mb} MiB on ${side}`)
-          write[side] = await seqWrite(file, mb, big)
-          if (want('seq-read')) {
-            await makeCold(side)
-            say(`seq-read (cold) on ${side}`)
-            read[side] = await seqRead(file, mb, big)
-          }
-          if (want('rand-read')) {
-            await makeCold(side)
-            say(`rand-read ${opts.randomReads} x 4 KiB on ${side}`)
-            rand[side] = await randomReads(file, mb, opts.randomReads, opts.depth, opts.seed, big)
-          }
-        } finally {
-          await rm(file, { force: true })
-        }
-      }
-      const mbps = (s: number): number => (mb * MiB) / 1e6 / s
-      add('seq-write', `sequential write ${mb} MiB (1 MiB writes + fsync)`, 'MB/s', { dir: mbps(write.dir), local: mbps(write.local) })
-      add('seq-read', `cold sequential read ${mb} MiB`, 'MB/s', { dir: mbps(read.dir), local: mbps(read.local) })
-      add('rand-read', `cold random 4 KiB reads x${opts.randomReads}, depth ${opts.depth}`, 'IOPS', {
-        dir: opts.randomReads / rand.dir,
-        local: opts.randomReads / rand.local,
-      })
-    }
-
-    if (want('create', 'stat', 'read', 'delete')) {
-      const secs: Record<Side, Awaited<ReturnType<typeof smallFiles>>> = {} as Record<Side, Awaited<ReturnType<typeof smallFiles>>>
-      for (const [side, root] of sides) {
-        say(`small files: ${opts.files} x 4 KiB on ${side}`)
-        secs[side] = await smallFiles(join(root, 'small'), opts.files, smallPattern)
-      }
-      const n = opts.files
-      for (const phase of ['create', 'stat', 'read', 'delete'] as const) {
-        add(phase, `${phase} ${n} files of 4 KiB`, 'files/s', { dir: n / secs.dir[phase], local: n / secs.local[phase] })
-      }
-    }
-
+    let tarball: TreeTarball | null = null
     if (want('extract')) {
       const source = opts.treeSource ?? defaultTreeSource()
       say(`building the tree tarball from ${source}`)
-      const tar = await buildTreeTarball(await requireDir(source, 'tree source'), opts.treeFiles, scratch)
-      tree = { source: tar.source, entries: tar.entries, files: tar.files }
-      const secs: Record<Side, number> = { dir: 0, local: 0 }
-      for (const [side, root] of sides) {
-        say(`extract ${tar.entries} entries on ${side}`)
-        secs[side] = await extract(tar.path, join(root, 'tree'))
+      tarball = await buildTreeTarball(await requireDir(source, 'tree source'), opts.treeFiles, scratch)
+      tree = { source: tarball.source, entries: tarball.entries, files: tarball.files }
+    }
+
+    for (let round = 1; round <= opts.repeat; round++) {
+      if (opts.repeat > 1) say(`round ${round} of ${opts.repeat}`)
+      // Alternating which side goes first keeps order effects out of the medians.
+      const order = round % 2 === 1 ? sides : [...sides].reverse()
+      if (want('seq-write', 'seq-read', 'rand-read')) {
+        const mb = opts.sizeMb
+        const write: Record<Side, number> = { dir: 0, local: 0 }
+        const read: Record<Side, number> = { dir: 0, local: 0 }
+        const rand: Record<Side, number> = { dir: 0, local: 0 }
+        for (const [side, root] of order) {
+          const file = join(root, 'big.bin')
+          try {
+            say(`seq-write ${mb} MiB on ${side}`)
+            write[side] = await seqWrite(file, mb, big)
+            if (want('seq-read')) {
+              await makeCold(side)
+              say(`seq-read (cold) on ${side}`)
+              read[side] = await seqRead(file, mb, big)
+            }
+            if (want('rand-read')) {
+              await makeCold(side)
+              say(`rand-read ${opts.randomReads} x 4 KiB on ${side}`)
+              rand[side] = await randomReads(file, mb, opts.randomReads, opts.depth, opts.seed, big)
+            }
+          } finally {
+            await rm(file, { force: true })
+          }
+        }
+        const mbps = (s: number): number => (mb * MiB) / 1e6 / s
+        add('seq-write', `sequential write ${mb} MiB (1 MiB writes + fsync)`, 'MB/s', { dir: mbps(write.dir), local: mbps(write.local) })
+        add('seq-read', `cold sequential read ${mb} MiB`, 'MB/s', { dir: mbps(read.dir), local: mbps(read.local) })
+        add('rand-read', `cold random 4 KiB reads x${opts.randomReads}, depth ${opts.depth}`, 'IOPS', {
+          dir: opts.randomReads / rand.dir,
+          local: opts.randomReads / rand.local,
+        })
       }
-      add('extract', `tar -xf of ${tar.entries} entries (${tar.files} files)`, 's', secs)
+
+      if (want('create', 'stat', 'read', 'delete')) {
+        const secs = {} as Record<Side, SmallFileSeconds>
+        for (const [side, root] of order) {
+          say(`small files: ${opts.files} x 4 KiB on ${side}`)
+          secs[side] = await smallFiles(join(root, 'small'), opts.files, smallPattern)
+        }
+        const n = opts.files
+        for (const phase of ['create', 'stat', 'read', 'delete'] as const) {
+          add(phase, `${phase} ${n} files of 4 KiB`, 'files/s', { dir: n / secs.dir[phase], local: n / secs.local[phase] })
+        }
+      }
+
+      if (tarball) {
+        const tar = tarball
+        const secs: Record<Side, number> = { dir: 0, local: 0 }
+        for (const [side, root] of order) {
+          say(`extract ${tar.entries} entries on ${side}`)
+          secs[side] = await extract(tar.path, join(root, 'tree'))
+        }
+        add('extract', `tar -xf of ${tar.entries} entries (${tar.files} files)`, 's', secs)
+      }
     }
   } finally {
     await rm(work.dir, { recursive: true, force: true })
@@ -195,6 +233,12 @@ export async function runFsBench(opts: BenchOptions): Promise<BenchResult> {
             : 'page cache dropped before each cold read; berth client block cache not cycled (use --evict-mb)',
         }
 
+  const rows: BenchRow[] = [...samples].map(([name, e]) => {
+    const d = median(e.dir)
+    const l = median(e.local)
+    return { name, label: e.label, unit: e.unit, better: e.unit === 's' ? 'lower' : 'higher', dir: d, local: l, ratio: d / l, samples: { dir: e.dir, local: e.local } }
+  })
+
   return {
     dir,
     local,
@@ -206,6 +250,7 @@ export async function runFsBench(opts: BenchOptions): Promise<BenchResult> {
       depth: opts.depth,
       seed: opts.seed,
       evictMb: opts.evictMb,
+      repeat: opts.repeat,
     },
     cold,
     tree,
