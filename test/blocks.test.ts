@@ -1,0 +1,232 @@
+/**
+ * Block HTTP API and BlockClient against real data nodes: placed writes land on
+ * exactly R nodes, every replica serves identical bytes, ranges, and refusals
+ * (hash mismatch, no/wrong token, oversize, bad names) leave nothing behind.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { existsSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import t from 'tap'
+import { request as httpRequest } from 'undici'
+import { BlockClient } from '../common/block-client'
+import { request, subjects } from '../common/wire'
+import { randomBytes as rb } from 'node:crypto'
+import type { Test } from 'tap'
+import { connectNats } from '../common/nats-connect'
+import { spawnService } from '../cli/spawn-service'
+import { startNats, type TestCluster } from './helpers/cluster'
+
+// TEMPORARY: nats + nodes only, until `berth meta` runs; then startCluster.
+type DataCluster = Pick<TestCluster, 'dir' | 'cluster' | 'secret' | 'nats' | 'nodes' | 'connect' | 'startNode'>
+async function startCluster(t: Test, opts: { nodes?: number; nodeArgs?: string[] } = {}): Promise<DataCluster> {
+  const dir = t.testdir()
+  const nats = await startNats(t, dir)
+  const secret = rb(24).toString('base64url')
+  let seq = 0
+  const c: DataCluster = {
+    dir, cluster: 'berth', secret, nats, nodes: [],
+    async startNode(o = {}) {
+      const n = seq++
+      const node = await spawnService(['node', '--nats', nats.url, '--dir', o.dir ?? join(dir, `node${n}`), '--listen', '127.0.0.1:0', ...(opts.nodeArgs ?? []), ...(o.args ?? [])], {
+        env: { BERTH_NATS_USER: nats.users.node.user, BERTH_NATS_PASS: nats.users.node.pass, BERTH_SECRET: secret, BERTH_LOG: process.env.BERTH_LOG ?? 'warn' },
+      })
+      t.teardown(() => node.stop())
+      return node
+    },
+    async connect(role = 'client') {
+      const nc = await connectNats({ url: nats.url, name: `test-${role}`, ...nats.users[role] })
+      t.teardown(() => nc.close())
+      return nc
+    },
+  }
+  for (let i = 0; i < (opts.nodes ?? 3); i++) c.nodes.push(await c.startNode())
+  return c
+}
+
+const MAX_BLOCK = 1024 * 1024
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
+
+async function http(url: string, opts: { method?: 'GET' | 'HEAD' | 'PUT'; token?: string | null; body?: Buffer | Readable; headers?: Record<string, string> } = {}) {
+  const headers: Record<string, string> = { ...opts.headers }
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`
+  const res = await httpRequest(url, { method: opts.method ?? 'GET', headers, body: opts.body })
+  const body = Buffer.from(await res.body.arrayBuffer())
+  return { status: res.statusCode, headers: res.headers, body }
+}
+
+/** Every file under a node's block folder and temp folder. */
+function files(dir: string): string[] {
+  const out: string[] = []
+  const walk = (d: string) => {
+    if (!existsSync(d)) return
+    for (const e of readdirSync(d, { withFileTypes: true })) (e.isDirectory() ? walk(join(d, e.name)) : out.push(e.name))
+  }
+  walk(join(dir, 'blocks'))
+  walk(join(dir, 'tmp'))
+  return out
+}
+
+async function liveClient(t: Test, c: DataCluster, replicas = 2): Promise<BlockClient> {
+  const bc = new BlockClient(await c.connect('client'), { cluster: c.cluster, token: c.secret, replicas, deadlineMs: 10_000 })
+  t.teardown(() => bc.close())
+  await bc.start()
+  for (let i = 0; i < 100 && bc.liveNodes().size < c.nodes.length; i++) await new Promise((r) => setTimeout(r, 100))
+  t.equal(bc.liveNodes().size, c.nodes.length, 'client sees every node through heartbeats')
+  return bc
+}
+
+t.test('data plane', async (t) => {
+  const c = await startCluster(t, { nodes: 3, nodeArgs: ['--max-block', String(MAX_BLOCK)] })
+  const nodes = c.nodes.map((n, i) => ({ id: String(n.ready.id), url: String(n.ready.url), dir: join(c.dir, `node${i}`) }))
+  const bc = await liveClient(t, c)
+  const url = (n: { url: string }, hash: string) => `${n.url}/v1/blocks/${hash}`
+
+  t.test('a placed PUT lands on exactly R=2 nodes, each serving identical bytes', async (t) => {
+    const data = randomBytes(300_000)
+    const { hash, nodes: holders } = await bc.put(data)
+    t.equal(hash, sha(data))
+    t.equal(holders.length, 2)
+    t.equal(new Set(holders).size, 2, 'two distinct nodes')
+    const present: string[] = []
+    for (const n of nodes) {
+      const head = await http(url(n, hash), { method: 'HEAD', token: c.secret })
+      if (head.status === 200) {
+        present.push(n.id)
+        t.equal(head.headers['content-length'], String(data.length))
+        const got = await http(url(n, hash), { token: c.secret })
+        t.equal(got.status, 200)
+        t.ok(got.body.equals(data), `node ${n.id} returns identical bytes`)
+      } else {
+        t.equal(head.status, 404)
+      }
+    }
+    t.same(present.sort(), [...holders].sort(), 'exactly the reported holders have it')
+    t.ok((await bc.get(hash, holders)).equals(data), 'BlockClient.get returns the block')
+    t.ok((await bc.get(hash, [])).equals(data), 'found without hints by asking every live node')
+    t.same(await bc.get(hash, holders, { offset: 1000, length: 10 }), data.subarray(1000, 1010), 'range through the client')
+  })
+
+  t.test('a second PUT of the same block is deduplicated', async (t) => {
+    const data = randomBytes(1000)
+    const hash = sha(data)
+    const n = nodes[0]!
+    for (let i = 0; i < 2; i++) {
+      const r = await http(url(n, hash), { method: 'PUT', token: c.secret, body: data })
+      t.equal(r.status, 200)
+      t.same(JSON.parse(r.body.toString()), { hash, stored: [n.id] })
+    }
+    t.equal(files(n.dir).filter((f) => f === hash).length, 1)
+    t.equal(files(n.dir).filter((f) => f.length !== 64).length, 0, 'no temp files left')
+  })
+
+  t.test('chain header replicates to the listed nodes', async (t) => {
+    const data = randomBytes(5000)
+    const hash = sha(data)
+    const [a, b, d] = nodes as [typeof nodes[0], typeof nodes[0], typeof nodes[0]]
+    const r = await http(url(a, hash), { method: 'PUT', token: c.secret, body: data, headers: { 'x-berth-chain': `${b.id}=${b.url},${d.id}=${d.url}` } })
+    t.equal(r.status, 200)
+    t.same(JSON.parse(r.body.toString()).stored, [a.id, b.id, d.id], 'durable on all three, receiver first')
+    for (const n of nodes) t.equal((await http(url(n, hash), { method: 'HEAD', token: c.secret })).status, 200)
+    const dead = await http(url(a, sha(Buffer.from('x'))), { method: 'PUT', token: c.secret, body: Buffer.from('x'), headers: { 'x-berth-chain': `ghost=http://127.0.0.1:1,${b.id}=${b.url}` } })
+    t.same(JSON.parse(dead.body.toString()).stored, [a.id, b.id], 'a dead replica is skipped and absent from stored')
+    const bad = await http(url(a, hash), { method: 'PUT', token: c.secret, body: data, headers: { 'x-berth-chain': 'not a chain' } })
+    t.equal(bad.status, 400)
+  })
+
+  t.test('a body that does not hash to its name is refused and nothing is stored', async (t) => {
+    const data = randomBytes(200_000)
+    const wrong = sha(Buffer.from('something else'))
+    const n = nodes[1]!
+    const r = await http(url(n, wrong), { method: 'PUT', token: c.secret, body: data })
+    t.equal(r.status, 400)
+    t.match(r.body.toString(), /hashes to/)
+    t.equal((await http(url(n, wrong), { method: 'HEAD', token: c.secret })).status, 404)
+    t.equal((await http(url(n, sha(data)), { method: 'HEAD', token: c.secret })).status, 404)
+    t.notOk(files(n.dir).some((f) => f === wrong || f === sha(data) || f.length !== 64), 'no block and no temp file in the node dir')
+    await t.rejects(bc.put(data, wrong), { code: 'EHASH' }, 'the client surfaces the mismatch')
+  })
+
+  t.test('Range GET', async (t) => {
+    const data = randomBytes(10_000)
+    const { hash, nodes: holders } = await bc.put(data)
+    const n = nodes.find((x) => x.id === holders[0])!
+    const r = await http(url(n, hash), { token: c.secret, headers: { range: 'bytes=100-199' } })
+    t.equal(r.status, 206)
+    t.equal(r.headers['content-range'], `bytes 100-199/${data.length}`)
+    t.ok(r.body.equals(data.subarray(100, 200)))
+    const tail = await http(url(n, hash), { token: c.secret, headers: { range: 'bytes=-10' } })
+    t.ok(tail.body.equals(data.subarray(data.length - 10)))
+    const open = await http(url(n, hash), { token: c.secret, headers: { range: 'bytes=9990-' } })
+    t.ok(open.body.equals(data.subarray(9990)))
+    const past = await http(url(n, hash), { token: c.secret, headers: { range: 'bytes=10000-10010' } })
+    t.equal(past.status, 416)
+    t.equal(past.headers['content-range'], `bytes */${data.length}`)
+    t.equal((await http(url(n, hash), { token: c.secret, headers: { range: 'bytes=abc' } })).status, 416)
+  })
+
+  t.test('no token, wrong token, bad names, oversize', async (t) => {
+    const data = randomBytes(100)
+    const hash = sha(data)
+    const n = nodes[2]!
+    t.equal((await http(url(n, hash), { method: 'PUT', body: data })).status, 401, 'PUT without token')
+    t.equal((await http(url(n, hash), { method: 'PUT', token: 'wrong', body: data })).status, 401, 'PUT with wrong token')
+    t.equal((await http(url(n, hash), { method: 'PUT', token: c.secret + 'x', body: data })).status, 401, 'token with a suffix')
+    t.equal((await http(url(n, hash))).status, 401, 'GET without token')
+    t.equal((await http(`${n.url}/metrics`)).status, 401, 'metrics need the token')
+    t.equal((await http(url(n, hash), { method: 'HEAD' })).status, 401)
+    t.equal((await http(url(n, hash), { method: 'HEAD', token: c.secret })).status, 404, 'nothing stored by refused PUTs')
+    t.equal((await http(`${n.url}/healthz`)).status, 200, 'healthz is open')
+    t.same(JSON.parse((await http(`${n.url}/healthz`)).body.toString()), { id: n.id, state: 'up' })
+
+    t.equal((await http(`${n.url}/v1/blocks/${hash.toUpperCase()}`, { method: 'PUT', token: c.secret, body: data })).status, 400, 'upper case name')
+    t.equal((await http(`${n.url}/v1/blocks/..%2F..%2Fetc%2Fpasswd`, { token: c.secret })).status, 400, 'path tricks')
+    t.equal((await http(`${n.url}/v1/blocks/${hash}x`, { token: c.secret })).status, 400)
+
+    const big = randomBytes(MAX_BLOCK + 1)
+    t.equal((await http(url(n, sha(big)), { method: 'PUT', token: c.secret, body: big })).status, 413, 'declared oversize')
+    async function* chunked() {
+      for (let off = 0; off < big.length; off += 65536) yield big.subarray(off, off + 65536)
+    }
+    t.equal((await http(url(n, sha(big)), { method: 'PUT', token: c.secret, body: Readable.from(chunked()) })).status, 413, 'streamed oversize')
+    t.equal((await http(url(n, sha(big)), { method: 'HEAD', token: c.secret })).status, 404)
+    t.notOk(files(n.dir).some((f) => f.length !== 64), 'no temp files left')
+    await t.rejects(bc.put(big), { code: 'EFBIG' })
+    const metrics = await http(`${n.url}/metrics`, { token: c.secret })
+    t.match(metrics.body.toString(), /berth_node_http_requests_total\{route="blocks",method="PUT",status="401"\} 3/)
+    t.match(metrics.body.toString(), /berth_node_blocks_stored \d+/)
+  })
+
+  t.test('node commands: has, inventory, replicate, delete', async (t) => {
+    const nc = await c.connect('meta')
+    const s = subjects(c.cluster)
+    const [a, b] = nodes as [typeof nodes[0], typeof nodes[0]]
+    const blocks = [randomBytes(100), randomBytes(200), randomBytes(300)]
+    const hashes = blocks.map(sha)
+    for (const blk of blocks) t.equal((await http(url(a, sha(blk)), { method: 'PUT', token: c.secret, body: blk })).status, 200)
+    const has = await request<{ present: string[] }>(nc, s.nodeCmd(a.id), { op: 'has', hashes: [...hashes, sha(Buffer.from('nope'))] })
+    t.same(has.present.sort(), [...hashes].sort())
+
+    const all: string[] = []
+    let after = ''
+    for (;;) {
+      const page = await request<{ hashes: string[]; more: boolean }>(nc, s.nodeCmd(a.id), { op: 'inventory', after, limit: 2 })
+      t.ok(page.hashes.length <= 2)
+      all.push(...page.hashes)
+      if (!page.more) break
+      after = page.hashes[page.hashes.length - 1]!
+    }
+    t.same(all, [...all].sort(), 'inventory is sorted')
+    t.equal(new Set(all).size, all.length, 'no duplicates across pages')
+    for (const h of hashes) t.ok(all.includes(h))
+
+    t.same(await request(nc, s.nodeCmd(a.id), { op: 'replicate', hash: hashes[0], to: { id: b.id, url: b.url } }), { ok: true })
+    t.equal((await http(url(b, hashes[0]!), { method: 'HEAD', token: c.secret })).status, 200, 'replicated')
+    await t.rejects(request(nc, s.nodeCmd(a.id), { op: 'replicate', hash: sha(Buffer.from('nope')), to: { id: b.id, url: b.url } }), { code: 'ENOENT' })
+
+    t.match(await request(nc, s.nodeCmd(a.id), { op: 'delete', hashes: [hashes[1], sha(Buffer.from('nope'))] }), { deleted: 1 })
+    t.equal((await http(url(a, hashes[1]!), { method: 'HEAD', token: c.secret })).status, 404)
+    await t.rejects(request(nc, s.nodeCmd(a.id), { op: 'explode' }), { code: 'EBADMSG' })
+    await t.rejects(request(nc, s.nodeCmd(a.id), { op: 'delete', hashes: ['../x'] }), { code: 'EBADMSG' })
+  })
+})
