@@ -6,6 +6,7 @@ import t from 'tap'
 import type { Attr } from '../common/protocol'
 import { ROOT_INO } from '../common/protocol'
 import type { MetaClient } from '../common/meta-client'
+import { decode, request } from '../common/wire'
 import { startCluster } from './helpers/cluster'
 
 const DIR = 0o040000
@@ -17,6 +18,8 @@ const LNK = 0o120000
 const SGID = 0o2000
 const who = { uid: 1000, gid: 1000 }
 const hash = (n: number) => n.toString(16).padStart(64, '0')
+
+const cmpTs = (a: [number, number], b: [number, number]) => a[0] - b[0] || a[1] - b[1]
 
 let seq = 0
 const uniq = (p: string) => `${p}-${seq++}`
@@ -81,5 +84,355 @@ t.test('metadata operations', async (t) => {
     await t.rejects(m.call('rename', { parent: ROOT_INO, name: 'x', newParent: ROOT_INO, newName: 'a\0' }), code('EINVAL'))
     const ok = await mkfile(ROOT_INO, 'x'.repeat(255))
     t.equal(ok.nlink, 1, '255 bytes is fine')
+  })
+
+  t.test('setattr: mode keeps type, owner, times, ctime', async (t) => {
+    const f = await mkfile(ROOT_INO, uniq('sa'))
+    const a = (await m.call('setattr', { ino: f.ino, mode: 0o4711 })).attr
+    t.equal(a.mode, REG | 0o4711, 'type bits kept')
+    t.ok(cmpTs(a.ctime, f.ctime) > 0, 'ctime moved')
+    const b = (await m.call('setattr', { ino: f.ino, uid: 7, gid: 8 })).attr
+    t.equal(b.uid, 7)
+    t.equal(b.gid, 8)
+    const c2 = (await m.call('setattr', { ino: f.ino, atime: [100, 123456789], mtime: [200, 987654321] })).attr
+    t.same(c2.atime, [100, 123456789], 'exact ns')
+    t.same(c2.mtime, [200, 987654321])
+    const d = (await m.call('setattr', { ino: f.ino, mtime: 'now' })).attr
+    t.ok(d.mtime[0] > 1_600_000_000, 'now is now')
+    t.same((await getattr(f.ino)).mtime, d.mtime, 'stored')
+    const dir = await mkdir(ROOT_INO, uniq('sad'))
+    await t.rejects(m.call('setattr', { ino: dir.ino, size: 0 }), code('EISDIR'))
+    await t.rejects(m.call('setattr', { ino: 999999, mode: 0o600 }), code('ENOENT'))
+  })
+
+  t.test('truncate down and up clips and drops chunks', async (t) => {
+    const cs = 4 * 1024 * 1024
+    const f = await mkfile(ROOT_INO, uniq('tr'))
+    const s = uniq('sess')
+    const chunks = [0, 1, 2].map((idx) => ({ idx, hash: hash(1000 + idx), len: cs, nodes: ['n1', 'n2'] }))
+    const com = (await m.call('commit', { ino: f.ino, session: s, size: 3 * cs, chunks })).attr
+    t.equal(com.size, 3 * cs)
+    t.ok(com.gen > f.gen, 'commit bumps gen')
+    const page = await m.call('chunks', { ino: f.ino })
+    t.same(page.chunks.map((c) => [c.idx, c.len]), [[0, cs], [1, cs], [2, cs]])
+    t.same(page.chunks[0]!.nodes, ['n1', 'n2'])
+    t.equal(page.more, false)
+    const down = (await m.call('setattr', { ino: f.ino, size: cs + 10 })).attr
+    t.equal(down.size, cs + 10)
+    t.ok(down.gen > com.gen, 'size change bumps gen')
+    t.ok(cmpTs(down.mtime, com.mtime) >= 0)
+    t.same((await m.call('chunks', { ino: f.ino })).chunks.map((c) => [c.idx, c.len]), [[0, cs], [1, 10]], 'dropped past size, last clipped')
+    const up = (await m.call('setattr', { ino: f.ino, size: 5 * cs })).attr
+    t.equal(up.size, 5 * cs)
+    t.same((await m.call('chunks', { ino: f.ino })).chunks.map((c) => [c.idx, c.len]), [[0, cs], [1, 10]], 'growing leaves a hole')
+    const zero = (await m.call('setattr', { ino: f.ino, size: 0 })).attr
+    t.equal(zero.size, 0)
+    t.same((await m.call('chunks', { ino: f.ino })).chunks, [])
+    const st = await m.call('status', {})
+    t.equal(st.blocks, 0, 'no block is referenced any more')
+  })
+
+  t.test('commit: replace chunks, refs, replicas union, holes, clip, errors', async (t) => {
+    const f = await mkfile(ROOT_INO, uniq('cm'))
+    const s = uniq('sess')
+    const before = (await m.call('status', {})).blocks
+    await m.call('commit', { ino: f.ino, session: s, size: 100, chunks: [{ idx: 0, hash: hash(1), len: 100, nodes: ['a'] }] })
+    const g = await m.call('commit', { ino: f.ino, session: s, size: 150, chunks: [{ idx: 0, hash: hash(1), len: 150, nodes: ['b'] }], mtime: [300, 5] })
+    t.same(g.attr.mtime, [300, 5], 'explicit mtime')
+    const p = await m.call('chunks', { ino: f.ino })
+    t.same(p.chunks, [{ idx: 0, hash: hash(1), len: 150, nodes: ['a', 'b'] }], 'replica nodes are a union')
+    t.equal((await m.call('status', {})).blocks, before + 1)
+    await m.call('commit', { ino: f.ino, session: s, size: 150, chunks: [{ idx: 0, hash: hash(2), len: 150, nodes: ['a'] }] })
+    t.equal((await m.call('status', {})).blocks, before + 1, 'replaced block lost its reference')
+    await m.call('commit', { ino: f.ino, session: s, size: 150, chunks: [{ idx: 0, hash: null, len: 0, nodes: [] }] })
+    t.same((await m.call('chunks', { ino: f.ino })).chunks, [], 'a null hash makes a hole')
+    await m.call('commit', { ino: f.ino, session: s, size: 10, chunks: [{ idx: 0, hash: hash(1), len: 100, nodes: ['a'] }, { idx: 3, hash: hash(3), len: 100, nodes: ['a'] }] })
+    t.same((await m.call('chunks', { ino: f.ino })).chunks.map((c) => [c.idx, c.len]), [[0, 10]], 'chunks past size dropped and clipped')
+    const dir = await mkdir(ROOT_INO, uniq('cmd'))
+    await t.rejects(m.call('commit', { ino: dir.ino, session: s, size: 1, chunks: [] }), code('EISDIR'))
+    await t.rejects(m.call('commit', { ino: 999999, session: s, size: 1, chunks: [] }), code('ENOENT'))
+    await t.rejects(m.call('commit', { ino: f.ino, session: s, size: 1, chunks: [{ idx: 0, hash: hash(1), len: 5 * 1024 * 1024, nodes: [] }] }), code('EINVAL'))
+  })
+
+  t.test('open pages chunks; chunks paging', async (t) => {
+    const f = await mkfile(ROOT_INO, uniq('pg'))
+    const s = uniq('sess')
+    const chunks = Array.from({ length: 1000 }, (_, idx) => ({ idx, hash: hash(5000 + idx), len: 4 * 1024 * 1024, nodes: ['n1'] }))
+    await m.call('commit', { ino: f.ino, session: s, size: 1000 * 4 * 1024 * 1024, chunks })
+    await m.call('commit', { ino: f.ino, session: s, size: 1001 * 4 * 1024 * 1024, chunks: [{ idx: 1000, hash: hash(7000), len: 4 * 1024 * 1024, nodes: ['n1'] }] })
+    const o = await m.call('open', { ino: f.ino, session: s })
+    t.equal(o.attr.ino, f.ino)
+    t.equal(o.chunks.length, 1000)
+    t.equal(o.more, true)
+    const rest = await m.call('chunks', { ino: f.ino, from: 1000 })
+    t.same(rest.chunks.map((c) => c.idx), [1000])
+    t.equal(rest.more, false)
+    const p2 = await m.call('chunks', { ino: f.ino, from: 10, limit: 5 })
+    t.same(p2.chunks.map((c) => c.idx), [10, 11, 12, 13, 14])
+    t.equal(p2.more, true)
+    await m.call('release', { ino: f.ino, session: s })
+    await t.rejects(m.call('open', { ino: 999999, session: s }), code('ENOENT'))
+  })
+
+  t.test('link and unlink count links', async (t) => {
+    const d = await mkdir(ROOT_INO, uniq('ln'))
+    const f = await mkfile(d.ino, 'a')
+    const l = (await m.call('link', { ino: f.ino, newParent: d.ino, newName: 'b' })).attr
+    t.equal(l.nlink, 2)
+    t.equal(l.ino, f.ino)
+    t.equal((await m.call('lookup', { parent: d.ino, name: 'b' })).attr.ino, f.ino)
+    await t.rejects(m.call('link', { ino: f.ino, newParent: d.ino, newName: 'a' }), code('EEXIST'))
+    await t.rejects(m.call('link', { ino: d.ino, newParent: ROOT_INO, newName: uniq('dl') }), code('EPERM'))
+    await t.rejects(m.call('link', { ino: f.ino, newParent: f.ino, newName: 'x' }), code('ENOTDIR'))
+    await m.call('unlink', { parent: d.ino, name: 'a' })
+    t.equal((await getattr(f.ino)).nlink, 1)
+    await t.rejects(m.call('unlink', { parent: d.ino, name: 'a' }), code('ENOENT'))
+    await m.call('unlink', { parent: d.ino, name: 'b' })
+    await t.rejects(getattr(f.ino), code('ENOENT'), 'freed with the last link')
+  })
+
+  t.test('unlink and rmdir refusals', async (t) => {
+    const dn = uniq('ur')
+    const d = await mkdir(ROOT_INO, dn)
+    await mkfile(d.ino, 'f')
+    await t.rejects(m.call('unlink', { parent: ROOT_INO, name: dn }), code('EISDIR'))
+    await t.rejects(m.call('rmdir', { parent: ROOT_INO, name: dn }), code('ENOTEMPTY'))
+    await t.rejects(m.call('rmdir', { parent: d.ino, name: 'f' }), code('ENOTDIR'))
+    await t.rejects(m.call('rmdir', { parent: d.ino, name: 'nope' }), code('ENOENT'))
+    await t.rejects(m.call('rmdir', { parent: ROOT_INO, name: '.' }), code('EINVAL'))
+    const rootNlink = (await getattr(ROOT_INO)).nlink
+    await m.call('unlink', { parent: d.ino, name: 'f' })
+    await m.call('rmdir', { parent: ROOT_INO, name: dn })
+    t.equal((await getattr(ROOT_INO)).nlink, rootNlink - 1, 'parent nlink - 1')
+    await t.rejects(getattr(d.ino), code('ENOENT'))
+  })
+
+  t.test('symlink and readlink', async (t) => {
+    const name = uniq('sl')
+    const l = (await m.call('symlink', { parent: ROOT_INO, name, target: '../some/where', ...who })).attr
+    t.equal(l.mode, LNK | 0o777)
+    t.equal(l.size, '../some/where'.length)
+    t.equal((await m.call('readlink', { ino: l.ino })).target, '../some/where')
+    const f = await mkfile(ROOT_INO, uniq('nl'))
+    await t.rejects(m.call('readlink', { ino: f.ino }), code('EINVAL'))
+    await t.rejects(m.call('symlink', { parent: ROOT_INO, name, target: 'x', ...who }), code('EEXIST'))
+    await t.rejects(m.call('symlink', { parent: ROOT_INO, name: uniq('sl'), target: 'x'.repeat(4096), ...who }), code('ENAMETOOLONG'))
+  })
+
+  t.test('setgid directories pass on their group', async (t) => {
+    const d = await mkdir(ROOT_INO, uniq('sg'), 0o2775)
+    t.equal(d.mode, DIR | 0o2775)
+    await m.call('setattr', { ino: d.ino, gid: 4242 })
+    const f = (await m.call('mknod', { parent: d.ino, name: 'f', mode: REG | 0o644, uid: 1, gid: 1 })).attr
+    t.equal(f.gid, 4242, 'file takes the dir group')
+    t.equal(f.mode & SGID, 0, 'files do not get S_ISGID')
+    const sub = (await m.call('mkdir', { parent: d.ino, name: 'sub', mode: 0o755, uid: 1, gid: 1 })).attr
+    t.equal(sub.gid, 4242)
+    t.equal(sub.mode & SGID, SGID, 'subdirs inherit S_ISGID')
+    const plain = await mkdir(ROOT_INO, uniq('nsg'))
+    const g = (await m.call('mknod', { parent: plain.ino, name: 'f', mode: REG | 0o644, uid: 1, gid: 77 })).attr
+    t.equal(g.gid, 77, 'without setgid the caller gid')
+  })
+
+  t.test('rename', async (t) => {
+    const a = await mkdir(ROOT_INO, uniq('ra'))
+    const b = await mkdir(ROOT_INO, uniq('rb'))
+    const f = await mkfile(a.ino, 'f')
+    const g = await mkfile(a.ino, 'g')
+    const rn = (parent: number, name: string, newParent: number, newName: string, flags = 0) => m.call('rename', { parent, name, newParent, newName, flags })
+
+    await rn(a.ino, 'f', a.ino, 'f2')
+    t.equal((await m.call('lookup', { parent: a.ino, name: 'f2' })).attr.ino, f.ino, 'within a directory')
+    await t.rejects(m.call('lookup', { parent: a.ino, name: 'f' }), code('ENOENT'))
+
+    await rn(a.ino, 'f2', a.ino, 'g')
+    t.equal((await m.call('lookup', { parent: a.ino, name: 'g' })).attr.ino, f.ino, 'over an existing file')
+    await t.rejects(getattr(g.ino), code('ENOENT'), 'replaced file freed')
+
+    await rn(a.ino, 'g', b.ino, 'moved')
+    t.equal((await m.call('lookup', { parent: b.ino, name: 'moved' })).attr.ino, f.ino, 'across directories')
+
+    // directories
+    const sub = await mkdir(a.ino, 'sub')
+    const aN = (await getattr(a.ino)).nlink
+    const bN = (await getattr(b.ino)).nlink
+    await rn(a.ino, 'sub', b.ino, 'sub')
+    t.equal((await getattr(a.ino)).nlink, aN - 1, 'old parent loses a link')
+    t.equal((await getattr(b.ino)).nlink, bN + 1, 'new parent gains a link')
+
+    await mkdir(a.ino, 'empty')
+    await rn(b.ino, 'sub', a.ino, 'empty')
+    t.equal((await m.call('lookup', { parent: a.ino, name: 'empty' })).attr.ino, sub.ino, 'dir over an empty dir')
+    t.equal((await getattr(a.ino)).nlink, aN, 'parent link count stays right')
+    t.equal((await getattr(b.ino)).nlink, bN)
+
+    const full = await mkdir(b.ino, 'full')
+    await mkfile(full.ino, 'x')
+    await t.rejects(rn(a.ino, 'empty', b.ino, 'full'), code('ENOTEMPTY'), 'dir over non-empty dir')
+    const deep = await mkdir(sub.ino, 'deep')
+    await t.rejects(rn(a.ino, 'empty', deep.ino, 'loop'), code('EINVAL'), 'dir into its own subtree')
+    await t.rejects(rn(a.ino, 'empty', sub.ino, 'self'), code('EINVAL'), 'dir into itself')
+    await t.rejects(rn(b.ino, 'moved', b.ino, 'full'), code('EISDIR'), 'file over dir')
+    await t.rejects(rn(b.ino, 'full', b.ino, 'moved'), code('ENOTDIR'), 'dir over file')
+    await t.rejects(rn(b.ino, 'nope', b.ino, 'x'), code('ENOENT'))
+    await t.rejects(rn(b.ino, 'moved', f.ino, 'x'), code('ENOTDIR'), 'target parent not a dir')
+
+    // same inode: no-op
+    await m.call('link', { ino: f.ino, newParent: b.ino, newName: 'hard' })
+    await rn(b.ino, 'moved', b.ino, 'hard')
+    t.equal((await getattr(f.ino)).nlink, 2, 'rename onto a link of the same inode does nothing')
+    t.equal((await m.call('lookup', { parent: b.ino, name: 'moved' })).attr.ino, f.ino)
+
+    // flags
+    await t.rejects(rn(b.ino, 'moved', b.ino, 'full', 1), code('EEXIST'), 'RENAME_NOREPLACE')
+    await rn(b.ino, 'moved', b.ino, 'fresh', 1)
+    t.equal((await m.call('lookup', { parent: b.ino, name: 'fresh' })).attr.ino, f.ino)
+    const aBefore = (await getattr(a.ino)).nlink
+    const bBefore = (await getattr(b.ino)).nlink
+    await rn(b.ino, 'fresh', a.ino, 'empty', 2)
+    t.equal((await m.call('lookup', { parent: a.ino, name: 'empty' })).attr.ino, f.ino, 'RENAME_EXCHANGE swaps')
+    t.equal((await m.call('lookup', { parent: b.ino, name: 'fresh' })).attr.ino, sub.ino)
+    t.equal((await getattr(a.ino)).nlink, aBefore - 1, 'exchange moves the dir link')
+    t.equal((await getattr(b.ino)).nlink, bBefore + 1)
+    await t.rejects(rn(b.ino, 'fresh', a.ino, 'absent', 2), code('ENOENT'))
+    await t.rejects(rn(b.ino, 'fresh', a.ino, 'empty', 3), code('EINVAL'))
+  })
+
+  t.test('readdir pages by cursor in name order', async (t) => {
+    const d = await mkdir(ROOT_INO, uniq('rd'))
+    const names = Array.from({ length: 2500 }, (_, i) => `e${String(i).padStart(5, '0')}`)
+    for (let i = 0; i < names.length; i += 50) {
+      await Promise.all(names.slice(i, i + 50).map((n) => mkfile(d.ino, n)))
+    }
+    const seen: string[] = []
+    let cursor: string | null = null
+    let pages = 0
+    do {
+      const page: { entries: Array<{ name: string; attr: Attr }>; next: string | null } = await m.call('readdir', { ino: d.ino, cursor, limit: 700 })
+      t.ok(page.entries.length <= 700)
+      for (const e of page.entries) {
+        seen.push(e.name)
+        if (e.attr.mode !== (REG | 0o644)) t.fail(`attr of ${e.name}`)
+      }
+      cursor = page.next
+      pages++
+    } while (cursor !== null)
+    t.equal(pages, 4)
+    t.same(seen, names, 'every entry once, in order, no . or ..')
+    const empty = await m.call('readdir', { ino: (await mkdir(ROOT_INO, uniq('re'))).ino })
+    t.same([empty.entries, empty.next], [[], null])
+    const f = await mkfile(ROOT_INO, uniq('rf'))
+    await t.rejects(m.call('readdir', { ino: f.ino }), code('ENOTDIR'))
+  })
+
+  t.test('xattrs', async (t) => {
+    const f = await mkfile(ROOT_INO, uniq('xa'))
+    const v = (s: string) => Buffer.from(s)
+    await t.rejects(m.call('getxattr', { ino: f.ino, name: 'user.a' }), code('ENODATA'))
+    await m.call('setxattr', { ino: f.ino, name: 'user.a', value: v('1') })
+    t.same(Buffer.from((await m.call('getxattr', { ino: f.ino, name: 'user.a' })).value), v('1'))
+    await t.rejects(m.call('setxattr', { ino: f.ino, name: 'user.a', value: v('2'), flags: 1 }), code('EEXIST'), 'XATTR_CREATE')
+    await t.rejects(m.call('setxattr', { ino: f.ino, name: 'user.b', value: v('2'), flags: 2 }), code('ENODATA'), 'XATTR_REPLACE')
+    await m.call('setxattr', { ino: f.ino, name: 'user.a', value: v('3'), flags: 2 })
+    await m.call('setxattr', { ino: f.ino, name: 'user.b', value: Buffer.alloc(0), flags: 1 })
+    t.same(Buffer.from((await m.call('getxattr', { ino: f.ino, name: 'user.a' })).value), v('3'))
+    t.same((await m.call('listxattr', { ino: f.ino })).names, ['user.a', 'user.b'])
+    await m.call('removexattr', { ino: f.ino, name: 'user.a' })
+    await t.rejects(m.call('removexattr', { ino: f.ino, name: 'user.a' }), code('ENODATA'))
+    t.same((await m.call('listxattr', { ino: f.ino })).names, ['user.b'])
+    await t.rejects(m.call('setxattr', { ino: f.ino, name: 'u'.repeat(256), value: v('x') }), code('ERANGE'))
+    await t.rejects(m.call('setxattr', { ino: f.ino, name: 'user.big', value: Buffer.alloc(65537) }), code('E2BIG'))
+    await m.call('setxattr', { ino: f.ino, name: 'user.max', value: Buffer.alloc(65536, 7) })
+    t.equal((await m.call('getxattr', { ino: f.ino, name: 'user.max' })).value.length, 65536)
+    await t.rejects(m.call('listxattr', { ino: 999999 }), code('ENOENT'))
+  })
+
+  t.test('an unlinked file lives while open', async (t) => {
+    const name = uniq('uo')
+    const f = await mkfile(ROOT_INO, name)
+    const s = uniq('sess')
+    await m.call('session', { session: s, ttlMs: 60_000, host: 'test' })
+    await m.call('commit', { ino: f.ino, session: s, size: 5, chunks: [{ idx: 0, hash: hash(42), len: 5, nodes: ['n'] }] })
+    await m.call('open', { ino: f.ino, session: s })
+    await m.call('unlink', { parent: ROOT_INO, name })
+    await t.rejects(m.call('lookup', { parent: ROOT_INO, name }), code('ENOENT'))
+    const a = await getattr(f.ino)
+    t.equal(a.nlink, 0, 'still there by ino')
+    t.equal(a.size, 5)
+    await m.call('commit', { ino: f.ino, session: s, size: 6, chunks: [{ idx: 0, hash: hash(43), len: 6, nodes: ['n'] }] })
+    t.equal((await getattr(f.ino)).size, 6, 'still writable')
+    t.equal((await m.call('status', {})).openFiles >= 1, true)
+    await m.call('release', { ino: f.ino, session: s })
+    await t.rejects(getattr(f.ino), code('ENOENT'), 'gone after the last release')
+  })
+
+  t.test('session end and expiry release open files', async (t) => {
+    const s1 = uniq('sess')
+    const f1 = await mkfile(ROOT_INO, uniq('se'))
+    await m.call('session', { session: s1, ttlMs: 60_000 })
+    await m.call('open', { ino: f1.ino, session: s1 })
+    await m.call('open', { ino: f1.ino, session: s1 })
+    await m.call('unlink', { parent: ROOT_INO, name: `se-${seq - 1}` })
+    await m.call('release', { ino: f1.ino, session: s1 })
+    t.equal((await getattr(f1.ino)).nlink, 0, 'one open left')
+    await m.call('sessionEnd', { session: s1 })
+    await t.rejects(getattr(f1.ino), code('ENOENT'), 'session end released it')
+
+    const s2 = uniq('sess')
+    const n2 = uniq('ex')
+    const f2 = await mkfile(ROOT_INO, n2)
+    await m.call('session', { session: s2, ttlMs: 1000 })
+    await m.call('open', { ino: f2.ino, session: s2 })
+    await m.call('unlink', { parent: ROOT_INO, name: n2 })
+    t.equal((await getattr(f2.ino)).nlink, 0)
+    const until = Date.now() + 10_000
+    let gone = false
+    while (!gone && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 200))
+      gone = await getattr(f2.ino).then(() => false, () => true)
+    }
+    t.ok(gone, 'expired session released its open file')
+  })
+
+  t.test('statfs and status', async (t) => {
+    const st = await m.call('statfs', {})
+    t.equal(st.bsize, 4096)
+    t.equal(st.namemax, 255)
+    t.equal(st.blocks, 0, 'no data nodes, no space')
+    t.ok(st.files > 0 && st.ffree < st.files)
+    const s = await m.call('status', {})
+    t.ok(s.metaId.startsWith('meta-'))
+    t.same(s.nodes, [])
+    t.ok(s.inodes > 1)
+    t.equal(s.underReplicated, s.blocks, 'with no live node every block is under-replicated')
+  })
+
+  t.test('a repeated request id gets the first answer', async (t) => {
+    const name = uniq('rid')
+    const body = { rid: uniq('r'), parent: ROOT_INO, name, mode: 0o755, ...who }
+    const first = await request<{ attr: Attr }>(m.nc, m.subjects.meta('mkdir'), body)
+    const again = await request<{ attr: Attr }>(m.nc, m.subjects.meta('mkdir'), body)
+    t.same(again, first, 'not applied twice')
+    await t.rejects(request(m.nc, m.subjects.meta('mkdir'), { ...body, rid: uniq('r') }), code('EEXIST'), 'a new rid runs again')
+    const linkBody = { rid: uniq('r'), ino: first.attr.ino, newParent: ROOT_INO, newName: uniq('x') }
+    await t.rejects(request(m.nc, m.subjects.meta('link'), linkBody), code('EPERM'))
+    await t.rejects(request(m.nc, m.subjects.meta('link'), linkBody), code('EPERM'), 'errors are remembered too')
+  })
+
+  t.test('mutations publish invalidations', async (t) => {
+    const sub = m.nc.subscribe(m.subjects.inval)
+    const got: Array<{ inos: number[]; dirs: number[] }> = []
+    const done = (async () => {
+      for await (const msg of sub) {
+        got.push(decode(msg.data) as { inos: number[]; dirs: number[] })
+        if (got.length === 2) break
+      }
+    })()
+    await m.nc.flush()
+    const d = await mkdir(ROOT_INO, uniq('iv'))
+    await m.call('setattr', { ino: d.ino, mode: 0o700 })
+    await done
+    t.ok(got[0]!.dirs.includes(ROOT_INO), 'mkdir invalidates the parent directory')
+    t.ok(got[1]!.inos.includes(d.ino), 'setattr invalidates the inode')
   })
 })
