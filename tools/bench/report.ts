@@ -8,6 +8,11 @@ function figure(n: number): string {
   return n.toPrecision(3)
 }
 
+/** Two decimals, but never a bare 0.00x for a side that is hundreds of times slower. */
+function ratio(n: number): string {
+  return n >= 0.1 || !Number.isFinite(n) ? n.toFixed(2) : n.toPrecision(2)
+}
+
 export function formatTable(r: BenchResult): string {
   const head = ['workload', 'unit', 'DIR', 'local', 'DIR/local']
   const body = r.rows.map((row) => [
@@ -15,7 +20,7 @@ export function formatTable(r: BenchResult): string {
     row.better === 'lower' ? `${row.unit} (lower is better)` : row.unit,
     figure(row.dir),
     figure(row.local),
-    `${row.ratio.toFixed(2)}x`,
+    `${ratio(row.ratio)}x`,
   ])
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)))
   const line = (cells: string[]): string =>
