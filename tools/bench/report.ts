@@ -8,9 +8,11 @@ function figure(n: number): string {
   return n.toPrecision(3)
 }
 
-/** Two decimals, but never a bare 0.00x for a side that is hundreds of times slower. */
+/** Two decimals, but never a bare 0.00x (or 2648.95x) when one side is hundreds of times slower. */
 function ratio(n: number): string {
-  return n >= 0.1 || !Number.isFinite(n) ? n.toFixed(2) : n.toPrecision(2)
+  if (!Number.isFinite(n)) return String(n)
+  if (n >= 100) return n.toFixed(0)
+  return n >= 0.1 ? n.toFixed(2) : n.toPrecision(2)
 }
 
 export function formatTable(r: BenchResult): string {
