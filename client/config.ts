@@ -39,7 +39,7 @@ export interface MountConfig {
   maxUploads: number
   readaheadChunks: number
   metaTtlMs: number
-  attrTimeoutS: number
+  entryTimeoutS: number
   sessionTtlMs: number
   /** The argv to re-spawn in the foreground (daemon mode). */
   argv: string[]
@@ -107,7 +107,7 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     maxUploads: 4,
     readaheadChunks: 2,
     metaTtlMs: 5_000,
-    attrTimeoutS: 1,
+    entryTimeoutS: 1,
     sessionTtlMs: Math.max(60_000, deadlineMs * 2),
     argv,
   })

@@ -19,6 +19,9 @@ const BLKSIZE = 1024 * 1024
 /** fuse-native turns UTIME_NOW/UTIME_OMIT (tv_sec 0, nsec ~2^30) into this many ms. */
 const UTIME_SENTINEL_MS = 1073
 const NO_ID = 0xffffffff
+const S_IFMT = 0o170000
+const S_IFDIR = 0o040000
+const DIR_SIZE = 4096
 
 export const opCounts = new Map<string, { calls: number; errors: number }>()
 
@@ -27,13 +30,15 @@ export function toFuseStat(a: Attr): FuseStat {
     mode: a.mode,
     uid: a.uid,
     gid: a.gid,
-    size: a.size,
+    // directories report a block's worth, as local filesystems do, so tools
+    // comparing trees (and ls -l) see familiar numbers
+    size: (a.mode & S_IFMT) === S_IFDIR ? DIR_SIZE : a.size,
     nlink: a.nlink,
     // fuse-native passes 32-bit inode numbers (docs/semantics.md#limits)
     ino: a.ino >>> 0,
     rdev: a.rdev,
     blksize: BLKSIZE,
-    blocks: Math.ceil(a.size / 512),
+    blocks: Math.ceil(((a.mode & S_IFMT) === S_IFDIR ? DIR_SIZE : a.size) / 512),
     atime: a.atime[0] * 1000 + Math.floor(a.atime[1] / 1e6),
     mtime: a.mtime[0] * 1000 + Math.floor(a.mtime[1] / 1e6),
     ctime: a.ctime[0] * 1000 + Math.floor(a.ctime[1] / 1e6),
@@ -140,7 +145,8 @@ export interface MountOptions {
   readOnly: boolean
   /** fuse-native's per-op timeout; must exceed the cluster deadline. */
   opTimeoutMs: number
-  attrTimeoutS: number
+  /** How long the kernel trusts a name -> inode mapping. */
+  entryTimeoutS: number
 }
 
 /**
@@ -165,7 +171,12 @@ class BerthFuse extends Fuse {
 }
 
 export function createFuse(mountpoint: string, vfs: Vfs, callerOf: CallerOf, o: MountOptions): Fuse {
-  const extra = ['big_writes', 'max_write=131072', 'max_read=131072', 'use_ino', 'hard_remove', 'negative_timeout=0', `entry_timeout=${o.attrTimeoutS}`, `attr_timeout=${o.attrTimeoutS}`]
+  const extra = ['big_writes', 'max_write=131072', 'max_read=131072', 'use_ino', 'hard_remove', 'negative_timeout=0', `entry_timeout=${o.entryTimeoutS}`,
+    // High-level libfuse gives each path its own kernel inode, so hard links
+    // are separate kernel inodes: any kernel attribute caching would let one
+    // name show a stale size after a write through another. Attributes are
+    // cached in this process instead (docs/semantics.md#caching).
+    'attr_timeout=0']
   if (o.readOnly) extra.push('ro')
   return new BerthFuse(mountpoint, fuseOps(vfs, callerOf), extra, {
     timeout: o.opTimeoutMs,

@@ -99,7 +99,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     readOnly: cfg.readOnly,
     // longer than one op's worst case (a flush may wait on uploads, then commit)
     opTimeoutMs: cfg.deadlineMs * 3 + 5000,
-    attrTimeoutS: cfg.attrTimeoutS,
+    entryTimeoutS: cfg.entryTimeoutS,
   })
   await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())))
   writePid(cfg.mountpoint)

@@ -203,7 +203,8 @@ export class Vfs {
     if ((dir.mode & S_IFMT) !== S_IFDIR) throw fsError('ENOTDIR', `${path} is not a directory`)
     const out: DirEntry[] = [{ name: '.', attr: dir }]
     if (dir.ino === ROOT_INO) out.push({ name: '..', attr: dir })
-    else out.push({ name: '..', attr: { ...dir, ino: 0 } })
+    // glibc's readdir drops entries whose d_ino is 0, so ".." needs the real parent
+    else out.push({ name: '..', attr: await this.resolve('/' + splitPath(path).slice(0, -1).join('/')) })
     let cursor: string | null = null
     do {
       const page: { entries: DirEntry[]; next: string | null } = await this.meta.call('readdir', { ino: dir.ino, cursor })

@@ -3,9 +3,10 @@
  *
  * Design: two connections to one WAL database. The reader serves read-only
  * operations and always sees the last committed state; the writer runs every
- * mutation as a short `BEGIN IMMEDIATE` transaction, one at a time through a
- * queue (SQLite allows one writer; queueing here avoids SQLITE_BUSY churn and
- * keeps a transaction's statements from interleaving with another's).
+ * mutation through one queue (SQLite allows one writer; queueing here avoids
+ * SQLITE_BUSY churn and keeps one operation's statements from interleaving
+ * with another's). Operations queued together share one short transaction
+ * (group commit, see drain()).
  *
  * Statements are prepared once per connection and cached by SQL text. Every
  * query runs to completion (`all`), because a half-read statement would keep
@@ -80,6 +81,9 @@ export interface Database {
   close(): Promise<void>
 }
 
+/** Most operations one group commit may carry. */
+const MAX_GROUP = 64
+
 const PRAGMAS = 'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF;'
 
 export async function openDatabase(file: string, migrate: (c: Conn) => Promise<void>): Promise<Database> {
@@ -89,29 +93,69 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
   const reader = await openConn(file, sqlite3.OPEN_READONLY)
   await reader.exec('PRAGMA busy_timeout = 5000;')
 
-  let tail: Promise<unknown> = Promise.resolve()
+  interface Job {
+    fn: (tx: Conn) => Promise<unknown>
+    resolve: (v: unknown) => void
+    reject: (e: unknown) => void
+  }
+  const queue: Job[] = []
+  // Set and cleared synchronously with the final empty-queue check in drain(),
+  // so a write queued from a resolved caller's continuation is never stranded.
+  let draining: Promise<void> | undefined
   let closing: Promise<void> | undefined
+
+  // Group commit: every write queued while a commit is in progress joins the
+  // next transaction, each inside its own savepoint so a failing operation
+  // rolls back alone. Callers are answered only after COMMIT (one fsync for
+  // the group), so acknowledged means durable.
+  async function drain(): Promise<void> {
+    await Promise.resolve()
+    while (queue.length) {
+      const group = queue.splice(0, MAX_GROUP)
+      const results: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = []
+      try {
+        await writer.run('BEGIN IMMEDIATE')
+        if (group.length === 1) {
+          // Alone in its transaction: a failure rolls back the whole of it.
+          results.push({ ok: true, value: await group[0]!.fn(writer) })
+        } else for (const job of group) {
+          await writer.run('SAVEPOINT op')
+          try {
+            results.push({ ok: true, value: await job.fn(writer) })
+            await writer.run('RELEASE op')
+          } catch (err) {
+            await writer.run('ROLLBACK TO op')
+            await writer.run('RELEASE op')
+            results.push({ ok: false, err })
+          }
+        }
+        await writer.run('COMMIT')
+      } catch (err) {
+        await writer.run('ROLLBACK').catch(() => undefined)
+        for (const job of group) job.reject(err)
+        continue
+      }
+      group.forEach((job, i) => {
+        const r = results[i]!
+        if (r.ok) job.resolve(r.value)
+        else job.reject(r.err)
+      })
+    }
+    draining = undefined
+  }
+
   return {
     read: reader,
     write<T>(fn: (tx: Conn) => Promise<T>): Promise<T> {
       if (closing) return Promise.reject(new Error('database is closing'))
-      const next = tail.then(async () => {
-        await writer.run('BEGIN IMMEDIATE')
-        try {
-          const result = await fn(writer)
-          await writer.run('COMMIT')
-          return result
-        } catch (err) {
-          await writer.run('ROLLBACK').catch(() => undefined)
-          throw err
-        }
+      return new Promise<T>((resolve, reject) => {
+        queue.push({ fn, resolve: resolve as (v: unknown) => void, reject })
+        draining ??= drain()
       })
-      tail = next.catch(() => undefined)
-      return next
     },
     close() {
       closing ??= (async () => {
-        await tail
+        while (draining) await draining
         await reader.close()
         await writer.close()
       })()

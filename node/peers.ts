@@ -2,6 +2,7 @@
  * Heartbeats: this node publishes its own on `<cluster>.node.hb` every
  * HEARTBEAT_MS (and once at start), and listens to everyone's to know the live
  * peers placement can choose from. A peer unseen for NODE_DEAD_MS is dead.
+ * A heartbeat from an unknown peer is answered with one of ours at once.
  */
 import type { NatsConnection, Subscription } from 'nats'
 import type { Logger } from '../common/log'
@@ -30,7 +31,12 @@ export class Peers {
         if (err) return
         try {
           const hb = parseBody(heartbeat, msg.data)
+          const known = this.peers.has(hb.id)
           this.peers.set(hb.id, { ...hb, seen: Date.now() })
+          // A newcomer knows nobody until the next round of beats (up to
+          // HEARTBEAT_MS), and would place with too few replicas meanwhile:
+          // answering its first beat at once introduces us within one RTT.
+          if (!known) this.publishNow()
         } catch (e) {
           this.log.debug(`ignoring bad heartbeat: ${(e as Error).message}`)
         }

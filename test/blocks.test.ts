@@ -11,38 +11,8 @@ import t from 'tap'
 import { request as httpRequest } from 'undici'
 import { BlockClient } from '../common/block-client'
 import { request, subjects } from '../common/wire'
-import { randomBytes as rb } from 'node:crypto'
 import type { Test } from 'tap'
-import { connectNats } from '../common/nats-connect'
-import { spawnService } from '../cli/spawn-service'
-import { startNats, type TestCluster } from './helpers/cluster'
-
-// TEMPORARY: nats + nodes only, until `berth meta` runs; then startCluster.
-type DataCluster = Pick<TestCluster, 'dir' | 'cluster' | 'secret' | 'nats' | 'nodes' | 'connect' | 'startNode'>
-async function startCluster(t: Test, opts: { nodes?: number; nodeArgs?: string[] } = {}): Promise<DataCluster> {
-  const dir = t.testdir()
-  const nats = await startNats(t, dir)
-  const secret = rb(24).toString('base64url')
-  let seq = 0
-  const c: DataCluster = {
-    dir, cluster: 'berth', secret, nats, nodes: [],
-    async startNode(o = {}) {
-      const n = seq++
-      const node = await spawnService(['node', '--nats', nats.url, '--dir', o.dir ?? join(dir, `node${n}`), '--listen', '127.0.0.1:0', ...(opts.nodeArgs ?? []), ...(o.args ?? [])], {
-        env: { BERTH_NATS_USER: nats.users.node.user, BERTH_NATS_PASS: nats.users.node.pass, BERTH_SECRET: secret, BERTH_LOG: process.env.BERTH_LOG ?? 'warn' },
-      })
-      t.teardown(() => node.stop())
-      return node
-    },
-    async connect(role = 'client') {
-      const nc = await connectNats({ url: nats.url, name: `test-${role}`, ...nats.users[role] })
-      t.teardown(() => nc.close())
-      return nc
-    },
-  }
-  for (let i = 0; i < (opts.nodes ?? 3); i++) c.nodes.push(await c.startNode())
-  return c
-}
+import { startCluster, type TestCluster } from './helpers/cluster'
 
 const MAX_BLOCK = 1024 * 1024
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
@@ -67,7 +37,7 @@ function files(dir: string): string[] {
   return out
 }
 
-async function liveClient(t: Test, c: DataCluster, replicas = 2): Promise<BlockClient> {
+async function liveClient(t: Test, c: TestCluster, replicas = 2): Promise<BlockClient> {
   const bc = new BlockClient(await c.connect('client'), { cluster: c.cluster, token: c.secret, replicas, deadlineMs: 10_000 })
   t.teardown(() => bc.close())
   await bc.start()

@@ -8,39 +8,7 @@ import t from 'tap'
 import { request as httpRequest } from 'undici'
 import type { PlaceReply } from '../common/protocol'
 import { decode, encode, request, subjects } from '../common/wire'
-import { randomBytes as rb } from 'node:crypto'
-import { join } from 'node:path'
-import type { Test } from 'tap'
-import { connectNats } from '../common/nats-connect'
-import { spawnService } from '../cli/spawn-service'
-import { startNats, type TestCluster } from './helpers/cluster'
-
-// TEMPORARY: nats + nodes only, until `berth meta` runs; then startCluster.
-type DataCluster = Pick<TestCluster, 'dir' | 'cluster' | 'secret' | 'nats' | 'nodes' | 'connect' | 'startNode'>
-async function startCluster(t: Test, opts: { nodes?: number; nodeArgs?: string[] } = {}): Promise<DataCluster> {
-  const dir = t.testdir()
-  const nats = await startNats(t, dir)
-  const secret = rb(24).toString('base64url')
-  let seq = 0
-  const c: DataCluster = {
-    dir, cluster: 'berth', secret, nats, nodes: [],
-    async startNode(o = {}) {
-      const n = seq++
-      const node = await spawnService(['node', '--nats', nats.url, '--dir', o.dir ?? join(dir, `node${n}`), '--listen', '127.0.0.1:0', ...(opts.nodeArgs ?? []), ...(o.args ?? [])], {
-        env: { BERTH_NATS_USER: nats.users.node.user, BERTH_NATS_PASS: nats.users.node.pass, BERTH_SECRET: secret, BERTH_LOG: process.env.BERTH_LOG ?? 'warn' },
-      })
-      t.teardown(() => node.stop())
-      return node
-    },
-    async connect(role = 'client') {
-      const nc = await connectNats({ url: nats.url, name: `test-${role}`, ...nats.users[role] })
-      t.teardown(() => nc.close())
-      return nc
-    },
-  }
-  for (let i = 0; i < (opts.nodes ?? 3); i++) c.nodes.push(await c.startNode())
-  return c
-}
+import { startCluster } from './helpers/cluster'
 
 t.test('placement', async (t) => {
   const c = await startCluster(t, { nodes: 3 })

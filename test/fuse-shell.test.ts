@@ -1,0 +1,95 @@
+// Shell tools on the mount behave as on a local disk (docs/semantics.md#reads,
+// #writes, #directories, #permissions).
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import t from 'tap'
+import { startCluster } from './helpers/cluster'
+import { mountCluster } from './helpers/mount'
+
+const sh = (cmd: string, cwd?: string): string => execFileSync('bash', ['-c', `set -euo pipefail; ${cmd}`], { cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
+const ROOT = resolve(__dirname, '..', '..')
+// type, mode, size (not for directories: their size is the filesystem's own business) and path
+const LIST = "find . \\( -type d -printf '%y %m - %p\\n' \\) -o -printf '%y %m %s %p\\n' | sort"
+
+t.test('shell tools', async (t) => {
+  const c = await startCluster(t, { nodes: 3 })
+  const m = await mountCluster(t, c)
+  const local = mkdtempSync(join(tmpdir(), 'berth-local-'))
+  t.teardown(() => rmSync(local, { recursive: true, force: true }))
+
+  await t.test('cp a 256 MiB file in and out: identical SHA-256', async (t) => {
+    sh(`head -c ${256 * 1024 * 1024} /dev/urandom > ${local}/big`)
+    sh(`cp ${local}/big ${m.dir}/big && cp ${m.dir}/big ${local}/big.out`)
+    const [a, b, inMount] = sh(`sha256sum ${local}/big ${local}/big.out ${m.dir}/big | cut -d' ' -f1`).trim().split('\n')
+    t.equal(b, a, 'copied out')
+    t.equal(inMount, a, 'read in place')
+    t.equal(sh(`stat -c %s ${m.dir}/big`).trim(), String(256 * 1024 * 1024))
+    sh(`rm ${m.dir}/big ${local}/big ${local}/big.out`)
+  })
+
+  await t.test('dd with 4 KiB and 1 MiB blocks round-trips', async (t) => {
+    sh(`head -c ${20 * 1024 * 1024 + 777} /dev/urandom > ${local}/dd.src`)
+    for (const bs of ['4k', '1M']) {
+      sh(`dd if=${local}/dd.src of=${m.dir}/dd.${bs} bs=${bs} status=none && dd if=${m.dir}/dd.${bs} of=${local}/dd.${bs} bs=${bs} status=none`)
+      t.equal(sh(`cmp ${local}/dd.src ${local}/dd.${bs} && echo same`).trim(), 'same', `bs=${bs}`)
+    }
+    // partial overwrite in the middle of a chunk (read-modify-write), conv=notrunc
+    sh(`printf 'HELLO' | dd of=${m.dir}/dd.1M bs=1 seek=5000000 conv=notrunc status=none`)
+    sh(`printf 'HELLO' | dd of=${local}/dd.src bs=1 seek=5000000 conv=notrunc status=none`)
+    t.equal(sh(`cmp ${local}/dd.src ${m.dir}/dd.1M && echo same`).trim(), 'same', 'overwrite inside a chunk')
+  })
+
+  await t.test('tar extract of a real source tree, diff -r and find | wc -l match', async (t) => {
+    const src = join(local, 'src')
+    sh(`mkdir -p ${src} && cp -a ${ROOT}/node_modules/@tapjs ${ROOT}/node_modules/zod ${ROOT}/node_modules/typescript ${src}/`)
+    sh(`cd ${src} && ln -s zod/package.json link-to-file && ln -s typescript link-to-dir && ln -s /nonexistent dangling && mkdir -p deep/a/b/c && ln -s ../../../../zod deep/a/b/c/up`)
+    sh(`tar -C ${local} -cf ${local}/src.tar src`)
+    sh(`tar -C ${m.dir} -xf ${local}/src.tar`)
+    const count = Number(sh(`cd ${local} && find src | wc -l`).trim())
+    t.ok(count > 2500, `tree has ${count} entries`)
+    t.equal(sh(`cd ${m.dir} && find src | wc -l`).trim(), String(count), 'find | wc -l matches')
+    t.equal(sh(`diff -r --no-dereference ${src} ${m.dir}/src && echo none`).trim(), 'none', 'diff -r shows nothing')
+    t.equal(sh(`readlink ${m.dir}/src/dangling`).trim(), '/nonexistent')
+    t.equal(sh(`cat ${m.dir}/src/deep/a/b/c/up/package.json | head -c 1`), '{', 'relative symlink resolves')
+    t.equal(sh(`cd ${src} && ${LIST}`), sh(`cd ${m.dir}/src && ${LIST}`), 'types, modes and sizes match')
+  })
+
+  await t.test('coreutils behave as on a local disk', async (t) => {
+    // the same script in both places; its output must be identical
+    const script = [
+      'umask 022',
+      'mkdir -p w/x/y/z',
+      'echo hello > w/f',
+      'cp -a w w2',
+      'mv w2/f w2/g',
+      'ln w/f w/hard',
+      'ln -s f w/soft',
+      'chmod 640 w/f',
+      'chmod 755 w/x',
+      'chown 12345:23456 w/x/y',
+      'truncate -s 100000 w/sparse',
+      'truncate -s 10 w/hard',
+      'echo more >> w/f',
+      // after the last write to w/f, so the times printed below are fixed
+      "touch -d '2001-02-03 04:05:06' w/f",
+      // ls's "total" line counts allocated blocks, which differ between any two filesystems
+      "ls -l --time-style=+%s w | tail -n +2 | awk '{print $1, $2, $3, $4, $5, $9, $10, $11}'",
+      "stat -c '%F %a %h %s %u %g' w/f w/hard w/soft w/sparse w/x/y w2/g",
+      "stat -c '%n %Y %X' w/f w/hard",
+      'cat w/f w/soft | od -c | head -5',
+      'cat w/sparse | od -c | tail -3',
+      'rm -r w2',
+      'ls -a w',
+      'rm -r w/x',
+      'ls w',
+    ].join('\n')
+    const run = (dir: string) => execFileSync('bash', ['-c', `set -euo pipefail\n${script}`], { cwd: dir, encoding: 'utf8' })
+    const ldir = join(local, 'cmp')
+    sh(`mkdir -p ${ldir} ${m.dir}/cmp`)
+    const expected = run(ldir)
+    const got = run(join(m.dir, 'cmp'))
+    t.equal(got, expected)
+  })
+})

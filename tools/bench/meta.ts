@@ -1,0 +1,103 @@
+/**
+ * Metadata benchmark: create (mknod) and getattr operations per second over
+ * NATS against a `berth meta` it starts itself (nats-server + meta in a temp
+ * dir, no data nodes), at concurrency 1 and 16; beside it the same machine's
+ * local disk doing the nearest equivalent (create an empty file; stat).
+ *
+ *   node dist/tools/bench/meta.js [--count 2000] [--dir DIR]
+ *
+ * Every meta create is a durable transaction (WAL, synchronous=FULL: one fsync
+ * per commit); local creates are not fsynced, so the "local create+fsync" row
+ * is the fair comparison for durability.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { open, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { MetaClient } from '../../common/meta-client'
+import { connectNats } from '../../common/nats-connect'
+import { ROOT_INO } from '../../common/protocol'
+import { launchNatsServer } from '../../cli/nats-server'
+import { spawnService } from '../../cli/spawn-service'
+
+interface Row {
+  what: string
+  concurrency: number
+  opsPerSec: number
+}
+
+async function pool(count: number, concurrency: number, fn: (i: number) => Promise<unknown>): Promise<number> {
+  let next = 0
+  const t0 = process.hrtime.bigint()
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) await fn(next++)
+    }),
+  )
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+  return count / seconds
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { count: { type: 'string', default: '2000' }, dir: { type: 'string' } } })
+  const count = Number(values.count)
+  if (!Number.isInteger(count) || count < 1) throw new Error('--count must be a positive integer')
+  const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'berth-bench-meta-'))
+  const rows: Row[] = []
+  const nats = await launchNatsServer({ dir: join(dir, 'nats') })
+  const stops: Array<() => Promise<unknown>> = [() => nats.stop()]
+  try {
+    const env = { BERTH_NATS_USER: nats.users.meta.user, BERTH_NATS_PASS: nats.users.meta.pass, BERTH_SECRET: randomBytes(16).toString('hex'), BERTH_LOG: 'warn' }
+    const meta = await spawnService(['meta', '--nats', nats.url, '--db', join(dir, 'meta', 'meta.db')], { env })
+    stops.unshift(() => meta.stop())
+    const nc = await connectNats({ url: nats.url, name: 'bench-meta', ...nats.users.client })
+    stops.unshift(() => nc.close())
+    const m = new MetaClient(nc, { cluster: 'berth' })
+
+    for (const concurrency of [1, 16]) {
+      const d = (await m.call('mkdir', { parent: ROOT_INO, name: `c${concurrency}`, mode: 0o755, uid: 0, gid: 0 })).attr
+      const inos: number[] = []
+      const create = await pool(count, concurrency, async (i) => {
+        inos[i] = (await m.call('mknod', { parent: d.ino, name: `f${i}`, mode: 0o100644, uid: 0, gid: 0 })).attr.ino
+      })
+      rows.push({ what: 'meta create (mknod)', concurrency, opsPerSec: create })
+      const getattr = await pool(count, concurrency, (i) => m.call('getattr', { ino: inos[i]! }))
+      rows.push({ what: 'meta getattr', concurrency, opsPerSec: getattr })
+    }
+
+    for (const concurrency of [1, 16]) {
+      const d = join(dir, 'local', `c${concurrency}`)
+      mkdirSync(d, { recursive: true })
+      rows.push({
+        what: 'local create',
+        concurrency,
+        opsPerSec: await pool(count, concurrency, async (i) => (await open(join(d, `f${i}`), 'wx')).close()),
+      })
+      rows.push({ what: 'local stat', concurrency, opsPerSec: await pool(count, concurrency, (i) => stat(join(d, `f${i}`))) })
+      rows.push({
+        what: 'local create+fsync',
+        concurrency,
+        opsPerSec: await pool(Math.min(count, 500), concurrency, async (i) => {
+          const fh = await open(join(d, `s${i}`), 'wx')
+          await fh.sync()
+          await fh.close()
+        }),
+      })
+    }
+  } finally {
+    for (const stop of stops) await stop().catch(() => undefined)
+    if (!values.dir) rmSync(dir, { recursive: true, force: true })
+  }
+
+  const w = Math.max(...rows.map((r) => r.what.length))
+  const lines = [`${'operation'.padEnd(w)}  ${'conc'.padStart(4)}  ${'ops/s'.padStart(9)}`, `${'-'.repeat(w)}  ----  ---------`]
+  for (const r of rows) lines.push(`${r.what.padEnd(w)}  ${String(r.concurrency).padStart(4)}  ${r.opsPerSec.toFixed(0).padStart(9)}`)
+  process.stdout.write(`berth meta benchmark (${count} ops per row; local create+fsync ${Math.min(count, 500)})\n${lines.join('\n')}\n`)
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench meta: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+  process.exitCode = 1
+})
