@@ -62,9 +62,12 @@ function count(name: string, failed: boolean): void {
 }
 
 /** Runs `fn`, reports success as `ok(result)` or failure as a negative errno. */
+const TRACE = process.env.BERTH_TRACE === '1'
 function op<T>(name: string, fn: () => Promise<T>, done: (errno: number, value?: T) => void): void {
+  const t0 = TRACE ? performance.now() : 0
   fn().then(
     (value) => {
+      if (TRACE) process.stderr.write(`${name} ${(performance.now() - t0).toFixed(2)}\n`)
       count(name, false)
       done(0, value)
     },

@@ -21,10 +21,23 @@ import { Mutex, Semaphore } from './semaphore'
 import type { BlockApi, MetaApi } from './stores'
 
 interface ChunkBuf {
+  /**
+   * Grows on demand up to the chunk size: a small file must not cost a zeroed
+   * 4 MiB allocation (that garbage dominated small-file creates).
+   */
   data: Buffer
-  /** Bytes of `data` that belong to the chunk; the rest are zeros. */
+  /** Bytes of `data` that belong to the chunk; the rest are zeros, as is everything past `data`. */
   len: number
   uploading?: Promise<void>
+}
+
+/** Smallest chunk buffer; buffers grow by doubling from here. */
+const MIN_BUFFER = 64 * 1024
+
+function bufferSize(need: number, chunkSize: number): number {
+  let size = MIN_BUFFER
+  while (size < need) size *= 2
+  return Math.min(size, chunkSize)
 }
 
 export function nowTimespec(): Timespec {
@@ -134,7 +147,8 @@ export class OpenFile {
       const step = Math.min(cs - inChunk, n - done)
       const buf = this.dirty.get(idx)
       if (buf) {
-        buf.data.copy(target, done, inChunk, inChunk + step)
+        const copied = inChunk < buf.data.length ? buf.data.copy(target, done, inChunk, inChunk + step) : 0
+        if (copied < step) target.fill(0, done + copied, done + step)
       } else {
         const ref = this.pending.get(idx) ?? this.chunks.get(idx)
         if (!ref || !ref.hash) {
@@ -171,6 +185,7 @@ export class OpenFile {
       const inChunk = off - idx * cs
       const step = Math.min(cs - inChunk, data.length - done)
       const buf = await this.bufferFor(idx, inChunk === 0 && step === cs)
+      this.reserve(buf, inChunk + step)
       data.copy(buf.data, inChunk, done, done + step)
       buf.len = Math.max(buf.len, inChunk + step)
       done += step
@@ -239,7 +254,7 @@ export class OpenFile {
       for (const [idx, buf] of [...this.dirty]) {
         if (idx * cs >= size) this.dropBuffer(idx, buf)
         else if ((idx + 1) * cs > size) {
-          buf.data.fill(0, size - idx * cs)
+          if (size - idx * cs < buf.data.length) buf.data.fill(0, size - idx * cs)
           buf.len = Math.min(buf.len, size - idx * cs)
         }
       }
@@ -282,13 +297,15 @@ export class OpenFile {
       break
     }
     const p = (async () => {
-      const buf: ChunkBuf = { data: Buffer.alloc(this.chunkSize), len: 0 }
       const ref = this.pending.get(idx) ?? this.chunks.get(idx)
+      let buf: ChunkBuf
       if (!whole && ref?.hash) {
         const block = await this.wb.cache.read(ref)
         const valid = Math.min(ref.len, block.length, Math.max(0, this.size - idx * this.chunkSize))
+        buf = { data: Buffer.alloc(bufferSize(valid, this.chunkSize)), len: valid }
         block.copy(buf.data, 0, 0, valid)
-        buf.len = valid
+      } else {
+        buf = { data: Buffer.alloc(whole ? this.chunkSize : MIN_BUFFER), len: 0 }
       }
       this.dirty.set(idx, buf)
       this.wb.dirtyBytes += buf.data.length
@@ -301,6 +318,16 @@ export class OpenFile {
     } finally {
       this.loading.delete(idx)
     }
+  }
+
+  /** Grows `buf.data` to hold `end` bytes (doubling, capped at the chunk size). */
+  private reserve(buf: ChunkBuf, end: number): void {
+    if (end <= buf.data.length) return
+    const grown = Buffer.alloc(bufferSize(end, this.chunkSize))
+    buf.data.copy(grown, 0, 0, buf.len)
+    // only called on a buffer bufferFor() just returned, so it is in `dirty` and counted
+    this.wb.dirtyBytes += grown.length - buf.data.length
+    buf.data = grown
   }
 
   private dropBuffer(idx: number, buf: ChunkBuf): void {

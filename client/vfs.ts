@@ -231,11 +231,12 @@ export class Vfs {
     return attr
   }
 
-  async mknod(path: string, mode: number, rdev: number, caller: Caller): Promise<Attr> {
+  /** With `session`, meta also registers the new file as open by this mount (create). */
+  async mknod(path: string, mode: number, rdev: number, caller: Caller, session?: string): Promise<Attr> {
     const { parent, name } = await this.resolveParent(path)
     const inherit = (parent.mode & S_ISGID) !== 0
     const type = mode & S_IFMT || S_IFREG
-    const { attr } = await this.meta.call('mknod', { parent: parent.ino, name, mode: type | (mode & 0o7777), rdev, uid: caller.uid, gid: inherit ? parent.gid : caller.gid })
+    const { attr } = await this.meta.call('mknod', { parent: parent.ino, name, mode: type | (mode & 0o7777), rdev, uid: caller.uid, gid: inherit ? parent.gid : caller.gid, session })
     this.remember(parent.ino, name, attr)
     return attr
   }
@@ -330,8 +331,11 @@ export class Vfs {
   // ---- files ----
 
   async create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
-    const attr = await this.mknod(path, (mode & 0o7777) | S_IFREG, 0, caller)
-    return this.openIno(attr, flags)
+    // one meta transaction creates and opens; a new file has no chunks to load
+    const attr = await this.mknod(path, (mode & 0o7777) | S_IFREG, 0, caller, this.opts.session)
+    const f = new OpenFile(attr, this.wb)
+    this.files.set(attr.ino, f)
+    return this.addHandle(f, flags)
   }
 
   async open(path: string, flags: number): Promise<number> {
@@ -366,6 +370,10 @@ export class Vfs {
         f.refresh(fresh, await this.loadChunks(attr.ino, chunks, more))
       }
     }
+    return this.addHandle(f, flags)
+  }
+
+  private addHandle(f: OpenFile, flags: number): number {
     f.handles++
     const fh = this.allocFh()
     this.handles.set(fh, { file: f, flags, lastEnd: -1 })

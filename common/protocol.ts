@@ -101,7 +101,8 @@ export const metaRequests = {
     mtime: timeSet.optional(),
   }),
   /** Regular files, FIFOs, sockets, device nodes: the type is in `mode`. */
-  mknod: z.object({ rid, parent: ino, name, mode: u32, rdev: u32.default(0), ...caller }),
+  /** With `session`, the new file is also opened by it (create = mknod + open in one transaction). */
+  mknod: z.object({ rid, parent: ino, name, mode: u32, rdev: u32.default(0), ...caller, session: session.optional() }),
   mkdir: z.object({ rid, parent: ino, name, mode: u32, ...caller }),
   unlink: z.object({ rid, parent: ino, name }),
   rmdir: z.object({ rid, parent: ino, name }),

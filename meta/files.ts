@@ -40,14 +40,19 @@ async function chunkPage(c: Conn, ino: number, from: number, limit: number): Pro
   return { chunks: page.map((r) => ({ idx: r.idx, hash: r.hash, len: r.len, nodes: (nodes.get(r.hash) ?? []).slice(0, 16) })), more }
 }
 
+/** Records that `session` holds `ino` open (keeps an unlinked inode alive). */
+export async function registerOpen(tx: Conn, session: string, ino: number): Promise<void> {
+  await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [session, '', Date.now() + DEFAULT_SESSION_TTL_MS])
+  await tx.run('INSERT INTO open_files (session, ino, count) VALUES (?, ?, 1) ON CONFLICT (session, ino) DO UPDATE SET count = count + 1', [session, ino])
+}
+
 export async function open(env: MetaEnv, b: MetaParsed<'open'>): Promise<MetaReplies['open']> {
   return env.db.write(async (tx) => {
     const row = await mustInode(tx, b.ino)
     if (row.nlink <= 0 && !(await tx.get('SELECT 1 AS x FROM open_files WHERE ino = ?', [b.ino]))) {
       throw fsError('ENOENT', `inode ${b.ino} was removed`)
     }
-    await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [b.session, '', Date.now() + DEFAULT_SESSION_TTL_MS])
-    await tx.run('INSERT INTO open_files (session, ino, count) VALUES (?, ?, 1) ON CONFLICT (session, ino) DO UPDATE SET count = count + 1', [b.session, b.ino])
+    await registerOpen(tx, b.session, b.ino)
     const page = await chunkPage(tx, b.ino, 0, 1000)
     return { attr: toAttr(row), ...page }
   })

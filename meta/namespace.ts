@@ -12,6 +12,7 @@ import {
   addNlink, clipChunks, deleteEntry, entryIno, freeIfUnused, insertEntry, insertInode, isDir, isEmptyDir, isLnk, isReg,
   mustDir, mustEntry, mustInode, toAttr, touchCtime, touchDir, type InodeRow,
 } from './inodes'
+import { registerOpen } from './files'
 import type { Conn } from './sqlite'
 import { nowTs } from './time'
 
@@ -94,9 +95,11 @@ export async function mknod(env: MetaEnv, b: Req<'mknod'>, ch: Changes): Promise
   const type = (b.mode & S_IFMT) || S_IFREG
   if (!MKNOD_TYPES.has(type)) throw fsError('EINVAL', 'mknod makes regular files, FIFOs, sockets and devices; use mkdir/symlink')
   const device = type === S_IFCHR || type === S_IFBLK
-  const attr = await env.db.write((tx) =>
-    create(tx, b.parent, b.name, ch, () => ({ mode: type | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, rdev: device ? b.rdev : 0, nlink: 1 })),
-  )
+  const attr = await env.db.write(async (tx) => {
+    const made = await create(tx, b.parent, b.name, ch, () => ({ mode: type | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, rdev: device ? b.rdev : 0, nlink: 1 }))
+    if (b.session !== undefined) await registerOpen(tx, b.session, made.ino)
+    return made
+  })
   return { attr }
 }
 

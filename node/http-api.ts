@@ -1,7 +1,7 @@
 /**
  * The block HTTP API of a data node (node:http).
  *
- *   PUT  /v1/blocks/<sha256>   store (hash checked while streaming), then forward
+ *   PUT  /v1/blocks/<sha256>   store (hash checked) and, at the same time, forward
  *                              along the chain in x-berth-chain; JSON PutReply
  *   GET  /v1/blocks/<sha256>   whole block or one Range (206)
  *   HEAD /v1/blocks/<sha256>   200 with Content-Length, or 404
@@ -39,6 +39,10 @@ export interface HttpApiDeps {
 }
 
 type Route = 'blocks' | 'healthz' | 'metrics' | 'other'
+
+async function* once(b: Buffer): AsyncIterable<Uint8Array> {
+  yield b
+}
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest()
@@ -132,39 +136,61 @@ export function createHttpApi(deps: HttpApiDeps): Server {
       sendJson(res, 400, { error: (err as Error).message }, true)
       return
     }
-    const counted = async function* (src: AsyncIterable<Buffer>) {
-      for await (const chunk of src) {
-        deps.metrics.bytesIn.inc(chunk.length)
-        yield chunk
-      }
-    }
+    // The body is gathered in memory (at most maxBlock) so the local write and
+    // the forward to the next replica run at the same time: a chain of R
+    // replicas then costs about one disk write, not R of them in a row.
+    const parts: Buffer[] = []
+    let received = 0
     try {
-      await deps.store.put(hash, counted(req), deps.maxBlock)
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        received += chunk.length
+        if (received > deps.maxBlock) throw new BerthError('EFBIG', `block larger than ${deps.maxBlock} bytes`)
+        deps.metrics.bytesIn.inc(chunk.length)
+        parts.push(chunk)
+      }
     } catch (err) {
+      if ((err as BerthError).code !== 'EFBIG') throw err
+      sendJson(res, 413, { error: (err as Error).message }, true)
+      return
+    }
+    const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+    const forwarded = forward(hash, body, chain)
+    try {
+      await deps.store.put(hash, once(body), deps.maxBlock)
+    } catch (err) {
+      await forwarded
       const code = (err as BerthError).code
       const status = code === 'EHASH' ? 400 : code === 'EFBIG' ? 413 : code === 'ENOSPC' ? 507 : 0
       if (status === 0) throw err
       if (status === 507) deps.log.warn(`PUT ${hash}: disk full`)
-      sendJson(res, status, { error: (err as Error).message }, !req.complete)
+      sendJson(res, status, { error: (err as Error).message })
       return
     }
     const stored = [deps.id]
+    for (const id of await forwarded) if (!stored.includes(id)) stored.push(id)
+    const reply: PutReply = { hash, stored }
+    sendJson(res, 200, reply)
+  }
+
+  /**
+   * Sends the block to the first chain member that takes it (with the rest of
+   * the chain behind it); a failed member is skipped. Never throws: resolves
+   * with the ids that stored it, empty when none did.
+   */
+  async function forward(hash: string, body: Buffer, chain: BlockTarget[]): Promise<string[]> {
     let rest = chain
     while (rest.length > 0) {
       const [next, ...after] = rest as [BlockTarget, ...BlockTarget[]]
       rest = after
       try {
-        const size = await deps.store.stat(hash)
-        if (size === null) throw new BerthError('ENOENT', 'block vanished before forwarding')
-        const reply = await deps.http.put(next, hash, await deps.store.get(hash), size, after, FORWARD_TIMEOUT_MS)
-        for (const id of reply.stored) if (!stored.includes(id)) stored.push(id)
-        break
+        return (await deps.http.put(next, hash, body, body.length, after, FORWARD_TIMEOUT_MS)).stored
       } catch (err) {
+        // a body that does not hash to its name is refused downstream too: not a replica failure
+        if ((err as BerthError).code === 'EHASH') return []
         deps.log.warn(`PUT ${hash.slice(0, 12)}: replica ${next.id} (${next.url}) failed, skipping it: ${(err as Error).message}`)
       }
     }
-    const reply: PutReply = { hash, stored }
-    sendJson(res, 200, reply)
+    return []
   }
 
   async function getBlock(req: IncomingMessage, res: ServerResponse, hash: string, headOnly: boolean): Promise<void> {
