@@ -24,7 +24,9 @@ export async function spawnService(
   args: string[],
   opts: { env?: NodeJS.ProcessEnv; readyTimeoutMs?: number; inheritStderr?: boolean } = {},
 ): Promise<ServiceHandle> {
-  const child = spawn(process.execPath, [BERTH_BIN, ...args], {
+  // BERTH_NODE_ARGS passes node flags to every child (e.g. --cpu-prof for profiling a cluster)
+  const nodeArgs = (process.env.BERTH_NODE_ARGS ?? '').split(' ').filter(Boolean)
+  const child = spawn(process.execPath, [...nodeArgs, BERTH_BIN, ...args], {
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', opts.inheritStderr ? 'inherit' : 'pipe'],
   })

@@ -20,6 +20,9 @@ Runs the metadata service of one cluster (only one may serve a cluster).
   --chunk-size BYTES    file chunk size (default ${DEFAULT_CHUNK_SIZE})
   --secret-file F       file holding the data-plane secret (else env BERTH_SECRET)
   --gc-grace-ms MS      keep unreferenced blocks this long before deleting (default 60000)
+  --sync MODE           normal (default): every acknowledged change survives a crash
+                        or kill -9 of meta; the last few may be lost on power loss.
+                        full: fsync the WAL on every commit (also survives power loss)
   --user U --pass P     NATS credentials (else env BERTH_NATS_USER/BERTH_NATS_PASS)
   --token T             NATS token (else env BERTH_NATS_TOKEN)
   --creds F             NATS .creds file (else env BERTH_NATS_CREDS)
@@ -34,6 +37,8 @@ export interface MetaConfig {
   readonly chunkSize: number
   readonly secret: string
   readonly gcGraceMs: number
+  /** SQLite synchronous mode (docs/meta.md#durability). */
+  readonly sync: 'normal' | 'full'
   readonly auth: Readonly<NatsAuth>
 }
 
@@ -57,6 +62,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'chunk-size': { type: 'string' },
       'secret-file': { type: 'string' },
       'gc-grace-ms': { type: 'string' },
+      sync: { type: 'string' },
       user: { type: 'string' },
       pass: { type: 'string' },
       token: { type: 'string' },
@@ -85,8 +91,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     secret = env.BERTH_SECRET?.trim()
   }
   if (!secret) throw new BerthError('EINVAL', 'no data-plane secret: pass --secret-file FILE or set BERTH_SECRET')
+  const sync = values.sync ?? 'normal'
+  if (sync !== 'normal' && sync !== 'full') throw new BerthError('EINVAL', `--sync must be normal or full, got "${sync}"`)
   return Object.freeze({
     natsUrl: values.nats,
+    sync,
     db: values.db,
     cluster,
     replicas: int('replicas', values.replicas, DEFAULT_REPLICAS, 1, 16),

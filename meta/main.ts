@@ -32,7 +32,7 @@ export async function run(argv: string[]): Promise<void> {
   const s = subjects(cfg.cluster)
 
   mkdirSync(dirname(cfg.db), { recursive: true })
-  const db = await openDatabase(cfg.db, migrate)
+  const db = await openDatabase(cfg.db, migrate, { sync: cfg.sync })
   let nc: NatsConnection
   try {
     nc = await connectNats({ url: cfg.natsUrl, name: `berth-meta-${metaId}`, ...cfg.auth })

@@ -84,11 +84,19 @@ export interface Database {
 /** Most operations one group commit may carry. */
 const MAX_GROUP = 64
 
-const PRAGMAS = 'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF;'
+/**
+ * In WAL mode, synchronous=NORMAL writes each commit to the WAL (in the OS
+ * page cache) without fsync: a crash or kill -9 of this process loses nothing
+ * acknowledged, a power loss may lose the last commits but never corrupts.
+ * FULL adds an fsync per commit (group commit shares it between operations).
+ */
+function pragmas(sync: 'normal' | 'full'): string {
+  return `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF;`
+}
 
-export async function openDatabase(file: string, migrate: (c: Conn) => Promise<void>): Promise<Database> {
+export async function openDatabase(file: string, migrate: (c: Conn) => Promise<void>, opts: { sync?: 'normal' | 'full' } = {}): Promise<Database> {
   const writer = await openConn(file, sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE)
-  await writer.exec(PRAGMAS)
+  await writer.exec(pragmas(opts.sync ?? 'full'))
   await migrate(writer)
   const reader = await openConn(file, sqlite3.OPEN_READONLY)
   await reader.exec('PRAGMA busy_timeout = 5000;')
