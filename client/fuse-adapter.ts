@@ -5,6 +5,7 @@
  * calls back. fuse-native's write buffer belongs to libfuse and is valid only
  * until the callback, so it is copied before anything async happens.
  */
+import { dirname } from 'node:path'
 import Fuse = require('fuse-native')
 import type { FuseOps, FuseStat } from 'fuse-native'
 import { isErrorCode, toErrno, ERRNO } from '../common/errors'
@@ -16,8 +17,10 @@ const log = logger('client')
 
 /** What the kernel gets in st_blksize: coreutils size their I/O by it. */
 const BLKSIZE = 1024 * 1024
-/** fuse-native turns UTIME_NOW/UTIME_OMIT (tv_sec 0, nsec ~2^30) into this many ms. */
+/** Unpatched fuse-native turns UTIME_NOW/UTIME_OMIT (tv_sec 0, nsec ~2^30) into this many ms. */
 const UTIME_SENTINEL_MS = 1073
+const UTIME_NOW = (1 << 30) - 1
+const UTIME_OMIT = (1 << 30) - 2
 const NO_ID = 0xffffffff
 const S_IFMT = 0o170000
 const S_IFDIR = 0o040000
@@ -45,10 +48,43 @@ export function toFuseStat(a: Attr): FuseStat {
   }
 }
 
-function msToTime(ms: number): [number, number] | 'now' {
+/** A time for utimens: exact, the caller's clock, or undefined = leave it (UTIME_OMIT). */
+export type TimeArg = [number, number] | 'now' | undefined
+
+function msToTime(ms: number): TimeArg {
   if (ms === UTIME_SENTINEL_MS) return 'now'
   const sec = Math.floor(ms / 1000)
   return [sec, Math.round((ms - sec * 1000) * 1e6)]
+}
+
+function timespecToTime(sec: number, nsec: number): TimeArg {
+  if (nsec === UTIME_NOW) return 'now'
+  if (nsec === UTIME_OMIT) return undefined
+  return [sec, nsec]
+}
+
+/**
+ * 2 when fuse-native carries berth's null-path and exact-utimens patch
+ * (tools/patch-fuse-native.js); 0 for an unpatched build.
+ */
+function bindingPatchLevel(): number {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const load = require('node-gyp-build') as (dir: string) => { fuse_native_berth_patch_level?: () => number }
+  const binding = load(dirname(require.resolve('fuse-native/package.json')))
+  return typeof binding.fuse_native_berth_patch_level === 'function' ? binding.fuse_native_berth_patch_level() : 0
+}
+
+export const patchLevel = bindingPatchLevel()
+
+/**
+ * With the null-path patch, ops on an unlinked-but-open file arrive with path
+ * "". Handle-based ops use the handle; a path-based op (chmod, chown, utimens
+ * via f*() on such a file) has nothing to resolve and must not fall back to the
+ * root: it fails with ENOENT, as libfuse answered before the patch.
+ */
+function named(path: string): string {
+  if (path === '') throw Object.assign(new Error('no path: the file was unlinked'), { code: 'ENOENT' })
+  return path
 }
 
 /** The caller of the current op, if the binding exposes it; else the mount's own ids. */
@@ -84,8 +120,8 @@ function op<T>(name: string, fn: () => Promise<T>, done: (errno: number, value?:
 export function fuseOps(vfs: Vfs, callerOf: CallerOf): FuseOps {
   return {
     getattr: (path, cb) => op('getattr', async () => toFuseStat(await vfs.getattr(path)), cb),
-    fgetattr: (path, fd, cb) => op('fgetattr', async () => toFuseStat(fd ? await vfs.fgetattr(fd) : await vfs.getattr(path)), cb),
-    access: (path, _mode, cb) => op('access', async () => void (await vfs.getattr(path)), cb),
+    fgetattr: (path, fd, cb) => op('fgetattr', async () => toFuseStat(fd ? await vfs.fgetattr(fd) : await vfs.getattr(named(path))), cb),
+    access: (path, _mode, cb) => op('access', async () => void (await vfs.getattr(named(path))), cb),
     statfs: (_path, cb) =>
       op(
         'statfs',
@@ -119,14 +155,15 @@ export function fuseOps(vfs: Vfs, callerOf: CallerOf): FuseOps {
     flush: (_path, fd, cb) => op('flush', () => vfs.flush(fd), cb),
     fsync: (_path, _datasync, fd, cb) => op('fsync', () => vfs.fsync(fd), cb),
     release: (_path, fd, cb) => op('release', () => vfs.release(fd), cb),
-    truncate: (path, size, cb) => op('truncate', () => vfs.truncate(path, size), cb),
-    ftruncate: (path, fd, size, cb) => op('ftruncate', () => (fd ? vfs.ftruncate(fd, size) : vfs.truncate(path, size)), cb),
+    truncate: (path, size, cb) => op('truncate', () => vfs.truncate(named(path), size), cb),
+    ftruncate: (path, fd, size, cb) => op('ftruncate', () => (fd ? vfs.ftruncate(fd, size) : vfs.truncate(named(path), size)), cb),
     readlink: (path, cb) => op('readlink', () => vfs.readlink(path), cb),
-    chown: (path, uid, gid, cb) => op('chown', () => vfs.chown(path, uid === NO_ID ? undefined : uid, gid === NO_ID ? undefined : gid), cb),
-    chmod: (path, mode, cb) => op('chmod', () => vfs.chmod(path, mode), cb),
+    chown: (path, uid, gid, cb) => op('chown', () => vfs.chown(named(path), uid === NO_ID ? undefined : uid, gid === NO_ID ? undefined : gid), cb),
+    chmod: (path, mode, cb) => op('chmod', () => vfs.chmod(named(path), mode), cb),
     mknod: (path, mode, dev, cb) => op('mknod', async () => void (await vfs.mknod(path, mode, dev, callerOf())), cb),
-    // fuse-native hands JS the atime twice (docs/semantics.md#limits): both times get it
-    utimens: (path, atime, mtime, cb) => op('utimens', () => vfs.utimens(path, msToTime(atime), msToTime(mtime)), cb),
+    // only for an unpatched binding, which hands JS the atime twice in ms; the
+    // patched one reaches utimensExact through BerthFuse._op_utimens
+    utimens: (path, atime, mtime, cb) => op('utimens', () => vfs.utimens(named(path), msToTime(atime), msToTime(mtime)), cb),
     unlink: (path, cb) => op('unlink', () => vfs.unlink(path), cb),
     rename: (src, dest, cb) => op('rename', () => vfs.rename(src, dest), cb),
     link: (src, dest, cb) => op('link', async () => void (await vfs.link(src, dest)), cb),
@@ -135,12 +172,18 @@ export function fuseOps(vfs: Vfs, callerOf: CallerOf): FuseOps {
     rmdir: (path, cb) => op('rmdir', () => vfs.rmdir(path), cb),
     setxattr: (path, name, value, _position, flags, cb) => {
       const copy = Buffer.from(value)
-      op('setxattr', () => vfs.setxattr(path, name, copy, flags), cb)
+      op('setxattr', () => vfs.setxattr(named(path), name, copy, flags), cb)
     },
-    getxattr: (path, name, _position, cb) => op('getxattr', () => vfs.getxattr(path, name), cb),
-    listxattr: (path, cb) => op('listxattr', () => vfs.listxattr(path), cb),
-    removexattr: (path, name, cb) => op('removexattr', () => vfs.removexattr(path, name), cb),
+    getxattr: (path, name, _position, cb) => op('getxattr', () => vfs.getxattr(named(path), name), cb),
+    listxattr: (path, cb) => op('listxattr', () => vfs.listxattr(named(path)), cb),
+    removexattr: (path, name, cb) => op('removexattr', () => vfs.removexattr(named(path), name), cb),
   }
+}
+
+type UtimensExact = (path: string, atime: TimeArg, mtime: TimeArg, cb: (errno: number) => void) => void
+
+export function utimensExact(vfs: Vfs): UtimensExact {
+  return (path, atime, mtime, cb) => op('utimens', () => vfs.utimens(named(path), atime, mtime), cb)
 }
 
 export interface MountOptions {
@@ -159,17 +202,45 @@ export interface MountOptions {
 class BerthFuse extends Fuse {
   constructor(
     mnt: string,
-    ops: FuseOps,
+    private readonly handlers: FuseOps,
     private readonly extra: string[],
     opts: ConstructorParameters<typeof Fuse>[2],
   ) {
-    super(mnt, ops, opts)
+    super(mnt, handlers, opts)
+  }
+
+  /**
+   * fuse-native's own version calls getattr(path) and drops the handle, so
+   * fstat of an unlinked-but-open file (path "") would stat the root.
+   */
+  _op_fgetattr(signal: (errno: number, stat?: Uint32Array) => void, path: string, fd: number): void {
+    const fgetattr = this.handlers.fgetattr
+    if (!fgetattr) return signal(-ERRNO.ENOSYS)
+    fgetattr(path, fd, (err, stat) => (err || !stat ? signal(err || -ERRNO.EIO) : signal(0, statArray(stat))))
   }
 
   override _fuseOptions(): string {
     const base = super._fuseOptions()
     const list = base ? base.slice(2).split(',') : []
     return '-o' + [...list, ...this.extra].join(',')
+  }
+}
+
+/** For a patched binding, whose utimens passes each time as (sec, nsec). */
+class PatchedBerthFuse extends BerthFuse {
+  constructor(
+    mnt: string,
+    ops: FuseOps,
+    extra: string[],
+    opts: ConstructorParameters<typeof Fuse>[2],
+    private readonly utimens: UtimensExact,
+  ) {
+    super(mnt, ops, extra, opts)
+  }
+
+  /** Replaces fuse-native's own handler, which would read the pairs as ms. */
+  _op_utimens(signal: (errno: number) => void, path: string, aSec: number, aNsec: number, mSec: number, mNsec: number): void {
+    this.utimens(path, timespecToTime(aSec, aNsec), timespecToTime(mSec, mNsec), signal)
   }
 }
 
@@ -181,13 +252,33 @@ export function createFuse(mountpoint: string, vfs: Vfs, callerOf: CallerOf, o: 
     // cached in this process instead (docs/semantics.md#caching).
     'attr_timeout=0']
   if (o.readOnly) extra.push('ro')
-  return new BerthFuse(mountpoint, fuseOps(vfs, callerOf), extra, {
-    timeout: o.opTimeoutMs,
-    allowOther: o.allowOther,
-    defaultPermissions: true,
-    fsname: 'berth',
-    subtype: 'berth',
-  })
+  const opts = { timeout: o.opTimeoutMs, allowOther: o.allowOther, defaultPermissions: true, fsname: 'berth', subtype: 'berth' }
+  if (patchLevel >= 2) return new PatchedBerthFuse(mountpoint, fuseOps(vfs, callerOf), extra, opts, utimensExact(vfs))
+  log.warn('fuse-native lacks berth\'s null-path/utimens patch (run tools/patch-fuse-native.js): unlinked open files and utimens misbehave')
+  return new BerthFuse(mountpoint, fuseOps(vfs, callerOf), extra, opts)
+}
+
+/** fuse-native's stat layout (index.js getStatArray, not exported): 64-bit values as low, high. */
+function statArray(s: FuseStat): Uint32Array {
+  const ints = new Uint32Array(18)
+  const wide = (idx: number, n: number) => {
+    ints[idx] = n % 4294967296
+    ints[idx + 1] = Math.floor(n / 4294967296)
+  }
+  ints[0] = s.mode
+  ints[1] = s.uid
+  ints[2] = s.gid
+  wide(3, s.size)
+  ints[5] = 0
+  ints[6] = s.nlink
+  ints[7] = s.ino
+  ints[8] = s.rdev
+  ints[9] = s.blksize
+  wide(10, s.blocks)
+  wide(12, s.atime)
+  wide(14, s.mtime)
+  wide(16, s.ctime)
+  return ints
 }
 
 export const EIO = -ERRNO.EIO

@@ -173,7 +173,9 @@ export class Vfs {
     await this.setattr(attr, { uid, gid })
   }
 
-  async utimens(path: string, atime: [number, number] | 'now', mtime: [number, number] | 'now'): Promise<void> {
+  /** An undefined time is left as it is (UTIME_OMIT). */
+  async utimens(path: string, atime: [number, number] | 'now' | undefined, mtime: [number, number] | 'now' | undefined): Promise<void> {
+    if (atime === undefined && mtime === undefined) return
     await this.setattr(await this.resolve(path), { atime, mtime })
   }
 

@@ -10,6 +10,19 @@
  * The handler runs synchronously inside the dispatch, so the buffer always
  * describes the operation being handled.
  *
+ * A second patch (BERTH_NULLPATH_UTIMENS) fixes two faults of the binding:
+ * - With `hard_remove`, libfuse hands ops on an unlinked-but-open file a NULL
+ *   path. fuse-native neither sets flag_nullpath_ok (so libfuse answered
+ *   read/write/fstat on such a handle with ENOENT) nor survives a NULL path
+ *   (napi_create_string_utf8(NULL) left an argument unset and the session
+ *   aborted: every later op on the mount failed with ENOTCONN). Now libfuse
+ *   calls the fd-based ops with a NULL path and JavaScript receives "".
+ * - utimens passed the atime twice (the mtime never reached JavaScript) and
+ *   squeezed both times into milliseconds, where UTIME_NOW and UTIME_OMIT look
+ *   alike. Now it passes each time as (seconds, nanoseconds) exactly; the
+ *   client overrides `_op_utimens` to read them (client/fuse-adapter.ts).
+ * `fuse_native_berth_patch_level` tells the client which patches it has.
+ *
  * Runs at npm install (postinstall); idempotent; rebuilds the addon from source
  * with node-gyp against fuse-shared-library's bundled libfuse headers.
  */
@@ -44,8 +57,32 @@ if (!c.includes(MARKER)) {
   writeFileSync(src, c)
 }
 
+const MARKER2 = 'BERTH_NULLPATH_UTIMENS'
+if (!c.includes(MARKER2)) {
+  replaceOnce(`  uint32_t caller[3]; /* ${MARKER}: uid, gid, pid */\n`, `  uint32_t caller[3]; /* ${MARKER}: uid, gid, pid */\n  struct timespec berth_tv[2]; /* ${MARKER2}: utimens times as given */\n`)
+  const nullable = 'napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH,'
+  if (!c.includes(nullable)) throw new Error('patch-fuse-native: anchor not found: path argument')
+  c = c.split(nullable).join('napi_create_string_utf8(env, l->path ? l->path : "", NAPI_AUTO_LENGTH,')
+  replaceOnce('  struct fuse_operations ops = { };\n', '  struct fuse_operations ops = { };\n  ops.flag_nullpath_ok = 1;\n')
+  replaceOnce(
+    '  l->atime = timespec_to_uint64(&tv[0]);\n  l->mtime = timespec_to_uint64(&tv[1]);\n',
+    '  l->berth_tv[0] = tv[0];\n  l->berth_tv[1] = tv[1];\n',
+  )
+  replaceOnce(
+    '  FUSE_UINT64_TO_INTS_ARGV(l->atime, 3)\n  FUSE_UINT64_TO_INTS_ARGV(l->atime, 5)\n',
+    '  napi_create_double(env, (double) l->berth_tv[0].tv_sec, &(argv[3]));\n  napi_create_uint32(env, (uint32_t) l->berth_tv[0].tv_nsec, &(argv[4]));\n' +
+      '  napi_create_double(env, (double) l->berth_tv[1].tv_sec, &(argv[5]));\n  napi_create_uint32(env, (uint32_t) l->berth_tv[1].tv_nsec, &(argv[6]));\n',
+  )
+  replaceOnce(
+    'static void fuse_native_dispatch (uv_async_t* handle) {\n',
+    `NAPI_METHOD(fuse_native_berth_patch_level) {\n  napi_value level;\n  napi_create_uint32(env, 2, &level); /* ${MARKER2} */\n  return level;\n}\n\nstatic void fuse_native_dispatch (uv_async_t* handle) {\n`,
+  )
+  replaceOnce('  NAPI_EXPORT_FUNCTION(fuse_native_set_caller_buffer)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_set_caller_buffer)\n  NAPI_EXPORT_FUNCTION(fuse_native_berth_patch_level)\n')
+  writeFileSync(src, c)
+}
+
 const built = join(dir, 'build', 'Release', 'fuse.node')
-const needsBuild = !existsSync(built) || !readFileSync(built).includes('fuse_native_set_caller_buffer')
+const needsBuild = !existsSync(built) || !readFileSync(built).includes('fuse_native_berth_patch_level')
 if (needsBuild) {
   const gyp = require.resolve('node-gyp/bin/node-gyp.js')
   // Build against the installed Node headers when they exist (no download needed).
@@ -53,4 +90,4 @@ if (needsBuild) {
   const args = [gyp, 'rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])]
   execFileSync(process.execPath, args, { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] })
 }
-console.log('fuse-native: caller context patch applied')
+console.log('fuse-native: caller context, null path and utimens patches applied')
