@@ -109,6 +109,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     closing ??= (async () => {
       log.info(`unmounting ${cfg.mountpoint} (${why})`)
       const errors = await vfs.flushAll()
+      await vfs.sendReleases()
       for (const e of errors) log.error('flush before unmount failed', e)
       await unmount(fuse, cfg.mountpoint)
       clearInterval(renew)

@@ -14,7 +14,7 @@
  * - flush/fsync/release wait for uploads, upload what is left, then commit the
  *   changed chunks and the size to meta in one call.
  */
-import type { Attr, ChunkRef, Timespec } from '../common/protocol'
+import { INLINE_MAX, type Attr, type ChunkRef, type Timespec } from '../common/protocol'
 import { BerthError } from '../common/errors'
 import type { BlockCache } from './block-cache'
 import { Mutex, Semaphore } from './semaphore'
@@ -151,10 +151,10 @@ export class OpenFile {
         if (copied < step) target.fill(0, done + copied, done + step)
       } else {
         const ref = this.pending.get(idx) ?? this.chunks.get(idx)
-        if (!ref || !ref.hash) {
+        if (!ref || (!ref.hash && !ref.data)) {
           target.fill(0, done, done + step)
         } else {
-          const block = await this.wb.cache.read(ref)
+          const block = ref.data ? Buffer.from(ref.data.buffer, ref.data.byteOffset, ref.data.byteLength) : await this.wb.cache.read(ref)
           const valid = Math.min(ref.len, block.length)
           const copied = inChunk < valid ? block.copy(target, done, inChunk, Math.min(valid, inChunk + step)) : 0
           if (copied < step) target.fill(0, done + copied, done + step)
@@ -202,6 +202,7 @@ export class OpenFile {
   /** Waits for uploads, uploads the rest, commits chunks + size in one call. */
   flush(meta: MetaApi, session: string): Promise<void> {
     return this.lock.run(async () => {
+      this.inlineSmall()
       for (;;) {
         for (const [idx, buf] of this.dirty) if (!buf.uploading) await this.startUpload(idx, buf)
         if (this.uploads.size === 0) break
@@ -248,7 +249,10 @@ export class OpenFile {
       for (const map of [this.chunks, this.pending]) {
         for (const [idx, ref] of [...map]) {
           if (idx * cs >= size) map.delete(idx)
-          else if ((idx + 1) * cs > size) map.set(idx, { ...ref, len: Math.min(ref.len, size - idx * cs) })
+          else if ((idx + 1) * cs > size) {
+            const len = Math.min(ref.len, size - idx * cs)
+            map.set(idx, { ...ref, len, data: ref.data?.subarray(0, len) })
+          }
         }
       }
       for (const [idx, buf] of [...this.dirty]) {
@@ -263,6 +267,19 @@ export class OpenFile {
       this.sizeDirty = this.dirty.size > 0
       return attr
     })
+  }
+
+  /**
+   * A file of at most INLINE_MAX bytes is committed with its bytes in meta
+   * instead of a block: one round trip instead of placement, an HTTP PUT with
+   * replication and the commit (docs/architecture.md#inline-data).
+   */
+  private inlineSmall(): void {
+    const buf = this.dirty.get(0)
+    if (!buf || buf.uploading || this.size > INLINE_MAX || this.dirty.size !== 1) return
+    const len = Math.min(buf.len, this.size)
+    this.pending.set(0, { idx: 0, hash: null, len, nodes: [], data: Buffer.from(buf.data.subarray(0, len)) })
+    this.dropBuffer(0, buf)
   }
 
   /** Drops all buffers (after the file is gone for good). */
@@ -299,8 +316,8 @@ export class OpenFile {
     const p = (async () => {
       const ref = this.pending.get(idx) ?? this.chunks.get(idx)
       let buf: ChunkBuf
-      if (!whole && ref?.hash) {
-        const block = await this.wb.cache.read(ref)
+      if (!whole && (ref?.hash || ref?.data)) {
+        const block = ref.data ? Buffer.from(ref.data.buffer, ref.data.byteOffset, ref.data.byteLength) : await this.wb.cache.read(ref)
         const valid = Math.min(ref.len, block.length, Math.max(0, this.size - idx * this.chunkSize))
         buf = { data: Buffer.alloc(bufferSize(valid, this.chunkSize)), len: valid }
         block.copy(buf.data, 0, 0, valid)

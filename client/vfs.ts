@@ -10,6 +10,7 @@
 import type { Attr, ChunkRef, DirEntry, Invalidation, StatfsReply } from '../common/protocol'
 import { ROOT_INO } from '../common/protocol'
 import { BerthError, fsError } from '../common/errors'
+import { logger } from '../common/log'
 import { BlockCache } from './block-cache'
 import { MetaCache } from './meta-cache'
 import { OpenFile, Writeback } from './open-file'
@@ -46,6 +47,9 @@ interface Handle {
   lastEnd: number
 }
 
+const log = logger('client')
+const RELEASE_DELAY_MS = 10
+const RELEASE_BATCH = 500
 const O_ACCMODE = 3
 const O_APPEND = 0o2000
 
@@ -59,6 +63,8 @@ export class Vfs {
   private readonly files = new Map<number, OpenFile>()
   private readonly handles = new Map<number, Handle>()
   private nextFh = 1
+  private readonly releases: number[] = []
+  private releaseTimer: NodeJS.Timeout | undefined
 
   constructor(
     private readonly meta: MetaApi,
@@ -441,8 +447,31 @@ export class Vfs {
         if (this.files.get(f.attr.ino) === f) this.files.delete(f.attr.ino)
         f.discard()
         this.wb.untrack(f)
-        await this.meta.call('release', { ino: f.attr.ino, session: this.opts.session })
+        this.queueRelease(f.attr.ino)
       }
+    }
+  }
+
+  /**
+   * Nobody waits for a release (close() returned at flush), so releases are
+   * sent in batches a few ms later: one meta transaction instead of one per
+   * file. Meta counts opens, so a re-open in between cannot be lost.
+   */
+  private queueRelease(ino: number): void {
+    this.releases.push(ino)
+    if (this.releases.length >= RELEASE_BATCH) void this.sendReleases()
+    else this.releaseTimer ??= setTimeout(() => void this.sendReleases(), RELEASE_DELAY_MS)
+  }
+
+  /** Sends queued releases now (also at unmount). Failures are logged: the session lease cleans up. */
+  async sendReleases(): Promise<void> {
+    if (this.releaseTimer) clearTimeout(this.releaseTimer)
+    this.releaseTimer = undefined
+    while (this.releases.length) {
+      const inos = this.releases.splice(0, RELEASE_BATCH)
+      await this.meta.call('release', { session: this.opts.session, inos }).catch((err: unknown) => {
+        log.warn(`release of ${inos.length} inode(s) failed; the session lease will release them: ${(err as Error).message}`)
+      })
     }
   }
 

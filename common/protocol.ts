@@ -41,12 +41,22 @@ export const blockHash = z.string().regex(/^[0-9a-f]{64}$/)
 /** Who asks: owner of new inodes; the kernel enforces mode bits (default_permissions). */
 const caller = { uid: u32, gid: u32 }
 
+/**
+ * Small files keep their bytes in meta instead of a block (docs/architecture.md#inline-data):
+ * a chunk with `hash: null` and `data` is inline; `hash: null` without data is a hole.
+ */
+export const INLINE_MAX = 64 * 1024
+
 export const chunkRef = z.object({
   idx: z.number().int().min(0).max(0x7fffffff),
   hash: blockHash.nullable(),
   len: size,
   /** Node ids that hold a durable replica (filled by meta in replies). */
   nodes: z.array(z.string().max(64)).max(16),
+  data: z
+    .custom<Uint8Array>((v) => v instanceof Uint8Array, 'inline data must be bytes')
+    .refine((b) => b.length <= INLINE_MAX, `inline data over ${INLINE_MAX} bytes`)
+    .optional(),
 })
 export type ChunkRef = z.infer<typeof chunkRef>
 
@@ -127,7 +137,8 @@ export const metaRequests = {
    * wholly past `size` are dropped and the last one is clipped to it.
    */
   commit: z.object({ rid, ino, session, size, chunks: z.array(chunkRef).max(MAX_PAGE), mtime: timespec.optional() }),
-  release: z.object({ rid, ino, session }),
+  /** Releases `ino` and/or every inode in `inos` (clients batch their releases). */
+  release: z.object({ rid, session, ino: ino.optional(), inos: z.array(ino).max(MAX_PAGE).default([]) }),
   /** Opens or renews a client session; open files of expired sessions are released. */
   session: z.object({ rid, session, ttlMs: z.number().int().min(1000).max(3_600_000), host: z.string().max(256).default('') }),
   sessionEnd: z.object({ rid, session }),

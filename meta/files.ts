@@ -18,9 +18,11 @@ import { nowTs } from './time'
 export const DEFAULT_SESSION_TTL_MS = 60_000
 
 async function chunkPage(c: Conn, ino: number, from: number, limit: number): Promise<{ chunks: ChunkRef[]; more: boolean }> {
-  const rows = await c.all<{ idx: number; hash: string; len: number }>(
-    'SELECT idx, hash, len FROM chunks WHERE ino = ? AND idx >= ? ORDER BY idx LIMIT ?',
-    [ino, from, limit + 1],
+  const rows = await c.all<{ idx: number; hash: string | null; len: number; data: Buffer | null }>(
+    `SELECT idx, hash, len, NULL AS data FROM chunks WHERE ino = ? AND idx >= ?
+     UNION ALL SELECT idx, NULL, length(data), data FROM inline_chunks WHERE ino = ? AND idx >= ?
+     ORDER BY idx LIMIT ?`,
+    [ino, from, ino, from, limit + 1],
   )
   const more = rows.length > limit
   const page = more ? rows.slice(0, limit) : rows
@@ -37,7 +39,12 @@ async function chunkPage(c: Conn, ino: number, from: number, limit: number): Pro
       nodes.set(r.hash, list)
     }
   }
-  return { chunks: page.map((r) => ({ idx: r.idx, hash: r.hash, len: r.len, nodes: (nodes.get(r.hash) ?? []).slice(0, 16) })), more }
+  return {
+    chunks: page.map((r) =>
+      r.hash === null ? { idx: r.idx, hash: null, len: r.len, nodes: [], data: r.data ?? Buffer.alloc(0) } : { idx: r.idx, hash: r.hash, len: r.len, nodes: (nodes.get(r.hash) ?? []).slice(0, 16) },
+    ),
+    more,
+  }
 }
 
 /** Records that `session` holds `ino` open (keeps an unlinked inode alive). */
@@ -67,7 +74,10 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
   const byIdx = new Map<number, ChunkRef>()
   for (const c of b.chunks) {
     if (c.len > env.chunkSize) throw fsError('EINVAL', `chunk ${c.idx}: len ${c.len} over chunk size ${env.chunkSize}`)
-    if (c.hash === null && c.len !== 0) throw fsError('EINVAL', `chunk ${c.idx}: a hole has len 0`)
+    if (c.data !== undefined) {
+      if (c.hash !== null) throw fsError('EINVAL', `chunk ${c.idx}: inline data and a block hash`)
+      if (c.data.length !== c.len) throw fsError('EINVAL', `chunk ${c.idx}: inline data is ${c.data.length} bytes, len says ${c.len}`)
+    } else if (c.hash === null && c.len !== 0) throw fsError('EINVAL', `chunk ${c.idx}: a hole has len 0`)
     byIdx.set(c.idx, c)
   }
   return env.db.write(async (tx) => {
@@ -77,7 +87,11 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
     const nowMs = Date.now()
     for (const c of byIdx.values()) {
       const old = await tx.get<{ hash: string }>('SELECT hash FROM chunks WHERE ino = ? AND idx = ?', [b.ino, c.idx])
-      if (c.hash) {
+      await tx.run('DELETE FROM inline_chunks WHERE ino = ? AND idx = ?', [b.ino, c.idx])
+      if (c.data !== undefined) {
+        await tx.run('DELETE FROM chunks WHERE ino = ? AND idx = ?', [b.ino, c.idx])
+        await tx.run('INSERT INTO inline_chunks (ino, idx, data) VALUES (?, ?, ?)', [b.ino, c.idx, Buffer.from(c.data.buffer, c.data.byteOffset, c.data.byteLength)])
+      } else if (c.hash) {
         await refBlock(tx, c.hash, c.len)
         for (const node of c.nodes) await tx.run('INSERT OR IGNORE INTO replicas (hash, node_id) VALUES (?, ?)', [c.hash, node])
         await tx.run('INSERT INTO chunks (ino, idx, hash, len) VALUES (?, ?, ?, ?) ON CONFLICT (ino, idx) DO UPDATE SET hash = excluded.hash, len = excluded.len', [
@@ -114,7 +128,10 @@ async function releaseOne(tx: Conn, session: string, ino: number, ch: Changes): 
 }
 
 export async function release(env: MetaEnv, b: MetaParsed<'release'>, ch: Changes): Promise<MetaReplies['release']> {
-  await env.db.write((tx) => releaseOne(tx, b.session, b.ino, ch))
+  const inos = b.ino === undefined ? b.inos : [b.ino, ...b.inos]
+  await env.db.write(async (tx) => {
+    for (const ino of inos) await releaseOne(tx, b.session, ino, ch)
+  })
   return {}
 }
 

@@ -153,9 +153,13 @@ export async function clipChunks(c: Conn, ino: number, size: number, chunkSize: 
   const gone = await c.all<{ hash: string }>('SELECT hash FROM chunks WHERE ino = ? AND idx >= ?', [ino, firstGone])
   for (const g of gone) await unrefBlock(c, g.hash, nowMs)
   if (gone.length) await c.run('DELETE FROM chunks WHERE ino = ? AND idx >= ?', [ino, firstGone])
+  await c.run('DELETE FROM inline_chunks WHERE ino = ? AND idx >= ?', [ino, firstGone])
   if (size % chunkSize !== 0) {
     const last = firstGone - 1
-    await c.run('UPDATE chunks SET len = min(len, ?) WHERE ino = ? AND idx = ?', [size - last * chunkSize, ino, last])
+    const keep = size - last * chunkSize
+    await c.run('UPDATE chunks SET len = min(len, ?) WHERE ino = ? AND idx = ?', [keep, ino, last])
+    // substr() counts bytes on a BLOB
+    await c.run('UPDATE inline_chunks SET data = substr(data, 1, ?) WHERE ino = ? AND idx = ? AND length(data) > ?', [keep, ino, last, keep])
   }
 }
 
@@ -175,6 +179,7 @@ export async function freeIfUnused(c: Conn, ino: number, nowMs: number): Promise
   const chunks = await c.all<{ hash: string }>('SELECT hash FROM chunks WHERE ino = ?', [ino])
   for (const ch of chunks) await unrefBlock(c, ch.hash, nowMs)
   await c.run('DELETE FROM chunks WHERE ino = ?', [ino])
+  await c.run('DELETE FROM inline_chunks WHERE ino = ?', [ino])
   await c.run('DELETE FROM xattrs WHERE ino = ?', [ino])
   await c.run('DELETE FROM inodes WHERE ino = ?', [ino])
   return true

@@ -77,6 +77,18 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       [ROOT_INO, 0o40755, s, ns, s, ns, s, ns],
     )
   },
+  // v2: small files' bytes live in meta (one row per inline chunk), so writing
+  // and reading them needs no data node round trip.
+  async (c) => {
+    await c.exec(`
+      CREATE TABLE inline_chunks (
+        ino INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (ino, idx)
+      ) WITHOUT ROWID;
+    `)
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length
