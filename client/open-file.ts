@@ -31,6 +31,8 @@ interface ChunkBuf {
   uploading?: Promise<void>
 }
 
+/** FUSE's max_write: writes this big come from copying a big file. */
+const BIG_WRITE = 128 * 1024
 /** Smallest chunk buffer; buffers grow by doubling from here. */
 const MIN_BUFFER = 64 * 1024
 
@@ -184,7 +186,10 @@ export class OpenFile {
       const idx = Math.floor(off / cs)
       const inChunk = off - idx * cs
       const step = Math.min(cs - inChunk, data.length - done)
-      const buf = await this.bufferFor(idx, inChunk === 0 && step === cs)
+      // a write of max_write size or past the first chunk means a big file:
+      // take the whole chunk at once rather than grow it by copying
+      const big = idx > 0 || step >= BIG_WRITE
+      const buf = await this.bufferFor(idx, inChunk === 0 && step === cs, big)
       this.reserve(buf, inChunk + step)
       data.copy(buf.data, inChunk, done, done + step)
       buf.len = Math.max(buf.len, inChunk + step)
@@ -298,7 +303,7 @@ export class OpenFile {
     return false
   }
 
-  private async bufferFor(idx: number, whole: boolean): Promise<ChunkBuf> {
+  private async bufferFor(idx: number, whole: boolean, big = false): Promise<ChunkBuf> {
     for (;;) {
       const buf = this.dirty.get(idx)
       if (buf && !buf.uploading) return buf
@@ -322,7 +327,7 @@ export class OpenFile {
         buf = { data: Buffer.alloc(bufferSize(valid, this.chunkSize)), len: valid }
         block.copy(buf.data, 0, 0, valid)
       } else {
-        buf = { data: Buffer.alloc(whole ? this.chunkSize : MIN_BUFFER), len: 0 }
+        buf = { data: Buffer.alloc(whole || big ? this.chunkSize : MIN_BUFFER), len: 0 }
       }
       this.dirty.set(idx, buf)
       this.wb.dirtyBytes += buf.data.length
