@@ -127,6 +127,16 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     })
   }
 
+  // Someone ran `umount`/`fusermount -u` on us: libfuse's loop ends but
+  // fuse-native tells nobody, so watch the mount table and leave with it.
+  const watch = setInterval(() => {
+    if (!isMounted(cfg.mountpoint)) {
+      clearInterval(watch)
+      void shutdown('unmounted from outside').finally(() => process.exit(0))
+    }
+  }, 2000)
+  watch.unref()
+
   // ready only once the root answers through the kernel
   const st = await stat(cfg.mountpoint)
   if (st.ino !== 1) log.warn(`root of ${cfg.mountpoint} reports inode ${st.ino}`)

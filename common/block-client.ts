@@ -292,7 +292,7 @@ export class BlockClient {
     let backoff = 50
     for (;;) {
       const left = deadline - Date.now()
-      if (left <= 0) throw new BerthError('ETIMEDOUT', `put ${h.slice(0, 12)}: no node stored it within ${this.deadlineMs} ms`, { cause: last })
+      if (left <= 0) throw new BerthError('ETIMEDOUT', `put ${h.slice(0, 12)}: no node stored it within ${this.deadlineMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}`, { cause: last })
       let reply: PlaceReply
       try {
         reply = await request<PlaceReply>(
