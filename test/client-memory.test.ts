@@ -20,6 +20,9 @@ t.test('memory: the client stays under its cap copying 2 GiB and listing 50,000 
   const c = await startCluster(t, { nodes: 2, replicas: 1 })
   const m = await mountCluster(t, c, { args: ['--cache-mb', String(CACHE_MB), '--write-mb', String(WRITE_MB)] })
   const pid = m.client.pid
+  t.teardown(() => {
+    if (!t.passing()) t.comment(`client stderr:\n${m.client.stderr().slice(-4000)}\nmeta stderr:\n${c.meta.stderr().slice(-2000)}`)
+  })
   t.comment(`cap ${CAP / MiB} MiB = cache ${CACHE_MB} + write ${WRITE_MB} + runtime ${RUNTIME_MB}; idle RSS ${Math.round((rssBytes(pid) ?? 0) / MiB)} MiB`)
 
   await t.test('2 GiB copy in and read back', async (t) => {
