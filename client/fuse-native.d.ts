@@ -73,10 +73,16 @@ declare module 'fuse-native' {
     attrTimeout?: number
     debug?: boolean
   }
+  /** Replies to the kernel: an errno (0 or negative) and the op's result arrays. */
+  export type FuseSignal = (err: number, ...result: unknown[]) => void
   class Fuse {
     constructor(mnt: string, ops: FuseOps, opts?: FuseOptions)
     readonly mnt: string
     readonly opts: FuseOptions
+    readonly ops: FuseOps
+    /** Internal dispatchers, looked up as `this._op_<name>` for every op. */
+    _op_getattr(signal: FuseSignal, path: string): void
+    _op_fgetattr(signal: FuseSignal, path: string, fd: number): void
     mount(cb: (err: Error | null) => void): void
     unmount(cb: (err: Error | null) => void): void
     _fuseOptions(): string

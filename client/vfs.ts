@@ -88,6 +88,9 @@ export class Vfs {
 
   /** Attributes of `path`, resolving each component (cached). */
   async resolve(path: string): Promise<Attr> {
+    // "" is how a missing path reaches us (libfuse has none for a file removed
+    // while open); it must never mean the root
+    if (!path.startsWith('/')) throw fsError('ENOENT', `no path (${JSON.stringify(path)})`)
     let attr = await this.inodeAttr(ROOT_INO)
     for (const name of splitPath(path)) {
       if ((attr.mode & S_IFMT) !== S_IFDIR) throw fsError('ENOTDIR', `${path}: not a directory`)
