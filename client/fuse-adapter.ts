@@ -213,7 +213,7 @@ class BerthFuse extends Fuse {
    * fuse-native's own version calls getattr(path) and drops the handle, so
    * fstat of an unlinked-but-open file (path "") would stat the root.
    */
-  _op_fgetattr(signal: (errno: number, stat?: Uint32Array) => void, path: string, fd: number): void {
+  override _op_fgetattr(signal: (errno: number, stat?: Uint32Array) => void, path: string, fd: number): void {
     const fgetattr = this.handlers.fgetattr
     if (!fgetattr) return signal(-ERRNO.ENOSYS)
     fgetattr(path, fd, (err, stat) => (err || !stat ? signal(err || -ERRNO.EIO) : signal(0, statArray(stat))))
@@ -223,20 +223,6 @@ class BerthFuse extends Fuse {
     const base = super._fuseOptions()
     const list = base ? base.slice(2).split(',') : []
     return '-o' + [...list, ...this.extra].join(',')
-  }
-
-  /**
-   * fuse-native 2.2.6 answers fgetattr with ops.getattr(path), dropping the
-   * handle. For a file unlinked while open (hard_remove) libfuse has no path
-   * and passes "", which resolved to the root: the kernel got a directory's
-   * attributes for a regular file, marked the inode bad, and every later
-   * read, write and close on it failed with EIO. Answer by handle instead,
-   * through fuse-native's own getattr reply path (it reads only `ops.getattr`).
-   */
-  override _op_fgetattr(signal: FuseSignal, path: string, fd: number): void {
-    const byHandle = this.ops.fgetattr
-    if (!byHandle) return super._op_fgetattr(signal, path, fd)
-    Fuse.prototype._op_getattr.call({ ops: { getattr: (p: string, cb: (err: number, stat?: FuseStat) => void) => byHandle(p, fd, cb) } }, signal, path)
   }
 }
 
