@@ -346,7 +346,23 @@ export class BlockClient {
     const range = ranged ? { start: offset, end: opts.length === undefined ? undefined : offset + opts.length - 1 } : null
     const deadline = Date.now() + this.deadlineMs
     if (this.liveNodes().size === 0) await this.waitForPeers(Math.min(HEARTBEAT_MS + 1000, this.deadlineMs))
+    for (;;) {
+      const got = await this.getOnce(hash, nodes, range, deadline)
+      if (got.buf) return got.buf
+      // A listed replica we have not heard from yet (this client just started,
+      // or the node is restarting) may still serve it: wait for heartbeats and
+      // try again, until the deadline. When every listed replica is live and
+      // failed, the block is gone and waiting would not help.
+      const live = this.liveNodes()
+      const unheard = nodes.some((id) => !live.has(id))
+      if (!unheard || Date.now() >= deadline) throw got.err
+      await this.waitForHeartbeat(Math.min(HEARTBEAT_MS + 500, deadline - Date.now()))
+    }
+  }
 
+  /** One pass over the candidates: the bytes, or the error to report if nothing changes. */
+  private async getOnce(hash: string, nodes: string[], range: { start: number; end?: number } | null, deadline: number): Promise<{ buf?: Buffer; err?: unknown }> {
+    const ranged = range !== null
     const live = this.liveNodes()
     const given = nodes.filter((id, i) => live.has(id) && nodes.indexOf(id) === i)
     const others = [...live.keys()].filter((id) => !given.includes(id))
@@ -357,7 +373,7 @@ export class BlockClient {
     let last: unknown = null
     for (const { id } of order) {
       const left = deadline - Date.now()
-      if (left <= 0) throw new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last })
+      if (left <= 0) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }) }
       const url = live.get(id)
       if (!url) continue
       try {
@@ -367,17 +383,30 @@ export class BlockClient {
           this.suspect(id)
           continue
         }
-        return buf
+        return { buf }
       } catch (err) {
         const code = (err as BerthError).code
-        if (code === 'ERANGE') return Buffer.alloc(0) // block shorter than the offset: nothing to read there
+        if (code === 'ERANGE') return { buf: Buffer.alloc(0) } // block shorter than the offset: nothing to read there
         if (code === 'EAUTH') throw err
         if (code !== 'ENOENT') this.suspect(id)
         last = err
       }
     }
-    if (Date.now() >= deadline) throw new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last })
-    throw new BerthError('EIO', `get ${hash.slice(0, 12)}: no live node could serve it (tried ${order.length})`, { cause: last })
+    if (Date.now() >= deadline) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }) }
+    return { err: new BerthError('EIO', `get ${hash.slice(0, 12)}: no live node could serve it (tried ${order.length})`, { cause: last }) }
+  }
+
+  /** Resolves at the next heartbeat from any node, or after `ms`. */
+  private waitForHeartbeat(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        this.waiters.delete(done)
+        resolve()
+      }
+      const timer = setTimeout(done, Math.max(0, ms))
+      this.waiters.add(done)
+    })
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,7 @@
  * flags or the environment (BERTH_NATS_USER/BERTH_NATS_PASS, BERTH_NATS_TOKEN,
  * BERTH_NATS_CREDS), never from code; user:pass in the URL works too.
  */
+import { trackConnection } from './nats-state'
 import { readFileSync } from 'node:fs'
 import { connect, credsAuthenticator, type NatsConnection } from 'nats'
 import { BerthError } from './errors'
@@ -41,7 +42,7 @@ export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
     authenticator = credsAuthenticator(creds)
   }
   try {
-    return await connect({
+    const nc = await connect({
       servers,
       name: s.name,
       user: s.user || undefined,
@@ -55,6 +56,8 @@ export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
       pingInterval: 10_000,
       maxPingOut: 2,
     })
+    trackConnection(nc)
+    return nc
   } catch (err) {
     const code = (err as { code?: string }).code ?? ''
     throw new BerthError(code === 'AUTHORIZATION_VIOLATION' ? 'EAUTH' : 'EIO', `cannot connect to NATS at ${s.url}: ${(err as Error).message}`, { cause: err })

@@ -7,6 +7,7 @@
  * where `code` is an errno name (common/errors.ts). A request that cannot be
  * decoded or fails its schema gets `EBADMSG`; the server keeps running.
  */
+import { whenConnected } from './nats-state'
 import { Packr } from 'msgpackr'
 import { ErrorCode as NatsErrorCode, type Msg, type NatsConnection, type Subscription } from 'nats'
 import type { ZodType } from 'zod'
@@ -157,6 +158,7 @@ export async function request<T>(nc: NatsConnection, subject: string, body: unkn
   let backoff = 50
   for (;;) {
     if (nc.isClosed()) throw new BerthError('EIO', 'NATS connection is closed')
+    await whenConnected(nc, deadline - Date.now())
     const left = deadline - Date.now()
     let msg: Msg
     try {

@@ -43,7 +43,12 @@ t.test('daemon mount, berth umount, SIGTERM flushes an open dirty file', async (
   const env = c.env('client')
   const dir = join(c.dir, 'mnt')
   mkdirSync(dir)
-  t.teardown(() => fusermountUz(dir))
+  // whichever daemon is current when the test ends (it may have failed midway)
+  t.teardown(() => {
+    const current = readPid(dir)
+    if (current !== null && alive(current)) process.kill(current, 'SIGKILL')
+    fusermountUz(dir)
+  })
   const args = ['mount', c.nats.url, dir, '--cluster', c.cluster]
 
   const first = berth(args, env)
@@ -51,9 +56,6 @@ t.test('daemon mount, berth umount, SIGTERM flushes an open dirty file', async (
   t.ok(isMounted(dir), 'mounted when the command returns')
   const pid = readPid(dir)
   t.ok(pid !== null && alive(pid), 'the daemon keeps running in the background')
-  t.teardown(() => {
-    if (pid !== null && alive(pid)) process.kill(pid, 'SIGKILL')
-  })
 
   const data = randomBytes(5 * 1024 * 1024 + 17)
   try {
