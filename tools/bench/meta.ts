@@ -6,9 +6,10 @@
  *
  *   node dist/tools/bench/meta.js [--count 2000] [--dir DIR]
  *
- * Every meta create is a durable transaction (WAL, synchronous=FULL: one fsync
- * per commit); local creates are not fsynced, so the "local create+fsync" row
- * is the fair comparison for durability.
+ * Every meta create is a committed transaction (WAL; with meta's default
+ * --sync normal it survives kill -9 of meta but is not fsynced per commit, see
+ * docs/meta.md#durability); "local create" is the like-for-like row, "local
+ * create+fsync" what --sync full compares with.
  */
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
