@@ -35,6 +35,20 @@ export class BlockCache {
     return this.fetch(ref.hash, ref.nodes)
   }
 
+  /**
+   * `length` bytes at `offset` of the block: from the cache when it holds the
+   * block, else a Range GET of just those bytes, not cached. Random readers
+   * use this: fetching whole 4 MiB blocks for 4 KiB reads would move 1000x
+   * the bytes and churn the cache. A range is not hash-checked here (the node
+   * verified the whole block when storing it and its scrub re-verifies).
+   */
+  async readRange(ref: ChunkRef, offset: number, length: number): Promise<Buffer> {
+    if (!ref.hash) return Buffer.alloc(0)
+    const hit = this.cache.get(ref.hash) ?? (await this.inflight.get(ref.hash))
+    if (hit) return hit.subarray(offset, offset + length)
+    return this.blocks.get(ref.hash, ref.nodes, { offset, length })
+  }
+
   /** Starts fetching `ref` in the background unless cached or already coming. */
   prefetch(ref: ChunkRef): void {
     const hash = ref.hash

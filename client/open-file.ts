@@ -137,7 +137,8 @@ export class OpenFile {
     for (const c of chunks) this.chunks.set(c.idx, c)
   }
 
-  async read(target: Buffer, pos: number, len: number): Promise<number> {
+  /** `random`: the caller is not reading sequentially (fetch only the bytes asked for). */
+  async read(target: Buffer, pos: number, len: number, random = false): Promise<number> {
     if (pos >= this.size) return 0
     const n = Math.min(len, this.size - pos)
     const cs = this.chunkSize
@@ -156,9 +157,15 @@ export class OpenFile {
         if (!ref || (!ref.hash && !ref.data)) {
           target.fill(0, done, done + step)
         } else {
-          const block = ref.data ? Buffer.from(ref.data.buffer, ref.data.byteOffset, ref.data.byteLength) : await this.wb.cache.read(ref)
-          const valid = Math.min(ref.len, block.length)
-          const copied = inChunk < valid ? block.copy(target, done, inChunk, Math.min(valid, inChunk + step)) : 0
+          let copied = 0
+          if (ref.data || !random) {
+            const block = ref.data ? Buffer.from(ref.data.buffer, ref.data.byteOffset, ref.data.byteLength) : await this.wb.cache.read(ref)
+            const valid = Math.min(ref.len, block.length)
+            copied = inChunk < valid ? block.copy(target, done, inChunk, Math.min(valid, inChunk + step)) : 0
+          } else if (inChunk < ref.len) {
+            const part = await this.wb.cache.readRange(ref, inChunk, Math.min(step, ref.len - inChunk))
+            copied = part.copy(target, done)
+          }
           if (copied < step) target.fill(0, done + copied, done + step)
         }
       }

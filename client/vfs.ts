@@ -50,6 +50,8 @@ interface Handle {
 const log = logger('client')
 const RELEASE_DELAY_MS = 10
 const RELEASE_BATCH = 500
+/** A read within this distance of the previous one counts as sequential. */
+const SEQUENTIAL_WINDOW = 1024 * 1024
 const O_ACCMODE = 3
 const O_APPEND = 0o2000
 
@@ -412,9 +414,13 @@ export class Vfs {
 
   async read(fh: number, target: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handle(fh)
-    const n = await h.file.read(target, pos, len)
-    if (pos === h.lastEnd || pos === 0) h.file.readahead(pos + n, this.opts.readaheadChunks)
-    h.lastEnd = pos + n
+    // The kernel's own readahead sends several reads at once, slightly out of
+    // order, so "sequential" means near the previous request, and the previous
+    // end is recorded before waiting.
+    const sequential = pos === 0 || (h.lastEnd >= 0 && Math.abs(pos - h.lastEnd) <= SEQUENTIAL_WINDOW)
+    h.lastEnd = pos + len
+    const n = await h.file.read(target, pos, len, !sequential)
+    if (sequential) h.file.readahead(pos + n, this.opts.readaheadChunks)
     return n
   }
 

@@ -15,7 +15,8 @@ const LIST = "find . \\( -type d -printf '%y %m - %p\\n' \\) -o -printf '%y %m %
 
 t.test('shell tools', async (t) => {
   const c = await startCluster(t, { nodes: 3 })
-  const m = await mountCluster(t, c)
+  // allow_other: the unprivileged subtest runs the tools as uid 65534
+  const m = await mountCluster(t, c, { args: ['-o', 'allow_other'] })
   const local = mkdtempSync(join(tmpdir(), 'berth-local-'))
   t.teardown(() => rmSync(local, { recursive: true, force: true }))
 
@@ -91,5 +92,18 @@ t.test('shell tools', async (t) => {
     const expected = run(ldir)
     const got = run(join(m.dir, 'cmp'))
     t.equal(got, expected)
+
+    // The same tools as an unprivileged user (setpriv to uid/gid 65534, no
+    // groups): everything but the chown, plus cp/tar/dd of real bytes.
+    const asNobody = script.replace(/^chown .*$/m, 'true').replace('stat -c \'%F %a %h %s %u %g\'', 'stat -c \'%F %a %h %s\'') + '\n' +
+      ['head -c 3000000 /dev/urandom > r.bin', 'cp r.bin r2.bin && cmp r.bin r2.bin', 'dd if=r.bin of=r3.bin bs=4k status=none && cmp r.bin r3.bin',
+       'tar -cf t.tar w && mkdir u && tar -C u -xf t.tar && diff -r w u/w && echo tar-ok', 'mv r2.bin r4.bin && ln r4.bin r5.bin && stat -c %h r5.bin',
+       'chmod 600 r5.bin && stat -c %a r4.bin', 'rm -r u r.bin r3.bin r4.bin r5.bin t.tar w && ls -A'].join('\n')
+    const runAs = (dir: string) =>
+      execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'bash', '-c', `set -euo pipefail\n${asNobody}`], { cwd: dir, encoding: 'utf8' })
+    sh(`mkdir -p ${local}/nobody ${m.dir}/nobody && chown 65534:65534 ${local}/nobody ${m.dir}/nobody && chmod 755 ${local}`)
+    const expectedNobody = runAs(join(local, 'nobody'))
+    t.match(expectedNobody, /tar-ok/, 'the unprivileged script runs to the end locally')
+    t.equal(runAs(join(m.dir, 'nobody')), expectedNobody, 'as uid 65534: same output as on a local disk')
   })
 })
