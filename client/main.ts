@@ -110,8 +110,9 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
       log.info(`unmounting ${cfg.mountpoint} (${why})`)
       const errors = await vfs.flushAll()
       for (const e of errors) log.error('flush before unmount failed', e)
-      await unmount(fuse, cfg.mountpoint)
+      if (isMounted(cfg.mountpoint)) await unmount(fuse, cfg.mountpoint)
       clearInterval(renew)
+      clearInterval(watch)
       inval.unsubscribe()
       await meta.call('sessionEnd', { session }, { deadlineMs: 5000 }).catch(() => undefined)
       await blocks.close().catch(() => undefined)
@@ -120,6 +121,11 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     })()
     return closing
   }
+  // `umount DIR` (mount(8), systemd) ends the kernel side without telling us:
+  // notice, flush what is still buffered, and exit instead of lingering.
+  const watch = setInterval(() => {
+    if (!isMounted(cfg.mountpoint)) void shutdown('unmounted by umount(8)').finally(() => process.exit(0))
+  }, 1000)
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     process.on(sig, () => {
       void shutdown(sig).finally(() => process.exit(0))

@@ -7,11 +7,12 @@
  * the legitimate traffic of every role still flows.
  */
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { connect, type NatsConnection, type Status } from 'nats'
 import t, { type Test } from 'tap'
-import { generateUsers, launchNatsServer, natsServerPath, stopChild, type NatsUsers } from '../cli/nats-server'
+import { launchNatsServer, natsServerPath, stopChild, type NatsUsers } from '../cli/nats-server'
 import { decode, encode, subjects } from '../common/wire'
 
 const S = subjects('berth')
@@ -34,7 +35,10 @@ async function freePort(): Promise<number> {
 async function startDockerConf(t: Test): Promise<Server> {
   const bin = natsServerPath()
   if (!bin) throw new Error('nats-server not on PATH')
-  const users = generateUsers()
+  // nats.conf reads passwords from the environment as bare config values:
+  // compose.example.env asks for a letter first, then letters and digits
+  const pw = () => `p${randomBytes(16).toString('hex')}`
+  const users: NatsUsers = { meta: { user: 'meta', pass: pw() }, node: { user: 'node', pass: pw() }, client: { user: 'client', pass: pw() } }
   const port = await freePort()
   const child = spawn(bin, ['-c', join(REPO, 'docker', 'nats.conf')], {
     stdio: ['ignore', 'ignore', 'pipe'],
