@@ -39,7 +39,7 @@ async function until(what: string, cond: () => boolean, ms: number): Promise<voi
 }
 
 t.test('mount -t fuse.berth and umount through /sbin/mount.fuse.berth', { skip: process.getuid?.() !== 0 ? 'needs root (mount(8))' : false }, async (t) => {
-  const backup = existsSync(HELPER) ? join(t.testdir(), 'previous-helper') : null
+  const backup = existsSync(HELPER) ? join(mkdtempSync(join(tmpdir(), 'berth-helper-')), 'previous') : null
   if (backup) copyFileSync(HELPER, backup)
   t.teardown(() => {
     if (backup) {
@@ -52,7 +52,7 @@ t.test('mount -t fuse.berth and umount through /sbin/mount.fuse.berth', { skip: 
   t.match(readFileSync(HELPER, 'utf8'), `${REPO}/bin/berth.js`, 'the helper runs this checkout')
 
   const c = await startCluster(t, { nodes: 2, replicas: 2 })
-  const creds = join(t.testdir(), 'client.env')
+  const creds = join(c.dir, 'client.env')
   writeFileSync(creds, `# berth client\nBERTH_NATS_USER=${c.nats.users.client.user}\nBERTH_NATS_PASS=${c.nats.users.client.pass}\n`, { mode: 0o600 })
   const dir = mkdtempSync(join(tmpdir(), 'berth-fstab-'))
   const daemons: number[] = []
@@ -91,7 +91,7 @@ t.test('mount -t fuse.berth and umount through /sbin/mount.fuse.berth', { skip: 
   t.equal(u2.code, 0, `umount again: ${u2.out}`)
   await until('second daemon exits', () => !pid2 || !isAlive(pid2), 15_000)
 
-  const bad = await run('mount', ['-t', 'fuse.berth', c.nats.url, dir, '-o', `credentials=${join(t.testdir(), 'nope.env')}`])
+  const bad = await run('mount', ['-t', 'fuse.berth', c.nats.url, dir, '-o', `credentials=${join(c.dir, 'nope.env')}`])
   t.not(bad.code, 0, 'a missing credentials file fails the mount')
   t.match(bad.out, /cannot read credentials file/)
   t.notOk(isMounted(dir), 'nothing mounted')
