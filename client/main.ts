@@ -18,6 +18,7 @@ import { BlockClient } from '../common/block-client'
 import { BerthError } from '../common/errors'
 import { emitEvent, logger } from '../common/log'
 import { MetaClient } from '../common/meta-client'
+import { serveMetrics } from '../common/metrics-http'
 import { connectNats } from '../common/nats-connect'
 import type { Invalidation } from '../common/protocol'
 import { decode, subjects } from '../common/wire'
@@ -25,6 +26,7 @@ import { caller, callerContextAvailable } from './caller-context'
 import { HELP, parseMountArgs, type MountConfig } from './config'
 import { createFuse } from './fuse-adapter'
 import { cleanStale, isAlive, isMounted, lazyUnmount, readPid, removePid, writePid } from './mount-state'
+import { createClientMetrics } from './metrics'
 import { Vfs } from './vfs'
 import type Fuse from 'fuse-native'
 
@@ -89,6 +91,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     readaheadChunks: cfg.readaheadChunks,
     metaTtlMs: cfg.metaTtlMs,
   })
+  const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks), cfg.metricsListen) : null
   const inval = subscribeInvalidations(nc, cfg.cluster, vfs)
   const renew = setInterval(() => {
     meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() }).catch((err: unknown) => log.warn('session renewal failed', err))
@@ -113,6 +116,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
       if (isMounted(cfg.mountpoint)) await unmount(fuse, cfg.mountpoint)
       clearInterval(renew)
       clearInterval(watch)
+      metricsHttp?.server.close()
       inval.unsubscribe()
       await meta.call('sessionEnd', { session }, { deadlineMs: 5000 }).catch(() => undefined)
       await blocks.close().catch(() => undefined)
@@ -135,7 +139,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   // ready only once the root answers through the kernel
   const st = await stat(cfg.mountpoint)
   if (st.ino !== 1) log.warn(`root of ${cfg.mountpoint} reports inode ${st.ino}`)
-  emitEvent('ready', { role: 'client', mountpoint: cfg.mountpoint, pid: process.pid, session })
+  emitEvent('ready', { role: 'client', mountpoint: cfg.mountpoint, pid: process.pid, session, ...(metricsHttp ? { metrics: metricsHttp.url } : {}) })
   await nc.closed()
 }
 

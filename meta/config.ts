@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { BerthError } from '../common/errors'
+import { parseListen } from '../common/metrics-http'
 import { natsAuthFromEnv, type NatsAuth } from '../common/nats-connect'
 import { DEFAULT_CHUNK_SIZE, DEFAULT_REPLICAS } from '../common/protocol'
 import { DEFAULT_CLUSTER, subjects } from '../common/wire'
@@ -20,6 +21,7 @@ Runs the metadata service of one cluster (only one may serve a cluster).
   --chunk-size BYTES    file chunk size (default ${DEFAULT_CHUNK_SIZE})
   --secret-file F       file holding the data-plane secret (else env BERTH_SECRET)
   --gc-grace-ms MS      keep unreferenced blocks this long before deleting (default 60000)
+  --metrics-listen H:P  serve GET /metrics (Prometheus) on H:P (else env BERTH_METRICS_LISTEN; off by default)
   --user U --pass P     NATS credentials (else env BERTH_NATS_USER/BERTH_NATS_PASS)
   --token T             NATS token (else env BERTH_NATS_TOKEN)
   --creds F             NATS .creds file (else env BERTH_NATS_CREDS)
@@ -34,6 +36,7 @@ export interface MetaConfig {
   readonly chunkSize: number
   readonly secret: string
   readonly gcGraceMs: number
+  readonly metricsListen: { host: string; port: number } | null
   readonly auth: Readonly<NatsAuth>
 }
 
@@ -57,6 +60,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'chunk-size': { type: 'string' },
       'secret-file': { type: 'string' },
       'gc-grace-ms': { type: 'string' },
+      'metrics-listen': { type: 'string' },
       user: { type: 'string' },
       pass: { type: 'string' },
       token: { type: 'string' },
@@ -85,6 +89,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     secret = env.BERTH_SECRET?.trim()
   }
   if (!secret) throw new BerthError('EINVAL', 'no data-plane secret: pass --secret-file FILE or set BERTH_SECRET')
+  const metricsListen = values['metrics-listen'] ?? env.BERTH_METRICS_LISTEN
   return Object.freeze({
     natsUrl: values.nats,
     db: values.db,
@@ -93,6 +98,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     chunkSize,
     secret,
     gcGraceMs: int('gc-grace-ms', values['gc-grace-ms'], 60_000, 0, 7 * 24 * 3600 * 1000),
+    metricsListen: metricsListen ? parseListen(metricsListen, '--metrics-listen') : null,
     auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
   })
 }
