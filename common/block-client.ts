@@ -216,7 +216,8 @@ export class BlockClient {
   private readonly http: NodeHttp
   private readonly peers = new Map<string, Peer>()
   private readonly failedAt = new Map<string, number>()
-  private readonly waiters = new Set<() => void>()
+  /** Called on every heartbeat, and with `true` at close (give up waiting). */
+  private readonly waiters = new Set<(closing?: boolean) => void>()
   private sub: Subscription | null = null
   private readonly deadlineMs: number
 
@@ -248,17 +249,20 @@ export class BlockClient {
     await this.waitForPeers(HEARTBEAT_MS + 500)
   }
 
-  /** Resolves once any node is live, or after `ms`. */
-  private async waitForPeers(ms: number): Promise<void> {
-    if (this.liveNodes().size > 0) return
+  /** Resolves once `ready()` holds (by default: any node is live), or after `ms`. */
+  private async waitForPeers(ms: number, ready: () => boolean = () => this.liveNodes().size > 0): Promise<void> {
+    if (ready()) return
     await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer)
-        this.waiters.delete(done)
+        this.waiters.delete(wake)
         resolve()
       }
+      const wake = (closing?: boolean) => {
+        if (closing || ready()) done()
+      }
       const timer = setTimeout(done, ms)
-      this.waiters.add(done)
+      this.waiters.add(wake)
     })
   }
 
@@ -345,7 +349,11 @@ export class BlockClient {
     if (ranged && opts.length === 0) return Buffer.alloc(0)
     const range = ranged ? { start: offset, end: opts.length === undefined ? undefined : offset + opts.length - 1 } : null
     const deadline = Date.now() + this.deadlineMs
-    if (this.liveNodes().size === 0) await this.waitForPeers(Math.min(HEARTBEAT_MS + 1000, this.deadlineMs))
+    // A client that just started (or a cluster that just came back) may not have
+    // heard the replicas' heartbeats yet: give them one heartbeat interval before
+    // falling back to nodes that do not hold the block.
+    const replicaLive = () => (nodes.length > 0 ? nodes.some((id) => this.liveNodes().has(id)) : this.liveNodes().size > 0)
+    if (!replicaLive()) await this.waitForPeers(Math.min(HEARTBEAT_MS + 1000, this.deadlineMs), replicaLive)
 
     const live = this.liveNodes()
     const given = nodes.filter((id, i) => live.has(id) && nodes.indexOf(id) === i)
@@ -383,7 +391,7 @@ export class BlockClient {
   async close(): Promise<void> {
     this.sub?.unsubscribe()
     this.sub = null
-    for (const wake of this.waiters) wake()
+    for (const wake of this.waiters) wake(true)
     await this.http.close()
   }
 }
