@@ -39,12 +39,14 @@ async function until(what: string, cond: () => boolean, ms: number): Promise<voi
 }
 
 t.test('mount -t fuse.berth and umount through /sbin/mount.fuse.berth', { skip: process.getuid?.() !== 0 ? 'needs root (mount(8))' : false }, async (t) => {
-  const backup = existsSync(HELPER) ? join(mkdtempSync(join(tmpdir(), 'berth-helper-')), 'previous') : null
+  const backupDir = existsSync(HELPER) ? mkdtempSync(join(tmpdir(), 'berth-helper-')) : null
+  const backup = backupDir ? join(backupDir, 'previous') : null
   if (backup) copyFileSync(HELPER, backup)
   t.teardown(() => {
-    if (backup) {
+    if (backup && backupDir) {
       copyFileSync(backup, HELPER)
       chmodSync(HELPER, 0o755)
+      rmSync(backupDir, { recursive: true, force: true })
     } else rmSync(HELPER, { force: true })
   })
   const inst = spawnSync(join(REPO, 'tools', 'install-mount-helper'), { encoding: 'utf8' })
