@@ -12,7 +12,8 @@ const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
   node: { summary: 'run a data node', load: () => require('../node/main') as Command },
   mount: { summary: 'mount a cluster: berth mount NATS_URL MOUNTPOINT [-o opts]', load: () => require('../client/main') as Command },
   umount: { summary: 'flush and unmount: berth umount MOUNTPOINT', load: () => require('../client/umount') as Command },
-  status: { summary: 'show nodes, capacity and meta state', load: () => require('./status') as Command },
+  status: { summary: 'show nodes, capacity, under-replicated blocks and sessions', load: () => require('./status') as Command },
+  fsck: { summary: 'check that every block is on its replicas with the right content', load: () => require('./fsck') as Command },
   bench: { summary: 'run the same workloads on a berth mount and a local directory and print the ratio', load: () => require('./bench') as Command },
 }
 

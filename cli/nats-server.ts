@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { MAX_MESSAGE_BYTES } from '../common/protocol'
+import { DEFAULT_CLUSTER, subjects } from '../common/wire'
 
 export interface NatsUsers {
   meta: { user: string; pass: string }
@@ -37,32 +38,82 @@ export function generateUsers(): NatsUsers {
   return { meta: { user: 'meta', pass: pw() }, node: { user: 'node', pass: pw() }, client: { user: 'client', pass: pw() } }
 }
 
+export type NatsRole = keyof NatsUsers
+
+export interface RolePermissions {
+  publish: string[]
+  subscribe: string[]
+  /** May answer requests it received (publish to their reply subjects only). */
+  allowResponses: boolean
+}
+
+/**
+ * What each role may publish and subscribe to, from the subjects the code uses
+ * (common/wire.ts subjects()). docker/nats.conf spells out the same lists for the
+ * default cluster name; test/nats-permissions.test.ts checks both.
+ *  meta:   serves meta ops and the leader probe, hears heartbeats, publishes
+ *          invalidations and node commands.
+ *  node:   publishes heartbeats, serves placement and its commands.
+ *  client: asks meta and placement, hears invalidations and heartbeats; it can
+ *          neither publish a heartbeat or a node command nor answer anything,
+ *          so it cannot impersonate a server.
+ */
+export function rolePermissions(cluster: string = DEFAULT_CLUSTER): Record<NatsRole, RolePermissions> {
+  const s = subjects(cluster)
+  const nodeCmds = s.nodeCmd('*')
+  const metactl = `${cluster}.metactl.>`
+  return {
+    meta: {
+      publish: [metactl, s.inval, nodeCmds, s.place, '$JS.API.>', '$KV.>'],
+      subscribe: [s.metaAll, metactl, s.heartbeat, s.inval, '_INBOX.>'],
+      allowResponses: true,
+    },
+    node: {
+      publish: [s.heartbeat],
+      subscribe: [s.place, nodeCmds, s.heartbeat, '_INBOX.>'],
+      allowResponses: true,
+    },
+    client: {
+      publish: [s.metaAll, s.place],
+      subscribe: [s.inval, s.heartbeat, '_INBOX.>'],
+      allowResponses: false,
+    },
+  }
+}
+
+function permissionsBlock(p: RolePermissions): string {
+  const list = (xs: string[]) => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`
+  return `{ publish: { allow: ${list(p.publish)} }, subscribe: { allow: ${list(p.subscribe)} }${p.allowResponses ? ', allow_responses: true' : ''} }`
+}
+
 /** nats-server config text; `port` may be -1 for a random free port. */
-export function natsConfig(opts: { port: number; storeDir: string; users: NatsUsers }): string {
+export function natsConfig(opts: { port: number; storeDir: string; users: NatsUsers; cluster?: string }): string {
   const u = opts.users
   const q = (s: string) => JSON.stringify(s)
+  const perms = rolePermissions(opts.cluster)
+  const user = (role: NatsRole) => `    { user: ${q(u[role].user)}, password: ${q(u[role].pass)}, permissions: ${permissionsBlock(perms[role])} }`
   return [
     `listen: 127.0.0.1:${opts.port}`,
     `max_payload: ${MAX_MESSAGE_BYTES + 64 * 1024}`,
     `jetstream { store_dir: ${q(opts.storeDir)}, max_memory_store: 64MB, max_file_store: 256MB }`,
     'authorization {',
     '  users = [',
-    `    { user: ${q(u.meta.user)}, password: ${q(u.meta.pass)} }`,
-    `    { user: ${q(u.node.user)}, password: ${q(u.node.pass)} }`,
-    `    { user: ${q(u.client.user)}, password: ${q(u.client.pass)} }`,
+    user('meta'),
+    user('node'),
+    user('client'),
     '  ]',
     '}',
     '',
   ].join('\n')
 }
 
-export async function launchNatsServer(opts: { dir: string; port?: number; users?: NatsUsers; readyTimeoutMs?: number }): Promise<NatsServerHandle> {
+export async function launchNatsServer(opts: { dir: string; port?: number; users?: NatsUsers; cluster?: string; readyTimeoutMs?: number }): Promise<NatsServerHandle> {
   const bin = natsServerPath()
   if (!bin) throw new Error(NATS_INSTALL_HINT)
   mkdirSync(opts.dir, { recursive: true })
   const users = opts.users ?? generateUsers()
   const confPath = join(opts.dir, 'nats.conf')
-  writeFileSync(confPath, natsConfig({ port: opts.port ?? -1, storeDir: join(opts.dir, 'jetstream'), users }), { mode: 0o600 })
+  writeFileSync(confPath, natsConfig({ port: opts.port ?? -1, storeDir: join(opts.dir, 'jetstream'), users, cluster: opts.cluster }), { mode: 0o600 })
   const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] })
   const port = await new Promise<number>((resolve, reject) => {
     let log = ''

@@ -3,18 +3,12 @@
  * `--json` for scripts. Without --nats it reads ./.berth/client.env (written by
  * `berth up`).
  */
-import { existsSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { readCredentialsFile } from '../common/credentials'
-import { MetaClient } from '../common/meta-client'
-import { connectNats, natsAuthFromEnv } from '../common/nats-connect'
 import type { StatusReply } from '../common/protocol'
-import { DEFAULT_CLUSTER } from '../common/wire'
+import { CONNECTION_HELP, CONNECTION_OPTIONS, connectClient } from './client-connection'
 
-const HELP = `usage: berth status [--nats URL] [--credentials FILE] [--cluster NAME] [--json]
-  --nats URL           NATS server (default: BERTH_NATS_URL, or ./.berth/client.env)
-  --credentials FILE   env-style file with BERTH_NATS_URL/USER/PASS (default ./.berth/client.env if present)
-  --user, --pass, --token, --creds   NATS auth (or BERTH_NATS_USER/PASS/TOKEN/CREDS)
+const HELP = `usage: berth status [--json] [connection options]
+${CONNECTION_HELP}
   --json               machine-readable output
 `
 
@@ -22,14 +16,8 @@ export async function run(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      nats: { type: 'string' },
-      credentials: { type: 'string' },
-      cluster: { type: 'string' },
+      ...CONNECTION_OPTIONS,
       json: { type: 'boolean', default: false },
-      user: { type: 'string' },
-      pass: { type: 'string' },
-      token: { type: 'string' },
-      creds: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   })
@@ -37,15 +25,8 @@ export async function run(argv: string[]): Promise<void> {
     process.stdout.write(HELP)
     return
   }
-  const credPath = values.credentials ?? (existsSync('.berth/client.env') ? '.berth/client.env' : undefined)
-  const file = credPath ? readCredentialsFile(credPath) : {}
-  const env = { ...file, ...process.env }
-  const url = values.nats ?? env.BERTH_NATS_URL
-  if (!url) throw new Error('no NATS URL: pass --nats URL (or run `berth up` in this folder first)')
-  const auth = natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)
-  const nc = await connectNats({ url, name: 'berth-status', ...auth, connectTimeoutMs: 5000 })
+  const { nc, meta } = await connectClient(values, 'berth-status')
   try {
-    const meta = new MetaClient(nc, { cluster: values.cluster ?? env.BERTH_CLUSTER ?? DEFAULT_CLUSTER, deadlineMs: 5000 })
     const status = await meta.call('status', {})
     process.stdout.write(values.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status))
   } finally {
@@ -53,7 +34,7 @@ export async function run(argv: string[]): Promise<void> {
   }
 }
 
-function bytes(n: number): string {
+export function bytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
   let i = 0
   while (n >= 1024 && i < units.length - 1) {

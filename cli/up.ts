@@ -101,7 +101,7 @@ export async function run(argv: string[]): Promise<void> {
 
   try {
     const secret = loadOrCreateSecret(cfg.dir)
-    nats = await launchNatsServer({ dir: join(cfg.dir, 'nats') })
+    nats = await launchNatsServer({ dir: join(cfg.dir, 'nats'), cluster: cfg.cluster })
     const users = nats.users
     const env = (role: keyof NatsUsers): NodeJS.ProcessEnv => ({
       BERTH_NATS_USER: users[role].user,

@@ -15,6 +15,9 @@ export class BlockCache {
   private readonly cache: LRUCache<string, Buffer>
   private readonly inflight = new Map<string, Promise<Buffer>>()
   private readonly prefetchSlots: Semaphore
+  /** Reads answered from memory, and reads that had to fetch (metrics). */
+  hits = 0
+  misses = 0
 
   constructor(
     private readonly blocks: BlockApi,
@@ -31,7 +34,11 @@ export class BlockCache {
   read(ref: ChunkRef): Promise<Buffer> {
     if (!ref.hash) return Promise.resolve(Buffer.alloc(0))
     const hit = this.cache.get(ref.hash)
-    if (hit) return Promise.resolve(hit)
+    if (hit) {
+      this.hits++
+      return Promise.resolve(hit)
+    }
+    this.misses++
     return this.fetch(ref.hash, ref.nodes)
   }
 

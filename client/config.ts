@@ -7,6 +7,7 @@ import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { readCredentialsFile } from '../common/credentials'
 import { BerthError } from '../common/errors'
+import { parseListen } from '../common/metrics-http'
 import { natsAuthFromEnv, type NatsAuth } from '../common/nats-connect'
 import { DEFAULT_CLUSTER } from '../common/wire'
 
@@ -14,7 +15,8 @@ export const HELP = `usage: berth mount NATS_URL MOUNTPOINT [-o opt,...] [option
 Mounts a berth cluster as a POSIX directory.
 
   -o OPTS            comma-separated: allow_other, ro, credentials=FILE,
-                     cache_mb=N, write_mb=N, deadline_ms=N, cluster=NAME
+                     cache_mb=N, write_mb=N, deadline_ms=N, cluster=NAME,
+                     metrics=HOST:PORT (serve GET /metrics, Prometheus)
                      (mount(8) options like _netdev, rw, defaults are ignored)
   --foreground       stay attached; print {"event":"ready",...} once mounted
   --deadline-ms N    how long an operation waits for an unreachable cluster (30000)
@@ -41,6 +43,8 @@ export interface MountConfig {
   metaTtlMs: number
   entryTimeoutS: number
   sessionTtlMs: number
+  /** Where to serve GET /metrics; null: not served. */
+  metricsListen: { host: string; port: number } | null
   /** The argv to re-spawn in the foreground (daemon mode). */
   argv: string[]
 }
@@ -99,6 +103,7 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     cluster,
     auth,
     foreground: values.foreground ?? false,
+    metricsListen: opts.get('metrics') ? parseListen(opts.get('metrics')!, '-o metrics') : null,
     allowOther: opts.has('allow_other'),
     readOnly: opts.has('ro'),
     deadlineMs,

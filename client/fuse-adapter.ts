@@ -97,18 +97,29 @@ function count(name: string, failed: boolean): void {
   if (failed) c.errors++
 }
 
+/** Hears every finished op (client/metrics.ts); `value` is the result (bytes for read/write). */
+export type OpObserver = (name: string, seconds: number, errno: number, value: unknown) => void
+let observer: OpObserver | undefined
+export function observeOps(fn: OpObserver | undefined): void {
+  observer = fn
+}
+
 /** Runs `fn`, reports success as `ok(result)` or failure as a negative errno. */
 const TRACE = process.env.BERTH_TRACE === '1'
 function op<T>(name: string, fn: () => Promise<T>, done: (errno: number, value?: T) => void): void {
   const t0 = TRACE ? performance.now() : 0
+  const started = observer ? process.hrtime.bigint() : 0n
+  const took = () => Number(process.hrtime.bigint() - started) / 1e9
   fn().then(
     (value) => {
       if (TRACE) process.stderr.write(`${name} ${(performance.now() - t0).toFixed(2)}\n`)
       count(name, false)
+      observer?.(name, took(), 0, value)
       done(0, value)
     },
     (err: unknown) => {
       count(name, true)
+      observer?.(name, took(), toErrno(err), undefined)
       const code = (err as { code?: unknown } | null)?.code
       if (!isErrorCode(code)) log.error(`${name} failed`, err)
       else if (code === 'EIO' || code === 'ETIMEDOUT') log.warn(`${name}: ${(err as Error).message}`)

@@ -18,6 +18,7 @@ import { BlockClient } from '../common/block-client'
 import { BerthError } from '../common/errors'
 import { emitEvent, logger } from '../common/log'
 import { MetaClient } from '../common/meta-client'
+import { serveMetrics } from '../common/metrics-http'
 import { connectNats } from '../common/nats-connect'
 import type { Invalidation } from '../common/protocol'
 import { decode, subjects } from '../common/wire'
@@ -25,6 +26,7 @@ import { caller, callerContextAvailable } from './caller-context'
 import { HELP, parseMountArgs, type MountConfig } from './config'
 import { createFuse } from './fuse-adapter'
 import { cleanStale, isAlive, isMounted, lazyUnmount, readPid, removePid, writePid } from './mount-state'
+import { createClientMetrics } from './metrics'
 import { Vfs } from './vfs'
 import type Fuse from 'fuse-native'
 
@@ -89,6 +91,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     readaheadChunks: cfg.readaheadChunks,
     metaTtlMs: cfg.metaTtlMs,
   })
+  const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks), cfg.metricsListen) : null
   const inval = subscribeInvalidations(nc, cfg.cluster, vfs)
   const renew = setInterval(() => {
     meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() }).catch((err: unknown) => log.warn('session renewal failed', err))
@@ -111,8 +114,10 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
       const errors = await vfs.flushAll()
       await vfs.sendReleases()
       for (const e of errors) log.error('flush before unmount failed', e)
-      await unmount(fuse, cfg.mountpoint)
+      if (isMounted(cfg.mountpoint)) await unmount(fuse, cfg.mountpoint)
       clearInterval(renew)
+      clearInterval(watch)
+      metricsHttp?.server.close()
       inval.unsubscribe()
       await meta.call('sessionEnd', { session }, { deadlineMs: 5000 }).catch(() => undefined)
       await blocks.close().catch(() => undefined)
@@ -121,26 +126,21 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     })()
     return closing
   }
+  // `umount DIR` (mount(8), systemd) ends the kernel side without telling us:
+  // notice, flush what is still buffered, and exit instead of lingering.
+  const watch = setInterval(() => {
+    if (!isMounted(cfg.mountpoint)) void shutdown('unmounted by umount(8)').finally(() => process.exit(0))
+  }, 1000)
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     process.on(sig, () => {
       void shutdown(sig).finally(() => process.exit(0))
     })
   }
 
-  // Someone ran `umount`/`fusermount -u` on us: libfuse's loop ends but
-  // fuse-native tells nobody, so watch the mount table and leave with it.
-  const watch = setInterval(() => {
-    if (!isMounted(cfg.mountpoint)) {
-      clearInterval(watch)
-      void shutdown('unmounted from outside').finally(() => process.exit(0))
-    }
-  }, 2000)
-  watch.unref()
-
   // ready only once the root answers through the kernel
   const st = await stat(cfg.mountpoint)
   if (st.ino !== 1) log.warn(`root of ${cfg.mountpoint} reports inode ${st.ino}`)
-  emitEvent('ready', { role: 'client', mountpoint: cfg.mountpoint, pid: process.pid, session })
+  emitEvent('ready', { role: 'client', mountpoint: cfg.mountpoint, pid: process.pid, session, ...(metricsHttp ? { metrics: metricsHttp.url } : {}) })
   await nc.closed()
 }
 

@@ -216,7 +216,8 @@ export class BlockClient {
   private readonly http: NodeHttp
   private readonly peers = new Map<string, Peer>()
   private readonly failedAt = new Map<string, number>()
-  private readonly waiters = new Set<() => void>()
+  /** Called on every heartbeat, and with `true` at close (give up waiting). */
+  private readonly waiters = new Set<(closing?: boolean) => void>()
   private sub: Subscription | null = null
   private readonly deadlineMs: number
 
@@ -248,17 +249,20 @@ export class BlockClient {
     await this.waitForPeers(HEARTBEAT_MS + 500)
   }
 
-  /** Resolves once any node is live, or after `ms`. */
-  private async waitForPeers(ms: number): Promise<void> {
-    if (this.liveNodes().size > 0) return
+  /** Resolves once `ready()` holds (by default: any node is live), or after `ms`. */
+  private async waitForPeers(ms: number, ready: () => boolean = () => this.liveNodes().size > 0): Promise<void> {
+    if (ready()) return
     await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer)
-        this.waiters.delete(done)
+        this.waiters.delete(wake)
         resolve()
       }
+      const wake = (closing?: boolean) => {
+        if (closing || ready()) done()
+      }
       const timer = setTimeout(done, ms)
-      this.waiters.add(done)
+      this.waiters.add(wake)
     })
   }
 
@@ -412,7 +416,7 @@ export class BlockClient {
   async close(): Promise<void> {
     this.sub?.unsubscribe()
     this.sub = null
-    for (const wake of this.waiters) wake()
+    for (const wake of this.waiters) wake(true)
     await this.http.close()
   }
 }

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { BerthError } from '../common/errors'
+import { parseListen } from '../common/metrics-http'
 import { natsAuthFromEnv, type NatsAuth } from '../common/nats-connect'
 import { DEFAULT_CHUNK_SIZE, DEFAULT_REPLICAS } from '../common/protocol'
 import { DEFAULT_CLUSTER, subjects } from '../common/wire'
@@ -23,6 +24,7 @@ Runs the metadata service of one cluster (only one may serve a cluster).
   --sync MODE           normal (default): every acknowledged change survives a crash
                         or kill -9 of meta; the last few may be lost on power loss.
                         full: fsync the WAL on every commit (also survives power loss)
+  --metrics-listen H:P  serve GET /metrics (Prometheus) on H:P (else env BERTH_METRICS_LISTEN; off by default)
   --user U --pass P     NATS credentials (else env BERTH_NATS_USER/BERTH_NATS_PASS)
   --token T             NATS token (else env BERTH_NATS_TOKEN)
   --creds F             NATS .creds file (else env BERTH_NATS_CREDS)
@@ -39,6 +41,7 @@ export interface MetaConfig {
   readonly gcGraceMs: number
   /** SQLite synchronous mode (docs/meta.md#durability). */
   readonly sync: 'normal' | 'full'
+  readonly metricsListen: { host: string; port: number } | null
   readonly auth: Readonly<NatsAuth>
 }
 
@@ -63,6 +66,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'secret-file': { type: 'string' },
       'gc-grace-ms': { type: 'string' },
       sync: { type: 'string' },
+      'metrics-listen': { type: 'string' },
       user: { type: 'string' },
       pass: { type: 'string' },
       token: { type: 'string' },
@@ -93,6 +97,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   if (!secret) throw new BerthError('EINVAL', 'no data-plane secret: pass --secret-file FILE or set BERTH_SECRET')
   const sync = values.sync ?? 'normal'
   if (sync !== 'normal' && sync !== 'full') throw new BerthError('EINVAL', `--sync must be normal or full, got "${sync}"`)
+  const metricsListen = values['metrics-listen'] ?? env.BERTH_METRICS_LISTEN
   return Object.freeze({
     natsUrl: values.nats,
     sync,
@@ -102,6 +107,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     chunkSize,
     secret,
     gcGraceMs: int('gc-grace-ms', values['gc-grace-ms'], 60_000, 0, 7 * 24 * 3600 * 1000),
+    metricsListen: metricsListen ? parseListen(metricsListen, '--metrics-listen') : null,
     auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
   })
 }

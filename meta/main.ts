@@ -12,12 +12,14 @@ import { mkdirSync } from 'node:fs'
 import { ErrorCode as NatsErrorCode, type NatsConnection } from 'nats'
 import { BerthError } from '../common/errors'
 import { emitEvent, logger } from '../common/log'
+import { serveMetrics } from '../common/metrics-http'
 import { connectNats } from '../common/nats-connect'
 import { heartbeat } from '../common/protocol'
 import { decode, encode, parseBody, serve, subjects } from '../common/wire'
 import { parseConfig, type MetaConfig } from './config'
 import type { MetaEnv } from './context'
 import { Maintenance } from './maintenance'
+import { createMetaMetrics } from './metrics'
 import { NodeTable } from './nodes'
 import { migrate } from './schema'
 import { serveMeta } from './server'
@@ -61,7 +63,10 @@ export async function run(argv: string[]): Promise<void> {
     replicas: cfg.replicas,
     nodes,
   }
-  const server = serveMeta(nc, env, log)
+  const metrics = createMetaMetrics(env)
+  const server = serveMeta(nc, env, log, metrics.observe)
+  const metricsHttp = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null
+  if (metricsHttp) log.info(`metrics at ${metricsHttp.url}`)
   nc.subscribe(s.heartbeat, {
     callback: (err, msg) => {
       if (err) return
@@ -76,7 +81,7 @@ export async function run(argv: string[]): Promise<void> {
   maintenance.start()
   await nc.flush()
 
-  emitEvent('ready', { role: 'meta', metaId, cluster: cfg.cluster, db: cfg.db })
+  emitEvent('ready', { role: 'meta', metaId, cluster: cfg.cluster, db: cfg.db, ...(metricsHttp ? { metrics: metricsHttp.url } : {}) })
   log.info(`serving cluster ${cfg.cluster} as ${metaId} (db ${cfg.db})`)
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
@@ -87,6 +92,7 @@ export async function run(argv: string[]): Promise<void> {
   await server.sub.drain().catch(() => undefined)
   await server.idle()
   await maintenance.stop()
+  metricsHttp?.server.close()
   await nc.drain().catch(() => undefined)
   await db.close()
   process.exitCode = 0

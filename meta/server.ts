@@ -5,7 +5,7 @@
  * something is followed by an invalidation on `<cluster>.inval`.
  */
 import type { NatsConnection, Subscription } from 'nats'
-import { fsError } from '../common/errors'
+import { codeOf, fsError } from '../common/errors'
 import type { Logger } from '../common/log'
 import { IDEMPOTENT_OPS, metaRequests, type Invalidation, type MetaOp, type MetaParsed } from '../common/protocol'
 import { encode, parseBody, serve, subjects } from '../common/wire'
@@ -30,7 +30,8 @@ export interface MetaServer {
   idle(): Promise<void>
 }
 
-export function serveMeta(nc: NatsConnection, env: MetaEnv, log: Logger): MetaServer {
+/** `observe` hears every answered request (op, seconds, error code or null): metrics. */
+export function serveMeta(nc: NatsConnection, env: MetaEnv, log: Logger, observe?: (op: string, seconds: number, code: string | null) => void): MetaServer {
   const cache = new ReplyCache()
   const inflight = new Set<Promise<unknown>>()
   const prefix = `${env.cluster}.meta.`
@@ -56,7 +57,15 @@ export function serveMeta(nc: NatsConnection, env: MetaEnv, log: Logger): MetaSe
     (msg) => {
       const op = msg.subject.startsWith(prefix) ? msg.subject.slice(prefix.length) : ''
       if (!isMetaOp(op)) throw fsError('ENOSYS', `unknown metadata operation "${op}"`)
+      const started = process.hrtime.bigint()
       const p = dispatch(op, msg.data)
+      if (observe) {
+        const took = () => Number(process.hrtime.bigint() - started) / 1e9
+        p.then(
+          () => observe(op, took(), null),
+          (err: unknown) => observe(op, took(), codeOf(err)),
+        )
+      }
       inflight.add(p)
       void p.then(
         () => inflight.delete(p),

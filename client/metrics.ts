@@ -1,0 +1,48 @@
+/**
+ * Prometheus metrics of a mount: FUSE ops by result with latency, bytes read
+ * and written through the mount, and the block cache's hits, misses and size.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { observeOps } from './fuse-adapter'
+import type { BlockCache } from './block-cache'
+
+export function createClientMetrics(cache: BlockCache): Registry {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'berth_client_' })
+  const registers = [registry]
+  const ops = new Counter({ name: 'berth_client_fuse_ops_total', help: 'FUSE operations, by op and result (ok or error)', labelNames: ['op', 'result'], registers })
+  const latency = new Histogram({
+    name: 'berth_client_fuse_op_seconds',
+    help: 'FUSE operation latency as the client handles it',
+    labelNames: ['op'],
+    buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers,
+  })
+  const bytes = new Counter({ name: 'berth_client_bytes_total', help: 'Bytes read and written through the mount', labelNames: ['direction'], registers })
+  const counter = (name: string, help: string, get: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset()
+        this.inc(get())
+      },
+    })
+  counter('berth_client_block_cache_hits_total', 'Block reads answered from the cache', () => cache.hits)
+  counter('berth_client_block_cache_misses_total', 'Block reads that fetched from a data node', () => cache.misses)
+  new Gauge({
+    name: 'berth_client_block_cache_bytes',
+    help: 'Bytes held in the block cache',
+    registers,
+    collect() {
+      this.set(cache.bytes)
+    },
+  })
+  observeOps((name, seconds, errno, value) => {
+    ops.inc({ op: name, result: errno === 0 ? 'ok' : 'error' })
+    latency.observe({ op: name }, seconds)
+    if (errno === 0 && typeof value === 'number' && (name === 'read' || name === 'write')) bytes.inc({ direction: name }, value)
+  })
+  return registry
+}

@@ -1,0 +1,304 @@
+/**
+ * The real images and the real compose.yml on this machine. The test starts its
+ * own dockerd (no bridge, no iptables, private data and exec roots, its own
+ * socket), builds local stand-ins for the base images (no registry is reached,
+ * nothing is pulled: test/compose/build-base-image), builds docker/Dockerfile
+ * through compose, and runs every service on the host network on 127.0.0.1
+ * (test/compose/host-network.yml). Then, from the host: `berth mount`, copy files
+ * in and read them back, scale data to 4 and see the new node take writes,
+ * `down` + `up` and find every file intact (volumes), and tear it all down.
+ *
+ * Needs root and Debian's docker.io, docker-compose (v1) and debootstrap
+ * (`BERTH_EXTRA_PACKAGES="docker.io docker-compose debootstrap" tools/install-deps`,
+ * which .ci/run does). Without them it is skipped, except under CI where it fails.
+ * The debootstrap tarball is cached in /var/cache/berth-test between runs.
+ */
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import t, { type Test } from 'tap'
+import { BERTH_BIN } from '../cli/spawn-service'
+import type { StatusReply } from '../common/protocol'
+import { isMounted } from '../client/mount-state'
+import { fusermountUz } from './helpers/mount'
+
+const REPO = resolve(__dirname, '..', '..')
+const DOCKER = '/usr/bin/docker'
+const DOCKERD = '/usr/sbin/dockerd'
+const COMPOSE = '/usr/bin/docker-compose'
+const PROJECT = 'berthtest'
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+function missingTools(): string[] {
+  const missing: string[] = []
+  for (const [bin, pkg] of [
+    [DOCKER, 'docker.io'],
+    [DOCKERD, 'docker.io'],
+    [COMPOSE, 'docker-compose'],
+    ['/usr/sbin/debootstrap', 'debootstrap'],
+  ] as const) {
+    if (spawnSync('test', ['-x', bin]).status !== 0) missing.push(pkg)
+  }
+  if (process.getuid?.() !== 0) missing.push('(root)')
+  return [...new Set(missing)]
+}
+
+const missing = missingTools()
+if (missing.length > 0 && process.env.CI !== 'true') {
+  t.plan(0, `needs ${missing.join(', ')}: BERTH_EXTRA_PACKAGES="docker.io docker-compose debootstrap" tools/install-deps`)
+} else {
+  // a fresh machine debootstraps and compiles native addons inside `docker build`
+  t.setTimeout(14 * 60_000)
+}
+
+interface Run {
+  code: number
+  stdout: string
+  stderr: string
+  ms: number
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer()
+  await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', ok))
+  const port = (srv.address() as { port: number }).port
+  await new Promise<void>((ok) => srv.close(() => ok()))
+  return port
+}
+
+function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Run> {
+  const started = Date.now()
+  return new Promise((ok) => {
+    execFile(cmd, args, { env, cwd: REPO, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0
+      ok({ code, stdout, stderr, ms: Date.now() - started })
+    })
+  })
+}
+
+async function must(t: Test, what: string, p: Promise<Run>): Promise<Run> {
+  const r = await p
+  if (r.code !== 0) {
+    t.fail(`${what} exited ${r.code}:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`)
+    throw new Error(`${what} failed`)
+  }
+  t.pass(`${what} (${(r.ms / 1000).toFixed(1)} s)`)
+  return r
+}
+
+/** Our own dockerd, stopped by pid at teardown. */
+async function startDockerd(t: Test, root: string): Promise<NodeJS.ProcessEnv> {
+  const sock = join(root, 'docker.sock')
+  const log = join(root, 'dockerd.log')
+  const logFd = openSync(log, 'a')
+  const child: ChildProcess = spawn(
+    DOCKERD,
+    [
+      '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-forward=false', '--ip-masq=false',
+      '--data-root', join(root, 'data'), '--exec-root', join(root, 'exec'),
+      '-H', `unix://${sock}`, '--pidfile', join(root, 'dockerd.pid'),
+    ],
+    // output to a file, not a pipe, so a busy test never stalls dockerd
+    { stdio: ['ignore', logFd, logFd], env: { ...process.env, DOCKER_HOST: undefined } },
+  )
+  closeSync(logFd)
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise<void>((ok) => child.once('exit', () => ok()))
+      child.kill('SIGTERM')
+      const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+      await gone
+      clearTimeout(killer)
+    }
+  })
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    // Debian's docker client and compose, never another docker on PATH
+    PATH: `/usr/bin:/usr/sbin:/bin:/sbin:${process.env.PATH ?? ''}`,
+    DOCKER_HOST: `unix://${sock}`,
+    DOCKER_BIN: DOCKER,
+    // compose v1 builds through the API (classic builder): no buildx needed
+    DOCKER_BUILDKIT: '0',
+    COMPOSE_DOCKER_CLI_BUILD: '0',
+    COMPOSE_PROJECT_NAME: PROJECT,
+  }
+  const until = Date.now() + 60_000
+  for (;;) {
+    const r = await sh(DOCKER, ['version', '--format', '{{.Server.Version}}'], env, 10_000)
+    if (r.code === 0) {
+      t.comment(`dockerd ${r.stdout.trim()} (pid ${child.pid}) on ${sock}`)
+      break
+    }
+    if (child.exitCode !== null || Date.now() > until) throw new Error(`dockerd did not start: ${r.stderr}\n${readFileSync(log, 'utf8').slice(-3000)}`)
+    await sleep(250)
+  }
+  return env
+}
+
+async function status(env: NodeJS.ProcessEnv, natsUrl: string, creds: string): Promise<StatusReply> {
+  const r = await sh(process.execPath, [BERTH_BIN, 'status', '--json', '--nats', natsUrl, '--credentials', creds], env, 30_000)
+  if (r.code !== 0) throw new Error(`berth status: ${r.stderr}`)
+  return JSON.parse(r.stdout) as StatusReply
+}
+
+async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + ms
+  let last: unknown
+  for (;;) {
+    try {
+      const v = await probe()
+      if (v !== undefined) return v
+    } catch (err) {
+      last = err
+    }
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms${last ? ` (${(last as Error).message})` : ''}`)
+    await sleep(500)
+  }
+}
+
+/** sha256 of every file under `dir`, by relative path, from the shell (find + sha256sum). */
+function sums(dir: string): Map<string, string> {
+  const r = spawnSync('sh', ['-c', 'cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum', 'sums', dir], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 })
+  if (r.status !== 0) throw new Error(`sha256sum in ${dir}: ${r.stderr}`)
+  const out = new Map<string, string>()
+  for (const line of r.stdout.trim().split('\n').filter(Boolean)) out.set(line.slice(66), line.slice(0, 64))
+  return out
+}
+
+t.test('compose: build, up, mount, copy, scale to 4, down + up keeps every file, down -v', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'berth-docker-'))
+  t.teardown(() => {
+    // dockerd is stopped by then (teardowns run in reverse order); its overlay mounts are gone
+    spawnSync('sh', ['-c', 'grep -o " $1[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l', 'umounts', root], { stdio: 'ignore' })
+    rmSync(root, { recursive: true, force: true })
+  })
+  const env = await startDockerd(t, root)
+
+  const base = await must(t, 'build-base-image', sh(join(REPO, 'test', 'compose', 'build-base-image'), [], env, 10 * 60_000))
+  t.comment(base.stderr.trim())
+
+  // credentials: random per run, never the example values
+  const pw = () => `p${randomBytes(12).toString('hex')}`
+  const natsPort = await freePort()
+  const pass = { meta: pw(), node: pw(), client: pw() }
+  const envFile = join(root, 'compose.env')
+  writeFileSync(
+    envFile,
+    [
+      `BERTH_NATS_META_PASS=${pass.meta}`,
+      `BERTH_NATS_NODE_PASS=${pass.node}`,
+      `BERTH_NATS_CLIENT_PASS=${pass.client}`,
+      `BERTH_SECRET=${pw()}`,
+      'BERTH_REPLICAS=2',
+      `BERTH_TEST_NATS_PORT=${natsPort}`,
+      `BERTH_TEST_NATS_HTTP_PORT=${await freePort()}`,
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  )
+  const compose = (...args: string[]) => [
+    '-f', join(REPO, 'compose.yml'), '-f', join(REPO, 'test', 'compose', 'host-network.yml'),
+    '--env-file', envFile, '--project-directory', REPO, '-p', PROJECT, ...args,
+  ]
+  let composeUp = false
+  t.teardown(async () => {
+    if (composeUp) await sh(COMPOSE, compose('down', '-v', '--remove-orphans', '-t', '10'), env, 120_000)
+  })
+
+  await must(t, 'docker-compose config -q (compose.yml + override)', sh(COMPOSE, compose('config', '-q'), env, 60_000))
+  await must(t, 'docker-compose build', sh(COMPOSE, compose('build', 'meta'), env, 10 * 60_000))
+  const size = await must(t, 'image size', sh(DOCKER, ['image', 'inspect', 'berth:latest', '--format', '{{.Size}}'], env, 30_000))
+  const baseSize = await must(t, 'base image size', sh(DOCKER, ['image', 'inspect', 'node:20-bookworm-slim', '--format', '{{.Size}}'], env, 30_000))
+  const mb = (r: Run) => Number(r.stdout.trim()) / 1e6
+  t.comment(`berth:latest image: ${mb(size).toFixed(0)} MB, of which ${(mb(size) - mb(baseSize)).toFixed(0)} MB on top of the base (stand-in base ${mb(baseSize).toFixed(0)} MB)`)
+  const user = await must(t, 'image user', sh(DOCKER, ['image', 'inspect', 'berth:latest', '--format', '{{.Config.User}} {{json .Config.Entrypoint}} {{json .Config.Healthcheck.Test}}'], env, 30_000))
+  t.match(user.stdout, /^berth \["berth"\] \[.*healthcheck/, 'non-root user, entry point berth, HEALTHCHECK')
+
+  const natsUrl = `nats://127.0.0.1:${natsPort}`
+  const creds = join(root, 'client.env')
+  writeFileSync(creds, `BERTH_NATS_USER=client\nBERTH_NATS_PASS=${pass.client}\n`, { mode: 0o600 })
+  const mnt = join(root, 'mnt')
+  mkdirSync(mnt)
+  t.teardown(() => {
+    if (isMounted(mnt)) spawnSync(process.execPath, [BERTH_BIN, 'umount', mnt, '--timeout-ms', '30000'], { stdio: 'ignore', timeout: 40_000 })
+    fusermountUz(mnt)
+  })
+  const mount = () => must(t, 'berth mount', sh(process.execPath, [BERTH_BIN, 'mount', natsUrl, mnt, '-o', `credentials=${creds}`, '--deadline-ms', '60000'], env, 120_000))
+  const umount = () => must(t, 'berth umount', sh(process.execPath, [BERTH_BIN, 'umount', mnt], env, 90_000))
+
+  // up -> a mounted, writable directory
+  const upStarted = Date.now()
+  composeUp = true
+  await must(t, 'docker-compose up -d --scale data=3', sh(COMPOSE, compose('up', '-d', '--no-build', '--scale', 'data=3'), env, 5 * 60_000))
+  await mount()
+  writeFileSync(join(mnt, 'first-write'), 'writable\n')
+  t.comment(`up -> mounted and writable: ${((Date.now() - upStarted) / 1000).toFixed(1)} s`)
+  const st3 = await waitFor('3 live nodes', 60_000, async () => {
+    const s = await status(env, natsUrl, creds)
+    return s.nodes.filter((n) => n.alive).length === 3 ? s : undefined
+  })
+  t.equal(st3.nodes.length, 3, 'three data nodes')
+
+  // copy a tree in with cp, read it back with sha256sum
+  const src = join(root, 'src')
+  mkdirSync(join(src, 'sub', 'deeper'), { recursive: true })
+  writeFileSync(join(src, 'small.txt'), 'hello from the host\n')
+  writeFileSync(join(src, 'one-mib.bin'), randomBytes(1024 * 1024))
+  writeFileSync(join(src, 'sub', 'two-chunks.bin'), randomBytes(6 * 1024 * 1024))
+  for (let i = 0; i < 20; i++) writeFileSync(join(src, 'sub', 'deeper', `f${i}.txt`), `file ${i} ${randomBytes(8).toString('hex')}\n`)
+  await must(t, 'cp -a into the mount', sh('cp', ['-a', `${src}/.`, join(mnt, 'tree')], env, 120_000))
+  const want = sums(src)
+  t.same(sums(join(mnt, 'tree')), want, 'every file reads back identical')
+
+  // scale out: a fourth node joins and takes writes
+  const before = new Set(st3.nodes.map((n) => n.id))
+  await must(t, 'docker-compose up -d --scale data=4', sh(COMPOSE, compose('up', '-d', '--no-build', '--no-recreate', '--scale', 'data=4'), env, 5 * 60_000))
+  const st4 = await waitFor('4 live nodes', 60_000, async () => {
+    const s = await status(env, natsUrl, creds)
+    return s.nodes.filter((n) => n.alive).length === 4 ? s : undefined
+  })
+  const fresh = st4.nodes.find((n) => !before.has(n.id))
+  t.ok(fresh, `a new node joined: ${fresh?.id} at ${fresh?.url}`)
+  t.equal(fresh?.blocks, 0, 'it starts empty')
+  const more = join(src, 'after-scale')
+  mkdirSync(more)
+  for (let i = 0; i < 24; i++) writeFileSync(join(more, `b${i}.bin`), randomBytes(128 * 1024))
+  await must(t, 'cp -a after scale-out', sh('cp', ['-a', more, join(mnt, 'tree', 'after-scale')], env, 120_000))
+  const took = await waitFor('the new node holds blocks', 30_000, async () => {
+    const s = await status(env, natsUrl, creds)
+    const n = s.nodes.find((x) => x.id === fresh?.id)
+    return n && n.blocks > 0 ? n : undefined
+  })
+  t.ok(took.blocks > 0, `the new node took writes: ${took.blocks} blocks`)
+  const all = sums(src)
+  t.same(sums(join(mnt, 'tree')), all, 'everything reads back after scale-out')
+
+  // down + up: volumes keep the namespace, the blocks and each node's identity
+  await umount()
+  await must(t, 'docker-compose down', sh(COMPOSE, compose('down', '-t', '20'), env, 5 * 60_000))
+  const ps = await sh(DOCKER, ['ps', '-aq'], env, 30_000)
+  t.equal(ps.stdout.trim(), '', 'no container left after down')
+  await must(t, 'docker-compose up -d --scale data=4 (again)', sh(COMPOSE, compose('up', '-d', '--no-build', '--scale', 'data=4'), env, 5 * 60_000))
+  const again = await waitFor('4 live nodes after up', 90_000, async () => {
+    const s = await status(env, natsUrl, creds)
+    return s.nodes.filter((n) => n.alive).length === 4 ? s : undefined
+  })
+  t.same(again.nodes.map((n) => n.id).sort(), st4.nodes.map((n) => n.id).sort(), 'the same four node ids came back (slots in the blocks volume)')
+  t.equal(again.underReplicated, 0, 'no block under-replicated')
+  await mount()
+  t.same(sums(join(mnt, 'tree')), all, 'every file intact after down + up')
+  t.equal(readFileSync(join(mnt, 'first-write'), 'utf8'), 'writable\n')
+  const fsck = await sh(process.execPath, [BERTH_BIN, 'fsck', '--json', '--no-progress', '--nats', natsUrl, '--credentials', creds], env, 120_000)
+  t.equal(fsck.code, 0, `berth fsck is clean: ${fsck.stdout.slice(0, 400)} ${fsck.stderr}`)
+  await umount()
+
+  await must(t, 'docker-compose down -v', sh(COMPOSE, compose('down', '-v', '-t', '20'), env, 5 * 60_000))
+  composeUp = false
+  const vols = await sh(DOCKER, ['volume', 'ls', '-q', '--filter', `name=${PROJECT}_`], env, 30_000)
+  t.equal(vols.stdout.trim(), '', 'down -v removed the volumes')
+  const digest = createHash('sha256').update(JSON.stringify([...all])).digest('hex').slice(0, 12)
+  t.comment(`checked ${all.size} files (digest ${digest})`)
+})

@@ -1,0 +1,157 @@
+/**
+ * Per-role NATS permissions, against a real nats-server with both configs berth
+ * ships: the embedded one (`berth up`, tests: cli/nats-server.ts) and
+ * docker/nats.conf (compose). A client credential cannot publish a heartbeat or a
+ * node command, nor listen to meta's requests; the server refuses and nats.js
+ * reports it as a PERMISSIONS_VIOLATION status on the client's connection, while
+ * the legitimate traffic of every role still flows.
+ */
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { createServer } from 'node:net'
+import { join, resolve } from 'node:path'
+import { connect, type NatsConnection, type Status } from 'nats'
+import t, { type Test } from 'tap'
+import { launchNatsServer, natsServerPath, stopChild, type NatsUsers } from '../cli/nats-server'
+import { decode, encode, subjects } from '../common/wire'
+
+const S = subjects('berth')
+const REPO = resolve(__dirname, '..', '..')
+
+interface Server {
+  url: string
+  users: NatsUsers
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer()
+  await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', ok))
+  const port = (srv.address() as { port: number }).port
+  await new Promise<void>((ok) => srv.close(() => ok()))
+  return port
+}
+
+/** nats-server with docker/nats.conf as compose runs it (values from the environment). */
+async function startDockerConf(t: Test): Promise<Server> {
+  const bin = natsServerPath()
+  if (!bin) throw new Error('nats-server not on PATH')
+  // nats.conf reads passwords from the environment as bare config values:
+  // compose.example.env asks for a letter first, then letters and digits
+  const pw = () => `p${randomBytes(16).toString('hex')}`
+  const users: NatsUsers = { meta: { user: 'meta', pass: pw() }, node: { user: 'node', pass: pw() }, client: { user: 'client', pass: pw() } }
+  const port = await freePort()
+  const child = spawn(bin, ['-c', join(REPO, 'docker', 'nats.conf')], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: {
+      ...process.env,
+      BERTH_NATS_HOST: '127.0.0.1',
+      BERTH_NATS_PORT: String(port),
+      BERTH_NATS_HTTP_PORT: String(await freePort()),
+      BERTH_NATS_STORE_DIR: join(t.testdir(), 'js'),
+      BERTH_NATS_META_PASS: users.meta.pass,
+      BERTH_NATS_NODE_PASS: users.node.pass,
+      BERTH_NATS_CLIENT_PASS: users.client.pass,
+    },
+  })
+  t.teardown(() => stopChild(child))
+  await new Promise<void>((ok, fail) => {
+    let log = ''
+    const timer = setTimeout(() => fail(new Error(`nats-server (docker/nats.conf) not ready:\n${log}`)), 10_000)
+    child.once('exit', (code) => fail(new Error(`nats-server (docker/nats.conf) exited ${code}:\n${log}`)))
+    child.stderr.setEncoding('utf8')
+    child.stderr.on('data', (d: string) => {
+      log += d
+      if (/Server is ready/.test(log)) {
+        clearTimeout(timer)
+        child.removeAllListeners('exit')
+        child.stderr.removeAllListeners('data')
+        child.stderr.resume()
+        ok()
+      }
+    })
+  })
+  return { url: `nats://127.0.0.1:${port}`, users }
+}
+
+async function as(t: Test, s: Server, role: keyof NatsUsers): Promise<NatsConnection> {
+  const nc = await connect({ servers: s.url, user: s.users[role].user, pass: s.users[role].pass, name: `perm-${role}` })
+  t.teardown(() => nc.close())
+  return nc
+}
+
+/** The next permission violation reported on `nc`'s status iterator. */
+function nextViolation(nc: NatsConnection): Promise<Status> {
+  return (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'error' && s.data === 'PERMISSIONS_VIOLATION') return s
+    }
+    throw new Error('connection closed without a permissions violation')
+  })()
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, fail) => setTimeout(() => fail(new Error(`${what}: nothing within ${ms} ms`)), ms).unref())])
+}
+
+async function checkRoles(t: Test, s: Server): Promise<void> {
+  const client = await as(t, s, 'client')
+  const meta = await as(t, s, 'meta')
+  const node = await as(t, s, 'node')
+
+  // meta listens to heartbeats; it must see the node's and never the client's
+  const seen: string[] = []
+  meta.subscribe(S.heartbeat, { callback: (_e, m) => seen.push((decode(m.data) as { from: string }).from) })
+  const cmds: string[] = []
+  node.subscribe(S.nodeCmd('n1'), { callback: (_e, m) => cmds.push((decode(m.data) as { from: string }).from) })
+  await meta.flush()
+  await node.flush()
+
+  let violation = nextViolation(client)
+  client.publish(S.heartbeat, encode({ from: 'client' }))
+  let st = await withDeadline(violation, 5000, 'client heartbeat')
+  t.same(st.permissionContext, { operation: 'publish', subject: S.heartbeat, queue: undefined }, 'server refused the client heartbeat')
+  t.comment(`client heartbeat refused: ${JSON.stringify(st)}`)
+
+  violation = nextViolation(client)
+  client.publish(S.nodeCmd('n1'), encode({ from: 'client' }))
+  st = await withDeadline(violation, 5000, 'client node command')
+  t.equal(st.permissionContext?.subject, S.nodeCmd('n1'), 'server refused the client node command')
+
+  // a client may not eavesdrop on meta's requests
+  violation = nextViolation(client)
+  client.subscribe(S.metaAll)
+  st = await withDeadline(violation, 5000, 'client subscribe meta')
+  t.same(st.permissionContext?.operation, 'subscription', 'server refused the client subscription to meta requests')
+
+  // legitimate traffic still flows, after the violations, on the same connections
+  node.publish(S.heartbeat, encode({ from: 'node' }))
+  meta.publish(S.nodeCmd('n1'), encode({ from: 'meta' }))
+  await node.flush()
+  await meta.flush()
+  await withDeadline(
+    (async () => {
+      while (seen.length < 1 || cmds.length < 1) await new Promise((r) => setTimeout(r, 20))
+    })(),
+    5000,
+    'node heartbeat and meta command',
+  )
+  t.same(seen, ['node'], 'meta got the node heartbeat and nothing from the client')
+  t.same(cmds, ['meta'], 'the node got the meta command and nothing from the client')
+
+  // a client request to meta is answered (allow_responses on meta, _INBOX on the client)
+  meta.subscribe(S.meta('status'), { callback: (_e, m) => m.respond(encode({ ok: true, who: 'meta' })) })
+  await meta.flush()
+  const reply = await client.request(S.meta('status'), encode({}), { timeout: 5000 })
+  t.same(decode(reply.data), { ok: true, who: 'meta' }, 'client request to meta answered')
+  t.notOk(client.isClosed(), 'violations do not close the client connection')
+}
+
+t.test('embedded nats-server config (berth up, tests)', async (t) => {
+  const nats = await launchNatsServer({ dir: join(t.testdir(), 'nats') })
+  t.teardown(() => nats.stop())
+  await checkRoles(t, { url: nats.url, users: nats.users })
+})
+
+t.test('docker/nats.conf (compose)', async (t) => {
+  await checkRoles(t, await startDockerConf(t))
+})
