@@ -89,11 +89,14 @@ export async function run(argv: string[]): Promise<void> {
     process.once('SIGINT', () => resolve('SIGINT'))
   })
   log.info(`${signal}: shutting down`)
-  await server.sub.drain().catch(() => undefined)
-  await server.idle()
+  // A drain needs the server; with NATS unreachable it would wait forever,
+  // so each NATS step gets a bound and the database is closed regardless.
+  await bounded(server.sub.drain(), DRAIN_MS)
+  await bounded(server.idle(), DRAIN_MS)
   await maintenance.stop()
   metricsHttp?.server.close()
-  await nc.drain().catch(() => undefined)
+  await bounded(nc.drain(), DRAIN_MS)
+  if (!nc.isClosed()) await nc.close().catch(() => undefined)
   await db.close()
   process.exitCode = 0
 }
@@ -114,4 +117,13 @@ async function refuseIfServed(nc: NatsConnection, cfg: MetaConfig): Promise<void
     throw err
   }
   throw new BerthError('ECONFLICT', `another berth meta (id ${other}) already serves cluster ${cfg.cluster}; refusing to split the namespace`)
+}
+
+const DRAIN_MS = 5000
+
+/** Waits for `p` at most `ms`; its failure or lateness is not an error here. */
+async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([p.catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, ms)))])
+  clearTimeout(timer)
 }
