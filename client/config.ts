@@ -111,7 +111,9 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     writeBytes: writeMb * 1024 * 1024,
     maxUploads: 4,
     readaheadChunks: 2,
-    metaTtlMs: 5_000,
+    // invalidations keep the cache exact; the TTL only bounds the damage of a
+    // lost one (the whole cache is also dropped on every NATS reconnect)
+    metaTtlMs: 30_000,
     entryTimeoutS: 1,
     sessionTtlMs: Math.max(60_000, deadlineMs * 2),
     argv,

@@ -126,6 +126,11 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     })()
     return closing
   }
+  // Invalidations published while we were disconnected are lost for good:
+  // forget every cached entry and attribute when the connection comes back.
+  void (async () => {
+    for await (const st of nc.status()) if (st.type === 'reconnect') vfs.cache.clear()
+  })().catch(() => undefined)
   // `umount DIR` (mount(8), systemd) ends the kernel side without telling us:
   // notice, flush what is still buffered, and exit instead of lingering.
   const watch = setInterval(() => {
