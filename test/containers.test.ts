@@ -16,7 +16,6 @@
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import t, { type Test } from 'tap'
@@ -24,6 +23,7 @@ import { BERTH_BIN } from '../cli/spawn-service'
 import type { StatusReply } from '../common/protocol'
 import { isMounted } from '../client/mount-state'
 import { fusermountUz } from './helpers/mount'
+import { freePort } from './helpers/net'
 
 const REPO = resolve(__dirname, '..', '..')
 const DOCKER = '/usr/bin/docker'
@@ -59,14 +59,6 @@ interface Run {
   stdout: string
   stderr: string
   ms: number
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer()
-  await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', ok))
-  const port = (srv.address() as { port: number }).port
-  await new Promise<void>((ok) => srv.close(() => ok()))
-  return port
 }
 
 function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Run> {

@@ -8,12 +8,12 @@
  */
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { connect, type NatsConnection, type Status } from 'nats'
 import t, { type Test } from 'tap'
 import { launchNatsServer, natsServerPath, stopChild, type NatsUsers } from '../cli/nats-server'
 import { decode, encode, subjects } from '../common/wire'
+import { freePort } from './helpers/net'
 
 const S = subjects('berth')
 const REPO = resolve(__dirname, '..', '..')
@@ -21,14 +21,6 @@ const REPO = resolve(__dirname, '..', '..')
 interface Server {
   url: string
   users: NatsUsers
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer()
-  await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', ok))
-  const port = (srv.address() as { port: number }).port
-  await new Promise<void>((ok) => srv.close(() => ok()))
-  return port
 }
 
 /** nats-server with docker/nats.conf as compose runs it (values from the environment). */
