@@ -274,6 +274,13 @@ export class BlockClient {
     return out
   }
 
+  /** True when nodes are live and every one of them reports itself full. */
+  private allFull(): boolean {
+    const now = Date.now()
+    const live = [...this.peers.values()].filter((p) => now - p.seen <= NODE_DEAD_MS)
+    return live.length > 0 && live.every((p) => p.state === 'full')
+  }
+
   private suspect(id: string): void {
     this.failedAt.set(id, Date.now())
   }
@@ -295,7 +302,12 @@ export class BlockClient {
     let last: unknown = null
     let backoff = 50
     for (;;) {
+      // Full nodes leave the placement group, so a full cluster would look
+      // like an unreachable one; their heartbeats say which it is.
+      if (this.allFull()) throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: every live data node is full`)
       const left = deadline - Date.now()
+      // nodes refusing for space until the end: that is the answer, not a timeout
+      if (left <= 0 && (last as BerthError | null)?.code === 'ENOSPC') throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: no data node has room for it`, { cause: last })
       if (left <= 0) throw new BerthError('ETIMEDOUT', `put ${h.slice(0, 12)}: no node stored it within ${this.deadlineMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}`, { cause: last })
       let reply: PlaceReply
       try {
@@ -315,6 +327,7 @@ export class BlockClient {
           backoff = Math.min(backoff * 2, 1000)
           continue
         }
+        if (this.allFull()) throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: every live data node is full`, { cause: err })
         throw err
       }
       const targets = Array.isArray(reply.targets) ? reply.targets.filter((t) => typeof t?.id === 'string' && typeof t?.url === 'string') : []

@@ -36,6 +36,8 @@ export interface HttpApiDeps {
   /** Client used to forward blocks down the chain. */
   http: NodeHttp
   state(): NodeState
+  /** Bytes this node may still take (capacity minus what is stored). */
+  free(): number
   log: Logger
 }
 
@@ -65,6 +67,8 @@ export function parseRange(header: string, size: number): ByteRange | null {
 }
 
 export function createHttpApi(deps: HttpApiDeps): Server {
+  /** Bytes of PUTs being received or stored right now. */
+  let incoming = 0
   const secretDigest = digest(deps.secret)
   const authorized = (req: IncomingMessage): boolean => {
     const h = req.headers.authorization
@@ -130,6 +134,23 @@ export function createHttpApi(deps: HttpApiDeps): Server {
       sendJson(res, 413, { error: `block larger than ${deps.maxBlock} bytes` }, true)
       return
     }
+    // Capacity is a promise to the cluster, not only the disk's limit: a PUT
+    // that would go past it is refused (507) before any byte is read, counting
+    // the PUTs still in progress.
+    const want = declared === undefined ? deps.maxBlock : Number(declared)
+    if (want > deps.free() - incoming && !(await deps.store.has(hash))) {
+      sendJson(res, 507, { error: `no space: ${deps.free() - incoming} bytes free here` }, true)
+      return
+    }
+    incoming += want
+    try {
+      await storeAndForward(req, res, hash)
+    } finally {
+      incoming -= want
+    }
+  }
+
+  async function storeAndForward(req: IncomingMessage, res: ServerResponse, hash: string): Promise<void> {
     let chain: BlockTarget[]
     try {
       chain = parseChain(header(req, CHAIN_HEADER)).filter((t) => t.id !== deps.id)

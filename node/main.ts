@@ -45,7 +45,7 @@ export async function run(argv: string[]): Promise<void> {
 
   const metrics = createMetrics(() => store.usage())
   const http = new NodeHttp(cfg.secret)
-  const server = createHttpApi({ id, secret: cfg.secret, maxBlock: cfg.maxBlock, store, metrics, http, state, log })
+  const server = createHttpApi({ id, secret: cfg.secret, maxBlock: cfg.maxBlock, store, metrics, http, state, free, log })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(cfg.port, cfg.host, () => {
