@@ -424,7 +424,11 @@ export class Vfs {
     return n
   }
 
-  /** `data` must be owned by the caller (FUSE buffers are copied by the adapter). */
+  /**
+   * `data` must stay valid until this resolves (FUSE buffers are copied by the
+   * adapter); it is copied into chunk buffers and not referenced afterwards, so
+   * the caller may reuse it then.
+   */
   async write(fh: number, data: Buffer, pos: number): Promise<number> {
     const h = this.handle(fh)
     if ((h.flags & O_ACCMODE) === 0) throw fsError('EBADF', 'handle is read-only')
