@@ -7,11 +7,9 @@
  */
 import { createHash } from 'node:crypto'
 import type { MetaClient } from '../common/meta-client'
+import { S_IFDIR, S_IFMT, S_IFREG } from '../common/modes'
 import { MAX_PAGE, ROOT_INO, type NodeInfo } from '../common/protocol'
 
-const S_IFMT = 0o170000
-const S_IFDIR = 0o040000
-const S_IFREG = 0o100000
 
 export type ReplicaState = 'ok' | 'missing' | 'corrupt' | 'short' | 'unreachable'
 

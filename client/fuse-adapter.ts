@@ -9,6 +9,7 @@ import { dirname } from 'node:path'
 import Fuse = require('fuse-native')
 import type { FuseOps, FuseSignal, FuseStat } from 'fuse-native'
 import { isErrorCode, toErrno, ERRNO } from '../common/errors'
+import { isDir } from '../common/modes'
 import type { Attr } from '../common/protocol'
 import { logger } from '../common/log'
 import type { Caller, Vfs } from './vfs'
@@ -22,8 +23,6 @@ const UTIME_SENTINEL_MS = 1073
 const UTIME_NOW = (1 << 30) - 1
 const UTIME_OMIT = (1 << 30) - 2
 const NO_ID = 0xffffffff
-const S_IFMT = 0o170000
-const S_IFDIR = 0o040000
 const DIR_SIZE = 4096
 
 export const opCounts = new Map<string, { calls: number; errors: number }>()
@@ -35,13 +34,13 @@ export function toFuseStat(a: Attr): FuseStat {
     gid: a.gid,
     // directories report a block's worth, as local filesystems do, so tools
     // comparing trees (and ls -l) see familiar numbers
-    size: (a.mode & S_IFMT) === S_IFDIR ? DIR_SIZE : a.size,
+    size: isDir(a.mode) ? DIR_SIZE : a.size,
     nlink: a.nlink,
     // fuse-native passes 32-bit inode numbers (docs/semantics.md#limits)
     ino: a.ino >>> 0,
     rdev: a.rdev,
     blksize: BLKSIZE,
-    blocks: Math.ceil(((a.mode & S_IFMT) === S_IFDIR ? DIR_SIZE : a.size) / 512),
+    blocks: Math.ceil((isDir(a.mode) ? DIR_SIZE : a.size) / 512),
     atime: a.atime[0] * 1000 + Math.floor(a.atime[1] / 1e6),
     mtime: a.mtime[0] * 1000 + Math.floor(a.mtime[1] / 1e6),
     ctime: a.ctime[0] * 1000 + Math.floor(a.ctime[1] / 1e6),

@@ -11,6 +11,7 @@ import type { Attr, ChunkRef, DirEntry, Invalidation, StatfsReply } from '../com
 import { ROOT_INO } from '../common/protocol'
 import { BerthError, fsError } from '../common/errors'
 import { logger } from '../common/log'
+import { PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../common/modes'
 import { BlockCache } from './block-cache'
 import { MetaCache } from './meta-cache'
 import { OpenFile, Writeback } from './open-file'
@@ -34,11 +35,6 @@ export interface VfsOptions {
   metaTtlMs: number
 }
 
-export const S_IFMT = 0o170000
-export const S_IFDIR = 0o040000
-export const S_IFREG = 0o100000
-export const S_IFLNK = 0o120000
-export const S_ISGID = 0o2000
 
 interface Handle {
   file: OpenFile
@@ -176,7 +172,7 @@ export class Vfs {
 
   async chmod(path: string, mode: number): Promise<void> {
     const attr = await this.resolve(path)
-    await this.setattr(attr, { mode: (attr.mode & S_IFMT) | (mode & 0o7777) })
+    await this.setattr(attr, { mode: (attr.mode & S_IFMT) | (mode & PERM_BITS) })
   }
 
   async chown(path: string, uid: number | undefined, gid: number | undefined): Promise<void> {
@@ -232,14 +228,8 @@ export class Vfs {
 
   async mkdir(path: string, mode: number, caller: Caller): Promise<Attr> {
     const { parent, name } = await this.resolveParent(path)
-    const inherit = (parent.mode & S_ISGID) !== 0
-    const { attr } = await this.meta.call('mkdir', {
-      parent: parent.ino,
-      name,
-      mode: S_IFDIR | (mode & 0o7777) | (inherit ? S_ISGID : 0),
-      uid: caller.uid,
-      gid: inherit ? parent.gid : caller.gid,
-    })
+    // setgid-directory inheritance is meta's: it sees the parent as it is in the transaction
+    const { attr } = await this.meta.call('mkdir', { parent: parent.ino, name, mode: S_IFDIR | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid })
     this.remember(parent.ino, name, attr)
     return attr
   }
@@ -247,9 +237,8 @@ export class Vfs {
   /** With `session`, meta also registers the new file as open by this mount (create). */
   async mknod(path: string, mode: number, rdev: number, caller: Caller, session?: string): Promise<Attr> {
     const { parent, name } = await this.resolveParent(path)
-    const inherit = (parent.mode & S_ISGID) !== 0
     const type = mode & S_IFMT || S_IFREG
-    const { attr } = await this.meta.call('mknod', { parent: parent.ino, name, mode: type | (mode & 0o7777), rdev, uid: caller.uid, gid: inherit ? parent.gid : caller.gid, session })
+    const { attr } = await this.meta.call('mknod', { parent: parent.ino, name, mode: type | (mode & PERM_BITS), rdev, uid: caller.uid, gid: caller.gid, session })
     this.remember(parent.ino, name, attr)
     return attr
   }
@@ -297,8 +286,7 @@ export class Vfs {
 
   async symlink(target: string, path: string, caller: Caller): Promise<Attr> {
     const { parent, name } = await this.resolveParent(path)
-    const inherit = (parent.mode & S_ISGID) !== 0
-    const { attr } = await this.meta.call('symlink', { parent: parent.ino, name, target, uid: caller.uid, gid: inherit ? parent.gid : caller.gid })
+    const { attr } = await this.meta.call('symlink', { parent: parent.ino, name, target, uid: caller.uid, gid: caller.gid })
     this.remember(parent.ino, name, attr)
     return attr
   }
@@ -345,7 +333,7 @@ export class Vfs {
 
   async create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
     // one meta transaction creates and opens; a new file has no chunks to load
-    const attr = await this.mknod(path, (mode & 0o7777) | S_IFREG, 0, caller, this.opts.session)
+    const attr = await this.mknod(path, (mode & PERM_BITS) | S_IFREG, 0, caller, this.opts.session)
     const f = new OpenFile(attr, this.wb)
     this.files.set(attr.ino, f)
     return this.addHandle(f, flags)

@@ -10,7 +10,8 @@
 import { fsError } from '../common/errors'
 import type { ChunkRef, MetaParsed, MetaReplies } from '../common/protocol'
 import type { Changes, MetaEnv } from './context'
-import { clipChunks, freeIfUnused, isDir, isReg, mustInode, refBlock, toAttr, unrefBlock } from './inodes'
+import { isDir, isReg } from '../common/modes'
+import { clipChunks, freeIfUnused, mustInode, refBlock, toAttr, unrefBlock } from './inodes'
 import type { Conn } from './sqlite'
 import { nowTs } from './time'
 

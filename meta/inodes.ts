@@ -7,22 +7,9 @@
  */
 import { fsError } from '../common/errors'
 import type { Attr, Timespec } from '../common/protocol'
+import { isDir } from '../common/modes'
 import type { Conn } from './sqlite'
 
-export const S_IFMT = 0o170000
-export const S_IFDIR = 0o040000
-export const S_IFREG = 0o100000
-export const S_IFLNK = 0o120000
-export const S_IFIFO = 0o010000
-export const S_IFSOCK = 0o140000
-export const S_IFCHR = 0o020000
-export const S_IFBLK = 0o060000
-export const S_ISGID = 0o2000
-export const PERM_BITS = 0o7777
-
-export const isDir = (mode: number) => (mode & S_IFMT) === S_IFDIR
-export const isReg = (mode: number) => (mode & S_IFMT) === S_IFREG
-export const isLnk = (mode: number) => (mode & S_IFMT) === S_IFLNK
 
 export interface InodeRow {
   ino: number

@@ -8,10 +8,11 @@ import { validateName, PATH_MAX } from '../common/names'
 import { ROOT_INO, type Attr, type DirEntry, type MetaParsed, type MetaReplies, type Timespec } from '../common/protocol'
 import type { Changes, MetaEnv } from './context'
 import {
-  INODE_COLS, PERM_BITS, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID,
-  addNlink, clipChunks, deleteEntry, entryIno, freeIfUnused, insertEntry, insertInode, isDir, isEmptyDir, isLnk, isReg,
+  INODE_COLS,
+  addNlink, clipChunks, deleteEntry, entryIno, freeIfUnused, insertEntry, insertInode, isEmptyDir,
   mustDir, mustEntry, mustInode, toAttr, touchCtime, touchDir, type InodeRow,
 } from './inodes'
+import { PERM_BITS, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, isDir, isLnk, isReg } from '../common/modes'
 import { registerOpen } from './files'
 import type { Conn } from './sqlite'
 import { nowTs } from './time'
