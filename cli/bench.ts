@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util'
 import { runFsBench, WORKLOADS, type WorkloadName } from '../tools/bench/fs'
 import { formatTable } from '../tools/bench/report'
+import { intFlag } from '../common/flags'
 
 const HELP = `usage: berth bench DIR [options]
 Runs the same workloads on DIR (e.g. a berth mount) and on a local directory
@@ -23,13 +24,6 @@ and prints both figures and the ratio DIR/local. See docs/bench.md.
   --only w1,w2          run only these workloads: ${WORKLOADS.join(', ')}
   --json                print a JSON object instead of the table
 `
-
-function count(name: string, raw: string | undefined, fallback: number, min: number): number {
-  if (raw === undefined) return fallback
-  const n = Number(raw)
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${raw}"`)
-  return n
-}
 
 function parseOnly(raw: string | undefined): WorkloadName[] {
   if (raw === undefined) return [...WORKLOADS]
@@ -70,15 +64,15 @@ export async function run(argv: string[]): Promise<void> {
   const result = await runFsBench({
     dir: positionals[0]!,
     local: values.local ?? null,
-    sizeMb: count('size-mb', values['size-mb'], 1024, 1),
-    files: count('files', values.files, 5000, 1),
-    treeFiles: count('tree-files', values['tree-files'], 5000, 1),
+    sizeMb: intFlag('--size-mb', values['size-mb'], 1024, 1),
+    files: intFlag('--files', values.files, 5000, 1),
+    treeFiles: intFlag('--tree-files', values['tree-files'], 5000, 1),
     treeSource: values['tree-src'] ?? null,
-    randomReads: count('random-reads', values['random-reads'], 2000, 1),
-    depth: count('depth', values.depth, 8, 1),
-    seed: count('seed', values.seed, 1, 0),
-    evictMb: count('evict-mb', values['evict-mb'], 0, 0),
-    repeat: count('repeat', values.repeat, 1, 1),
+    randomReads: intFlag('--random-reads', values['random-reads'], 2000, 1),
+    depth: intFlag('--depth', values.depth, 8, 1),
+    seed: intFlag('--seed', values.seed, 1, 0),
+    evictMb: intFlag('--evict-mb', values['evict-mb'], 0, 0),
+    repeat: intFlag('--repeat', values.repeat, 1, 1),
     only: parseOnly(values.only),
     progress: process.stderr.isTTY ? (line) => process.stderr.write(`${line}\n`) : undefined,
   })

@@ -7,6 +7,7 @@
 import { parseArgs } from 'node:util'
 import { CONNECTION_HELP, CONNECTION_OPTIONS, connectClient } from './client-connection'
 import { fsck, type FsckProgress, type FsckReport } from './fsck-scan'
+import { intFlag } from '../common/flags'
 
 const HELP = `usage: berth fsck [--json] [--quick] [--concurrency N] [connection options]
 Checks every chunk's block on each of its replicas: present, and its content
@@ -34,8 +35,7 @@ export async function run(argv: string[]): Promise<void> {
     process.stdout.write(HELP)
     return
   }
-  const concurrency = Number(values.concurrency)
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new Error(`--concurrency must be an integer 1..64, got "${values.concurrency}"`)
+  const concurrency = intFlag('--concurrency', values.concurrency, 4, 1, 64)
   const { nc, meta } = await connectClient(values, 'berth-fsck', 30_000)
   const reporter = progressReporter(!values['no-progress'])
   let report: FsckReport

@@ -17,6 +17,7 @@ import { DEFAULT_REPLICAS } from '../common/protocol'
 import { DEFAULT_CLUSTER } from '../common/wire'
 import { launchNatsServer, type NatsServerHandle, type NatsUsers } from './nats-server'
 import { spawnService, type ServiceHandle } from './spawn-service'
+import { intFlag } from '../common/flags'
 
 const HELP = `usage: berth up [--dir DIR] [--nodes 3] [--replicas 2] [--mount DIR | --no-mount]
 Starts a local cluster on 127.0.0.1: nats-server, one meta, N data nodes; mounts it.
@@ -51,10 +52,8 @@ function parseConfig(argv: string[]): UpConfig | null {
     },
   })
   if (values.help) return null
-  const nodes = Number(values.nodes)
-  const replicas = Number(values.replicas)
-  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 64) throw new Error(`--nodes must be an integer from 1 to 64, got "${values.nodes}"`)
-  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 16) throw new Error(`--replicas must be an integer from 1 to 16, got "${values.replicas}"`)
+  const nodes = intFlag('--nodes', values.nodes, 3, 1, 64)
+  const replicas = intFlag('--replicas', values.replicas, DEFAULT_REPLICAS, 1, 16)
   return Object.freeze({
     dir: resolve(values.dir),
     nodes,

@@ -10,6 +10,7 @@ import { BerthError } from '../common/errors'
 import { parseListen } from '../common/metrics-http'
 import { natsAuthFromEnv, type NatsAuth } from '../common/nats-connect'
 import { DEFAULT_CLUSTER } from '../common/wire'
+import { intFlag } from '../common/flags'
 
 export const HELP = `usage: berth mount NATS_URL MOUNTPOINT [-o opt,...] [options]
 Mounts a berth cluster as a POSIX directory.
@@ -47,13 +48,6 @@ export interface MountConfig {
   metricsListen: { host: string; port: number } | null
   /** The argv to re-spawn in the foreground (daemon mode). */
   argv: string[]
-}
-
-function positiveInt(name: string, v: string | undefined, dflt: number): number {
-  if (v === undefined) return dflt
-  const n = Number(v)
-  if (!Number.isInteger(n) || n <= 0) throw new BerthError('EINVAL', `${name} must be a positive integer, got "${v}"`)
-  return n
 }
 
 export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): MountConfig | null {
@@ -94,9 +88,9 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (natsUrl === '-' || natsUrl === 'berth') natsUrl = merged.BERTH_NATS_URL ?? ''
   if (!natsUrl) throw new BerthError('EINVAL', 'no NATS URL')
   const cluster = values.cluster ?? opts.get('cluster') ?? merged.BERTH_CLUSTER ?? DEFAULT_CLUSTER
-  const deadlineMs = positiveInt('--deadline-ms', values['deadline-ms'] ?? opts.get('deadline_ms'), 30_000)
-  const cacheMb = positiveInt('--cache-mb', values['cache-mb'] ?? opts.get('cache_mb'), 256)
-  const writeMb = positiveInt('--write-mb', values['write-mb'] ?? opts.get('write_mb'), 128)
+  const deadlineMs = intFlag('--deadline-ms', values['deadline-ms'] ?? opts.get('deadline_ms'), 30_000, 1)
+  const cacheMb = intFlag('--cache-mb', values['cache-mb'] ?? opts.get('cache_mb'), 256, 1)
+  const writeMb = intFlag('--write-mb', values['write-mb'] ?? opts.get('write_mb'), 128, 1)
   return Object.freeze({
     natsUrl,
     mountpoint: resolve(positionals[1]),

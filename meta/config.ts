@@ -9,6 +9,7 @@ import { parseListen } from '../common/metrics-http'
 import { natsAuthFromEnv, type NatsAuth } from '../common/nats-connect'
 import { DEFAULT_CHUNK_SIZE, DEFAULT_REPLICAS } from '../common/protocol'
 import { DEFAULT_CLUSTER, subjects } from '../common/wire'
+import { intFlag } from '../common/flags'
 
 export const USAGE = `usage: berth meta --nats URL --db FILE [options]
 
@@ -45,13 +46,6 @@ export interface MetaConfig {
   readonly auth: Readonly<NatsAuth>
 }
 
-function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback
-  const n = Number(value)
-  if (!Number.isInteger(n) || n < min || n > max) throw new BerthError('EINVAL', `--${name} must be an integer in ${min}..${max}, got "${value}"`)
-  return n
-}
-
 /** Returns null when --help was asked (usage already printed). */
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): MetaConfig | null {
   const { values } = parseArgs({
@@ -82,7 +76,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   if (!values.db) throw new BerthError('EINVAL', `--db FILE is required\n\n${USAGE}`)
   const cluster = values.cluster ?? env.BERTH_CLUSTER ?? DEFAULT_CLUSTER
   subjects(cluster) // throws on a name NATS subjects cannot carry
-  const chunkSize = int('chunk-size', values['chunk-size'], DEFAULT_CHUNK_SIZE, 4096, 64 * 1024 * 1024)
+  const chunkSize = intFlag('--chunk-size', values['chunk-size'], DEFAULT_CHUNK_SIZE, 4096, 64 * 1024 * 1024)
   if (chunkSize % 4096 !== 0) throw new BerthError('EINVAL', '--chunk-size must be a multiple of 4096')
   let secret: string | undefined
   if (values['secret-file']) {
@@ -103,10 +97,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     sync,
     db: values.db,
     cluster,
-    replicas: int('replicas', values.replicas, DEFAULT_REPLICAS, 1, 16),
+    replicas: intFlag('--replicas', values.replicas, DEFAULT_REPLICAS, 1, 16),
     chunkSize,
     secret,
-    gcGraceMs: int('gc-grace-ms', values['gc-grace-ms'], 60_000, 0, 7 * 24 * 3600 * 1000),
+    gcGraceMs: intFlag('--gc-grace-ms', values['gc-grace-ms'], 60_000, 0, 7 * 24 * 3600 * 1000),
     metricsListen: metricsListen ? parseListen(metricsListen, '--metrics-listen') : null,
     auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
   })

@@ -7,6 +7,7 @@ import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { natsAuthFromEnv, type NatsAuth } from '../common/nats-connect'
 import { DEFAULT_CLUSTER } from '../common/wire'
+import { intFlag } from '../common/flags'
 
 export const HELP = `usage: berth node --nats URL --dir DIR --listen HOST:PORT [options]
 Runs a data node: content-addressed blocks in DIR served over HTTP on HOST:PORT.
@@ -39,13 +40,6 @@ export interface NodeConfig {
   secret: string
   maxBlock: number
   scrubIntervalMs: number
-}
-
-function integer(flag: string, value: string | undefined, fallback: number, min: number): number {
-  if (value === undefined) return fallback
-  const n = Number(value)
-  if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${flag} must be an integer >= ${min}, got "${value}"`)
-  return n
 }
 
 /** Accepts `host:port`, `[v6]:port` and `:port`. */
@@ -108,10 +102,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     host,
     port,
     id: values.id,
-    capacity: values.capacity === undefined ? undefined : integer('capacity', values.capacity, 0, 1),
+    capacity: values.capacity === undefined ? undefined : intFlag('--capacity', values.capacity, 0, 1),
     cluster,
     secret,
-    maxBlock: integer('max-block', values['max-block'], DEFAULT_MAX_BLOCK, 1),
-    scrubIntervalMs: integer('scrub-interval-ms', values['scrub-interval-ms'], 1000, 0),
+    maxBlock: intFlag('--max-block', values['max-block'], DEFAULT_MAX_BLOCK, 1),
+    scrubIntervalMs: intFlag('--scrub-interval-ms', values['scrub-interval-ms'], 1000, 0),
   })
 }
