@@ -25,7 +25,6 @@ const UTIME_OMIT = (1 << 30) - 2
 const NO_ID = 0xffffffff
 const DIR_SIZE = 4096
 
-export const opCounts = new Map<string, { calls: number; errors: number }>()
 
 export function toFuseStat(a: Attr): FuseStat {
   return {
@@ -89,13 +88,6 @@ function named(path: string): string {
 /** The caller of the current op, if the binding exposes it; else the mount's own ids. */
 export type CallerOf = () => Caller
 
-function count(name: string, failed: boolean): void {
-  let c = opCounts.get(name)
-  if (!c) opCounts.set(name, (c = { calls: 0, errors: 0 }))
-  c.calls++
-  if (failed) c.errors++
-}
-
 /** Hears every finished op (client/metrics.ts); `value` is the result (bytes for read/write). */
 export type OpObserver = (name: string, seconds: number, errno: number, value: unknown) => void
 let observer: OpObserver | undefined
@@ -103,22 +95,26 @@ export function observeOps(fn: OpObserver | undefined): void {
   observer = fn
 }
 
-/** Runs `fn`, reports success as `ok(result)` or failure as a negative errno. */
+/** BERTH_TRACE=1: every op and its time in ms on stderr (README, Troubleshooting). */
 const TRACE = process.env.BERTH_TRACE === '1'
+
+/** Runs `fn`, reports success as `done(0, result)` or failure as a negative errno; times it for the trace and metrics. */
 function op<T>(name: string, fn: () => Promise<T>, done: (errno: number, value?: T) => void): void {
-  const t0 = TRACE ? performance.now() : 0
-  const started = observer ? process.hrtime.bigint() : 0n
-  const took = () => Number(process.hrtime.bigint() - started) / 1e9
+  const timed = TRACE || observer !== undefined
+  const started = timed ? process.hrtime.bigint() : 0n
+  const finished = (errno: number, value: unknown) => {
+    if (!timed) return
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9
+    if (TRACE) process.stderr.write(`${name} ${(seconds * 1000).toFixed(2)}${errno ? ` ${errno}` : ''}\n`)
+    observer?.(name, seconds, errno, value)
+  }
   fn().then(
     (value) => {
-      if (TRACE) process.stderr.write(`${name} ${(performance.now() - t0).toFixed(2)}\n`)
-      count(name, false)
-      observer?.(name, took(), 0, value)
+      finished(0, value)
       done(0, value)
     },
     (err: unknown) => {
-      count(name, true)
-      observer?.(name, took(), toErrno(err), undefined)
+      finished(toErrno(err), undefined)
       const code = (err as { code?: unknown } | null)?.code
       if (!isErrorCode(code)) log.error(`${name} failed`, err)
       else if (code === 'EIO' || code === 'ETIMEDOUT') log.warn(`${name}: ${(err as Error).message}`)

@@ -371,9 +371,10 @@ export class BlockClient {
       // try again, until the deadline. When every listed replica is live and
       // failed, the block is gone and waiting would not help.
       const live = this.liveNodes()
-      const unheard = nodes.some((id) => !live.has(id))
-      if (!unheard || Date.now() >= deadline) throw got.err
-      await this.waitForHeartbeat(Math.min(HEARTBEAT_MS + 500, deadline - Date.now()))
+      const unheard = nodes.filter((id) => !live.has(id))
+      if (unheard.length === 0 || Date.now() >= deadline) throw got.err
+      const heard = () => unheard.some((id) => this.liveNodes().has(id))
+      await this.waitForPeers(Math.min(HEARTBEAT_MS + 500, deadline - Date.now()), heard)
     }
   }
 
@@ -411,19 +412,6 @@ export class BlockClient {
     }
     if (Date.now() >= deadline) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }) }
     return { err: new BerthError('EIO', `get ${hash.slice(0, 12)}: no live node could serve it (tried ${order.length})`, { cause: last }) }
-  }
-
-  /** Resolves at the next heartbeat from any node, or after `ms`. */
-  private waitForHeartbeat(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer)
-        this.waiters.delete(done)
-        resolve()
-      }
-      const timer = setTimeout(done, Math.max(0, ms))
-      this.waiters.add(done)
-    })
   }
 
   async close(): Promise<void> {
