@@ -29,6 +29,7 @@ import { cleanStale, isAlive, isMounted, lazyUnmount, readPid, removePid, writeP
 import { createClientMetrics } from './metrics'
 import { Vfs } from './vfs'
 import type Fuse from 'fuse-native'
+import { onReconnect } from '../common/nats-state'
 
 const log = logger('client')
 
@@ -128,9 +129,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   }
   // Invalidations published while we were disconnected are lost for good:
   // forget every cached entry and attribute when the connection comes back.
-  void (async () => {
-    for await (const st of nc.status()) if (st.type === 'reconnect') vfs.cache.clear()
-  })().catch(() => undefined)
+  onReconnect(nc, () => vfs.cache.clear())
   // `umount DIR` (mount(8), systemd) ends the kernel side without telling us:
   // notice, flush what is still buffered, and exit instead of lingering.
   const watch = setInterval(() => {

@@ -10,6 +10,8 @@ import type { NatsConnection } from 'nats'
 interface State {
   up: boolean
   waiters: Set<() => void>
+  /** Called after every reconnect (e.g. caches fed by messages sent meanwhile). */
+  onReconnect: Set<() => void>
 }
 
 const states = new WeakMap<NatsConnection, State>()
@@ -17,7 +19,7 @@ const states = new WeakMap<NatsConnection, State>()
 /** Starts following `nc`'s status; connections not tracked count as always up. */
 export function trackConnection(nc: NatsConnection): void {
   if (states.has(nc)) return
-  const state: State = { up: true, waiters: new Set() }
+  const state: State = { up: true, waiters: new Set(), onReconnect: new Set() }
   states.set(nc, state)
   void (async () => {
     for await (const s of nc.status()) {
@@ -26,6 +28,7 @@ export function trackConnection(nc: NatsConnection): void {
         state.up = true
         for (const wake of state.waiters) wake()
         state.waiters.clear()
+        for (const fn of state.onReconnect) fn()
       }
     }
   })().catch(() => undefined)
@@ -44,4 +47,10 @@ export function whenConnected(nc: NatsConnection, ms: number): Promise<void> {
     const timer = setTimeout(done, ms)
     state.waiters.add(done)
   })
+}
+
+/** Runs `fn` after every reconnect of `nc` (which must come from connectNats). */
+export function onReconnect(nc: NatsConnection, fn: () => void): void {
+  trackConnection(nc)
+  states.get(nc)!.onReconnect.add(fn)
 }
