@@ -31,6 +31,9 @@ t.test('out of space: ENOSPC, data intact, room again after delete', async (t) =
     if (t.passing()) return
     for (const s of [c.meta, ...c.nodes, m.client]) t.comment(s.stderr().slice(-3000))
   })
+  // statfs is the live nodes' capacity divided by R: 2 x 20 MiB / 2
+  const empty = await fs.statfs(m.dir)
+  t.equal(empty.blocks * empty.bsize, 20 * MiB, 'statfs size comes from the live data nodes')
   const kept = randomBytes(6 * MiB)
   await fs.writeFile(join(m.dir, 'kept.bin'), kept)
 

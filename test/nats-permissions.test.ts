@@ -6,12 +6,14 @@
  * reports it as a PERMISSIONS_VIOLATION status on the client's connection, while
  * the legitimate traffic of every role still flows.
  */
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { join, resolve } from 'node:path'
 import { connect, type NatsConnection, type Status } from 'nats'
 import t, { type Test } from 'tap'
 import { launchNatsServer, natsServerPath, stopChild, type NatsUsers } from '../cli/nats-server'
+import { BERTH_BIN } from '../cli/spawn-service'
+import { connectNats } from '../common/nats-connect'
 import { decode, encode, subjects } from '../common/wire'
 import { freePort } from './helpers/net'
 
@@ -142,6 +144,16 @@ t.test('embedded nats-server config (berth up, tests)', async (t) => {
   const nats = await launchNatsServer({ dir: join(t.testdir(), 'nats') })
   t.teardown(() => nats.stop())
   await checkRoles(t, { url: nats.url, users: nats.users })
+  // no credentials, or wrong ones: the server refuses, and berth says so (EAUTH)
+  await t.rejects(connectNats({ url: nats.url, name: 'anonymous' }), { code: 'EAUTH' }, 'no credentials: refused')
+  await t.rejects(connectNats({ url: nats.url, name: 'guesser', user: nats.users.client.user, pass: 'wrong' }), { code: 'EAUTH' }, 'wrong password: refused')
+  const meta = spawnSync(process.execPath, [BERTH_BIN, 'meta', '--nats', nats.url, '--db', join(t.testdir(), 'm.db'), '--user', 'meta', '--pass', 'wrong'], {
+    encoding: 'utf8',
+    env: { ...process.env, BERTH_SECRET: 'x'.repeat(32) },
+    timeout: 30_000,
+  })
+  t.not(meta.status, 0, 'berth meta with a wrong password exits non-zero')
+  t.match(meta.stderr, /Authorization|EAUTH|authentication/i, `and says why: ${meta.stderr.trim().split('\n')[0]}`)
 })
 
 t.test('docker/nats.conf (compose)', async (t) => {
