@@ -1,7 +1,8 @@
 /**
  * Data node failures: a kill -9 of one node leaves every R=2 block readable
  * through BlockClient failover (hash verified); a restarted node keeps its id
- * and blocks; scrub drops a copy corrupted on disk; SIGTERM exits 0.
+ * and blocks; a reader fails over past a copy corrupted on disk, and scrub drops
+ * it; SIGTERM exits 0.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
@@ -81,6 +82,20 @@ t.test('restart keeps node id and blocks; SIGTERM exits 0', async (t) => {
   t.equal(await head(String(again.ready.url), hash, c.secret), 200, 'block still there')
   const metrics = await httpRequest(`${String(again.ready.url)}/metrics`, { headers: { authorization: `Bearer ${c.secret}` } })
   t.match(await metrics.body.text(), /berth_node_blocks_stored 1\b/, 'usage counted at start')
+})
+
+t.test('a replica corrupted on disk: the reader gets the good bytes from the other one', async (t) => {
+  const c = await startCluster(t, { nodes: 2 })
+  const bc = await client(t, c)
+  const data = randomBytes(300_000)
+  const w = await bc.put(data)
+  t.equal(w.nodes.length, 2)
+  const firstIdx = c.nodes.findIndex((n) => String(n.ready.id) === w.nodes[0])
+  const path = join(c.dir, `node${firstIdx}`, 'blocks', w.hash.slice(0, 2), w.hash.slice(2, 4), w.hash)
+  writeFileSync(path, Buffer.concat([data.subarray(0, 1000), Buffer.from('bit rot'), data.subarray(1007)]))
+  // the corrupt replica is asked first; its bytes fail the hash check
+  const got = await bc.get(w.hash, w.nodes)
+  t.ok(got.equals(data), 'the bytes that were written, from the healthy replica')
 })
 
 t.test('scrub drops a corrupt copy', async (t) => {
