@@ -9,16 +9,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import { startCluster } from './helpers/cluster'
 import { mountCluster } from './helpers/mount'
+import { bounded, MiB } from './helpers/proc'
 
-const MiB = 1024 * 1024
-
-/** Rejects if `p` has not settled within `ms` (the failure a hang would be). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)))]).finally(() =>
-    clearTimeout(timer),
-  )
-}
 
 t.test('out of space: ENOSPC, data intact, room again after delete', async (t) => {
   // Each node offers 20 MiB and keeps 8 MiB (two maximal blocks) in reserve,
@@ -38,16 +30,9 @@ t.test('out of space: ENOSPC, data intact, room again after delete', async (t) =
   await fs.writeFile(join(m.dir, 'kept.bin'), kept)
 
   const big = randomBytes(24 * MiB)
-  const err = await within(
-    fs.writeFile(join(m.dir, 'big.bin'), big).then(
-      () => null,
-      (e: NodeJS.ErrnoException) => e,
-    ),
-    60_000,
-    'writing past the free space',
-  )
-  t.ok(err, 'writing more than the cluster holds fails')
-  t.equal(err?.code, 'ENOSPC', `the error is ENOSPC (${err?.message})`)
+  const r = await bounded(fs.writeFile(join(m.dir, 'big.bin'), big), 60_000)
+  t.notOk(r.ok, 'writing more than the cluster holds fails')
+  t.equal(r.code, 'ENOSPC', `the error is ENOSPC, within the deadline (${r.ms} ms)`)
 
   t.ok((await fs.readFile(join(m.dir, 'kept.bin'))).equals(kept), 'a file stored before is intact')
   for (const s of [c.meta, ...c.nodes]) t.equal(s.child.exitCode, null, `pid ${s.pid} still running`)

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, promises as fs, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
-import { isMounted, readPid } from '../client/mount-state'
+import { isAlive as alive, isMounted, readPid } from '../client/mount-state'
 import { startCluster } from './helpers/cluster'
 import { fusermountUz } from './helpers/mount'
 
@@ -26,15 +26,6 @@ async function waitFor(what: string, ok: () => boolean, ms: number): Promise<voi
   while (!ok()) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
     await sleep(100)
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
   }
 }
 
