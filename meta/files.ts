@@ -8,7 +8,7 @@
  * free inodes that were unlinked while open.
  */
 import { fsError } from '../common/errors'
-import type { ChunkRef, MetaParsed, MetaReplies } from '../common/protocol'
+import { INLINE_MAX, type ChunkRef, type MetaParsed, type MetaReplies } from '../common/protocol'
 import type { Changes, MetaEnv } from './context'
 import { isDir, isReg } from '../common/modes'
 import { clipChunks, freeIfUnused, mustInode, refBlock, toAttr, unrefBlock } from './inodes'
@@ -78,6 +78,8 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
     if (c.data !== undefined) {
       if (c.hash !== null) throw fsError('EINVAL', `chunk ${c.idx}: inline data and a block hash`)
       if (c.data.length !== c.len) throw fsError('EINVAL', `chunk ${c.idx}: inline data is ${c.data.length} bytes, len says ${c.len}`)
+      // small files only: meta is not a place for bulk data
+      if (b.size > INLINE_MAX) throw fsError('EINVAL', `chunk ${c.idx}: inline data in a file of ${b.size} bytes (at most ${INLINE_MAX})`)
     } else if (c.hash === null && c.len !== 0) throw fsError('EINVAL', `chunk ${c.idx}: a hole has len 0`)
     byIdx.set(c.idx, c)
   }

@@ -154,6 +154,31 @@ t.test('metadata operations', async (t) => {
     await t.rejects(m.call('commit', { ino: f.ino, session: s, size: 1, chunks: [{ idx: 0, hash: hash(1), len: 5 * 1024 * 1024, nodes: [] }] }), code('EINVAL'))
   })
 
+  t.test('inline chunks: stored in meta, clipped, replaced by a block, refused when misused', async (t) => {
+    const f = await mkfile(ROOT_INO, uniq('in'))
+    const s = uniq('sess')
+    const bytes = Buffer.from('small file contents\n')
+    await m.call('commit', { ino: f.ino, session: s, size: bytes.length, chunks: [{ idx: 0, hash: null, len: bytes.length, nodes: [], data: bytes }] })
+    const opened = await m.call('open', { ino: f.ino, session: s })
+    t.equal(opened.attr.size, bytes.length)
+    t.same(opened.chunks.map((c) => [c.idx, c.hash, c.len]), [[0, null, bytes.length]])
+    t.ok(Buffer.from(opened.chunks[0]!.data ?? []).equals(bytes), 'open returns the bytes')
+    await m.call('setattr', { ino: f.ino, size: 5 })
+    t.same(Buffer.from((await m.call('chunks', { ino: f.ino })).chunks[0]!.data ?? []).toString(), 'small', 'truncate clips inline bytes')
+    const before = (await m.call('status', {})).blocks
+    await m.call('commit', { ino: f.ino, session: s, size: 200_000, chunks: [{ idx: 0, hash: hash(77), len: 200_000, nodes: ['a'] }] })
+    const page = (await m.call('chunks', { ino: f.ino })).chunks
+    t.same(page.map((c) => [c.idx, c.hash, c.data]), [[0, hash(77), undefined]], 'a block replaces the inline chunk')
+    t.equal((await m.call('status', {})).blocks, before + 1)
+    const one = (data: Buffer, len: number, extra: object = {}) => [{ idx: 0, hash: null, len, nodes: [], data, ...extra }]
+    await t.rejects(m.call('commit', { ino: f.ino, session: s, size: 4, chunks: one(Buffer.from('abc'), 4) }), code('EINVAL'), 'len must match the bytes')
+    await t.rejects(m.call('commit', { ino: f.ino, session: s, size: 3, chunks: one(Buffer.from('abc'), 3, { hash: hash(1) }) }), code('EINVAL'), 'bytes and a hash')
+    await t.rejects(m.call('commit', { ino: f.ino, session: s, size: 10_000_000, chunks: one(Buffer.from('abc'), 3) }), code('EINVAL'), 'inline data in a big file')
+    await t.rejects(m.call('commit', { ino: f.ino, session: s, size: 70_000, chunks: one(Buffer.alloc(70_000), 70_000) }), code('EBADMSG'), 'over 64 KiB of inline bytes')
+    t.same((await m.call('chunks', { ino: f.ino })).chunks.map((c) => c.hash), [hash(77)], 'refused commits changed nothing')
+    await m.call('release', { ino: f.ino, session: s })
+  })
+
   t.test('open pages chunks; chunks paging', async (t) => {
     const f = await mkfile(ROOT_INO, uniq('pg'))
     const s = uniq('sess')
