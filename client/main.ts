@@ -15,6 +15,7 @@ import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { NatsConnection, Subscription } from 'nats'
 import { BlockClient } from '../common/block-client'
+import { PinnedBlocks } from './pinned-blocks'
 import { BerthError } from '../common/errors'
 import { emitEvent, logger } from '../common/log'
 import { MetaClient } from '../common/meta-client'
@@ -82,8 +83,9 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   await meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() })
   const blocks = new BlockClient(nc, { cluster: cfg.cluster, token: hello.token, replicas: hello.replicas, deadlineMs: cfg.deadlineMs })
   await blocks.start()
+  const pinned = new PinnedBlocks(blocks, meta, session)
 
-  const vfs = new Vfs(meta, blocks, {
+  const vfs = new Vfs(meta, pinned, {
     session,
     chunkSize: hello.chunkSize,
     cacheBytes: cfg.cacheBytes,
@@ -114,6 +116,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
       log.info(`unmounting ${cfg.mountpoint} (${why})`)
       const errors = await vfs.flushAll()
       await vfs.sendReleases()
+      await pinned.sendUnpins()
       for (const e of errors) log.error('flush before unmount failed', e)
       if (isMounted(cfg.mountpoint)) await unmount(fuse, cfg.mountpoint)
       clearInterval(renew)

@@ -374,8 +374,8 @@ export class OpenFile {
     const job = (async () => {
       try {
         const body = buf.data.subarray(0, buf.len)
-        const { hash, nodes } = await this.wb.blocks.put(body)
-        this.pending.set(idx, { idx, hash, len: buf.len, nodes })
+        const { hash, nodes, sums } = await this.wb.blocks.put(body)
+        this.pending.set(idx, { idx, hash, len: buf.len, nodes, sums })
         // a full chunk is handed to the cache as is; a partial one is copied so the
         // 4 MiB buffer behind it is not pinned for a few bytes
         this.wb.cache.add(hash, buf.len === buf.data.length ? body : Buffer.from(body))

@@ -10,9 +10,26 @@ export interface MetaApi {
   call<Op extends MetaOp>(op: Op, body: Omit<MetaRequest<Op>, 'rid'>, opts?: { deadlineMs?: number }): Promise<MetaReplies[Op]>
 }
 
+export interface BlockPut {
+  hash: string
+  /** Nodes holding a durable copy: min(R, live nodes) of them, or the put failed. */
+  nodes: string[]
+  /** Piece checksums of the block (common/checksums.ts), to be committed with it. */
+  sums: Uint8Array
+}
+
 export interface BlockApi {
-  /** Stores `data` durably on `replicas` nodes; resolves with its hash and the nodes. */
-  put(data: Uint8Array, hash?: string): Promise<{ hash: string; nodes: string[] }>
+  /**
+   * Stores `data` durably on min(R, live) nodes; resolves with its hash, the
+   * nodes and its piece sums. The block is pinned for this session from before
+   * the upload until it is committed or released (GC cannot take it meanwhile).
+   */
+  put(data: Uint8Array, hash?: string): Promise<BlockPut>
+  /**
+   * The caller will not commit these uploaded blocks (replaced or truncated
+   * away before commit): their pins may go. Fire and forget.
+   */
+  release(hashes: string[]): void
   /** Whole block (or a range), verified against `hash`; any listed node may serve. */
   get(hash: string, nodes: string[], opts?: { offset?: number; length?: number }): Promise<Buffer>
 }

@@ -17,6 +17,7 @@ import type { Readable } from 'node:stream'
 import type { NatsConnection, Subscription } from 'nats'
 import { Pool } from 'undici'
 import { z } from 'zod'
+import { pieceSums } from './checksums'
 import { BerthError, type ErrorCode } from './errors'
 import { blockHash, CHAIN_HEADER, HEARTBEAT_MS, heartbeat, NODE_DEAD_MS, type Heartbeat, type PlaceReply, type PutReply } from './protocol'
 import { parseBody, request, subjects, type Subjects } from './wire'
@@ -294,7 +295,7 @@ export class BlockClient {
    * Places the block, PUTs it to the first target with the rest as chain, and
    * resolves when at least one replica is durable; returns the node ids holding it.
    */
-  async put(data: Uint8Array, hash?: string): Promise<{ hash: string; nodes: string[] }> {
+  async put(data: Uint8Array, hash?: string): Promise<{ hash: string; nodes: string[]; sums: Uint8Array }> {
     const h = hash ?? sha256hex(data)
     if (!/^[0-9a-f]{64}$/.test(h)) throw new BerthError('EINVAL', `not a block name: "${h.slice(0, 80)}"`)
     const deadline = Date.now() + this.deadlineMs
@@ -336,7 +337,7 @@ export class BlockClient {
       for (const t of targets) this.peers.set(t.id, { url: t.url, seen: Math.max(Date.now(), this.peers.get(t.id)?.seen ?? 0), state: 'up' })
       try {
         const res = await this.http.put(first, h, data, data.length, targets.slice(1), Math.max(1, deadline - Date.now()))
-        if (res.stored.length > 0) return { hash: h, nodes: res.stored }
+        if (res.stored.length > 0) return { hash: h, nodes: res.stored, sums: pieceSums(data) }
         last = new BerthError('EIO', `node ${first.id} stored nothing`)
       } catch (err) {
         const code = (err as BerthError).code
@@ -413,6 +414,9 @@ export class BlockClient {
     if (Date.now() >= deadline) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }) }
     return { err: new BerthError('EIO', `get ${hash.slice(0, 12)}: no live node could serve it (tried ${order.length})`, { cause: last }) }
   }
+
+  /** No pins at this layer (client/pinned-blocks.ts adds them). */
+  release(_hashes: string[]): void {}
 
   async close(): Promise<void> {
     this.sub?.unsubscribe()

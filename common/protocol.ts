@@ -57,6 +57,15 @@ export const chunkRef = z.object({
     .custom<Uint8Array>((v) => v instanceof Uint8Array, 'inline data must be bytes')
     .refine((b) => b.length <= INLINE_MAX, `inline data over ${INLINE_MAX} bytes`)
     .optional(),
+  /**
+   * CRC32 of every 64 KiB piece of the block (common/checksums.ts), computed by
+   * the writer; readers verify every byte they return against it. Absent for
+   * holes, inline chunks and blocks written before checksums existed.
+   */
+  sums: z
+    .custom<Uint8Array>((v) => v instanceof Uint8Array, 'sums must be bytes')
+    .refine((b) => b.length % 4 === 0 && b.length <= 4096, 'sums: 4 bytes per 64 KiB piece, at most 1024 pieces')
+    .optional(),
 })
 export type ChunkRef = z.infer<typeof chunkRef>
 
@@ -143,6 +152,16 @@ export const metaRequests = {
   session: z.object({ rid, session, ttlMs: z.number().int().min(1000).max(3_600_000), host: z.string().max(256).default('') }),
   sessionEnd: z.object({ rid, session }),
   status: z.object({ rid }),
+  /**
+   * Upload pin: `session` is about to upload (or has uploaded) these blocks and
+   * will commit them; meta must not delete any of them until the session commits,
+   * unpins or ends (docs/data-node.md#block-lifecycle).
+   */
+  pin: z.object({ rid, session, hashes: z.array(blockHash).min(1).max(MAX_PAGE) }),
+  /** Drops this session's pins (an upload replaced before its commit). */
+  unpin: z.object({ rid, session, hashes: z.array(blockHash).min(1).max(MAX_PAGE) }),
+  /** A reader found `node`'s copy of `hash` bad (checksum, short, missing): meta drops it and repairs. */
+  badCopy: z.object({ rid, hash: blockHash, node: z.string().min(1).max(64), reason: z.string().max(256).default('') }),
 } as const
 
 export type MetaOp = keyof typeof metaRequests
@@ -207,11 +226,14 @@ export interface MetaReplies {
   session: Record<string, never>
   sessionEnd: Record<string, never>
   status: StatusReply
+  pin: Record<string, never>
+  unpin: Record<string, never>
+  badCopy: Record<string, never>
 }
 
-/** Read-only operations: safe to retry even without a request id. */
+/** Read-only or idempotent operations: safe to retry even without a request id (no reply cache). */
 export const IDEMPOTENT_OPS: ReadonlySet<MetaOp> = new Set<MetaOp>([
-  'hello', 'lookup', 'getattr', 'readlink', 'readdir', 'statfs', 'getxattr', 'listxattr', 'chunks', 'status', 'session',
+  'hello', 'lookup', 'getattr', 'readlink', 'readdir', 'statfs', 'getxattr', 'listxattr', 'chunks', 'status', 'session', 'pin', 'unpin', 'badCopy',
 ])
 
 // ---- data plane control messages ----

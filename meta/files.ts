@@ -19,9 +19,9 @@ import { nowTs } from './time'
 export const DEFAULT_SESSION_TTL_MS = 60_000
 
 async function chunkPage(c: Conn, ino: number, from: number, limit: number): Promise<{ chunks: ChunkRef[]; more: boolean }> {
-  const rows = await c.all<{ idx: number; hash: string | null; len: number; data: Buffer | null }>(
-    `SELECT idx, hash, len, NULL AS data FROM chunks WHERE ino = ? AND idx >= ?
-     UNION ALL SELECT idx, NULL, length(data), data FROM inline_chunks WHERE ino = ? AND idx >= ?
+  const rows = await c.all<{ idx: number; hash: string | null; len: number; data: Buffer | null; sums: Buffer | null }>(
+    `SELECT c.idx AS idx, c.hash AS hash, c.len AS len, NULL AS data, b.sums AS sums FROM chunks c LEFT JOIN blocks b ON b.hash = c.hash WHERE c.ino = ? AND c.idx >= ?
+     UNION ALL SELECT idx, NULL, length(data), data, NULL FROM inline_chunks WHERE ino = ? AND idx >= ?
      ORDER BY idx LIMIT ?`,
     [ino, from, ino, from, limit + 1],
   )
@@ -42,7 +42,9 @@ async function chunkPage(c: Conn, ino: number, from: number, limit: number): Pro
   }
   return {
     chunks: page.map((r) =>
-      r.hash === null ? { idx: r.idx, hash: null, len: r.len, nodes: [], data: r.data ?? Buffer.alloc(0) } : { idx: r.idx, hash: r.hash, len: r.len, nodes: (nodes.get(r.hash) ?? []).slice(0, 16) },
+      r.hash === null
+        ? { idx: r.idx, hash: null, len: r.len, nodes: [], data: r.data ?? Buffer.alloc(0) }
+        : { idx: r.idx, hash: r.hash, len: r.len, nodes: (nodes.get(r.hash) ?? []).slice(0, 16), ...(r.sums ? { sums: r.sums } : {}) },
     ),
     more,
   }
@@ -96,6 +98,9 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
         await tx.run('INSERT INTO inline_chunks (ino, idx, data) VALUES (?, ?, ?)', [b.ino, c.idx, Buffer.from(c.data.buffer, c.data.byteOffset, c.data.byteLength)])
       } else if (c.hash) {
         await refBlock(tx, c.hash, c.len)
+        // sums describe the block's bytes, so the first writer's are everyone's
+        if (c.sums) await tx.run('UPDATE blocks SET sums = ? WHERE hash = ? AND sums IS NULL', [Buffer.from(c.sums.buffer, c.sums.byteOffset, c.sums.byteLength), c.hash])
+        await tx.run('DELETE FROM pins WHERE hash = ? AND session = ?', [c.hash, b.session])
         for (const node of c.nodes) await tx.run('INSERT OR IGNORE INTO replicas (hash, node_id) VALUES (?, ?)', [c.hash, node])
         await tx.run('INSERT INTO chunks (ino, idx, hash, len) VALUES (?, ?, ?, ?) ON CONFLICT (ino, idx) DO UPDATE SET hash = excluded.hash, len = excluded.len', [
           b.ino,
@@ -149,8 +154,45 @@ export async function session(env: MetaEnv, b: MetaParsed<'session'>): Promise<M
   return {}
 }
 
+/**
+ * Upload pins (docs/data-node.md#block-lifecycle): a pinned block is never
+ * collected. A pin on a block meta does not know yet creates its row with no
+ * references, so GC, reconciliation and commit all see one lifecycle.
+ */
+export async function pin(env: MetaEnv, b: MetaParsed<'pin'>): Promise<MetaReplies['pin']> {
+  await env.db.write(async (tx) => {
+    await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [b.session, '', Date.now() + DEFAULT_SESSION_TTL_MS])
+    const nowMs = Date.now()
+    for (const hash of b.hashes) {
+      await tx.run('INSERT INTO blocks (hash, refs, size, zero_since) VALUES (?, 0, 0, NULL) ON CONFLICT (hash) DO UPDATE SET zero_since = NULL', [hash])
+      await tx.run('INSERT INTO pins (hash, session, since) VALUES (?, ?, ?) ON CONFLICT (hash, session) DO UPDATE SET since = excluded.since', [hash, b.session, nowMs])
+    }
+  })
+  return {}
+}
+
+/** Drops pins; a block left with no references and no pins starts its grace period. */
+async function dropPins(tx: Conn, session: string, hashes: string[], nowMs: number): Promise<void> {
+  for (const hash of hashes) {
+    await tx.run('DELETE FROM pins WHERE hash = ? AND session = ?', [hash, session])
+    await tx.run('UPDATE blocks SET zero_since = ? WHERE hash = ? AND refs <= 0 AND zero_since IS NULL AND NOT EXISTS (SELECT 1 FROM pins WHERE hash = ?)', [nowMs, hash, hash])
+  }
+}
+
+export async function unpin(env: MetaEnv, b: MetaParsed<'unpin'>): Promise<MetaReplies['unpin']> {
+  await env.db.write((tx) => dropPins(tx, b.session, b.hashes, Date.now()))
+  return {}
+}
+
 async function endSession(tx: Conn, id: string, ch: Changes): Promise<void> {
   const held = await tx.all<{ ino: number }>('SELECT ino FROM open_files WHERE session = ?', [id])
+  const pinned = await tx.all<{ hash: string }>('SELECT hash FROM pins WHERE session = ?', [id])
+  await dropPins(
+    tx,
+    id,
+    pinned.map((p) => p.hash),
+    Date.now(),
+  )
   await tx.run('DELETE FROM open_files WHERE session = ?', [id])
   await tx.run('DELETE FROM sessions WHERE id = ?', [id])
   const nowMs = Date.now()

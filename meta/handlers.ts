@@ -5,7 +5,8 @@
 import type { MetaOp, MetaParsed, MetaReplies } from '../common/protocol'
 import { hello, statfs, status } from './cluster-ops'
 import type { Changes, MetaEnv } from './context'
-import { chunks, commit, open, release, session, sessionEnd } from './files'
+import { badCopy } from './copies'
+import { chunks, commit, open, pin, release, session, sessionEnd, unpin } from './files'
 import { getattr, link, lookup, mkdir, mknod, readdir, readlink, rename, rmdir, setattr, symlink, unlink } from './namespace'
 import { getxattr, listxattr, removexattr, setxattr } from './xattrs'
 
@@ -38,4 +39,7 @@ export const handlers: Handlers = {
   session,
   sessionEnd,
   status: (env) => status(env),
+  pin,
+  unpin,
+  badCopy,
 }

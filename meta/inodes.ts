@@ -129,8 +129,9 @@ export async function refBlock(c: Conn, hash: string, size: number): Promise<voi
 /** A block whose count reaches zero is kept for the GC grace period, then deleted. */
 export async function unrefBlock(c: Conn, hash: string, nowMs: number): Promise<void> {
   await c.run(
-    'UPDATE blocks SET refs = refs - 1, zero_since = CASE WHEN refs - 1 <= 0 THEN ? ELSE NULL END WHERE hash = ?',
-    [nowMs, hash],
+    `UPDATE blocks SET refs = refs - 1,
+       zero_since = CASE WHEN refs - 1 <= 0 AND NOT EXISTS (SELECT 1 FROM pins p WHERE p.hash = ?) THEN ? ELSE NULL END WHERE hash = ?`,
+    [hash, nowMs, hash],
   )
 }
 

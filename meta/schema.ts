@@ -89,6 +89,21 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       ) WITHOUT ROWID;
     `)
   },
+  // v3: the block lifecycle (docs/data-node.md#block-lifecycle). Upload pins keep
+  // a block that a session uploaded (or re-uploaded by dedup) from GC until the
+  // session commits it; piece checksums let readers verify ranges end to end.
+  async (c) => {
+    await c.exec(`
+      CREATE TABLE pins (
+        hash TEXT NOT NULL,
+        session TEXT NOT NULL,
+        since INTEGER NOT NULL,
+        PRIMARY KEY (hash, session)
+      ) WITHOUT ROWID;
+      CREATE INDEX pins_session ON pins (session);
+      ALTER TABLE blocks ADD COLUMN sums BLOB;
+    `)
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -1,0 +1,53 @@
+/**
+ * The client's BlockApi: every upload is pinned with meta before its bytes go
+ * out, so GC can never delete a block between the upload that (re)creates it
+ * and the commit that references it, even when the upload was deduplicated by
+ * a node that already held the content (docs/data-node.md#block-lifecycle).
+ * Commit drops the pin; `release` drops pins of uploads that will never be
+ * committed (batched, fire and forget: a pin left behind ends with the session).
+ */
+import { sha256hex, type BlockClient } from '../common/block-client'
+import { logger } from '../common/log'
+import type { BlockApi, BlockPut, MetaApi } from './stores'
+
+const log = logger('client')
+const UNPIN_BATCH = 1000
+
+export class PinnedBlocks implements BlockApi {
+  private unpins: string[] = []
+  private unpinTimer: NodeJS.Timeout | undefined
+
+  constructor(
+    private readonly inner: Pick<BlockClient, 'put' | 'get'>,
+    private readonly meta: MetaApi,
+    private readonly session: string,
+  ) {}
+
+  async put(data: Uint8Array, hash?: string): Promise<BlockPut> {
+    const h = hash ?? sha256hex(data)
+    await this.meta.call('pin', { session: this.session, hashes: [h] })
+    return this.inner.put(data, h)
+  }
+
+  get(hash: string, nodes: string[], opts?: { offset?: number; length?: number }): Promise<Buffer> {
+    return this.inner.get(hash, nodes, opts)
+  }
+
+  release(hashes: string[]): void {
+    this.unpins.push(...hashes)
+    if (this.unpins.length >= UNPIN_BATCH) void this.sendUnpins()
+    else this.unpinTimer ??= setTimeout(() => void this.sendUnpins(), 50)
+  }
+
+  /** Sends queued unpins now (also at unmount). */
+  async sendUnpins(): Promise<void> {
+    if (this.unpinTimer) clearTimeout(this.unpinTimer)
+    this.unpinTimer = undefined
+    while (this.unpins.length) {
+      const hashes = [...new Set(this.unpins.splice(0, UNPIN_BATCH))]
+      await this.meta.call('unpin', { session: this.session, hashes }).catch((err: unknown) => {
+        log.warn(`unpin of ${hashes.length} block(s) failed; they stay pinned until the session ends: ${(err as Error).message}`)
+      })
+    }
+  }
+}
