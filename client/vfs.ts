@@ -366,14 +366,24 @@ export class Vfs {
       }
       this.cache.setAttr(reply.attr)
     } else if (!f.isDirty) {
-      // close-to-open: another client may have committed since our last open
+      // close-to-open: another client may have committed since our last open.
+      // The file counts this opener meanwhile: were the last other handle
+      // closed during the wait, the file would be dropped and this handle
+      // would land on an orphan no later open sees (readers saw zeros).
       const file = f
-      await f.revalidate(async () => {
-        const { attr: fresh } = await this.meta.call('getattr', { ino: attr.ino })
-        if (fresh.gen === file.attr.gen && fresh.size === file.attr.size) return undefined
-        const { chunks, more } = await this.meta.call('chunks', { ino: attr.ino, from: 0 })
-        return { attr: fresh, chunks: await this.loadChunks(attr.ino, chunks, more) }
-      })
+      f.handles++
+      try {
+        await f.revalidate(async () => {
+          const { attr: fresh } = await this.meta.call('getattr', { ino: attr.ino })
+          if (fresh.gen === file.attr.gen && fresh.size === file.attr.size) return undefined
+          const { chunks, more } = await this.meta.call('chunks', { ino: attr.ino, from: 0 })
+          return { attr: fresh, chunks: await this.loadChunks(attr.ino, chunks, more) }
+        })
+      } catch (err) {
+        this.unref(f)
+        throw err
+      }
+      f.handles--
     }
     return this.addHandle(f, flags)
   }
@@ -456,14 +466,18 @@ export class Vfs {
         this.afterCommit(f)
       }
     } finally {
-      f.handles--
-      if (f.handles === 0) {
-        if (this.files.get(f.attr.ino) === f) this.files.delete(f.attr.ino)
-        f.discard()
-        this.wb.untrack(f)
-        this.queueRelease(f.attr.ino)
-      }
+      this.unref(f)
     }
+  }
+
+  /** One handle (or opener) less; the last one drops the file and releases it in meta. */
+  private unref(f: OpenFile): void {
+    f.handles--
+    if (f.handles > 0) return
+    if (this.files.get(f.attr.ino) === f) this.files.delete(f.attr.ino)
+    f.discard()
+    this.wb.untrack(f)
+    this.queueRelease(f.attr.ino)
   }
 
   /**
