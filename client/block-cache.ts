@@ -2,6 +2,11 @@
  * Blocks are immutable and named by their hash, so a cached block is never
  * stale. The cache is bounded in bytes (LRU); concurrent misses for one hash
  * share one fetch, and readahead uses the same path without being awaited.
+ *
+ * It holds only verified bytes: blocks fetched through BlockApi.get (checked
+ * against their SHA-256 there) and blocks this client wrote (their hash was
+ * computed from these very bytes). Ranges are verified against the chunk's
+ * piece sums by BlockApi.get and are not cached.
  */
 import { LRUCache } from 'lru-cache'
 import type { ChunkRef } from '../common/protocol'
@@ -44,16 +49,19 @@ export class BlockCache {
 
   /**
    * `length` bytes at `offset` of the block: from the cache when it holds the
-   * block, else a Range GET of just those bytes, not cached. Random readers
+   * block, else a Range GET of the 64 KiB pieces covering them, each checked
+   * against the writer's piece sums (`ref.sums`), not cached. Random readers
    * use this: fetching whole 4 MiB blocks for 4 KiB reads would move 1000x
-   * the bytes and churn the cache. A range is not hash-checked here (the node
-   * verified the whole block when storing it and its scrub re-verifies).
+   * the bytes and churn the cache. A chunk without sums (written before they
+   * existed) is read as a whole block, verified by its hash, and cached.
+   * Fewer bytes than asked only where the verified block itself ends.
    */
   async readRange(ref: ChunkRef, offset: number, length: number): Promise<Buffer> {
     if (!ref.hash) return Buffer.alloc(0)
-    const hit = this.cache.get(ref.hash) ?? (await this.inflight.get(ref.hash))
+    const hit = this.cache.get(ref.hash) ?? (await this.inflight.get(ref.hash)?.catch(() => undefined))
     if (hit) return hit.subarray(offset, offset + length)
-    return this.blocks.get(ref.hash, ref.nodes, { offset, length })
+    if (!ref.sums || ref.sums.length === 0) return (await this.fetch(ref.hash, ref.nodes)).subarray(offset, offset + length)
+    return this.blocks.get(ref.hash, ref.nodes, { offset, length, sums: ref.sums })
   }
 
   /** Starts fetching `ref` in the background unless cached or already coming. */
