@@ -335,16 +335,23 @@ export class BlockClient {
     return live.length > 0 && live.every((p) => p.state === 'full')
   }
 
+  /** True when some live node reports itself full. */
+  private anyFull(): boolean {
+    const now = Date.now()
+    return [...this.peers.values()].some((p) => now - p.seen <= NODE_DEAD_MS && p.state === 'full')
+  }
+
   /**
-   * Copies a put must reach before it resolves: min(R, nodes that can hold a
-   * copy), i.e. live nodes taking writes plus those already holding this block.
-   * A node that died counts until its heartbeat is stale (NODE_DEAD_MS); until
-   * then the put keeps placing elsewhere rather than ack short.
+   * Copies a put must reach before it resolves: min(R, live nodes), draining
+   * ones aside (they are leaving), plus those already holding this block. A
+   * full node counts: a write it cannot take fails with ENOSPC rather than
+   * being acknowledged short. A node that died counts until its heartbeat is
+   * stale (NODE_DEAD_MS); until then the put keeps placing elsewhere.
    */
   private quorum(holders: ReadonlySet<string>): number {
     const now = Date.now()
     let able = 0
-    for (const [id, p] of this.peers) if (holders.has(id) || (now - p.seen <= NODE_DEAD_MS && p.state === 'up')) able++
+    for (const [id, p] of this.peers) if (holders.has(id) || (now - p.seen <= NODE_DEAD_MS && p.state !== 'draining')) able++
     return Math.max(1, Math.min(this.opts.replicas, able))
   }
 
@@ -407,7 +414,8 @@ export class BlockClient {
       const left = deadline - Date.now()
       const got = holders.size ? ` (durable on ${holders.size} of ${want} nodes)` : ''
       // nodes refusing for space until the end: that is the answer, not a timeout
-      if (left <= 0 && (last as BerthError | null)?.code === 'ENOSPC') throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: no data node has room for it${got}`, { cause: last })
+      const noRoom = (last as BerthError | null)?.code === 'ENOSPC' || (holders.size > 0 && this.anyFull())
+      if (left <= 0 && noRoom) throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: no data node has room for it${got}`, { cause: last })
       if (left <= 0) throw new BerthError('ETIMEDOUT', `put ${h.slice(0, 12)}: not stored on ${want} nodes within ${this.deadlineMs} ms${got}${last ? ` (last error: ${(last as Error).message})` : ''}`, { cause: last })
       let reply: PlaceReply
       try {
@@ -427,7 +435,7 @@ export class BlockClient {
           await pause()
           continue
         }
-        if (this.allFull()) throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: every live data node is full`, { cause: err })
+        if (this.allFull() || (holders.size > 0 && this.anyFull())) throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: no data node has room for the ${want - holders.size} missing copies`, { cause: err })
         throw err
       }
       const targets = (Array.isArray(reply.targets) ? reply.targets : []).filter((t) => typeof t?.id === 'string' && typeof t?.url === 'string' && !holders.has(t.id))
