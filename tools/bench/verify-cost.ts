@@ -102,6 +102,12 @@ async function main(): Promise<void> {
         const s = stored[b]!
         await bc.get(s.hash, s.nodes, { offset: off, length: 4096, sums: s.sums })
       })],
+      ['rand 64 KiB unverified', () => measure(reads, 4096, depth, async (i) => {
+        const { b, off } = offsets[i]!
+        const s = stored[b]!
+        const start = off - (off % 65536)
+        await raw.get(s.first, s.hash, { start, end: start + 65535 }, 60_000)
+      })],
       ['seq 4 MiB unverified', () => measure(nBlocks, BLOCK, depth, async (i) => {
         const s = stored[i]!
         await raw.get(s.first, s.hash, null, 60_000)
@@ -113,7 +119,7 @@ async function main(): Promise<void> {
     ]
     for (let round = 0; round < rounds; round++) {
       // odd rounds run each pair the other way round, so order effects cancel
-      const order = round % 2 === 0 ? phases : [phases[1]!, phases[0]!, phases[3]!, phases[2]!]
+      const order = round % 2 === 0 ? phases : [...phases].reverse()
       for (const [name, run] of order) rows.set(name, [...(rows.get(name) ?? []), await run()])
     }
     await raw.close()
