@@ -29,7 +29,7 @@ export class PinnedBlocks implements BlockApi {
     return this.inner.put(data, h)
   }
 
-  get(hash: string, nodes: string[], opts?: { offset?: number; length?: number }): Promise<Buffer> {
+  get(hash: string, nodes: string[], opts?: { offset?: number; length?: number; sums?: Uint8Array }): Promise<Buffer> {
     return this.inner.get(hash, nodes, opts)
   }
 

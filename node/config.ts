@@ -20,6 +20,8 @@ Runs a data node: content-addressed blocks in DIR served over HTTP on HOST:PORT.
   --secret-file FILE     data-plane bearer token (default: env BERTH_SECRET)
   --max-block BYTES      largest accepted block (default 64 MiB)
   --scrub-interval-ms N  pause between re-hashing two stored blocks (default 1000, 0 = no scrub)
+  --max-puts N           PUT bodies received at once; more get 503 + Retry-After (default 16)
+  --put-idle-ms N        drop a PUT whose body sends nothing for N ms (default 15000)
   --user U --pass P | --token T | --creds F   NATS auth (or BERTH_NATS_USER/PASS/TOKEN/CREDS)
 `
 
@@ -40,6 +42,10 @@ export interface NodeConfig {
   secret: string
   maxBlock: number
   scrubIntervalMs: number
+  /** Concurrent PUT bodies (memory bound: maxPuts x block size). */
+  maxPuts: number
+  /** A PUT body idle this long is dropped and its reservation released. */
+  putIdleMs: number
 }
 
 /** Accepts `host:port`, `[v6]:port` and `:port`. */
@@ -66,6 +72,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
       'secret-file': { type: 'string' },
       'max-block': { type: 'string' },
       'scrub-interval-ms': { type: 'string' },
+      'max-puts': { type: 'string' },
+      'put-idle-ms': { type: 'string' },
       user: { type: 'string' },
       pass: { type: 'string' },
       token: { type: 'string' },
@@ -107,5 +115,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     secret,
     maxBlock: intFlag('--max-block', values['max-block'], DEFAULT_MAX_BLOCK, 1),
     scrubIntervalMs: intFlag('--scrub-interval-ms', values['scrub-interval-ms'], 1000, 0),
+    maxPuts: intFlag('--max-puts', values['max-puts'], 16, 1, 4096),
+    putIdleMs: intFlag('--put-idle-ms', values['put-idle-ms'], 15_000, 100),
   })
 }

@@ -45,7 +45,23 @@ export async function run(argv: string[]): Promise<void> {
 
   const metrics = createMetrics(() => store.usage())
   const http = new NodeHttp(cfg.secret)
-  const server = createHttpApi({ id, secret: cfg.secret, maxBlock: cfg.maxBlock, store, metrics, http, state, free, log })
+  // Peers are learned from heartbeats once NATS is up; until then the chain
+  // check knows nobody and refuses every chain (no PUT arrives before placement anyway).
+  let peers: Peers | null = null
+  const server = createHttpApi({
+    id,
+    secret: cfg.secret,
+    maxBlock: cfg.maxBlock,
+    store,
+    metrics,
+    http,
+    state,
+    free,
+    peerUrl: (peerId) => peers?.urlOf(peerId),
+    maxPuts: cfg.maxPuts,
+    putIdleMs: cfg.putIdleMs,
+    log,
+  })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(cfg.port, cfg.host, () => {
@@ -59,7 +75,7 @@ export async function run(argv: string[]): Promise<void> {
 
   const nc = await connectNats({ url: cfg.natsUrl, name: `berth-node-${id}`, ...cfg.nats })
   const startedAt = Date.now()
-  const peers = new Peers(nc, subj.heartbeat, log)
+  peers = new Peers(nc, subj.heartbeat, log)
   const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt })
   peers.start(self)
 
