@@ -20,6 +20,7 @@ Runs a data node: content-addressed blocks in DIR served over HTTP on HOST:PORT.
   --secret-file FILE     data-plane bearer token (default: env BERTH_SECRET)
   --max-block BYTES      largest accepted block (default 64 MiB)
   --scrub-interval-ms N  pause between re-hashing two stored blocks (default 1000, 0 = no scrub)
+  --trash-hours H        keep deleted copies in DIR/trash this long before purging (default 24; fractions allowed, 0 = purge at once)
   --user U --pass P | --token T | --creds F   NATS auth (or BERTH_NATS_USER/PASS/TOKEN/CREDS)
 `
 
@@ -40,6 +41,8 @@ export interface NodeConfig {
   secret: string
   maxBlock: number
   scrubIntervalMs: number
+  /** Deleted copies stay in DIR/trash this long (ms) before they are purged. */
+  trashMs: number
 }
 
 /** Accepts `host:port`, `[v6]:port` and `:port`. */
@@ -66,6 +69,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
       'secret-file': { type: 'string' },
       'max-block': { type: 'string' },
       'scrub-interval-ms': { type: 'string' },
+      'trash-hours': { type: 'string' },
       user: { type: 'string' },
       pass: { type: 'string' },
       token: { type: 'string' },
@@ -107,5 +111,15 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     secret,
     maxBlock: intFlag('--max-block', values['max-block'], DEFAULT_MAX_BLOCK, 1),
     scrubIntervalMs: intFlag('--scrub-interval-ms', values['scrub-interval-ms'], 1000, 0),
+    trashMs: hoursFlag('--trash-hours', values['trash-hours'], 24),
   })
+}
+
+/** A non-negative number of hours (fractions allowed, so tests can use seconds), as ms. */
+function hoursFlag(name: string, value: string | undefined, fallback: number): number {
+  const h = value === undefined ? fallback : Number(value)
+  if ((value !== undefined && value.trim() === '') || !Number.isFinite(h) || h < 0 || h > 24 * 365) {
+    throw new Error(`${name} must be a number of hours in 0..8760, got "${value}"`)
+  }
+  return Math.round(h * 3600_000)
 }
