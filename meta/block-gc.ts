@@ -15,7 +15,7 @@ import { deleteCopies, deleteToken, type AskNode } from './node-commands'
 
 const BATCH = 1000
 
-export async function collectGarbage(env: MetaEnv, ask: AskNode, log: Logger, graceMs: number): Promise<number> {
+export async function collectGarbage(env: Pick<MetaEnv, 'db'>, ask: AskNode, log: Logger, graceMs: number): Promise<number> {
   const cutoff = Date.now() - graceMs
   const due = await env.db.read.all<{ hash: string; node_id: string | null }>(
     `SELECT b.hash AS hash, r.node_id AS node_id FROM
