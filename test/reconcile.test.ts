@@ -7,7 +7,7 @@
  * - `berth status` counts blocks below R apart from blocks below min(R, live).
  */
 import { execFile } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -24,13 +24,13 @@ const who = { uid: 0, gid: 0 }
 const FAST = ['--reconcile-interval-ms', '500', '--repair-interval-ms', '300', '--gc-grace-ms', '500']
 
 let fileSeq = 0
-/** A committed one-chunk file through the pinned path; returns its block hash. */
-async function writeFile(bc: BlockClient, meta: MetaClient, data: Buffer): Promise<string> {
+/** A committed one-chunk file through the pinned path; returns its block hash and inode. */
+async function writeFile(bc: BlockClient, meta: MetaClient, data: Buffer): Promise<{ hash: string; ino: number }> {
   const session = `w-${fileSeq}`
   const f = (await meta.call('mknod', { parent: ROOT_INO, name: `f${fileSeq++}`, mode: REG, ...who })).attr
   const p = await pinned(bc, meta, session).put(data)
   await meta.call('commit', { ino: f.ino, session, size: data.length, chunks: [{ idx: 0, hash: p.hash, len: data.length, nodes: p.nodes }] })
-  return p.hash
+  return { hash: p.hash, ino: f.ino }
 }
 
 /** Node ids meta lists for `hash` (through a file's chunk map). */
@@ -47,8 +47,7 @@ t.test('a replica deleted by hand is found and repaired', async (t) => {
   const bc = await blockClient(t, c, 3)
   const meta = await c.metaClient()
   const data = randomBytes(300_000)
-  const hash = await writeFile(bc, meta, data)
-  const ino = (await meta.call('lookup', { parent: ROOT_INO, name: 'f0' })).attr.ino
+  const { hash, ino } = await writeFile(bc, meta, data)
   const before = holders(c, hash)
   t.equal(before.length, 2, 'two copies')
   unlinkSync(blockPath(before[0]!, hash))
@@ -69,21 +68,21 @@ t.test('scrub-found corruption is reported and repaired', async (t) => {
   const bc = await blockClient(t, c, 3)
   const meta = await c.metaClient()
   const data = randomBytes(200_000)
-  const hash = await writeFile(bc, meta, data)
-  const ino = (await meta.call('lookup', { parent: ROOT_INO, name: 'f0' })).attr.ino
+  const { hash, ino } = await writeFile(bc, meta, data)
   const [bad] = holders(c, hash)
   const bytes = readFileSync(blockPath(bad!, hash))
   bytes[1234] = bytes[1234]! ^ 0xff
   writeFileSync(blockPath(bad!, hash), bytes)
   // reconciliation is off (1 h): only scrub's report can start the repair
+  const goodOnDisk = () => holders(c, hash).filter((d) => createHash('sha256').update(readFileSync(blockPath(d, hash))).digest('hex') === hash)
   const ok = await eventually(async () => {
-    const nodes = await listed(meta, ino)
-    if (nodes.length !== 2) return false
-    for (const n of nodes) if (!(await bc.get(hash, [n]).then((b) => b.equals(data), () => false))) return false
-    return true
+    const good = goodOnDisk().map(idOf).sort()
+    const nodes = (await listed(meta, ino)).sort()
+    return good.length === 2 && nodes.join() === good.join()
   }, 30_000)
-  t.ok(ok, 'two good copies listed again')
-  t.equal(holders(c, hash).length, 2, 'two copies on disk')
+  t.ok(ok, 'two good copies on disk, exactly the ones meta lists')
+  t.notOk(holders(c, hash).includes(bad!) && !goodOnDisk().includes(bad!), 'the corrupt copy is gone')
+  for (const n of await listed(meta, ino)) t.ok((await bc.get(hash, [n])).equals(data), `reads back on ${n}`)
 })
 
 async function fsck(c: TestCluster): Promise<{ code: number; report: FsckReport | null; out: string }> {
@@ -105,7 +104,7 @@ t.test('node restart after repair elsewhere: extra copies trimmed to R, fsck cle
   const bc = await blockClient(t, c, 3)
   const meta = await c.metaClient()
   const hashes: string[] = []
-  for (let i = 0; i < 6; i++) hashes.push(await writeFile(bc, meta, randomBytes(100_000 + i)))
+  for (let i = 0; i < 6; i++) hashes.push((await writeFile(bc, meta, randomBytes(100_000 + i))).hash)
   const dirs = nodeDirs(c)
   const victimIdx = dirs.findIndex((d) => hashes.some((h) => holders(c, h).includes(d)))
   const victimDir = dirs[victimIdx]!
