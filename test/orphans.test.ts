@@ -7,28 +7,35 @@
  * the copy's size (default 1024).
  */
 import { spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { startCluster } from './helpers/cluster'
 import { diskBytes, eventually, nodeDirs } from './helpers/lifecycle'
 import { mountCluster } from './helpers/mount'
 import { MiB, shAsync } from './helpers/proc'
-import { randomBytes } from 'node:crypto'
 
 const SIZE_MIB = Number(process.env.BERTH_ORPHAN_TEST_MIB ?? 1024)
 
 t.test('kill -9 of a client mid-copy: orphans reclaimed after the orphan age', { timeout: 600_000 }, async (t) => {
+  // not t.testdir(): a second call would wipe the cluster's folder
+  const srcDir = mkdtempSync(join(tmpdir(), 'berth-orphan-src-'))
+  t.teardown(() => rmSync(srcDir, { recursive: true, force: true }))
+  const src = join(srcDir, 'big.src')
+  await shAsync(`head -c ${SIZE_MIB}M /dev/urandom > ${src}`, { timeoutMs: 180_000 })
   const c = await startCluster(t, {
     nodes: 3,
     replicas: 2,
     metaArgs: ['--gc-grace-ms', '500', '--orphan-age-ms', '3000', '--reconcile-interval-ms', '1000', '--repair-interval-ms', '1000'],
     nodeArgs: ['--trash-hours', '0', '--scrub-interval-ms', '0'],
   })
-  const src = join(t.testdir(), 'big.src')
-  await shAsync(`head -c ${SIZE_MIB}M /dev/urandom > ${src}`, { timeoutMs: 180_000 })
   const m = await mountCluster(t, c)
-  writeFileSync(join(m.dir, 'kept.bin'), randomBytes(9 * MiB)) // committed at close
+  t.teardown(() => {
+    if (t.passing()) return
+    t.comment(`mount stderr: ${m.client.stderr().slice(-3000)}`)
+  })
+  await shAsync(`head -c ${9 * MiB} ${src} > ${join(m.dir, 'kept.bin')}`, { timeoutMs: 120_000 }) // committed at close
   const used = () => nodeDirs(c).reduce((s, d) => s + diskBytes(d).blocks, 0)
   const trash = () => nodeDirs(c).reduce((s, d) => s + diskBytes(d).trash, 0)
 
