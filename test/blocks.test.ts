@@ -182,7 +182,7 @@ t.test('data plane', async (t) => {
     for (;;) {
       const page = await request<{ entries: Array<{ hash: string; size: number; age: number }>; more: boolean; now: number }>(nc, s.nodeCmd(a.id), { op: 'inventory', after, limit: 2 })
       t.ok(page.entries.length <= 2)
-      t.ok(page.entries.every((e) => e.size >= 100 && e.age >= 0) && page.now > 0, 'entries carry size and age; the page the node clock')
+      t.ok(page.entries.every((e) => e.size >= 0 && e.age >= 0) && page.now > 0, 'entries carry size and age; the page the node clock')
       all.push(...page.entries.map((e) => e.hash))
       if (!page.more) break
       after = page.entries[page.entries.length - 1]!.hash
