@@ -8,7 +8,7 @@ import { NodeHttp } from '../common/block-client'
 import { emitEvent, logger } from '../common/log'
 import { connectNats } from '../common/nats-connect'
 import { HEARTBEAT_MS, type Heartbeat, type NodeState } from '../common/protocol'
-import { subjects } from '../common/wire'
+import { request, subjects } from '../common/wire'
 import { FileBlockStore } from './block-store'
 import { serveCommands } from './commands'
 import { HELP, loadConfig } from './config'
@@ -98,9 +98,26 @@ export async function run(argv: string[]): Promise<void> {
     )
   }, Math.min(1000, HEARTBEAT_MS))
 
-  const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log })
-  const scrubber = new Scrubber(store, cfg.scrubIntervalMs, metrics, log)
+  // A corrupt copy found by scrub is reported at once: meta drops its row and
+  // repairs from a good copy (reconciliation would find it later anyway).
+  const reportCorrupt = async (hash: string, reason: string): Promise<void> => {
+    await request(nc, subj.meta('badCopy'), { hash, node: id, reason: `scrub: ${reason}` }, { timeoutMs: 5000, deadlineMs: 15_000 }).catch((err: unknown) =>
+      log.warn(`could not report corrupt block ${hash} to meta (reconciliation will find it): ${(err as Error).message}`),
+    )
+  }
+  const scrubber = new Scrubber(store, cfg.scrubIntervalMs, metrics, log, reportCorrupt)
+  const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log, verify: (h) => scrubber.check(h) })
   scrubber.start()
+  const purge = setInterval(
+    () => {
+      store.purgeTrash(cfg.trashMs).then(
+        (n) => n && log.info(`purged ${n} trashed block(s)`),
+        (err: unknown) => log.warn('trash purge failed', err),
+      )
+    },
+    Math.max(200, Math.min(60_000, Math.floor(cfg.trashMs / 4))),
+  )
+  purge.unref()
 
   emitEvent('ready', { role: 'node', id, url })
   log.info(`node ${id} serving ${cfg.dir} at ${url} (capacity ${capacity} bytes, ${store.usage().blocks} blocks stored)`)
@@ -121,6 +138,7 @@ export async function run(argv: string[]): Promise<void> {
 
   draining = true
   clearInterval(refresh)
+  clearInterval(purge)
   scrubber.stop()
   placement.stop()
   peers.publishNow()
