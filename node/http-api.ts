@@ -281,7 +281,7 @@ export function createHttpApi(deps: HttpApiDeps): Server {
     }
     if (h.digest('hex') === hash) return
     deps.log.error(`block ${hash}: stored copy is corrupt; replacing it with the uploaded bytes`)
-    await deps.store.delete(hash)
+    await deps.store.discard(hash, 'corrupt on disk; replaced by the uploaded bytes')
   }
 
   /**
