@@ -58,7 +58,15 @@ export function formatStatus(s: StatusReply): string {
     `nodes: ${live} live of ${s.nodes.length}`,
     table,
     `inodes: ${s.inodes}  blocks: ${s.blocks} (${bytes(s.bytes)})  under-replicated: ${s.underReplicated}  below R=${s.replicas}: ${s.belowR}${s.belowR > s.underReplicated ? ' (too few live nodes to hold R copies)' : ''}`,
+    formatRepair(s),
     `sessions: ${s.sessions}  open files: ${s.openFiles}`,
     '',
   ].join('\n')
+}
+
+function formatRepair(s: StatusReply): string {
+  const r = s.repair
+  if (!r.blocks && !r.parked) return 'repair: idle'
+  const eta = r.etaS === null ? 'no progress in the last 30 s' : `ETA ${Math.ceil(r.etaS)} s`
+  return `repair: ${r.blocks} block(s) queued (<= ${bytes(r.bytes)})  ${bytes(r.rate)}/s  ${eta}${r.parked ? `  parked below R: ${r.parked}` : ''}`
 }

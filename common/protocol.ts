@@ -208,6 +208,21 @@ export interface StatusReply {
   replicas: number
   sessions: number
   openFiles: number
+  /** The repair queue (meta/repair-queue.ts): what is left and how fast it goes. */
+  repair: RepairProgress
+}
+
+export interface RepairProgress {
+  /** Blocks queued to be looked at (a queued block may turn out fine). */
+  blocks: number
+  /** Their bytes: an upper bound of what is left to copy. */
+  bytes: number
+  /** Blocks below R waiting for more live nodes. */
+  parked: number
+  /** Bytes per second copied over the last 30 s. */
+  rate: number
+  /** Seconds left at that rate; null when nothing moves. */
+  etaS: number | null
 }
 
 export interface MetaReplies {

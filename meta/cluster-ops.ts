@@ -1,7 +1,8 @@
 /** Cluster-wide replies: hello, statfs, status. Read-only. */
-import type { MetaReplies, NodeInfo } from '../common/protocol'
+import type { MetaReplies, NodeInfo, RepairProgress } from '../common/protocol'
 import { NAME_MAX } from '../common/names'
 import type { MetaEnv } from './context'
+import { queued } from './repair-queue'
 
 export const STATFS_BSIZE = 4096
 /** Inode numbers are handed to the kernel as 32-bit values (fuse-native stat). */
@@ -61,5 +62,12 @@ export async function status(env: MetaEnv): Promise<MetaReplies['status']> {
     replicas: env.replicas,
     sessions: await count('SELECT COUNT(*) AS n FROM sessions'),
     openFiles: await count('SELECT COUNT(*) AS n FROM open_files'),
+    repair: await repairProgress(env),
   }
+}
+
+export async function repairProgress(env: MetaEnv): Promise<RepairProgress> {
+  const q = await queued(env.db.read)
+  const rate = env.repairMeter?.rate() ?? 0
+  return { blocks: q.due, bytes: q.bytes, parked: q.parked, rate, etaS: rate > 0 ? q.bytes / rate : null }
 }

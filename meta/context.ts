@@ -1,6 +1,7 @@
 import type { Database } from './sqlite'
 import type { NodeTable } from './nodes'
 import type { AskNode } from './node-commands'
+import type { MoveMeter } from './move-meter'
 
 /** Settings and state every operation handler may use. */
 export interface MetaEnv {
@@ -14,6 +15,8 @@ export interface MetaEnv {
   readonly nodes: NodeTable
   /** Sends a command to one data node (absent in tests that run handlers without NATS). */
   readonly askNode?: AskNode
+  /** Bytes repair copies, for status ETAs (absent: no background loops). */
+  readonly repairMeter?: MoveMeter
 }
 
 /** What one request changed; published on `<cluster>.inval` after it commits. */

@@ -14,6 +14,8 @@ export class LifecycleStats {
   trimmed = 0
   /** Copies made by repair. */
   repaired = 0
+  /** Bytes of the copies made by repair. */
+  repairedBytes = 0
   /** Full reconciliation passes over one node's inventory. */
   reconcilePasses = 0
 }

@@ -21,6 +21,7 @@ import type { MetaEnv } from './context'
 import { Maintenance } from './maintenance'
 import { createMetaMetrics } from './metrics'
 import { nodeAsker } from './node-commands'
+import { MoveMeter } from './move-meter'
 import { NodeTable } from './nodes'
 import { migrate } from './schema'
 import { serveMeta } from './server'
@@ -64,12 +65,14 @@ export async function run(argv: string[]): Promise<void> {
     replicas: cfg.replicas,
     nodes,
     askNode: nodeAsker(nc, cfg.cluster),
+    repairMeter: new MoveMeter(),
   }
   const maintenance = new Maintenance(nc, env, log, {
     gcGraceMs: cfg.gcGraceMs,
     orphanAgeMs: cfg.orphanAgeMs,
     reconcileEveryMs: cfg.reconcileIntervalMs,
     replicateEveryMs: cfg.repairIntervalMs,
+    repairMbps: cfg.repairMbps,
   })
   const metrics = createMetaMetrics(env, maintenance.stats)
   const server = serveMeta(nc, env, log, metrics.observe)
