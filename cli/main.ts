@@ -9,7 +9,10 @@ interface Command {
 const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
   up: { summary: 'start a local cluster (nats-server, meta, data nodes) and mount it', load: () => require('./up') as Command },
   meta: { summary: 'run the metadata service', load: () => require('../meta/main') as Command },
-  node: { summary: 'run a data node', load: () => require('../node/main') as Command },
+  node: {
+    summary: 'run a data node; or: berth node drain|undrain|decommission|forget ID',
+    load: () => ({ run: (argv) => ((require('./node-admin') as typeof import('./node-admin')).isNodeAdmin(argv) ? (require('./node-admin') as Command) : (require('../node/main') as Command)).run(argv) }),
+  },
   mount: { summary: 'mount a cluster: berth mount NATS_URL MOUNTPOINT [-o opts]', load: () => require('../client/main') as Command },
   umount: { summary: 'flush and unmount: berth umount MOUNTPOINT', load: () => require('../client/umount') as Command },
   status: { summary: 'show nodes, capacity, under-replicated blocks and sessions', load: () => require('./status') as Command },

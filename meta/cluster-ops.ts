@@ -2,6 +2,7 @@
 import type { MetaReplies, NodeInfo, RepairProgress } from '../common/protocol'
 import { NAME_MAX } from '../common/names'
 import type { MetaEnv } from './context'
+import { drainProgress } from './node-admin'
 import { queued } from './repair-queue'
 
 export const STATFS_BSIZE = 4096
@@ -63,6 +64,7 @@ export async function status(env: MetaEnv): Promise<MetaReplies['status']> {
     sessions: await count('SELECT COUNT(*) AS n FROM sessions'),
     openFiles: await count('SELECT COUNT(*) AS n FROM open_files'),
     repair: await repairProgress(env),
+    drains: await drainProgress(env, env.repairMeter?.rate() ?? 0),
   }
 }
 

@@ -112,8 +112,9 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
         for (const node of c.nodes) {
           await tx.run('INSERT INTO replicas (hash, node_id, since) VALUES (?, ?, ?) ON CONFLICT (hash, node_id) DO UPDATE SET since = excluded.since', [c.hash, node, nowMs])
         }
-        // a writer that reached fewer than R nodes: repair adds the rest
-        if (c.nodes.length < env.replicas) await enqueue(tx, [c.hash], nowMs)
+        // a writer that reached fewer than R nodes, or a draining one (placed
+        // before it left placement): repair adds or moves the copies
+        if (c.nodes.length < env.replicas || c.nodes.some((n) => env.nodes.adminOf(n))) await enqueue(tx, [c.hash], nowMs)
         await tx.run('INSERT INTO chunks (ino, idx, hash, len) VALUES (?, ?, ?, ?) ON CONFLICT (ino, idx) DO UPDATE SET hash = excluded.hash, len = excluded.len', [
           b.ino,
           c.idx,

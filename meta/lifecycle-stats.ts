@@ -12,6 +12,8 @@ export class LifecycleStats {
   orphansKept = 0
   /** Copies beyond R removed. */
   trimmed = 0
+  /** Copies removed from draining nodes after their blocks had homes elsewhere. */
+  drained = 0
   /** Copies made by repair. */
   repaired = 0
   /** Bytes of the copies made by repair. */

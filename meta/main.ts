@@ -22,6 +22,7 @@ import { Maintenance } from './maintenance'
 import { createMetaMetrics } from './metrics'
 import { nodeAsker } from './node-commands'
 import { MoveMeter } from './move-meter'
+import { loadNodeAdmin } from './node-admin'
 import { NodeTable } from './nodes'
 import { migrate } from './schema'
 import { serveMeta } from './server'
@@ -67,6 +68,7 @@ export async function run(argv: string[]): Promise<void> {
     askNode: nodeAsker(nc, cfg.cluster),
     repairMeter: new MoveMeter(),
   }
+  await loadNodeAdmin(env)
   const maintenance = new Maintenance(nc, env, log, {
     gcGraceMs: cfg.gcGraceMs,
     orphanAgeMs: cfg.orphanAgeMs,

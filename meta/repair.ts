@@ -30,6 +30,7 @@ import type { MetaEnv } from './context'
 import type { LifecycleStats } from './lifecycle-stats'
 import { LiveSetWatch } from './live-set'
 import { MoveSlots, type Move } from './move-slots'
+import { enforceDrains } from './node-admin'
 import { deleteCopies, deleteToken, type AskNode } from './node-commands'
 import type { RateLimit } from './rate-limit'
 import { dequeue, due, enqueueNode, nodesWithRows, park, retryLater, unparkAll, type QueueEntry } from './repair-queue'
@@ -71,6 +72,7 @@ export class Repair {
   async pass(stopped: () => boolean): Promise<void> {
     await this.verifySuspects(stopped)
     await this.liveSetEvents()
+    await enforceDrains(this.env)
     await this.work(stopped)
   }
 
@@ -144,23 +146,27 @@ export class Repair {
 
   /** Handles one entry; true when it left the due queue or a copy started. */
   private async one(e: QueueEntry, live: NodeInfo[], slots: MoveSlots, copies: Promise<void>[]): Promise<boolean> {
-    const liveIds = new Set(live.map((n) => n.id))
-    const v = await this.view(e.hash, liveIds)
-    const want = wantedReplicas(this.env, live)
+    // copies on draining nodes are sources but do not count (meta/node-admin.ts)
+    const homes = live.filter((n) => !n.admin)
+    const homeIds = new Set(homes.map((n) => n.id))
+    const v = await this.view(e.hash, new Set(live.map((n) => n.id)))
+    const want = wantedReplicas(this.env, homes)
     const R = this.env.replicas
     const db = this.env.db
     if (!v || v.refs === 0) {
       await db.write((tx) => dequeue(tx, e))
       return true
     }
-    if (v.holders.length < want) {
+    const counted = v.holders.filter((h) => homeIds.has(h))
+    const leaving = v.holders.filter((h) => !homeIds.has(h))
+    if (counted.length < want) {
       if (!v.holders.length) {
         this.log.warn(`block ${e.hash} has no live replica`)
         await db.write((tx) => park(tx, e))
         return true
       }
       const avoid = new Set([...v.holders, ...v.suspects])
-      const targets = live.filter((n) => n.state === 'up' && !avoid.has(n.id))
+      const targets = homes.filter((n) => n.state === 'up' && !avoid.has(n.id))
       const move = await slots.acquire(v.holders, targets, v.size)
       if (!move) {
         await db.write((tx) => retryLater(tx, e))
@@ -169,12 +175,22 @@ export class Repair {
       copies.push(this.copy(e, move, slots))
       return true
     }
-    if (v.holders.length > R && !v.pinned) {
-      await this.trim(e.hash, v.holders, live)
+    if (leaving.length || (counted.length > R && !v.pinned)) {
+      const fullness = new Map(live.map((n) => [n.id, n.capacity > 0 ? n.used / n.capacity : 1]))
+      const byFullness = [...counted].sort((a, b) => (fullness.get(b) ?? 0) - (fullness.get(a) ?? 0) || a.localeCompare(b))
+      const extra = Math.max(0, counted.length - R)
+      const victims = [...leaving, ...byFullness.slice(0, extra)]
+      const keepers = byFullness.slice(extra)
+      const removed = v.pinned ? 0 : await this.remove(e.hash, victims, keepers, homeIds, Math.min(R, keepers.length))
+      if (removed < victims.length) {
+        // pinned (an upload in flight) or a node did not answer: later
+        await db.write((tx) => retryLater(tx, e))
+        return false
+      }
       await db.write((tx) => dequeue(tx, e))
       return true
     }
-    await db.write((tx) => (v.holders.length < R ? park(tx, e) : dequeue(tx, e)))
+    await db.write((tx) => (counted.length < R ? park(tx, e) : dequeue(tx, e)))
     return true
   }
 
@@ -200,34 +216,37 @@ export class Repair {
     }
   }
 
-  /** Removes the copies beyond R from the fullest holders (conditional delete). */
-  private async trim(hash: string, holdersIn: string[], live: NodeInfo[]): Promise<void> {
-    const R = this.env.replicas
-    const fullness = new Map(live.map((n) => [n.id, n.capacity > 0 ? n.used / n.capacity : 1]))
-    const ids = JSON.stringify(live.map((n) => n.id))
-    const holders = [...holdersIn].sort((a, b) => (fullness.get(b) ?? 0) - (fullness.get(a) ?? 0) || a.localeCompare(b))
-    const victims = holders.slice(0, holders.length - R)
-    // the copies that stay must really be there: a row reconciliation has
-    // not yet found stale must not cost a real copy
-    const keepers = holders.slice(holders.length - R)
+  /**
+   * Removes `victims`' copies through the conditional delete protocol, only
+   * while at least `keep` rows stay on counted nodes (`homes`), after the
+   * keepers confirmed with `has` that their copies really exist (a row
+   * reconciliation has not yet found stale must not cost a real copy).
+   * Returns how many were removed.
+   */
+  private async remove(hash: string, victims: string[], keepers: string[], homes: Set<string>, keep: number): Promise<number> {
     const confirmed = await Promise.all(keepers.map((n) => this.ask(n, { op: 'has', hashes: [hash] }, 5000).then((r) => r.present.includes(hash), () => false)))
-    if (!confirmed.every(Boolean)) return
+    if (!confirmed.every(Boolean)) return 0
+    const ids = JSON.stringify([...homes])
+    let done = 0
     for (const victim of victims) {
       const token = await deleteToken(this.ask, victim)
       if (token === null) continue
       const removed = await this.env.db.write(async (tx) => {
         const still = await tx.get<{ n: number }>(
-          `SELECT (SELECT COUNT(*) FROM replicas r WHERE r.hash = ? AND r.node_id IN (SELECT value FROM json_each(?))) AS n
+          `SELECT (SELECT COUNT(*) FROM replicas r WHERE r.hash = ? AND r.node_id != ? AND r.node_id IN (SELECT value FROM json_each(?))) AS n
            WHERE NOT EXISTS (SELECT 1 FROM pins WHERE hash = ?) AND EXISTS (SELECT 1 FROM replicas WHERE hash = ? AND node_id = ?)`,
-          [hash, ids, hash, hash, victim],
+          [hash, victim, ids, hash, hash, victim],
         )
-        if (!still || still.n <= R) return false
+        if (!still || still.n < keep) return false
         await tx.run('DELETE FROM replicas WHERE hash = ? AND node_id = ?', [hash, victim])
         return true
       })
       if (!removed) continue
+      done++
       const r = await deleteCopies(this.ask, this.log, victim, [hash], token)
-      this.stats.trimmed += r.deleted
+      if (homes.has(victim)) this.stats.trimmed += r.deleted
+      else this.stats.drained += r.deleted
     }
+    return done
   }
 }

@@ -141,6 +141,17 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       CREATE INDEX repair_queue_due ON repair_queue (parked, since);
     `)
   },
+  // v6: what operators asked of data nodes (meta/node-admin.ts): draining,
+  // decommissioned or forgotten; kept across meta restarts.
+  async (c) => {
+    await c.exec(`
+      CREATE TABLE node_admin (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        since INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `)
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -41,7 +41,10 @@ export async function run(argv: string[]): Promise<void> {
   const reserve = cfg.maxBlock * 2
   const free = () => Math.max(0, Math.min(capacity - store.usage().bytes, fsFree))
   let draining = false
-  const state = (): NodeState => (draining ? 'draining' : free() < reserve ? 'full' : 'up')
+  // operator drain (meta's nodeAdmin): not persisted here; meta re-sends it
+  // whenever this node's heartbeat says otherwise
+  let adminDrain = false
+  const state = (): NodeState => (draining || adminDrain ? 'draining' : free() < reserve ? 'full' : 'up')
 
   const metrics = createMetrics(() => store.usage())
   const http = new NodeHttp(cfg.secret)
@@ -106,7 +109,19 @@ export async function run(argv: string[]): Promise<void> {
     )
   }
   const scrubber = new Scrubber(store, cfg.scrubIntervalMs, metrics, log, reportCorrupt)
-  const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log, verify: (h) => scrubber.check(h) })
+  const drain = (on: boolean): boolean => {
+    adminDrain = on
+    // at once: no placement may reach this node after the command is answered
+    const s = state()
+    placement.set(s === 'up')
+    if (s !== lastState) {
+      log.info(`state ${lastState} -> ${s} (operator)`)
+      lastState = s
+      peers?.publishNow()
+    }
+    return s === 'draining'
+  }
+  const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log, verify: (h) => scrubber.check(h), drain })
   scrubber.start()
   const purge = setInterval(
     () => {
