@@ -99,6 +99,8 @@ export interface NodeInfo {
   /** ms since epoch of the last heartbeat meta saw. */
   seen: number
   alive: boolean
+  /** Failure domain from `--zone` (absent: none given). */
+  zone?: string
   /** What an operator asked of this node (meta's record; absent: nothing). */
   admin?: NodeAdminState
 }
@@ -225,6 +227,8 @@ export interface StatusReply {
   repair: RepairProgress
   /** Nodes being drained: what is left on each. */
   drains: DrainProgress[]
+  /** Referenced blocks whose live copies (2 or more) all sit in one zone while 2+ zones are live. */
+  sameZone: number
 }
 
 export interface DrainProgress {
@@ -321,6 +325,8 @@ export const heartbeat = z.object({
   blocks: size,
   state: z.enum(NODE_STATES),
   startedAt: size,
+  /** Failure domain (`--zone`): copies of a block go to different zones when enough are live. */
+  zone: z.string().min(1).max(64).optional(),
 })
 export type Heartbeat = z.infer<typeof heartbeat>
 export const HEARTBEAT_MS = 2000

@@ -65,6 +65,7 @@ export async function status(env: MetaEnv): Promise<MetaReplies['status']> {
     openFiles: await count('SELECT COUNT(*) AS n FROM open_files'),
     repair: await repairProgress(env),
     drains: await drainProgress(env, env.repairMeter?.rate() ?? 0),
+    sameZone: await sameZone(env),
   }
 }
 
@@ -72,4 +73,20 @@ export async function repairProgress(env: MetaEnv): Promise<RepairProgress> {
   const q = await queued(env.db.read)
   const rate = env.repairMeter?.rate() ?? 0
   return { blocks: q.due, bytes: q.bytes, parked: q.parked, rate, etaS: rate > 0 ? q.bytes / rate : null }
+}
+
+/**
+ * Referenced blocks whose 2+ live copies all sit in one zone while 2+ zones
+ * are live (status only: this one reads every replica row).
+ */
+export async function sameZone(env: MetaEnv): Promise<number> {
+  const zones = Object.fromEntries(env.nodes.live().flatMap((n) => (n.zone ? [[n.id, n.zone]] : [])))
+  if (new Set(Object.values(zones)).size < 2) return 0
+  const row = await env.db.read.get<{ n: number }>(
+    `SELECT COUNT(*) AS n FROM (
+       SELECT r.hash FROM replicas r JOIN json_each(?) z ON z.key = r.node_id JOIN blocks b ON b.hash = r.hash AND b.refs > 0
+       GROUP BY r.hash HAVING COUNT(*) >= 2 AND COUNT(DISTINCT z.value) < 2)`,
+    [JSON.stringify(zones)],
+  )
+  return row?.n ?? 0
 }

@@ -166,7 +166,12 @@ export class Repair {
         return true
       }
       const avoid = new Set([...v.holders, ...v.suspects])
-      const targets = homes.filter((n) => n.state === 'up' && !avoid.has(n.id))
+      const zoneOf = new Map(live.map((n) => [n.id, n.zone]))
+      const held = new Set(counted.map((h) => zoneOf.get(h)).filter((z) => z !== undefined))
+      const open = homes.filter((n) => n.state === 'up' && !avoid.has(n.id))
+      // failure domains: a zone that holds no counted copy first, whenever one is live
+      const newZone = open.filter((n) => n.zone !== undefined && !held.has(n.zone))
+      const targets = newZone.length ? newZone : open
       const move = await slots.acquire(v.holders, targets, v.size)
       if (!move) {
         await db.write((tx) => retryLater(tx, e))
@@ -177,7 +182,12 @@ export class Repair {
     }
     if (leaving.length || (counted.length > R && !v.pinned)) {
       const fullness = new Map(live.map((n) => [n.id, n.capacity > 0 ? n.used / n.capacity : 1]))
-      const byFullness = [...counted].sort((a, b) => (fullness.get(b) ?? 0) - (fullness.get(a) ?? 0) || a.localeCompare(b))
+      // victims first: copies sharing a zone with another copy, then the fullest
+      const zoneOf = new Map(live.map((n) => [n.id, n.zone ?? `-${n.id}`]))
+      const perZone = new Map<string, number>()
+      for (const h of counted) perZone.set(zoneOf.get(h) ?? h, (perZone.get(zoneOf.get(h) ?? h) ?? 0) + 1)
+      const shared = (h: string) => ((perZone.get(zoneOf.get(h) ?? h) ?? 0) > 1 ? 0 : 1)
+      const byFullness = [...counted].sort((a, b) => shared(a) - shared(b) || (fullness.get(b) ?? 0) - (fullness.get(a) ?? 0) || a.localeCompare(b))
       const extra = Math.max(0, counted.length - R)
       const victims = [...leaving, ...byFullness.slice(0, extra)]
       const keepers = byFullness.slice(extra)

@@ -22,6 +22,7 @@ Runs a data node: content-addressed blocks in DIR served over HTTP on HOST:PORT.
   --scrub-interval-ms N  pause between re-hashing two stored blocks (default 1000, 0 = no scrub)
   --max-puts N           PUT bodies received at once; more get 503 + Retry-After (default 16)
   --put-idle-ms N        drop a PUT whose body sends nothing for N ms (default 15000)
+  --zone NAME            failure domain (host, rack, ...): copies of a block go to different zones (default: env BERTH_ZONE, none)
   --trash-hours H        keep deleted copies in DIR/trash this long before purging (default 24; fractions allowed, 0 = purge at once)
   --user U --pass P | --token T | --creds F   NATS auth (or BERTH_NATS_USER/PASS/TOKEN/CREDS)
 `
@@ -47,6 +48,8 @@ export interface NodeConfig {
   maxPuts: number
   /** A PUT body idle this long is dropped and its reservation released. */
   putIdleMs: number
+  /** Failure domain; undefined: none. */
+  zone?: string
   /** Deleted copies stay in DIR/trash this long (ms) before they are purged. */
   trashMs: number
 }
@@ -78,6 +81,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
       'max-puts': { type: 'string' },
       'put-idle-ms': { type: 'string' },
       'trash-hours': { type: 'string' },
+      zone: { type: 'string' },
       user: { type: 'string' },
       pass: { type: 'string' },
       token: { type: 'string' },
@@ -122,6 +126,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     maxPuts: intFlag('--max-puts', values['max-puts'], 16, 1, 4096),
     putIdleMs: intFlag('--put-idle-ms', values['put-idle-ms'], 15_000, 100),
     trashMs: hoursFlag('--trash-hours', values['trash-hours'], 24),
+    zone: parseZone(values.zone ?? env.BERTH_ZONE),
   })
 }
 
@@ -132,4 +137,10 @@ function hoursFlag(name: string, value: string | undefined, fallback: number): n
     throw new Error(`${name} must be a number of hours in 0..8760, got "${value}"`)
   }
   return Math.round(h * 3600_000)
+}
+
+function parseZone(z: string | undefined): string | undefined {
+  if (z === undefined || z === '') return undefined
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(z)) throw new Error(`--zone must be 1-64 letters, digits, '_', '.' or '-', got "${z}"`)
+  return z
 }

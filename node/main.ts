@@ -79,10 +79,10 @@ export async function run(argv: string[]): Promise<void> {
   const nc = await connectNats({ url: cfg.natsUrl, name: `berth-node-${id}`, ...cfg.nats })
   const startedAt = Date.now()
   peers = new Peers(nc, subj.heartbeat, log)
-  const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt })
+  const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt, ...(cfg.zone ? { zone: cfg.zone } : {}) })
   peers.start(self)
 
-  const placement = new Placement({ nc, subject: subj.place, self: { id, url }, free, live: () => peers.live(), log })
+  const placement = new Placement({ nc, subject: subj.place, self: { id, url, ...(cfg.zone ? { zone: cfg.zone } : {}) }, free, live: () => peers.live(), log })
   placement.set(state() === 'up')
   let lastState = state()
   const refresh = setInterval(() => {
