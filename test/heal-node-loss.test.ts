@@ -3,7 +3,7 @@
  * the repair queue brings every block back to 2 live copies with no command.
  * Reports the time from the kill (it includes NODE_DEAD_MS of detection) and
  * the repair MB/s beside the disk's own fsync'd write MB/s measured in the
- * same run. BERTH_HEAL_MB sets the data size (default 128 MiB: CI machines
+ * same run. BERTH_HEAL_MB sets the data size (default 64 MiB: CI machines
  * are shared; the issue's 2 GiB run is reported in its closing note).
  */
 import { randomBytes } from 'node:crypto'
@@ -48,7 +48,7 @@ async function writeFiles(bc: BlockClient, meta: MetaClient, count: number): Pro
 }
 
 t.test('kill -9 of one of 3 nodes: under-replicated back to 0 with no command', async (t) => {
-  const mb = Number(process.env.BERTH_HEAL_MB ?? 128)
+  const mb = Number(process.env.BERTH_HEAL_MB ?? 64)
   const c = await startCluster(t, {
     nodes: 3,
     replicas: 2,
