@@ -59,6 +59,7 @@ export function formatStatus(s: StatusReply): string {
     table,
     `inodes: ${s.inodes}  blocks: ${s.blocks} (${bytes(s.bytes)})  under-replicated: ${s.underReplicated}  below R=${s.replicas}: ${s.belowR}${s.belowR > s.underReplicated ? ' (too few live nodes to hold R copies)' : ''}`,
     formatRepair(s),
+    ...(s.rebalance ? [`rebalance: ${bytes(s.rebalance.bytes)} from ${s.rebalance.from} to ${s.rebalance.to}, ${s.rebalance.etaS === null ? 'waiting' : `ETA ${Math.ceil(s.rebalance.etaS)} s`}`] : []),
     ...(s.sameZone ? [`zones: ${s.sameZone} block(s) have every copy in one zone`] : []),
     ...s.drains.map((d) => `drain ${d.node}: ${d.blocks === 0 ? 'drained (berth node decommission ' + d.node + ')' : `${d.blocks} block(s), ${bytes(d.bytes)} left, ${d.etaS === null ? 'no progress in the last 30 s' : `ETA ${Math.ceil(d.etaS)} s`}`}`),
     `sessions: ${s.sessions}  open files: ${s.openFiles}`,

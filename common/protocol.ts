@@ -229,6 +229,8 @@ export interface StatusReply {
   drains: DrainProgress[]
   /** Referenced blocks whose live copies (2 or more) all sit in one zone while 2+ zones are live. */
   sameZone: number
+  /** Usage off by more than 10% of the mean: the next move (meta/rebalance.ts); null when even. */
+  rebalance: { from: string; to: string; bytes: number; etaS: number | null } | null
 }
 
 export interface DrainProgress {

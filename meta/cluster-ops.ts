@@ -3,6 +3,7 @@ import type { MetaReplies, NodeInfo, RepairProgress } from '../common/protocol'
 import { NAME_MAX } from '../common/names'
 import type { MetaEnv } from './context'
 import { drainProgress } from './node-admin'
+import { imbalance } from './rebalance'
 import { queued } from './repair-queue'
 
 export const STATFS_BSIZE = 4096
@@ -66,6 +67,7 @@ export async function status(env: MetaEnv): Promise<MetaReplies['status']> {
     repair: await repairProgress(env),
     drains: await drainProgress(env, env.repairMeter?.rate() ?? 0),
     sameZone: await sameZone(env),
+    rebalance: rebalanceProgress(env),
   }
 }
 
@@ -89,4 +91,11 @@ export async function sameZone(env: MetaEnv): Promise<number> {
     [JSON.stringify(zones)],
   )
   return row?.n ?? 0
+}
+
+function rebalanceProgress(env: MetaEnv): MetaReplies['status']['rebalance'] {
+  const gap = imbalance(env.nodes.homes().filter((n) => n.state === 'up' || n.state === 'full'), 0.1)
+  if (!gap) return null
+  const rate = env.repairMeter?.rate() ?? 0
+  return { from: gap.from.id, to: gap.to.id, bytes: gap.bytes, etaS: rate > 0 ? gap.bytes / rate : null }
 }

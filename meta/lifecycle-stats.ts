@@ -14,6 +14,8 @@ export class LifecycleStats {
   trimmed = 0
   /** Copies removed from draining nodes after their blocks had homes elsewhere. */
   drained = 0
+  /** Copies made by rebalance (their old copies are then trimmed). */
+  rebalanced = 0
   /** Copies made by repair. */
   repaired = 0
   /** Bytes of the copies made by repair. */

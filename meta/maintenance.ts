@@ -20,6 +20,7 @@ import { LifecycleStats } from './lifecycle-stats'
 import { nodeAsker, type AskNode } from './node-commands'
 import { Reconciler } from './reconcile'
 import { RateLimit } from './rate-limit'
+import { Rebalance } from './rebalance'
 import { Repair } from './repair'
 import { publishChanges } from './server'
 
@@ -55,7 +56,8 @@ export class Maintenance {
   ) {
     this.ask = env.askNode ?? nodeAsker(nc, env.cluster)
     this.reconciler = new Reconciler(env, this.ask, log, this.stats, { orphanAgeMs: opts.orphanAgeMs, pageSize: 1000 })
-    this.repairer = new Repair(env, this.ask, log, this.stats, { limit: new RateLimit((opts.repairMbps ?? DEFAULT_REPAIR_MBPS) * 1e6) })
+    const limit = new RateLimit((opts.repairMbps ?? DEFAULT_REPAIR_MBPS) * 1e6)
+    this.repairer = new Repair(env, this.ask, log, this.stats, { limit }, new Rebalance(env, this.ask, log, this.stats, { limit }))
   }
 
   start(): void {

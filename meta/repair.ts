@@ -33,6 +33,7 @@ import { MoveSlots, type Move } from './move-slots'
 import { enforceDrains } from './node-admin'
 import { deleteCopies, deleteToken, type AskNode } from './node-commands'
 import type { RateLimit } from './rate-limit'
+import type { Rebalance } from './rebalance'
 import { dequeue, due, enqueueNode, nodesWithRows, park, retryLater, unparkAll, type QueueEntry } from './repair-queue'
 
 const PAGE = 64
@@ -67,6 +68,7 @@ export class Repair {
     private readonly log: Logger,
     private readonly stats: LifecycleStats,
     private readonly opts: RepairOptions,
+    private readonly rebalance?: Rebalance,
   ) {}
 
   async pass(stopped: () => boolean): Promise<void> {
@@ -74,6 +76,8 @@ export class Repair {
     await this.liveSetEvents()
     await enforceDrains(this.env)
     await this.work(stopped)
+    // rebalance only on a cluster with no repair due (its trims included)
+    if (this.rebalance && !stopped() && !(await due(this.env.db.read, 1)).length) await this.rebalance.pass(stopped)
   }
 
   private async liveSetEvents(): Promise<void> {
