@@ -2,6 +2,8 @@
  * `berth <command>`: one binary for every role. Each command module is loaded
  * only when used, so `berth meta` never loads the FUSE binding.
  */
+import { argvHasSecrets, maskArgv, maskSecrets } from '../common/mask-secrets'
+
 interface Command {
   run(argv: string[]): Promise<void>
 }
@@ -23,6 +25,8 @@ function usage(): string {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `ps` shows /proc/PID/cmdline: hide passwords given in a URL or --pass
+  if (argvHasSecrets(argv)) process.title = ['berth', ...maskArgv(argv)].join(' ')
   const [name, ...rest] = argv
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage())
@@ -37,8 +41,11 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await cmd.load().run(rest)
   } catch (err) {
-    process.stderr.write(`berth ${name}: ${err instanceof Error ? err.message : String(err)}\n`)
-    if (process.env.BERTH_LOG === 'debug' && err instanceof Error) process.stderr.write(`${err.stack}\n`)
+    process.stderr.write(maskSecrets(`berth ${name}: ${err instanceof Error ? err.message : String(err)}\n`))
+    if (process.env.BERTH_LOG === 'debug' && err instanceof Error) process.stderr.write(maskSecrets(`${err.stack}\n`))
     process.exitCode = 1
+    // A failed command must end now: a NATS connection or timer left open by
+    // the failing path would otherwise keep the process (and a mount daemon) alive.
+    setTimeout(() => process.exit(1), 200).unref()
   }
 }
