@@ -99,7 +99,7 @@ t.test('daemon mount, berth umount, SIGTERM flushes an open dirty file', async (
 t.test('berth up mounts the local cluster at --mount and unmounts on SIGTERM', async (t) => {
   const root = t.testdir()
   const mnt = join(root, 'mnt')
-  const up: ChildProcess = spawn(process.execPath, [BERTH_BIN, 'up', '--dir', join(root, 'cluster'), '--nodes', '3', '--mount', mnt], {
+  const up: ChildProcess = spawn(process.execPath, [BERTH_BIN, 'up', '--json', '--dir', join(root, 'cluster'), '--nodes', '3', '--mount', mnt], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, BERTH_LOG: 'warn' },
   })
