@@ -55,7 +55,7 @@ export async function run(argv: string[]): Promise<void> {
   })
   const addr = server.address() as AddressInfo
   const advertisedHost = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host
-  const url = `http://${advertisedHost.includes(':') ? `[${advertisedHost}]` : advertisedHost}:${addr.port}`
+  const url = cfg.advertise ?? `http://${advertisedHost.includes(':') ? `[${advertisedHost}]` : advertisedHost}:${addr.port}`
 
   const nc = await connectNats({ url: cfg.natsUrl, name: `berth-node-${id}`, ...cfg.nats })
   const startedAt = Date.now()
