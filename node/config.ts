@@ -23,6 +23,9 @@ Runs a data node: content-addressed blocks in DIR served over HTTP on HOST:PORT.
   --max-block BYTES      largest accepted block (default 64 MiB)
   --scrub-interval-ms N  pause between re-hashing two stored blocks (default 1000, 0 = no scrub)
   --user U --pass P | --token T | --creds F   NATS auth (or BERTH_NATS_USER/PASS/TOKEN/CREDS)
+
+Runs until SIGTERM/SIGINT (then drains and exits 0). Exit status 1 if it cannot
+start (the reason on stderr), 2 on bad usage.
 `
 
 export const DEFAULT_MAX_BLOCK = 64 * 1024 * 1024
