@@ -99,6 +99,10 @@ export interface NodeInfo {
   /** ms since epoch of the last heartbeat meta saw. */
   seen: number
   alive: boolean
+  /** The filesystem the node stores blocks on (see Heartbeat.fsId); absent from older nodes. */
+  fsId?: string
+  /** Bytes free on that filesystem; absent from older nodes. */
+  fsFree?: number
 }
 
 export const NODE_STATES = ['up', 'full', 'draining'] as const
@@ -261,6 +265,14 @@ export const heartbeat = z.object({
   blocks: size,
   state: z.enum(NODE_STATES),
   startedAt: size,
+  /**
+   * Which filesystem holds the blocks ("<boot id>:<st_dev>"): nodes sharing one
+   * disk report the same id, so df counts that disk once. Optional: older nodes
+   * omit it and count as a filesystem of their own.
+   */
+  fsId: z.string().max(128).optional(),
+  /** Bytes available on that filesystem (statfs bavail * bsize). */
+  fsFree: size.optional(),
 })
 export type Heartbeat = z.infer<typeof heartbeat>
 export const HEARTBEAT_MS = 2000

@@ -11,7 +11,11 @@ export class NodeTable {
   constructor(private readonly clock: () => number = Date.now) {}
 
   seen(hb: Heartbeat): void {
-    this.nodes.set(hb.id, { id: hb.id, url: hb.url, capacity: hb.capacity, used: hb.used, blocks: hb.blocks, state: hb.state, seen: this.clock() })
+    this.nodes.set(hb.id, {
+      id: hb.id, url: hb.url, capacity: hb.capacity, used: hb.used, blocks: hb.blocks, state: hb.state, seen: this.clock(),
+      ...(hb.fsId !== undefined ? { fsId: hb.fsId } : {}),
+      ...(hb.fsFree !== undefined ? { fsFree: hb.fsFree } : {}),
+    })
   }
 
   list(): NodeInfo[] {

@@ -18,6 +18,7 @@ import { loadNodeId } from './node-id'
 import { Peers } from './peers'
 import { Placement } from './placement'
 import { Scrubber } from './scrub'
+import { filesystemId } from './fs-identity'
 
 async function fsAvailable(dir: string): Promise<number> {
   const s = await statfs(dir)
@@ -60,7 +61,8 @@ export async function run(argv: string[]): Promise<void> {
   const nc = await connectNats({ url: cfg.natsUrl, name: `berth-node-${id}`, ...cfg.nats })
   const startedAt = Date.now()
   const peers = new Peers(nc, subj.heartbeat, log)
-  const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt })
+  const fsId = filesystemId(cfg.dir)
+  const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt, fsId, fsFree })
   peers.start(self)
 
   const placement = new Placement({ nc, subject: subj.place, self: { id, url }, free, live: () => peers.live(), log })
