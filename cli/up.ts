@@ -22,6 +22,7 @@ import { spawnService, type ServiceHandle } from './spawn-service'
 import { BerthError } from '../common/errors'
 import { acquireUpLock } from './up-lock'
 import { UpLogs } from './up-logs'
+import { berthCommandHint } from './up-hints'
 import { loadOrCreateNatsState } from './up-state'
 import { Supervised } from './supervise'
 import { intFlag } from '../common/flags'
@@ -189,6 +190,7 @@ export async function run(argv: string[]): Promise<void> {
       ...nodes.map((n, i) => `  node ${i}        ${String(n.current.ready.url)} (id ${String(n.current.ready.id)}, pid ${n.current.pid})`),
       `  logs          ${logs.dir}`,
       cfg.mount ? `  mounted at    ${cfg.mount}` : '  not mounted (--no-mount)',
+      ...berthCommandHint(credentials),
       'Press Ctrl-C to stop.',
       '',
     ]

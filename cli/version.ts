@@ -1,10 +1,10 @@
 /**
  * `berth --version`: the package version and the git commit it was built from.
  * The commit is baked into dist/build-info.json by tools/build-info.js (npm run
- * build, npm pack); a development checkout built with plain tsc asks git.
+ * build, npm pack) for installed packages; a development checkout asks git.
  */
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 const ROOT = join(__dirname, '..', '..')
@@ -21,20 +21,30 @@ export function versionInfo(): VersionInfo {
   } catch {
     // keep unknown
   }
-  let commit = 'unknown'
-  try {
-    commit = String((JSON.parse(readFileSync(join(ROOT, 'dist', 'build-info.json'), 'utf8')) as { commit?: unknown }).commit ?? 'unknown')
-  } catch {
-    try {
-      commit = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || 'unknown'
-    } catch {
-      // neither baked nor a checkout
-    }
-  }
+  // a checkout asks git (a baked file there may be from an older build);
+  // an installed package has no .git and uses what npm pack baked in
+  let commit = existsSync(join(ROOT, '.git')) ? gitCommit() : bakedCommit()
+  if (commit === 'unknown') commit = bakedCommit()
   return { version, commit }
 }
 
 export function versionLine(): string {
   const v = versionInfo()
   return `berth ${v.version} (commit ${v.commit}, node ${process.versions.node})\n`
+}
+
+function gitCommit(): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || 'unknown'
+  } catch {
+    return 'unknown'
+  }
+}
+
+function bakedCommit(): string {
+  try {
+    return String((JSON.parse(readFileSync(join(ROOT, 'dist', 'build-info.json'), 'utf8')) as { commit?: unknown }).commit ?? 'unknown')
+  } catch {
+    return 'unknown'
+  }
 }
