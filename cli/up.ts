@@ -22,6 +22,7 @@ import { spawnService, type ServiceHandle } from './spawn-service'
 import { BerthError } from '../common/errors'
 import { acquireUpLock } from './up-lock'
 import { UpLogs } from './up-logs'
+import { checkMountpoint } from '../client/mountpoint-check'
 import { berthCommandHint } from './up-hints'
 import { loadOrCreateNatsState } from './up-state'
 import { Supervised } from './supervise'
@@ -105,6 +106,16 @@ export async function run(argv: string[]): Promise<void> {
   mkdirSync(cfg.dir, { recursive: true, mode: 0o700 })
   // before anything in DIR is read or written: one berth up per folder
   const lock = acquireUpLock(cfg.dir)
+  if (cfg.mount) {
+    // a mountpoint that cannot work fails now, before any child starts
+    mkdirSync(cfg.mount, { recursive: true })
+    try {
+      checkMountpoint(cfg.mount, { nonempty: cfg.mountOptions.some((o) => o.split(',').includes('nonempty')) })
+    } catch (err) {
+      lock.release()
+      throw err
+    }
+  }
   const say = (line: string) => process.stderr.write(`berth up: ${line}\n`)
   const logs = new UpLogs(join(cfg.dir, 'logs'), (line) => process.stderr.write(`${line}\n`))
   const started = Date.now()

@@ -182,3 +182,27 @@ t.test('berth up owns its folder: one per --dir, same port and credentials after
   t.notOk(isMounted(mnt))
   t.equal(await again.stop(), 0)
 })
+
+t.test('berth up that cannot mount ends at once, says why, leaves nothing running', async (t) => {
+  const root = t.testdir({ full: { 'old.txt': 'x' } })
+  const started = Date.now()
+  const up = spawn(process.execPath, [BERTH_BIN, 'up', '--dir', join(root, 'cluster'), '--nodes', '1', '--mount', join(root, 'full')], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => {
+    if (up.exitCode === null) up.kill('SIGKILL')
+  })
+  let stderr = ''
+  up.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+  const children = new Set<number>()
+  const watch = setInterval(() => {
+    if (up.pid) for (const p of descendants(up.pid)) children.add(p)
+  }, 100)
+  const code = await new Promise<number | null>((resolve) => up.once('exit', (c) => resolve(c)))
+  clearInterval(watch)
+  t.equal(code, 1, 'exits 1')
+  t.ok(Date.now() - started < 10_000, `within ${Date.now() - started} ms`)
+  t.match(stderr, /berth up: mountpoint \S+full is not empty[^]*-o nonempty/, `the reason and hint on stderr: ${stderr}`)
+  t.same([...children].filter(alive), [], 'no child left running')
+  const again = spawnSync(process.execPath, [BERTH_BIN, 'up', '--no-mount', '--dir', join(root, 'cluster'), '--nodes', '1', '--help'], { encoding: 'utf8' })
+  t.equal(again.status, 0, '--help exits 0')
+  t.match(again.stdout, /Exit status/, 'and states the exit codes')
+})
