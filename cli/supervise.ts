@@ -1,6 +1,6 @@
 /**
- * Keeps one child of `berth up` running: when it dies without being asked to,
- * it is logged and started again after a backoff (1 s, doubling to 30 s; back
+ * Keeps one child of `berth up` running: when it dies without being asked to
+ * (any exit but 0), it is logged and started again after a backoff (1 s, doubling to 30 s; back
  * to 1 s once a run lasted a minute), so a crash loop neither spins the CPU nor
  * gives up for good.
  */
@@ -47,6 +47,12 @@ export class Supervised<H extends ChildHandle> {
   private watch(h: H): void {
     h.child.once('exit', (code, signal) => {
       if (this.stopping || h !== this.current) return
+      // exit 0 is a stop someone asked for (SIGTERM to that child, or `umount`
+      // of berth up's mount): respect it rather than undo it
+      if (code === 0) {
+        this.say(`${this.name} (pid ${h.child.pid}) stopped (exit 0); not restarting it`)
+        return
+      }
       if (Date.now() - this.startedAt >= this.stableMs) this.backoffMs = this.min
       this.say(`${this.name} (pid ${h.child.pid}) exited unexpectedly (${code ?? signal}); restarting in ${(this.backoffMs / 1000).toFixed(0)} s`)
       this.schedule()
