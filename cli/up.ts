@@ -169,7 +169,10 @@ export async function run(argv: string[]): Promise<void> {
       BERTH_CLUSTER: cfg.cluster,
     }), { mode: 0o600 })
 
-    const supervise = async (name: string, args: string[], role: keyof NatsUsers, readyTimeoutMs?: number) => {
+    // generous: on a busy machine a node can take well over 15 s to load; a
+    // child that fails says why at once ({event:failed} or its exit), so this
+    // only bounds a real hang
+    const supervise = async (name: string, args: string[], role: keyof NatsUsers, readyTimeoutMs = 60_000) => {
       const start = async () => {
         const h = await spawnService(args, { env: env(role), readyTimeoutMs }).catch((err: unknown) => {
           logs.follow(name, null, (err as Error).message + '\n')
@@ -191,7 +194,7 @@ export async function run(argv: string[]): Promise<void> {
     if (cfg.mount) {
       mkdirSync(cfg.mount, { recursive: true })
       const opts = cfg.mountOptions.length > 0 ? ['-o', cfg.mountOptions.join(',')] : []
-      await supervise('mount', ['mount', natsUrl, cfg.mount, '--foreground', '--cluster', cfg.cluster, ...opts], 'client', 30_000)
+      await supervise('mount', ['mount', natsUrl, cfg.mount, '--foreground', '--cluster', cfg.cluster, ...opts], 'client')
     }
     const lines = [
       `berth up: cluster "${cfg.cluster}" ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
