@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { readCredentialsFile } from '../common/credentials'
+import { envOverFile, readCredentialsFile } from '../common/credentials'
 import { BerthError } from '../common/errors'
 import { parseListen } from '../common/metrics-http'
 import { natsAuthFromEnv, type NatsAuth } from '../common/nats-connect'
@@ -97,7 +97,7 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   // the same default as `berth status` and `berth fsck`: what `berth up` wrote here
   const credFile = values.credentials ?? opts.get('credentials') ?? (existsSync(DEFAULT_CREDENTIALS) ? DEFAULT_CREDENTIALS : undefined)
   const fileEnv: Record<string, string> = credFile ? readCredentialsFile(credFile) : {}
-  const merged: NodeJS.ProcessEnv = { ...fileEnv, ...env }
+  const merged = envOverFile(fileEnv, env)
   const auth = natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, merged)
   let natsUrl = positionals.length === 2 ? positionals[0]! : '-'
   if (natsUrl === '-' || natsUrl === 'berth') natsUrl = merged.BERTH_NATS_URL ?? ''

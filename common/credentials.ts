@@ -44,3 +44,14 @@ function warnIfWorldReadable(path: string): void {
     // unreadable files fail in the read above
   }
 }
+
+/**
+ * The environment over a credentials file, as every command reads them: a set
+ * variable wins, but an empty one (BERTH_NATS_PASS= in a unit file or a
+ * wrapper script) is "not set" and must not blank out the file's value.
+ */
+export function envOverFile(file: Record<string, string>, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...file }
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') out[k] = v
+  return out
+}
