@@ -166,6 +166,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
       meta.call('badCopy', { hash, node, reason: reason.slice(0, 256) }).catch((err: unknown) => log.warn(`badCopy report for ${hash.slice(0, 12)} on ${node} failed`, err))
     },
   })
+  blocks.seed(hello.nodes)
   await blocks.start()
   const pinned = new PinnedBlocks(blocks, meta, session)
 
