@@ -10,6 +10,9 @@ import { CONNECTION_HELP, CONNECTION_OPTIONS, connectClient } from './client-con
 const HELP = `usage: berth status [--json] [connection options]
 ${CONNECTION_HELP}
   --json               machine-readable output
+
+Exit status: 0 when meta answered, 1 when the cluster cannot be reached (the
+reason and a hint on stderr), 2 on bad usage.
 `
 
 export async function run(argv: string[]): Promise<void> {

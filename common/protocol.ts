@@ -103,6 +103,10 @@ export interface NodeInfo {
   zone?: string
   /** What an operator asked of this node (meta's record; absent: nothing). */
   admin?: NodeAdminState
+  /** The filesystem the node stores blocks on (see Heartbeat.fsId); absent from older nodes. */
+  fsId?: string
+  /** Bytes free on that filesystem; absent from older nodes. */
+  fsFree?: number
 }
 
 /**
@@ -329,6 +333,14 @@ export const heartbeat = z.object({
   startedAt: size,
   /** Failure domain (`--zone`): copies of a block go to different zones when enough are live. */
   zone: z.string().min(1).max(64).optional(),
+  /**
+   * Which filesystem holds the blocks ("<boot id>:<st_dev>"): nodes sharing one
+   * disk report the same id, so df counts that disk once. Optional: older nodes
+   * omit it and count as a filesystem of their own.
+   */
+  fsId: z.string().max(128).optional(),
+  /** Bytes available on that filesystem (statfs bavail * bsize). */
+  fsFree: size.optional(),
 })
 export type Heartbeat = z.infer<typeof heartbeat>
 export const HEARTBEAT_MS = 2000

@@ -2,6 +2,7 @@
 import type { MetaReplies, NodeInfo, RepairProgress } from '../common/protocol'
 import { NAME_MAX } from '../common/names'
 import type { MetaEnv } from './context'
+import { rawCapacity } from './capacity'
 import { drainProgress } from './node-admin'
 import { imbalance } from './rebalance'
 import { queued } from './repair-queue'
@@ -22,12 +23,28 @@ export function wantedReplicas(env: MetaEnv, live: NodeInfo[]): number {
 export async function statfs(env: MetaEnv): Promise<MetaReplies['statfs']> {
   const live = env.nodes.live()
   const r = wantedReplicas(env, live)
-  const capacity = live.reduce((s, n) => s + n.capacity, 0)
-  const free = live.reduce((s, n) => s + Math.max(0, n.capacity - n.used), 0)
-  const blocks = Math.floor(capacity / r / STATFS_BSIZE)
-  const bfree = Math.floor(free / r / STATFS_BSIZE)
+  // each distinct disk once (meta/capacity.ts); small files' bytes live in meta
+  // itself, so "Used" counts them on top of the blocks
+  const raw = rawCapacity(live)
+  const inline = await inlineBytes(env)
+  const blocks = Math.floor((raw.capacity / r + inline) / STATFS_BSIZE)
+  const bfree = Math.floor(raw.free / r / STATFS_BSIZE)
   const inodes = (await env.db.read.get<{ n: number }>('SELECT COUNT(*) AS n FROM inodes'))?.n ?? 0
   return { bsize: STATFS_BSIZE, blocks, bfree, bavail: bfree, files: MAX_INODES, ffree: Math.max(0, MAX_INODES - inodes), namemax: NAME_MAX }
+}
+
+/**
+ * Bytes of inline (small-file) data, cached briefly: df polls statfs, and the
+ * sum reads every inline row.
+ */
+const inlineCache = new WeakMap<MetaEnv, { at: number; bytes: number }>()
+const INLINE_CACHE_MS = 2000
+export async function inlineBytes(env: MetaEnv): Promise<number> {
+  const hit = inlineCache.get(env)
+  if (hit && Date.now() - hit.at < INLINE_CACHE_MS) return hit.bytes
+  const bytes = (await env.db.read.get<{ n: number }>('SELECT COALESCE(SUM(length(data)), 0) AS n FROM inline_chunks'))?.n ?? 0
+  inlineCache.set(env, { at: Date.now(), bytes })
+  return bytes
 }
 
 /**

@@ -35,6 +35,9 @@ Runs the metadata service of one cluster (only one may serve a cluster).
   --token T             NATS token (else env BERTH_NATS_TOKEN)
   --creds F             NATS .creds file (else env BERTH_NATS_CREDS)
   --help                this text
+
+Runs until SIGTERM/SIGINT (then exits 0). Exit status 1 if it cannot start
+(the reason on stderr, e.g. another meta already serves the cluster), 2 on bad usage.
 `
 
 export interface MetaConfig {

@@ -30,7 +30,12 @@ export class NodeTable {
   seen(hb: Heartbeat): void {
     const a = this.admin.get(hb.id)
     if (a === 'decommissioned' || a === 'forgotten') return
-    this.nodes.set(hb.id, { id: hb.id, url: hb.url, capacity: hb.capacity, used: hb.used, blocks: hb.blocks, state: hb.state, seen: this.clock(), ...(hb.zone ? { zone: hb.zone } : {}) })
+    this.nodes.set(hb.id, {
+      id: hb.id, url: hb.url, capacity: hb.capacity, used: hb.used, blocks: hb.blocks, state: hb.state, seen: this.clock(),
+      ...(hb.fsId !== undefined ? { fsId: hb.fsId } : {}),
+      ...(hb.fsFree !== undefined ? { fsFree: hb.fsFree } : {}),
+      ...(hb.zone ? { zone: hb.zone } : {}),
+    })
   }
 
   list(): NodeInfo[] {

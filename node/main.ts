@@ -18,6 +18,7 @@ import { loadNodeId } from './node-id'
 import { Peers } from './peers'
 import { Placement } from './placement'
 import { Scrubber } from './scrub'
+import { filesystemId } from './fs-identity'
 
 async function fsAvailable(dir: string): Promise<number> {
   const s = await statfs(dir)
@@ -74,12 +75,13 @@ export async function run(argv: string[]): Promise<void> {
   })
   const addr = server.address() as AddressInfo
   const advertisedHost = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host
-  const url = `http://${advertisedHost.includes(':') ? `[${advertisedHost}]` : advertisedHost}:${addr.port}`
+  const url = cfg.advertise ?? `http://${advertisedHost.includes(':') ? `[${advertisedHost}]` : advertisedHost}:${addr.port}`
 
   const nc = await connectNats({ url: cfg.natsUrl, name: `berth-node-${id}`, ...cfg.nats })
   const startedAt = Date.now()
   peers = new Peers(nc, subj.heartbeat, log)
-  const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt, ...(cfg.zone ? { zone: cfg.zone } : {}) })
+  const fsId = filesystemId(cfg.dir)
+  const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt, fsId, fsFree, ...(cfg.zone ? { zone: cfg.zone } : {}) })
   peers.start(self)
 
   const placement = new Placement({ nc, subject: subj.place, self: { id, url, ...(cfg.zone ? { zone: cfg.zone } : {}) }, free, live: () => peers.live(), log })
