@@ -204,7 +204,10 @@ export class Repair {
       await db.write((tx) => dequeue(tx, e))
       return true
     }
-    await db.write((tx) => (counted.length < R ? park(tx, e) : dequeue(tx, e)))
+    // Over R but pinned (an upload in flight, or a session that died with it):
+    // keep it queued, or the extra copy would outlive the pin with no event to
+    // bring it back here.
+    await db.write((tx) => (counted.length < R ? park(tx, e) : counted.length > R && v.pinned ? retryLater(tx, e) : dequeue(tx, e)))
     return true
   }
 
