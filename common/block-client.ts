@@ -560,7 +560,8 @@ export class BlockClient {
         return { buf }
       }
       condemn(id, why)
-      this.suspect(id)
+      // The copy is bad, not the node (isBad() sends this copy to the back once
+      // reported): suspecting the node would also reorder reads of its good copies.
       last = new BerthError('EHASH', `node ${id} sent bad bytes for ${hash.slice(0, 12)}: ${why}`)
     }
     if (Date.now() >= deadline) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }) }

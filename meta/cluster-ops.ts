@@ -111,7 +111,7 @@ export async function sameZone(env: MetaEnv): Promise<number> {
 }
 
 function rebalanceProgress(env: MetaEnv): MetaReplies['status']['rebalance'] {
-  const gap = imbalance(env.nodes.homes().filter((n) => n.state === 'up' || n.state === 'full'), 0.1)
+  const gap = imbalance(env.nodes.homes().filter((n) => n.state === 'up' || n.state === 'full'), env.rebalance)
   if (!gap) return null
   const rate = env.repairMeter?.rate() ?? 0
   return { from: gap.from.id, to: gap.to.id, bytes: gap.bytes, etaS: rate > 0 ? gap.bytes / rate : null }

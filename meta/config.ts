@@ -27,6 +27,8 @@ Runs the metadata service of one cluster (only one may serve a cluster).
   --reconcile-interval-ms MS  pause between reconciliation passes over the nodes' inventories (default 60000)
   --repair-interval-ms MS     pause between repair passes (copy up to R, trim down to R; default 5000)
   --repair-mbps N             byte rate of repair copies in MB/s, 0 for unlimited (default 64)
+  --rebalance-min-mib N       rebalance only when at least N MiB must move to bring the
+                              nodes within 10% of the mean stored bytes (default 64)
   --sync MODE           normal (default): every acknowledged change survives a crash
                         or kill -9 of meta; the last few may be lost on power loss.
                         full: fsync the WAL on every commit (also survives power loss)
@@ -53,6 +55,8 @@ export interface MetaConfig {
   readonly repairIntervalMs: number
   /** MB/s for repair copies; 0: unlimited. */
   readonly repairMbps: number
+  /** Rebalance moves nothing while the gap is under this many bytes. */
+  readonly rebalanceMinBytes: number
   /** SQLite synchronous mode (docs/meta.md#durability). */
   readonly sync: 'normal' | 'full'
   readonly metricsListen: { host: string; port: number } | null
@@ -75,6 +79,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'orphan-age-ms': { type: 'string' },
       'reconcile-interval-ms': { type: 'string' },
       'repair-interval-ms': { type: 'string' },
+      'rebalance-min-mib': { type: 'string' },
       'repair-mbps': { type: 'string' },
       sync: { type: 'string' },
       'metrics-listen': { type: 'string' },
@@ -122,6 +127,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     reconcileIntervalMs: intFlag('--reconcile-interval-ms', values['reconcile-interval-ms'], 60_000, 100, 24 * 3600 * 1000),
     repairIntervalMs: intFlag('--repair-interval-ms', values['repair-interval-ms'], 5000, 100, 3600 * 1000),
     repairMbps: intFlag('--repair-mbps', values['repair-mbps'], 64, 0, 100_000),
+    rebalanceMinBytes: intFlag('--rebalance-min-mib', values['rebalance-min-mib'], 64, 0, 1024 * 1024) * 1024 * 1024,
     metricsListen: metricsListen ? parseListen(metricsListen, '--metrics-listen') : null,
     auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
   })

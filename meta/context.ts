@@ -17,6 +17,18 @@ export interface MetaEnv {
   readonly askNode?: AskNode
   /** Bytes repair copies, for status ETAs (absent: no background loops). */
   readonly repairMeter?: MoveMeter
+  /** When rebalance moves blocks (absent: the defaults in meta/rebalance.ts). */
+  readonly rebalance?: RebalancePolicy
+}
+
+/**
+ * Rebalance starts when a node's stored bytes are more than `threshold` off
+ * the mean AND the bytes to move are at least `minBytes`: a small cluster
+ * (or a test) whose nodes differ by a few MiB is not worth background copies.
+ */
+export interface RebalancePolicy {
+  readonly threshold: number
+  readonly minBytes: number
 }
 
 /** What one request changed; published on `<cluster>.inval` after it commits. */

@@ -24,6 +24,7 @@ import { nodeAsker } from './node-commands'
 import { MoveMeter } from './move-meter'
 import { loadNodeAdmin } from './node-admin'
 import { NodeTable } from './nodes'
+import { DEFAULT_REBALANCE } from './rebalance'
 import { migrate } from './schema'
 import { serveMeta } from './server'
 import { openDatabase } from './sqlite'
@@ -67,6 +68,7 @@ export async function run(argv: string[]): Promise<void> {
     nodes,
     askNode: nodeAsker(nc, cfg.cluster),
     repairMeter: new MoveMeter(),
+    rebalance: { ...DEFAULT_REBALANCE, minBytes: cfg.rebalanceMinBytes },
   }
   await loadNodeAdmin(env)
   const maintenance = new Maintenance(nc, env, log, {

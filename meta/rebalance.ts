@@ -14,7 +14,7 @@
  */
 import type { Logger } from '../common/log'
 import { HEARTBEAT_MS, type NodeInfo } from '../common/protocol'
-import type { MetaEnv } from './context'
+import type { MetaEnv, RebalancePolicy } from './context'
 import type { LifecycleStats } from './lifecycle-stats'
 import type { AskNode } from './node-commands'
 import type { RateLimit } from './rate-limit'
@@ -22,12 +22,15 @@ import { enqueue } from './repair-queue'
 
 export interface RebalanceOptions {
   limit: RateLimit
-  threshold?: number
   batch?: number
 }
 
-/** The node to empty and the node to fill, or null when usage is even. */
-export function imbalance(nodes: NodeInfo[], threshold: number): { from: NodeInfo; to: NodeInfo; bytes: number } | null {
+/** 10% of the mean, and at least 64 MiB to move (see RebalancePolicy). */
+export const DEFAULT_REBALANCE: RebalancePolicy = { threshold: 0.1, minBytes: 64 * 1024 * 1024 }
+
+/** The node to empty and the node to fill, or null when usage is even enough. */
+export function imbalance(nodes: NodeInfo[], policy: RebalancePolicy = DEFAULT_REBALANCE): { from: NodeInfo; to: NodeInfo; bytes: number } | null {
+  const { threshold, minBytes } = policy
   if (nodes.length < 2) return null
   const mean = nodes.reduce((s, n) => s + n.used, 0) / nodes.length
   if (mean <= 0) return null
@@ -35,7 +38,10 @@ export function imbalance(nodes: NodeInfo[], threshold: number): { from: NodeInf
   const to = sorted[0]!
   const from = sorted[sorted.length - 1]!
   if (from.used <= mean * (1 + threshold) && to.used >= mean * (1 - threshold)) return null
-  return { from, to, bytes: Math.min(from.used - mean, mean - to.used) }
+  const bytes = Math.min(from.used - mean, mean - to.used)
+  // under the floor both sides are within a few chunks of the mean: moving is churn
+  if (bytes < minBytes) return null
+  return { from, to, bytes }
 }
 
 export class Rebalance {
@@ -52,7 +58,7 @@ export class Rebalance {
   async pass(stopped: () => boolean): Promise<void> {
     if (Date.now() < this.quietUntil) return
     const homes = this.env.nodes.homes().filter((n) => n.state === 'up' || n.state === 'full')
-    const gap = imbalance(homes, this.opts.threshold ?? 0.1)
+    const gap = imbalance(homes, this.env.rebalance)
     if (!gap || gap.to.state !== 'up') return
     const zoneOf = new Map(homes.map((n) => [n.id, n.zone]))
     // blocks on `from` not on `to`, unpinned (an upload in flight decides its own copies)

@@ -24,7 +24,7 @@ async function writeFile(bc: BlockClient, meta: MetaClient, i: number): Promise<
 }
 
 t.test('a 4th node joins 3 holding data: usage even within 10%, never below R', async (t) => {
-  const c = await startCluster(t, { nodes: 3, replicas: 2, metaArgs: ['--repair-interval-ms', '300'], nodeArgs: ['--scrub-interval-ms', '0'] })
+  const c = await startCluster(t, { nodes: 3, replicas: 2, metaArgs: ['--repair-interval-ms', '300', '--rebalance-min-mib', '0'], nodeArgs: ['--scrub-interval-ms', '0'] })
   const bc = await blockClient(t, c, 3)
   const meta = await c.metaClient()
   const files: Array<{ ino: number; hash: string }> = []
