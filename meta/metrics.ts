@@ -1,5 +1,6 @@
 /** Prometheus metrics of the metadata service, on a private registry. */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { derivedCounter } from '../common/derived-counter'
 import { blocksBelow, wantedReplicas } from './cluster-ops'
 import type { MetaEnv } from './context'
 import type { LifecycleStats } from './lifecycle-stats'
@@ -59,15 +60,7 @@ export function createMetaMetrics(env: MetaEnv, lifecycle?: LifecycleStats): Met
     ]
     for (const [key, help] of counters) {
       const name = `berth_meta_${key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_total`
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          this.reset()
-          this.inc(lifecycle[key])
-        },
-      })
+      derivedCounter(registers, name, help, () => lifecycle[key])
     }
   }
   return {
