@@ -43,25 +43,7 @@ const alive = (pid: number) => {
 t.test('berth up --no-mount starts, reports status, and stops every child on SIGTERM', async (t) => {
   const dir = t.testdir()
   const started = Date.now()
-  const up = spawn(process.execPath, [BERTH_BIN, 'up', '--no-mount', '--json', '--dir', join(dir, 'cluster'), '--nodes', '3'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, BERTH_LOG: 'warn' },
-  })
-  let stderr = ''
-  up.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))
-  t.teardown(() => {
-    if (up.exitCode === null) up.kill('SIGKILL')
-  })
-  const ready = await new Promise<{ nats: string; credentials: string; nodes: unknown[] }>((resolve, reject) => {
-    let out = ''
-    up.stdout.setEncoding('utf8').on('data', (c: string) => {
-      out += c
-      const line = out.split('\n').find((l) => l.includes('"event":"ready"'))
-      if (line) resolve(JSON.parse(line))
-    })
-    up.once('exit', (code) => reject(new Error(`berth up exited ${code}\n${stderr}`)))
-    setTimeout(() => reject(new Error(`berth up not ready in 40 s\n${stderr}`)), 40_000)
-  })
+  const { up, ready } = await startUp(t, join(dir, 'cluster'), ['--no-mount'], { nodes: 3, log: 'warn' })
   const elapsed = Date.now() - started
   t.ok(elapsed < 10_000, `ready in ${elapsed} ms (< 10 s)`)
   t.equal(ready.nodes.length, 3, 'three data nodes')
@@ -97,10 +79,10 @@ t.test('berth status without a cluster fails clearly', async (t) => {
 })
 
 /** `berth up` in `dir`, resolved with its ready event (--json) and a handle to stop it. */
-async function startUp(t: Test, dir: string, extra: string[] = []) {
-  const up = spawn(process.execPath, [BERTH_BIN, 'up', '--json', '--dir', dir, '--nodes', '2', ...extra], {
+async function startUp(t: Test, dir: string, extra: string[] = [], o: { nodes?: number; log?: string } = {}) {
+  const up = spawn(process.execPath, [BERTH_BIN, 'up', '--json', '--dir', dir, '--nodes', String(o.nodes ?? 2), ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, BERTH_LOG: 'info' },
+    env: { ...process.env, BERTH_LOG: o.log ?? 'info' },
   })
   let stderr = ''
   up.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))
