@@ -45,7 +45,8 @@ t.test('berth up --no-mount starts, reports status, and stops every child on SIG
   const started = Date.now()
   const { up, ready } = await startUp(t, join(dir, 'cluster'), ['--no-mount'], { nodes: 3, log: 'warn' })
   const elapsed = Date.now() - started
-  t.ok(elapsed < 10_000, `ready in ${elapsed} ms (< 10 s)`)
+  // a figure, not an assertion: the machine may be loaded (startUp bounds it at 40 s)
+  t.comment(`ready in ${elapsed} ms`)
   t.equal(ready.nodes.length, 3, 'three data nodes')
   t.match(ready.nats, /^nats:\/\/127\.0\.0\.1:\d+$/)
 
