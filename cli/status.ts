@@ -60,7 +60,7 @@ export function formatStatus(s: StatusReply): string {
     `meta ${s.metaId}, up since ${new Date(s.startedAt).toISOString()}`,
     `nodes: ${live} live of ${s.nodes.length}`,
     table,
-    `inodes: ${s.inodes}  blocks: ${s.blocks} (${bytes(s.bytes)})  under-replicated: ${s.underReplicated}  below R=${s.replicas}: ${s.belowR}${s.belowR > s.underReplicated ? ' (too few live nodes to hold R copies)' : ''}`,
+    `inodes: ${s.inodes}  blocks: ${s.blocks} (${bytes(s.bytes)})  under-replicated: ${s.underReplicated}  below R=${s.replicas}: ${s.belowR}${s.belowR > s.underReplicated ? ' (too few live nodes to hold R copies)' : ''}${s.censusAgeMs >= 5000 ? ` (counted ${Math.round(s.censusAgeMs / 1000)} s ago)` : ''}`,
     formatRepair(s),
     ...(s.rebalance ? [`rebalance: ${bytes(s.rebalance.bytes)} from ${s.rebalance.from} to ${s.rebalance.to}, ${s.rebalance.etaS === null ? 'waiting' : `ETA ${Math.ceil(s.rebalance.etaS)} s`}`] : []),
     ...(s.sameZone ? [`zones: ${s.sameZone} block(s) have every copy in one zone`] : []),
