@@ -66,6 +66,28 @@ t.test('berth up --no-mount starts, reports status, and stops every child on SIG
   const text = spawnSync(process.execPath, [BERTH_BIN, 'status', '--credentials', ready.credentials], { encoding: 'utf8' })
   t.match(text.stdout, /nodes: 3 live of 3/, 'human status output')
 
+  // --watch: a report per interval until SIGINT (one JSON object per line with --json)
+  const watch = spawn(process.execPath, [BERTH_BIN, 'status', '--watch', '0.3', '--json', '--credentials', ready.credentials], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => {
+    if (watch.exitCode === null) watch.kill('SIGKILL')
+  })
+  const lines = await new Promise<string[]>((resolve, reject) => {
+    let out = ''
+    watch.stdout.setEncoding('utf8').on('data', (c: string) => {
+      out += c
+      const done = out.split('\n').filter(Boolean)
+      if (done.length >= 3) resolve(done)
+    })
+    watch.once('exit', (code) => reject(new Error(`status --watch exited ${code}`)))
+  })
+  const reports = lines.map((l) => JSON.parse(l) as { at: number; nodes: unknown[] })
+  t.ok(reports.every((r) => r.nodes.length === 3 && r.at > 0), `status --watch --json: ${reports.length} reports, each with the nodes`)
+  watch.kill('SIGINT')
+  t.equal(await new Promise<number | null>((resolve) => (watch.exitCode !== null ? resolve(watch.exitCode) : watch.once('exit', (c) => resolve(c)))), 0, 'status --watch exits 0 on SIGINT')
+  const badWatch = spawnSync(process.execPath, [BERTH_BIN, 'status', '--watch', 'soon', '--credentials', ready.credentials], { encoding: 'utf8', timeout: 30_000 })
+  t.not(badWatch.status, 0, 'status --watch soon: refused')
+  t.match(badWatch.stderr, /--watch SECONDS must be a number/)
+
   up.kill('SIGTERM')
   const code = await new Promise<number | null>((resolve) => up.once('exit', (c) => resolve(c)))
   t.equal(code, 0, 'berth up exits 0 on SIGTERM')
