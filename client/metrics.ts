@@ -2,14 +2,14 @@
  * Prometheus metrics of a mount: FUSE ops by result with latency, bytes read
  * and written through the mount, and the block cache's hits, misses and size.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import { derivedCounter } from '../common/derived-counter'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectProcessMetrics, derivedCounter } from '../common/prom'
 import { observeOps } from './fuse-adapter'
 import type { BlockCache } from './block-cache'
 
 export function createClientMetrics(cache: BlockCache): Registry {
   const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'berth_client_' })
+  collectProcessMetrics(registry, 'berth_client_')
   const registers = [registry]
   const ops = new Counter({ name: 'berth_client_fuse_ops_total', help: 'FUSE operations, by op and result (ok or error)', labelNames: ['op', 'result'], registers })
   const latency = new Histogram({

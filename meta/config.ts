@@ -26,7 +26,7 @@ Runs the metadata service of one cluster (only one may serve a cluster).
                         (default 7200000 = 2 h; longer than any upload takes to commit)
   --reconcile-interval-ms MS  pause between reconciliation passes over the nodes' inventories (default 60000)
   --reconcile-cpu-pct P       share of one core a pass may use: it rests between inventory pages
-                              so a large cluster's pass is spread out (default 0.5; 100: no rest)
+                              so a large cluster's pass is spread out (default 0.3; 100: no rest)
   --repair-interval-ms MS     pause between repair passes (copy up to R, trim down to R; default 5000)
   --repair-mbps N             byte rate of repair copies in MB/s, 0 for unlimited (default 64)
   --rebalance-min-mib N       rebalance only when at least N MiB must move to bring the
@@ -139,9 +139,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   })
 }
 
-/** --reconcile-cpu-pct: a percentage in 0.01..100 (decimals allowed), default 0.5. */
+/** --reconcile-cpu-pct: a percentage in 0.01..100 (decimals allowed), default 0.3. */
 function pctFlag(value: string | undefined): number {
-  if (value === undefined) return 0.5
+  if (value === undefined) return 0.3
   const n = Number(value)
   if (value.trim() === '' || !Number.isFinite(n) || n < 0.01 || n > 100) throw new BerthError('EINVAL', `--reconcile-cpu-pct must be a number in 0.01..100, got "${value}"`)
   return n

@@ -1,6 +1,6 @@
 /** Prometheus metrics of the metadata service, on a private registry. */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import { derivedCounter } from '../common/derived-counter'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectProcessMetrics, derivedCounter } from '../common/prom'
 import { census } from './census'
 import type { MetaEnv } from './context'
 import type { LifecycleStats } from './lifecycle-stats'
@@ -13,7 +13,7 @@ export interface MetaMetrics {
 
 export function createMetaMetrics(env: MetaEnv, lifecycle?: LifecycleStats): MetaMetrics {
   const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'berth_meta_' })
+  collectProcessMetrics(registry, 'berth_meta_')
   const registers = [registry]
   const ops = new Counter({ name: 'berth_meta_ops_total', help: 'Metadata requests answered, by op and result (ok or errno name)', labelNames: ['op', 'result'], registers })
   const latency = new Histogram({

@@ -35,7 +35,7 @@ export interface ReconcileOptions {
   pageSize: number
   /**
    * Share of one core meta may spend reconciling (percent): after each page
-   * it rests for as long as the page took, times (100 / pct - 1). A sweep over
+   * it rests for the CPU time the page cost, times 100 / pct. A sweep over
    * a large cluster is spread out instead of running back to back (HDFS sends
    * full block reports every 6 h for the same reason): reconciliation is the
    * safety net, events (commit, badCopy, node death) do the immediate work.
@@ -87,10 +87,14 @@ export class Reconciler {
       try {
         for (;;) {
           if (stopped()) return
-          const started = performance.now()
+          const cpu = process.cpuUsage()
           const more = await turn(() => this.page(node.id))
           if (!more) break
-          const rest = (performance.now() - started) * (100 / pct - 1)
+          // CPU, not wall time: a page waits on the node and on SQLite's
+          // threads, and a loaded machine stretches that wait (process CPU
+          // counts SQLite's threads too)
+          const used = process.cpuUsage(cpu)
+          const rest = ((used.user + used.system) / 1000) * (100 / pct)
           // in slices, so a stopping meta does not wait out a long rest
           for (let until = performance.now() + rest; !stopped() && performance.now() < until; ) await sleep(Math.min(250, until - performance.now()))
         }
