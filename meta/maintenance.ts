@@ -13,6 +13,7 @@
  */
 import type { NatsConnection } from 'nats'
 import type { Logger } from '../common/log'
+import type { GcRunReport } from '../common/protocol'
 import { collectGarbage } from './block-gc'
 import { Changes, type MetaEnv } from './context'
 import { expireSessions } from './files'
@@ -43,6 +44,8 @@ export class Maintenance {
   private readonly running = new Set<Promise<void>>()
   private stopped = false
   private copies: Promise<void> = Promise.resolve()
+  /** GC passes, the timer's and an operator's (`berth gc --run`), one at a time. */
+  private gcTurn: Promise<unknown> = Promise.resolve()
   readonly stats = new LifecycleStats()
   private readonly ask: AskNode
   private readonly reconciler: Reconciler
@@ -106,6 +109,41 @@ export class Maintenance {
   }
 
   async gc(): Promise<void> {
-    this.stats.gcBlocks += await collectGarbage(this.env, this.ask, this.log, this.opts.gcGraceMs)
+    await this.gcPass()
+  }
+
+  private gcPass(): Promise<{ blocks: number; bytes: number }> {
+    const turn = this.gcTurn.then(async () => {
+      const r = await collectGarbage(this.env, this.ask, this.log, this.opts.gcGraceMs)
+      this.stats.gcBlocks += r.blocks
+      return r
+    })
+    this.gcTurn = turn.catch(() => undefined)
+    return turn
+  }
+
+  /**
+   * `berth gc --run`: block GC until nothing is due, then one reconciliation
+   * pass over every live node from the start of its inventory (orphans past
+   * their age are collected). The same code and the same turns as the loops.
+   */
+  async runNow(): Promise<GcRunReport> {
+    const report: GcRunReport = { blocks: 0, bytes: 0, orphansDeleted: 0, orphansKept: 0, rowsRemoved: 0, rowsAdded: 0 }
+    for (;;) {
+      const r = await this.gcPass()
+      report.blocks += r.blocks
+      report.bytes += r.bytes
+      if (r.blocks === 0 || this.stopped) break
+    }
+    await this.takingTurns(async () => {
+      const before = { ...this.stats }
+      this.reconciler.restart()
+      await this.reconciler.pass(() => this.stopped)
+      report.orphansDeleted = this.stats.orphansDeleted - before.orphansDeleted
+      report.orphansKept = this.stats.orphansKept - before.orphansKept
+      report.rowsRemoved = this.stats.rowsRemoved - before.rowsRemoved
+      report.rowsAdded = this.stats.rowsAdded - before.rowsAdded
+    })
+    return report
   }
 }

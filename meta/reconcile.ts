@@ -60,6 +60,11 @@ export class Reconciler {
     private readonly opts: ReconcileOptions,
   ) {}
 
+  /** The next pass starts every node's inventory from its beginning. */
+  restart(): void {
+    this.cursors.clear()
+  }
+
   /** Goes through every live node's inventory from its cursor to the end. */
   async pass(stopped: () => boolean): Promise<void> {
     for (const node of this.env.nodes.live()) {
