@@ -9,6 +9,7 @@
  * long --gc-grace-ms, as the procedure says, so the deleted file's blocks are
  * still on the nodes at restore.
  */
+import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { mkdir, symlink, unlink } from 'node:fs/promises'
@@ -106,4 +107,45 @@ t.test('dump while serving, destroy meta, load into a fresh database, every file
   t.equal(fsck.code, 0, 'fsck: every block of the restored namespace is on its replicas')
   t.equal(fsck.json.lost.length, 0)
   t.ok(fsck.json.orphanCount >= 1, 'the block written after the dump is an orphan now (collected after --orphan-age-ms)')
+})
+
+/** The shell lines docs/operations.md gives for putting trashed copies back (run in a stopped node's folder). */
+function untrashScript(): string {
+  const doc = readFileSync(join(__dirname, '..', '..', 'docs', 'operations.md'), 'utf8')
+  const m = /<!-- untrash -->\s*```sh\n([\s\S]*?)```/.exec(doc)
+  if (!m) throw new Error('docs/operations.md lost its untrash snippet')
+  return m[1]!
+}
+
+t.test('a file deleted after the dump and collected by GC comes back from the nodes\' trash', async (t) => {
+  // GC at once: the deleted file's copies are in trash before the restore
+  const c = await startCluster(t, { nodes: 2, replicas: 2, metaArgs: ['--gc-grace-ms', '0'] })
+  const m = await mountCluster(t, c)
+  const data = randomBytes(6 * 1024 * 1024)
+  writeFileSync(join(m.dir, 'precious.bin'), data)
+  const dumpFile = join(c.dir, 'dump.db')
+  t.equal((await berthCli(c, ['meta', 'dump', '--out', dumpFile, '--no-progress'])).code, 0, 'dumped')
+  await unlink(join(m.dir, 'precious.bin'))
+  await m.unmount()
+  const nodeDirs = [0, 1].map((i) => join(c.dir, `node${i}`))
+  const trashed = () => nodeDirs.reduce((n, d) => n + readdirSync(join(d, 'trash')).length, 0)
+  while (trashed() < 4) await new Promise((r) => setTimeout(r, 200)) // 2 blocks x 2 copies
+  t.equal(trashed(), 4, 'GC moved both blocks\' copies to trash')
+
+  await c.meta.stop()
+  for (const n of c.nodes) await n.stop()
+  const fresh = join(c.dir, 'meta-restored.db')
+  t.equal((await berthCli(null, ['meta', 'load', dumpFile, '--db', fresh])).code, 0, 'loaded')
+  for (const d of nodeDirs) {
+    const r = spawnSync('bash', ['-euc', untrashScript()], { cwd: d, encoding: 'utf8' })
+    t.equal(r.status, 0, `untrash in ${d}: ${r.stderr}`)
+  }
+  t.equal(trashed(), 0, 'trash emptied back into blocks/')
+  c.nodes = [await c.startNode({ dir: nodeDirs[0] }), await c.startNode({ dir: nodeDirs[1] })]
+  c.meta = await c.startMeta({ db: fresh })
+  const m2 = await mountCluster(t, c)
+  t.equal(sha(readFileSync(join(m2.dir, 'precious.bin'))), sha(data), 'the file reads back identical')
+  await m2.unmount()
+  const fsck = await berthJson<FsckReport>(t, c, ['fsck'])
+  t.equal(fsck.code, 0, 'fsck clean: both copies of both blocks back in place')
 })
