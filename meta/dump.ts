@@ -69,10 +69,16 @@ function forget(env: MetaEnv, id: string): Promise<void> {
   return d.file.close().catch(() => undefined).then(() => rm(d.path, { force: true }))
 }
 
-function armIdle(env: MetaEnv, id: string, d: Pick<Dump, 'timer'>): void {
+function idleTimer(env: MetaEnv, id: string): NodeJS.Timeout {
+  const timer = setTimeout(() => void forget(env, id), DUMP_IDLE_MS)
+  timer.unref()
+  return timer
+}
+
+/** Every read restarts the idle clock. */
+function armIdle(env: MetaEnv, id: string, d: Dump): void {
   clearTimeout(d.timer)
-  d.timer = setTimeout(() => void forget(env, id), DUMP_IDLE_MS)
-  d.timer.unref()
+  d.timer = idleTimer(env, id)
 }
 
 export async function dumpStart(env: MetaEnv): Promise<MetaReplies['dumpStart']> {
@@ -98,9 +104,8 @@ export async function dumpStart(env: MetaEnv): Promise<MetaReplies['dumpStart']>
   }
   const size = (await stat(path)).size
   const sha256 = await sha256File(path)
-  const d: Dump = { path, size, file: await open(path), timer: setTimeout(() => undefined, 0) }
+  const d: Dump = { path, size, file: await open(path), timer: idleTimer(env, id) }
   dumpsOf(env).set(id, d)
-  armIdle(env, id, d)
   return { id, size, sha256, schemaVersion, at }
 }
 
