@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
-import { copyFile, open } from 'node:fs/promises'
+import { copyFile, open, stat } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import sqlite3 from 'sqlite3'
@@ -77,6 +77,8 @@ function stamp(ms: number): string {
 
 async function dump(values: { out?: string; json: boolean; 'no-progress': boolean } & Parameters<typeof connectClient>[0]): Promise<void> {
   if (values.out !== undefined && existsSync(values.out)) throw new BerthError('EEXIST', `${values.out} exists; a dump never overwrites a file`)
+  const outDir = dirname(resolve(values.out ?? '.'))
+  if (!existsSync(outDir)) throw new BerthError('ENOENT', `folder ${outDir} does not exist`)
   const { nc, meta } = await connectClient(values, 'berth-meta-dump', 60_000)
   const started = Date.now()
   try {
@@ -145,6 +147,10 @@ export async function checkDump(file: string): Promise<DumpSummary> {
     await f.close()
   }
   if (head.toString('latin1') !== 'SQLite format 3\0') throw new BerthError('EINVAL', `${file} is not an SQLite database (not a berth meta dump)`)
+  // a live database's last commits are in its WAL: a copy of the main file alone is not one state
+  if ((await stat(`${file}-wal`).catch(() => null))?.size) {
+    throw new BerthError('EINVAL', `${file} has a non-empty ${file}-wal: it is a live (or crashed) database, not a dump; take one with \`berth meta dump\``)
+  }
   const c = await openReadOnly(file)
   try {
     const ok = await c.all<{ integrity_check: string }>('PRAGMA integrity_check')

@@ -70,6 +70,11 @@ t.test('dump while serving, destroy meta, load into a fresh database, every file
   t.match(again.stderr, /exists/)
   t.equal(sha(readFileSync(dumpFile)), dump.json.sha256, 'the first dump is untouched')
 
+  const live = await berthCli(null, ['meta', 'load', join(c.dir, 'meta.db'), '--db', join(c.dir, 'copy.db')])
+  t.equal(live.code, 1, 'the live database is not a dump')
+  t.match(live.stderr, /live \(or crashed\) database/)
+  t.notOk(existsSync(join(c.dir, 'copy.db')), 'nothing written')
+
   // changes after the backup: the restore goes back to the dump's state
   await unlink(join(m.dir, 'doomed.bin'))
   writeFileSync(join(m.dir, 'after-dump.bin'), randomBytes(200 * 1024))
