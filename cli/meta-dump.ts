@@ -86,7 +86,7 @@ async function dump(values: { out?: string; json: boolean; 'no-progress': boolea
     const out = resolve(values.out ?? `berth-meta-${stamp(info.at)}.db`)
     if (existsSync(out)) throw new BerthError('EEXIST', `${out} exists; a dump never overwrites a file`)
     const partial = `${out}.partial`
-    const progress = new Progress({ label: 'meta dump', enabled: !values['no-progress'], total: { files: 1, bytes: info.size } })
+    const progress = new Progress({ label: 'meta dump', enabled: !values['no-progress'], total: { files: 1, bytes: info.size }, unit: 'file' })
     const h = createHash('sha256')
     const f = await open(partial, 'wx', 0o600) // the namespace: names, inline file bytes
     let offset = 0

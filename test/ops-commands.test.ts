@@ -5,6 +5,7 @@
  * and then collected by `--run`), `berth warmup` (every file read through the
  * mount; off-mount paths refused), and the progress line on a terminal.
  */
+import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { mkdir, unlink } from 'node:fs/promises'
@@ -12,6 +13,7 @@ import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import t from 'tap'
 import type { GcReport } from '../cli/gc'
+import { BERTH_BIN } from '../cli/spawn-service'
 import type { FileInfo } from '../cli/info'
 import { Progress } from '../cli/progress'
 import type { WarmupSummary } from '../cli/warmup'
@@ -127,6 +129,13 @@ t.test('info, gc and warmup on a real cluster', async (t) => {
     const plain = await berthCli(null, ['warmup', join(m.dir, 'dir')])
     t.equal(plain.code, 0)
     t.match(plain.stdout, /^warmup: 1 file\(s\), 9\.0 MiB read in/)
+    // on a terminal (script(1) gives the command one): the bar, rewritten in place
+    const script = spawnSync('script', ['-qfc', `${process.execPath} ${BERTH_BIN} warmup ${m.dir}`, '/dev/null'], { encoding: 'utf8', timeout: 120_000 })
+    if (script.error) t.comment(`no script(1) here (${script.error.message}): terminal bar not checked`)
+    else {
+      t.equal(script.status, 0, 'warmup on a terminal exits 0')
+      t.match(script.stdout, /\rwarmup: \[#{24}\] 100% {2}2\/2 files {2}9\.0 MiB\/9\.0 MiB/, 'a full bar at the end')
+    }
     const off = await berthCli(null, ['warmup', m.dir, '/etc'])
     t.equal(off.code, 1, 'a PATH off the mount: exit 1 before reading anything')
     t.match(off.stderr, /\/etc is not on a berth mount/)
