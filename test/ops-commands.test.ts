@@ -21,7 +21,7 @@ import { berthCli, berthJson } from './helpers/berth-cli'
 import { startCluster } from './helpers/cluster'
 import { mountCluster } from './helpers/mount'
 
-t.test('info, gc and warmup on a real cluster', async (t) => {
+t.test('info, gc and warmup on a real cluster', { timeout: 600_000 }, async (t) => {
   // a long grace keeps deleted blocks visible to gc; reconciliation only when asked (--run)
   const c = await startCluster(t, { nodes: 3, replicas: 2, metaArgs: ['--gc-grace-ms', '3600000', '--orphan-age-ms', '1000', '--reconcile-interval-ms', '3600000'] })
   const m = await mountCluster(t, c)
