@@ -3,6 +3,7 @@
  * and written through the mount, and the block cache's hits, misses and size.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { derivedCounter } from '../common/derived-counter'
 import { observeOps } from './fuse-adapter'
 import type { BlockCache } from './block-cache'
 
@@ -19,16 +20,7 @@ export function createClientMetrics(cache: BlockCache): Registry {
     registers,
   })
   const bytes = new Counter({ name: 'berth_client_bytes_total', help: 'Bytes read and written through the mount', labelNames: ['direction'], registers })
-  const counter = (name: string, help: string, get: () => number) =>
-    new Counter({
-      name,
-      help,
-      registers,
-      collect() {
-        this.reset()
-        this.inc(get())
-      },
-    })
+  const counter = (name: string, help: string, get: () => number) => derivedCounter(registers, name, help, get)
   counter('berth_client_block_cache_hits_total', 'Block reads answered from the cache', () => cache.hits)
   counter('berth_client_block_cache_misses_total', 'Block reads that fetched from a data node', () => cache.misses)
   new Gauge({
