@@ -17,7 +17,8 @@ import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import sqlite3 from 'sqlite3'
 import { BerthError } from '../common/errors'
-import { ROOT_INO } from '../common/protocol'
+import type { MetaClient } from '../common/meta-client'
+import { ROOT_INO, type DumpInfo } from '../common/protocol'
 import { migrate, SCHEMA_VERSION } from '../meta/schema'
 import { Conn, openDatabase } from '../meta/sqlite'
 import { CONNECTION_HELP, CONNECTION_OPTIONS, connectClient } from './client-connection'
@@ -77,45 +78,57 @@ function stamp(ms: number): string {
 
 async function dump(values: { out?: string; json: boolean; 'no-progress': boolean } & Parameters<typeof connectClient>[0]): Promise<void> {
   if (values.out !== undefined && existsSync(values.out)) throw new BerthError('EEXIST', `${values.out} exists; a dump never overwrites a file`)
-  const outDir = dirname(resolve(values.out ?? '.'))
+  const outDir = values.out !== undefined ? dirname(resolve(values.out)) : process.cwd()
   if (!existsSync(outDir)) throw new BerthError('ENOENT', `folder ${outDir} does not exist`)
   const { nc, meta } = await connectClient(values, 'berth-meta-dump', 60_000)
   const started = Date.now()
   try {
     const info = await meta.call('dumpStart', {}, { deadlineMs: 30 * 60_000 })
-    const out = resolve(values.out ?? `berth-meta-${stamp(info.at)}.db`)
-    if (existsSync(out)) throw new BerthError('EEXIST', `${out} exists; a dump never overwrites a file`)
-    const partial = `${out}.partial`
-    const progress = new Progress({ label: 'meta dump', enabled: !values['no-progress'], total: { files: 1, bytes: info.size }, unit: 'file' })
-    const h = createHash('sha256')
-    const f = await open(partial, 'wx', 0o600) // the namespace: names, inline file bytes
-    let offset = 0
+    let out: string
     try {
-      while (offset < info.size) {
-        const page = await meta.call('dumpRead', { id: info.id, offset })
-        if (page.data.length === 0) throw new BerthError('EIO', `dump ended at ${offset} of ${info.size} bytes`)
-        await f.write(page.data, 0, page.data.length, offset)
-        h.update(page.data)
-        offset += page.data.length
-        progress.update({ files: offset >= info.size ? 1 : 0, bytes: offset })
-      }
-      await f.sync()
-      await f.close()
-      const got = h.digest('hex')
-      if (got !== info.sha256) throw new BerthError('EIO', `dump transfer corrupted: SHA-256 ${got}, meta sent ${info.sha256}`)
-      renameSync(partial, out)
-    } catch (err) {
-      await f.close().catch(() => undefined)
-      rmSync(partial, { force: true })
-      throw err
+      out = resolve(values.out ?? `berth-meta-${stamp(info.at)}.db`)
+      await transfer(meta, info, out, !values['no-progress'])
     } finally {
-      progress.done()
+      // meta's copy goes whatever happened here (else it waits out its idle time)
       await meta.call('dumpEnd', { id: info.id }).catch(() => undefined)
     }
     const summary = { out, size: info.size, sha256: info.sha256, schemaVersion: info.schemaVersion, at: new Date(info.at).toISOString(), seconds: (Date.now() - started) / 1000 }
     process.stdout.write(values.json ? JSON.stringify(summary, null, 2) + '\n' : `meta dump: ${out} (${bytes(info.size)}, snapshot of ${summary.at}, sha256 ${info.sha256})\n`)
   } finally {
     await nc.close()
+  }
+}
+
+/** Pages dump `info` into `out` through `out.partial`; renames it only when whole and its hash matches. */
+async function transfer(meta: MetaClient, info: DumpInfo, out: string, showProgress: boolean): Promise<void> {
+  if (existsSync(out)) throw new BerthError('EEXIST', `${out} exists; a dump never overwrites a file`)
+  const partial = `${out}.partial`
+  const f = await open(partial, 'wx', 0o600).catch((err: NodeJS.ErrnoException) => {
+    throw new BerthError(err.code === 'EEXIST' ? 'EEXIST' : 'EIO', err.code === 'EEXIST' ? `${partial} exists: another dump is writing it, or one was interrupted (remove it)` : `${partial}: ${err.message}`)
+  })
+  const progress = new Progress({ label: 'meta dump', enabled: showProgress, total: { files: 1, bytes: info.size }, unit: 'file' })
+  const h = createHash('sha256')
+  let offset = 0
+  try {
+    while (offset < info.size) {
+      const page = await meta.call('dumpRead', { id: info.id, offset })
+      if (page.data.length === 0) throw new BerthError('EIO', `dump ended at ${offset} of ${info.size} bytes`)
+      await f.write(page.data, 0, page.data.length, offset)
+      h.update(page.data)
+      offset += page.data.length
+      progress.update({ files: offset >= info.size ? 1 : 0, bytes: offset })
+    }
+    await f.sync()
+    await f.close()
+    const got = h.digest('hex')
+    if (got !== info.sha256) throw new BerthError('EIO', `dump transfer corrupted: SHA-256 ${got}, meta sent ${info.sha256}`)
+    renameSync(partial, out)
+  } catch (err) {
+    await f.close().catch(() => undefined)
+    rmSync(partial, { force: true })
+    throw err
+  } finally {
+    progress.done()
   }
 }
 
