@@ -33,6 +33,8 @@ export interface MaintenanceOptions {
   /** Copies of blocks meta does not know are deleted once idle this long. */
   orphanAgeMs: number
   reconcileEveryMs: number
+  /** Percent of one core a reconciliation pass may use (default 100: unpaced). */
+  reconcileCpuPct?: number
   sessionEveryMs?: number
   replicateEveryMs?: number
   /** Byte rate of repair copies, MB/s (0: unlimited). */
@@ -46,6 +48,8 @@ export class Maintenance {
   private copies: Promise<void> = Promise.resolve()
   /** GC passes, the timer's and an operator's (`berth gc --run`), one at a time. */
   private gcTurn: Promise<unknown> = Promise.resolve()
+  /** Reconciliation passes likewise: two would share the per-node cursors. */
+  private reconcileTurn: Promise<unknown> = Promise.resolve()
   readonly stats = new LifecycleStats()
   private readonly ask: AskNode
   private readonly reconciler: Reconciler
@@ -58,7 +62,7 @@ export class Maintenance {
     private readonly opts: MaintenanceOptions,
   ) {
     this.ask = env.askNode ?? nodeAsker(nc, env.cluster)
-    this.reconciler = new Reconciler(env, this.ask, log, this.stats, { orphanAgeMs: opts.orphanAgeMs, pageSize: 1000 })
+    this.reconciler = new Reconciler(env, this.ask, log, this.stats, { orphanAgeMs: opts.orphanAgeMs, pageSize: 1000, cpuPct: opts.reconcileCpuPct })
     const limit = new RateLimit((opts.repairMbps ?? DEFAULT_REPAIR_MBPS) * 1e6)
     this.repairer = new Repair(env, this.ask, log, this.stats, { limit }, new Rebalance(env, this.ask, log, this.stats, { limit }))
   }
@@ -68,7 +72,8 @@ export class Maintenance {
     this.every(this.opts.sessionEveryMs ?? 1000, 'session expiry', () => this.expire())
     this.every(Math.min(5000, Math.max(200, Math.floor(this.opts.gcGraceMs / 4))), 'block gc', () => this.gc())
     this.every(this.opts.replicateEveryMs ?? 5000, 'repair', () => this.takingTurns(() => this.repairer.pass(isStopped)))
-    this.every(this.opts.reconcileEveryMs, 'reconciliation', () => this.takingTurns(() => this.reconciler.pass(isStopped)))
+    // one page per turn: a paced pass over a large cluster rests between pages, and repair runs meanwhile
+    this.every(this.opts.reconcileEveryMs, 'reconciliation', () => this.reconcilePass())
   }
 
   /** Stops the loops and waits for a running pass to finish. */
@@ -78,9 +83,12 @@ export class Maintenance {
     await Promise.allSettled([...this.running])
   }
 
-  private takingTurns(fn: () => Promise<void>): Promise<void> {
+  private takingTurns<T>(fn: () => Promise<T>): Promise<T> {
     const turn = this.copies.then(fn)
-    this.copies = turn.catch(() => undefined)
+    this.copies = turn.then(
+      () => undefined,
+      () => undefined,
+    )
     return turn
   }
 
@@ -125,7 +133,8 @@ export class Maintenance {
   /**
    * `berth gc --run`: block GC until nothing is due, then one reconciliation
    * pass over every live node from the start of its inventory (orphans past
-   * their age are collected). The same code and the same turns as the loops.
+   * their age are collected). The same code, turns and pacing
+   * (--reconcile-cpu-pct) as the loops.
    */
   async runNow(): Promise<GcRunReport> {
     const report: GcRunReport = { blocks: 0, bytes: 0, orphansDeleted: 0, orphansKept: 0, rowsRemoved: 0, rowsAdded: 0 }
@@ -135,15 +144,31 @@ export class Maintenance {
       report.bytes += r.bytes
       if (r.blocks === 0 || this.stopped) break
     }
-    await this.takingTurns(async () => {
+    await this.reconcilePass(() => {
       const before = { ...this.stats }
       this.reconciler.restart()
-      await this.reconciler.pass(() => this.stopped)
-      report.orphansDeleted = this.stats.orphansDeleted - before.orphansDeleted
-      report.orphansKept = this.stats.orphansKept - before.orphansKept
-      report.rowsRemoved = this.stats.rowsRemoved - before.rowsRemoved
-      report.rowsAdded = this.stats.rowsAdded - before.rowsAdded
+      return () => {
+        report.orphansDeleted = this.stats.orphansDeleted - before.orphansDeleted
+        report.orphansKept = this.stats.orphansKept - before.orphansKept
+        report.rowsRemoved = this.stats.rowsRemoved - before.rowsRemoved
+        report.rowsAdded = this.stats.rowsAdded - before.rowsAdded
+      }
     })
     return report
+  }
+
+  /**
+   * One reconciliation pass after any running one (paced, one page per turn
+   * beside repair); `around` runs just before it starts and returns what to
+   * run once it ended.
+   */
+  private reconcilePass(around?: () => () => void): Promise<void> {
+    const turn = this.reconcileTurn.then(async () => {
+      const after = around?.()
+      await this.reconciler.pass(() => this.stopped, (page) => this.takingTurns(page))
+      after?.()
+    })
+    this.reconcileTurn = turn.catch(() => undefined)
+    return turn
   }
 }
