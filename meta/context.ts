@@ -2,6 +2,7 @@ import type { Database } from './sqlite'
 import type { NodeTable } from './nodes'
 import type { AskNode } from './node-commands'
 import type { MoveMeter } from './move-meter'
+import type { GcRunReport } from '../common/protocol'
 
 /** Settings and state every operation handler may use. */
 export interface MetaEnv {
@@ -19,6 +20,16 @@ export interface MetaEnv {
   readonly repairMeter?: MoveMeter
   /** When rebalance moves blocks (absent: the defaults in meta/rebalance.ts). */
   readonly rebalance?: RebalancePolicy
+  /** The background loops, for operator requests (`berth gc`); absent: no loops run. */
+  readonly maintenance?: MaintenanceControl
+}
+
+/** What operator requests may ask of meta's background loops (meta/maintenance.ts). */
+export interface MaintenanceControl {
+  readonly graceMs: number
+  readonly orphanAgeMs: number
+  /** One GC pass and one full reconciliation pass now. */
+  runNow(): Promise<GcRunReport>
 }
 
 /**

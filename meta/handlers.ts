@@ -6,6 +6,8 @@ import type { MetaOp, MetaParsed, MetaReplies } from '../common/protocol'
 import { hello, statfs, status } from './cluster-ops'
 import type { Changes, MetaEnv } from './context'
 import { badCopy, inventory } from './copies'
+import { dumpEnd, dumpRead, dumpStart } from './dump'
+import { gcPlan, gcRun } from './gc-ops'
 import { nodeAdmin } from './node-admin'
 import { chunks, commit, open, pin, release, session, sessionEnd, unpin } from './files'
 import { getattr, link, lookup, mkdir, mknod, readdir, readlink, rename, rmdir, setattr, symlink, unlink } from './namespace'
@@ -45,4 +47,9 @@ export const handlers: Handlers = {
   badCopy,
   inventory,
   nodeAdmin,
+  gcPlan: (env) => gcPlan(env),
+  gcRun: (env) => gcRun(env),
+  dumpStart: (env) => dumpStart(env),
+  dumpRead,
+  dumpEnd,
 }

@@ -69,6 +69,8 @@ export async function run(argv: string[]): Promise<void> {
     askNode: nodeAsker(nc, cfg.cluster),
     repairMeter: new MoveMeter(),
     rebalance: { ...DEFAULT_REBALANCE, minBytes: cfg.rebalanceMinBytes },
+    // `maintenance` is created below with this env; requests only come after both exist
+    maintenance: { graceMs: cfg.gcGraceMs, orphanAgeMs: cfg.orphanAgeMs, runNow: () => maintenance.runNow() },
   }
   await loadNodeAdmin(env)
   const maintenance = new Maintenance(nc, env, log, {
