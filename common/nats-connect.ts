@@ -14,6 +14,8 @@ export interface NatsAuth {
   token?: string
   /** Path of a NATS .creds file (JWT + nkey seed). */
   credsFile?: string
+  /** Reply-inbox prefix (BERTH_NATS_INBOX); default inboxPrefixFor(user). */
+  inboxPrefix?: string
 }
 
 export interface NatsSettings extends NatsAuth {
@@ -24,6 +26,29 @@ export interface NatsSettings extends NatsAuth {
   connectTimeoutMs?: number
 }
 
+/**
+ * Each credential gets its own reply inbox, `_INBOX_<user>`: the NATS configs
+ * berth ships (cli/nats-server.ts, docker/nats.conf) let a user subscribe only
+ * to its own prefix, so one credential cannot read the replies meant for
+ * another (inline file bytes travel in replies). Token and creds-file users
+ * have no name here: they keep `_INBOX` unless BERTH_NATS_INBOX says otherwise.
+ */
+export function inboxPrefixFor(user: string | undefined): string {
+  return user && /^[A-Za-z0-9_-]{1,64}$/.test(user) ? `_INBOX_${user}` : '_INBOX'
+}
+
+function userInUrl(servers: string[]): string | undefined {
+  for (const s of servers) {
+    try {
+      const u = new URL(s.includes('://') ? s : `nats://${s}`)
+      if (u.username) return decodeURIComponent(u.username)
+    } catch {
+      // not a URL nats.js accepts either; it will say so
+    }
+  }
+  return undefined
+}
+
 /** Reads auth from env where the flag was not given. */
 export function natsAuthFromEnv(flags: NatsAuth, env: NodeJS.ProcessEnv = process.env): NatsAuth {
   return {
@@ -31,6 +56,7 @@ export function natsAuthFromEnv(flags: NatsAuth, env: NodeJS.ProcessEnv = proces
     pass: flags.pass ?? env.BERTH_NATS_PASS,
     token: flags.token ?? env.BERTH_NATS_TOKEN,
     credsFile: flags.credsFile ?? env.BERTH_NATS_CREDS,
+    inboxPrefix: flags.inboxPrefix ?? env.BERTH_NATS_INBOX,
   }
 }
 
@@ -49,6 +75,7 @@ export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
       pass: s.pass || undefined,
       token: s.token || undefined,
       authenticator,
+      inboxPrefix: s.inboxPrefix || inboxPrefixFor(s.user || userInUrl(servers)),
       timeout: s.connectTimeoutMs ?? 10_000,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
