@@ -29,6 +29,7 @@ import { createFuse } from './fuse-adapter'
 import { cleanStale, isAlive, isMounted, lazyUnmount, readPid, removePid, writePid } from './mount-state'
 import { createClientMetrics } from './metrics'
 import { Vfs } from './vfs'
+import { SessionLease } from './session-lease'
 import type Fuse from 'fuse-native'
 import { onReconnect } from '../common/nats-state'
 
@@ -80,7 +81,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   const meta = new MetaClient(nc, { cluster: cfg.cluster, deadlineMs: cfg.deadlineMs })
   const session = randomBytes(12).toString('base64url')
   const hello = await meta.call('hello', { session })
-  await meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() })
+
   const blocks = new BlockClient(nc, { cluster: cfg.cluster, token: hello.token, replicas: hello.replicas, deadlineMs: cfg.deadlineMs })
   await blocks.start()
   const pinned = new PinnedBlocks(blocks, meta, session)
@@ -96,9 +97,15 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   })
   const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks), cfg.metricsListen) : null
   const inval = subscribeInvalidations(nc, cfg.cluster, vfs)
-  const renew = setInterval(() => {
-    meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() }).catch((err: unknown) => log.warn('session renewal failed', err))
-  }, Math.floor(cfg.sessionTtlMs / 3))
+  const lease = new SessionLease(meta, {
+    session,
+    ttlMs: cfg.sessionTtlMs,
+    host: hostname(),
+    held: () => vfs.heldInodes(),
+    lost: (inos) => vfs.markLost(inos),
+  })
+  await lease.register()
+  lease.start()
 
   const fuse = createFuse(cfg.mountpoint, vfs, () => caller(), {
     allowOther: cfg.allowOther,
@@ -119,7 +126,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
       await pinned.sendUnpins()
       for (const e of errors) log.error('flush before unmount failed', e)
       if (isMounted(cfg.mountpoint)) await unmount(fuse, cfg.mountpoint)
-      clearInterval(renew)
+      lease.stop()
       clearInterval(watch)
       metricsHttp?.server.close()
       inval.unsubscribe()

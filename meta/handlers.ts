@@ -6,7 +6,8 @@ import type { MetaOp, MetaParsed, MetaReplies } from '../common/protocol'
 import { hello, statfs, status } from './cluster-ops'
 import type { Changes, MetaEnv } from './context'
 import { badCopy } from './copies'
-import { chunks, commit, open, pin, release, session, sessionEnd, unpin } from './files'
+import { chunks, commit, open, pin, release, sessionEnd, unpin } from './files'
+import { session, sessionRestore } from './sessions'
 import { getattr, link, lookup, mkdir, mknod, readdir, readlink, rename, rmdir, setattr, symlink, unlink } from './namespace'
 import { getxattr, listxattr, removexattr, setxattr } from './xattrs'
 
@@ -37,6 +38,7 @@ export const handlers: Handlers = {
   commit,
   release,
   session,
+  sessionRestore,
   sessionEnd,
   status: (env) => status(env),
   pin,

@@ -22,7 +22,9 @@ import { Maintenance } from './maintenance'
 import { createMetaMetrics } from './metrics'
 import { NodeTable } from './nodes'
 import { migrate } from './schema'
-import { serveMeta } from './server'
+import { publishChanges, serveMeta } from './server'
+import { sqliteEngine } from './engine'
+import { graceSessions } from './sessions'
 import { openDatabase } from './sqlite'
 
 const log = logger('meta')
@@ -64,7 +66,14 @@ export async function run(argv: string[]): Promise<void> {
     nodes,
   }
   const metrics = createMetaMetrics(env)
-  const server = serveMeta(nc, env, log, metrics.observe)
+  const engine = sqliteEngine(env, (changes) => publishChanges(nc, cfg.cluster, changes))
+  // a restart must not expire sessions whose renewals it could not hear
+  const graced = await graceSessions(env)
+  if (graced) log.info(`sessions: ${graced} given one full TTL of grace after start`)
+  const server = serveMeta(nc, env, engine, log, metrics.observe)
+  const prune = setInterval(() => {
+    engine.prune().catch((err: unknown) => log.warn('pruning request answers failed', err))
+  }, PRUNE_MS)
   const metricsHttp = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null
   if (metricsHttp) log.info(`metrics at ${metricsHttp.url}`)
   nc.subscribe(s.heartbeat, {
@@ -93,6 +102,7 @@ export async function run(argv: string[]): Promise<void> {
   // so each NATS step gets a bound and the database is closed regardless.
   await bounded(server.sub.drain(), DRAIN_MS)
   await bounded(server.idle(), DRAIN_MS)
+  clearInterval(prune)
   await maintenance.stop()
   metricsHttp?.server.close()
   await bounded(nc.drain(), DRAIN_MS)
@@ -120,6 +130,7 @@ async function refuseIfServed(nc: NatsConnection, cfg: MetaConfig): Promise<void
 }
 
 const DRAIN_MS = 5000
+const PRUNE_MS = 60_000
 
 /** Waits for `p` at most `ms`; its failure or lateness is not an error here. */
 async function bounded(p: Promise<unknown>, ms: number): Promise<void> {

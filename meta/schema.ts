@@ -104,6 +104,31 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       ALTER TABLE blocks ADD COLUMN sums BLOB;
     `)
   },
+  // v4: exactly-once and session epochs (docs/meta.md#exactly-once). `requests`
+  // keeps each mutation's answer by client and request number until the client
+  // acknowledges it, in the same transaction as the mutation; a session has an
+  // epoch (a renewal naming an older one is ESTALE) and remembers its TTL so a
+  // restart can give every session one full TTL of grace. `engine_state` holds
+  // counters of the replicated state (next epoch, applied log sequence).
+  async (c) => {
+    await c.exec(`
+      CREATE TABLE requests (
+        client TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        op TEXT NOT NULL,
+        reply BLOB NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (client, n)
+      ) WITHOUT ROWID;
+      CREATE INDEX requests_at ON requests (at);
+      ALTER TABLE sessions ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE sessions ADD COLUMN ttl_ms INTEGER NOT NULL DEFAULT 60000;
+      CREATE TABLE engine_state (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `)
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length
