@@ -69,7 +69,8 @@ export function rolePermissions(cluster: string = DEFAULT_CLUSTER, users: Record
   const metactl = `${cluster}.metactl.>`
   return {
     meta: {
-      publish: [metactl, s.inval, nodeCmds, s.place, '$JS.API.>', '$KV.>'],
+      // <cluster>.metalog: the replicated log (meta/log/stream.ts), meta only
+      publish: [metactl, s.inval, nodeCmds, s.place, `${cluster}.metalog`, '$JS.API.>', '$KV.>'],
       subscribe: [s.metaAll, metactl, s.heartbeat, s.inval, inbox('meta')],
       allowResponses: true,
     },

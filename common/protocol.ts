@@ -218,6 +218,8 @@ export interface StatusReply {
   underReplicated: number
   sessions: number
   openFiles: number
+  /** A replicated meta (--ha): the answering leader's place in the log and its lease. */
+  replication?: { role: string; applied: number; lastLogSeq: number; leaseAgeMs: number }
 }
 
 export interface MetaReplies {

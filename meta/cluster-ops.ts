@@ -50,5 +50,6 @@ export async function status(env: MetaEnv): Promise<MetaReplies['status']> {
     underReplicated: await underReplicated(env),
     sessions: await count('SELECT COUNT(*) AS n FROM sessions'),
     openFiles: await count('SELECT COUNT(*) AS n FROM open_files'),
+    ...(env.replication ? { replication: env.replication.status() } : {}),
   }
 }

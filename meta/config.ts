@@ -25,6 +25,12 @@ Runs the metadata service of one cluster (only one may serve a cluster).
   --sync MODE           normal (default): every acknowledged change survives a crash
                         or kill -9 of meta; the last few may be lost on power loss.
                         full: fsync the WAL on every commit (also survives power loss)
+  --ha                  replicated meta (docs/meta.md#replication): every mutation is
+                        appended to a JetStream stream before it is answered, one
+                        replica leads by a JetStream KV lease, the others follow
+  --log-replicas N      JetStream replicas of the log and the lease (default 1;
+                        3 on a 3-server NATS cluster)
+  --lease-ttl-ms MS     leader lease TTL (default 3000): failover takes about this
   --metrics-listen H:P  serve GET /metrics (Prometheus) on H:P (else env BERTH_METRICS_LISTEN; off by default)
   --user U --pass P     NATS credentials (else env BERTH_NATS_USER/BERTH_NATS_PASS)
   --token T             NATS token (else env BERTH_NATS_TOKEN)
@@ -44,6 +50,8 @@ export interface MetaConfig {
   readonly sync: 'normal' | 'full'
   readonly metricsListen: { host: string; port: number } | null
   readonly auth: Readonly<NatsAuth>
+  /** Replicated mode: null for the single meta of today. */
+  readonly ha: Readonly<{ logReplicas: number; leaseTtlMs: number }> | null
 }
 
 /** Returns null when --help was asked (usage already printed). */
@@ -61,6 +69,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'gc-grace-ms': { type: 'string' },
       sync: { type: 'string' },
       'metrics-listen': { type: 'string' },
+      ha: { type: 'boolean', default: false },
+      'log-replicas': { type: 'string' },
+      'lease-ttl-ms': { type: 'string' },
       user: { type: 'string' },
       pass: { type: 'string' },
       token: { type: 'string' },
@@ -103,5 +114,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     gcGraceMs: intFlag('--gc-grace-ms', values['gc-grace-ms'], 60_000, 0, 7 * 24 * 3600 * 1000),
     metricsListen: metricsListen ? parseListen(metricsListen, '--metrics-listen') : null,
     auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
+    ha: values.ha
+      ? Object.freeze({
+          logReplicas: intFlag('--log-replicas', values['log-replicas'], 1, 1, 5),
+          leaseTtlMs: intFlag('--lease-ttl-ms', values['lease-ttl-ms'], 3000, 1000, 60_000),
+        })
+      : null,
   })
 }

@@ -11,6 +11,15 @@ export interface MetaEnv {
   readonly chunkSize: number
   readonly replicas: number
   readonly nodes: NodeTable
+  /** Set on a replicated meta (meta/replica.ts): its place in the log, for status. */
+  replication?: { status(): ReplicationStatus }
+}
+
+export interface ReplicationStatus {
+  role: string
+  applied: number
+  lastLogSeq: number
+  leaseAgeMs: number
 }
 
 /** What one request changed; published on `<cluster>.inval` after it commits. */

@@ -1,10 +1,13 @@
 /**
  * `berth meta`: the metadata service of one cluster.
  *
- * Reads top-down: config → SQLite → NATS → refuse if another meta already
- * serves the cluster → claim the leader subject → serve `<cluster>.meta.*` →
- * follow heartbeats → background loops → ready → on SIGTERM/SIGINT stop
- * taking requests, answer those in flight, drain NATS, close the database.
+ * Reads top-down: config → SQLite → NATS → follow heartbeats → then either
+ *  - single (default): refuse if another meta already serves the cluster,
+ *    serve (meta/serving.ts) until the end;
+ *  - replicated (--ha): become a replica (meta/replica.ts) that applies the
+ *    log and serves only while it holds the leader lease;
+ * → ready → on SIGTERM/SIGINT stop taking requests (a leader frees its lease),
+ * answer those in flight, drain NATS, close the database.
  */
 import { randomBytes } from 'node:crypto'
 import { dirname } from 'node:path'
@@ -15,16 +18,18 @@ import { emitEvent, logger } from '../common/log'
 import { serveMetrics } from '../common/metrics-http'
 import { connectNats } from '../common/nats-connect'
 import { heartbeat } from '../common/protocol'
-import { decode, encode, parseBody, serve, subjects } from '../common/wire'
+import { decode, encode, parseBody, subjects } from '../common/wire'
 import { parseConfig, type MetaConfig } from './config'
 import type { MetaEnv } from './context'
-import { Maintenance } from './maintenance'
 import { createMetaMetrics } from './metrics'
 import { NodeTable } from './nodes'
 import { migrate } from './schema'
-import { publishChanges, serveMeta } from './server'
+import { publishChanges } from './server'
 import { sqliteEngine } from './engine'
-import { graceSessions } from './sessions'
+import { Lease } from './lease'
+import { MetaLog } from './log/stream'
+import { Replica } from './replica'
+import { bounded, Serving } from './serving'
 import { openDatabase } from './sqlite'
 
 const log = logger('meta')
@@ -45,14 +50,15 @@ export async function run(argv: string[]): Promise<void> {
     throw err
   }
 
-  try {
-    await refuseIfServed(nc, cfg)
-  } catch (err) {
-    await nc.close()
-    await db.close()
-    throw err
+  if (!cfg.ha) {
+    try {
+      await refuseIfServed(nc, cfg)
+    } catch (err) {
+      await nc.close()
+      await db.close()
+      throw err
+    }
   }
-  serve(nc, s.metaLeader, {}, () => ({ metaId }))
 
   const nodes = new NodeTable()
   const env: MetaEnv = {
@@ -67,13 +73,7 @@ export async function run(argv: string[]): Promise<void> {
   }
   const metrics = createMetaMetrics(env)
   const engine = sqliteEngine(env, (changes) => publishChanges(nc, cfg.cluster, changes))
-  // a restart must not expire sessions whose renewals it could not hear
-  const graced = await graceSessions(env)
-  if (graced) log.info(`sessions: ${graced} given one full TTL of grace after start`)
-  const server = serveMeta(nc, env, engine, log, metrics.observe)
-  const prune = setInterval(() => {
-    engine.prune().catch((err: unknown) => log.warn('pruning request answers failed', err))
-  }, PRUNE_MS)
+  const serving = new Serving(nc, env, engine, log, { gcGraceMs: cfg.gcGraceMs, observe: metrics.observe })
   const metricsHttp = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null
   if (metricsHttp) log.info(`metrics at ${metricsHttp.url}`)
   nc.subscribe(s.heartbeat, {
@@ -86,12 +86,38 @@ export async function run(argv: string[]): Promise<void> {
       }
     },
   })
-  const maintenance = new Maintenance(nc, env, log, { gcGraceMs: cfg.gcGraceMs })
-  maintenance.start()
+
+  let replica: Replica | null = null
+  if (cfg.ha) {
+    const metaLog = await MetaLog.open(nc, cfg.cluster, cfg.ha.logReplicas)
+    const lease = await Lease.open(nc, cfg.cluster, metaId, { ttlMs: cfg.ha.leaseTtlMs, replicas: cfg.ha.logReplicas })
+    replica = new Replica({
+      db,
+      log: metaLog,
+      lease,
+      metaId,
+      logger: log,
+      lead: async () => {
+        await serving.start()
+        emitEvent('leader', { metaId, applied: replica?.applied })
+      },
+      follow: () => serving.stop(),
+      fatal: (why, err) => {
+        log.error(`replica cannot continue: ${why}`, err)
+        process.exit(70)
+      },
+    })
+    env.replication = {
+      status: () => ({ role: replica?.role ?? 'stopped', applied: replica?.applied ?? 0, lastLogSeq: replica?.lastLogSeq ?? 0, leaseAgeMs: lease.ageMs() }),
+    }
+    await replica.start()
+  } else {
+    await serving.start()
+  }
   await nc.flush()
 
-  emitEvent('ready', { role: 'meta', metaId, cluster: cfg.cluster, db: cfg.db, ...(metricsHttp ? { metrics: metricsHttp.url } : {}) })
-  log.info(`serving cluster ${cfg.cluster} as ${metaId} (db ${cfg.db})`)
+  emitEvent('ready', { role: 'meta', metaId, cluster: cfg.cluster, db: cfg.db, ha: cfg.ha !== null, ...(metricsHttp ? { metrics: metricsHttp.url } : {}) })
+  log.info(`${cfg.ha ? 'replica of' : 'serving'} cluster ${cfg.cluster} as ${metaId} (db ${cfg.db})`)
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'))
@@ -100,10 +126,8 @@ export async function run(argv: string[]): Promise<void> {
   log.info(`${signal}: shutting down`)
   // A drain needs the server; with NATS unreachable it would wait forever,
   // so each NATS step gets a bound and the database is closed regardless.
-  await bounded(server.sub.drain(), DRAIN_MS)
-  await bounded(server.idle(), DRAIN_MS)
-  clearInterval(prune)
-  await maintenance.stop()
+  if (replica) await bounded(replica.stop(), DRAIN_MS * 2)
+  await serving.stop()
   metricsHttp?.server.close()
   await bounded(nc.drain(), DRAIN_MS)
   if (!nc.isClosed()) await nc.close().catch(() => undefined)
@@ -112,8 +136,9 @@ export async function run(argv: string[]): Promise<void> {
 }
 
 /**
- * Only one meta may serve a cluster until replicated meta exists (DESIGN.md):
- * two would each own a namespace and clients would see both, alternately.
+ * Without --ha only one meta may serve a cluster: two would each own a
+ * namespace and clients would see both, alternately. (A probe, so two started
+ * in the same second can both pass it; --ha closes that with the lease.)
  */
 async function refuseIfServed(nc: NatsConnection, cfg: MetaConfig): Promise<void> {
   let other: string
@@ -130,11 +155,3 @@ async function refuseIfServed(nc: NatsConnection, cfg: MetaConfig): Promise<void
 }
 
 const DRAIN_MS = 5000
-const PRUNE_MS = 60_000
-
-/** Waits for `p` at most `ms`; its failure or lateness is not an error here. */
-async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  await Promise.race([p.catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, ms)))])
-  clearTimeout(timer)
-}

@@ -1,0 +1,78 @@
+/**
+ * What the serving meta does, started and stopped as one: answer
+ * `<cluster>.meta.*` and the leader probe, run maintenance (sessions, GC,
+ * repair) and prune request answers. A single meta serves from start to exit;
+ * a replica serves only while it leads (meta/replica.ts).
+ */
+import type { NatsConnection, Subscription } from 'nats'
+import type { Logger } from '../common/log'
+import { serve, subjects } from '../common/wire'
+import type { MetaEnv } from './context'
+import type { EngineHandle } from './engine'
+import { Maintenance } from './maintenance'
+import { serveMeta, type MetaServer } from './server'
+import { graceSessions } from './sessions'
+
+const PRUNE_MS = 60_000
+const DRAIN_MS = 5000
+
+export interface ServingOptions {
+  gcGraceMs: number
+  observe?: (op: string, seconds: number, code: string | null) => void
+}
+
+export class Serving {
+  private server: MetaServer | null = null
+  private probe: Subscription | null = null
+  private maintenance: Maintenance | null = null
+  private prune: NodeJS.Timeout | undefined
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly env: MetaEnv,
+    private readonly engine: EngineHandle,
+    private readonly log: Logger,
+    private readonly opts: ServingOptions,
+  ) {}
+
+  get active(): boolean {
+    return this.server !== null
+  }
+
+  async start(): Promise<void> {
+    if (this.server) return
+    // a restart or a new leader must not expire sessions whose renewals it could not hear
+    const graced = await graceSessions(this.env)
+    if (graced) this.log.info(`sessions: ${graced} given one full TTL of grace`)
+    this.probe = serve(this.nc, subjects(this.env.cluster).metaLeader, {}, () => ({ metaId: this.env.metaId }))
+    this.server = serveMeta(this.nc, this.env, this.engine, this.log, this.opts.observe)
+    this.maintenance = new Maintenance(this.nc, this.env, this.log, { gcGraceMs: this.opts.gcGraceMs })
+    this.maintenance.start()
+    this.prune = setInterval(() => {
+      this.engine.prune().catch((err: unknown) => this.log.warn('pruning request answers failed', err))
+    }, PRUNE_MS)
+    this.prune.unref()
+    await this.nc.flush()
+  }
+
+  /** Stops taking requests, answers those in flight (bounded), stops maintenance. */
+  async stop(): Promise<void> {
+    const server = this.server
+    if (!server) return
+    this.server = null
+    clearInterval(this.prune)
+    this.probe?.unsubscribe()
+    this.probe = null
+    await bounded(server.sub.drain(), DRAIN_MS)
+    await bounded(server.idle(), DRAIN_MS)
+    await this.maintenance?.stop()
+    this.maintenance = null
+  }
+}
+
+/** Waits for `p` at most `ms`; its failure or lateness is not an error here. */
+export async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([p.catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, ms)))])
+  clearTimeout(timer)
+}
