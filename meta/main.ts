@@ -89,8 +89,10 @@ export async function run(argv: string[]): Promise<void> {
 
   let replica: Replica | null = null
   if (cfg.ha) {
-    const metaLog = await MetaLog.open(nc, cfg.cluster, cfg.ha.logReplicas)
-    const lease = await Lease.open(nc, cfg.cluster, metaId, { ttlMs: cfg.ha.leaseTtlMs, replicas: cfg.ha.logReplicas })
+    const ha = cfg.ha
+    // a JetStream cluster that just started elects its own leader first
+    const metaLog = await retryFor(JETSTREAM_WAIT_MS, 'the log stream', () => MetaLog.open(nc, cfg.cluster, ha.logReplicas))
+    const lease = await retryFor(JETSTREAM_WAIT_MS, 'the lease bucket', () => Lease.open(nc, cfg.cluster, metaId, { ttlMs: ha.leaseTtlMs, replicas: ha.logReplicas }))
     replica = new Replica({
       db,
       log: metaLog,
@@ -155,3 +157,17 @@ async function refuseIfServed(nc: NatsConnection, cfg: MetaConfig): Promise<void
 }
 
 const DRAIN_MS = 5000
+const JETSTREAM_WAIT_MS = 30_000
+
+async function retryFor<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
+  const until = Date.now() + ms
+  for (;;) {
+    try {
+      return await fn()
+    } catch (err) {
+      if (Date.now() > until) throw new BerthError('EIO', `JetStream: cannot open ${what}: ${(err as Error).message}`, { cause: err })
+      log.debug(`JetStream not ready for ${what} yet: ${(err as Error).message}`)
+      await new Promise((r) => setTimeout(r, 500))
+    }
+  }
+}
