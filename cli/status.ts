@@ -55,6 +55,9 @@ export function formatStatus(s: StatusReply): string {
   const live = s.nodes.filter((n) => n.alive).length
   return [
     `meta ${s.metaId}, up since ${new Date(s.startedAt).toISOString()}`,
+    ...(s.replication
+      ? [`replicated (--ha): ${s.metaId} leads for ${(s.replication.leaseAgeMs / 1000).toFixed(1)} s, log sequence ${s.replication.applied} applied of ${s.replication.lastLogSeq}`]
+      : []),
     `nodes: ${live} live of ${s.nodes.length}`,
     table,
     `inodes: ${s.inodes}  blocks: ${s.blocks} (${bytes(s.bytes)})  under-replicated: ${s.underReplicated}`,

@@ -15,12 +15,15 @@ import { parseArgs } from 'node:util'
 import { formatCredentialsFile } from '../common/credentials'
 import { DEFAULT_REPLICAS } from '../common/protocol'
 import { DEFAULT_CLUSTER } from '../common/wire'
-import { launchNatsServer, type NatsServerHandle, type NatsUsers } from './nats-server'
+import { launchNatsCluster, launchNatsServer, type NatsServerHandle, type NatsUsers } from './nats-server'
 import { spawnService, type ServiceHandle } from './spawn-service'
 import { intFlag } from '../common/flags'
 
-const HELP = `usage: berth up [--dir DIR] [--nodes 3] [--replicas 2] [--mount DIR | --no-mount]
+const HELP = `usage: berth up [--dir DIR] [--nodes 3] [--replicas 2] [--mount DIR | --no-mount] [--ha]
 Starts a local cluster on 127.0.0.1: nats-server, one meta, N data nodes; mounts it.
+  --ha             replicated meta: 3 clustered nats-servers (JetStream), 2 meta
+                   replicas (one leads by lease, docs/meta.md#replication); a
+                   replica that dies is started again and rejoins as a follower
   --dir DIR        where all cluster data lives (default ./.berth)
   --nodes N        data nodes to start (default 3)
   --replicas R     copies of each block (default 2, capped by live nodes)
@@ -36,6 +39,7 @@ interface UpConfig {
   replicas: number
   mount: string | null
   cluster: string
+  ha: boolean
 }
 
 function parseConfig(argv: string[]): UpConfig | null {
@@ -47,6 +51,7 @@ function parseConfig(argv: string[]): UpConfig | null {
       replicas: { type: 'string', default: String(DEFAULT_REPLICAS) },
       mount: { type: 'string', default: 'mnt' },
       'no-mount': { type: 'boolean', default: false },
+      ha: { type: 'boolean', default: false },
       cluster: { type: 'string', default: DEFAULT_CLUSTER },
       help: { type: 'boolean', default: false },
     },
@@ -60,6 +65,7 @@ function parseConfig(argv: string[]): UpConfig | null {
     replicas,
     mount: values['no-mount'] ? null : resolve(values.mount),
     cluster: values.cluster,
+    ha: values.ha,
   })
 }
 
@@ -81,7 +87,7 @@ export async function run(argv: string[]): Promise<void> {
   mkdirSync(cfg.dir, { recursive: true, mode: 0o700 })
   const started = Date.now()
   const children: ServiceHandle[] = []
-  let nats: NatsServerHandle | undefined
+  let nats: Pick<NatsServerHandle, 'url' | 'users' | 'stop'> | undefined
   let stopping: Promise<void> | undefined
   const stopAll = () => {
     stopping ??= (async () => {
@@ -90,6 +96,30 @@ export async function run(argv: string[]): Promise<void> {
       await nats?.stop()
     })()
     return stopping
+  }
+  /**
+   * --ha: a meta replica that dies is started again (it rejoins as a follower
+   * and catches up from the log), as compose's restart policy does.
+   */
+  const supervise = (first: ServiceHandle, restart: () => Promise<ServiceHandle>, what: string) => {
+    const slot = { current: first }
+    children.push({ ...first, stop: () => slot.current.stop() } as ServiceHandle)
+    const watch = (h: ServiceHandle) =>
+      h.child.once('exit', (code, signal) => {
+        if (stopping) return
+        process.stderr.write(`berth up: ${what} (pid ${h.pid}) exited (${code ?? signal}); starting it again\n`)
+        setTimeout(() => {
+          if (stopping) return
+          restart().then(
+            (next) => {
+              slot.current = next
+              watch(next)
+            },
+            (err: unknown) => process.stderr.write(`berth up: restarting ${what} failed: ${(err as Error).message}\n`),
+          )
+        }, 1000)
+      })
+    watch(first)
   }
   const onSignal = (sig: NodeJS.Signals) => {
     process.stderr.write(`\nberth up: ${sig}, stopping...\n`)
@@ -100,7 +130,9 @@ export async function run(argv: string[]): Promise<void> {
 
   try {
     const secret = loadOrCreateSecret(cfg.dir)
-    nats = await launchNatsServer({ dir: join(cfg.dir, 'nats'), cluster: cfg.cluster })
+    nats = cfg.ha
+      ? await launchNatsCluster({ dir: join(cfg.dir, 'nats'), n: 3, cluster: cfg.cluster })
+      : await launchNatsServer({ dir: join(cfg.dir, 'nats'), cluster: cfg.cluster })
     const users = nats.users
     const env = (role: keyof NatsUsers): NodeJS.ProcessEnv => ({
       BERTH_NATS_USER: users[role].user,
@@ -116,8 +148,14 @@ export async function run(argv: string[]): Promise<void> {
       BERTH_CLUSTER: cfg.cluster,
     }), { mode: 0o600 })
 
-    const meta = await spawnService(['meta', ...common, '--db', join(cfg.dir, 'meta', 'meta.db'), '--replicas', String(cfg.replicas)], { env: env('meta'), inheritStderr: true })
-    children.push(meta)
+    const metaArgs = (i: number) =>
+      cfg.ha
+        ? ['meta', ...common, '--db', join(cfg.dir, `meta-${i}`, 'meta.db'), '--replicas', String(cfg.replicas), '--ha', '--log-replicas', '3']
+        : ['meta', ...common, '--db', join(cfg.dir, 'meta', 'meta.db'), '--replicas', String(cfg.replicas)]
+    const metas = await Promise.all(Array.from({ length: cfg.ha ? 2 : 1 }, (_, i) => spawnService(metaArgs(i), { env: env('meta'), inheritStderr: true, readyTimeoutMs: 60_000 })))
+    const meta = metas[0]!
+    if (cfg.ha) metas.forEach((m, i) => supervise(m, () => spawnService(metaArgs(i), { env: env('meta'), inheritStderr: true, readyTimeoutMs: 60_000 }), `meta replica ${i}`))
+    else children.push(meta)
     const nodes = await Promise.all(
       Array.from({ length: cfg.nodes }, (_, i) =>
         spawnService(['node', ...common, '--dir', join(cfg.dir, `node-${i}`), '--listen', '127.0.0.1:0'], { env: env('node'), inheritStderr: true }),
@@ -138,7 +176,9 @@ export async function run(argv: string[]): Promise<void> {
       `berth up: cluster "${cfg.cluster}" ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
       `  NATS          ${nats.url}`,
       `  credentials   ${credentials}`,
-      `  meta          pid ${meta.pid}, db ${join(cfg.dir, 'meta', 'meta.db')}`,
+      cfg.ha
+        ? `  meta          2 replicas (--ha), pids ${metas.map((m) => m.pid).join(', ')}, dbs ${cfg.dir}/meta-{0,1}/meta.db; NATS cluster of 3`
+        : `  meta          pid ${meta.pid}, db ${join(cfg.dir, 'meta', 'meta.db')}`,
       ...nodes.map((n, i) => `  node ${i}        ${String(n.ready.url)} (id ${String(n.ready.id)}, pid ${n.pid})`),
       cfg.mount ? `  mounted at    ${cfg.mount}` : '  not mounted (--no-mount)',
       'Press Ctrl-C to stop.',
