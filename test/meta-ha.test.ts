@@ -5,7 +5,8 @@
  * the old leader rejoins as a follower and catches up.
  */
 import t from 'tap'
-import { ROOT_INO } from '../common/protocol'
+import { ROOT_INO, type MetaReplies, type MetaRequest } from '../common/protocol'
+import { request, subjects } from '../common/wire'
 import type { ServiceHandle } from '../cli/spawn-service'
 import { startCluster } from './helpers/cluster'
 
@@ -58,4 +59,30 @@ t.test('two metas started together: one leads, kill -9 of it loses nothing', asy
   t.ok((await m.call('lookup', { parent: ROOT_INO, name: 'after2' })).attr.ino > 0, 'the rejoined replica has the mutations made while it was away')
   t.comment(`handover after a clean stop: ${Math.round(performance.now() - stoppedAt)} ms`)
   t.equal((await m.call('status', {})).metaId, back.ready.metaId, 'the rejoined replica leads')
+})
+
+t.test('metas started at the same instant: exactly one serves; a retry after failover is applied once', async (t) => {
+  const c = await startCluster(t, { nodes: 0, metaArgs: HA })
+  await c.meta.stop() // the helper's first meta: start three afresh, at once
+  const metas = await Promise.all([0, 1, 2].map((i) => c.startMeta({ db: `${c.dir}/same-${i}.db` })))
+  const m = await c.metaClient({ deadlineMs: 30_000 })
+  const ids = new Set<unknown>()
+  for (let i = 0; i < 30; i++) ids.add((await m.call('status', {})).metaId)
+  t.equal(ids.size, 1, `one meta answers everything (${[...ids].join(', ')})`)
+  const leaderId = [...ids][0]
+  const roles = metas.map((x) => (x.ready.metaId === leaderId ? 'leader' : 'follower'))
+  t.same(roles.filter((r) => r === 'leader').length, 1, 'exactly one of the three leads')
+
+  // a rename whose reply is lost, retried after the leader died: applied once
+  const nc = await c.connect('client')
+  const send = <Op extends 'rename' | 'mknod'>(op: Op, body: MetaRequest<Op>) =>
+    request<MetaReplies[Op]>(nc, subjects('berth').meta(op), body, { timeoutMs: 3000, deadlineMs: 30_000, retryTimeouts: true })
+  const a = (await send('mknod', { rid: 'ha1.1.1', parent: ROOT_INO, name: 'a', mode: 0o100644, ...who })).attr
+  await send('rename', { rid: 'ha1.2.2', parent: ROOT_INO, name: 'a', newParent: ROOT_INO, newName: 'b' })
+  const a2 = (await send('mknod', { rid: 'ha2.1.1', parent: ROOT_INO, name: 'a', mode: 0o100644, ...who })).attr
+  await metas.find((x) => x.ready.metaId === leaderId)!.kill()
+  t.same(await send('rename', { rid: 'ha1.2.2', parent: ROOT_INO, name: 'a', newParent: ROOT_INO, newName: 'b' }), { ok: true }, 'the new leader answers the retry from the replicated request table')
+  t.equal((await m.call('lookup', { parent: ROOT_INO, name: 'a' })).attr.ino, a2.ino, 'the new "a" was not moved')
+  t.equal((await m.call('lookup', { parent: ROOT_INO, name: 'b' })).attr.ino, a.ino, '"b" is the renamed file')
+  t.not((await m.call('status', {})).metaId, leaderId, 'a follower took over')
 })

@@ -65,7 +65,7 @@ export async function startCluster(t: Test, opts: { nodes?: number; replicas?: n
     env,
     async startMeta(o = {}) {
       const args = ['meta', '--nats', nats.url, '--db', o.db ?? join(dir, 'meta.db'), '--replicas', String(opts.replicas ?? 2), ...(opts.metaArgs ?? []), ...(o.args ?? [])]
-      const meta = await spawnService(args, { env: env('meta') })
+      const meta = await spawnService(args, { env: env('meta'), readyTimeoutMs: 60_000 })
       t.teardown(() => meta.stop())
       return meta
     },
