@@ -21,7 +21,7 @@
 import { NoReply } from '../common/wire'
 import type { Logger } from '../common/log'
 import type { Lease } from './lease'
-import { appliedSeq, applyEntry, setApplied } from './log/apply'
+import { appliedSeq, applyEntries, setApplied } from './log/apply'
 import { entriesOf, type LogEntry, type MetaLog } from './log/stream'
 import type { Database, Write } from './sqlite'
 
@@ -42,6 +42,7 @@ export interface ReplicaDeps {
 }
 
 const TICK_MS = 200
+const CATCH_UP_BATCH = 64
 
 export class Replica {
   role: Role = 'follower'
@@ -98,9 +99,14 @@ export class Replica {
       this.d.fatal(`the log starts at ${first} but this replica has applied only ${this.applied}: it needs a snapshot (docs/meta.md#replication)`)
       return
     }
-    for (let seq = this.applied + 1; seq <= last; seq++) {
-      await applyEntry(this.d.db, seq, await this.d.log.read(seq))
-      this.applied = seq
+    // reads in flight together, applied together: a follower keeps up with a
+    // leader that appends one entry per group commit
+    while (this.applied < last) {
+      const from = this.applied + 1
+      const to = Math.min(last, this.applied + CATCH_UP_BATCH)
+      const entries = await Promise.all(Array.from({ length: to - from + 1 }, (_, i) => this.d.log.read(from + i)))
+      await applyEntries(this.d.db, from, entries)
+      this.applied = to
     }
   }
 

@@ -25,10 +25,13 @@ async function replay(tx: Conn, w: Write): Promise<void> {
   else await tx.run(w[1], bindable(w[2]))
 }
 
-/** Applies one entry; must only run while this replica writes nothing else (a follower). */
-export async function applyEntry(db: Database, seq: number, entry: LogEntry): Promise<void> {
+/**
+ * Applies consecutive entries (the first is `from`) in one transaction; must
+ * only run while this replica writes nothing else (a follower).
+ */
+export async function applyEntries(db: Database, from: number, entries: LogEntry[]): Promise<void> {
   await db.write(async (tx) => {
-    for (const op of entry.ops) for (const w of op) await replay(tx, w)
-    await setApplied(tx, seq)
+    for (const entry of entries) for (const op of entry.ops) for (const w of op) await replay(tx, w)
+    await setApplied(tx, from + entries.length - 1)
   })
 }
