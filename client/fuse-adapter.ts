@@ -228,6 +228,8 @@ export function utimensExact(vfs: Vfs): UtimensExact {
 
 export interface MountOptions {
   allowOther: boolean
+  /** Mount over a non-empty directory (`-o nonempty`). */
+  nonempty?: boolean
   readOnly: boolean
   /** fuse-native's per-op timeout; must exceed the cluster deadline. */
   opTimeoutMs: number
@@ -292,6 +294,8 @@ export function createFuse(mountpoint: string, vfs: Vfs, callerOf: CallerOf, o: 
     // cached in this process instead (docs/semantics.md#caching).
     'attr_timeout=0']
   if (o.readOnly) extra.push('ro')
+  // libfuse 2 refuses a non-empty mountpoint unless told; berth checks first (client/mountpoint-check.ts)
+  if (o.nonempty) extra.push('nonempty')
   const opts = { timeout: o.opTimeoutMs, allowOther: o.allowOther, defaultPermissions: true, fsname: 'berth', subtype: 'berth' }
   if (patchLevel >= 2) return new PatchedBerthFuse(mountpoint, fuseOps(vfs, callerOf), extra, opts, utimensExact(vfs))
   log.warn('fuse-native lacks berth\'s null-path/utimens patch (run tools/patch-fuse-native.js): unlinked open files and utimens misbehave')

@@ -7,6 +7,7 @@ import { trackConnection } from './nats-state'
 import { readFileSync } from 'node:fs'
 import { connect, credsAuthenticator, type NatsConnection } from 'nats'
 import { BerthError } from './errors'
+import { maskSecrets, splitUrlCredentials } from './mask-secrets'
 
 export interface NatsAuth {
   user?: string
@@ -61,19 +62,30 @@ export function natsAuthFromEnv(flags: NatsAuth, env: NodeJS.ProcessEnv = proces
 }
 
 export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
-  const servers = s.url.split(',').map((u) => u.trim()).filter(Boolean)
+  // user:pass@ in the URL is what the user typed last: it wins over env and files
+  const fromUrl = splitUrlCredentials(s.url)
+  const servers = fromUrl.url.split(',').map((u) => u.trim()).filter(Boolean)
+  const shown = fromUrl.url
+  const user = fromUrl.user ?? s.user
+  const pass = fromUrl.user !== undefined ? fromUrl.pass : s.pass
+  const token = fromUrl.token ?? (fromUrl.user !== undefined ? undefined : s.token)
   let authenticator
   if (s.credsFile) {
-    const creds = readFileSync(s.credsFile)
+    let creds: Buffer
+    try {
+      creds = readFileSync(s.credsFile)
+    } catch (err) {
+      throw new BerthError('ENOENT', `cannot read NATS creds file ${s.credsFile}: ${(err as Error).message}`)
+    }
     authenticator = credsAuthenticator(creds)
   }
   try {
     const nc = await connect({
       servers,
       name: s.name,
-      user: s.user || undefined,
-      pass: s.pass || undefined,
-      token: s.token || undefined,
+      user: user || undefined,
+      pass: pass || undefined,
+      token: token || undefined,
       authenticator,
       inboxPrefix: s.inboxPrefix || inboxPrefixFor(s.user || userInUrl(servers)),
       timeout: s.connectTimeoutMs ?? 10_000,
@@ -87,6 +99,13 @@ export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
     return nc
   } catch (err) {
     const code = (err as { code?: string }).code ?? ''
-    throw new BerthError(code === 'AUTHORIZATION_VIOLATION' ? 'EAUTH' : 'EIO', `cannot connect to NATS at ${s.url}: ${(err as Error).message}`, { cause: err })
+    const why = maskSecrets((err as Error).message)
+    if (code === 'AUTHORIZATION_VIOLATION' || /authoriz/i.test(why)) {
+      const sent = user ? `user "${user}"` : token ? 'a token' : authenticator ? `creds file ${s.credsFile}` : 'no credentials'
+      throw new BerthError('EAUTH', `NATS at ${shown} refused the connection (${why}; sent ${sent})\n` +
+        '  hint: pass --credentials FILE (`berth up` writes DIR/client.env), or set BERTH_NATS_USER/BERTH_NATS_PASS, or put them in the URL (USER:PASS@ after nats://)', { cause: err })
+    }
+    throw new BerthError('EIO', `cannot connect to NATS at ${shown}: ${why}\n` +
+      '  hint: is nats-server running there? `berth up` prints its URL and keeps it in DIR/client.env', { cause: err })
   }
 }

@@ -22,6 +22,13 @@ Runs the metadata service of one cluster (only one may serve a cluster).
   --chunk-size BYTES    file chunk size (default ${DEFAULT_CHUNK_SIZE})
   --secret-file F       file holding the data-plane secret (else env BERTH_SECRET)
   --gc-grace-ms MS      keep unreferenced blocks this long before deleting (default 60000)
+  --orphan-age-ms MS    delete copies of blocks meta does not know once idle this long
+                        (default 7200000 = 2 h; longer than any upload takes to commit)
+  --reconcile-interval-ms MS  pause between reconciliation passes over the nodes' inventories (default 60000)
+  --repair-interval-ms MS     pause between repair passes (copy up to R, trim down to R; default 5000)
+  --repair-mbps N             byte rate of repair copies in MB/s, 0 for unlimited (default 64)
+  --rebalance-min-mib N       rebalance only when at least N MiB must move to bring the
+                              nodes within 10% of the mean stored bytes (default 64)
   --sync MODE           normal (default): every acknowledged change survives a crash
                         or kill -9 of meta; the last few may be lost on power loss.
                         full: fsync the WAL on every commit (also survives power loss)
@@ -36,6 +43,9 @@ Runs the metadata service of one cluster (only one may serve a cluster).
   --token T             NATS token (else env BERTH_NATS_TOKEN)
   --creds F             NATS .creds file (else env BERTH_NATS_CREDS)
   --help                this text
+
+Runs until SIGTERM/SIGINT (then exits 0). Exit status 1 if it cannot start
+(the reason on stderr, e.g. another meta already serves the cluster), 2 on bad usage.
 `
 
 export interface MetaConfig {
@@ -46,6 +56,13 @@ export interface MetaConfig {
   readonly chunkSize: number
   readonly secret: string
   readonly gcGraceMs: number
+  readonly orphanAgeMs: number
+  readonly reconcileIntervalMs: number
+  readonly repairIntervalMs: number
+  /** MB/s for repair copies; 0: unlimited. */
+  readonly repairMbps: number
+  /** Rebalance moves nothing while the gap is under this many bytes. */
+  readonly rebalanceMinBytes: number
   /** SQLite synchronous mode (docs/meta.md#durability). */
   readonly sync: 'normal' | 'full'
   readonly metricsListen: { host: string; port: number } | null
@@ -67,6 +84,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'chunk-size': { type: 'string' },
       'secret-file': { type: 'string' },
       'gc-grace-ms': { type: 'string' },
+      'orphan-age-ms': { type: 'string' },
+      'reconcile-interval-ms': { type: 'string' },
+      'repair-interval-ms': { type: 'string' },
+      'rebalance-min-mib': { type: 'string' },
+      'repair-mbps': { type: 'string' },
       sync: { type: 'string' },
       'metrics-listen': { type: 'string' },
       ha: { type: 'boolean', default: false },
@@ -112,6 +134,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     chunkSize,
     secret,
     gcGraceMs: intFlag('--gc-grace-ms', values['gc-grace-ms'], 60_000, 0, 7 * 24 * 3600 * 1000),
+    orphanAgeMs: intFlag('--orphan-age-ms', values['orphan-age-ms'], 2 * 3600 * 1000, 0, 30 * 24 * 3600 * 1000),
+    reconcileIntervalMs: intFlag('--reconcile-interval-ms', values['reconcile-interval-ms'], 60_000, 100, 24 * 3600 * 1000),
+    repairIntervalMs: intFlag('--repair-interval-ms', values['repair-interval-ms'], 5000, 100, 3600 * 1000),
+    repairMbps: intFlag('--repair-mbps', values['repair-mbps'], 64, 0, 100_000),
+    rebalanceMinBytes: intFlag('--rebalance-min-mib', values['rebalance-min-mib'], 64, 0, 1024 * 1024) * 1024 * 1024,
     metricsListen: metricsListen ? parseListen(metricsListen, '--metrics-listen') : null,
     auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
     ha: values.ha

@@ -80,10 +80,23 @@ export interface MetaEngine {
   unpin: Call<'unpin'>
   /** A reader found a bad copy: meta forgets that replica (repair follows). */
   badCopy: Call<'badCopy'>
+  /** Operator state of a data node (drain, undrain, decommission, forget): ENOENT, EINVAL, EBUSY. */
+  nodeAdmin: Call<'nodeAdmin'>
+  /** One page of a node's inventory with meta's view of each copy (fsck): ENOENT (not live), ENOSYS. */
+  inventory: Call<'inventory'>
 }
 
 /** Operations that never write: served from the read connection, never logged. */
-export const READ_OPS: ReadonlySet<MetaOp> = new Set<MetaOp>(['hello', 'lookup', 'getattr', 'readlink', 'readdir', 'statfs', 'getxattr', 'listxattr', 'chunks', 'status'])
+export const READ_OPS: ReadonlySet<MetaOp> = new Set<MetaOp>(['hello', 'lookup', 'getattr', 'readlink', 'readdir', 'statfs', 'getxattr', 'listxattr', 'chunks', 'status', 'inventory'])
+
+/**
+ * Operator commands that talk to data nodes between their writes: run outside
+ * one request transaction (a node command must not hold the group commit open
+ * for seconds) and not remembered. Each of their writes is its own transaction
+ * and, on a replicated meta, its own log entry like any other; they are
+ * idempotent (drain twice is drain), so a retry needs no stored answer.
+ */
+const OPERATOR_OPS: ReadonlySet<MetaOp> = new Set<MetaOp>(['nodeAdmin'])
 
 /**
  * `open` is not remembered: its answer carries the chunk map (up to a page of
@@ -142,8 +155,16 @@ export function sqliteEngine(env: MetaEnv, published: (changes: Changes) => void
     return settle(outcome) as MetaReplies[Op]
   }
 
+  async function operator<Op extends MetaOp>(op: Op, req: MetaParsed<Op>): Promise<MetaReplies[Op]> {
+    const changes = new Changes()
+    const reply = await withClock(wallClock(), () => (handlers[op] as Handler<Op>)(env, req, changes))
+    if (!changes.empty) published(changes)
+    return reply
+  }
+
   function call<Op extends MetaOp>(op: Op, req: MetaParsed<Op>): Promise<MetaReplies[Op]> {
     if (READ_OPS.has(op)) return Promise.resolve((handlers[op] as Handler<Op>)(env, req, new Changes()))
+    if (OPERATOR_OPS.has(op)) return operator(op, req)
     return mutate(op, req)
   }
 

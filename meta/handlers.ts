@@ -5,7 +5,8 @@
 import type { MetaOp, MetaParsed, MetaReplies } from '../common/protocol'
 import { hello, statfs, status } from './cluster-ops'
 import type { Changes, MetaEnv } from './context'
-import { badCopy } from './copies'
+import { badCopy, inventory } from './copies'
+import { nodeAdmin } from './node-admin'
 import { chunks, commit, open, pin, release, sessionEnd, unpin } from './files'
 import { session, sessionRestore } from './sessions'
 import { getattr, link, lookup, mkdir, mknod, readdir, readlink, rename, rmdir, setattr, symlink, unlink } from './namespace'
@@ -44,4 +45,6 @@ export const handlers: Handlers = {
   pin,
   unpin,
   badCopy,
+  inventory,
+  nodeAdmin,
 }

@@ -21,8 +21,13 @@ import { heartbeat } from '../common/protocol'
 import { decode, encode, parseBody, subjects } from '../common/wire'
 import { parseConfig, type MetaConfig } from './config'
 import type { MetaEnv } from './context'
+import { LifecycleStats } from './lifecycle-stats'
 import { createMetaMetrics } from './metrics'
+import { nodeAsker } from './node-commands'
+import { MoveMeter } from './move-meter'
+import { loadNodeAdmin } from './node-admin'
 import { NodeTable } from './nodes'
+import { DEFAULT_REBALANCE } from './rebalance'
 import { migrate } from './schema'
 import { publishChanges } from './server'
 import { sqliteEngine } from './engine'
@@ -70,10 +75,26 @@ export async function run(argv: string[]): Promise<void> {
     chunkSize: cfg.chunkSize,
     replicas: cfg.replicas,
     nodes,
+    askNode: nodeAsker(nc, cfg.cluster),
+    repairMeter: new MoveMeter(),
+    rebalance: { ...DEFAULT_REBALANCE, minBytes: cfg.rebalanceMinBytes },
   }
-  const metrics = createMetaMetrics(env)
+  // a follower's table is refreshed from node_admin each time it starts to lead (meta/serving.ts)
+  await loadNodeAdmin(env)
+  const stats = new LifecycleStats()
+  const metrics = createMetaMetrics(env, stats)
   const engine = sqliteEngine(env, (changes) => publishChanges(nc, cfg.cluster, changes))
-  const serving = new Serving(nc, env, engine, log, { gcGraceMs: cfg.gcGraceMs, observe: metrics.observe })
+  const serving = new Serving(nc, env, engine, log, {
+    observe: metrics.observe,
+    maintenance: {
+      gcGraceMs: cfg.gcGraceMs,
+      orphanAgeMs: cfg.orphanAgeMs,
+      reconcileEveryMs: cfg.reconcileIntervalMs,
+      replicateEveryMs: cfg.repairIntervalMs,
+      repairMbps: cfg.repairMbps,
+    },
+    stats,
+  })
   const metricsHttp = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null
   if (metricsHttp) log.info(`metrics at ${metricsHttp.url}`)
   nc.subscribe(s.heartbeat, {

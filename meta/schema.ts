@@ -104,7 +104,55 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       ALTER TABLE blocks ADD COLUMN sums BLOB;
     `)
   },
-  // v4: exactly-once and session epochs (docs/meta.md#exactly-once). `requests`
+  // v4: reconciliation with the nodes (docs/data-node.md#block-lifecycle).
+  // replicas.since: when meta last learnt the copy exists (its clock, ms), so a
+  // row asserted after an inventory page was listed is never removed for being
+  // absent from it. pins.count: one pin per upload, so two uploads of the same
+  // content by one session are both protected until both are committed or
+  // released. suspects: copies a reader reported bad, for the repair loop to
+  // have the node re-hash (and trash) before it copies the block anywhere.
+  async (c) => {
+    await c.exec(`
+      ALTER TABLE replicas ADD COLUMN since INTEGER NOT NULL DEFAULT 0;
+      CREATE INDEX replicas_node ON replicas (node_id, hash);
+      ALTER TABLE pins ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+      CREATE TABLE suspects (
+        hash TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        since INTEGER NOT NULL,
+        PRIMARY KEY (hash, node_id)
+      ) WITHOUT ROWID;
+    `)
+  },
+  // v5: the repair queue (meta/repair-queue.ts). Blocks whose copy count may
+  // be off are queued by the events that can change it (a node died or came
+  // back, a copy was found missing or bad, a commit with fewer than R copies),
+  // so a healthy cluster costs one indexed read per repair pass instead of a
+  // scan of every block. parked: below R but at min(R, live nodes); looked at
+  // again only when a node joins. replicas_node (v4) lists a dead node's blocks.
+  async (c) => {
+    await c.exec(`
+      CREATE TABLE repair_queue (
+        hash TEXT PRIMARY KEY,
+        since INTEGER NOT NULL,
+        parked INTEGER NOT NULL DEFAULT 0
+      ) WITHOUT ROWID;
+      CREATE INDEX repair_queue_due ON repair_queue (parked, since);
+    `)
+  },
+  // v6: what operators asked of data nodes (meta/node-admin.ts): draining,
+  // decommissioned or forgotten; kept across meta restarts.
+  async (c) => {
+    await c.exec(`
+      CREATE TABLE node_admin (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        since INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `)
+  },
+  // v7: exactly-once and session epochs (docs/meta.md#exactly-once). `requests`
   // keeps each mutation's answer by client and request number until the client
   // acknowledges it, in the same transaction as the mutation; a session has an
   // epoch (a renewal naming an older one is ESTALE) and remembers its TTL so a

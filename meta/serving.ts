@@ -9,7 +9,9 @@ import type { Logger } from '../common/log'
 import { serve, subjects } from '../common/wire'
 import type { MetaEnv } from './context'
 import type { EngineHandle } from './engine'
-import { Maintenance } from './maintenance'
+import type { LifecycleStats } from './lifecycle-stats'
+import { Maintenance, type MaintenanceOptions } from './maintenance'
+import { loadNodeAdmin } from './node-admin'
 import { serveMeta, type MetaServer } from './server'
 import { graceSessions } from './sessions'
 
@@ -17,7 +19,9 @@ const PRUNE_MS = 60_000
 const DRAIN_MS = 5000
 
 export interface ServingOptions {
-  gcGraceMs: number
+  maintenance: MaintenanceOptions
+  /** Counters of the background work, kept across leaderships (metrics). */
+  stats: LifecycleStats
   observe?: (op: string, seconds: number, code: string | null) => void
 }
 
@@ -44,9 +48,11 @@ export class Serving {
     // a restart or a new leader must not expire sessions whose renewals it could not hear
     const graced = await graceSessions(this.env)
     if (graced) this.log.info(`sessions: ${graced} given one full TTL of grace`)
+    // operators' node states as the log left them (a follower applied them without marking its table)
+    await loadNodeAdmin(this.env)
     this.probe = serve(this.nc, subjects(this.env.cluster).metaLeader, {}, () => ({ metaId: this.env.metaId }))
     this.server = serveMeta(this.nc, this.env, this.engine, this.log, this.opts.observe)
-    this.maintenance = new Maintenance(this.nc, this.env, this.log, { gcGraceMs: this.opts.gcGraceMs })
+    this.maintenance = new Maintenance(this.nc, this.env, this.log, this.opts.maintenance, this.opts.stats)
     this.maintenance.start()
     this.prune = setInterval(() => {
       this.engine.prune().catch((err: unknown) => this.log.warn('pruning request answers failed', err))

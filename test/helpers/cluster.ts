@@ -72,7 +72,7 @@ export async function startCluster(t: Test, opts: { nodes?: number; replicas?: n
     async startNode(o = {}) {
       const n = nodeSeq++
       const args = ['node', '--nats', nats.url, '--dir', o.dir ?? join(dir, `node${n}`), '--listen', '127.0.0.1:0', ...(opts.nodeArgs ?? []), ...(o.args ?? [])]
-      const node = await spawnService(args, { env: env('node') })
+      const node = await spawnService(args, { env: env('node'), readyTimeoutMs: 30_000 })
       t.teardown(() => node.stop())
       return node
     },
