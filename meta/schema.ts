@@ -181,13 +181,14 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
 
 export const SCHEMA_VERSION = MIGRATIONS.length
 
-export async function migrate(c: Conn): Promise<void> {
+/** Brings the database to `to` (default: the current version); `to` is for upgrade tests. */
+export async function migrate(c: Conn, to: number = SCHEMA_VERSION): Promise<void> {
   const row = await c.get<{ user_version: number }>('PRAGMA user_version')
   const from = row?.user_version ?? 0
   if (from > SCHEMA_VERSION) {
     throw new Error(`database schema version ${from} is newer than this berth (${SCHEMA_VERSION}); upgrade berth`)
   }
-  for (let v = from; v < SCHEMA_VERSION; v++) {
+  for (let v = from; v < Math.min(to, SCHEMA_VERSION); v++) {
     await c.exec('BEGIN IMMEDIATE')
     try {
       await MIGRATIONS[v]!(c)
