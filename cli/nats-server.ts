@@ -71,8 +71,9 @@ export function rolePermissions(cluster: string = DEFAULT_CLUSTER, users: Record
   const metactl = `${cluster}.metactl.>`
   return {
     meta: {
-      // <cluster>.metalog: the replicated log (meta/log/stream.ts), meta only
-      publish: [metactl, s.inval, nodeCmds, s.place, `${cluster}.metalog`, '$JS.API.>', '$KV.>'],
+      // <cluster>.metalog: the replicated log (meta/log/stream.ts); $O.>: its snapshots
+      // (meta/log/snapshot.ts); both meta only
+      publish: [metactl, s.inval, nodeCmds, s.place, `${cluster}.metalog`, '$JS.API.>', '$KV.>', '$O.>'],
       subscribe: [s.metaAll, metactl, s.heartbeat, s.inval, inbox('meta')],
       allowResponses: true,
     },

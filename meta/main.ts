@@ -35,7 +35,9 @@ import { Lease } from './lease'
 import { MetaLog } from './log/stream'
 import { Replica } from './replica'
 import { bounded, Serving } from './serving'
-import { openDatabase } from './sqlite'
+import { openDatabase, type Database } from './sqlite'
+import { SnapshotStore } from './log/snapshot'
+import { appliedSeq } from './log/apply'
 
 const log = logger('meta')
 
@@ -46,7 +48,7 @@ export async function run(argv: string[]): Promise<void> {
   const s = subjects(cfg.cluster)
 
   mkdirSync(dirname(cfg.db), { recursive: true })
-  const db = await openDatabase(cfg.db, migrate, { sync: cfg.sync })
+  let db = await openDatabase(cfg.db, migrate, { sync: cfg.sync })
   let nc: NatsConnection
   try {
     nc = await connectNats({ url: cfg.natsUrl, name: `berth-meta-${metaId}`, ...cfg.auth })
@@ -55,14 +57,17 @@ export async function run(argv: string[]): Promise<void> {
     throw err
   }
 
-  if (!cfg.ha) {
-    try {
-      await refuseIfServed(nc, cfg)
-    } catch (err) {
-      await nc.close()
-      await db.close()
-      throw err
+  let ha: HaParts | null = null
+  try {
+    if (!cfg.ha) await refuseIfServed(nc, cfg)
+    else {
+      ha = await openHa(nc, cfg, metaId, cfg.ha)
+      db = await restoreIfBehind(db, ha, cfg)
     }
+  } catch (err) {
+    await nc.close()
+    await db.close()
+    throw err
   }
 
   const nodes = new NodeTable()
@@ -109,11 +114,9 @@ export async function run(argv: string[]): Promise<void> {
   })
 
   let replica: Replica | null = null
-  if (cfg.ha) {
-    const ha = cfg.ha
-    // a JetStream cluster that just started elects its own leader first
-    const metaLog = await retryFor(JETSTREAM_WAIT_MS, 'the log stream', () => MetaLog.open(nc, cfg.cluster, ha.logReplicas))
-    const lease = await retryFor(JETSTREAM_WAIT_MS, 'the lease bucket', () => Lease.open(nc, cfg.cluster, metaId, { ttlMs: ha.leaseTtlMs, replicas: ha.logReplicas }))
+  if (ha && cfg.ha) {
+    const { log: metaLog, lease, snapshots } = ha
+    const snap = cfg.ha
     replica = new Replica({
       db,
       log: metaLog,
@@ -129,6 +132,9 @@ export async function run(argv: string[]): Promise<void> {
         log.error(`replica cannot continue: ${why}`, err)
         process.exit(70)
       },
+      ...(snap.snapshotEntries > 0
+        ? { snapshots: { store: snapshots, dbFile: cfg.db, everyEntries: snap.snapshotEntries, everyMs: snap.snapshotIntervalMs, keepEntries: snap.snapshotKeep } }
+        : {}),
     })
     env.replication = {
       status: () => ({ role: replica?.role ?? 'stopped', applied: replica?.applied ?? 0, lastLogSeq: replica?.lastLogSeq ?? 0, leaseAgeMs: lease.ageMs() }),
@@ -179,6 +185,39 @@ async function refuseIfServed(nc: NatsConnection, cfg: MetaConfig): Promise<void
 
 const DRAIN_MS = 5000
 const JETSTREAM_WAIT_MS = 30_000
+
+interface HaParts {
+  log: MetaLog
+  lease: Lease
+  snapshots: SnapshotStore
+}
+
+async function openHa(nc: NatsConnection, cfg: MetaConfig, metaId: string, ha: NonNullable<MetaConfig['ha']>): Promise<HaParts> {
+  // a JetStream cluster that just started elects its own leader first
+  const metaLog = await retryFor(JETSTREAM_WAIT_MS, 'the log stream', () => MetaLog.open(nc, cfg.cluster, ha.logReplicas))
+  const lease = await retryFor(JETSTREAM_WAIT_MS, 'the lease bucket', () => Lease.open(nc, cfg.cluster, metaId, { ttlMs: ha.leaseTtlMs, replicas: ha.logReplicas }))
+  const snapshots = await retryFor(JETSTREAM_WAIT_MS, 'the snapshot store', () => SnapshotStore.open(nc, cfg.cluster, ha.logReplicas))
+  return { log: metaLog, lease, snapshots }
+}
+
+/**
+ * A replica whose database is older than the log's first entry (new, or down
+ * while the leader trimmed the log) starts from the stored snapshot; the log
+ * tail follows in Replica.start.
+ */
+async function restoreIfBehind(db: Database, ha: HaParts, cfg: MetaConfig): Promise<Database> {
+  const applied = await appliedSeq(db)
+  const { first, last } = await ha.log.bounds()
+  if (!(last > applied && first > applied + 1)) return db
+  const latest = await ha.snapshots.latest()
+  if (!latest || latest.seq + 1 < first) {
+    throw new BerthError('EIO', `the log starts at ${first}, this replica has applied ${applied} and the stored snapshot ends at ${latest?.seq ?? 'none'}: cannot catch up`)
+  }
+  await db.close()
+  const got = await ha.snapshots.restore(cfg.db)
+  log.info(`restored the snapshot at log sequence ${got?.seq ?? 0} (${got?.bytes ?? 0} bytes); this replica had applied ${applied}, the log starts at ${first}`)
+  return openDatabase(cfg.db, migrate, { sync: cfg.sync })
+}
 
 async function retryFor<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
   const until = Date.now() + ms

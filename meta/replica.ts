@@ -22,6 +22,7 @@ import { NoReply } from '../common/wire'
 import type { Logger } from '../common/log'
 import type { Lease } from './lease'
 import { appliedSeq, applyEntries, setApplied } from './log/apply'
+import type { SnapshotStore } from './log/snapshot'
 import { entriesOf, type LogEntry, type MetaLog } from './log/stream'
 import type { Database, Write } from './sqlite'
 
@@ -39,10 +40,23 @@ export interface ReplicaDeps {
   follow(): Promise<void>
   /** This replica cannot go on (its state may differ from the log): exit. */
   fatal(why: string, err?: unknown): void
+  /** Snapshots (docs/meta.md#snapshots); absent: the log is never trimmed. */
+  snapshots?: {
+    store: SnapshotStore
+    /** This replica's database file (a snapshot copies it). */
+    dbFile: string
+    /** A leader snapshots after this many entries since the last snapshot... */
+    everyEntries: number
+    /** ...or this long after the last one when anything was appended since. */
+    everyMs: number
+    /** Entries kept in the log behind a snapshot, so a follower a little behind needs no snapshot. */
+    keepEntries: number
+  }
 }
 
 const TICK_MS = 200
 const CATCH_UP_BATCH = 64
+const SNAPSHOT_RETRY_MS = 30_000
 
 export class Replica {
   role: Role = 'follower'
@@ -52,6 +66,11 @@ export class Replica {
   private chain: Promise<void> = Promise.resolve()
   private timer: NodeJS.Timeout | undefined
   private lastRenew = 0
+  /** Sequence of the stored snapshot (leader only); -1: not known yet. */
+  private snapSeq = -1
+  private snapAt = performance.now()
+  private snapping: Promise<void> | null = null
+  private snapFailedAt = -Infinity
 
   constructor(private readonly d: ReplicaDeps) {}
 
@@ -64,6 +83,7 @@ export class Replica {
   /** Clean stop: a leader stops serving and frees the lease so a follower takes over at once. */
   async stop(): Promise<void> {
     clearInterval(this.timer)
+    await this.snapping
     await this.serial(async () => {
       if (this.role === 'leader') await this.stepDownNow('stopping')
       this.role = 'stopped'
@@ -83,6 +103,7 @@ export class Replica {
         this.lastRenew = performance.now()
         if (!(await this.d.lease.renew())) await this.stepDownNow('lease lost')
       } else if (!this.d.lease.held()) await this.stepDownNow('lease expired')
+      this.maybeSnapshot()
       return
     }
     await this.catchUp()
@@ -96,7 +117,8 @@ export class Replica {
     const { first, last } = await this.d.log.bounds()
     this.lastLogSeq = last
     if (last > this.applied && first > this.applied + 1) {
-      this.d.fatal(`the log starts at ${first} but this replica has applied only ${this.applied}: it needs a snapshot (docs/meta.md#replication)`)
+      // trimmed past us while we were behind: a restart starts from the snapshot (meta/main.ts)
+      this.d.fatal(`the log starts at ${first} but this replica has applied only ${this.applied}: restarting from the snapshot (docs/meta.md#snapshots)`)
       return
     }
     // reads in flight together, applied together: a follower keeps up with a
@@ -134,6 +156,41 @@ export class Replica {
     this.role = 'leader'
     this.d.logger.info(`leading from log sequence ${this.applied} (took ${Math.round(performance.now() - started)} ms to catch up and fence)`)
     await this.d.lead()
+  }
+
+  /**
+   * A leader stores a snapshot every `everyEntries` entries (or `everyMs`
+   * after the last one), then trims the log behind it, keeping `keepEntries`.
+   * It runs beside serving: the copy is one read transaction of its own. A
+   * leader deposed meanwhile still trims correctly: every entry up to the
+   * snapshot's sequence is in the log for good.
+   */
+  private maybeSnapshot(): void {
+    const snap = this.d.snapshots
+    if (!snap || this.snapping || this.role !== 'leader' || performance.now() - this.snapFailedAt < SNAPSHOT_RETRY_MS) return
+    const due = this.snapSeq >= 0 && (this.applied - this.snapSeq >= snap.everyEntries || (this.applied > this.snapSeq && performance.now() - this.snapAt >= snap.everyMs))
+    if (this.snapSeq >= 0 && !due) return
+    this.snapping = (async () => {
+      if (this.snapSeq < 0) {
+        this.snapSeq = (await snap.store.latest())?.seq ?? 0
+        return
+      }
+      const started = performance.now()
+      const taken = await snap.store.take(snap.dbFile, `${snap.dbFile}.snapshot-out`)
+      this.snapSeq = taken.seq
+      this.snapAt = performance.now()
+      const below = taken.seq + 1 - snap.keepEntries
+      const { first } = await this.d.log.bounds()
+      if (below > first) await this.d.log.trimBelow(below)
+      this.d.logger.info(`snapshot at log sequence ${taken.seq} (${taken.bytes} bytes, ${Math.round(performance.now() - started)} ms); log trimmed below ${Math.max(first, below)}`)
+    })()
+      .catch((err: unknown) => {
+        this.snapFailedAt = performance.now()
+        this.d.logger.warn('snapshot failed (the log is kept; next try in 30 s)', err)
+      })
+      .finally(() => {
+        this.snapping = null
+      })
   }
 
   /**
