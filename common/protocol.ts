@@ -256,7 +256,19 @@ export interface StatusReply {
   /** Usage off by more than 10% of the mean: the next move (meta/rebalance.ts); null when even. */
   rebalance: { from: string; to: string; bytes: number; etaS: number | null } | null
   /** A replicated meta (--ha): the answering leader's place in the log and its lease. */
-  replication?: { role: string; applied: number; lastLogSeq: number; leaseAgeMs: number }
+  replication?: ReplicationReport
+}
+
+export interface ReplicationReport {
+  role: string
+  applied: number
+  lastLogSeq: number
+  leaseAgeMs: number
+  /** Every replica heard from in the last few seconds (the leader included), with its lag in log entries. */
+  replicas?: Array<{ metaId: string; role: string; applied: number; lag: number; seenMsAgo: number }>
+  /** Sequence of the stored snapshot (null: none yet) and the log's first entry. */
+  snapshotSeq?: number | null
+  logFirstSeq?: number
 }
 
 export interface DrainProgress {

@@ -24,6 +24,8 @@ export function subjects(cluster: string) {
     metaAll: `${cluster}.meta.*`,
     /** Answered by the one serving meta; a starting meta probes it to refuse a split namespace. */
     metaLeader: `${cluster}.metactl.leader`,
+    /** Every replicated meta publishes its role and applied log sequence here each second (berth status). */
+    metaReplica: `${cluster}.metactl.replica`,
     place: `${cluster}.data.place`,
     heartbeat: `${cluster}.node.hb`,
     nodeCmd: (id: string) => `${cluster}.node.${id}.cmd`,

@@ -85,7 +85,7 @@ export async function status(env: MetaEnv): Promise<MetaReplies['status']> {
     drains: await drainProgress(env, env.repairMeter?.rate() ?? 0),
     sameZone: await sameZone(env),
     rebalance: rebalanceProgress(env),
-    ...(env.replication ? { replication: env.replication.status() } : {}),
+    ...(env.replication ? { replication: await env.replication.status() } : {}),
   }
 }
 

@@ -1,3 +1,4 @@
+import type { ReplicationReport as ReplicationStatus } from '../common/protocol'
 import type { Database } from './sqlite'
 import type { NodeTable } from './nodes'
 import type { AskNode } from './node-commands'
@@ -20,15 +21,10 @@ export interface MetaEnv {
   /** When rebalance moves blocks (absent: the defaults in meta/rebalance.ts). */
   readonly rebalance?: RebalancePolicy
   /** Set on a replicated meta (meta/replica.ts): its place in the log, for status. */
-  replication?: { status(): ReplicationStatus }
+  replication?: { status(): ReplicationStatus | Promise<ReplicationStatus> }
 }
 
-export interface ReplicationStatus {
-  role: string
-  applied: number
-  lastLogSeq: number
-  leaseAgeMs: number
-}
+export type { ReplicationReport as ReplicationStatus } from '../common/protocol'
 
 /**
  * Rebalance starts when a node's stored bytes are more than `threshold` off

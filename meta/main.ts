@@ -34,6 +34,7 @@ import { sqliteEngine } from './engine'
 import { Lease } from './lease'
 import { MetaLog } from './log/stream'
 import { Replica } from './replica'
+import { ReplicaPeers } from './replica-peers'
 import { bounded, Serving } from './serving'
 import { openDatabase, type Database } from './sqlite'
 import { SnapshotStore } from './log/snapshot'
@@ -114,6 +115,7 @@ export async function run(argv: string[]): Promise<void> {
   })
 
   let replica: Replica | null = null
+  let peers: ReplicaPeers | null = null
   if (ha && cfg.ha) {
     const { log: metaLog, lease, snapshots } = ha
     const snap = cfg.ha
@@ -136,8 +138,22 @@ export async function run(argv: string[]): Promise<void> {
         ? { snapshots: { store: snapshots, dbFile: cfg.db, everyEntries: snap.snapshotEntries, everyMs: snap.snapshotIntervalMs, keepEntries: snap.snapshotKeep } }
         : {}),
     })
+    const self = () => ({ metaId, role: replica?.role ?? 'stopped', applied: replica?.applied ?? 0 })
+    peers = new ReplicaPeers(nc, cfg.cluster, self)
+    const seenPeers = peers
     env.replication = {
-      status: () => ({ role: replica?.role ?? 'stopped', applied: replica?.applied ?? 0, lastLogSeq: replica?.lastLogSeq ?? 0, leaseAgeMs: lease.ageMs() }),
+      status: async () => {
+        const bounds = await metaLog.bounds().catch(() => null)
+        const last = Math.max(bounds?.last ?? 0, replica?.lastLogSeq ?? 0)
+        return {
+          ...self(),
+          lastLogSeq: last,
+          leaseAgeMs: lease.ageMs(),
+          replicas: seenPeers.list(last),
+          snapshotSeq: replica?.snapshotSeq ?? null,
+          ...(bounds ? { logFirstSeq: bounds.first } : {}),
+        }
+      },
     }
     await replica.start()
   } else {
@@ -155,6 +171,7 @@ export async function run(argv: string[]): Promise<void> {
   log.info(`${signal}: shutting down`)
   // A drain needs the server; with NATS unreachable it would wait forever,
   // so each NATS step gets a bound and the database is closed regardless.
+  peers?.stop()
   if (replica) await bounded(replica.stop(), DRAIN_MS * 2)
   await serving.stop()
   metricsHttp?.server.close()

@@ -72,6 +72,11 @@ export class Replica {
   private snapping: Promise<void> | null = null
   private snapFailedAt = -Infinity
 
+  /** The stored snapshot's log sequence as this replica last knew it (null: none or not known). */
+  get snapshotSeq(): number | null {
+    return this.snapSeq > 0 ? this.snapSeq : null
+  }
+
   constructor(private readonly d: ReplicaDeps) {}
 
   async start(): Promise<void> {

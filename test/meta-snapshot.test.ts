@@ -45,6 +45,13 @@ t.test('a new replica starts from the snapshot and the log tail', async (t) => {
   // a replica that never saw the start of the log
   const fresh = await c.startMeta({ db: `${c.dir}/fresh/meta.db` })
   await m.call('mknod', { parent: d.ino, name: 'late', mode: 0o100644, ...who })
+  // berth status: both replicas with their applied sequence; the fresh one catches up (lag 0)
+  const rep = await eventually('status lists both replicas, none lagging', async () => {
+    const r = (await m.call('status', {})).replication
+    return r?.replicas?.length === 2 && r.replicas.every((p) => p.lag === 0) ? r : null
+  })
+  t.same(rep.replicas!.map((p) => p.role).sort(), ['follower', 'leader'], 'status shows one leader and one follower')
+  t.ok(rep.snapshotSeq !== null && rep.snapshotSeq! >= first - 1, `status shows the snapshot (${rep.snapshotSeq}) and the log (${rep.logFirstSeq}..${rep.lastLogSeq})`)
   await c.meta.kill()
   // the client retries until the fresh replica leads
   await m.call('mkdir', { parent: ROOT_INO, name: 'after', mode: 0o755, ...who })
