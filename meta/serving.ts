@@ -1,8 +1,10 @@
 /**
  * What the serving meta does, started and stopped as one: answer
  * `<cluster>.meta.*` and the leader probe, run maintenance (sessions, GC,
- * repair) and prune request answers. A single meta serves from start to exit;
- * a replica serves only while it leads (meta/replica.ts).
+ * reconciliation, repair, rebalance, drains) and prune request answers. A
+ * single meta serves from start to exit; a replica serves only while it leads
+ * (meta/replica.ts), so background work runs on the leader alone and its
+ * writes reach the log through the leader's commit hook.
  */
 import type { NatsConnection, Subscription } from 'nats'
 import type { Logger } from '../common/log'
