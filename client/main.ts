@@ -31,6 +31,7 @@ import { checkMountpoint } from './mountpoint-check'
 import { maskSecrets, splitUrlCredentials } from '../common/mask-secrets'
 import { createClientMetrics } from './metrics'
 import { Vfs } from './vfs'
+import { SessionLease } from './session-lease'
 import type Fuse from 'fuse-native'
 import { onReconnect } from '../common/nats-state'
 
@@ -154,7 +155,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     throw new BerthError('ETIMEDOUT', `no berth meta answered for cluster "${cfg.cluster}" at ${maskSecrets(cfg.natsUrl)}\n` +
       '  hint: is `berth meta` (or `berth up`) running? is --cluster right?', { cause: err })
   })
-  await meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() })
+  // the session is registered below (SessionLease), once the VFS can list what it holds
   const blocks = new BlockClient(nc, {
     cluster: cfg.cluster,
     token: hello.token,
@@ -181,9 +182,15 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   })
   const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks), cfg.metricsListen) : null
   const inval = subscribeInvalidations(nc, cfg.cluster, vfs)
-  const renew = setInterval(() => {
-    meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() }).catch((err: unknown) => log.warn('session renewal failed', err))
-  }, Math.floor(cfg.sessionTtlMs / 3))
+  const lease = new SessionLease(meta, {
+    session,
+    ttlMs: cfg.sessionTtlMs,
+    host: hostname(),
+    held: () => vfs.heldInodes(),
+    lost: (inos) => vfs.markLost(inos),
+  })
+  await lease.register()
+  lease.start()
 
   const fuse = createFuse(cfg.mountpoint, vfs, () => caller(), {
     allowOther: cfg.allowOther,
@@ -208,7 +215,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
       await pinned.sendUnpins()
       for (const e of errors) log.error('flush before unmount failed', e)
       if (isMounted(cfg.mountpoint)) await unmount(fuse, cfg.mountpoint)
-      clearInterval(renew)
+      lease.stop()
       clearInterval(watch)
       metricsHttp?.server.close()
       inval.unsubscribe()

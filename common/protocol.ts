@@ -12,6 +12,9 @@
  *   with `hash: null` is a hole.
  * - Every request may carry `rid`, a client-chosen request id; meta answers a
  *   repeated rid with the first answer, so clients may retry any operation.
+ *   `client.n[.ack]` (n, ack base 36) is remembered durably, per client, until
+ *   the client acknowledges it: every request below `ack` has had its answer
+ *   (meta/requests.ts); any other rid only for a short while.
  */
 import { z } from 'zod'
 
@@ -167,8 +170,25 @@ export const metaRequests = {
   commit: z.object({ rid, ino, session, size, chunks: z.array(chunkRef).max(MAX_PAGE), mtime: timespec.optional() }),
   /** Releases `ino` and/or every inode in `inos` (clients batch their releases). */
   release: z.object({ rid, session, ino: ino.optional(), inos: z.array(ino).max(MAX_PAGE).default([]) }),
-  /** Opens or renews a client session; open files of expired sessions are released. */
-  session: z.object({ rid, session, ttlMs: z.number().int().min(1000).max(3_600_000), host: z.string().max(256).default('') }),
+  /**
+   * Opens (no `epoch`) or renews (`epoch` from the last reply) a client session.
+   * A renewal of a session that expired, or was replaced, fails with ESTALE: its
+   * open files may have been released, so the client must sessionRestore.
+   */
+  session: z.object({ rid, session, ttlMs: z.number().int().min(1000).max(3_600_000), host: z.string().max(256).default(''), epoch: z.number().int().min(1).optional() }),
+  /**
+   * After ESTALE: a new epoch for `session`, whose open files become exactly
+   * `open` (ino, count); inodes that no longer exist come back in `lost`.
+   * Longer lists go in pages: the first replaces (`first`), later ones add.
+   */
+  sessionRestore: z.object({
+    rid,
+    session,
+    ttlMs: z.number().int().min(1000).max(3_600_000),
+    host: z.string().max(256).default(''),
+    open: z.array(z.object({ ino, count: z.number().int().min(1).max(0x7fffffff) })).max(MAX_PAGE * 10),
+    first: z.boolean().default(true),
+  }),
   sessionEnd: z.object({ rid, session }),
   status: z.object({ rid }),
   /**
@@ -249,6 +269,20 @@ export interface StatusReply {
   sameZone: number
   /** Usage off by more than 10% of the mean: the next move (meta/rebalance.ts); null when even. */
   rebalance: { from: string; to: string; bytes: number; etaS: number | null } | null
+  /** A replicated meta (--ha): the answering leader's place in the log and its lease. */
+  replication?: ReplicationReport
+}
+
+export interface ReplicationReport {
+  role: string
+  applied: number
+  lastLogSeq: number
+  leaseAgeMs: number
+  /** Every replica heard from in the last few seconds (the leader included), with its lag in log entries. */
+  replicas?: Array<{ metaId: string; role: string; applied: number; lag: number; seenMsAgo: number }>
+  /** Sequence of the stored snapshot (null: none yet) and the log's first entry. */
+  snapshotSeq?: number | null
+  logFirstSeq?: number
 }
 
 export interface DrainProgress {
@@ -295,7 +329,8 @@ export interface MetaReplies {
   chunks: { chunks: ChunkRef[]; more: boolean }
   commit: { attr: Attr }
   release: Record<string, never>
-  session: Record<string, never>
+  session: { epoch: number }
+  sessionRestore: { epoch: number; lost: number[] }
   sessionEnd: Record<string, never>
   status: StatusReply
   pin: Record<string, never>

@@ -1,3 +1,4 @@
+import type { ReplicationReport as ReplicationStatus } from '../common/protocol'
 import type { Database } from './sqlite'
 import type { NodeTable } from './nodes'
 import type { AskNode } from './node-commands'
@@ -20,6 +21,8 @@ export interface MetaEnv {
   readonly repairMeter?: MoveMeter
   /** When rebalance moves blocks (absent: the defaults in meta/rebalance.ts). */
   readonly rebalance?: RebalancePolicy
+  /** Set on a replicated meta (meta/replica.ts): its place in the log, for status. */
+  replication?: { status(): ReplicationStatus | Promise<ReplicationStatus> }
   /** The background loops, for operator requests (`berth gc`); absent: no loops run. */
   readonly maintenance?: MaintenanceControl
 }
@@ -31,6 +34,8 @@ export interface MaintenanceControl {
   /** One GC pass and one full reconciliation pass now. */
   runNow(): Promise<GcRunReport>
 }
+
+export type { ReplicationReport as ReplicationStatus } from '../common/protocol'
 
 /**
  * Rebalance starts when a node's stored bytes are more than `threshold` off

@@ -50,7 +50,6 @@ export class Maintenance {
   private gcTurn: Promise<unknown> = Promise.resolve()
   /** Reconciliation passes likewise: two would share the per-node cursors. */
   private reconcileTurn: Promise<unknown> = Promise.resolve()
-  readonly stats = new LifecycleStats()
   private readonly ask: AskNode
   private readonly reconciler: Reconciler
   private readonly repairer: Repair
@@ -60,6 +59,8 @@ export class Maintenance {
     private readonly env: MetaEnv,
     private readonly log: Logger,
     private readonly opts: MaintenanceOptions,
+    /** Shared across restarts of the loops (a replica that leads again keeps counting). */
+    readonly stats: LifecycleStats = new LifecycleStats(),
   ) {
     this.ask = env.askNode ?? nodeAsker(nc, env.cluster)
     this.reconciler = new Reconciler(env, this.ask, log, this.stats, { orphanAgeMs: opts.orphanAgeMs, pageSize: 1000, cpuPct: opts.reconcileCpuPct })
