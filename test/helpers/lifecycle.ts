@@ -3,7 +3,7 @@
  * mount (PinnedBlocks over a real BlockClient and MetaClient), copies counted
  * on the nodes' disks, and polling with a deadline.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, statSync, type Dirent } from 'node:fs'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { PinnedBlocks } from '../../client/pinned-blocks'
@@ -44,12 +44,24 @@ export function holders(c: TestCluster, hash: string): string[] {
 
 /** Bytes of every block file (and, separately, trash) under a node folder. */
 export function diskBytes(nodeDir: string): { blocks: number; trash: number } {
+  // the node moves and purges files while we walk: a file or folder gone between
+  // the listing and the stat counts as gone (ENOENT), not as a failure
   const walk = (dir: string): number => {
-    if (!existsSync(dir)) return 0
     let n = 0
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
+    let entries: Dirent[]
+    try {
+      entries = readdirSync(dir, { withFileTypes: true })
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
+      throw err
+    }
+    for (const e of entries) {
       const p = join(dir, e.name)
-      n += e.isDirectory() ? walk(p) : statSync(p).size
+      if (e.isDirectory()) {
+        n += walk(p)
+        continue
+      }
+      n += statSync(p, { throwIfNoEntry: false })?.size ?? 0
     }
     return n
   }
