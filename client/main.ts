@@ -23,13 +23,11 @@ import { serveMetrics } from '../common/metrics-http'
 import { connectNats } from '../common/nats-connect'
 import type { Invalidation } from '../common/protocol'
 import { decode, subjects } from '../common/wire'
-import { caller, callerContextAvailable } from './caller-context'
 import { HELP, parseMountArgs, type MountConfig } from './config'
-import { createFuse } from './fuse-adapter'
+import { FuseSession } from './fuse-adapter'
 import { cleanStale, isAlive, isMounted, lazyUnmount, readPid, removePid, writePid } from './mount-state'
 import { createClientMetrics } from './metrics'
 import { Vfs } from './vfs'
-import type Fuse from 'fuse-native'
 import { onReconnect } from '../common/nats-state'
 
 const log = logger('client')
@@ -74,7 +72,6 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   if (isMounted(cfg.mountpoint) && other !== null && other !== process.pid && isAlive(other)) {
     throw new BerthError('EBUSY', `${cfg.mountpoint} is already mounted by pid ${other}`)
   }
-  if (!callerContextAvailable) log.warn('fuse-native lacks the caller-context patch: new files will belong to the mount user')
 
   const nc = await connectNats({ url: cfg.natsUrl, name: 'berth-mount', ...cfg.auth, connectTimeoutMs: cfg.deadlineMs })
   const meta = new MetaClient(nc, { cluster: cfg.cluster, deadlineMs: cfg.deadlineMs })
@@ -95,19 +92,20 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     metaTtlMs: cfg.metaTtlMs,
   })
   const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks), cfg.metricsListen) : null
-  const inval = subscribeInvalidations(nc, cfg.cluster, vfs)
+  const fuse = new FuseSession(vfs, {
+    allowOther: cfg.allowOther,
+    readOnly: cfg.readOnly,
+    entryTimeoutS: cfg.entryTimeoutS,
+    attrTimeoutS: cfg.attrTimeoutS,
+  })
+  const inval = subscribeInvalidations(nc, cfg.cluster, vfs, fuse)
   const renew = setInterval(() => {
     meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() }).catch((err: unknown) => log.warn('session renewal failed', err))
   }, Math.floor(cfg.sessionTtlMs / 3))
 
-  const fuse = createFuse(cfg.mountpoint, vfs, () => caller(), {
-    allowOther: cfg.allowOther,
-    readOnly: cfg.readOnly,
-    // longer than one op's worst case (a flush may wait on uploads, then commit)
-    opTimeoutMs: cfg.deadlineMs * 3 + 5000,
-    entryTimeoutS: cfg.entryTimeoutS,
-  })
-  await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())))
+  // `umount DIR` (mount(8), systemd) or `fusermount3 -u` end the kernel side:
+  // flush what is still buffered (to meta and the data nodes) and exit.
+  fuse.mount(cfg.mountpoint, () => void shutdown('unmounted by umount(8)').finally(() => process.exit(0)))
   writePid(cfg.mountpoint)
 
   let closing: Promise<void> | undefined
@@ -118,9 +116,8 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
       await vfs.sendReleases()
       await pinned.sendUnpins()
       for (const e of errors) log.error('flush before unmount failed', e)
-      if (isMounted(cfg.mountpoint)) await unmount(fuse, cfg.mountpoint)
+      unmount(fuse, cfg.mountpoint)
       clearInterval(renew)
-      clearInterval(watch)
       metricsHttp?.server.close()
       inval.unsubscribe()
       await meta.call('sessionEnd', { session }, { deadlineMs: 5000 }).catch(() => undefined)
@@ -133,11 +130,6 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   // Invalidations published while we were disconnected are lost for good:
   // forget every cached entry and attribute when the connection comes back.
   onReconnect(nc, () => vfs.cache.clear())
-  // `umount DIR` (mount(8), systemd) ends the kernel side without telling us:
-  // notice, flush what is still buffered, and exit instead of lingering.
-  const watch = setInterval(() => {
-    if (!isMounted(cfg.mountpoint)) void shutdown('unmounted by umount(8)').finally(() => process.exit(0))
-  }, 1000)
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     process.on(sig, () => {
       void shutdown(sig).finally(() => process.exit(0))
@@ -151,19 +143,20 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   await nc.closed()
 }
 
-function unmount(fuse: Fuse, mountpoint: string): Promise<void> {
-  return new Promise((resolve) => {
-    fuse.unmount((err) => {
-      if (err) {
-        log.warn(`unmount of ${mountpoint} failed, detaching lazily`, err)
-        lazyUnmount(mountpoint)
-      }
-      resolve()
-    })
-  })
+/**
+ * Unmounts; if the kernel refuses (busy), detaches lazily like `umount -l`.
+ * fuse_session_unmount reports nothing, so the mount table says whether it worked.
+ */
+function unmount(fuse: FuseSession, mountpoint: string): void {
+  fuse.unmount()
+  if (isMounted(mountpoint)) {
+    log.warn(`unmount of ${mountpoint} failed, detaching lazily`)
+    lazyUnmount(mountpoint)
+  }
 }
 
-function subscribeInvalidations(nc: NatsConnection, cluster: string, vfs: Vfs): Subscription {
+/** Meta's invalidations drop this client's cache and the kernel's (pushed through the binding). */
+function subscribeInvalidations(nc: NatsConnection, cluster: string, vfs: Vfs, fuse: FuseSession): Subscription {
   return nc.subscribe(subjects(cluster).inval, {
     callback: (err, msg) => {
       if (err) return
@@ -175,7 +168,10 @@ function subscribeInvalidations(nc: NatsConnection, cluster: string, vfs: Vfs): 
       }
       const inv = body as Partial<Invalidation>
       const nums = (v: unknown): number[] => (Array.isArray(v) ? v.filter((x): x is number => Number.isInteger(x) && x > 0) : [])
-      vfs.invalidate({ inos: nums(inv?.inos), dirs: nums(inv?.dirs) })
+      const change = { inos: nums(inv?.inos), dirs: nums(inv?.dirs) }
+      vfs.invalidate(change)
+      for (const ino of change.inos) fuse.invalidateInode(ino)
+      for (const dir of change.dirs) fuse.invalidateInode(dir)
     },
   })
 }
