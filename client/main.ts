@@ -168,8 +168,13 @@ function subscribeInvalidations(nc: NatsConnection, cluster: string, vfs: Vfs, f
       }
       const inv = body as Partial<Invalidation>
       const nums = (v: unknown): number[] => (Array.isArray(v) ? v.filter((x): x is number => Number.isInteger(x) && x > 0) : [])
-      const change = { inos: nums(inv?.inos), dirs: nums(inv?.dirs) }
+      const entries = Array.isArray(inv?.entries)
+        ? inv.entries.filter((e): e is [number, string] => Array.isArray(e) && Number.isInteger(e[0]) && e[0] > 0 && typeof e[1] === 'string')
+        : []
+      const change = { inos: nums(inv?.inos), dirs: nums(inv?.dirs), entries }
       vfs.invalidate(change)
+      // the kernel's caches too, from the binding's notifier thread
+      for (const [parent, name] of entries) fuse.invalidateEntry(parent, name)
       for (const ino of change.inos) fuse.invalidateInode(ino)
       for (const dir of change.dirs) fuse.invalidateInode(dir)
     },

@@ -483,6 +483,17 @@ static void unmount_session(void) {
   if (!S.se) return;
   stop_polling();
   stop_notifier();
+  /* requests JS has not answered die with the session: answer them now (this
+     frees them), so a late reply from JS finds an empty slot, not freed memory */
+  for (uint32_t i = 0; i < nslots; i++) {
+    fuse_req_t req = unpark(i);
+    if (req) fuse_reply_err(req, EIO);
+  }
+  free(slots);
+  free(free_slots);
+  slots = NULL;
+  free_slots = NULL;
+  nslots = nfree = 0;
   if (S.mounted) fuse_session_unmount(S.se);
   S.mounted = 0;
   fuse_session_destroy(S.se);
@@ -551,9 +562,10 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The request parked in a slot, taken out. After unmount a late reply is dropped silently. */
 static fuse_req_t arg_req(napi_env env, napi_value v) {
   fuse_req_t req = unpark((uint32_t)arg_num(env, v));
-  if (!req) napi_throw_error(env, "EINVAL", "no pending request in this slot");
+  if (!req && S.se) napi_throw_error(env, "EINVAL", "no pending request in this slot");
   return req;
 }
 
