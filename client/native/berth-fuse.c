@@ -482,13 +482,14 @@ static char *arg_str(napi_env env, napi_value v) {
 static void unmount_session(void) {
   if (!S.se) return;
   stop_polling();
-  stop_notifier();
-  /* requests JS has not answered die with the session: answer them now (this
-     frees them), so a late reply from JS finds an empty slot, not freed memory */
+  /* Requests JS has not answered die with the session: answer them now (this
+     frees them), so a late reply from JS finds an empty slot, not freed memory.
+     First, because a notify in the notifier thread may wait for one of them. */
   for (uint32_t i = 0; i < nslots; i++) {
     fuse_req_t req = unpark(i);
     if (req) fuse_reply_err(req, EIO);
   }
+  stop_notifier();
   free(slots);
   free(free_slots);
   slots = NULL;
