@@ -75,7 +75,10 @@ static int64_t park(fuse_req_t req) {
     if (ns) slots = ns;
     if (nf) free_slots = nf;
     if (!ns || !nf) return -1;
-    for (uint32_t i = nslots + grow; i > nslots; i--) free_slots[nfree++] = i - 1;
+    for (uint32_t i = nslots + grow; i > nslots; i--) {
+      slots[i - 1] = NULL; /* empty: unpark and unmount rely on it */
+      free_slots[nfree++] = i - 1;
+    }
     nslots += grow;
   }
   uint32_t s = free_slots[--nfree];
