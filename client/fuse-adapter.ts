@@ -20,6 +20,8 @@ const BLKSIZE = 1024 * 1024
 const DIR_SIZE = 4096
 /** Largest read/write request asked of the kernel (max_pages follows). */
 export const MAX_WRITE = 1024 * 1024
+/** Longest an open waits for the kernel to drop an inode's cached attributes. */
+const ACK_WAIT_MS = 100
 const RENAME_NOREPLACE = 1
 const RENAME_EXCHANGE = 2
 
@@ -91,6 +93,8 @@ export class FuseSession {
   private readonly scratch = new Float64Array(ATTR_FIELDS)
   private readonly reads = new BufferPool(MAX_WRITE, 16)
   private mounted = false
+  /** Opens waiting for the kernel to drop an inode's attributes: ino -> resolvers. */
+  private readonly acks = new Map<number, Array<() => void>>()
 
   constructor(
     private readonly vfs: Vfs,
@@ -104,10 +108,17 @@ export class FuseSession {
     const opts = ['default_permissions', 'fsname=berth', 'subtype=berth', `max_read=${MAX_WRITE}`]
     if (this.o.allowOther) opts.push('allow_other')
     if (this.o.readOnly) opts.push('ro')
-    this.b.mount(mountpoint, opts.join(','), MAX_WRITE, (op, slot, ...args) => this.dispatch(op, slot, args), () => {
-      this.mounted = false
-      onGone()
-    })
+    this.b.mount(
+      mountpoint,
+      opts.join(','),
+      MAX_WRITE,
+      (op, slot, ...args) => this.dispatch(op, slot, args),
+      () => {
+        this.mounted = false
+        onGone()
+      },
+      (ino) => this.acked(ino),
+    )
     this.mounted = true
   }
 
@@ -123,7 +134,32 @@ export class FuseSession {
 
   /** The kernel forgets what it cached about `ino`: attributes and page cache. */
   invalidateInode(ino: number): void {
-    if (this.mounted) this.b.notifyInvalInode(ino)
+    if (this.mounted) this.b.notifyInvalInode(ino, 0)
+  }
+
+  /**
+   * Like invalidateInode, resolved once the kernel has done it (bounded by
+   * ACK_WAIT_MS: a notify stuck behind a busy inode must not hold an open).
+   */
+  private invalidateInodeNow(ino: number): Promise<void> {
+    if (!this.mounted) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ACK_WAIT_MS)
+      const list = this.acks.get(ino) ?? []
+      list.push(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+      this.acks.set(ino, list)
+      this.b.notifyInvalInode(ino, 1)
+    })
+  }
+
+  private acked(ino: number): void {
+    const list = this.acks.get(ino)
+    if (!list) return
+    this.acks.delete(ino)
+    for (const done of list) done()
   }
 
   /** The kernel forgets `name` in `parent` (its dentry). */
@@ -211,9 +247,20 @@ export class FuseSession {
       case OP.LINK:
         return this.op('link', slot, () => v.link(n(0), n(1), s(2)), this.entry(slot))
       case OP.OPEN:
-        return this.op('open', slot, () => v.open(n(0), n(1)), (r) => {
-          if (!this.b.replyOpen(slot, r.fh, r.keepCache ? OPEN_FLAGS.KEEP_CACHE : 0)) void v.release(r.fh).catch(() => undefined)
-        })
+        return this.op(
+          'open',
+          slot,
+          async () => {
+            const r = await v.open(n(0), n(1))
+            // close-to-open: content changed since the kernel last saw it, so
+            // its cached size and mtime go before the opener can fstat or read
+            if (!r.keepCache) await this.invalidateInodeNow(n(0))
+            return r
+          },
+          (r) => {
+            if (!this.b.replyOpen(slot, r.fh, r.keepCache ? OPEN_FLAGS.KEEP_CACHE : 0)) void v.release(r.fh).catch(() => undefined)
+          },
+        )
       case OP.READ: {
         const buf = this.reads.take(n(2))
         return this.op('read', slot, () => v.read(n(1), buf, n(2), n(3)), (count) => {

@@ -34,7 +34,7 @@ export type Dispatch = (op: number, slot: number, ...args: Array<number | string
 
 export interface FuseBinding {
   /** Mounts and starts polling /dev/fuse; throws on failure. `options`: "-o" list without the "-o". */
-  mount(mountpoint: string, options: string, maxWrite: number, dispatch: Dispatch, onExit: () => void): void
+  mount(mountpoint: string, options: string, maxWrite: number, dispatch: Dispatch, onExit: () => void, onAck: (ino: number) => void): void
   /** Stops polling and unmounts if still mounted. Safe to call twice. */
   unmount(): void
   replyErr(slot: number, errno: number): void
@@ -51,8 +51,8 @@ export interface FuseBinding {
   replyXattr(slot: number, size: number): void
   /** Returns how many entries fit in `size` bytes. */
   replyDir(slot: number, size: number, plus: number, names: string[], attrs: Float64Array, offsets: Float64Array, entryTimeout: number, attrTimeout: number): number
-  /** Queued to the binding's notifier thread (never blocks the JS thread). */
-  notifyInvalInode(ino: number): void
+  /** Queued to the binding's notifier thread (never blocks the JS thread); with `ack`, onAck(ino) follows when done. */
+  notifyInvalInode(ino: number, ack: number): void
   notifyInvalEntry(parent: number, name: string): void
 }
 

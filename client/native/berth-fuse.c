@@ -54,6 +54,7 @@ static struct {
   napi_env env;
   napi_ref dispatch;   /* (op, slot, ...args) => void */
   napi_ref on_exit;    /* () => void, once the kernel ended the session */
+  napi_ref on_ack;     /* (ino) => void, an invalidation asked with ack is done */
   napi_ref resource;
   napi_async_context actx;
   uv_poll_t poll;
@@ -387,6 +388,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
 struct note {
   struct note *next;
   fuse_ino_t ino;  /* inval_inode of ino, or, with a name, inval_entry(ino, name) */
+  int ack;         /* tell JS (on_ack(ino)) once the kernel has done it */
   size_t namelen;
   char name[];
 };
@@ -397,6 +399,10 @@ static struct {
   pthread_cond_t cond;
   struct note *head, *tail;
   int running, stop;
+  uv_async_t async;    /* wakes the JS thread for acks */
+  int async_open;
+  fuse_ino_t *acks;    /* inodes done, waiting for the JS thread */
+  size_t nacks, cap;
 } N = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 static void *notifier(void *arg) {
@@ -412,18 +418,30 @@ static void *notifier(void *arg) {
     /* -ENOENT (the kernel does not know it) and -ENOSYS are fine: nothing cached */
     if (n->namelen) fuse_lowlevel_notify_inval_entry(S.se, n->ino, n->name, n->namelen);
     else fuse_lowlevel_notify_inval_inode(S.se, n->ino, 0, 0);
+    int ack = n->ack;
+    fuse_ino_t ino = n->ino;
     free(n);
     pthread_mutex_lock(&N.lock);
+    if (ack) {
+      if (N.nacks == N.cap) {
+        size_t cap = N.cap ? N.cap * 2 : 64;
+        fuse_ino_t *a = realloc(N.acks, cap * sizeof *a);
+        if (a) { N.acks = a; N.cap = cap; }
+      }
+      if (N.nacks < N.cap) N.acks[N.nacks++] = ino;
+      uv_async_send(&N.async);
+    }
   }
   pthread_mutex_unlock(&N.lock);
   return NULL;
 }
 
-static void notify(fuse_ino_t ino, const char *name, size_t namelen) {
+static void notify(fuse_ino_t ino, const char *name, size_t namelen, int ack) {
   struct note *n = malloc(sizeof *n + namelen + 1);
   if (!n) return;
   n->next = NULL;
   n->ino = ino;
+  n->ack = ack;
   n->namelen = namelen;
   memcpy(n->name, name, namelen);
   n->name[namelen] = 0;
@@ -454,6 +472,37 @@ static void stop_notifier(void) {
   pthread_join(N.thread, NULL);
   N.running = 0;
   N.stop = 0;
+}
+
+/* On the JS thread: on_ack(ino) for every acknowledged invalidation. */
+static void on_acks(uv_async_t *h) {
+  (void)h;
+  pthread_mutex_lock(&N.lock);
+  size_t n = N.nacks;
+  fuse_ino_t *inos = n ? malloc(n * sizeof *inos) : NULL;
+  if (inos) memcpy(inos, N.acks, n * sizeof *inos);
+  N.nacks = 0;
+  pthread_mutex_unlock(&N.lock);
+  if (!inos || !S.on_ack) { free(inos); return; }
+  napi_env env = S.env;
+  napi_handle_scope hs;
+  napi_callback_scope cs;
+  napi_value resource, fn, global, ignored;
+  napi_open_handle_scope(env, &hs);
+  napi_get_reference_value(env, S.resource, &resource);
+  napi_open_callback_scope(env, resource, S.actx, &cs);
+  napi_get_reference_value(env, S.on_ack, &fn);
+  napi_get_global(env, &global);
+  for (size_t i = 0; i < n; i++) {
+    napi_value arg = num((double)inos[i]);
+    if (napi_call_function(env, global, fn, 1, &arg, &ignored) != napi_ok) {
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+    }
+  }
+  napi_close_callback_scope(env, cs);
+  napi_close_handle_scope(env, hs);
+  free(inos);
 }
 
 /* ---- exported functions ---- */
@@ -493,6 +542,9 @@ static void unmount_session(void) {
     if (req) fuse_reply_err(req, EIO);
   }
   stop_notifier();
+  free(N.acks);
+  N.acks = NULL;
+  N.nacks = N.cap = 0;
   free(slots);
   free(free_slots);
   slots = NULL;
@@ -506,10 +558,10 @@ static void unmount_session(void) {
   memset(&S.buf, 0, sizeof S.buf);
 }
 
-/* mount(mountpoint, options "a,b=c", maxWrite, dispatch, onExit) */
+/* mount(mountpoint, options "a,b=c", maxWrite, dispatch, onExit, onAck) */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  if (!get_args(env, info, 5, argv)) return NULL;
+  napi_value argv[6];
+  if (!get_args(env, info, 6, argv)) return NULL;
   if (S.se) {
     napi_throw_error(env, "EBUSY", "a session is already mounted in this process");
     return NULL;
@@ -542,6 +594,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   napi_value resource, name;
   CHECK(napi_create_reference(env, argv[3], 1, &S.dispatch));
   CHECK(napi_create_reference(env, argv[4], 1, &S.on_exit));
+  CHECK(napi_create_reference(env, argv[5], 1, &S.on_ack));
   CHECK(napi_create_object(env, &resource));
   CHECK(napi_create_reference(env, resource, 1, &S.resource));
   CHECK(napi_create_string_utf8(env, "berth-fuse", NAPI_AUTO_LENGTH, &name));
@@ -551,6 +604,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   uv_poll_init(loop, &S.poll, fd);
   uv_poll_start(&S.poll, UV_READABLE, on_readable);
   S.polling = 1;
+  if (!N.async_open) N.async_open = uv_async_init(loop, &N.async, on_acks) == 0;
+  if (N.async_open) uv_unref((uv_handle_t *)&N.async); /* never keeps the process alive */
   N.running = pthread_create(&N.thread, NULL, notifier, NULL) == 0;
   return NULL;
 }
@@ -561,6 +616,7 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   unmount_session();
   if (S.dispatch) { napi_delete_reference(env, S.dispatch); S.dispatch = NULL; }
   if (S.on_exit) { napi_delete_reference(env, S.on_exit); S.on_exit = NULL; }
+  if (S.on_ack) { napi_delete_reference(env, S.on_ack); S.on_ack = NULL; }
   if (S.actx) { napi_async_destroy(env, S.actx); S.actx = NULL; }
   if (S.resource) { napi_delete_reference(env, S.resource); S.resource = NULL; }
   return NULL;
@@ -811,11 +867,14 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* notifyInvalInode(ino) / notifyInvalEntry(parent, name): queued to the notifier thread */
+/*
+ * notifyInvalInode(ino, ack) / notifyInvalEntry(parent, name): queued to the
+ * notifier thread; with `ack`, onAck(ino) follows once the kernel did it.
+ */
 static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return NULL;
-  if (S.se) notify((fuse_ino_t)arg_num(env, argv[0]), "", 0);
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (S.se) notify((fuse_ino_t)arg_num(env, argv[0]), "", 0, arg_num(env, argv[1]) != 0);
   return NULL;
 }
 
@@ -823,7 +882,7 @@ static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv)) return NULL;
   char *name = arg_str(env, argv[1]);
-  if (name && *name && S.se) notify((fuse_ino_t)arg_num(env, argv[0]), name, strlen(name));
+  if (name && *name && S.se) notify((fuse_ino_t)arg_num(env, argv[0]), name, strlen(name), 0);
   free(name);
   return NULL;
 }
