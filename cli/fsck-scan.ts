@@ -38,7 +38,19 @@ export interface FsckReport {
   degraded: string[]
   problems: ReplicaProblem[]
   replicas: number
+  /** Copies of blocks meta does not know (at most MAX_LISTED; `orphanCount`/`orphanBytes` count all). */
+  orphans: Array<{ node: string; hash: string; size: number; age: number }>
+  orphanCount: number
+  orphanBytes: number
+  /**
+   * Replica rows that do not match a node: `no-copy` (meta lists the node, the
+   * node lacks the block) or `no-row` (the node holds a referenced block meta
+   * does not list there).
+   */
+  wrongRows: Array<{ hash: string; node: string; kind: 'no-copy' | 'no-row' }>
 }
+
+const MAX_LISTED = 1000
 
 export interface FsckProgress {
   files: number
@@ -193,8 +205,35 @@ export async function fsck(meta: MetaClient, opts: FsckOptions): Promise<FsckRep
     else if (n < wanted) degraded.push(hash)
   }
   problems.sort((a, b) => a.hash.localeCompare(b.hash) || a.node.localeCompare(b.node))
+
+  const wrongRows: FsckReport['wrongRows'] = problems.filter((p) => p.state === 'missing').map((p) => ({ hash: p.hash, node: p.node, kind: 'no-copy' as const }))
+  const orphans: FsckReport['orphans'] = []
+  let orphanCount = 0
+  let orphanBytes = 0
+  for (const node of [...nodes.values()].filter((n) => n.alive)) {
+    let after = ''
+    for (;;) {
+      const page = await meta.call('inventory', { node: node.id, after, limit: MAX_PAGE })
+      for (const e of page.entries) {
+        if (e.state === 'orphan') {
+          orphanCount++
+          orphanBytes += e.size
+          if (orphans.length < MAX_LISTED) orphans.push({ node: node.id, hash: e.hash, size: e.size, age: e.age })
+        } else if (e.state === 'unlisted' && wrongRows.length < MAX_LISTED) {
+          wrongRows.push({ hash: e.hash, node: node.id, kind: 'no-row' })
+        }
+      }
+      const last = page.entries[page.entries.length - 1]
+      if (!page.more || !last) break
+      after = last.hash
+    }
+  }
   return {
-    ok: problems.length === 0 && lost.length === 0 && degraded.length === 0,
+    ok: problems.length === 0 && lost.length === 0 && degraded.length === 0 && wrongRows.length === 0,
+    orphans,
+    orphanCount,
+    orphanBytes,
+    wrongRows,
     quick: opts.quick,
     files: progress.files,
     dirs,

@@ -11,7 +11,9 @@ import { intFlag } from '../common/flags'
 
 const HELP = `usage: berth fsck [--json] [--quick] [--concurrency N] [connection options]
 Checks every chunk's block on each of its replicas: present, and its content
-hashes to its name. Exit status 0 when all is well, 1 otherwise.
+hashes to its name; then pages every live node's inventory for orphans (copies
+of blocks meta does not know) and copies meta does not list. Exit status 0 when
+all is well, 1 otherwise (orphans alone are reported, not an error).
 ${CONNECTION_HELP}
   --quick              only ask whether each replica exists (HEAD), do not read and hash it
   --concurrency N      replicas checked at once (4)
@@ -83,6 +85,9 @@ export function formatReport(r: FsckReport): string {
   }
   if (r.lost.length > 0) lines.push(`LOST: ${r.lost.length} block(s) have no good replica; files using them cannot be read`)
   if (r.degraded.length > 0) lines.push(`DEGRADED: ${r.degraded.length} block(s) have fewer than ${r.replicas} good replicas`)
+  for (const w of r.wrongRows.filter((w) => w.kind === 'no-row')) lines.push(`UNLISTED copy of block ${w.hash} on node ${w.node}: meta does not list it (reconciliation adds the row)`)
+  if (r.wrongRows.length > 0) lines.push(`WRONG ROWS: ${r.wrongRows.length} replica row(s) do not match the nodes`)
+  if (r.orphanCount > 0) lines.push(`orphans: ${r.orphanCount} copy(ies), ${r.orphanBytes} bytes of blocks meta does not know (collected after meta's --orphan-age-ms)`)
   lines.push(r.ok ? 'fsck: clean' : 'fsck: PROBLEMS FOUND', '')
   return lines.join('\n')
 }

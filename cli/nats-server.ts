@@ -53,7 +53,8 @@ export interface RolePermissions {
  * default cluster name; test/nats-permissions.test.ts checks both.
  *  meta:   serves meta ops and the leader probe, hears heartbeats, publishes
  *          invalidations and node commands.
- *  node:   publishes heartbeats, serves placement and its commands.
+ *  node:   publishes heartbeats, serves placement and its commands, reports
+ *          a copy its scrub found corrupt (meta's badCopy, that op only).
  *  client: asks meta and placement, hears invalidations and heartbeats; it can
  *          neither publish a heartbeat or a node command nor answer anything,
  *          so it cannot impersonate a server.
@@ -69,7 +70,7 @@ export function rolePermissions(cluster: string = DEFAULT_CLUSTER): Record<NatsR
       allowResponses: true,
     },
     node: {
-      publish: [s.heartbeat],
+      publish: [s.heartbeat, s.meta('badCopy')],
       subscribe: [s.place, nodeCmds, s.heartbeat, '_INBOX.>'],
       allowResponses: true,
     },

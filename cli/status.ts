@@ -57,7 +57,7 @@ export function formatStatus(s: StatusReply): string {
     `meta ${s.metaId}, up since ${new Date(s.startedAt).toISOString()}`,
     `nodes: ${live} live of ${s.nodes.length}`,
     table,
-    `inodes: ${s.inodes}  blocks: ${s.blocks} (${bytes(s.bytes)})  under-replicated: ${s.underReplicated}`,
+    `inodes: ${s.inodes}  blocks: ${s.blocks} (${bytes(s.bytes)})  under-replicated: ${s.underReplicated}  below R=${s.replicas}: ${s.belowR}${s.belowR > s.underReplicated ? ' (too few live nodes to hold R copies)' : ''}`,
     `sessions: ${s.sessions}  open files: ${s.openFiles}`,
     '',
   ].join('\n')

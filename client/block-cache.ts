@@ -2,9 +2,18 @@
  * Blocks are immutable and named by their hash, so a cached block is never
  * stale. The cache is bounded in bytes (LRU); concurrent misses for one hash
  * share one fetch, and readahead uses the same path without being awaited.
+ *
+ * It holds only verified bytes: blocks fetched through BlockApi.get (checked
+ * against their SHA-256 there) and blocks this client wrote (their hash was
+ * computed from these very bytes). Ranges come as whole 64 KiB pieces verified
+ * against the chunk's piece sums by BlockApi.get; those pieces are kept in a
+ * smaller LRU of their own, so 4 KiB reads near each other (database pages,
+ * the kernel's split reads) fetch and check each piece once.
  */
 import { LRUCache } from 'lru-cache'
+import { SUM_PIECE } from '../common/checksums'
 import type { ChunkRef } from '../common/protocol'
+import { coveringPieces } from '../common/verified-range'
 import { logger } from '../common/log'
 import { Semaphore } from './semaphore'
 import type { BlockApi } from './stores'
@@ -14,6 +23,8 @@ const log = logger('client')
 export class BlockCache {
   private readonly cache: LRUCache<string, Buffer>
   private readonly inflight = new Map<string, Promise<Buffer>>()
+  /** `${hash}:${piece}` -> verified piece (the last one of a block may be short). */
+  private readonly pieces: LRUCache<string, Buffer>
   private readonly prefetchSlots: Semaphore
   /** Reads answered from memory, and reads that had to fetch (metrics). */
   hits = 0
@@ -25,6 +36,13 @@ export class BlockCache {
   ) {
     this.cache = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, opts.maxBytes),
+      sizeCalculation: (b) => Math.max(1, b.length),
+    })
+    // verified pieces of random reads get a small budget of their own (an
+    // eighth of the block cache, at most 32 MiB): they churn, and must not
+    // push whole blocks out, nor shrink the room a block needs
+    this.pieces = new LRUCache<string, Buffer>({
+      maxSize: Math.max(SUM_PIECE, Math.min(32 * 1024 * 1024, Math.floor(opts.maxBytes / 8))),
       sizeCalculation: (b) => Math.max(1, b.length),
     })
     this.prefetchSlots = new Semaphore(opts.prefetchConcurrency ?? 2)
@@ -44,16 +62,42 @@ export class BlockCache {
 
   /**
    * `length` bytes at `offset` of the block: from the cache when it holds the
-   * block, else a Range GET of just those bytes, not cached. Random readers
+   * block, else a Range GET of the 64 KiB pieces covering them, each checked
+   * against the writer's piece sums (`ref.sums`), not cached. Random readers
    * use this: fetching whole 4 MiB blocks for 4 KiB reads would move 1000x
-   * the bytes and churn the cache. A range is not hash-checked here (the node
-   * verified the whole block when storing it and its scrub re-verifies).
+   * the bytes and churn the cache. A chunk without sums (written before they
+   * existed) is read as a whole block, verified by its hash, and cached.
+   * Fewer bytes than asked only where the verified block itself ends.
    */
   async readRange(ref: ChunkRef, offset: number, length: number): Promise<Buffer> {
     if (!ref.hash) return Buffer.alloc(0)
-    const hit = this.cache.get(ref.hash) ?? (await this.inflight.get(ref.hash))
+    const hit = this.cache.get(ref.hash) ?? (await this.inflight.get(ref.hash)?.catch(() => undefined))
     if (hit) return hit.subarray(offset, offset + length)
-    return this.blocks.get(ref.hash, ref.nodes, { offset, length })
+    const sums = ref.sums
+    if (!sums || sums.length === 0) return (await this.fetch(ref.hash, ref.nodes)).subarray(offset, offset + length)
+    const span = coveringPieces(sums, offset, length)
+    if (!span) return Buffer.alloc(0)
+    const hash = ref.hash
+    const cached: Buffer[] = []
+    for (let i = span.first; i <= span.last; i++) {
+      const piece = this.pieces.get(`${hash}:${i}`)
+      if (!piece) break
+      cached.push(piece)
+    }
+    let bytes: Buffer
+    if (cached.length === span.last - span.first + 1) {
+      this.hits++
+      bytes = cached.length === 1 ? cached[0]! : Buffer.concat(cached)
+    } else {
+      this.misses++
+      // whole pieces, each checked against its sum by BlockApi.get
+      bytes = await this.blocks.get(hash, ref.nodes, { offset: span.start, length: span.end - span.start + 1, sums })
+      for (let i = span.first; i <= span.last; i++) {
+        const piece = bytes.subarray((i - span.first) * SUM_PIECE, (i - span.first + 1) * SUM_PIECE)
+        if (piece.length) this.pieces.set(`${hash}:${i}`, piece)
+      }
+    }
+    return bytes.subarray(offset - span.start, offset - span.start + length)
   }
 
   /** Starts fetching `ref` in the background unless cached or already coming. */
@@ -78,11 +122,12 @@ export class BlockCache {
   }
 
   get bytes(): number {
-    return this.cache.calculatedSize
+    return this.cache.calculatedSize + this.pieces.calculatedSize
   }
 
   clear(): void {
     this.cache.clear()
+    this.pieces.clear()
   }
 
   private fetch(hash: string, nodes: string[]): Promise<Buffer> {

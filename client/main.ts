@@ -78,7 +78,17 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   const session = randomBytes(12).toString('base64url')
   const hello = await meta.call('hello', { session })
   await meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() })
-  const blocks = new BlockClient(nc, { cluster: cfg.cluster, token: hello.token, replicas: hello.replicas, deadlineMs: cfg.deadlineMs })
+  const blocks = new BlockClient(nc, {
+    cluster: cfg.cluster,
+    token: hello.token,
+    replicas: hello.replicas,
+    deadlineMs: cfg.deadlineMs,
+    // a reader proved a replica bad: meta drops it and re-replicates from a good one
+    onBadCopy: ({ hash, node, reason }) => {
+      log.warn(`bad copy of ${hash.slice(0, 12)} on node ${node} (${reason}); reported to meta`)
+      meta.call('badCopy', { hash, node, reason: reason.slice(0, 256) }).catch((err: unknown) => log.warn(`badCopy report for ${hash.slice(0, 12)} on ${node} failed`, err))
+    },
+  })
   await blocks.start()
   const pinned = new PinnedBlocks(blocks, meta, session)
 

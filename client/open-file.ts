@@ -2,42 +2,45 @@
  * One open inode inside this mount, shared by every handle on it, so every
  * read and stat through any handle sees every completed write.
  *
- * Design
- * - The chunk map (`chunks`) is what meta has committed; `pending` holds chunks
- *   uploaded but not yet committed; `dirty` holds chunk buffers being written.
- *   Reads look in dirty, then pending, then chunks; a missing chunk is a hole.
- * - A write into a chunk that already has a block and does not cover the whole
- *   chunk first loads that block (read-modify-write: blocks are immutable).
- * - A chunk buffer is uploaded in the background as soon as it is full; the
- *   number of uploads in flight and the bytes of dirty buffers are bounded by
- *   the Writeback shared by all files (backpressure: write() waits).
- * - flush/fsync/release wait for uploads, upload what is left, then commit the
- *   changed chunks and the size to meta in one call.
+ * Design (docs/architecture.md#write-path)
+ * - Each chunk is in one state of client/chunk-state.ts: clean/committed (the
+ *   chunk map, `chunks`), or a `Slot`: loading, dirty, uploading, uploaded.
+ * - One serialization point per inode, `lock`: write, read (its snapshot),
+ *   truncate and flush run under it in arrival order, so they are
+ *   linearizable and an O_APPEND write lands at the end as it is then.
+ *   Reads hold it only while they copy local bytes and pick block refs;
+ *   fetching blocks happens outside (blocks never change).
+ * - Upload completions and write-back pressure (`uploadOneIdle`) change state
+ *   without the lock, each in one synchronous step that first checks the
+ *   chunk is still in the state it expects; ops under the lock re-read state
+ *   after every await.
+ * - An upload freezes the buffer it takes (no copy): its hash and length are
+ *   fixed before the bytes leave. A write into a chunk that is uploading copies
+ *   the frozen bytes into a new dirty buffer that supersedes the upload.
+ * - Hashes uploaded but never to be committed (superseded, truncated away,
+ *   discarded) are released after the next flush, unless a chunk still holds
+ *   them; the write-back buffers and in-flight uploads are bounded by the
+ *   Writeback shared by all files (backpressure: write() waits).
  */
-import { INLINE_MAX, type Attr, type ChunkRef, type Timespec } from '../common/protocol'
+import { sha256hex } from '../common/block-client'
+import type { Attr, ChunkRef, Timespec } from '../common/protocol'
 import { BerthError } from '../common/errors'
-import type { BlockCache } from './block-cache'
-import { Mutex, Semaphore } from './semaphore'
-import type { BlockApi, MetaApi } from './stores'
+import { ChunkState, type Slot, type Upload } from './chunk-state'
+import { Mutex } from './semaphore'
+import type { MetaApi } from './stores'
+import type { Writeback } from './writeback'
 
-interface ChunkBuf {
-  /**
-   * Grows on demand up to the chunk size: a small file must not cost a zeroed
-   * 4 MiB allocation (that garbage dominated small-file creates).
-   */
-  data: Buffer
-  /** Bytes of `data` that belong to the chunk; the rest are zeros, as is everything past `data`. */
-  len: number
-  uploading?: Promise<void>
-}
+export { Writeback } from './writeback'
 
 /** FUSE's max_write: writes this big come from copying a big file. */
 const BIG_WRITE = 128 * 1024
 /** Smallest chunk buffer; buffers grow by doubling from here. */
 const MIN_BUFFER = 64 * 1024
+/** Chunk refs per commit call. */
+const COMMIT_PAGE = 1000
 
 function bufferSize(need: number, chunkSize: number): number {
-  let size = MIN_BUFFER
+  let size = Math.min(MIN_BUFFER, chunkSize)
   while (size < need) size *= 2
   return Math.min(size, chunkSize)
 }
@@ -47,63 +50,34 @@ export function nowTimespec(): Timespec {
   return [Math.floor(ms / 1000), (ms % 1000) * 1_000_000]
 }
 
-/** Shared write-back limits: in-flight uploads and dirty buffer bytes. */
-export class Writeback {
-  readonly slots: Semaphore
-  dirtyBytes = 0
-  private readonly files = new Set<OpenFile>()
+function bytesOf(data: Uint8Array): Buffer {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+}
 
-  constructor(
-    readonly blocks: BlockApi,
-    readonly cache: BlockCache,
-    readonly opts: { chunkSize: number; maxDirtyBytes: number; maxUploads: number },
-  ) {
-    this.slots = new Semaphore(opts.maxUploads)
-  }
-
-  track(f: OpenFile): void {
-    this.files.add(f)
-  }
-
-  untrack(f: OpenFile): void {
-    this.files.delete(f)
-  }
-
-  /** Over the dirty cap: upload partial buffers (any file) until under it. */
-  async relieve(): Promise<void> {
-    while (this.dirtyBytes > this.opts.maxDirtyBytes) {
-      let started = false
-      for (const f of this.files) {
-        if (await f.uploadOneIdle()) {
-          started = true
-          break
-        }
-      }
-      if (!started) {
-        // everything dirty is already uploading: wait for one to finish
-        const any = [...this.files].flatMap((f) => [...f.uploads])
-        if (any.length === 0) return
-        await Promise.race(any)
-      }
-    }
-  }
+/** A block range a read copies after it has left the lock. */
+interface Fetch {
+  ref: ChunkRef
+  inChunk: number
+  step: number
+  done: number
 }
 
 export class OpenFile {
   attr: Attr
   size: number
+  /** Clean and committed chunks: the chunk map as meta has it. */
   readonly chunks = new Map<number, ChunkRef>()
-  readonly pending = new Map<number, ChunkRef>()
-  readonly dirty = new Map<number, ChunkBuf>()
-  private readonly loading = new Map<number, Promise<ChunkBuf>>()
+  /** Every chunk not clean: loading, dirty, uploading or uploaded. */
+  readonly slots = new Map<number, Slot>()
   readonly uploads = new Set<Promise<void>>()
   handles = 0
   /** Size or times changed locally and not committed yet. */
   sizeDirty = false
   mtime: Timespec | undefined
-  private writeSeq = 0
-  private uploadError: unknown
   readonly lock = new Mutex()
+  private uploadError: unknown
+  /** Uploaded hashes no chunk will commit: released after the next flush (if no chunk holds them again). */
+  private readonly unneeded = new Set<string>()
 
   constructor(
     attr: Attr,
@@ -118,7 +92,12 @@ export class OpenFile {
   }
 
   get isDirty(): boolean {
-    return this.sizeDirty || this.dirty.size > 0 || this.pending.size > 0 || this.uploads.size > 0
+    return this.sizeDirty || this.slots.size > 0 || this.uploads.size > 0
+  }
+
+  /** The state of chunk `idx` (tests and metrics). */
+  stateOf(idx: number): string {
+    return this.slots.get(idx)?.state ?? ChunkState.clean
   }
 
   /** Attributes as this mount sees them: local size and mtime while dirty. */
@@ -128,50 +107,79 @@ export class OpenFile {
     return { ...this.attr, size: this.size, mtime, ctime: mtime }
   }
 
-  /** Replaces the committed state with a fresh one from meta (close-to-open), unless dirty. */
+  /**
+   * Replaces the committed state with a fresh one from meta (close-to-open),
+   * unless dirty or older than what this file already holds: the caller
+   * fetched it before awaiting, and a commit of ours may have landed since
+   * (taking it would roll back our own committed writes).
+   */
   refresh(attr: Attr, chunks: ChunkRef[]): void {
-    if (this.isDirty) return
+    if (this.isDirty || attr.gen < this.attr.gen) return
     this.attr = attr
     this.size = attr.size
     this.chunks.clear()
     for (const c of chunks) this.chunks.set(c.idx, c)
   }
 
+  /**
+   * Close-to-open revalidation under the lock, so no commit of ours lands
+   * between fetching meta's state and taking it: `fetch` returns meta's
+   * current attributes and chunk map, or nothing when they have not changed.
+   */
+  revalidate(fetch: () => Promise<{ attr: Attr; chunks: ChunkRef[] } | undefined>): Promise<void> {
+    return this.lock.run(async () => {
+      if (this.isDirty) return
+      const fresh = await fetch()
+      if (fresh) this.refresh(fresh.attr, fresh.chunks)
+    })
+  }
+
+  // ---- reads ----
+
   /** `random`: the caller is not reading sequentially (fetch only the bytes asked for). */
   async read(target: Buffer, pos: number, len: number, random = false): Promise<number> {
-    if (pos >= this.size) return 0
+    const { n, fetches } = await this.lock.run(async () => this.snapshotRead(target, pos, len))
+    for (const f of fetches) {
+      let copied = 0
+      if (!random) {
+        const block = await this.wb.cache.read(f.ref)
+        const valid = Math.min(f.ref.len, block.length)
+        copied = f.inChunk < valid ? block.copy(target, f.done, f.inChunk, Math.min(valid, f.inChunk + f.step)) : 0
+      } else if (f.inChunk < f.ref.len) {
+        const part = await this.wb.cache.readRange(f.ref, f.inChunk, Math.min(f.step, f.ref.len - f.inChunk))
+        copied = part.copy(target, f.done)
+      }
+      if (copied < f.step) target.fill(0, f.done + copied, f.done + f.step)
+    }
+    return n
+  }
+
+  /** Under the lock: copies local bytes now, lists the block ranges to fetch. */
+  private snapshotRead(target: Buffer, pos: number, len: number): { n: number; fetches: Fetch[] } {
+    const fetches: Fetch[] = []
+    if (pos >= this.size) return { n: 0, fetches }
     const n = Math.min(len, this.size - pos)
     const cs = this.chunkSize
-    let done = 0
-    while (done < n) {
+    for (let done = 0; done < n; ) {
       const off = pos + done
       const idx = Math.floor(off / cs)
       const inChunk = off - idx * cs
       const step = Math.min(cs - inChunk, n - done)
-      const buf = this.dirty.get(idx)
-      if (buf) {
-        const copied = inChunk < buf.data.length ? buf.data.copy(target, done, inChunk, inChunk + step) : 0
+      const slot = this.slots.get(idx)
+      let local: Buffer | undefined
+      let ref: ChunkRef | undefined
+      if (slot?.state === ChunkState.dirty) local = slot.buf.subarray(0, slot.len)
+      else if (slot?.state === ChunkState.uploading) local = slot.upload.body
+      else ref = slot?.state === ChunkState.uploaded ? slot.ref : this.chunks.get(idx)
+      if (ref?.data) local = bytesOf(ref.data).subarray(0, ref.len)
+      else if (ref?.hash) fetches.push({ ref, inChunk, step, done })
+      if (!ref?.hash) {
+        const copied = local && inChunk < local.length ? local.copy(target, done, inChunk, Math.min(local.length, inChunk + step)) : 0
         if (copied < step) target.fill(0, done + copied, done + step)
-      } else {
-        const ref = this.pending.get(idx) ?? this.chunks.get(idx)
-        if (!ref || (!ref.hash && !ref.data)) {
-          target.fill(0, done, done + step)
-        } else {
-          let copied = 0
-          if (ref.data || !random) {
-            const block = ref.data ? Buffer.from(ref.data.buffer, ref.data.byteOffset, ref.data.byteLength) : await this.wb.cache.read(ref)
-            const valid = Math.min(ref.len, block.length)
-            copied = inChunk < valid ? block.copy(target, done, inChunk, Math.min(valid, inChunk + step)) : 0
-          } else if (inChunk < ref.len) {
-            const part = await this.wb.cache.readRange(ref, inChunk, Math.min(step, ref.len - inChunk))
-            copied = part.copy(target, done)
-          }
-          if (copied < step) target.fill(0, done + copied, done + step)
-        }
       }
       done += step
     }
-    return n
+    return { n, fetches }
   }
 
   /** Starts fetching the chunks after `pos` (sequential readers). */
@@ -179,216 +187,311 @@ export class OpenFile {
     const first = Math.floor(pos / this.chunkSize)
     const last = Math.floor(Math.max(0, this.size - 1) / this.chunkSize)
     for (let idx = first; idx <= Math.min(last, first + chunks); idx++) {
-      if (this.dirty.has(idx)) continue
-      const ref = this.pending.get(idx) ?? this.chunks.get(idx)
+      const slot = this.slots.get(idx)
+      const ref = slot ? (slot.state === ChunkState.uploaded ? slot.ref : undefined) : this.chunks.get(idx)
       if (ref?.hash) this.wb.cache.prefetch(ref)
     }
   }
 
-  async write(data: Buffer, pos: number): Promise<number> {
-    const cs = this.chunkSize
-    let done = 0
-    while (done < data.length) {
-      const off = pos + done
-      const idx = Math.floor(off / cs)
-      const inChunk = off - idx * cs
-      const step = Math.min(cs - inChunk, data.length - done)
-      // a write of max_write size or past the first chunk means a big file:
-      // take the whole chunk at once rather than grow it by copying
-      const big = idx > 0 || step >= BIG_WRITE
-      const buf = await this.bufferFor(idx, inChunk === 0 && step === cs, big)
-      this.reserve(buf, inChunk + step)
-      data.copy(buf.data, inChunk, done, done + step)
-      buf.len = Math.max(buf.len, inChunk + step)
-      done += step
-      this.size = Math.max(this.size, off + step)
-      this.writeSeq++
-      this.sizeDirty = true
-      this.mtime = nowTimespec()
-      if (inChunk + step === cs) await this.startUpload(idx, buf)
-    }
+  // ---- writes ----
+
+  /** `append`: write at the end of the file as it is when this write's turn comes (O_APPEND). */
+  async write(data: Buffer, pos: number, append = false): Promise<number> {
+    await this.lock.run(async () => {
+      const at = append ? this.size : pos
+      const cs = this.chunkSize
+      for (let done = 0; done < data.length; ) {
+        const off = at + done
+        const idx = Math.floor(off / cs)
+        const inChunk = off - idx * cs
+        const step = Math.min(cs - inChunk, data.length - done)
+        // a write of max_write size or past the first chunk means a big file:
+        // take the whole chunk at once rather than grow it by copying
+        const big = idx > 0 || step >= BIG_WRITE
+        const from = done
+        await this.intoDirty(idx, inChunk === 0 && step === cs, big, (slot) => {
+          this.reserve(slot, inChunk + step)
+          data.copy(slot.buf, inChunk, from, from + step)
+          slot.len = Math.max(slot.len, inChunk + step)
+        })
+        done += step
+        this.size = Math.max(this.size, off + step)
+        this.sizeDirty = true
+        this.mtime = nowTimespec()
+        if (inChunk + step === cs) await this.startUpload(idx)
+      }
+    })
     await this.wb.relieve()
     return data.length
   }
 
+  /**
+   * Under the lock: makes chunk `idx` dirty and runs `fill` on it in the same
+   * synchronous step as the last check of its state. (Returning the slot
+   * instead would not do: the caller's await resumes a turn later, when an
+   * upload may have frozen that buffer.)
+   */
+  private async intoDirty(idx: number, whole: boolean, big: boolean, fill: (slot: Slot & { state: 'dirty' }) => void): Promise<void> {
+    for (;;) {
+      const slot = this.slots.get(idx)
+      if (slot?.state === ChunkState.dirty) return fill(slot)
+      if (slot?.state === ChunkState.loading) throw new Error(`chunk ${idx} is loading outside its write`)
+      if (slot?.state === ChunkState.uploading) {
+        // copy on write: the upload keeps its frozen bytes, the chunk moves on
+        const { body } = slot.upload
+        this.supersede(slot.upload)
+        this.setDirty(idx, whole ? Buffer.alloc(this.chunkSize) : this.copyOf(body, big), whole ? 0 : body.length)
+        continue
+      }
+      const ref = slot?.state === ChunkState.uploaded ? slot.ref : this.chunks.get(idx)
+      const valid = ref ? Math.min(ref.len, Math.max(0, this.size - idx * this.chunkSize)) : 0
+      if (whole || !ref || valid === 0 || (!ref.hash && !ref.data)) {
+        if (slot?.state === ChunkState.uploaded && slot.ref.hash) this.unneeded.add(slot.ref.hash)
+        this.setDirty(idx, Buffer.alloc(whole || big ? this.chunkSize : MIN_BUFFER), 0)
+        continue
+      }
+      // read-modify-write: blocks are immutable
+      this.slots.set(idx, { state: ChunkState.loading })
+      let block: Buffer
+      try {
+        block = ref.data ? bytesOf(ref.data) : await this.wb.cache.read(ref)
+      } catch (err) {
+        if (slot) this.slots.set(idx, slot)
+        else this.slots.delete(idx)
+        throw err
+      }
+      if (slot?.state === ChunkState.uploaded && slot.ref.hash) this.unneeded.add(slot.ref.hash)
+      const keep = Math.min(valid, block.length)
+      this.setDirty(idx, this.copyOf(block.subarray(0, keep), big), keep)
+    }
+  }
+
+  /** A new dirty buffer holding `bytes` (sized for more writes). */
+  private copyOf(bytes: Buffer, big: boolean): Buffer {
+    const buf = Buffer.alloc(big ? this.chunkSize : bufferSize(bytes.length, this.chunkSize))
+    bytes.copy(buf)
+    return buf
+  }
+
+  private setDirty(idx: number, buf: Buffer, len: number): void {
+    this.slots.set(idx, { state: ChunkState.dirty, buf, len })
+    this.wb.dirtyBytes += buf.length
+    this.wb.track(this)
+  }
+
+  /** Grows a dirty buffer to hold `end` bytes (doubling, capped at the chunk size). */
+  private reserve(slot: Slot & { state: 'dirty' }, end: number): void {
+    if (end <= slot.buf.length) return
+    const grown = Buffer.alloc(bufferSize(end, this.chunkSize))
+    slot.buf.copy(grown, 0, 0, slot.len)
+    this.wb.dirtyBytes += grown.length - slot.buf.length
+    slot.buf = grown
+  }
+
+  /** The upload's result will not be committed: release its pin (after the next flush). */
+  private supersede(up: Upload): void {
+    up.superseded = true
+    this.unneeded.add(up.hash)
+  }
+
+  // ---- uploads ----
+
+  /** Writeback pressure: uploads one dirty chunk; false if none. */
+  async uploadOneIdle(): Promise<boolean> {
+    for (const [idx, slot] of this.slots) if (slot.state === ChunkState.dirty) return this.startUpload(idx)
+    return false
+  }
+
+  /**
+   * Waits for an upload slot (backpressure), then freezes chunk `idx` if it is
+   * still dirty and uploads it in the background. False if it was not dirty.
+   */
+  private async startUpload(idx: number): Promise<boolean> {
+    if (this.slots.get(idx)?.state !== ChunkState.dirty) return false
+    await this.wb.slots.acquire()
+    const slot = this.slots.get(idx)
+    if (slot?.state !== ChunkState.dirty) {
+      this.wb.slots.release()
+      return false
+    }
+    const body = slot.buf.subarray(0, slot.len)
+    const up: Upload = { idx, hash: sha256hex(body), body, buf: slot.buf, superseded: false }
+    this.slots.set(idx, { state: ChunkState.uploading, upload: up })
+    const job = this.wb.blocks.put(body, up.hash).then(
+      (put) => this.uploaded(up, { idx, hash: put.hash, len: body.length, nodes: put.nodes, sums: put.sums }),
+      (err: unknown) => this.uploadFailed(up, err),
+    )
+    const tracked = job.finally(() => {
+      this.wb.slots.release()
+      this.uploads.delete(tracked)
+    })
+    this.uploads.add(tracked)
+    return true
+  }
+
+  /** uploading -> uploaded, unless the chunk moved on meanwhile. */
+  private uploaded(up: Upload, ref: ChunkRef): void {
+    this.wb.dirtyBytes -= up.buf.length
+    const slot = this.slots.get(up.idx)
+    if (up.superseded || slot?.state !== ChunkState.uploading || slot.upload !== up) return
+    this.slots.set(up.idx, { state: ChunkState.uploaded, ref })
+    // a full chunk is handed to the cache as is; a partial one is copied so the
+    // 4 MiB buffer behind it is not pinned for a few bytes
+    this.wb.cache.add(ref.hash!, up.body.length === up.buf.length ? up.body : Buffer.from(up.body))
+  }
+
+  /**
+   * uploading -> dirty again with the same bytes; the next flush reports the
+   * error and retries. The pin taken for the failed upload is released
+   * unless a retry holds the same hash by then.
+   */
+  private uploadFailed(up: Upload, err: unknown): void {
+    this.unneeded.add(up.hash)
+    const slot = this.slots.get(up.idx)
+    if (up.superseded || slot?.state !== ChunkState.uploading || slot.upload !== up) {
+      this.wb.dirtyBytes -= up.buf.length
+      return
+    }
+    this.slots.set(up.idx, { state: ChunkState.dirty, buf: up.buf, len: up.body.length })
+    this.uploadError ??= err
+  }
+
+  // ---- flush, truncate, discard ----
+
   /** Waits for uploads, uploads the rest, commits chunks + size in one call. */
   flush(meta: MetaApi, session: string): Promise<void> {
-    return this.lock.run(async () => {
-      this.inlineSmall()
-      for (;;) {
-        for (const [idx, buf] of this.dirty) if (!buf.uploading) await this.startUpload(idx, buf)
-        if (this.uploads.size === 0) break
-        await Promise.allSettled([...this.uploads])
-        if (this.uploadError !== undefined) {
-          const err = this.uploadError
-          this.uploadError = undefined
-          throw err instanceof BerthError ? err : new BerthError('EIO', `upload failed: ${(err as Error).message}`, { cause: err })
-        }
+    return this.lock.run(() => this.flushLocked(meta, session))
+  }
+
+  private async flushLocked(meta: MetaApi, session: string): Promise<void> {
+    this.inlineSmall()
+    for (;;) {
+      for (const [idx, slot] of [...this.slots]) if (slot.state === ChunkState.dirty) await this.startUpload(idx)
+      if (this.uploads.size === 0 && ![...this.slots.values()].some((s) => s.state === ChunkState.dirty)) break
+      await Promise.allSettled([...this.uploads])
+      if (this.uploadError !== undefined) {
+        const err = this.uploadError
+        this.uploadError = undefined
+        throw err instanceof BerthError ? err : new BerthError('EIO', `upload failed: ${(err as Error).message}`, { cause: err })
       }
-      if (this.pending.size === 0 && !this.sizeDirty) return
-      const refs = [...this.pending.values()].sort((a, b) => a.idx - b.idx)
-      const seq = this.writeSeq
+    }
+    const refs: ChunkRef[] = []
+    for (const slot of this.slots.values()) if (slot.state === ChunkState.uploaded) refs.push(slot.ref)
+    refs.sort((a, b) => a.idx - b.idx)
+    if (refs.length > 0 || this.sizeDirty) {
       const size = this.size
-      const page = 1000
       let attr: Attr | undefined
-      for (let i = 0; i === 0 || i < refs.length; i += page) {
-        const reply = await meta.call('commit', { ino: this.attr.ino, session, size, chunks: refs.slice(i, i + page), mtime: this.mtime })
+      for (let i = 0; i === 0 || i < refs.length; i += COMMIT_PAGE) {
+        const reply = await meta.call('commit', { ino: this.attr.ino, session, size, chunks: refs.slice(i, i + COMMIT_PAGE), mtime: this.mtime })
         attr = reply.attr
       }
+      // uploaded -> committed (clean): nothing else ran meanwhile, the lock is ours
       for (const ref of refs) {
-        this.chunks.set(ref.idx, ref)
-        if (this.pending.get(ref.idx) === ref) this.pending.delete(ref.idx)
+        const slot = this.slots.get(ref.idx)
+        if (slot?.state === ChunkState.uploaded && slot.ref === ref) this.slots.delete(ref.idx)
+        if (ref.hash || ref.data) this.chunks.set(ref.idx, ref)
+        else this.chunks.delete(ref.idx)
       }
       for (const idx of [...this.chunks.keys()]) if (idx * this.chunkSize >= size) this.chunks.delete(idx)
-      if (attr) this.attr = attr
-      if (seq === this.writeSeq) {
-        this.sizeDirty = false
-        this.mtime = undefined
-        if (attr) this.size = attr.size
+      if (attr) {
+        this.attr = attr
+        this.size = attr.size
       }
-    })
+      this.sizeDirty = false
+      this.mtime = undefined
+    }
+    this.releaseUnneeded()
+  }
+
+  /**
+   * A file of at most inlineMax bytes, all in chunk 0, is committed with its
+   * bytes in meta instead of a block: one round trip instead of placement, an
+   * HTTP PUT with replication and the commit (docs/architecture.md#inline-data).
+   * One that grew past it while an inline chunk waited goes back to dirty.
+   */
+  private inlineSmall(): void {
+    const slot = this.slots.get(0)
+    const small = this.size <= this.wb.inlineMax && this.size <= this.chunkSize
+    if (slot?.state === ChunkState.dirty && small) {
+      const len = Math.min(slot.len, this.size)
+      this.slots.set(0, { state: ChunkState.uploaded, ref: { idx: 0, hash: null, len, nodes: [], data: Buffer.from(slot.buf.subarray(0, len)) } })
+      this.wb.dirtyBytes -= slot.buf.length
+    } else if (slot?.state === ChunkState.uploaded && slot.ref.data && !small) {
+      const data = bytesOf(slot.ref.data)
+      this.setDirty(0, this.copyOf(data, false), data.length)
+    }
   }
 
   /**
    * Truncate while open: commit what is pending, let meta cut the chunk map,
    * then cut the local state the same way.
    */
-  async truncate(meta: MetaApi, session: string, size: number): Promise<Attr> {
-    await this.flush(meta, session)
+  truncate(meta: MetaApi, session: string, size: number): Promise<Attr> {
     return this.lock.run(async () => {
+      await this.flushLocked(meta, session)
       const { attr } = await meta.call('setattr', { ino: this.attr.ino, size })
       const cs = this.chunkSize
-      for (const map of [this.chunks, this.pending]) {
-        for (const [idx, ref] of [...map]) {
-          if (idx * cs >= size) map.delete(idx)
-          else if ((idx + 1) * cs > size) {
-            const len = Math.min(ref.len, size - idx * cs)
-            map.set(idx, { ...ref, len, data: ref.data?.subarray(0, len) })
-          }
-        }
+      for (const [idx, ref] of [...this.chunks]) {
+        if (idx * cs >= size) this.chunks.delete(idx)
+        else if ((idx + 1) * cs > size) this.chunks.set(idx, clip(ref, size - idx * cs))
       }
-      for (const [idx, buf] of [...this.dirty]) {
-        if (idx * cs >= size) this.dropBuffer(idx, buf)
-        else if ((idx + 1) * cs > size) {
-          if (size - idx * cs < buf.data.length) buf.data.fill(0, size - idx * cs)
-          buf.len = Math.min(buf.len, size - idx * cs)
-        }
+      for (const [idx, slot] of [...this.slots]) {
+        if (idx * cs >= size) this.dropSlot(idx, slot)
+        else if ((idx + 1) * cs > size) this.clipSlot(idx, slot, size - idx * cs)
       }
       this.attr = attr
       this.size = attr.size
-      this.sizeDirty = this.dirty.size > 0
+      this.sizeDirty = this.slots.size > 0
+      this.releaseUnneeded()
       return attr
     })
   }
 
-  /**
-   * A file of at most INLINE_MAX bytes is committed with its bytes in meta
-   * instead of a block: one round trip instead of placement, an HTTP PUT with
-   * replication and the commit (docs/architecture.md#inline-data).
-   */
-  private inlineSmall(): void {
-    const buf = this.dirty.get(0)
-    if (!buf || buf.uploading || this.size > INLINE_MAX || this.dirty.size !== 1) return
-    const len = Math.min(buf.len, this.size)
-    this.pending.set(0, { idx: 0, hash: null, len, nodes: [], data: Buffer.from(buf.data.subarray(0, len)) })
-    this.dropBuffer(0, buf)
+  /** Cuts chunk `idx` (not clean) to `keep` bytes. */
+  private clipSlot(idx: number, slot: Slot, keep: number): void {
+    if (slot.state === ChunkState.uploaded) {
+      this.slots.set(idx, { state: ChunkState.uploaded, ref: clip(slot.ref, keep) })
+    } else if (slot.state === ChunkState.uploading) {
+      this.supersede(slot.upload)
+      const kept = slot.upload.body.subarray(0, Math.min(keep, slot.upload.body.length))
+      this.setDirty(idx, this.copyOf(kept, false), kept.length)
+    } else if (slot.state === ChunkState.dirty) {
+      if (keep < slot.buf.length) slot.buf.fill(0, keep)
+      slot.len = Math.min(slot.len, keep)
+    }
   }
 
-  /** Drops all buffers (after the file is gone for good). */
+  /** Chunk `idx` leaves the file (truncated away, or discarded). */
+  private dropSlot(idx: number, slot: Slot): void {
+    this.slots.delete(idx)
+    if (slot.state === ChunkState.dirty) this.wb.dirtyBytes -= slot.buf.length
+    else if (slot.state === ChunkState.uploading) this.supersede(slot.upload)
+    else if (slot.state === ChunkState.uploaded && slot.ref.hash) this.unneeded.add(slot.ref.hash)
+  }
+
+  /** Drops all local state (the last handle is gone); uploads not committed are released. */
   discard(): void {
-    for (const [idx, buf] of [...this.dirty]) this.dropBuffer(idx, buf)
+    for (const [idx, slot] of [...this.slots]) this.dropSlot(idx, slot)
+    this.sizeDirty = false
+    this.releaseUnneeded()
   }
 
-  /** Writeback pressure: uploads one idle partial buffer; false if none. */
-  async uploadOneIdle(): Promise<boolean> {
-    for (const [idx, buf] of this.dirty) {
-      if (!buf.uploading) {
-        await this.startUpload(idx, buf)
-        return true
-      }
+  /** Releases pins of uploads nothing will commit; a hash a chunk holds again stays. */
+  private releaseUnneeded(): void {
+    if (this.unneeded.size === 0) return
+    const held = new Set<string>()
+    for (const slot of this.slots.values()) {
+      if (slot.state === ChunkState.uploading && !slot.upload.superseded) held.add(slot.upload.hash)
+      else if (slot.state === ChunkState.uploaded && slot.ref.hash) held.add(slot.ref.hash)
     }
-    return false
+    const gone = [...this.unneeded].filter((h) => !held.has(h))
+    this.unneeded.clear()
+    if (gone.length) this.wb.blocks.release(gone)
   }
+}
 
-  private async bufferFor(idx: number, whole: boolean, big = false): Promise<ChunkBuf> {
-    for (;;) {
-      const buf = this.dirty.get(idx)
-      if (buf && !buf.uploading) return buf
-      if (buf?.uploading) {
-        await buf.uploading
-        continue
-      }
-      const loading = this.loading.get(idx)
-      if (loading) {
-        await loading
-        continue
-      }
-      break
-    }
-    const p = (async () => {
-      const ref = this.pending.get(idx) ?? this.chunks.get(idx)
-      let buf: ChunkBuf
-      if (!whole && (ref?.hash || ref?.data)) {
-        const block = ref.data ? Buffer.from(ref.data.buffer, ref.data.byteOffset, ref.data.byteLength) : await this.wb.cache.read(ref)
-        const valid = Math.min(ref.len, block.length, Math.max(0, this.size - idx * this.chunkSize))
-        buf = { data: Buffer.alloc(bufferSize(valid, this.chunkSize)), len: valid }
-        block.copy(buf.data, 0, 0, valid)
-      } else {
-        buf = { data: Buffer.alloc(whole || big ? this.chunkSize : MIN_BUFFER), len: 0 }
-      }
-      this.dirty.set(idx, buf)
-      this.wb.dirtyBytes += buf.data.length
-      this.wb.track(this)
-      return buf
-    })()
-    this.loading.set(idx, p)
-    try {
-      return await p
-    } finally {
-      this.loading.delete(idx)
-    }
-  }
-
-  /** Grows `buf.data` to hold `end` bytes (doubling, capped at the chunk size). */
-  private reserve(buf: ChunkBuf, end: number): void {
-    if (end <= buf.data.length) return
-    const grown = Buffer.alloc(bufferSize(end, this.chunkSize))
-    buf.data.copy(grown, 0, 0, buf.len)
-    // only called on a buffer bufferFor() just returned, so it is in `dirty` and counted
-    this.wb.dirtyBytes += grown.length - buf.data.length
-    buf.data = grown
-  }
-
-  private dropBuffer(idx: number, buf: ChunkBuf): void {
-    if (this.dirty.get(idx) !== buf) return
-    this.dirty.delete(idx)
-    this.wb.dirtyBytes -= buf.data.length
-  }
-
-  /** Waits for an upload slot (backpressure), then uploads in the background. */
-  private async startUpload(idx: number, buf: ChunkBuf): Promise<void> {
-    if (buf.uploading) return
-    let release!: () => void
-    buf.uploading = new Promise<void>((r) => (release = r))
-    await this.wb.slots.acquire()
-    const job = (async () => {
-      try {
-        const body = buf.data.subarray(0, buf.len)
-        const { hash, nodes, sums } = await this.wb.blocks.put(body)
-        this.pending.set(idx, { idx, hash, len: buf.len, nodes, sums })
-        // a full chunk is handed to the cache as is; a partial one is copied so the
-        // 4 MiB buffer behind it is not pinned for a few bytes
-        this.wb.cache.add(hash, buf.len === buf.data.length ? body : Buffer.from(body))
-        this.dropBuffer(idx, buf)
-      } catch (err) {
-        this.uploadError ??= err
-      } finally {
-        buf.uploading = undefined
-        this.wb.slots.release()
-        release()
-      }
-    })()
-    this.uploads.add(job)
-    void job.finally(() => this.uploads.delete(job))
-  }
+/** `ref` cut to `keep` bytes (truncate never rewrites a block: it clips `len`). */
+function clip(ref: ChunkRef, keep: number): ChunkRef {
+  const len = Math.min(ref.len, keep)
+  return { ...ref, len, data: ref.data?.subarray(0, len) }
 }

@@ -29,7 +29,7 @@ export class PinnedBlocks implements BlockApi {
     return this.inner.put(data, h)
   }
 
-  get(hash: string, nodes: string[], opts?: { offset?: number; length?: number }): Promise<Buffer> {
+  get(hash: string, nodes: string[], opts?: { offset?: number; length?: number; sums?: Uint8Array }): Promise<Buffer> {
     return this.inner.get(hash, nodes, opts)
   }
 
@@ -44,7 +44,8 @@ export class PinnedBlocks implements BlockApi {
     if (this.unpinTimer) clearTimeout(this.unpinTimer)
     this.unpinTimer = undefined
     while (this.unpins.length) {
-      const hashes = [...new Set(this.unpins.splice(0, UNPIN_BATCH))]
+      // one entry per upload given up: meta counts pins per upload
+      const hashes = this.unpins.splice(0, UNPIN_BATCH)
       await this.meta.call('unpin', { session: this.session, hashes }).catch((err: unknown) => {
         log.warn(`unpin of ${hashes.length} block(s) failed; they stay pinned until the session ends: ${(err as Error).message}`)
       })

@@ -30,6 +30,10 @@ export interface BlockApi {
    * away before commit): their pins may go. Fire and forget.
    */
   release(hashes: string[]): void
-  /** Whole block (or a range), verified against `hash`; any listed node may serve. */
-  get(hash: string, nodes: string[], opts?: { offset?: number; length?: number }): Promise<Buffer>
+  /**
+   * Whole block (or a range), every byte verified: a block against `hash`, a
+   * range against `sums` (the chunk's piece sums) or cut from a verified block.
+   * Any listed node may serve; bad copies are skipped. Never unverified bytes.
+   */
+  get(hash: string, nodes: string[], opts?: { offset?: number; length?: number; sums?: Uint8Array }): Promise<Buffer>
 }

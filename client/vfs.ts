@@ -42,6 +42,8 @@ interface Handle {
   flags: number
   /** End of the last read: a read starting here is sequential. */
   lastEnd: number
+  /** Wrote through this handle: its close flushes (a handle that wrote nothing does not). */
+  wrote: boolean
 }
 
 /** What the kernel's setattr changes; undefined fields stay as they are. */
@@ -426,13 +428,26 @@ export class Vfs {
       keepCache = seen !== undefined && seen.gen === reply.attr.gen && seen.size === reply.attr.size
       this.cache.setAttr(reply.attr)
     } else if (!f.isDirty) {
-      // close-to-open: another client may have committed since our last open
-      const { attr: fresh } = await this.meta.call('getattr', { ino: attr.ino })
-      keepCache = fresh.gen === f.attr.gen && fresh.size === f.attr.size
-      if (!keepCache) {
-        const { chunks, more } = await this.meta.call('chunks', { ino: attr.ino, from: 0 })
-        f.refresh(fresh, await this.loadChunks(attr.ino, chunks, more))
+      // close-to-open: another client may have committed since our last open.
+      // The file counts this opener meanwhile: were the last other handle
+      // closed during the wait, the file would be dropped and this handle
+      // would land on an orphan no later open sees (readers saw zeros).
+      const file = f
+      f.handles++
+      keepCache = true
+      try {
+        await f.revalidate(async () => {
+          const { attr: fresh } = await this.meta.call('getattr', { ino: attr.ino })
+          if (fresh.gen === file.attr.gen && fresh.size === file.attr.size) return undefined
+          keepCache = false
+          const { chunks, more } = await this.meta.call('chunks', { ino: attr.ino, from: 0 })
+          return { attr: fresh, chunks: await this.loadChunks(attr.ino, chunks, more) }
+        })
+      } catch (err) {
+        this.unref(f)
+        throw err
       }
+      f.handles--
     } else keepCache = true
     this.noteContent(f.attr)
     return { fh: this.addHandle(f, flags), keepCache }
@@ -451,7 +466,7 @@ export class Vfs {
   private addHandle(f: OpenFile, flags: number): number {
     f.handles++
     const fh = this.allocFh()
-    this.handles.set(fh, { file: f, flags, lastEnd: -1 })
+    this.handles.set(fh, { file: f, flags, lastEnd: -1, wrote: false })
     return fh
   }
 
@@ -494,19 +509,25 @@ export class Vfs {
   async write(fh: number, data: Buffer, pos: number): Promise<number> {
     const h = this.handle(fh)
     if ((h.flags & O_ACCMODE) === 0) throw fsError('EBADF', 'handle is read-only')
-    // the kernel passes the end-of-file offset for O_APPEND; re-check against
-    // the size this mount knows, which may be newer than the kernel's
-    const at = h.flags & O_APPEND ? Math.max(pos, h.file.size) : pos
-    return h.file.write(data, at)
+    h.wrote = true
+    // O_APPEND: the end of file is taken under the file's lock, when this
+    // write's turn comes, not from the kernel's offset (it may be older)
+    return h.file.write(data, pos, (h.flags & O_APPEND) !== 0)
   }
 
+  /** close(): commits what this handle wrote; a handle that wrote nothing does not flush. */
   async flush(fh: number): Promise<void> {
-    await this.handle(fh).file.flush(this.meta, this.opts.session)
-    this.afterCommit(this.handle(fh).file)
+    const h = this.handle(fh)
+    if (!h.wrote) return
+    await h.file.flush(this.meta, this.opts.session)
+    this.afterCommit(h.file)
   }
 
-  fsync(fh: number): Promise<void> {
-    return this.flush(fh)
+  /** fsync commits the file whatever the handle did (fsync of a read-only fd is valid). */
+  async fsync(fh: number): Promise<void> {
+    const f = this.handle(fh).file
+    await f.flush(this.meta, this.opts.session)
+    this.afterCommit(f)
   }
 
   async release(fh: number): Promise<void> {
@@ -514,17 +535,24 @@ export class Vfs {
     this.handles.delete(fh)
     const f = h.file
     try {
-      await f.flush(this.meta, this.opts.session)
-      this.afterCommit(f)
-    } finally {
-      f.handles--
-      if (f.handles === 0) {
-        if (this.files.get(f.attr.ino) === f) this.files.delete(f.attr.ino)
-        f.discard()
-        this.wb.untrack(f)
-        this.queueRelease(f.attr.ino)
+      // the last handle also commits what is still dirty (a failed flush before)
+      if (h.wrote || (f.handles === 1 && f.isDirty)) {
+        await f.flush(this.meta, this.opts.session)
+        this.afterCommit(f)
       }
+    } finally {
+      this.unref(f)
     }
+  }
+
+  /** One handle (or opener) less; the last one drops the file and releases it in meta. */
+  private unref(f: OpenFile): void {
+    f.handles--
+    if (f.handles > 0) return
+    if (this.files.get(f.attr.ino) === f) this.files.delete(f.attr.ino)
+    f.discard()
+    this.wb.untrack(f)
+    this.queueRelease(f.attr.ino)
   }
 
   /**

@@ -2,13 +2,22 @@
  * The data-plane client: places blocks through NATS (`<cluster>.data.place`) and
  * moves their bytes over HTTP to the data nodes (undici pool per node, keep-alive).
  *
- * Writes: ask any node with free space for targets, PUT to the first with the rest
- * as the replica chain; the reply lists the nodes where the block is durable. A
- * failed target is excluded and placement asked again, until the deadline.
+ * Writes (write quorum): ask any node with free space for targets, PUT to the
+ * first with the rest as the replica chain; the reply lists the nodes where the
+ * block is durable. Until min(R, writable live nodes) hold it, placement is asked
+ * again for the missing copies, excluding the holders and the nodes that just
+ * failed, and those are PUT too: a put resolves only with a quorum, and a chain
+ * member that failed is replaced before the ack. A node that answers 503 (busy)
+ * is retried with backoff.
  *
- * Reads: try the given replicas in order (recently failed ones last), then every
- * other live node; a whole-block read is verified against its SHA-256. Failover is
- * silent; only "nobody has it" (EIO) or the deadline (ETIMEDOUT) surface.
+ * Reads (verified end to end): try the given replicas in order (recently failed
+ * or known-bad ones last), then every other live node. A whole block is checked
+ * against its SHA-256; a range against the writer's piece sums (the covering
+ * 64 KiB pieces are fetched and checked, common/verified-range.ts). A corrupt,
+ * short or missing copy is skipped and, once a good copy proved it bad,
+ * reported through `onBadCopy` (meta drops it and repairs). Failover is silent;
+ * only "nobody has a good copy" (EIO) or the deadline (ETIMEDOUT) surface: never
+ * unverified bytes, never zeros in place of bytes that could not be read.
  *
  * The live node set comes from heartbeats only: no static node list anywhere.
  */
@@ -18,7 +27,8 @@ import type { NatsConnection, Subscription } from 'nats'
 import { Pool } from 'undici'
 import { z } from 'zod'
 import { pieceSums } from './checksums'
-import { BerthError, type ErrorCode } from './errors'
+import { coveringPieces, verifyPieces } from './verified-range'
+import { BerthError, isErrorCode, type ErrorCode } from './errors'
 import { blockHash, CHAIN_HEADER, HEARTBEAT_MS, heartbeat, NODE_DEAD_MS, type Heartbeat, type PlaceReply, type PutReply } from './protocol'
 import { parseBody, request, subjects, type Subjects } from './wire'
 
@@ -73,11 +83,24 @@ export function statusCode(status: number): ErrorCode {
       return 'EFBIG'
     case 416:
       return 'ERANGE'
+    case 503:
+      return 'EAGAIN'
     case 507:
       return 'ENOSPC'
     default:
       return 'EIO'
   }
+}
+
+/** The code a node put in its JSON error body (`{error, code}`), else the status's. */
+function replyCode(status: number, text: string): ErrorCode {
+  try {
+    const code: unknown = (JSON.parse(text) as { code?: unknown }).code
+    if (typeof code === 'string' && isErrorCode(code)) return code
+  } catch {
+    // not JSON (truncated or from a proxy): the status says enough
+  }
+  return statusCode(status)
 }
 
 async function drain(body: AsyncIterable<unknown> & { dump?: () => Promise<void> }): Promise<void> {
@@ -125,7 +148,7 @@ export class NodeHttp {
     )
     if (res.statusCode !== 200) {
       const text = await readText(res.body)
-      throw new BerthError(statusCode(res.statusCode), `PUT ${hash.slice(0, 12)} on ${target.id}: HTTP ${res.statusCode} ${text}`)
+      throw new BerthError(replyCode(res.statusCode, text), `PUT ${hash.slice(0, 12)} on ${target.id}: HTTP ${res.statusCode} ${text}`)
     }
     let json: unknown
     try {
@@ -196,6 +219,26 @@ export interface BlockClientOptions {
   /** Budget for one put or get including retries and failover (default 30 s). */
   deadlineMs?: number
   maxConnectionsPerNode?: number
+  /**
+   * A replica listed for a block turned out bad (checksum, short, missing) while
+   * another one served good bytes. Called once per (hash, node) per minute;
+   * the FUSE client forwards it to meta's `badCopy`.
+   */
+  onBadCopy?: (report: BadCopy) => void
+}
+
+export interface BadCopy {
+  hash: string
+  node: string
+  reason: string
+}
+
+/** A range read: `length` bytes at `offset`, checked against the writer's piece sums when given. */
+export interface GetOptions {
+  offset?: number
+  length?: number
+  /** ChunkRef.sums; without them a range is cut from a whole block verified by SHA-256. */
+  sums?: Uint8Array
 }
 
 interface Peer {
@@ -207,16 +250,26 @@ interface Peer {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 /** After a failure a node is tried last for this long. */
 const SUSPECT_MS = 5000
+/** A (hash, node) reported bad is not reported again, and is asked last, for this long. */
+const BAD_COPY_MS = 60_000
+const BAD_COPY_MAX = 10_000
 
 export function sha256hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
 }
+
+/** Codes that no other node or later attempt can fix: the put fails at once. */
+const FATAL_PUT = new Set<string>(['EHASH', 'EAUTH', 'EFBIG'])
+
+type Range = { start: number; end?: number } | null
 
 export class BlockClient {
   private readonly subjects: Subjects
   private readonly http: NodeHttp
   private readonly peers = new Map<string, Peer>()
   private readonly failedAt = new Map<string, number>()
+  /** `${hash} ${node}` -> when it was found bad. */
+  private readonly badCopies = new Map<string, number>()
   /** Called on every heartbeat, and with `true` at close (give up waiting). */
   private readonly waiters = new Set<(closing?: boolean) => void>()
   private sub: Subscription | null = null
@@ -282,6 +335,26 @@ export class BlockClient {
     return live.length > 0 && live.every((p) => p.state === 'full')
   }
 
+  /** True when some live node reports itself full. */
+  private anyFull(): boolean {
+    const now = Date.now()
+    return [...this.peers.values()].some((p) => now - p.seen <= NODE_DEAD_MS && p.state === 'full')
+  }
+
+  /**
+   * Copies a put must reach before it resolves: min(R, live nodes), draining
+   * ones aside (they are leaving), plus those already holding this block. A
+   * full node counts: a write it cannot take fails with ENOSPC rather than
+   * being acknowledged short. A node that died counts until its heartbeat is
+   * stale (NODE_DEAD_MS); until then the put keeps placing elsewhere.
+   */
+  private quorum(holders: ReadonlySet<string>): number {
+    const now = Date.now()
+    let able = 0
+    for (const [id, p] of this.peers) if (holders.has(id) || (now - p.seen <= NODE_DEAD_MS && p.state !== 'draining')) able++
+    return Math.max(1, Math.min(this.opts.replicas, able))
+  }
+
   private suspect(id: string): void {
     this.failedAt.set(id, Date.now())
   }
@@ -291,81 +364,135 @@ export class BlockClient {
     return t !== undefined && Date.now() - t < SUSPECT_MS
   }
 
+  private isBad(hash: string, node: string): boolean {
+    const t = this.badCopies.get(`${hash} ${node}`)
+    return t !== undefined && Date.now() - t < BAD_COPY_MS
+  }
+
+  private reportBad(bad: BadCopy): void {
+    if (this.isBad(bad.hash, bad.node)) return
+    if (this.badCopies.size >= BAD_COPY_MAX) {
+      const now = Date.now()
+      for (const [k, t] of this.badCopies) if (now - t >= BAD_COPY_MS) this.badCopies.delete(k)
+      if (this.badCopies.size >= BAD_COPY_MAX) this.badCopies.clear()
+    }
+    this.badCopies.set(`${bad.hash} ${bad.node}`, Date.now())
+    try {
+      this.opts.onBadCopy?.(bad)
+    } catch {
+      // a report is advice; a failing callback must not fail the read
+    }
+  }
+
   /**
-   * Places the block, PUTs it to the first target with the rest as chain, and
-   * resolves when at least one replica is durable; returns the node ids holding it.
+   * Stores the block on min(R, writable live nodes) nodes and resolves with
+   * their ids (see quorum()). Normal case: one placement, one PUT down a chain
+   * of R (about one disk write of latency). When the chain comes back short (a
+   * member failed or was busy), the missing copies are placed again, excluding
+   * the holders and the failed nodes, and PUT before the put resolves.
    */
   async put(data: Uint8Array, hash?: string): Promise<{ hash: string; nodes: string[]; sums: Uint8Array }> {
     const h = hash ?? sha256hex(data)
     if (!/^[0-9a-f]{64}$/.test(h)) throw new BerthError('EINVAL', `not a block name: "${h.slice(0, 80)}"`)
     const deadline = Date.now() + this.deadlineMs
-    const exclude = new Set<string>()
+    const holders = new Set<string>()
+    /** Nodes that failed this put; forgotten when placement has nobody else. */
+    const failed = new Set<string>()
     let last: unknown = null
     let backoff = 50
+    const pause = async () => {
+      // jitter: many clients turned away by one busy node must not return in step
+      await sleep(Math.min(backoff * (0.5 + Math.random()), Math.max(0, deadline - Date.now())))
+      backoff = Math.min(backoff * 2, 1000)
+    }
     for (;;) {
+      const want = this.quorum(holders)
+      if (holders.size >= want) return { hash: h, nodes: [...holders], sums: pieceSums(data) }
       // Full nodes leave the placement group, so a full cluster would look
       // like an unreachable one; their heartbeats say which it is.
-      if (this.allFull()) throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: every live data node is full`)
+      if (holders.size === 0 && this.allFull()) throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: every live data node is full`)
       const left = deadline - Date.now()
+      const got = holders.size ? ` (durable on ${holders.size} of ${want} nodes)` : ''
       // nodes refusing for space until the end: that is the answer, not a timeout
-      if (left <= 0 && (last as BerthError | null)?.code === 'ENOSPC') throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: no data node has room for it`, { cause: last })
-      if (left <= 0) throw new BerthError('ETIMEDOUT', `put ${h.slice(0, 12)}: no node stored it within ${this.deadlineMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}`, { cause: last })
+      const noRoom = (last as BerthError | null)?.code === 'ENOSPC' || (holders.size > 0 && this.anyFull())
+      if (left <= 0 && noRoom) throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: no data node has room for it${got}`, { cause: last })
+      if (left <= 0) throw new BerthError('ETIMEDOUT', `put ${h.slice(0, 12)}: not stored on ${want} nodes within ${this.deadlineMs} ms${got}${last ? ` (last error: ${(last as Error).message})` : ''}`, { cause: last })
       let reply: PlaceReply
       try {
         reply = await request<PlaceReply>(
           this.nc,
           this.subjects.place,
-          { size: data.length, replicas: this.opts.replicas, exclude: [...exclude] },
+          { size: data.length, replicas: want - holders.size, exclude: [...holders, ...failed].slice(0, 64) },
           { timeoutMs: Math.min(2000, left), deadlineMs: left, retryTimeouts: true },
         )
       } catch (err) {
         const code = (err as BerthError).code
-        // Everyone left was excluded: forget the exclusions and try again later.
-        if (code === 'ENOSPC' && exclude.size > 0) {
-          exclude.clear()
+        if (code === 'ENOSPC' && (failed.size > 0 || holders.size > 0)) {
+          // Everyone left was excluded: forget the failures and try again
+          // later (the live view may also shrink to what can be had).
+          failed.clear()
           last = err
-          await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())))
-          backoff = Math.min(backoff * 2, 1000)
+          await pause()
           continue
         }
-        if (this.allFull()) throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: every live data node is full`, { cause: err })
+        if (this.allFull() || (holders.size > 0 && this.anyFull())) throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: no data node has room for the ${want - holders.size} missing copies`, { cause: err })
         throw err
       }
-      const targets = Array.isArray(reply.targets) ? reply.targets.filter((t) => typeof t?.id === 'string' && typeof t?.url === 'string') : []
+      const targets = (Array.isArray(reply.targets) ? reply.targets : []).filter((t) => typeof t?.id === 'string' && typeof t?.url === 'string' && !holders.has(t.id))
       const first = targets[0]
-      if (!first) throw new BerthError('EBADMSG', 'placement reply without targets')
-      for (const t of targets) this.peers.set(t.id, { url: t.url, seen: Math.max(Date.now(), this.peers.get(t.id)?.seen ?? 0), state: 'up' })
+      if (!first) throw new BerthError('EBADMSG', 'placement reply without new targets')
+      for (const t of targets) this.peers.set(t.id, { url: t.url, seen: Math.max(Date.now(), this.peers.get(t.id)?.seen ?? 0), state: this.peers.get(t.id)?.state ?? 'up' })
+      const before = holders.size
       try {
         const res = await this.http.put(first, h, data, data.length, targets.slice(1), Math.max(1, deadline - Date.now()))
-        if (res.stored.length > 0) return { hash: h, nodes: res.stored, sums: pieceSums(data) }
-        last = new BerthError('EIO', `node ${first.id} stored nothing`)
+        for (const id of res.stored) holders.add(id)
+        // chain members that did not store it failed or were busy: place around them
+        for (const t of targets) if (!holders.has(t.id)) failed.add(t.id)
+        if (holders.size < want) last = new BerthError('EIO', `chain from ${first.id} stored ${res.stored.length} of ${targets.length} copies`)
       } catch (err) {
         const code = (err as BerthError).code
-        if (code === 'EHASH' || code === 'EAUTH' || code === 'EFBIG') throw err
+        if (FATAL_PUT.has(code)) throw err
         last = err
+        failed.add(first.id)
+        // a busy node (503) is healthy: do not push it to the back of reads
+        if (code !== 'EAGAIN') this.suspect(first.id)
       }
-      exclude.add(first.id)
-      this.suspect(first.id)
-      await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())))
-      backoff = Math.min(backoff * 2, 1000)
+      if (holders.size === before) await pause()
     }
   }
 
   /**
    * Fetches from any of the given node ids (unknown or dead ones skipped,
-   * silent failover in order), else from every other live node; verifies the
-   * SHA-256 when the whole block is read. Range read when offset/length given.
+   * silent failover in order), else from every other live node. Every byte
+   * returned is verified: a whole block against its SHA-256; a range against
+   * `sums` (piece by piece), or, without sums, cut from a verified whole block.
+   * A range past the end of the block gives fewer bytes (none past its end).
    */
-  async get(hash: string, nodes: string[], opts: { offset?: number; length?: number } = {}): Promise<Buffer> {
+  async get(hash: string, nodes: string[], opts: GetOptions = {}): Promise<Buffer> {
     if (!/^[0-9a-f]{64}$/.test(hash)) throw new BerthError('EINVAL', `not a block name: "${hash.slice(0, 80)}"`)
     const ranged = opts.offset !== undefined || opts.length !== undefined
+    if (!ranged) return this.fetchVerified(hash, nodes, null, (buf) => (sha256hex(buf) === hash ? null : 'sha256 mismatch'))
     const offset = opts.offset ?? 0
-    if (ranged && opts.length === 0) return Buffer.alloc(0)
-    const range = ranged ? { start: offset, end: opts.length === undefined ? undefined : offset + opts.length - 1 } : null
+    if (opts.length === 0) return Buffer.alloc(0)
+    const sums = opts.sums
+    if (!sums || sums.length < 4 || opts.length === undefined) {
+      // older data without sums (or an open-ended range): a whole verified block
+      const whole = await this.get(hash, nodes)
+      return whole.subarray(Math.min(offset, whole.length), opts.length === undefined ? undefined : offset + opts.length)
+    }
+    const span = coveringPieces(sums, offset, opts.length)
+    if (!span) return Buffer.alloc(0)
+    const pieces = await this.fetchVerified(hash, nodes, { start: span.start, end: span.end }, (buf) => verifyPieces(sums, span, buf))
+    const from = offset - span.start
+    return pieces.subarray(from, from + opts.length)
+  }
+
+  /** get() with a check: the first copy passing `check` (null = good), retried while listed replicas are still unheard. */
+  private async fetchVerified(hash: string, nodes: string[], range: Range, check: (buf: Buffer) => string | null): Promise<Buffer> {
     const deadline = Date.now() + this.deadlineMs
     if (this.liveNodes().size === 0) await this.waitForPeers(Math.min(HEARTBEAT_MS + 1000, this.deadlineMs))
     for (;;) {
-      const got = await this.getOnce(hash, nodes, range, deadline)
+      const got = await this.getOnce(hash, nodes, range, check, deadline)
       if (got.buf) return got.buf
       // A listed replica we have not heard from yet (this client just started,
       // or the node is restarting) may still serve it: wait for heartbeats and
@@ -379,40 +506,54 @@ export class BlockClient {
     }
   }
 
-  /** One pass over the candidates: the bytes, or the error to report if nothing changes. */
-  private async getOnce(hash: string, nodes: string[], range: { start: number; end?: number } | null, deadline: number): Promise<{ buf?: Buffer; err?: unknown }> {
-    const ranged = range !== null
+  /**
+   * One pass over the candidates: the first verified bytes, or the error to
+   * report if nothing changes. Copies found bad on listed replicas are reported
+   * only once a good copy has been read: then the good one proves them bad (a
+   * wrong checksum in meta, or a flaky network, must not condemn every copy).
+   */
+  private async getOnce(hash: string, nodes: string[], range: Range, check: (buf: Buffer) => string | null, deadline: number): Promise<{ buf?: Buffer; err?: unknown }> {
     const live = this.liveNodes()
     const given = nodes.filter((id, i) => live.has(id) && nodes.indexOf(id) === i)
     const others = [...live.keys()].filter((id) => !given.includes(id))
-    // Stable within each group: preferred replicas first, suspects to the back.
-    const order = [...given, ...others].map((id, i) => ({ id, i, s: this.isSuspect(id) ? 1 : 0 }))
+    // Stable within each group: preferred replicas first, suspects and known-bad copies to the back.
+    const order = [...given, ...others].map((id, i) => ({ id, i, s: this.isBad(hash, id) ? 2 : this.isSuspect(id) ? 1 : 0 }))
     order.sort((a, b) => a.s - b.s || a.i - b.i)
 
+    const bad: BadCopy[] = []
+    const condemn = (id: string, reason: string) => {
+      if (nodes.includes(id)) bad.push({ hash, node: id, reason })
+    }
     let last: unknown = null
     for (const { id } of order) {
       const left = deadline - Date.now()
       if (left <= 0) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }) }
       const url = live.get(id)
       if (!url) continue
+      let buf: Buffer
       try {
-        const buf = await this.http.get({ id, url }, hash, range, left)
-        if (!ranged && sha256hex(buf) !== hash) {
-          last = new BerthError('EHASH', `node ${id} sent corrupt bytes for ${hash.slice(0, 12)}`)
-          this.suspect(id)
-          continue
-        }
-        return { buf }
+        buf = await this.http.get({ id, url }, hash, range, left)
       } catch (err) {
         const code = (err as BerthError).code
-        if (code === 'ERANGE') return { buf: Buffer.alloc(0) } // block shorter than the offset: nothing to read there
         if (code === 'EAUTH') throw err
-        if (code !== 'ENOENT') this.suspect(id)
+        // 404: the node lost it; 416: its copy ends before the range (truncated)
+        if (code === 'ENOENT') condemn(id, 'missing')
+        else if (code === 'ERANGE') condemn(id, 'short: range past the end of the copy')
+        else this.suspect(id)
         last = err
+        continue
       }
+      const why = check(buf)
+      if (why === null) {
+        for (const b of bad) this.reportBad(b)
+        return { buf }
+      }
+      condemn(id, why)
+      this.suspect(id)
+      last = new BerthError('EHASH', `node ${id} sent bad bytes for ${hash.slice(0, 12)}: ${why}`)
     }
     if (Date.now() >= deadline) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }) }
-    return { err: new BerthError('EIO', `get ${hash.slice(0, 12)}: no live node could serve it (tried ${order.length})`, { cause: last }) }
+    return { err: new BerthError('EIO', `get ${hash.slice(0, 12)}: no live node has a good copy (tried ${order.length})`, { cause: last }) }
   }
 
   /** No pins at this layer (client/pinned-blocks.ts adds them). */

@@ -36,6 +36,7 @@ export const ERRNO = {
   EMSGSIZE: 90,
   ENOTSUP: 95,
   ETIMEDOUT: 110,
+  ESTALE: 116,
 } as const
 
 export type ErrnoCode = keyof typeof ERRNO

@@ -162,6 +162,11 @@ export const metaRequests = {
   unpin: z.object({ rid, session, hashes: z.array(blockHash).min(1).max(MAX_PAGE) }),
   /** A reader found `node`'s copy of `hash` bad (checksum, short, missing): meta drops it and repairs. */
   badCopy: z.object({ rid, hash: blockHash, node: z.string().min(1).max(64), reason: z.string().max(256).default('') }),
+  /**
+   * A page of one node's inventory with meta's view of each copy (for fsck):
+   * clients may not command nodes, so meta asks on their behalf. Read-only.
+   */
+  inventory: z.object({ rid, node: z.string().min(1).max(64), after: z.string().max(64).default(''), limit: z.number().int().min(1).max(MAX_PAGE).default(MAX_PAGE) }),
 } as const
 
 export type MetaOp = keyof typeof metaRequests
@@ -195,7 +200,12 @@ export interface StatusReply {
   inodes: number
   blocks: number
   bytes: number
+  /** Referenced blocks with fewer live replicas than min(R, live nodes): repair can fix these now. */
   underReplicated: number
+  /** Referenced blocks with fewer live replicas than R: more than under-replicated when live nodes < R. */
+  belowR: number
+  /** R, as meta is configured. */
+  replicas: number
   sessions: number
   openFiles: number
 }
@@ -229,11 +239,22 @@ export interface MetaReplies {
   pin: Record<string, never>
   unpin: Record<string, never>
   badCopy: Record<string, never>
+  inventory: { entries: AuditedCopy[]; more: boolean }
+}
+
+/**
+ * One copy on a node as meta sees it: `listed` (a replica row says so),
+ * `unlisted` (a referenced block, but no row for this node), `pinned` (an
+ * upload not committed yet), `zero` (unreferenced, in its grace period),
+ * `orphan` (no block meta knows: collected after the orphan age).
+ */
+export interface AuditedCopy extends InventoryEntry {
+  state: 'listed' | 'unlisted' | 'pinned' | 'zero' | 'orphan'
 }
 
 /** Read-only or idempotent operations: safe to retry even without a request id (no reply cache). */
 export const IDEMPOTENT_OPS: ReadonlySet<MetaOp> = new Set<MetaOp>([
-  'hello', 'lookup', 'getattr', 'readlink', 'readdir', 'statfs', 'getxattr', 'listxattr', 'chunks', 'status', 'session', 'pin', 'unpin', 'badCopy',
+  'hello', 'lookup', 'getattr', 'readlink', 'readdir', 'statfs', 'getxattr', 'listxattr', 'chunks', 'status', 'session', 'badCopy', 'inventory',
 ])
 
 // ---- data plane control messages ----
@@ -267,19 +288,41 @@ export const HEARTBEAT_MS = 2000
 /** A node unseen for this long is dead. */
 export const NODE_DEAD_MS = 3 * HEARTBEAT_MS + 1000
 
-/** `<cluster>.node.<id>.cmd`: direct commands from meta to one node. */
+/**
+ * `<cluster>.node.<id>.cmd`: direct commands from meta (and fsck) to one node.
+ * Deletes are conditional (docs/data-node.md#block-lifecycle): the caller first
+ * asks `clock` for a token (the node's own clock, ms), decides in one meta
+ * transaction, then sends `delete {hashes, putBefore: token}`; the node removes
+ * only copies not PUT (created or touched by a deduplicated PUT) since the
+ * token, so a delete decided before a re-upload never removes the new copy.
+ */
 export const nodeCommand = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('delete'), hashes: z.array(blockHash).max(MAX_PAGE) }),
+  z.object({ op: z.literal('delete'), hashes: z.array(blockHash).max(MAX_PAGE), putBefore: size }),
   z.object({ op: z.literal('replicate'), hash: blockHash, to: z.object({ id: z.string().max(64), url: z.string().max(256) }) }),
   z.object({ op: z.literal('inventory'), after: z.string().max(64).default(''), limit: z.number().int().min(1).max(MAX_PAGE).default(MAX_PAGE) }),
   z.object({ op: z.literal('has'), hashes: z.array(blockHash).max(MAX_PAGE) }),
+  z.object({ op: z.literal('clock') }),
+  /** Re-hash these copies now (a reader reported them bad); corrupt ones go to trash. */
+  z.object({ op: z.literal('verify'), hashes: z.array(blockHash).max(64) }),
 ])
 export type NodeCommand = z.input<typeof nodeCommand>
+/** One stored copy in an inventory page. */
+export interface InventoryEntry {
+  hash: string
+  size: number
+  /** ms since the copy was last PUT (created or touched), by the node's clock. */
+  age: number
+}
 export interface NodeCommandReplies {
-  delete: { deleted: number }
+  /** `deleted`: moved to trash; `kept`: PUT since the token (or absent: not counted). */
+  delete: { deleted: number; kept: string[] }
   replicate: { ok: true }
-  inventory: { hashes: string[]; more: boolean }
+  /** Sorted by hash, strictly after `after`; `now` is the node's clock (a delete token). */
+  inventory: { entries: InventoryEntry[]; more: boolean; now: number }
   has: { present: string[] }
+  clock: { now: number }
+  /** `bad`: corrupt or short, moved to trash; `missing`: not stored here. */
+  verify: { bad: string[]; missing: string[] }
 }
 
 /** `<cluster>.inval`: published by meta after each mutation. */

@@ -27,14 +27,23 @@ export async function statfs(env: MetaEnv): Promise<MetaReplies['statfs']> {
   return { bsize: STATFS_BSIZE, blocks, bfree, bavail: bfree, files: MAX_INODES, ffree: Math.max(0, MAX_INODES - inodes), namemax: NAME_MAX }
 }
 
-export async function underReplicated(env: MetaEnv): Promise<number> {
+/**
+ * Referenced blocks with fewer live replicas than `want`. Counted twice for
+ * status: below min(R, live) (repair can fix these now) and below R (a
+ * cluster with fewer live nodes than R says so instead of reporting 0).
+ */
+export async function blocksBelow(env: MetaEnv, want: number): Promise<number> {
   const live = env.nodes.live()
   const row = await env.db.read.get<{ n: number }>(
     `SELECT COUNT(*) AS n FROM blocks b WHERE b.refs > 0 AND
        (SELECT COUNT(*) FROM replicas r WHERE r.hash = b.hash AND r.node_id IN (SELECT value FROM json_each(?))) < ?`,
-    [JSON.stringify(live.map((n) => n.id)), wantedReplicas(env, live)],
+    [JSON.stringify(live.map((n) => n.id)), want],
   )
   return row?.n ?? 0
+}
+
+export async function underReplicated(env: MetaEnv): Promise<number> {
+  return blocksBelow(env, wantedReplicas(env, env.nodes.live()))
 }
 
 export async function status(env: MetaEnv): Promise<MetaReplies['status']> {
@@ -48,6 +57,8 @@ export async function status(env: MetaEnv): Promise<MetaReplies['status']> {
     blocks: await count('SELECT COUNT(*) AS n FROM blocks WHERE refs > 0'),
     bytes: await count('SELECT COALESCE(SUM(size), 0) AS n FROM blocks WHERE refs > 0'),
     underReplicated: await underReplicated(env),
+    belowR: await blocksBelow(env, env.replicas),
+    replicas: env.replicas,
     sessions: await count('SELECT COUNT(*) AS n FROM sessions'),
     openFiles: await count('SELECT COUNT(*) AS n FROM open_files'),
   }

@@ -22,6 +22,10 @@ Runs the metadata service of one cluster (only one may serve a cluster).
   --chunk-size BYTES    file chunk size (default ${DEFAULT_CHUNK_SIZE})
   --secret-file F       file holding the data-plane secret (else env BERTH_SECRET)
   --gc-grace-ms MS      keep unreferenced blocks this long before deleting (default 60000)
+  --orphan-age-ms MS    delete copies of blocks meta does not know once idle this long
+                        (default 7200000 = 2 h; longer than any upload takes to commit)
+  --reconcile-interval-ms MS  pause between reconciliation passes over the nodes' inventories (default 60000)
+  --repair-interval-ms MS     pause between repair passes (copy up to R, trim down to R; default 5000)
   --sync MODE           normal (default): every acknowledged change survives a crash
                         or kill -9 of meta; the last few may be lost on power loss.
                         full: fsync the WAL on every commit (also survives power loss)
@@ -40,6 +44,9 @@ export interface MetaConfig {
   readonly chunkSize: number
   readonly secret: string
   readonly gcGraceMs: number
+  readonly orphanAgeMs: number
+  readonly reconcileIntervalMs: number
+  readonly repairIntervalMs: number
   /** SQLite synchronous mode (docs/meta.md#durability). */
   readonly sync: 'normal' | 'full'
   readonly metricsListen: { host: string; port: number } | null
@@ -59,6 +66,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'chunk-size': { type: 'string' },
       'secret-file': { type: 'string' },
       'gc-grace-ms': { type: 'string' },
+      'orphan-age-ms': { type: 'string' },
+      'reconcile-interval-ms': { type: 'string' },
+      'repair-interval-ms': { type: 'string' },
       sync: { type: 'string' },
       'metrics-listen': { type: 'string' },
       user: { type: 'string' },
@@ -101,6 +111,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     chunkSize,
     secret,
     gcGraceMs: intFlag('--gc-grace-ms', values['gc-grace-ms'], 60_000, 0, 7 * 24 * 3600 * 1000),
+    orphanAgeMs: intFlag('--orphan-age-ms', values['orphan-age-ms'], 2 * 3600 * 1000, 0, 30 * 24 * 3600 * 1000),
+    reconcileIntervalMs: intFlag('--reconcile-interval-ms', values['reconcile-interval-ms'], 60_000, 100, 24 * 3600 * 1000),
+    repairIntervalMs: intFlag('--repair-interval-ms', values['repair-interval-ms'], 5000, 100, 3600 * 1000),
     metricsListen: metricsListen ? parseListen(metricsListen, '--metrics-listen') : null,
     auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
   })

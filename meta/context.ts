@@ -1,5 +1,6 @@
 import type { Database } from './sqlite'
 import type { NodeTable } from './nodes'
+import type { AskNode } from './node-commands'
 
 /** Settings and state every operation handler may use. */
 export interface MetaEnv {
@@ -11,6 +12,8 @@ export interface MetaEnv {
   readonly chunkSize: number
   readonly replicas: number
   readonly nodes: NodeTable
+  /** Sends a command to one data node (absent in tests that run handlers without NATS). */
+  readonly askNode?: AskNode
 }
 
 /** What one request changed; published on `<cluster>.inval` after it commits. */

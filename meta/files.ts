@@ -97,11 +97,20 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
         await tx.run('DELETE FROM chunks WHERE ino = ? AND idx = ?', [b.ino, c.idx])
         await tx.run('INSERT INTO inline_chunks (ino, idx, data) VALUES (?, ?, ?)', [b.ino, c.idx, Buffer.from(c.data.buffer, c.data.byteOffset, c.data.byteLength)])
       } else if (c.hash) {
+        // A block meta has no row for is not pinned by anyone and may already
+        // be deleted (or be about to be, by a delete decided earlier): its
+        // copies cannot be vouched for. The writer must upload it again.
+        if (!(await tx.get('SELECT 1 AS x FROM blocks WHERE hash = ?', [c.hash]))) {
+          throw fsError('ESTALE', `chunk ${c.idx}: block ${c.hash} is not pinned and no longer known (collected); upload it again`)
+        }
         await refBlock(tx, c.hash, c.len)
         // sums describe the block's bytes, so the first writer's are everyone's
         if (c.sums) await tx.run('UPDATE blocks SET sums = ? WHERE hash = ? AND sums IS NULL', [Buffer.from(c.sums.buffer, c.sums.byteOffset, c.sums.byteLength), c.hash])
-        await tx.run('DELETE FROM pins WHERE hash = ? AND session = ?', [c.hash, b.session])
-        for (const node of c.nodes) await tx.run('INSERT OR IGNORE INTO replicas (hash, node_id) VALUES (?, ?)', [c.hash, node])
+        await releasePin(tx, c.hash, b.session)
+        // since: meta learnt of this copy now (reconciliation keeps rows newer than its page)
+        for (const node of c.nodes) {
+          await tx.run('INSERT INTO replicas (hash, node_id, since) VALUES (?, ?, ?) ON CONFLICT (hash, node_id) DO UPDATE SET since = excluded.since', [c.hash, node, nowMs])
+        }
         await tx.run('INSERT INTO chunks (ino, idx, hash, len) VALUES (?, ?, ?, ?) ON CONFLICT (ino, idx) DO UPDATE SET hash = excluded.hash, len = excluded.len', [
           b.ino,
           c.idx,
@@ -156,8 +165,11 @@ export async function session(env: MetaEnv, b: MetaParsed<'session'>): Promise<M
 
 /**
  * Upload pins (docs/data-node.md#block-lifecycle): a pinned block is never
- * collected. A pin on a block meta does not know yet creates its row with no
- * references, so GC, reconciliation and commit all see one lifecycle.
+ * collected, trimmed or treated as an orphan. A pin on a block meta does not
+ * know yet creates its row with no references, so GC, reconciliation and
+ * commit all see one lifecycle. Pins are counted per (hash, session): one per
+ * upload, released by the commit of that upload or by `unpin`, so two uploads
+ * of the same content (all-zero chunks) stay protected until both are done.
  */
 export async function pin(env: MetaEnv, b: MetaParsed<'pin'>): Promise<MetaReplies['pin']> {
   await env.db.write(async (tx) => {
@@ -165,22 +177,44 @@ export async function pin(env: MetaEnv, b: MetaParsed<'pin'>): Promise<MetaRepli
     const nowMs = Date.now()
     for (const hash of b.hashes) {
       await tx.run('INSERT INTO blocks (hash, refs, size, zero_since) VALUES (?, 0, 0, NULL) ON CONFLICT (hash) DO UPDATE SET zero_since = NULL', [hash])
-      await tx.run('INSERT INTO pins (hash, session, since) VALUES (?, ?, ?) ON CONFLICT (hash, session) DO UPDATE SET since = excluded.since', [hash, b.session, nowMs])
+      await tx.run('INSERT INTO pins (hash, session, since, count) VALUES (?, ?, ?, 1) ON CONFLICT (hash, session) DO UPDATE SET since = excluded.since, count = count + 1', [
+        hash,
+        b.session,
+        nowMs,
+      ])
     }
   })
   return {}
 }
 
-/** Drops pins; a block left with no references and no pins starts its grace period. */
+/** A block left with no references and no pins starts its grace period. */
+async function startGraceIfFree(tx: Conn, hash: string, nowMs: number): Promise<void> {
+  await tx.run('UPDATE blocks SET zero_since = ? WHERE hash = ? AND refs <= 0 AND zero_since IS NULL AND NOT EXISTS (SELECT 1 FROM pins WHERE hash = ?)', [nowMs, hash, hash])
+}
+
+/** Releases one pin of `session` on `hash` (one upload committed or given up). */
+async function releasePin(tx: Conn, hash: string, session: string): Promise<void> {
+  await tx.run('UPDATE pins SET count = count - 1 WHERE hash = ? AND session = ?', [hash, session])
+  await tx.run('DELETE FROM pins WHERE hash = ? AND session = ? AND count <= 0', [hash, session])
+}
+
+/** Drops all of a session's pins on these blocks (the session ended). */
 async function dropPins(tx: Conn, session: string, hashes: string[], nowMs: number): Promise<void> {
   for (const hash of hashes) {
     await tx.run('DELETE FROM pins WHERE hash = ? AND session = ?', [hash, session])
-    await tx.run('UPDATE blocks SET zero_since = ? WHERE hash = ? AND refs <= 0 AND zero_since IS NULL AND NOT EXISTS (SELECT 1 FROM pins WHERE hash = ?)', [nowMs, hash, hash])
+    await startGraceIfFree(tx, hash, nowMs)
   }
 }
 
+/** One release per listed hash: list a hash twice to release two uploads of it. */
 export async function unpin(env: MetaEnv, b: MetaParsed<'unpin'>): Promise<MetaReplies['unpin']> {
-  await env.db.write((tx) => dropPins(tx, b.session, b.hashes, Date.now()))
+  await env.db.write(async (tx) => {
+    const nowMs = Date.now()
+    for (const hash of b.hashes) {
+      await releasePin(tx, hash, b.session)
+      await startGraceIfFree(tx, hash, nowMs)
+    }
+  })
   return {}
 }
 

@@ -5,7 +5,7 @@
 import type { MetaOp, MetaParsed, MetaReplies } from '../common/protocol'
 import { hello, statfs, status } from './cluster-ops'
 import type { Changes, MetaEnv } from './context'
-import { badCopy } from './copies'
+import { badCopy, inventory } from './copies'
 import { chunks, commit, open, pin, release, session, sessionEnd, unpin } from './files'
 import { getattr, link, lookup, mkdir, mknod, readdir, readlink, rename, rmdir, setattr, symlink, unlink } from './namespace'
 import { getxattr, listxattr, removexattr, setxattr } from './xattrs'
@@ -42,4 +42,5 @@ export const handlers: Handlers = {
   pin,
   unpin,
   badCopy,
+  inventory,
 }

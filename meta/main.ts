@@ -20,6 +20,7 @@ import { parseConfig, type MetaConfig } from './config'
 import type { MetaEnv } from './context'
 import { Maintenance } from './maintenance'
 import { createMetaMetrics } from './metrics'
+import { nodeAsker } from './node-commands'
 import { NodeTable } from './nodes'
 import { migrate } from './schema'
 import { serveMeta } from './server'
@@ -62,8 +63,15 @@ export async function run(argv: string[]): Promise<void> {
     chunkSize: cfg.chunkSize,
     replicas: cfg.replicas,
     nodes,
+    askNode: nodeAsker(nc, cfg.cluster),
   }
-  const metrics = createMetaMetrics(env)
+  const maintenance = new Maintenance(nc, env, log, {
+    gcGraceMs: cfg.gcGraceMs,
+    orphanAgeMs: cfg.orphanAgeMs,
+    reconcileEveryMs: cfg.reconcileIntervalMs,
+    replicateEveryMs: cfg.repairIntervalMs,
+  })
+  const metrics = createMetaMetrics(env, maintenance.stats)
   const server = serveMeta(nc, env, log, metrics.observe)
   const metricsHttp = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null
   if (metricsHttp) log.info(`metrics at ${metricsHttp.url}`)
@@ -77,7 +85,6 @@ export async function run(argv: string[]): Promise<void> {
       }
     },
   })
-  const maintenance = new Maintenance(nc, env, log, { gcGraceMs: cfg.gcGraceMs })
   maintenance.start()
   await nc.flush()
 

@@ -1,6 +1,8 @@
 /** Prometheus metrics of the metadata service, on a private registry. */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { blocksBelow, wantedReplicas } from './cluster-ops'
 import type { MetaEnv } from './context'
+import type { LifecycleStats } from './lifecycle-stats'
 
 export interface MetaMetrics {
   registry: Registry
@@ -8,7 +10,7 @@ export interface MetaMetrics {
   observe(op: string, seconds: number, code: string | null): void
 }
 
-export function createMetaMetrics(env: Pick<MetaEnv, 'nodes'>): MetaMetrics {
+export function createMetaMetrics(env: MetaEnv, lifecycle?: LifecycleStats): MetaMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'berth_meta_' })
   const registers = [registry]
@@ -28,6 +30,46 @@ export function createMetaMetrics(env: Pick<MetaEnv, 'nodes'>): MetaMetrics {
       this.set(env.nodes.live().length)
     },
   })
+  new Gauge({
+    name: 'berth_meta_blocks_under_replicated',
+    help: 'Referenced blocks with fewer live replicas than min(R, live nodes): repair can fix these now',
+    registers,
+    async collect() {
+      this.set(await blocksBelow(env, wantedReplicas(env, env.nodes.live())))
+    },
+  })
+  new Gauge({
+    name: 'berth_meta_blocks_below_r',
+    help: 'Referenced blocks with fewer live replicas than R (also counts what too few live nodes cannot hold)',
+    registers,
+    async collect() {
+      this.set(await blocksBelow(env, env.replicas))
+    },
+  })
+  if (lifecycle) {
+    const counters: Array<[keyof LifecycleStats, string]> = [
+      ['gcBlocks', 'Blocks collected by GC (rows removed, copies deleted conditionally)'],
+      ['rowsRemoved', 'Replica rows removed because the node did not hold the copy'],
+      ['rowsAdded', 'Replica rows added for copies of referenced blocks meta did not list'],
+      ['orphansDeleted', 'Orphan copies (blocks meta does not know) moved to trash'],
+      ['orphansKept', 'Orphan copies a node kept because they were PUT after the decision'],
+      ['trimmed', 'Copies beyond R removed'],
+      ['repaired', 'Copies made by repair'],
+      ['reconcilePasses', 'Complete reconciliation passes over one node inventory'],
+    ]
+    for (const [key, help] of counters) {
+      const name = `berth_meta_${key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_total`
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset()
+          this.inc(lifecycle[key])
+        },
+      })
+    }
+  }
   return {
     registry,
     observe(op, seconds, code) {

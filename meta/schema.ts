@@ -104,6 +104,27 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       ALTER TABLE blocks ADD COLUMN sums BLOB;
     `)
   },
+  // v4: reconciliation with the nodes (docs/data-node.md#block-lifecycle).
+  // replicas.since: when meta last learnt the copy exists (its clock, ms), so a
+  // row asserted after an inventory page was listed is never removed for being
+  // absent from it. pins.count: one pin per upload, so two uploads of the same
+  // content by one session are both protected until both are committed or
+  // released. suspects: copies a reader reported bad, for the repair loop to
+  // have the node re-hash (and trash) before it copies the block anywhere.
+  async (c) => {
+    await c.exec(`
+      ALTER TABLE replicas ADD COLUMN since INTEGER NOT NULL DEFAULT 0;
+      CREATE INDEX replicas_node ON replicas (node_id, hash);
+      ALTER TABLE pins ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+      CREATE TABLE suspects (
+        hash TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        since INTEGER NOT NULL,
+        PRIMARY KEY (hash, node_id)
+      ) WITHOUT ROWID;
+    `)
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -2,7 +2,15 @@
  * Content-addressed block storage on a local disk.
  *
  * Layout: `DIR/blocks/ab/cd/<sha256>` (two fan-out levels from the first four hex
- * digits keep directories small), `DIR/tmp/` for uploads in progress.
+ * digits keep directories small), `DIR/tmp/` for uploads in progress,
+ * `DIR/trash/<ms>-<sha256>` for deleted copies (purged after the trash time).
+ *
+ * Safe deletes (docs/data-node.md#block-lifecycle): a copy's mtime is the node's
+ * clock at its last PUT; a PUT that finds the block already stored sets it to
+ * now too. A delete carries a token (`putBefore`, this node's clock when the
+ * deleter asked) and removes only copies whose mtime is older, under a per-hash
+ * lock shared with PUT. Removal is a rename into trash, never an unlink, so a
+ * wrong decision can still be undone by hand until the trash is purged.
  *
  * Durability: a block is streamed into a temp file while hashed, fsynced, then
  * hard-linked to its final name and the fan-out directory fsynced. link(2)
@@ -12,10 +20,12 @@
  */
 import { createHash } from 'node:crypto'
 import { createReadStream, type Stats } from 'node:fs'
-import { link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises'
+import { link, mkdir, open, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { BerthError } from '../common/errors'
+import type { InventoryEntry } from '../common/protocol'
+import { HashLocks } from './hash-locks'
 
 export const HASH_RE = /^[0-9a-f]{64}$/
 
@@ -44,11 +54,18 @@ export interface BlockStore {
    * failure nothing is left behind.
    */
   put(hash: string, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<PutResult>
-  /** True when a block was removed. */
-  delete(hash: string): Promise<boolean>
-  /** Hashes in ascending order strictly after `after`, at most `limit` of them. */
-  list(after: string, limit: number): Promise<{ hashes: string[]; more: boolean }>
-  usage(): { blocks: number; bytes: number }
+  /**
+   * Moves the copy to trash unless it was PUT at or after `putBefore` (this
+   * node's clock, ms). 'deleted', 'kept' (PUT since) or 'absent'.
+   */
+  delete(hash: string, putBefore: number): Promise<'deleted' | 'kept' | 'absent'>
+  /** Moves a copy found corrupt to trash, whatever its age. True when one was there. */
+  discard(hash: string, why: string): Promise<boolean>
+  /** Copies in ascending hash order strictly after `after`, at most `limit` of them. */
+  list(after: string, limit: number): Promise<{ entries: InventoryEntry[]; more: boolean }>
+  /** Removes trash entries older than `ageMs`; returns how many. */
+  purgeTrash(ageMs: number): Promise<number>
+  usage(): { blocks: number; bytes: number; trashBytes: number }
 }
 
 function checkHash(hash: string): void {
@@ -67,34 +84,50 @@ async function fsyncDir(path: string): Promise<void> {
 export class FileBlockStore implements BlockStore {
   private readonly blocksDir: string
   private readonly tmpDir: string
+  private readonly trashDir: string
+  private readonly locks = new HashLocks()
   private blocks = 0
   private bytes = 0
+  private trashBytes = 0
   private tmpSeq = 0
 
-  private constructor(readonly dir: string) {
+  private constructor(
+    readonly dir: string,
+    /** The node's clock; copies' mtimes and delete tokens both come from it. */
+    private readonly clock: () => number = Date.now,
+  ) {
     this.blocksDir = join(dir, 'blocks')
     this.tmpDir = join(dir, 'tmp')
+    this.trashDir = join(dir, 'trash')
   }
 
   /** Creates the layout, removes stale temp files and counts what is stored. */
-  static async open(dir: string): Promise<FileBlockStore> {
-    const s = new FileBlockStore(dir)
+  static async open(dir: string, clock: () => number = Date.now): Promise<FileBlockStore> {
+    const s = new FileBlockStore(dir, clock)
     await mkdir(s.blocksDir, { recursive: true })
     await rm(s.tmpDir, { recursive: true, force: true })
     await mkdir(s.tmpDir, { recursive: true })
+    await mkdir(s.trashDir, { recursive: true })
     for await (const [, st] of s.walk('')) {
       s.blocks++
       s.bytes += st.size
     }
+    for (const name of await readdir(s.trashDir)) s.trashBytes += (await stat(join(s.trashDir, name)).catch(() => ({ size: 0 }))).size
     return s
+  }
+
+  /** Sets the copy's mtime to the node's clock: "PUT now" for conditional deletes. */
+  private async touch(path: string): Promise<void> {
+    const now = this.clock() / 1000
+    await utimes(path, now, now)
   }
 
   private path(hash: string): string {
     return join(this.blocksDir, hash.slice(0, 2), hash.slice(2, 4), hash)
   }
 
-  usage(): { blocks: number; bytes: number } {
-    return { blocks: this.blocks, bytes: this.bytes }
+  usage(): { blocks: number; bytes: number; trashBytes: number } {
+    return { blocks: this.blocks, bytes: this.bytes, trashBytes: this.trashBytes }
   }
 
   async stat(hash: string): Promise<number | null> {
@@ -123,10 +156,23 @@ export class FileBlockStore implements BlockStore {
   async put(hash: string, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<PutResult> {
     checkHash(hash)
     const final = this.path(hash)
-    if (await this.has(hash)) {
-      // Already durable: the body is still read (and checked) so the caller's
-      // stream is consumed and a wrong body is still refused.
+    // Already durable: touch it first (a delete decided before this PUT now
+    // keeps it), then read and check the body so the caller's stream is
+    // consumed and a wrong body is still refused.
+    const existing = await this.locks.run(hash, async () => {
+      try {
+        await this.touch(final)
+        return true
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+        throw err
+      }
+    })
+    if (existing) {
       const size = await this.consume(hash, body, maxBytes, null)
+      // Trashed meanwhile by a delete whose token is newer than our touch: only
+      // possible for an unpinned upload; the caller must not hear "stored".
+      if (!(await this.has(hash))) throw new BerthError('EAGAIN', `block ${hash} was deleted during its PUT; retry`)
       return { size, created: false }
     }
     const tmp = join(this.tmpDir, `${process.pid}-${++this.tmpSeq}-${hash.slice(0, 16)}`)
@@ -161,12 +207,20 @@ export class FileBlockStore implements BlockStore {
       }
       const dir = join(this.blocksDir, hash.slice(0, 2), hash.slice(2, 4))
       await mkdir(dir, { recursive: true })
-      try {
-        await link(tmp, final)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { size, created: false }
-        throw err
-      }
+      const created = await this.locks.run(hash, async () => {
+        // the copy's mtime is the link time on this node's clock, not the
+        // kernel's (coarser) one: delete tokens compare against it
+        await this.touch(tmp)
+        try {
+          await link(tmp, final)
+          return true
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+          await this.touch(final)
+          return false
+        }
+      })
+      if (!created) return { size, created: false }
       await fsyncDir(dir)
     } catch (err) {
       throw asStoreError(err)
@@ -193,29 +247,66 @@ export class FileBlockStore implements BlockStore {
     return size
   }
 
-  async delete(hash: string): Promise<boolean> {
+  async delete(hash: string, putBefore: number): Promise<'deleted' | 'kept' | 'absent'> {
     checkHash(hash)
+    return this.locks.run(hash, async () => {
+      let st: Stats
+      try {
+        st = await stat(this.path(hash))
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'absent'
+        throw err
+      }
+      if (Math.round(st.mtimeMs) >= putBefore) return 'kept'
+      return (await this.toTrash(hash)) ? 'deleted' : 'absent'
+    })
+  }
+
+  async discard(hash: string, _why: string): Promise<boolean> {
+    checkHash(hash)
+    return this.locks.run(hash, () => this.toTrash(hash))
+  }
+
+  /** Renames the copy into trash (caller holds the hash lock). */
+  private async toTrash(hash: string): Promise<boolean> {
     const path = this.path(hash)
     let size: number
     try {
       size = (await stat(path)).size
-      await unlink(path)
+      await rename(path, join(this.trashDir, `${this.clock()}-${hash}`))
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
       throw err
     }
     this.blocks--
     this.bytes -= size
+    this.trashBytes += size
     return true
   }
 
-  async list(after: string, limit: number): Promise<{ hashes: string[]; more: boolean }> {
-    const hashes: string[] = []
-    for await (const [hash] of this.walk(after)) {
-      if (hashes.length === limit) return { hashes, more: true }
-      hashes.push(hash)
+  async purgeTrash(ageMs: number): Promise<number> {
+    const cutoff = this.clock() - ageMs
+    let purged = 0
+    for (const name of await readdir(this.trashDir)) {
+      const at = Number(name.split('-', 1)[0])
+      if (!Number.isFinite(at) || at > cutoff) continue
+      const path = join(this.trashDir, name)
+      const size = (await stat(path).catch(() => ({ size: 0 }))).size
+      await rm(path, { force: true })
+      this.trashBytes = Math.max(0, this.trashBytes - size)
+      purged++
     }
-    return { hashes, more: false }
+    return purged
+  }
+
+  async list(after: string, limit: number): Promise<{ entries: InventoryEntry[]; more: boolean }> {
+    const entries: InventoryEntry[] = []
+    const now = this.clock()
+    for await (const [hash, st] of this.walk(after)) {
+      if (entries.length === limit) return { entries, more: true }
+      entries.push({ hash, size: st.size, age: Math.max(0, now - Math.round(st.mtimeMs)) })
+    }
+    return { entries, more: false }
   }
 
   /** Every stored block after `after`, in ascending hash order, with its stat. */

@@ -20,6 +20,9 @@ Runs a data node: content-addressed blocks in DIR served over HTTP on HOST:PORT.
   --secret-file FILE     data-plane bearer token (default: env BERTH_SECRET)
   --max-block BYTES      largest accepted block (default 64 MiB)
   --scrub-interval-ms N  pause between re-hashing two stored blocks (default 1000, 0 = no scrub)
+  --max-puts N           PUT bodies received at once; more get 503 + Retry-After (default 16)
+  --put-idle-ms N        drop a PUT whose body sends nothing for N ms (default 15000)
+  --trash-hours H        keep deleted copies in DIR/trash this long before purging (default 24; fractions allowed, 0 = purge at once)
   --user U --pass P | --token T | --creds F   NATS auth (or BERTH_NATS_USER/PASS/TOKEN/CREDS)
 `
 
@@ -40,6 +43,12 @@ export interface NodeConfig {
   secret: string
   maxBlock: number
   scrubIntervalMs: number
+  /** Concurrent PUT bodies (memory bound: maxPuts x block size). */
+  maxPuts: number
+  /** A PUT body idle this long is dropped and its reservation released. */
+  putIdleMs: number
+  /** Deleted copies stay in DIR/trash this long (ms) before they are purged. */
+  trashMs: number
 }
 
 /** Accepts `host:port`, `[v6]:port` and `:port`. */
@@ -66,6 +75,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
       'secret-file': { type: 'string' },
       'max-block': { type: 'string' },
       'scrub-interval-ms': { type: 'string' },
+      'max-puts': { type: 'string' },
+      'put-idle-ms': { type: 'string' },
+      'trash-hours': { type: 'string' },
       user: { type: 'string' },
       pass: { type: 'string' },
       token: { type: 'string' },
@@ -107,5 +119,17 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     secret,
     maxBlock: intFlag('--max-block', values['max-block'], DEFAULT_MAX_BLOCK, 1),
     scrubIntervalMs: intFlag('--scrub-interval-ms', values['scrub-interval-ms'], 1000, 0),
+    maxPuts: intFlag('--max-puts', values['max-puts'], 16, 1, 4096),
+    putIdleMs: intFlag('--put-idle-ms', values['put-idle-ms'], 15_000, 100),
+    trashMs: hoursFlag('--trash-hours', values['trash-hours'], 24),
   })
+}
+
+/** A non-negative number of hours (fractions allowed, so tests can use seconds), as ms. */
+function hoursFlag(name: string, value: string | undefined, fallback: number): number {
+  const h = value === undefined ? fallback : Number(value)
+  if ((value !== undefined && value.trim() === '') || !Number.isFinite(h) || h < 0 || h > 24 * 365) {
+    throw new Error(`${name} must be a number of hours in 0..8760, got "${value}"`)
+  }
+  return Math.round(h * 3600_000)
 }

@@ -11,7 +11,15 @@
  * Everything but /healthz needs `Authorization: Bearer <cluster secret>`.
  * A PUT answers only when every node listed in `stored` holds the block
  * durably; a downstream node that fails is left out of `stored` (and skipped:
- * the next one in the chain gets the rest of it).
+ * the next one in the chain gets the rest of it). The client places the
+ * missing copies itself (write quorum, common/block-client.ts).
+ *
+ * Limits (docs/data-node.md#limits): a chain may name only peers this node
+ * knows from heartbeats, by id and URL (no forwarding, with the cluster secret,
+ * to an address a client chose); at most `maxPuts` PUT bodies are received at
+ * once (503 + Retry-After beyond, so memory is bounded by maxPuts x block
+ * size); a body idle for `putIdleMs` is dropped and its capacity reservation
+ * released, so stalled uploads cannot keep real writes out.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
@@ -38,8 +46,19 @@ export interface HttpApiDeps {
   state(): NodeState
   /** Bytes this node may still take (capacity minus what is stored). */
   free(): number
+  /** URL a peer advertised in its heartbeats; undefined for strangers. */
+  peerUrl(id: string): string | undefined
+  /** PUT bodies received at once; more get 503. */
+  maxPuts: number
+  /** A PUT body silent for this long is dropped. */
+  putIdleMs: number
   log: Logger
 }
+
+/** Seconds a client turned away with 503 should wait (it backs off from there). */
+const RETRY_AFTER_S = 1
+/** A whole request (headers and body) must arrive within this: bounds trickling uploads too. */
+const REQUEST_TIMEOUT_MS = 120_000
 
 type Route = 'blocks' | 'healthz' | 'metrics' | 'other'
 
@@ -69,6 +88,8 @@ export function parseRange(header: string, size: number): ByteRange | null {
 export function createHttpApi(deps: HttpApiDeps): Server {
   /** Bytes of PUTs being received or stored right now. */
   let incoming = 0
+  /** PUTs holding a slot (receiving, storing or forwarding). */
+  let puts = 0
   const secretDigest = digest(deps.secret)
   const authorized = (req: IncomingMessage): boolean => {
     const h = req.headers.authorization
@@ -94,7 +115,7 @@ export function createHttpApi(deps: HttpApiDeps): Server {
   })
   server.keepAliveTimeout = 65_000
   server.headersTimeout = 70_000
-  server.requestTimeout = 10 * 60_000
+  server.requestTimeout = REQUEST_TIMEOUT_MS
   return server
 
   async function handle(req: IncomingMessage, res: ServerResponse, route: Route, path: string, method: string): Promise<void> {
@@ -134,49 +155,98 @@ export function createHttpApi(deps: HttpApiDeps): Server {
       sendJson(res, 413, { error: `block larger than ${deps.maxBlock} bytes` }, true)
       return
     }
+    let chain: BlockTarget[]
+    try {
+      chain = knownChain(parseChain(header(req, CHAIN_HEADER)))
+    } catch (err) {
+      sendJson(res, 400, { error: (err as Error).message, code: 'EINVAL' }, true)
+      return
+    }
+    if (puts >= deps.maxPuts) {
+      res.setHeader('retry-after', String(RETRY_AFTER_S))
+      sendJson(res, 503, { error: `busy: ${puts} uploads in progress`, code: 'EAGAIN' }, true)
+      return
+    }
     // Capacity is a promise to the cluster, not only the disk's limit: a PUT
     // that would go past it is refused (507) before any byte is read, counting
     // the PUTs still in progress.
     const want = declared === undefined ? deps.maxBlock : Number(declared)
-    if (want > deps.free() - incoming && !(await deps.store.has(hash))) {
-      sendJson(res, 507, { error: `no space: ${deps.free() - incoming} bytes free here` }, true)
-      return
-    }
-    incoming += want
+    puts++
     try {
-      await storeAndForward(req, res, hash)
+      if (want > deps.free() - incoming && !(await deps.store.has(hash))) {
+        sendJson(res, 507, { error: `no space: ${deps.free() - incoming} bytes free here` }, true)
+        return
+      }
+      incoming += want
+      try {
+        await storeAndForward(req, res, hash, chain)
+      } finally {
+        incoming -= want
+      }
     } finally {
-      incoming -= want
+      puts--
     }
   }
 
-  async function storeAndForward(req: IncomingMessage, res: ServerResponse, hash: string): Promise<void> {
-    let chain: BlockTarget[]
-    try {
-      chain = parseChain(header(req, CHAIN_HEADER)).filter((t) => t.id !== deps.id)
-    } catch (err) {
-      sendJson(res, 400, { error: (err as Error).message }, true)
-      return
+  /**
+   * The chain minus this node, each entry checked against the heartbeats: the
+   * id must be a peer we have heard and the URL the one it advertised. Throws
+   * EINVAL otherwise, before anything is read or forwarded.
+   */
+  function knownChain(chain: BlockTarget[]): BlockTarget[] {
+    const rest = chain.filter((t) => t.id !== deps.id)
+    for (const t of rest) {
+      const url = deps.peerUrl(t.id)
+      if (url === undefined) throw new BerthError('EINVAL', `${CHAIN_HEADER}: ${t.id} is not a known data node`)
+      if (url !== t.url) throw new BerthError('EINVAL', `${CHAIN_HEADER}: ${t.id} is at ${url}, not ${t.url.slice(0, 80)}`)
     }
-    // The body is gathered in memory (at most maxBlock) so the local write and
-    // the forward to the next replica run at the same time: a chain of R
-    // replicas then costs about one disk write, not R of them in a row.
+    return rest
+  }
+
+  /** The request body in memory (at most maxBlock); EFBIG past it, ETIMEDOUT when it stalls for putIdleMs. */
+  async function receive(req: IncomingMessage, hash: string): Promise<{ parts: Buffer[]; size: number }> {
     const parts: Buffer[] = []
-    let received = 0
+    let size = 0
+    const idle = setTimeout(() => req.destroy(new BerthError('ETIMEDOUT', `PUT ${hash.slice(0, 12)}: no body bytes for ${deps.putIdleMs} ms`)), deps.putIdleMs)
     try {
       for await (const chunk of req as AsyncIterable<Buffer>) {
-        received += chunk.length
-        if (received > deps.maxBlock) throw new BerthError('EFBIG', `block larger than ${deps.maxBlock} bytes`)
+        idle.refresh()
+        size += chunk.length
+        if (size > deps.maxBlock) throw new BerthError('EFBIG', `block larger than ${deps.maxBlock} bytes`)
         deps.metrics.bytesIn.inc(chunk.length)
         parts.push(chunk)
       }
-    } catch (err) {
-      if ((err as BerthError).code !== 'EFBIG') throw err
-      sendJson(res, 413, { error: (err as Error).message }, true)
-      return
+    } finally {
+      clearTimeout(idle)
     }
-    const forwarded = forward(hash, parts, received, chain)
+    return { parts, size }
+  }
+
+  async function storeAndForward(req: IncomingMessage, res: ServerResponse, hash: string, chain: BlockTarget[]): Promise<void> {
+    // The body is gathered in memory (at most maxBlock) so the local write and
+    // the forward to the next replica run at the same time: a chain of R
+    // replicas then costs about one disk write, not R of them in a row.
+    let body: { parts: Buffer[]; size: number }
     try {
+      body = await receive(req, hash)
+    } catch (err) {
+      const code = (err as BerthError).code
+      if (code === 'EFBIG') {
+        sendJson(res, 413, { error: (err as Error).message }, true)
+        return
+      }
+      if (code === 'ETIMEDOUT' || (err as { code?: string }).code === 'ECONNRESET' || req.destroyed) {
+        // the uploader went quiet or away: nobody to answer; the slot and the reservation go with it
+        deps.log.warn((err as Error).message)
+        res.destroy()
+        return
+      }
+      throw err
+    }
+    const { parts, size } = body
+    const forwarded = forward(hash, parts, size, chain)
+    try {
+      await dropCorruptCopy(hash)
       await deps.store.put(hash, each(parts), deps.maxBlock)
     } catch (err) {
       await forwarded
@@ -184,13 +254,34 @@ export function createHttpApi(deps: HttpApiDeps): Server {
       const status = code === 'EHASH' ? 400 : code === 'EFBIG' ? 413 : code === 'ENOSPC' ? 507 : 0
       if (status === 0) throw err
       if (status === 507) deps.log.warn(`PUT ${hash}: disk full`)
-      sendJson(res, status, { error: (err as Error).message })
+      sendJson(res, status, { error: (err as Error).message, code })
       return
     }
     const stored = [deps.id]
     for (const id of await forwarded) if (!stored.includes(id)) stored.push(id)
     const reply: PutReply = { hash, stored }
     sendJson(res, 200, reply)
+  }
+
+  /**
+   * A PUT of a block already stored here is acknowledged as a durable copy
+   * without rewriting it (the store deduplicates), so that copy must really be
+   * good: re-hash it, and delete it when it is not, so the put stores the
+   * fresh bytes. This is also how meta's repair fixes a copy a reader reported
+   * bad on a node that is then chosen to receive the good one again.
+   */
+  async function dropCorruptCopy(hash: string): Promise<void> {
+    if (!(await deps.store.has(hash))) return
+    const h = createHash('sha256')
+    try {
+      for await (const chunk of await deps.store.get(hash)) h.update(chunk as Buffer)
+    } catch (err) {
+      if ((err as BerthError).code === 'ENOENT') return
+      throw err
+    }
+    if (h.digest('hex') === hash) return
+    deps.log.error(`block ${hash}: stored copy is corrupt; replacing it with the uploaded bytes`)
+    await deps.store.discard(hash, 'corrupt on disk; replaced by the uploaded bytes')
   }
 
   /**

@@ -8,7 +8,7 @@ import { NodeHttp } from '../common/block-client'
 import { emitEvent, logger } from '../common/log'
 import { connectNats } from '../common/nats-connect'
 import { HEARTBEAT_MS, type Heartbeat, type NodeState } from '../common/protocol'
-import { subjects } from '../common/wire'
+import { request, subjects } from '../common/wire'
 import { FileBlockStore } from './block-store'
 import { serveCommands } from './commands'
 import { HELP, loadConfig } from './config'
@@ -45,7 +45,23 @@ export async function run(argv: string[]): Promise<void> {
 
   const metrics = createMetrics(() => store.usage())
   const http = new NodeHttp(cfg.secret)
-  const server = createHttpApi({ id, secret: cfg.secret, maxBlock: cfg.maxBlock, store, metrics, http, state, free, log })
+  // Peers are learned from heartbeats once NATS is up; until then the chain
+  // check knows nobody and refuses every chain (no PUT arrives before placement anyway).
+  let peers: Peers | null = null
+  const server = createHttpApi({
+    id,
+    secret: cfg.secret,
+    maxBlock: cfg.maxBlock,
+    store,
+    metrics,
+    http,
+    state,
+    free,
+    peerUrl: (peerId) => peers?.urlOf(peerId),
+    maxPuts: cfg.maxPuts,
+    putIdleMs: cfg.putIdleMs,
+    log,
+  })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(cfg.port, cfg.host, () => {
@@ -59,7 +75,7 @@ export async function run(argv: string[]): Promise<void> {
 
   const nc = await connectNats({ url: cfg.natsUrl, name: `berth-node-${id}`, ...cfg.nats })
   const startedAt = Date.now()
-  const peers = new Peers(nc, subj.heartbeat, log)
+  peers = new Peers(nc, subj.heartbeat, log)
   const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt })
   peers.start(self)
 
@@ -82,9 +98,26 @@ export async function run(argv: string[]): Promise<void> {
     )
   }, Math.min(1000, HEARTBEAT_MS))
 
-  const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log })
-  const scrubber = new Scrubber(store, cfg.scrubIntervalMs, metrics, log)
+  // A corrupt copy found by scrub is reported at once: meta drops its row and
+  // repairs from a good copy (reconciliation would find it later anyway).
+  const reportCorrupt = async (hash: string, reason: string): Promise<void> => {
+    await request(nc, subj.meta('badCopy'), { hash, node: id, reason: `scrub: ${reason}` }, { timeoutMs: 5000, deadlineMs: 15_000 }).catch((err: unknown) =>
+      log.warn(`could not report corrupt block ${hash} to meta (reconciliation will find it): ${(err as Error).message}`),
+    )
+  }
+  const scrubber = new Scrubber(store, cfg.scrubIntervalMs, metrics, log, reportCorrupt)
+  const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log, verify: (h) => scrubber.check(h) })
   scrubber.start()
+  const purge = setInterval(
+    () => {
+      store.purgeTrash(cfg.trashMs).then(
+        (n) => n && log.info(`purged ${n} trashed block(s)`),
+        (err: unknown) => log.warn('trash purge failed', err),
+      )
+    },
+    Math.max(200, Math.min(60_000, Math.floor(cfg.trashMs / 4))),
+  )
+  purge.unref()
 
   emitEvent('ready', { role: 'node', id, url })
   log.info(`node ${id} serving ${cfg.dir} at ${url} (capacity ${capacity} bytes, ${store.usage().blocks} blocks stored)`)
@@ -105,6 +138,7 @@ export async function run(argv: string[]): Promise<void> {
 
   draining = true
   clearInterval(refresh)
+  clearInterval(purge)
   scrubber.stop()
   placement.stop()
   peers.publishNow()

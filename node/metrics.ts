@@ -14,7 +14,7 @@ export interface NodeMetrics {
   corrupt: Counter
 }
 
-export function createMetrics(usage: () => { blocks: number; bytes: number }): NodeMetrics {
+export function createMetrics(usage: () => { blocks: number; bytes: number; trashBytes?: number }): NodeMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'berth_node_' })
   const registers = [registry]
@@ -32,6 +32,14 @@ export function createMetrics(usage: () => { blocks: number; bytes: number }): N
     registers,
     collect() {
       this.set(usage().bytes)
+    },
+  })
+  new Gauge({
+    name: 'berth_node_trash_bytes',
+    help: 'Bytes of deleted copies kept in DIR/trash until --trash-hours pass',
+    registers,
+    collect() {
+      this.set(usage().trashBytes ?? 0)
     },
   })
   return {

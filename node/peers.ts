@@ -60,6 +60,14 @@ export class Peers {
   /** Sends a heartbeat at once (after a state change). */
   publishNow: () => void = () => undefined
 
+  /**
+   * The URL `id` advertised in its last heartbeat, live or not; undefined for
+   * a node never heard from. The data plane forwards only to these.
+   */
+  urlOf(id: string): string | undefined {
+    return this.peers.get(id)?.url
+  }
+
   live(): Peer[] {
     const now = Date.now()
     return [...this.peers.values()].filter((p) => now - p.seen <= NODE_DEAD_MS)

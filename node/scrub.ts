@@ -1,12 +1,17 @@
 /**
  * Scrub: walks the stored blocks in hash order, slowly (one block, then a pause),
- * re-hashing each. A copy whose bytes no longer match its name is deleted and
- * logged; meta finds it missing and re-replicates from a good copy.
+ * re-hashing each. A copy whose bytes no longer match its name goes to trash
+ * and is reported to meta at once (`badCopy`), which drops the replica row and
+ * repairs the block from a good copy. Meta's `verify` command runs the same
+ * check on one copy on demand (a reader reported it bad).
  */
 import { createHash } from 'node:crypto'
 import type { Logger } from '../common/log'
 import type { BlockStore } from './block-store'
 import type { NodeMetrics } from './metrics'
+
+/** Tells meta that this node's copy of `hash` was bad and is gone. Must not throw. */
+export type CorruptReport = (hash: string, reason: string) => Promise<void>
 
 export class Scrubber {
   private timer: NodeJS.Timeout | null = null
@@ -18,6 +23,7 @@ export class Scrubber {
     private readonly pauseMs: number,
     private readonly metrics: NodeMetrics,
     private readonly log: Logger,
+    private readonly report: CorruptReport = async () => undefined,
   ) {}
 
   start(): void {
@@ -41,28 +47,35 @@ export class Scrubber {
 
   /** Checks the next block; true when a full pass just ended. */
   async step(): Promise<boolean> {
-    const { hashes } = await this.store.list(this.cursor, 1)
-    const hash = hashes[0]
+    const { entries } = await this.store.list(this.cursor, 1)
+    const hash = entries[0]?.hash
     if (!hash) {
       this.cursor = ''
       return true
     }
     this.cursor = hash
+    await this.check(hash)
+    return false
+  }
+
+  /** Re-hashes one copy; a corrupt one is moved to trash and reported. */
+  async check(hash: string): Promise<'good' | 'bad' | 'missing'> {
     const h = createHash('sha256')
     try {
       for await (const chunk of await this.store.get(hash)) h.update(chunk as Buffer)
     } catch (err) {
-      if ((err as { code?: string }).code === 'ENOENT') return false // deleted meanwhile
+      if ((err as { code?: string }).code === 'ENOENT') return 'missing' // deleted meanwhile
       throw err
     }
     this.metrics.scrubbed.inc()
     const got = h.digest('hex')
-    if (got !== hash) {
-      this.metrics.corrupt.inc()
-      await this.store.delete(hash)
-      this.log.error(`scrub: block ${hash} is corrupt on disk (hashes to ${got}); deleted this copy`)
-    }
-    return false
+    if (got === hash) return 'good'
+    this.metrics.corrupt.inc()
+    const reason = `content hashes to ${got}`
+    await this.store.discard(hash, reason)
+    this.log.error(`scrub: block ${hash} is corrupt on disk (${reason}); moved this copy to trash and told meta`)
+    await this.report(hash, reason)
+    return 'bad'
   }
 
   stop(): void {

@@ -98,8 +98,8 @@ t.test('data plane', async (t) => {
     t.equal(r.status, 200)
     t.same(JSON.parse(r.body.toString()).stored, [a.id, b.id, d.id], 'durable on all three, receiver first')
     for (const n of nodes) t.equal((await http(url(n, hash), { method: 'HEAD', token: c.secret })).status, 200)
-    const dead = await http(url(a, sha(Buffer.from('x'))), { method: 'PUT', token: c.secret, body: Buffer.from('x'), headers: { 'x-berth-chain': `ghost=http://127.0.0.1:1,${b.id}=${b.url}` } })
-    t.same(JSON.parse(dead.body.toString()).stored, [a.id, b.id], 'a dead replica is skipped and absent from stored')
+    const ghost = await http(url(a, sha(Buffer.from('x'))), { method: 'PUT', token: c.secret, body: Buffer.from('x'), headers: { 'x-berth-chain': `ghost=http://127.0.0.1:1,${b.id}=${b.url}` } })
+    t.equal(ghost.status, 400, 'a chain naming a node unknown to the heartbeats is refused (data-plane-hardening.test.ts)')
     const bad = await http(url(a, hash), { method: 'PUT', token: c.secret, body: data, headers: { 'x-berth-chain': 'not a chain' } })
     t.equal(bad.status, 400)
   })
@@ -180,11 +180,12 @@ t.test('data plane', async (t) => {
     const all: string[] = []
     let after = ''
     for (;;) {
-      const page = await request<{ hashes: string[]; more: boolean }>(nc, s.nodeCmd(a.id), { op: 'inventory', after, limit: 2 })
-      t.ok(page.hashes.length <= 2)
-      all.push(...page.hashes)
+      const page = await request<{ entries: Array<{ hash: string; size: number; age: number }>; more: boolean; now: number }>(nc, s.nodeCmd(a.id), { op: 'inventory', after, limit: 2 })
+      t.ok(page.entries.length <= 2)
+      t.ok(page.entries.every((e) => e.size >= 0 && e.age >= 0) && page.now > 0, 'entries carry size and age; the page the node clock')
+      all.push(...page.entries.map((e) => e.hash))
       if (!page.more) break
-      after = page.hashes[page.hashes.length - 1]!
+      after = page.entries[page.entries.length - 1]!.hash
     }
     t.same(all, [...all].sort(), 'inventory is sorted')
     t.equal(new Set(all).size, all.length, 'no duplicates across pages')
@@ -194,7 +195,8 @@ t.test('data plane', async (t) => {
     t.equal((await http(url(b, hashes[0]!), { method: 'HEAD', token: c.secret })).status, 200, 'replicated')
     await t.rejects(request(nc, s.nodeCmd(a.id), { op: 'replicate', hash: sha(Buffer.from('nope')), to: { id: b.id, url: b.url } }), { code: 'ENOENT' })
 
-    t.match(await request(nc, s.nodeCmd(a.id), { op: 'delete', hashes: [hashes[1], sha(Buffer.from('nope'))] }), { deleted: 1 })
+    const { now } = await request<{ now: number }>(nc, s.nodeCmd(a.id), { op: 'clock' })
+    t.match(await request(nc, s.nodeCmd(a.id), { op: 'delete', hashes: [hashes[1], sha(Buffer.from('nope'))], putBefore: now + 1 }), { deleted: 1 })
     t.equal((await http(url(a, hashes[1]!), { method: 'HEAD', token: c.secret })).status, 404)
     await t.rejects(request(nc, s.nodeCmd(a.id), { op: 'explode' }), { code: 'EBADMSG' })
     await t.rejects(request(nc, s.nodeCmd(a.id), { op: 'delete', hashes: ['../x'] }), { code: 'EBADMSG' })

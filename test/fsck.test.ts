@@ -53,7 +53,8 @@ function blockFiles(c: TestCluster, hash: string): string[] {
 }
 
 t.test('fsck: clean cluster, then a block deleted from every replica and a corrupt replica', async (t) => {
-  const c = await startCluster(t, { nodes: 3, replicas: 2, nodeArgs: ['--scrub-interval-ms', '0'] })
+  // no reconciliation either: the damage must stay for fsck to find
+  const c = await startCluster(t, { nodes: 3, replicas: 2, nodeArgs: ['--scrub-interval-ms', '0'], metaArgs: ['--reconcile-interval-ms', '3600000'] })
   const m = await mountCluster(t, c)
   await mkdir(join(m.dir, 'docs'))
   const victim = randomBytes(300 * 1024)
@@ -72,6 +73,8 @@ t.test('fsck: clean cluster, then a block deleted from every replica and a corru
   t.equal(clean.report.blocks, 5, 'five blocks (3 + 1 + 1; small.txt is inline)')
   t.equal(clean.report.replicasChecked, 10, 'two replicas each')
   t.equal(clean.report.replicasGood, 10)
+  t.same(clean.report.wrongRows, [], 'replica rows match the nodes')
+  t.equal(clean.report.orphanCount, 0, 'no orphans')
 
   const human = await berth(c, ['fsck'])
   t.equal(human.code, 0)
@@ -93,6 +96,11 @@ t.test('fsck: clean cluster, then a block deleted from every replica and a corru
   t.notOk(bad.report.ok)
   t.same(bad.report.lost, [victimHash], 'the deleted block is lost')
   t.same(bad.report.degraded, [damagedHash], 'the corrupted block is degraded')
+  t.same(
+    bad.report.wrongRows.map((w) => [w.hash, w.kind]),
+    [[victimHash, 'no-copy'], [victimHash, 'no-copy']],
+    'the rows of the deleted copies are wrong rows',
+  )
   const missing = bad.report.problems.filter((p) => p.hash === victimHash)
   t.equal(missing.length, 2, 'both replicas reported')
   t.ok(missing.every((p) => p.state === 'missing' && p.files.includes('/docs/victim.bin')), 'missing, with the file that uses it')

@@ -16,6 +16,7 @@ t.test('meta answers garbage with error replies and keeps serving', async (t) =>
   const d = (await m.call('mkdir', { parent: ROOT_INO, name: 'stable', mode: 0o755, uid: 1, gid: 2 })).attr
   const f = (await m.call('mknod', { parent: d.ino, name: 'file', mode: 0o100644, uid: 1, gid: 2 })).attr
   await m.call('setxattr', { ino: f.ino, name: 'user.x', value: Buffer.from('keep') })
+  await m.call('pin', { session: 's', hashes: ['b'.repeat(64)] })
   await m.call('commit', { ino: f.ino, session: 's', size: 10, chunks: [{ idx: 0, hash: 'b'.repeat(64), len: 10, nodes: ['n'] }] })
   const snapshot = async () => ({
     root: (await m.call('readdir', { ino: ROOT_INO })).entries,

@@ -14,6 +14,7 @@ t.test('a mutation acknowledged before kill -9 survives a restart', async (t) =>
   const m = await c.metaClient({ deadlineMs: 20_000 })
   const d = (await m.call('mkdir', { parent: ROOT_INO, name: 'kept', mode: 0o750, ...who })).attr
   const f = (await m.call('mknod', { parent: d.ino, name: 'file', mode: 0o100600, ...who })).attr
+  await m.call('pin', { session: 's1', hashes: ['a'.repeat(64)] })
   await m.call('commit', { ino: f.ino, session: 's1', size: 123, chunks: [{ idx: 0, hash: 'a'.repeat(64), len: 123, nodes: ['n1'] }] })
   await m.call('setxattr', { ino: f.ino, name: 'user.k', value: Buffer.from('v') })
   // The very last acknowledged mutation, then kill -9 with no pause in between.

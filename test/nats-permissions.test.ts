@@ -117,6 +117,25 @@ async function checkRoles(t: Test, s: Server): Promise<void> {
   st = await withDeadline(violation, 5000, 'client subscribe meta')
   t.same(st.permissionContext?.operation, 'subscription', 'server refused the client subscription to meta requests')
 
+  // a node reports corrupt copies to meta (badCopy) and may ask meta nothing else
+  violation = nextViolation(node)
+  node.publish(S.meta('unlink'), encode({ from: 'node' }))
+  st = await withDeadline(violation, 5000, 'node meta op')
+  t.equal(st.permissionContext?.subject, S.meta('unlink'), 'server refused a node publishing a meta op other than badCopy')
+  const reports: string[] = []
+  meta.subscribe(S.meta('badCopy'), { callback: (_e, m) => reports.push((decode(m.data) as { from: string }).from) })
+  await meta.flush()
+  node.publish(S.meta('badCopy'), encode({ from: 'node' }))
+  await node.flush()
+  await withDeadline(
+    (async () => {
+      while (reports.length < 1) await new Promise((r) => setTimeout(r, 20))
+    })(),
+    5000,
+    'node badCopy report',
+  )
+  t.same(reports, ['node'], 'meta got the node badCopy report')
+
   // legitimate traffic still flows, after the violations, on the same connections
   node.publish(S.heartbeat, encode({ from: 'node' }))
   meta.publish(S.nodeCmd('n1'), encode({ from: 'meta' }))

@@ -1,0 +1,70 @@
+/**
+ * Write-back limits shared by all open files of a mount: uploads in flight
+ * (a semaphore) and bytes held by dirty and uploading chunk buffers. A writer
+ * over the byte cap uploads partial buffers of any file until under it.
+ */
+import { INLINE_MAX } from '../common/protocol'
+import type { BlockCache } from './block-cache'
+import { Semaphore } from './semaphore'
+import type { BlockApi } from './stores'
+
+/** What the write-back pressure needs of an open file. */
+export interface Relievable {
+  /** Starts uploading one dirty chunk; false if it has none. */
+  uploadOneIdle(): Promise<boolean>
+  /** Uploads in flight. */
+  readonly uploads: Set<Promise<void>>
+}
+
+export interface WritebackOptions {
+  chunkSize: number
+  maxDirtyBytes: number
+  maxUploads: number
+  /** Files up to this size are committed inline in meta (default INLINE_MAX; tests use less). */
+  inlineMax?: number
+}
+
+export class Writeback {
+  readonly slots: Semaphore
+  dirtyBytes = 0
+  private readonly files = new Set<Relievable>()
+
+  constructor(
+    readonly blocks: BlockApi,
+    readonly cache: BlockCache,
+    readonly opts: WritebackOptions,
+  ) {
+    this.slots = new Semaphore(opts.maxUploads)
+  }
+
+  get inlineMax(): number {
+    return this.opts.inlineMax ?? INLINE_MAX
+  }
+
+  track(f: Relievable): void {
+    this.files.add(f)
+  }
+
+  untrack(f: Relievable): void {
+    this.files.delete(f)
+  }
+
+  /** Over the dirty cap: upload partial buffers (any file) until under it. */
+  async relieve(): Promise<void> {
+    while (this.dirtyBytes > this.opts.maxDirtyBytes) {
+      let started = false
+      for (const f of this.files) {
+        if (await f.uploadOneIdle()) {
+          started = true
+          break
+        }
+      }
+      if (!started) {
+        // everything dirty is already uploading: wait for one to finish
+        const any = [...this.files].flatMap((f) => [...f.uploads])
+        if (any.length === 0) return
+        await Promise.race(any)
+      }
+    }
+  }
+}

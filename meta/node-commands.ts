@@ -1,0 +1,59 @@
+/**
+ * Meta's side of `<cluster>.node.<id>.cmd`, and the one way meta removes
+ * copies from nodes: a conditional delete (docs/data-node.md#block-lifecycle).
+ *
+ * Every deleter (GC, orphan collection, trimming extra copies) follows the
+ * same three steps, in this order:
+ *   1. token: ask the node for its clock (`clock`, or the `now` of an
+ *      inventory page);
+ *   2. decide: one meta transaction re-checks that the block is unpinned (and
+ *      whatever the deleter requires) and removes the rows;
+ *   3. delete `{hashes, putBefore: token}`: the node trashes only copies not
+ *      PUT since the token.
+ * A client pins before it PUTs. A pin made before step 2 makes step 2 skip the
+ * block; a pin made after step 2 precedes a PUT that touches the copy after
+ * the token, so step 3 keeps it. Either way the upload survives.
+ */
+import type { NatsConnection } from 'nats'
+import type { Logger } from '../common/log'
+import type { NodeCommand, NodeCommandReplies } from '../common/protocol'
+import { MAX_PAGE } from '../common/protocol'
+import { request, subjects } from '../common/wire'
+
+export type AskNode = <Op extends NodeCommand['op']>(node: string, cmd: NodeCommand & { op: Op }, timeoutMs: number) => Promise<NodeCommandReplies[Op]>
+
+export function nodeAsker(nc: NatsConnection, cluster: string): AskNode {
+  const s = subjects(cluster)
+  // the reply type follows the op: the node answers each op with its reply shape
+  const ask = (node: string, cmd: NodeCommand, timeoutMs: number): Promise<unknown> => request(nc, s.nodeCmd(node), cmd, { timeoutMs, deadlineMs: timeoutMs })
+  return ask as AskNode
+}
+
+/** Step 1: the node's clock, or null when it does not answer (then nothing is decided for it). */
+export async function deleteToken(ask: AskNode, node: string): Promise<number | null> {
+  try {
+    return (await ask(node, { op: 'clock' }, 5000)).now
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Step 3. Failures are logged, not thrown: a copy left behind is an orphan
+ * (no row) and reconciliation collects it later.
+ */
+export async function deleteCopies(ask: AskNode, log: Logger, node: string, hashes: string[], putBefore: number): Promise<{ deleted: number; kept: number }> {
+  let deleted = 0
+  let kept = 0
+  for (let i = 0; i < hashes.length; i += MAX_PAGE) {
+    const batch = hashes.slice(i, i + MAX_PAGE)
+    try {
+      const r = await ask(node, { op: 'delete', hashes: batch, putBefore }, 15_000)
+      deleted += r.deleted
+      kept += r.kept.length
+    } catch (err) {
+      log.warn(`delete of ${batch.length} block(s) on node ${node} failed (left as orphans): ${(err as Error).message}`)
+    }
+  }
+  return { deleted, kept }
+}

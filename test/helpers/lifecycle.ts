@@ -1,0 +1,67 @@
+/**
+ * Helpers for block lifecycle tests: the client's pinned upload path without a
+ * mount (PinnedBlocks over a real BlockClient and MetaClient), copies counted
+ * on the nodes' disks, and polling with a deadline.
+ */
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Test } from 'tap'
+import { PinnedBlocks } from '../../client/pinned-blocks'
+import { BlockClient } from '../../common/block-client'
+import type { MetaClient } from '../../common/meta-client'
+import type { TestCluster } from './cluster'
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+export async function blockClient(t: Test, c: TestCluster, nodes: number): Promise<BlockClient> {
+  const bc = new BlockClient(await c.connect('client'), { cluster: c.cluster, token: c.secret, replicas: 2, deadlineMs: 15_000 })
+  t.teardown(() => bc.close())
+  await bc.start()
+  for (let i = 0; i < 100 && bc.liveNodes().size < nodes; i++) await sleep(100)
+  return bc
+}
+
+export function pinned(bc: BlockClient, meta: MetaClient, session: string): PinnedBlocks {
+  return new PinnedBlocks(bc, meta, session)
+}
+
+/** Node folders of the cluster (node0, node1, ...), by index. */
+export function nodeDirs(c: TestCluster): string[] {
+  return readdirSync(c.dir)
+    .filter((d) => /^node\d+$/.test(d))
+    .sort((a, b) => Number(a.slice(4)) - Number(b.slice(4)))
+    .map((d) => join(c.dir, d))
+}
+
+export function blockPath(nodeDir: string, hash: string): string {
+  return join(nodeDir, 'blocks', hash.slice(0, 2), hash.slice(2, 4), hash)
+}
+
+/** Node folders that hold a copy of `hash`. */
+export function holders(c: TestCluster, hash: string): string[] {
+  return nodeDirs(c).filter((d) => existsSync(blockPath(d, hash)))
+}
+
+/** Bytes of every block file (and, separately, trash) under a node folder. */
+export function diskBytes(nodeDir: string): { blocks: number; trash: number } {
+  const walk = (dir: string): number => {
+    if (!existsSync(dir)) return 0
+    let n = 0
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name)
+      n += e.isDirectory() ? walk(p) : statSync(p).size
+    }
+    return n
+  }
+  return { blocks: walk(join(nodeDir, 'blocks')), trash: walk(join(nodeDir, 'trash')) }
+}
+
+/** Polls `check` until it returns true or `ms` pass; returns whether it did. */
+export async function eventually(check: () => boolean | Promise<boolean>, ms: number, everyMs = 200): Promise<boolean> {
+  const end = Date.now() + ms
+  for (;;) {
+    if (await check()) return true
+    if (Date.now() > end) return false
+    await sleep(everyMs)
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The piece arithmetic of verified range reads (common/verified-range.ts): which
+ * 64 KiB pieces cover a range, and that a flipped byte, a short or long body
+ * and a cut last piece all fail the check while the true bytes pass.
+ */
+import { randomBytes } from 'node:crypto'
+import t from 'tap'
+import { pieceSums, SUM_PIECE } from '../common/checksums'
+import { coveringPieces, verifyPieces } from '../common/verified-range'
+
+const P = SUM_PIECE
+// 3 full pieces and a last one of 1000 bytes
+const block = randomBytes(3 * P + 1000)
+const sums = pieceSums(block)
+const fetch = (span: { start: number; end: number }) => block.subarray(span.start, span.end + 1)
+
+t.test('covering pieces', async (t) => {
+  t.same(coveringPieces(sums, 0, 4096), { first: 0, last: 0, start: 0, end: P - 1 })
+  t.same(coveringPieces(sums, P - 10, 20), { first: 0, last: 1, start: 0, end: 2 * P - 1 }, 'a range across a boundary takes both pieces')
+  t.same(coveringPieces(sums, 3 * P + 10, 4096), { first: 3, last: 3, start: 3 * P, end: 4 * P - 1 }, 'the last piece is asked up to a boundary; the node clips it')
+  t.same(coveringPieces(sums, 2 * P, 10 * P), { first: 2, last: 3, start: 2 * P, end: 4 * P - 1 }, 'a range past the end stops at the last piece')
+  t.equal(coveringPieces(sums, 4 * P, 10), null, 'nothing there')
+  t.equal(coveringPieces(sums, 0, 0), null)
+})
+
+t.test('verification', async (t) => {
+  for (const [off, len] of [[0, 4096], [P - 10, 20], [3 * P + 10, 500], [0, block.length]] as const) {
+    const span = coveringPieces(sums, off, len)!
+    t.equal(verifyPieces(sums, span, fetch(span)), null, `true bytes at ${off}+${len} pass`)
+  }
+  const span = coveringPieces(sums, P + 5, 100)!
+  const flipped = Buffer.from(fetch(span))
+  flipped[7] = flipped[7]! ^ 1
+  t.match(verifyPieces(sums, span, flipped), /checksum/, 'a flipped byte fails')
+  t.match(verifyPieces(sums, span, fetch(span).subarray(0, P - 1)), /short/, 'a short full piece fails')
+  t.match(verifyPieces(sums, span, Buffer.alloc(0)), /short/, 'an empty body fails')
+  t.match(verifyPieces(sums, span, Buffer.concat([fetch(span), Buffer.alloc(1)])), /long/, 'extra bytes fail')
+  const last = coveringPieces(sums, 3 * P, 10)!
+  t.match(verifyPieces(sums, last, fetch(last).subarray(0, 999)), /checksum/, 'a cut last piece fails')
+  t.match(verifyPieces(sums, last, Buffer.alloc(1000)), /checksum/, 'zeros fail')
+})
