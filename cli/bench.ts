@@ -23,6 +23,8 @@ and prints both figures and the ratio DIR/local. See docs/bench.md.
   --repeat N            run every workload N times and report the medians (default 1)
   --only w1,w2          run only these workloads: ${WORKLOADS.join(', ')}
   --json                print a JSON object instead of the table
+
+Exit status: 0 when every workload ran, 1 otherwise, 2 on bad usage.
 `
 
 function parseOnly(raw: string | undefined): WorkloadName[] {

@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs'
 import type { NatsConnection } from 'nats'
-import { readCredentialsFile } from '../common/credentials'
+import { envOverFile, readCredentialsFile } from '../common/credentials'
 import { MetaClient } from '../common/meta-client'
 import { connectNats, natsAuthFromEnv } from '../common/nats-connect'
 import { DEFAULT_CLUSTER } from '../common/wire'
@@ -37,7 +37,7 @@ export interface ConnectionFlags {
 export async function connectClient(flags: ConnectionFlags, name: string, deadlineMs = 5000): Promise<{ nc: NatsConnection; meta: MetaClient }> {
   const credPath = flags.credentials ?? (existsSync('.berth/client.env') ? '.berth/client.env' : undefined)
   const file = credPath ? readCredentialsFile(credPath) : {}
-  const env = { ...file, ...process.env }
+  const env = envOverFile(file, process.env)
   const url = flags.nats ?? env.BERTH_NATS_URL
   if (!url) throw new Error('no NATS URL: pass --nats URL (or run `berth up` in this folder first)')
   const auth = natsAuthFromEnv({ user: flags.user, pass: flags.pass, token: flags.token, credsFile: flags.creds }, env)

@@ -27,6 +27,7 @@ export interface FsckReport {
   ok: boolean
   quick: boolean
   files: number
+  /** Directories, the root included (the text report prints this same number). */
   dirs: number
   chunks: number
   blocks: number
@@ -236,7 +237,7 @@ export async function fsck(meta: MetaClient, opts: FsckOptions): Promise<FsckRep
     wrongRows,
     quick: opts.quick,
     files: progress.files,
-    dirs,
+    dirs: dirs + 1, // the walk yields what is below the root
     chunks: chunkCount,
     blocks: blocks.size,
     replicasChecked: jobs.length,

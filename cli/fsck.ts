@@ -78,7 +78,7 @@ function progressReporter(enabled: boolean): { update: (p: FsckProgress) => void
 
 export function formatReport(r: FsckReport): string {
   const lines = [
-    `checked ${r.files} files in ${r.dirs + 1} directories: ${r.chunks} chunks, ${r.blocks} blocks, ${r.replicasGood}/${r.replicasChecked} replicas good${r.quick ? ' (quick: existence only)' : ''}`,
+    `checked ${r.files} files in ${r.dirs} directories: ${r.chunks} chunks, ${r.blocks} blocks, ${r.replicasGood}/${r.replicasChecked} replicas good${r.quick ? ' (quick: existence only)' : ''}`,
   ]
   for (const p of r.problems) {
     lines.push(`${p.state.toUpperCase()} block ${p.hash} on node ${p.node}${p.url ? ` (${p.url})` : ''}: ${p.detail}; used by ${p.files.join(', ')}`)

@@ -2,6 +2,8 @@
  * `berth <command>`: one binary for every role. Each command module is loaded
  * only when used, so `berth meta` never loads the FUSE binding.
  */
+import { argvHasSecrets, maskArgv, maskSecrets } from '../common/mask-secrets'
+
 interface Command {
   run(argv: string[]): Promise<void>
 }
@@ -9,7 +11,10 @@ interface Command {
 const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
   up: { summary: 'start a local cluster (nats-server, meta, data nodes) and mount it', load: () => require('./up') as Command },
   meta: { summary: 'run the metadata service', load: () => require('../meta/main') as Command },
-  node: { summary: 'run a data node', load: () => require('../node/main') as Command },
+  node: {
+    summary: 'run a data node; or: berth node drain|undrain|decommission|forget ID',
+    load: () => ({ run: (argv) => ((require('./node-admin') as typeof import('./node-admin')).isNodeAdmin(argv) ? (require('./node-admin') as Command) : (require('../node/main') as Command)).run(argv) }),
+  },
   mount: { summary: 'mount a cluster: berth mount NATS_URL MOUNTPOINT [-o opts]', load: () => require('../client/main') as Command },
   umount: { summary: 'flush and unmount: berth umount MOUNTPOINT', load: () => require('../client/umount') as Command },
   status: { summary: 'show nodes, capacity, under-replicated blocks and sessions', load: () => require('./status') as Command },
@@ -19,13 +24,33 @@ const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
 
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`)
-  return `usage: berth <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun \`berth <command> --help\` for its options.\n`
+  return `usage: berth <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n` +
+    'Run `berth <command> --help` for its options; `berth --version` for the version.\n' +
+    'Exit status: 0 success, 1 failure (the reason on stderr), 2 bad usage.\n'
+}
+
+/** Mistyped flags are usage errors (exit 2), like a missing command. */
+function isUsageError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `ps` shows /proc/PID/cmdline: hide passwords given in a URL or --pass
+  if (argvHasSecrets(argv)) process.title = ['berth', ...maskArgv(argv)].join(' ')
   const [name, ...rest] = argv
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  if (!name) {
+    // no command is a usage error: scripts must not mistake it for success
+    process.stderr.write(usage())
+    process.exitCode = 2
+    return
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage())
+    return
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    process.stdout.write((require('./version') as typeof import('./version')).versionLine())
     return
   }
   const cmd = COMMANDS[name]
@@ -37,8 +62,13 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await cmd.load().run(rest)
   } catch (err) {
-    process.stderr.write(`berth ${name}: ${err instanceof Error ? err.message : String(err)}\n`)
-    if (process.env.BERTH_LOG === 'debug' && err instanceof Error) process.stderr.write(`${err.stack}\n`)
-    process.exitCode = 1
+    process.stderr.write(maskSecrets(`berth ${name}: ${err instanceof Error ? err.message : String(err)}\n`))
+    if (process.env.BERTH_LOG === 'debug' && err instanceof Error) process.stderr.write(maskSecrets(`${err.stack}\n`))
+    if (isUsageError(err)) process.stderr.write(`run \`berth ${name} --help\` for its options\n`)
+    const code = isUsageError(err) ? 2 : 1
+    process.exitCode = code
+    // A failed command must end now: a NATS connection or timer left open by
+    // the failing path would otherwise keep the process (and a mount daemon) alive.
+    setTimeout(() => process.exit(code), 200).unref()
   }
 }

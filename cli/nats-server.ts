@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { MAX_MESSAGE_BYTES } from '../common/protocol'
+import { inboxPrefixFor } from '../common/nats-connect'
 import { DEFAULT_CLUSTER, subjects } from '../common/wire'
 
 export interface NatsUsers {
@@ -58,25 +59,29 @@ export interface RolePermissions {
  *  client: asks meta and placement, hears invalidations and heartbeats; it can
  *          neither publish a heartbeat or a node command nor answer anything,
  *          so it cannot impersonate a server.
+ * Each credential subscribes only to its own reply inbox (`_INBOX_<user>.>`,
+ * common/nats-connect.ts), so no credential reads replies meant for another.
  */
-export function rolePermissions(cluster: string = DEFAULT_CLUSTER): Record<NatsRole, RolePermissions> {
+export function rolePermissions(cluster: string = DEFAULT_CLUSTER, users: Record<NatsRole, string> = { meta: 'meta', node: 'node', client: 'client' }): Record<NatsRole, RolePermissions> {
   const s = subjects(cluster)
+  // replies come back on the credential's own prefix (inboxPrefixFor), never _INBOX.>
+  const inbox = (role: NatsRole) => `${inboxPrefixFor(users[role])}.>`
   const nodeCmds = s.nodeCmd('*')
   const metactl = `${cluster}.metactl.>`
   return {
     meta: {
       publish: [metactl, s.inval, nodeCmds, s.place, '$JS.API.>', '$KV.>'],
-      subscribe: [s.metaAll, metactl, s.heartbeat, s.inval, '_INBOX.>'],
+      subscribe: [s.metaAll, metactl, s.heartbeat, s.inval, inbox('meta')],
       allowResponses: true,
     },
     node: {
       publish: [s.heartbeat, s.meta('badCopy')],
-      subscribe: [s.place, nodeCmds, s.heartbeat, '_INBOX.>'],
+      subscribe: [s.place, nodeCmds, s.heartbeat, inbox('node')],
       allowResponses: true,
     },
     client: {
       publish: [s.metaAll, s.place],
-      subscribe: [s.inval, s.heartbeat, '_INBOX.>'],
+      subscribe: [s.inval, s.heartbeat, inbox('client')],
       allowResponses: false,
     },
   }
@@ -91,7 +96,7 @@ function permissionsBlock(p: RolePermissions): string {
 export function natsConfig(opts: { port: number; storeDir: string; users: NatsUsers; cluster?: string }): string {
   const u = opts.users
   const q = (s: string) => JSON.stringify(s)
-  const perms = rolePermissions(opts.cluster)
+  const perms = rolePermissions(opts.cluster, { meta: u.meta.user, node: u.node.user, client: u.client.user })
   const user = (role: NatsRole) => `    { user: ${q(u[role].user)}, password: ${q(u[role].pass)}, permissions: ${permissionsBlock(perms[role])} }`
   return [
     `listen: 127.0.0.1:${opts.port}`,

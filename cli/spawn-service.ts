@@ -37,6 +37,8 @@ export async function spawnService(
   })
   const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
     let out = ''
+    // a service that cannot start says why in a {"event":"failed"} line (berth mount does)
+    let failed: string | undefined
     const timeout = opts.readyTimeoutMs ?? 15_000
     const timer = setTimeout(() => {
       child.kill('SIGKILL')
@@ -44,7 +46,7 @@ export async function spawnService(
     }, timeout)
     child.once('exit', (code, signal) => {
       clearTimeout(timer)
-      reject(new Error(`berth ${args[0]} exited (${code ?? signal}) before ready\n${err}`))
+      reject(new Error(failed !== undefined ? `berth ${args[0]}: ${failed}` : `berth ${args[0]} exited (${code ?? signal}) before ready\n${err}`))
     })
     child.stdout?.setEncoding('utf8')
     child.stdout?.on('data', (c: string) => {
@@ -53,6 +55,7 @@ export async function spawnService(
         if (!line.startsWith('{')) continue
         try {
           const ev = JSON.parse(line) as Record<string, unknown>
+          if (ev.event === 'failed') failed = String(ev.message)
           if (ev.event === 'ready') {
             clearTimeout(timer)
             child.removeAllListeners('exit')

@@ -10,6 +10,9 @@ import { CONNECTION_HELP, CONNECTION_OPTIONS, connectClient } from './client-con
 const HELP = `usage: berth status [--json] [connection options]
 ${CONNECTION_HELP}
   --json               machine-readable output
+
+Exit status: 0 when meta answered, 1 when the cluster cannot be reached (the
+reason and a hint on stderr), 2 on bad usage.
 `
 
 export async function run(argv: string[]): Promise<void> {
@@ -45,10 +48,10 @@ export function bytes(n: number): string {
 }
 
 export function formatStatus(s: StatusReply): string {
-  const rows = [['NODE', 'URL', 'STATE', 'BLOCKS', 'USED', 'CAPACITY', 'LAST SEEN']]
+  const rows = [['NODE', 'ZONE', 'URL', 'STATE', 'BLOCKS', 'USED', 'CAPACITY', 'LAST SEEN']]
   const now = Date.now()
   for (const n of s.nodes) {
-    rows.push([n.id, n.url, n.alive ? n.state : 'dead', String(n.blocks), bytes(n.used), bytes(n.capacity), `${((now - n.seen) / 1000).toFixed(1)}s ago`])
+    rows.push([n.id, n.zone ?? '-', n.url, n.alive ? (n.admin ? `${n.admin} (${n.state})` : n.state) : n.admin ? `dead, ${n.admin}` : 'dead', String(n.blocks), bytes(n.used), bytes(n.capacity), `${((now - n.seen) / 1000).toFixed(1)}s ago`])
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
   const table = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
@@ -58,7 +61,18 @@ export function formatStatus(s: StatusReply): string {
     `nodes: ${live} live of ${s.nodes.length}`,
     table,
     `inodes: ${s.inodes}  blocks: ${s.blocks} (${bytes(s.bytes)})  under-replicated: ${s.underReplicated}  below R=${s.replicas}: ${s.belowR}${s.belowR > s.underReplicated ? ' (too few live nodes to hold R copies)' : ''}`,
+    formatRepair(s),
+    ...(s.rebalance ? [`rebalance: ${bytes(s.rebalance.bytes)} from ${s.rebalance.from} to ${s.rebalance.to}, ${s.rebalance.etaS === null ? 'waiting' : `ETA ${Math.ceil(s.rebalance.etaS)} s`}`] : []),
+    ...(s.sameZone ? [`zones: ${s.sameZone} block(s) have every copy in one zone`] : []),
+    ...s.drains.map((d) => `drain ${d.node}: ${d.blocks === 0 ? 'drained (berth node decommission ' + d.node + ')' : `${d.blocks} block(s), ${bytes(d.bytes)} left, ${d.etaS === null ? 'no progress in the last 30 s' : `ETA ${Math.ceil(d.etaS)} s`}`}`),
     `sessions: ${s.sessions}  open files: ${s.openFiles}`,
     '',
   ].join('\n')
+}
+
+function formatRepair(s: StatusReply): string {
+  const r = s.repair
+  if (!r.blocks && !r.parked) return 'repair: idle'
+  const eta = r.etaS === null ? 'no progress in the last 30 s' : `ETA ${Math.ceil(r.etaS)} s`
+  return `repair: ${r.blocks} block(s) queued (<= ${bytes(r.bytes)})  ${bytes(r.rate)}/s  ${eta}${r.parked ? `  parked below R: ${r.parked}` : ''}`
 }

@@ -5,8 +5,10 @@
  * unmounts (flushing dirty data) and stops every child, newest first.
  *
  * State kept in DIR between runs: meta/meta.db, node-<i>/ (blocks and node id),
- * secret (data-plane token). NATS credentials are generated on every start and
- * written to DIR/client.env for `berth status`, `berth mount` and scripts.
+ * secret (data-plane token), nats-state.json (NATS port and users, so mounts and
+ * other hosts survive a restart), client.env for `berth status`, `berth mount`
+ * and scripts, logs/<child>.log. DIR/up.pid locks the folder (cli/up-lock.ts);
+ * every child that dies is restarted with backoff (cli/supervise.ts).
  */
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -17,17 +19,31 @@ import { DEFAULT_REPLICAS } from '../common/protocol'
 import { DEFAULT_CLUSTER } from '../common/wire'
 import { launchNatsServer, type NatsServerHandle, type NatsUsers } from './nats-server'
 import { spawnService, type ServiceHandle } from './spawn-service'
+import { BerthError } from '../common/errors'
+import { acquireUpLock } from './up-lock'
+import { UpLogs } from './up-logs'
+import { checkMountpoint } from '../client/mountpoint-check'
+import { berthCommandHint } from './up-hints'
+import { loadOrCreateNatsState } from './up-state'
+import { Supervised } from './supervise'
 import { intFlag } from '../common/flags'
 
-const HELP = `usage: berth up [--dir DIR] [--nodes 3] [--replicas 2] [--mount DIR | --no-mount]
+const HELP = `usage: berth up [--dir DIR] [--nodes 3] [--replicas 2] [--mount DIR | --no-mount] [-o OPTS]
 Starts a local cluster on 127.0.0.1: nats-server, one meta, N data nodes; mounts it.
-  --dir DIR        where all cluster data lives (default ./.berth)
+  --dir DIR        where all cluster data lives (default ./.berth); one berth up per DIR
   --nodes N        data nodes to start (default 3)
   --replicas R     copies of each block (default 2, capped by live nodes)
   --mount DIR      mountpoint (default ./mnt)
   --no-mount       start the cluster only
+  -o OPTS          mount options, as for \`berth mount -o\` (allow_other, nonempty, ...)
+  --nats-port N    NATS port (default: chosen at the first start, then kept in DIR)
   --cluster NAME   subject prefix (default berth)
+  --json           also print one JSON line {"event":"ready",...} on stdout (for supervisors)
+Children that die are restarted; their logs are in DIR/logs/.
 Press Ctrl-C to unmount and stop everything.
+
+Exit status: 0 after Ctrl-C/SIGTERM, 1 if the cluster could not start (the
+reason on stderr; e.g. another berth up already runs on DIR), 2 on bad usage.
 `
 
 interface UpConfig {
@@ -35,6 +51,9 @@ interface UpConfig {
   nodes: number
   replicas: number
   mount: string | null
+  mountOptions: string[]
+  natsPort: number | null
+  json: boolean
   cluster: string
 }
 
@@ -48,6 +67,9 @@ function parseConfig(argv: string[]): UpConfig | null {
       mount: { type: 'string', default: 'mnt' },
       'no-mount': { type: 'boolean', default: false },
       cluster: { type: 'string', default: DEFAULT_CLUSTER },
+      o: { type: 'string', short: 'o', multiple: true },
+      'nats-port': { type: 'string' },
+      json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   })
@@ -59,6 +81,9 @@ function parseConfig(argv: string[]): UpConfig | null {
     nodes,
     replicas,
     mount: values['no-mount'] ? null : resolve(values.mount),
+    mountOptions: values.o ?? [],
+    natsPort: values['nats-port'] === undefined ? null : intFlag('--nats-port', values['nats-port'], 4222, 1, 65535),
+    json: values.json,
     cluster: values.cluster,
   })
 }
@@ -79,73 +104,114 @@ export async function run(argv: string[]): Promise<void> {
     return
   }
   mkdirSync(cfg.dir, { recursive: true, mode: 0o700 })
+  // before anything in DIR is read or written: one berth up per folder
+  const lock = acquireUpLock(cfg.dir)
+  if (cfg.mount) {
+    // a mountpoint that cannot work fails now, before any child starts
+    mkdirSync(cfg.mount, { recursive: true })
+    try {
+      checkMountpoint(cfg.mount, { nonempty: cfg.mountOptions.some((o) => o.split(',').includes('nonempty')) })
+    } catch (err) {
+      lock.release()
+      throw err
+    }
+  }
+  const say = (line: string) => process.stderr.write(`berth up: ${line}\n`)
+  const logs = new UpLogs(join(cfg.dir, 'logs'), (line) => process.stderr.write(`${line}\n`))
   const started = Date.now()
-  const children: ServiceHandle[] = []
-  let nats: NatsServerHandle | undefined
+  const children: Array<Supervised<ServiceHandle>> = []
+  let nats: Supervised<NatsServerHandle> | undefined
   let stopping: Promise<void> | undefined
   const stopAll = () => {
     stopping ??= (async () => {
       // Newest first: the mount flushes while meta and nodes are still there.
       for (const c of children.reverse()) await c.stop()
       await nats?.stop()
+      logs.close()
+      lock.release()
     })()
     return stopping
   }
   const onSignal = (sig: NodeJS.Signals) => {
     process.stderr.write(`\nberth up: ${sig}, stopping...\n`)
-    void stopAll().then(() => process.exit(0))
+    void stopAll().then(() => {
+      say(`stopped${cfg.mount ? `, ${cfg.mount} unmounted` : ''}; data kept in ${cfg.dir} (\`berth up --dir ${cfg.dir}\` starts it again)`)
+      process.exit(0)
+    })
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
 
   try {
     const secret = loadOrCreateSecret(cfg.dir)
-    nats = await launchNatsServer({ dir: join(cfg.dir, 'nats'), cluster: cfg.cluster })
-    const users = nats.users
+    const state = await loadOrCreateNatsState(cfg.dir, cfg.natsPort)
+    const startNats = async () => {
+      const h = await launchNatsServer({ dir: join(cfg.dir, 'nats'), cluster: cfg.cluster, port: state.port, users: state.users }).catch((err: unknown) => {
+        throw new BerthError('EIO', `${(err as Error).message.trim()}\n  hint: is port ${state.port} taken by another program? start with --nats-port N (kept for later starts)`)
+      })
+      logs.follow('nats', h.child.stderr)
+      return h
+    }
+    nats = new Supervised('nats-server', await startNats(), startNats, say)
+    const natsUrl = nats.current.url
+    const users = state.users
     const env = (role: keyof NatsUsers): NodeJS.ProcessEnv => ({
       BERTH_NATS_USER: users[role].user,
       BERTH_NATS_PASS: users[role].pass,
       BERTH_SECRET: secret,
     })
-    const common = ['--nats', nats.url, '--cluster', cfg.cluster]
+    const common = ['--nats', natsUrl, '--cluster', cfg.cluster]
     const credentials = join(cfg.dir, 'client.env')
     writeFileSync(credentials, formatCredentialsFile({
-      BERTH_NATS_URL: nats.url,
+      BERTH_NATS_URL: natsUrl,
       BERTH_NATS_USER: users.client.user,
       BERTH_NATS_PASS: users.client.pass,
       BERTH_CLUSTER: cfg.cluster,
     }), { mode: 0o600 })
 
-    const meta = await spawnService(['meta', ...common, '--db', join(cfg.dir, 'meta', 'meta.db'), '--replicas', String(cfg.replicas)], { env: env('meta'), inheritStderr: true })
-    children.push(meta)
+    // generous: on a busy machine a node can take well over 15 s to load; a
+    // child that fails says why at once ({event:failed} or its exit), so this
+    // only bounds a real hang
+    const supervise = async (name: string, args: string[], role: keyof NatsUsers, readyTimeoutMs = 60_000) => {
+      const start = async () => {
+        const h = await spawnService(args, { env: env(role), readyTimeoutMs }).catch((err: unknown) => {
+          logs.follow(name, null, (err as Error).message + '\n')
+          throw err
+        })
+        logs.follow(name, h.child.stderr, h.stderr())
+        return h
+      }
+      const s = new Supervised(name, await start(), start, say)
+      children.push(s)
+      return s
+    }
+    const meta = await supervise('meta', ['meta', ...common, '--db', join(cfg.dir, 'meta', 'meta.db'), '--replicas', String(cfg.replicas)], 'meta')
     const nodes = await Promise.all(
       Array.from({ length: cfg.nodes }, (_, i) =>
-        spawnService(['node', ...common, '--dir', join(cfg.dir, `node-${i}`), '--listen', '127.0.0.1:0'], { env: env('node'), inheritStderr: true }),
+        supervise(`node-${i}`, ['node', ...common, '--dir', join(cfg.dir, `node-${i}`), '--listen', '127.0.0.1:0'], 'node'),
       ),
     )
-    children.push(...nodes)
-    for (const c of children) {
-      c.child.once('exit', (code, signal) => {
-        if (!stopping) process.stderr.write(`berth up: ${c.ready.role ?? 'child'} (pid ${c.pid}) exited unexpectedly (${code ?? signal})\n`)
-      })
-    }
     if (cfg.mount) {
       mkdirSync(cfg.mount, { recursive: true })
-      const mount = await spawnService(['mount', nats.url, cfg.mount, '--foreground', '--cluster', cfg.cluster], { env: env('client'), inheritStderr: true, readyTimeoutMs: 30_000 })
-      children.push(mount)
+      const opts = cfg.mountOptions.length > 0 ? ['-o', cfg.mountOptions.join(',')] : []
+      await supervise('mount', ['mount', natsUrl, cfg.mount, '--foreground', '--cluster', cfg.cluster, ...opts], 'client')
     }
     const lines = [
       `berth up: cluster "${cfg.cluster}" ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
-      `  NATS          ${nats.url}`,
+      `  NATS          ${natsUrl} (kept across restarts)`,
       `  credentials   ${credentials}`,
-      `  meta          pid ${meta.pid}, db ${join(cfg.dir, 'meta', 'meta.db')}`,
-      ...nodes.map((n, i) => `  node ${i}        ${String(n.ready.url)} (id ${String(n.ready.id)}, pid ${n.pid})`),
+      `  meta          pid ${meta.current.pid}, db ${join(cfg.dir, 'meta', 'meta.db')}`,
+      ...nodes.map((n, i) => `  node ${i}        ${String(n.current.ready.url)} (id ${String(n.current.ready.id)}, pid ${n.current.pid})`),
+      `  logs          ${logs.dir}`,
       cfg.mount ? `  mounted at    ${cfg.mount}` : '  not mounted (--no-mount)',
+      ...berthCommandHint(credentials),
       'Press Ctrl-C to stop.',
       '',
     ]
     process.stderr.write(lines.join('\n'))
-    process.stdout.write(JSON.stringify({ event: 'ready', role: 'up', nats: nats.url, credentials, mount: cfg.mount, nodes: nodes.map((n) => n.ready) }) + '\n')
+    if (cfg.json) {
+      process.stdout.write(JSON.stringify({ event: 'ready', role: 'up', nats: natsUrl, credentials, mount: cfg.mount, nodes: nodes.map((n) => n.current.ready) }) + '\n')
+    }
   } catch (err) {
     await stopAll()
     throw err

@@ -3,19 +3,23 @@
  * environment are read here, validated once, and frozen. Nothing deeper reads
  * process.env.
  */
+import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { readCredentialsFile } from '../common/credentials'
+import { envOverFile, readCredentialsFile } from '../common/credentials'
 import { BerthError } from '../common/errors'
 import { parseListen } from '../common/metrics-http'
 import { natsAuthFromEnv, type NatsAuth } from '../common/nats-connect'
 import { DEFAULT_CLUSTER } from '../common/wire'
 import { intFlag } from '../common/flags'
 
-export const HELP = `usage: berth mount NATS_URL MOUNTPOINT [-o opt,...] [options]
-Mounts a berth cluster as a POSIX directory.
+const DEFAULT_CREDENTIALS = '.berth/client.env'
 
-  -o OPTS            comma-separated: allow_other, ro, credentials=FILE,
+export const HELP = `usage: berth mount [NATS_URL] MOUNTPOINT [-o opt,...] [options]
+Mounts a berth cluster as a POSIX directory. Without NATS_URL, the URL comes
+from the credentials file (default ./.berth/client.env, written by \`berth up\`).
+
+  -o OPTS            comma-separated: allow_other, ro, nonempty, credentials=FILE,
                      cache_mb=N, write_mb=N, deadline_ms=N, cluster=NAME,
                      metrics=HOST:PORT (serve GET /metrics, Prometheus),
                      entry_timeout=S, attr_timeout=S (kernel cache, seconds: 1)
@@ -25,17 +29,27 @@ Mounts a berth cluster as a POSIX directory.
   --cache-mb N       block cache size in MiB (256)
   --write-mb N       write-back buffer size in MiB (128)
   --cluster NAME     cluster name (berth)
+  --credentials FILE env-style file with BERTH_NATS_URL/USER/PASS (default
+                     ./.berth/client.env if present; same as -o credentials=FILE)
   --user U --pass P --token T --creds FILE
-                     NATS auth (or BERTH_NATS_USER/PASS/TOKEN/CREDS)
+                     NATS auth (or BERTH_NATS_USER/PASS/TOKEN/CREDS);
+                     nats://USER:PASS@HOST:PORT works too (masked in messages)
+
+Exit status: 0 once mounted (the daemon stays in the background), 1 if the
+mount failed (the reason and a hint on stderr; no daemon is left), 2 on bad usage.
 `
 
 export interface MountConfig {
   natsUrl: string
   mountpoint: string
+  /** The credentials file read, if any (named in hints). */
+  credentialsFile: string | null
   cluster: string
   auth: NatsAuth
   foreground: boolean
   allowOther: boolean
+  /** Mount over a non-empty directory (`-o nonempty`). */
+  nonempty: boolean
   readOnly: boolean
   deadlineMs: number
   cacheBytes: number
@@ -68,11 +82,12 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       pass: { type: 'string' },
       token: { type: 'string' },
       creds: { type: 'string' },
+      credentials: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
   if (values.help) return null
-  if (positionals.length !== 2) throw new BerthError('EINVAL', `expected NATS_URL and MOUNTPOINT\n\n${HELP}`)
+  if (positionals.length !== 1 && positionals.length !== 2) throw new BerthError('EINVAL', `expected [NATS_URL] MOUNTPOINT\n\n${HELP}`)
   const opts = new Map<string, string>()
   for (const group of values.o ?? []) {
     for (const item of group.split(',')) {
@@ -82,26 +97,28 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       opts.set(eq < 0 ? t : t.slice(0, eq), eq < 0 ? '' : t.slice(eq + 1))
     }
   }
-  let fileEnv: Record<string, string> = {}
-  const credFile = opts.get('credentials')
-  if (credFile) fileEnv = readCredentialsFile(credFile)
-  const merged: NodeJS.ProcessEnv = { ...fileEnv, ...env }
+  // the same default as `berth status` and `berth fsck`: what `berth up` wrote here
+  const credFile = values.credentials ?? opts.get('credentials') ?? (existsSync(DEFAULT_CREDENTIALS) ? DEFAULT_CREDENTIALS : undefined)
+  const fileEnv: Record<string, string> = credFile ? readCredentialsFile(credFile) : {}
+  const merged = envOverFile(fileEnv, env)
   const auth = natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, merged)
-  let natsUrl = positionals[0]
+  let natsUrl = positionals.length === 2 ? positionals[0]! : '-'
   if (natsUrl === '-' || natsUrl === 'berth') natsUrl = merged.BERTH_NATS_URL ?? ''
-  if (!natsUrl) throw new BerthError('EINVAL', 'no NATS URL')
+  if (!natsUrl) throw new BerthError('EINVAL', 'no NATS URL: pass it before MOUNTPOINT, or --credentials FILE holding BERTH_NATS_URL')
   const cluster = values.cluster ?? opts.get('cluster') ?? merged.BERTH_CLUSTER ?? DEFAULT_CLUSTER
   const deadlineMs = intFlag('--deadline-ms', values['deadline-ms'] ?? opts.get('deadline_ms'), 30_000, 1)
   const cacheMb = intFlag('--cache-mb', values['cache-mb'] ?? opts.get('cache_mb'), 256, 1)
   const writeMb = intFlag('--write-mb', values['write-mb'] ?? opts.get('write_mb'), 128, 1)
   return Object.freeze({
     natsUrl,
-    mountpoint: resolve(positionals[1]),
+    mountpoint: resolve(positionals[positionals.length - 1]!),
+    credentialsFile: credFile ?? null,
     cluster,
     auth,
     foreground: values.foreground ?? false,
     metricsListen: opts.get('metrics') ? parseListen(opts.get('metrics')!, '-o metrics') : null,
     allowOther: opts.has('allow_other'),
+    nonempty: opts.has('nonempty'),
     readOnly: opts.has('ro'),
     deadlineMs,
     cacheBytes: cacheMb * 1024 * 1024,

@@ -25,7 +25,9 @@ import type { Invalidation } from '../common/protocol'
 import { decode, subjects } from '../common/wire'
 import { HELP, parseMountArgs, type MountConfig } from './config'
 import { FuseSession } from './fuse-adapter'
-import { cleanStale, isAlive, isMounted, lazyUnmount, readPid, removePid, writePid } from './mount-state'
+import { isMounted, lazyUnmount, removePid, writePid } from './mount-state'
+import { checkMountpoint } from './mountpoint-check'
+import { maskSecrets, splitUrlCredentials } from '../common/mask-secrets'
 import { createClientMetrics } from './metrics'
 import { Vfs } from './vfs'
 import { onReconnect } from '../common/nats-state'
@@ -39,44 +41,116 @@ export async function run(argv: string[]): Promise<void> {
     return
   }
   if (!cfg.foreground) return daemonize(cfg)
-  await mountForeground(cfg)
+  try {
+    await mountForeground(cfg)
+  } catch (err) {
+    // the daemonizing parent (or a supervisor) reads this instead of a log file
+    const e = err as { code?: unknown; message?: unknown }
+    emitEvent('failed', { role: 'client', mountpoint: cfg.mountpoint, code: String(e.code ?? 'EIO'), message: maskSecrets(String(e.message ?? err)) })
+    throw err
+  }
 }
 
 /** Re-runs `berth mount ... --foreground` detached; resolves once it is ready. */
 async function daemonize(cfg: MountConfig): Promise<void> {
+  // fail here, in milliseconds, for a bad mountpoint; the daemon checks again
+  const checked = checkMountpoint(cfg.mountpoint, { nonempty: cfg.nonempty })
+  if (checked.cleanedStale) process.stderr.write(`berth mount: detached a crashed mount at ${cfg.mountpoint}\n`)
   const logPath = join(tmpdir(), `berth-mount-${process.getuid?.() ?? 0}-${Date.now()}.log`)
   const errFd = openSync(logPath, 'a', 0o600)
   const bin = join(__dirname, '..', '..', 'bin', 'berth.js')
-  const child = spawn(process.execPath, [bin, 'mount', ...cfg.argv, '--foreground'], {
+  // Secrets go to the daemon through its environment, never its argv (ps shows argv).
+  const d = daemonArgs(cfg)
+  const child = spawn(process.execPath, [bin, 'mount', ...d.argv, '--foreground'], {
     detached: true,
     stdio: ['ignore', 'pipe', errFd],
+    env: { ...process.env, ...d.env },
   })
-  await new Promise<void>((resolve, reject) => {
+  const failure = await new Promise<string | null>((resolve) => {
     let out = ''
-    child.once('exit', (code, signal) => reject(new BerthError('EIO', `mount daemon exited (${code ?? signal}) before ready; see ${logPath}`)))
+    let failed: string | null = null
+    // a safety net only: the daemon gives up by itself well before this
+    const timer = setTimeout(() => {
+      failed = `the mount daemon (pid ${child.pid}) was not ready within ${DAEMON_READY_MS / 1000} s; stopped it`
+      child.kill('SIGKILL')
+      lazyUnmount(cfg.mountpoint)
+    }, DAEMON_READY_MS)
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer)
+      resolve(failed ?? `the mount daemon exited (${code ?? signal}) before the mount was ready`)
+    })
     child.stdout?.setEncoding('utf8')
     child.stdout?.on('data', (chunk: string) => {
       out += chunk
-      if (out.split('\n').some((l) => l.includes('"event":"ready"'))) resolve()
+      for (const line of out.split('\n')) {
+        if (!line.startsWith('{')) continue
+        let ev: { event?: unknown; message?: unknown }
+        try {
+          ev = JSON.parse(line) as { event?: unknown; message?: unknown }
+        } catch {
+          continue
+        }
+        if (ev.event === 'failed') failed = String(ev.message)
+        if (ev.event === 'ready') {
+          clearTimeout(timer)
+          child.removeAllListeners('exit')
+          resolve(null)
+        }
+      }
     })
   })
-  child.removeAllListeners('exit')
+  if (failure !== null) throw new BerthError('EIO', `${failure}\n  (daemon log: ${logPath})`)
   child.stdout?.destroy()
   child.unref()
   process.stderr.write(`berth: mounted ${cfg.mountpoint} (pid ${child.pid}, log ${logPath})\n`)
 }
 
-async function mountForeground(cfg: MountConfig): Promise<void> {
-  if (cleanStale(cfg.mountpoint)) log.warn(`cleaned stale mount at ${cfg.mountpoint}`)
-  const other = readPid(cfg.mountpoint)
-  if (isMounted(cfg.mountpoint) && other !== null && other !== process.pid && isAlive(other)) {
-    throw new BerthError('EBUSY', `${cfg.mountpoint} is already mounted by pid ${other}`)
-  }
+const DAEMON_READY_MS = 60_000
 
-  const nc = await connectNats({ url: cfg.natsUrl, name: 'berth-mount', ...cfg.auth, connectTimeoutMs: cfg.deadlineMs })
+/** The daemon's argv without secrets, and the env that carries them instead. */
+function daemonArgs(cfg: MountConfig): { argv: string[]; env: NodeJS.ProcessEnv } {
+  const argv: string[] = []
+  for (let i = 0; i < cfg.argv.length; i++) {
+    const a = cfg.argv[i]!
+    const flag = a.split('=')[0]!
+    if (['--user', '--pass', '--token', '--creds'].includes(flag)) {
+      if (!a.includes('=')) i++
+      continue
+    }
+    argv.push(a)
+  }
+  // the URL positional: the first non-flag argument when two are given
+  const positional = argv.findIndex((a) => a === cfg.natsUrl || splitUrlCredentials(a).url === splitUrlCredentials(cfg.natsUrl).url)
+  const url = splitUrlCredentials(cfg.natsUrl)
+  if (positional >= 0) argv[positional] = url.url
+  const env: NodeJS.ProcessEnv = {}
+  const user = url.user ?? cfg.auth.user
+  const pass = url.user !== undefined ? url.pass : cfg.auth.pass
+  const token = url.token ?? (url.user !== undefined ? undefined : cfg.auth.token)
+  if (user !== undefined) env.BERTH_NATS_USER = user
+  if (pass !== undefined) env.BERTH_NATS_PASS = pass
+  if (token !== undefined) env.BERTH_NATS_TOKEN = token
+  if (cfg.auth.credsFile !== undefined) env.BERTH_NATS_CREDS = cfg.auth.credsFile
+  return { argv, env }
+}
+
+/** How long mounting waits for NATS and meta at start: a mount command must end within seconds. */
+const START_CONNECT_MS = 5000
+const START_HELLO_MS = 10_000
+
+async function mountForeground(cfg: MountConfig): Promise<void> {
+  const checked = checkMountpoint(cfg.mountpoint, { nonempty: cfg.nonempty, selfPid: process.pid })
+  if (checked.cleanedStale) log.warn(`cleaned stale mount at ${cfg.mountpoint}`)
+
+  const nc = await connectNats({ url: cfg.natsUrl, name: 'berth-mount', ...cfg.auth, connectTimeoutMs: Math.min(cfg.deadlineMs, START_CONNECT_MS) })
   const meta = new MetaClient(nc, { cluster: cfg.cluster, deadlineMs: cfg.deadlineMs })
   const session = randomBytes(12).toString('base64url')
-  const hello = await meta.call('hello', { session })
+  const hello = await meta.call('hello', { session }, { deadlineMs: Math.min(cfg.deadlineMs, START_HELLO_MS) }).catch((err: unknown) => {
+    const code = (err as { code?: unknown }).code
+    if (code !== 'ETIMEDOUT') throw err
+    throw new BerthError('ETIMEDOUT', `no berth meta answered for cluster "${cfg.cluster}" at ${maskSecrets(cfg.natsUrl)}\n` +
+      '  hint: is `berth meta` (or `berth up`) running? is --cluster right?', { cause: err })
+  })
   await meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() })
   const blocks = new BlockClient(nc, {
     cluster: cfg.cluster,
@@ -89,6 +163,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
       meta.call('badCopy', { hash, node, reason: reason.slice(0, 256) }).catch((err: unknown) => log.warn(`badCopy report for ${hash.slice(0, 12)} on ${node} failed`, err))
     },
   })
+  blocks.seed(hello.nodes)
   await blocks.start()
   const pinned = new PinnedBlocks(blocks, meta, session)
 
@@ -115,7 +190,14 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
 
   // `umount DIR` (mount(8), systemd) or `fusermount3 -u` end the kernel side:
   // flush what is still buffered (to meta and the data nodes) and exit.
-  fuse.mount(cfg.mountpoint, () => void shutdown('unmounted by umount(8)').finally(() => process.exit(0)))
+  try {
+    fuse.mount(cfg.mountpoint, () => void shutdown('unmounted by umount(8)').finally(() => process.exit(0)))
+  } catch (err) {
+    clearInterval(renew)
+    inval.unsubscribe()
+    throw new BerthError('EIO', `fuse could not mount ${cfg.mountpoint}: ${(err as Error).message}\n` +
+      '  hint: is /dev/fuse there and fusermount3 installed (tools/install-deps)?', { cause: err })
+  }
   writePid(cfg.mountpoint)
 
   let closing: Promise<void> | undefined
@@ -147,7 +229,12 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   }
 
   // ready only once the root answers through the kernel
-  const st = await stat(cfg.mountpoint)
+  const st = await stat(cfg.mountpoint).catch((err: unknown) => {
+    // never leave a half-made mount behind a failed start
+    lazyUnmount(cfg.mountpoint)
+    removePid(cfg.mountpoint)
+    throw err
+  })
   if (st.ino !== 1) log.warn(`root of ${cfg.mountpoint} reports inode ${st.ino}`)
   emitEvent('ready', { role: 'client', mountpoint: cfg.mountpoint, pid: process.pid, session, ...(metricsHttp ? { metrics: metricsHttp.url } : {}) })
   await nc.closed()

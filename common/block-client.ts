@@ -303,6 +303,17 @@ export class BlockClient {
     await this.waitForPeers(HEARTBEAT_MS + 500)
   }
 
+  /**
+   * Seeds the live set from meta's view (HelloReply.nodes) before the first
+   * heartbeat round has been heard: the write quorum is min(R, live), and a
+   * client that had heard one node so far would otherwise ask for, and accept,
+   * a single copy right after mounting.
+   */
+  seed(nodes: ReadonlyArray<{ id: string; url: string; state: Heartbeat['state']; alive: boolean }>): void {
+    const now = Date.now()
+    for (const n of nodes) if (n.alive && !this.peers.has(n.id)) this.peers.set(n.id, { url: n.url, seen: now, state: n.state })
+  }
+
   /** Resolves once `ready()` holds (by default: any node is live), or after `ms`. */
   private async waitForPeers(ms: number, ready: () => boolean = () => this.liveNodes().size > 0): Promise<void> {
     if (ready()) return
@@ -549,7 +560,8 @@ export class BlockClient {
         return { buf }
       }
       condemn(id, why)
-      this.suspect(id)
+      // The copy is bad, not the node (isBad() sends this copy to the back once
+      // reported): suspecting the node would also reorder reads of its good copies.
       last = new BerthError('EHASH', `node ${id} sent bad bytes for ${hash.slice(0, 12)}: ${why}`)
     }
     if (Date.now() >= deadline) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }) }

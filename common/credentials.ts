@@ -4,7 +4,7 @@
  * BERTH_NATS_CREDS, BERTH_CLUSTER). `berth up` writes one for clients, and
  * `mount -o credentials=FILE`, `berth status --credentials FILE` read it.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { BerthError } from './errors'
 
 export function readCredentialsFile(path: string): Record<string, string> {
@@ -14,6 +14,7 @@ export function readCredentialsFile(path: string): Record<string, string> {
   } catch (err) {
     throw new BerthError('ENOENT', `cannot read credentials file ${path}: ${(err as Error).message}`)
   }
+  warnIfWorldReadable(path)
   const out: Record<string, string> = {}
   for (const raw of text.split('\n')) {
     const line = raw.trim()
@@ -29,4 +30,28 @@ export function readCredentialsFile(path: string): Record<string, string> {
 
 export function formatCredentialsFile(values: Record<string, string>): string {
   return Object.entries(values).map(([k, v]) => `${k}=${v}`).join('\n') + '\n'
+}
+
+/** Passwords in a file anyone can read are everyone's passwords: say so (once per file). */
+const warned = new Set<string>()
+function warnIfWorldReadable(path: string): void {
+  try {
+    const mode = statSync(path).mode & 0o777
+    if ((mode & 0o004) === 0 || warned.has(path)) return
+    warned.add(path)
+    process.stderr.write(`berth: warning: credentials file ${path} is readable by every user (mode ${mode.toString(8)}); run: chmod 600 ${path}\n`)
+  } catch {
+    // unreadable files fail in the read above
+  }
+}
+
+/**
+ * The environment over a credentials file, as every command reads them: a set
+ * variable wins, but an empty one (BERTH_NATS_PASS= in a unit file or a
+ * wrapper script) is "not set" and must not blank out the file's value.
+ */
+export function envOverFile(file: Record<string, string>, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...file }
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') out[k] = v
+  return out
 }

@@ -7,6 +7,7 @@ import { trackConnection } from './nats-state'
 import { readFileSync } from 'node:fs'
 import { connect, credsAuthenticator, type NatsConnection } from 'nats'
 import { BerthError } from './errors'
+import { maskSecrets, splitUrlCredentials } from './mask-secrets'
 
 export interface NatsAuth {
   user?: string
@@ -14,6 +15,8 @@ export interface NatsAuth {
   token?: string
   /** Path of a NATS .creds file (JWT + nkey seed). */
   credsFile?: string
+  /** Reply-inbox prefix (BERTH_NATS_INBOX); default inboxPrefixFor(user). */
+  inboxPrefix?: string
 }
 
 export interface NatsSettings extends NatsAuth {
@@ -24,6 +27,29 @@ export interface NatsSettings extends NatsAuth {
   connectTimeoutMs?: number
 }
 
+/**
+ * Each credential gets its own reply inbox, `_INBOX_<user>`: the NATS configs
+ * berth ships (cli/nats-server.ts, docker/nats.conf) let a user subscribe only
+ * to its own prefix, so one credential cannot read the replies meant for
+ * another (inline file bytes travel in replies). Token and creds-file users
+ * have no name here: they keep `_INBOX` unless BERTH_NATS_INBOX says otherwise.
+ */
+export function inboxPrefixFor(user: string | undefined): string {
+  return user && /^[A-Za-z0-9_-]{1,64}$/.test(user) ? `_INBOX_${user}` : '_INBOX'
+}
+
+function userInUrl(servers: string[]): string | undefined {
+  for (const s of servers) {
+    try {
+      const u = new URL(s.includes('://') ? s : `nats://${s}`)
+      if (u.username) return decodeURIComponent(u.username)
+    } catch {
+      // not a URL nats.js accepts either; it will say so
+    }
+  }
+  return undefined
+}
+
 /** Reads auth from env where the flag was not given. */
 export function natsAuthFromEnv(flags: NatsAuth, env: NodeJS.ProcessEnv = process.env): NatsAuth {
   return {
@@ -31,24 +57,37 @@ export function natsAuthFromEnv(flags: NatsAuth, env: NodeJS.ProcessEnv = proces
     pass: flags.pass ?? env.BERTH_NATS_PASS,
     token: flags.token ?? env.BERTH_NATS_TOKEN,
     credsFile: flags.credsFile ?? env.BERTH_NATS_CREDS,
+    inboxPrefix: flags.inboxPrefix ?? env.BERTH_NATS_INBOX,
   }
 }
 
 export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
-  const servers = s.url.split(',').map((u) => u.trim()).filter(Boolean)
+  // user:pass@ in the URL is what the user typed last: it wins over env and files
+  const fromUrl = splitUrlCredentials(s.url)
+  const servers = fromUrl.url.split(',').map((u) => u.trim()).filter(Boolean)
+  const shown = fromUrl.url
+  const user = fromUrl.user ?? s.user
+  const pass = fromUrl.user !== undefined ? fromUrl.pass : s.pass
+  const token = fromUrl.token ?? (fromUrl.user !== undefined ? undefined : s.token)
   let authenticator
   if (s.credsFile) {
-    const creds = readFileSync(s.credsFile)
+    let creds: Buffer
+    try {
+      creds = readFileSync(s.credsFile)
+    } catch (err) {
+      throw new BerthError('ENOENT', `cannot read NATS creds file ${s.credsFile}: ${(err as Error).message}`)
+    }
     authenticator = credsAuthenticator(creds)
   }
   try {
     const nc = await connect({
       servers,
       name: s.name,
-      user: s.user || undefined,
-      pass: s.pass || undefined,
-      token: s.token || undefined,
+      user: user || undefined,
+      pass: pass || undefined,
+      token: token || undefined,
       authenticator,
+      inboxPrefix: s.inboxPrefix || inboxPrefixFor(s.user || userInUrl(servers)),
       timeout: s.connectTimeoutMs ?? 10_000,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
@@ -60,6 +99,13 @@ export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
     return nc
   } catch (err) {
     const code = (err as { code?: string }).code ?? ''
-    throw new BerthError(code === 'AUTHORIZATION_VIOLATION' ? 'EAUTH' : 'EIO', `cannot connect to NATS at ${s.url}: ${(err as Error).message}`, { cause: err })
+    const why = maskSecrets((err as Error).message)
+    if (code === 'AUTHORIZATION_VIOLATION' || /authoriz/i.test(why)) {
+      const sent = user ? `user "${user}"` : token ? 'a token' : authenticator ? `creds file ${s.credsFile}` : 'no credentials'
+      throw new BerthError('EAUTH', `NATS at ${shown} refused the connection (${why}; sent ${sent})\n` +
+        '  hint: pass --credentials FILE (`berth up` writes DIR/client.env), or set BERTH_NATS_USER/BERTH_NATS_PASS, or put them in the URL (USER:PASS@ after nats://)', { cause: err })
+    }
+    throw new BerthError('EIO', `cannot connect to NATS at ${shown}: ${why}\n` +
+      '  hint: is nats-server running there? `berth up` prints its URL and keeps it in DIR/client.env', { cause: err })
   }
 }

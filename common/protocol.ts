@@ -99,7 +99,24 @@ export interface NodeInfo {
   /** ms since epoch of the last heartbeat meta saw. */
   seen: number
   alive: boolean
+  /** Failure domain from `--zone` (absent: none given). */
+  zone?: string
+  /** What an operator asked of this node (meta's record; absent: nothing). */
+  admin?: NodeAdminState
+  /** The filesystem the node stores blocks on (see Heartbeat.fsId); absent from older nodes. */
+  fsId?: string
+  /** Bytes free on that filesystem; absent from older nodes. */
+  fsFree?: number
 }
+
+/**
+ * A node's life as the operator steers it (meta/node-admin.ts):
+ *   up -> draining -> drained -> decommissioned (forgotten by meta)
+ *   dead -> forgotten (its blocks re-protected first)
+ * `drained` is not stored: a draining node with no replica rows left.
+ */
+export const NODE_ADMIN_STATES = ['draining', 'decommissioned', 'forgotten'] as const
+export type NodeAdminState = (typeof NODE_ADMIN_STATES)[number]
 
 export const NODE_STATES = ['up', 'full', 'draining'] as const
 export type NodeState = (typeof NODE_STATES)[number]
@@ -162,6 +179,8 @@ export const metaRequests = {
   unpin: z.object({ rid, session, hashes: z.array(blockHash).min(1).max(MAX_PAGE) }),
   /** A reader found `node`'s copy of `hash` bad (checksum, short, missing): meta drops it and repairs. */
   badCopy: z.object({ rid, hash: blockHash, node: z.string().min(1).max(64), reason: z.string().max(256).default('') }),
+  /** Operator: drain, decommission or forget a data node (docs/data-node.md#drain-and-decommission). */
+  nodeAdmin: z.object({ rid, node: z.string().min(1).max(64), action: z.enum(['drain', 'undrain', 'decommission', 'forget']) }),
   /**
    * A page of one node's inventory with meta's view of each copy (for fsck):
    * clients may not command nodes, so meta asks on their behalf. Read-only.
@@ -208,6 +227,35 @@ export interface StatusReply {
   replicas: number
   sessions: number
   openFiles: number
+  /** The repair queue (meta/repair-queue.ts): what is left and how fast it goes. */
+  repair: RepairProgress
+  /** Nodes being drained: what is left on each. */
+  drains: DrainProgress[]
+  /** Referenced blocks whose live copies (2 or more) all sit in one zone while 2+ zones are live. */
+  sameZone: number
+  /** Usage off by more than 10% of the mean: the next move (meta/rebalance.ts); null when even. */
+  rebalance: { from: string; to: string; bytes: number; etaS: number | null } | null
+}
+
+export interface DrainProgress {
+  node: string
+  blocks: number
+  bytes: number
+  /** Seconds left at the current repair rate; null when nothing moves. */
+  etaS: number | null
+}
+
+export interface RepairProgress {
+  /** Blocks queued to be looked at (a queued block may turn out fine). */
+  blocks: number
+  /** Their bytes: an upper bound of what is left to copy. */
+  bytes: number
+  /** Blocks below R waiting for more live nodes. */
+  parked: number
+  /** Bytes per second copied over the last 30 s. */
+  rate: number
+  /** Seconds left at that rate; null when nothing moves. */
+  etaS: number | null
 }
 
 export interface MetaReplies {
@@ -239,6 +287,7 @@ export interface MetaReplies {
   pin: Record<string, never>
   unpin: Record<string, never>
   badCopy: Record<string, never>
+  nodeAdmin: { node: string; admin: NodeAdminState | null; blocks: number }
   inventory: { entries: AuditedCopy[]; more: boolean }
 }
 
@@ -282,6 +331,16 @@ export const heartbeat = z.object({
   blocks: size,
   state: z.enum(NODE_STATES),
   startedAt: size,
+  /** Failure domain (`--zone`): copies of a block go to different zones when enough are live. */
+  zone: z.string().min(1).max(64).optional(),
+  /**
+   * Which filesystem holds the blocks ("<boot id>:<st_dev>"): nodes sharing one
+   * disk report the same id, so df counts that disk once. Optional: older nodes
+   * omit it and count as a filesystem of their own.
+   */
+  fsId: z.string().max(128).optional(),
+  /** Bytes available on that filesystem (statfs bavail * bsize). */
+  fsFree: size.optional(),
 })
 export type Heartbeat = z.infer<typeof heartbeat>
 export const HEARTBEAT_MS = 2000
@@ -304,6 +363,8 @@ export const nodeCommand = z.discriminatedUnion('op', [
   z.object({ op: z.literal('clock') }),
   /** Re-hash these copies now (a reader reported them bad); corrupt ones go to trash. */
   z.object({ op: z.literal('verify'), hashes: z.array(blockHash).max(64) }),
+  /** Operator drain: stop (or resume) taking placements and new copies; heartbeats say `draining`. */
+  z.object({ op: z.literal('drain'), on: z.boolean() }),
 ])
 export type NodeCommand = z.input<typeof nodeCommand>
 /** One stored copy in an inventory page. */
@@ -323,6 +384,7 @@ export interface NodeCommandReplies {
   clock: { now: number }
   /** `bad`: corrupt or short, moved to trash; `missing`: not stored here. */
   verify: { bad: string[]; missing: string[] }
+  drain: { draining: boolean }
 }
 
 /** `<cluster>.inval`: published by meta after each mutation. */

@@ -1,7 +1,11 @@
 /** Cluster-wide replies: hello, statfs, status. Read-only. */
-import type { MetaReplies, NodeInfo } from '../common/protocol'
+import type { MetaReplies, NodeInfo, RepairProgress } from '../common/protocol'
 import { NAME_MAX } from '../common/names'
 import type { MetaEnv } from './context'
+import { rawCapacity } from './capacity'
+import { drainProgress } from './node-admin'
+import { imbalance } from './rebalance'
+import { queued } from './repair-queue'
 
 export const STATFS_BSIZE = 4096
 /** The inode budget statfs reports (f_files); inode numbers themselves reach the kernel as 64-bit node ids. */
@@ -19,12 +23,28 @@ export function wantedReplicas(env: MetaEnv, live: NodeInfo[]): number {
 export async function statfs(env: MetaEnv): Promise<MetaReplies['statfs']> {
   const live = env.nodes.live()
   const r = wantedReplicas(env, live)
-  const capacity = live.reduce((s, n) => s + n.capacity, 0)
-  const free = live.reduce((s, n) => s + Math.max(0, n.capacity - n.used), 0)
-  const blocks = Math.floor(capacity / r / STATFS_BSIZE)
-  const bfree = Math.floor(free / r / STATFS_BSIZE)
+  // each distinct disk once (meta/capacity.ts); small files' bytes live in meta
+  // itself, so "Used" counts them on top of the blocks
+  const raw = rawCapacity(live)
+  const inline = await inlineBytes(env)
+  const blocks = Math.floor((raw.capacity / r + inline) / STATFS_BSIZE)
+  const bfree = Math.floor(raw.free / r / STATFS_BSIZE)
   const inodes = (await env.db.read.get<{ n: number }>('SELECT COUNT(*) AS n FROM inodes'))?.n ?? 0
   return { bsize: STATFS_BSIZE, blocks, bfree, bavail: bfree, files: MAX_INODES, ffree: Math.max(0, MAX_INODES - inodes), namemax: NAME_MAX }
+}
+
+/**
+ * Bytes of inline (small-file) data, cached briefly: df polls statfs, and the
+ * sum reads every inline row.
+ */
+const inlineCache = new WeakMap<MetaEnv, { at: number; bytes: number }>()
+const INLINE_CACHE_MS = 2000
+export async function inlineBytes(env: MetaEnv): Promise<number> {
+  const hit = inlineCache.get(env)
+  if (hit && Date.now() - hit.at < INLINE_CACHE_MS) return hit.bytes
+  const bytes = (await env.db.read.get<{ n: number }>('SELECT COALESCE(SUM(length(data)), 0) AS n FROM inline_chunks'))?.n ?? 0
+  inlineCache.set(env, { at: Date.now(), bytes })
+  return bytes
 }
 
 /**
@@ -61,5 +81,38 @@ export async function status(env: MetaEnv): Promise<MetaReplies['status']> {
     replicas: env.replicas,
     sessions: await count('SELECT COUNT(*) AS n FROM sessions'),
     openFiles: await count('SELECT COUNT(*) AS n FROM open_files'),
+    repair: await repairProgress(env),
+    drains: await drainProgress(env, env.repairMeter?.rate() ?? 0),
+    sameZone: await sameZone(env),
+    rebalance: rebalanceProgress(env),
   }
+}
+
+export async function repairProgress(env: MetaEnv): Promise<RepairProgress> {
+  const q = await queued(env.db.read)
+  const rate = env.repairMeter?.rate() ?? 0
+  return { blocks: q.due, bytes: q.bytes, parked: q.parked, rate, etaS: rate > 0 ? q.bytes / rate : null }
+}
+
+/**
+ * Referenced blocks whose 2+ live copies all sit in one zone while 2+ zones
+ * are live (status only: this one reads every replica row).
+ */
+export async function sameZone(env: MetaEnv): Promise<number> {
+  const zones = Object.fromEntries(env.nodes.live().flatMap((n) => (n.zone ? [[n.id, n.zone]] : [])))
+  if (new Set(Object.values(zones)).size < 2) return 0
+  const row = await env.db.read.get<{ n: number }>(
+    `SELECT COUNT(*) AS n FROM (
+       SELECT r.hash FROM replicas r JOIN json_each(?) z ON z.key = r.node_id JOIN blocks b ON b.hash = r.hash AND b.refs > 0
+       GROUP BY r.hash HAVING COUNT(*) >= 2 AND COUNT(DISTINCT z.value) < 2)`,
+    [JSON.stringify(zones)],
+  )
+  return row?.n ?? 0
+}
+
+function rebalanceProgress(env: MetaEnv): MetaReplies['status']['rebalance'] {
+  const gap = imbalance(env.nodes.homes().filter((n) => n.state === 'up' || n.state === 'full'), env.rebalance)
+  if (!gap) return null
+  const rate = env.repairMeter?.rate() ?? 0
+  return { from: gap.from.id, to: gap.to.id, bytes: gap.bytes, etaS: rate > 0 ? gap.bytes / rate : null }
 }

@@ -26,6 +26,9 @@ Runs the metadata service of one cluster (only one may serve a cluster).
                         (default 7200000 = 2 h; longer than any upload takes to commit)
   --reconcile-interval-ms MS  pause between reconciliation passes over the nodes' inventories (default 60000)
   --repair-interval-ms MS     pause between repair passes (copy up to R, trim down to R; default 5000)
+  --repair-mbps N             byte rate of repair copies in MB/s, 0 for unlimited (default 64)
+  --rebalance-min-mib N       rebalance only when at least N MiB must move to bring the
+                              nodes within 10% of the mean stored bytes (default 64)
   --sync MODE           normal (default): every acknowledged change survives a crash
                         or kill -9 of meta; the last few may be lost on power loss.
                         full: fsync the WAL on every commit (also survives power loss)
@@ -34,6 +37,9 @@ Runs the metadata service of one cluster (only one may serve a cluster).
   --token T             NATS token (else env BERTH_NATS_TOKEN)
   --creds F             NATS .creds file (else env BERTH_NATS_CREDS)
   --help                this text
+
+Runs until SIGTERM/SIGINT (then exits 0). Exit status 1 if it cannot start
+(the reason on stderr, e.g. another meta already serves the cluster), 2 on bad usage.
 `
 
 export interface MetaConfig {
@@ -47,6 +53,10 @@ export interface MetaConfig {
   readonly orphanAgeMs: number
   readonly reconcileIntervalMs: number
   readonly repairIntervalMs: number
+  /** MB/s for repair copies; 0: unlimited. */
+  readonly repairMbps: number
+  /** Rebalance moves nothing while the gap is under this many bytes. */
+  readonly rebalanceMinBytes: number
   /** SQLite synchronous mode (docs/meta.md#durability). */
   readonly sync: 'normal' | 'full'
   readonly metricsListen: { host: string; port: number } | null
@@ -69,6 +79,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'orphan-age-ms': { type: 'string' },
       'reconcile-interval-ms': { type: 'string' },
       'repair-interval-ms': { type: 'string' },
+      'rebalance-min-mib': { type: 'string' },
+      'repair-mbps': { type: 'string' },
       sync: { type: 'string' },
       'metrics-listen': { type: 'string' },
       user: { type: 'string' },
@@ -114,6 +126,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     orphanAgeMs: intFlag('--orphan-age-ms', values['orphan-age-ms'], 2 * 3600 * 1000, 0, 30 * 24 * 3600 * 1000),
     reconcileIntervalMs: intFlag('--reconcile-interval-ms', values['reconcile-interval-ms'], 60_000, 100, 24 * 3600 * 1000),
     repairIntervalMs: intFlag('--repair-interval-ms', values['repair-interval-ms'], 5000, 100, 3600 * 1000),
+    repairMbps: intFlag('--repair-mbps', values['repair-mbps'], 64, 0, 100_000),
+    rebalanceMinBytes: intFlag('--rebalance-min-mib', values['rebalance-min-mib'], 64, 0, 1024 * 1024) * 1024 * 1024,
     metricsListen: metricsListen ? parseListen(metricsListen, '--metrics-listen') : null,
     auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
   })

@@ -1,6 +1,7 @@
 import type { Database } from './sqlite'
 import type { NodeTable } from './nodes'
 import type { AskNode } from './node-commands'
+import type { MoveMeter } from './move-meter'
 
 /** Settings and state every operation handler may use. */
 export interface MetaEnv {
@@ -14,6 +15,20 @@ export interface MetaEnv {
   readonly nodes: NodeTable
   /** Sends a command to one data node (absent in tests that run handlers without NATS). */
   readonly askNode?: AskNode
+  /** Bytes repair copies, for status ETAs (absent: no background loops). */
+  readonly repairMeter?: MoveMeter
+  /** When rebalance moves blocks (absent: the defaults in meta/rebalance.ts). */
+  readonly rebalance?: RebalancePolicy
+}
+
+/**
+ * Rebalance starts when a node's stored bytes are more than `threshold` off
+ * the mean AND the bytes to move are at least `minBytes`: a small cluster
+ * (or a test) whose nodes differ by a few MiB is not worth background copies.
+ */
+export interface RebalancePolicy {
+  readonly threshold: number
+  readonly minBytes: number
 }
 
 /** What one request changed; published on `<cluster>.inval` after it commits. */

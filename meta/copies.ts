@@ -15,6 +15,7 @@ import { fsError } from '../common/errors'
 import type { MetaParsed, MetaReplies } from '../common/protocol'
 import type { MetaEnv } from './context'
 import { copyState } from './reconcile'
+import { enqueue } from './repair-queue'
 
 export async function badCopy(env: MetaEnv, b: MetaParsed<'badCopy'>): Promise<MetaReplies['badCopy']> {
   await env.db.write(async (tx) => {
@@ -23,6 +24,7 @@ export async function badCopy(env: MetaEnv, b: MetaParsed<'badCopy'>): Promise<M
       'INSERT INTO suspects (hash, node_id, reason, since) VALUES (?, ?, ?, ?) ON CONFLICT (hash, node_id) DO UPDATE SET reason = excluded.reason, since = excluded.since',
       [b.hash, b.node, b.reason, Date.now()],
     )
+    await enqueue(tx, [b.hash])
   })
   return {}
 }

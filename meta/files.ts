@@ -13,6 +13,7 @@ import type { Changes, MetaEnv } from './context'
 import { isDir, isReg } from '../common/modes'
 import { clipChunks, freeIfUnused, mustInode, refBlock, toAttr, unrefBlock } from './inodes'
 import type { Conn } from './sqlite'
+import { enqueue } from './repair-queue'
 import { nowTs } from './time'
 
 /** Lease given to a session that first shows up in `open` without a `session` call. */
@@ -111,6 +112,9 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
         for (const node of c.nodes) {
           await tx.run('INSERT INTO replicas (hash, node_id, since) VALUES (?, ?, ?) ON CONFLICT (hash, node_id) DO UPDATE SET since = excluded.since', [c.hash, node, nowMs])
         }
+        // a writer that reached fewer than R nodes, or a draining one (placed
+        // before it left placement): repair adds or moves the copies
+        if (c.nodes.length < env.replicas || c.nodes.some((n) => env.nodes.adminOf(n))) await enqueue(tx, [c.hash], nowMs)
         await tx.run('INSERT INTO chunks (ino, idx, hash, len) VALUES (?, ?, ?, ?) ON CONFLICT (ino, idx) DO UPDATE SET hash = excluded.hash, len = excluded.len', [
           b.ino,
           c.idx,

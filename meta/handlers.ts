@@ -6,6 +6,7 @@ import type { MetaOp, MetaParsed, MetaReplies } from '../common/protocol'
 import { hello, statfs, status } from './cluster-ops'
 import type { Changes, MetaEnv } from './context'
 import { badCopy, inventory } from './copies'
+import { nodeAdmin } from './node-admin'
 import { chunks, commit, open, pin, release, session, sessionEnd, unpin } from './files'
 import { getattr, link, lookup, mkdir, mknod, readdir, readlink, rename, rmdir, setattr, symlink, unlink } from './namespace'
 import { getxattr, listxattr, removexattr, setxattr } from './xattrs'
@@ -43,4 +44,5 @@ export const handlers: Handlers = {
   unpin,
   badCopy,
   inventory,
+  nodeAdmin,
 }

@@ -12,8 +12,14 @@ export class LifecycleStats {
   orphansKept = 0
   /** Copies beyond R removed. */
   trimmed = 0
+  /** Copies removed from draining nodes after their blocks had homes elsewhere. */
+  drained = 0
+  /** Copies made by rebalance (their old copies are then trimmed). */
+  rebalanced = 0
   /** Copies made by repair. */
   repaired = 0
+  /** Bytes of the copies made by repair. */
+  repairedBytes = 0
   /** Full reconciliation passes over one node's inventory. */
   reconcilePasses = 0
 }

@@ -21,7 +21,10 @@ import type { MetaEnv } from './context'
 import { Maintenance } from './maintenance'
 import { createMetaMetrics } from './metrics'
 import { nodeAsker } from './node-commands'
+import { MoveMeter } from './move-meter'
+import { loadNodeAdmin } from './node-admin'
 import { NodeTable } from './nodes'
+import { DEFAULT_REBALANCE } from './rebalance'
 import { migrate } from './schema'
 import { serveMeta } from './server'
 import { openDatabase } from './sqlite'
@@ -64,12 +67,16 @@ export async function run(argv: string[]): Promise<void> {
     replicas: cfg.replicas,
     nodes,
     askNode: nodeAsker(nc, cfg.cluster),
+    repairMeter: new MoveMeter(),
+    rebalance: { ...DEFAULT_REBALANCE, minBytes: cfg.rebalanceMinBytes },
   }
+  await loadNodeAdmin(env)
   const maintenance = new Maintenance(nc, env, log, {
     gcGraceMs: cfg.gcGraceMs,
     orphanAgeMs: cfg.orphanAgeMs,
     reconcileEveryMs: cfg.reconcileIntervalMs,
     replicateEveryMs: cfg.repairIntervalMs,
+    repairMbps: cfg.repairMbps,
   })
   const metrics = createMetaMetrics(env, maintenance.stats)
   const server = serveMeta(nc, env, log, metrics.observe)

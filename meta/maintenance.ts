@@ -5,8 +5,8 @@
  * - block GC (meta/block-gc.ts): unreferenced, unpinned blocks past the grace;
  * - reconciliation (meta/reconcile.ts): the replica table against each node's
  *   inventory; orphans collected after the orphan age;
- * - repair (meta/repair.ts): suspects verified, blocks copied back up to
- *   min(R, live) live copies and trimmed down to R.
+ * - repair (meta/repair.ts): suspects verified, queued blocks copied back up
+ *   to min(R, live) live copies and trimmed down to R.
  * Reconciliation and repair take turns (one lock): both move replica rows, and
  * a trim between an inventory page and its transaction would look like a copy
  * to adopt.
@@ -19,8 +19,13 @@ import { expireSessions } from './files'
 import { LifecycleStats } from './lifecycle-stats'
 import { nodeAsker, type AskNode } from './node-commands'
 import { Reconciler } from './reconcile'
+import { RateLimit } from './rate-limit'
+import { Rebalance } from './rebalance'
 import { Repair } from './repair'
 import { publishChanges } from './server'
+
+/** Repair's default byte rate: a share of one shared disk, not all of it. */
+export const DEFAULT_REPAIR_MBPS = 64
 
 export interface MaintenanceOptions {
   gcGraceMs: number
@@ -29,6 +34,8 @@ export interface MaintenanceOptions {
   reconcileEveryMs: number
   sessionEveryMs?: number
   replicateEveryMs?: number
+  /** Byte rate of repair copies, MB/s (0: unlimited). */
+  repairMbps?: number
 }
 
 export class Maintenance {
@@ -49,7 +56,8 @@ export class Maintenance {
   ) {
     this.ask = env.askNode ?? nodeAsker(nc, env.cluster)
     this.reconciler = new Reconciler(env, this.ask, log, this.stats, { orphanAgeMs: opts.orphanAgeMs, pageSize: 1000 })
-    this.repairer = new Repair(env, this.ask, log, this.stats)
+    const limit = new RateLimit((opts.repairMbps ?? DEFAULT_REPAIR_MBPS) * 1e6)
+    this.repairer = new Repair(env, this.ask, log, this.stats, { limit }, new Rebalance(env, this.ask, log, this.stats, { limit }))
   }
 
   start(): void {

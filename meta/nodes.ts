@@ -3,21 +3,48 @@
  * Kept in memory: after a meta restart it is complete again within one
  * heartbeat interval.
  */
-import { NODE_DEAD_MS, type Heartbeat, type NodeInfo } from '../common/protocol'
+import { NODE_DEAD_MS, type Heartbeat, type NodeAdminState, type NodeInfo } from '../common/protocol'
 
 export class NodeTable {
-  private readonly nodes = new Map<string, Omit<NodeInfo, 'alive'>>()
+  private readonly nodes = new Map<string, Omit<NodeInfo, 'alive' | 'admin'>>()
+  /** Operator states (meta/node-admin.ts); decommissioned and forgotten nodes are not listed. */
+  private readonly admin = new Map<string, NodeAdminState>()
 
   constructor(private readonly clock: () => number = Date.now) {}
 
+  mark(id: string, state: NodeAdminState | null): void {
+    if (state) this.admin.set(id, state)
+    else this.admin.delete(id)
+    if (state === 'decommissioned' || state === 'forgotten') this.nodes.delete(id)
+  }
+
+  adminOf(id: string): NodeAdminState | undefined {
+    return this.admin.get(id)
+  }
+
+  /** Live nodes that count as homes for copies: not draining. */
+  homes(): NodeInfo[] {
+    return this.live().filter((n) => !n.admin)
+  }
+
   seen(hb: Heartbeat): void {
-    this.nodes.set(hb.id, { id: hb.id, url: hb.url, capacity: hb.capacity, used: hb.used, blocks: hb.blocks, state: hb.state, seen: this.clock() })
+    const a = this.admin.get(hb.id)
+    if (a === 'decommissioned' || a === 'forgotten') return
+    this.nodes.set(hb.id, {
+      id: hb.id, url: hb.url, capacity: hb.capacity, used: hb.used, blocks: hb.blocks, state: hb.state, seen: this.clock(),
+      ...(hb.fsId !== undefined ? { fsId: hb.fsId } : {}),
+      ...(hb.fsFree !== undefined ? { fsFree: hb.fsFree } : {}),
+      ...(hb.zone ? { zone: hb.zone } : {}),
+    })
   }
 
   list(): NodeInfo[] {
     const now = this.clock()
     return [...this.nodes.values()]
-      .map((n) => ({ ...n, alive: now - n.seen <= NODE_DEAD_MS }))
+      .map((n) => {
+        const admin = this.admin.get(n.id)
+        return { ...n, alive: now - n.seen <= NODE_DEAD_MS, ...(admin ? { admin } : {}) }
+      })
       .sort((a, b) => a.id.localeCompare(b.id))
   }
 

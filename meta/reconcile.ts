@@ -22,6 +22,7 @@ import type { InventoryEntry } from '../common/protocol'
 import type { MetaEnv } from './context'
 import type { LifecycleStats } from './lifecycle-stats'
 import { deleteCopies, type AskNode } from './node-commands'
+import { enqueue } from './repair-queue'
 import type { Conn } from './sqlite'
 
 /** Sorts after every hex digit: the upper bound of a node's last page. */
@@ -98,10 +99,13 @@ export class Reconciler {
   private async apply(tx: Conn, node: string, after: string, upTo: string, askedAt: number, entries: InventoryEntry[]): Promise<string[]> {
     const present = new Set(entries.map((e) => e.hash))
     const rows = await tx.all<{ hash: string; since: number }>('SELECT hash, since FROM replicas WHERE node_id = ? AND hash > ? AND hash <= ?', [node, after, upTo])
+    // every row removed or added changes a block's copy count: repair looks
+    const changed: string[] = []
     let removed = 0
     for (const r of rows) {
       if (present.has(r.hash) || r.since >= askedAt) continue
       await tx.run('DELETE FROM replicas WHERE hash = ? AND node_id = ?', [r.hash, node])
+      changed.push(r.hash)
       removed++
     }
     if (removed) this.log.warn(`reconcile: node ${node} lacks ${removed} copy(ies) meta listed there; rows removed, repair will copy them`)
@@ -112,11 +116,13 @@ export class Reconciler {
       const state = await copyState(tx, node, e.hash)
       if (state === 'unlisted') {
         await tx.run('INSERT INTO replicas (hash, node_id, since) VALUES (?, ?, ?) ON CONFLICT (hash, node_id) DO NOTHING', [e.hash, node, now])
+        changed.push(e.hash)
         this.stats.rowsAdded++
       } else if (state === 'orphan' && e.age >= this.opts.orphanAgeMs) {
         orphans.push(e.hash)
       }
     }
+    await enqueue(tx, changed, now)
     return orphans
   }
 }

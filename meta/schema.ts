@@ -125,6 +125,33 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       ) WITHOUT ROWID;
     `)
   },
+  // v5: the repair queue (meta/repair-queue.ts). Blocks whose copy count may
+  // be off are queued by the events that can change it (a node died or came
+  // back, a copy was found missing or bad, a commit with fewer than R copies),
+  // so a healthy cluster costs one indexed read per repair pass instead of a
+  // scan of every block. parked: below R but at min(R, live nodes); looked at
+  // again only when a node joins. replicas_node (v4) lists a dead node's blocks.
+  async (c) => {
+    await c.exec(`
+      CREATE TABLE repair_queue (
+        hash TEXT PRIMARY KEY,
+        since INTEGER NOT NULL,
+        parked INTEGER NOT NULL DEFAULT 0
+      ) WITHOUT ROWID;
+      CREATE INDEX repair_queue_due ON repair_queue (parked, since);
+    `)
+  },
+  // v6: what operators asked of data nodes (meta/node-admin.ts): draining,
+  // decommissioned or forgotten; kept across meta restarts.
+  async (c) => {
+    await c.exec(`
+      CREATE TABLE node_admin (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        since INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `)
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -22,6 +22,8 @@ export interface CommandDeps {
   log: Logger
   /** Re-hashes one copy now; 'bad' ones are already in trash (node/scrub.ts). */
   verify(hash: string): Promise<'good' | 'bad' | 'missing'>
+  /** Operator drain on or off; returns whether the node now drains. */
+  drain?(on: boolean): boolean
   clock?: () => number
 }
 
@@ -63,6 +65,10 @@ export function serveCommands(deps: CommandDeps): Subscription {
           else if (r === 'missing') missing.push(h)
         }
         return { bad, missing } satisfies NodeCommandReplies['verify']
+      }
+      case 'drain': {
+        if (!deps.drain) throw new BerthError('ENOSYS', 'this node cannot drain')
+        return { draining: deps.drain(cmd.on) } satisfies NodeCommandReplies['drain']
       }
       case 'replicate': {
         const size = await store.stat(cmd.hash)

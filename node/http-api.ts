@@ -251,8 +251,11 @@ export function createHttpApi(deps: HttpApiDeps): Server {
     } catch (err) {
       await forwarded
       const code = (err as BerthError).code
-      const status = code === 'EHASH' ? 400 : code === 'EFBIG' ? 413 : code === 'ENOSPC' ? 507 : 0
+      // EAGAIN: a concurrent delete trashed the copy this dedup PUT found; the
+      // client retries 503 and the retry writes a fresh copy
+      const status = code === 'EHASH' ? 400 : code === 'EFBIG' ? 413 : code === 'ENOSPC' ? 507 : code === 'EAGAIN' ? 503 : 0
       if (status === 0) throw err
+      if (status === 503) res.setHeader('retry-after', '1')
       if (status === 507) deps.log.warn(`PUT ${hash}: disk full`)
       sendJson(res, status, { error: (err as Error).message, code })
       return

@@ -18,6 +18,7 @@ import { loadNodeId } from './node-id'
 import { Peers } from './peers'
 import { Placement } from './placement'
 import { Scrubber } from './scrub'
+import { filesystemId } from './fs-identity'
 
 async function fsAvailable(dir: string): Promise<number> {
   const s = await statfs(dir)
@@ -41,7 +42,10 @@ export async function run(argv: string[]): Promise<void> {
   const reserve = cfg.maxBlock * 2
   const free = () => Math.max(0, Math.min(capacity - store.usage().bytes, fsFree))
   let draining = false
-  const state = (): NodeState => (draining ? 'draining' : free() < reserve ? 'full' : 'up')
+  // operator drain (meta's nodeAdmin): not persisted here; meta re-sends it
+  // whenever this node's heartbeat says otherwise
+  let adminDrain = false
+  const state = (): NodeState => (draining || adminDrain ? 'draining' : free() < reserve ? 'full' : 'up')
 
   const metrics = createMetrics(() => store.usage())
   const http = new NodeHttp(cfg.secret)
@@ -71,15 +75,16 @@ export async function run(argv: string[]): Promise<void> {
   })
   const addr = server.address() as AddressInfo
   const advertisedHost = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host
-  const url = `http://${advertisedHost.includes(':') ? `[${advertisedHost}]` : advertisedHost}:${addr.port}`
+  const url = cfg.advertise ?? `http://${advertisedHost.includes(':') ? `[${advertisedHost}]` : advertisedHost}:${addr.port}`
 
   const nc = await connectNats({ url: cfg.natsUrl, name: `berth-node-${id}`, ...cfg.nats })
   const startedAt = Date.now()
   peers = new Peers(nc, subj.heartbeat, log)
-  const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt })
+  const fsId = filesystemId(cfg.dir)
+  const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt, fsId, fsFree, ...(cfg.zone ? { zone: cfg.zone } : {}) })
   peers.start(self)
 
-  const placement = new Placement({ nc, subject: subj.place, self: { id, url }, free, live: () => peers.live(), log })
+  const placement = new Placement({ nc, subject: subj.place, self: { id, url, ...(cfg.zone ? { zone: cfg.zone } : {}) }, free, live: () => peers.live(), log })
   placement.set(state() === 'up')
   let lastState = state()
   const refresh = setInterval(() => {
@@ -106,7 +111,19 @@ export async function run(argv: string[]): Promise<void> {
     )
   }
   const scrubber = new Scrubber(store, cfg.scrubIntervalMs, metrics, log, reportCorrupt)
-  const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log, verify: (h) => scrubber.check(h) })
+  const drain = (on: boolean): boolean => {
+    adminDrain = on
+    // at once: no placement may reach this node after the command is answered
+    const s = state()
+    placement.set(s === 'up')
+    if (s !== lastState) {
+      log.info(`state ${lastState} -> ${s} (operator)`)
+      lastState = s
+      peers?.publishNow()
+    }
+    return s === 'draining'
+  }
+  const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log, verify: (h) => scrubber.check(h), drain })
   scrubber.start()
   const purge = setInterval(
     () => {

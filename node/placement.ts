@@ -18,23 +18,30 @@ import type { Peer } from './peers'
 export interface PlacementDeps {
   nc: NatsConnection
   subject: string
-  self: { id: string; url: string }
+  self: { id: string; url: string; zone?: string }
   /** Bytes this node can still take. */
   free(): number
   live(): Peer[]
   log: Logger
 }
 
-/** Least used first; a little jitter so peers with equal use share the secondaries. */
-export function chooseTargets(self: { id: string; url: string } | null, peers: Peer[], replicas: number, exclude: Set<string>, size: number): Array<{ id: string; url: string }> {
-  const targets = self ? [self] : []
+/**
+ * Least used first, a zone not yet used before any zone already used (so the
+ * copies spread over failure domains whenever enough are live); a little
+ * jitter so peers with equal use share the secondaries.
+ */
+export function chooseTargets(self: { id: string; url: string; zone?: string } | null, peers: Peer[], replicas: number, exclude: Set<string>, size: number): Array<{ id: string; url: string }> {
+  const targets: Array<{ id: string; url: string }> = self ? [{ id: self.id, url: self.url }] : []
+  const zones = new Set<string>(self?.zone ? [self.zone] : [])
   const candidates = peers
     .filter((p) => p.state === 'up' && p.id !== self?.id && !exclude.has(p.id) && p.capacity - p.used >= size)
     .map((p) => ({ p, score: p.used / Math.max(1, p.capacity) + Math.random() * 0.02 }))
     .sort((a, b) => a.score - b.score)
-  for (const { p } of candidates) {
-    if (targets.length >= replicas) break
+  while (targets.length < replicas && candidates.length) {
+    const i = Math.max(0, candidates.findIndex(({ p }) => p.zone === undefined || !zones.has(p.zone)))
+    const { p } = candidates.splice(i, 1)[0]!
     targets.push({ id: p.id, url: p.url })
+    if (p.zone) zones.add(p.zone)
   }
   return targets
 }

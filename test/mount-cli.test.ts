@@ -6,17 +6,33 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, promises as fs, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, promises as fs, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
 import { isAlive as alive, isMounted, readPid } from '../client/mount-state'
 import { startCluster } from './helpers/cluster'
 import { fusermountUz } from './helpers/mount'
+import { freePort } from './helpers/net'
 
-function berth(args: string[], env: NodeJS.ProcessEnv): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BERTH_BIN, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 })
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+function berth(args: string[], env: NodeJS.ProcessEnv, cwd?: string): { status: number | null; stdout: string; stderr: string; ms: number } {
+  const start = Date.now()
+  const r = spawnSync(process.execPath, [BERTH_BIN, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000, cwd })
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - start }
+}
+
+/** Pids whose command line mentions `needle` (a test's unique mountpoint): what a failed mount left running. */
+function processesMentioning(needle: string): number[] {
+  const pids: number[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(needle) && alive(Number(name))) pids.push(Number(name))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -83,7 +99,7 @@ t.test('daemon mount, berth umount, SIGTERM flushes an open dirty file', async (
 t.test('berth up mounts the local cluster at --mount and unmounts on SIGTERM', async (t) => {
   const root = t.testdir()
   const mnt = join(root, 'mnt')
-  const up: ChildProcess = spawn(process.execPath, [BERTH_BIN, 'up', '--dir', join(root, 'cluster'), '--nodes', '3', '--mount', mnt], {
+  const up: ChildProcess = spawn(process.execPath, [BERTH_BIN, 'up', '--json', '--dir', join(root, 'cluster'), '--nodes', '3', '--mount', mnt], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, BERTH_LOG: 'warn' },
   })
@@ -103,4 +119,102 @@ t.test('berth up mounts the local cluster at --mount and unmounts on SIGTERM', a
   t.equal(await exited, 0, 'berth up exits 0 on SIGTERM')
   t.notOk(isMounted(mnt), 'unmounted after SIGTERM')
   t.ok(existsSync(mnt), 'the mountpoint directory stays')
+})
+
+t.test('every failed mount ends within seconds, says why with a hint, and leaves no process', async (t) => {
+  const c = await startCluster(t, { nodes: 2 })
+  const env = c.env('client')
+  const root = join(c.dir, 'failures')
+  mkdirSync(root)
+  const mnt = (name: string) => join(root, name)
+  const cleanup: string[] = []
+  t.teardown(() => {
+    for (const dir of cleanup) {
+      const pid = readPid(dir)
+      if (pid !== null && alive(pid)) process.kill(pid, 'SIGKILL')
+      fusermountUz(dir)
+    }
+  })
+  const user = env.BERTH_NATS_USER!
+  const pass = env.BERTH_NATS_PASS!
+  const noCreds = { BERTH_NATS_USER: '', BERTH_NATS_PASS: '' }
+  const port = new URL(c.nats.url).port
+
+  const fails = (what: string, args: string[], e: NodeJS.ProcessEnv, expect: RegExp[]) => {
+    const r = berth(args, e, c.dir)
+    t.not(r.status, 0, `${what}: exits non-zero`)
+    t.ok(r.ms < 10_000, `${what}: ends in ${r.ms} ms`)
+    for (const re of expect) t.match(r.stderr, re, `${what}: stderr says ${re}`)
+    t.notMatch(r.stderr, new RegExp(pass.replace(/[-]/g, '\\-')), `${what}: no password on stderr`)
+    return r
+  }
+  const noProcessLeft = async (what: string, dir: string) => {
+    // the daemon exits right after it reports the failure
+    await waitFor(`${what}: no process left`, () => processesMentioning(dir).length === 0, 3000).catch(() => undefined)
+    t.same(processesMentioning(dir), [], `${what}: no process left`)
+    t.notOk(isMounted(dir), `${what}: nothing mounted`)
+  }
+
+  fails('missing mountpoint', ['mount', c.nats.url, mnt('missing')], env, [/does not exist/, /mkdir -p/])
+  await noProcessLeft('missing mountpoint', mnt('missing'))
+
+  writeFileSync(mnt('file'), 'x')
+  fails('a file', ['mount', c.nats.url, mnt('file')], env, [/not a directory/])
+
+  mkdirSync(mnt('full'))
+  writeFileSync(join(mnt('full'), 'old.txt'), 'x')
+  fails('not empty', ['mount', c.nats.url, mnt('full')], env, [/not empty/, /-o nonempty/])
+  await noProcessLeft('not empty', mnt('full'))
+  cleanup.push(mnt('full'))
+  const over = berth(['mount', c.nats.url, mnt('full'), '-o', 'nonempty'], env, c.dir)
+  t.equal(over.status, 0, `-o nonempty mounts over a non-empty directory: ${over.stderr}`)
+  t.ok(isMounted(mnt('full')), '-o nonempty: mounted')
+  t.match(berth(['mount', c.nats.url, mnt('full')], env, c.dir).stderr, /already mounted by berth \(pid \d+\)[^]*berth umount/, 'already mounted: names the pid and says how to unmount')
+  t.equal(berth(['umount', mnt('full')], env, c.dir).status, 0, 'unmounted')
+  t.ok(existsSync(join(mnt('full'), 'old.txt')), 'the hidden file is back')
+
+  mkdirSync(mnt('m'))
+  const closed = await freePort()
+  fails('wrong URL', ['mount', `nats://127.0.0.1:${closed}`, mnt('m')], env, [/cannot connect to NATS/, /CONNECTION_REFUSED/, /hint/])
+  await noProcessLeft('wrong URL', mnt('m'))
+  fails('wrong credentials', ['mount', c.nats.url, mnt('m')], { ...env, BERTH_NATS_PASS: 'wrong' }, [/refused/, /Authorization Violation/, /--credentials/])
+  await noProcessLeft('wrong credentials', mnt('m'))
+  fails('missing credentials', ['mount', c.nats.url, mnt('m')], { ...env, ...noCreds }, [/refused/, /sent no credentials/, /--credentials/])
+  await noProcessLeft('missing credentials', mnt('m'))
+  const bad = fails('wrong password in the URL', ['mount', `nats://${user}:not-${pass}@127.0.0.1:${port}`, mnt('m')], { ...env, ...noCreds }, [/refused/, /:\*\*\*@|127\.0\.0\.1/])
+  t.notMatch(bad.stderr, /not-/, 'the wrong password is not printed either')
+  await noProcessLeft('wrong password in the URL', mnt('m'))
+
+  // credentials inside the URL are accepted, and masked everywhere
+  cleanup.push(mnt('m'))
+  const ok = berth(['mount', `nats://${user}:${pass}@127.0.0.1:${port}`, mnt('m')], { ...env, ...noCreds }, c.dir)
+  t.equal(ok.status, 0, `credentials in the URL: mounted: ${ok.stderr}`)
+  const pid = readPid(mnt('m'))
+  t.ok(pid !== null && alive(pid), 'daemon running')
+  if (pid !== null) {
+    t.notMatch(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), pass, 'the password is not in the daemon\'s command line (ps)')
+    const log = /log (\S+)\)/.exec(ok.stderr)?.[1]
+    if (log) t.notMatch(readFileSync(log, 'utf8'), pass, 'nor in its log')
+  }
+  await fs.writeFile(join(mnt('m'), 'a.txt'), 'a')
+
+  // a crashed mount: the daemon dies, the kernel answers ENOTCONN; umount cleans it
+  if (pid !== null) process.kill(pid, 'SIGKILL')
+  await waitFor('the daemon to die', () => pid === null || !alive(pid), 5000)
+  const crashed = berth(['umount', mnt('m')], env, c.dir)
+  t.equal(crashed.status, 0, `umount of a crashed mount exits 0: ${crashed.stderr}`)
+  t.match(crashed.stderr, /crashed/, 'and says it was a crashed mount')
+  t.notOk(isMounted(mnt('m')), 'crashed mount detached')
+  const again = berth(['umount', mnt('m')], env, c.dir)
+  t.not(again.status, 0, 'umount of what is not mounted fails')
+  t.match(again.stderr, /not mounted/, 'saying so')
+
+  // status and fsck: the same reasons, fast
+  fails('status, wrong URL', ['status', '--nats', `nats://127.0.0.1:${closed}`], env, [/cannot connect to NATS/])
+  fails('fsck, missing credentials', ['fsck', '--nats', c.nats.url], { ...env, ...noCreds }, [/sent no credentials/])
+  const creds = join(root, 'client.env')
+  writeFileSync(creds, `BERTH_NATS_URL=${c.nats.url}\nBERTH_NATS_USER=${user}\nBERTH_NATS_PASS=${pass}\n`, { mode: 0o644 })
+  const st = berth(['status', '--credentials', creds], { ...env, ...noCreds }, c.dir)
+  t.equal(st.status, 0, `status with a credentials file: ${st.stderr}`)
+  t.match(st.stderr, /readable by every user[^]*chmod 600/, 'a world-readable credentials file gets a warning')
 })

@@ -9,7 +9,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { join, resolve } from 'node:path'
-import { connect, type NatsConnection, type Status } from 'nats'
+import { connect, createInbox, type NatsConnection, type Status } from 'nats'
 import t, { type Test } from 'tap'
 import { launchNatsServer, natsServerPath, stopChild, type NatsUsers } from '../cli/nats-server'
 import { BERTH_BIN } from '../cli/spawn-service'
@@ -68,7 +68,8 @@ async function startDockerConf(t: Test): Promise<Server> {
 }
 
 async function as(t: Test, s: Server, role: keyof NatsUsers): Promise<NatsConnection> {
-  const nc = await connect({ servers: s.url, user: s.users[role].user, pass: s.users[role].pass, name: `perm-${role}` })
+  // as berth's processes connect: each credential on its own reply inbox
+  const nc = await connectNats({ url: s.url, user: s.users[role].user, pass: s.users[role].pass, name: `perm-${role}` })
   t.teardown(() => nc.close())
   return nc
 }
@@ -157,6 +158,43 @@ async function checkRoles(t: Test, s: Server): Promise<void> {
   const reply = await client.request(S.meta('status'), encode({}), { timeout: 5000 })
   t.same(decode(reply.data), { ok: true, who: 'meta' }, 'client request to meta answered')
   t.notOk(client.isClosed(), 'violations do not close the client connection')
+
+  await checkInboxes(t, s, { client, meta, node })
+}
+
+/**
+ * Inbox isolation (issue 9 item 7): replies travel on `_INBOX_<user>.*`; a
+ * client may not subscribe to the shared `_INBOX.>`, nor to meta's or a node's
+ * inbox, so it cannot read replies meant for others; its own requests still
+ * get their answers, and a request of meta is answered on meta's inbox
+ * without the client seeing it.
+ */
+async function checkInboxes(t: Test, s: Server, c: Record<keyof NatsUsers, NatsConnection>): Promise<void> {
+  for (const subject of ['_INBOX.>', '_INBOX_meta.>', '_INBOX_node.>', '>', '_INBOX_*.>']) {
+    const violation = nextViolation(c.client)
+    c.client.subscribe(subject)
+    const st = await withDeadline(violation, 5000, `client subscribe ${subject}`)
+    t.same(st.permissionContext, { operation: 'subscription', subject, queue: undefined }, `client may not subscribe to ${subject}`)
+  }
+  // a client that picks another prefix cannot receive its replies at all
+  const rogue = await connect({ servers: s.url, user: s.users.client.user, pass: s.users.client.pass, inboxPrefix: '_INBOX', name: 'rogue' })
+  t.teardown(() => rogue.close())
+  const refused = nextViolation(rogue)
+  await t.rejects(rogue.request(S.meta('status'), encode({}), { timeout: 1500 }), 'a client on the shared _INBOX gets no reply')
+  t.equal((await withDeadline(refused, 5000, 'rogue inbox')).permissionContext?.operation, 'subscription', 'the server refused its inbox subscription')
+
+  // meta asks a node (placement); the client listens on its own inbox wildcard and hears nothing of it
+  const overheard: string[] = []
+  c.client.subscribe('_INBOX_client.>', { callback: (_e, m) => overheard.push(m.subject) })
+  await c.client.flush()
+  c.node.subscribe(S.place, { callback: (_e, m) => m.respond(encode({ ok: true, secret: 'for meta only' })) })
+  await c.node.flush()
+  const answer = await c.meta.request(S.place, encode({}), { timeout: 5000 })
+  t.match(answer.subject, /^_INBOX_meta\./, `meta's reply came on its own inbox (${answer.subject})`)
+  const mine = await c.client.request(S.meta('status'), encode({}), { timeout: 5000 })
+  t.match(mine.subject, /^_INBOX_client\./, 'the client still gets its own replies')
+  t.ok(overheard.every((x) => x.startsWith('_INBOX_client.')) && !overheard.some((x) => x === answer.subject), "the client heard none of meta's reply")
+  t.ok(createInbox('_INBOX_client').startsWith('_INBOX_client.'), 'inbox naming as nats.js does it')
 }
 
 t.test('embedded nats-server config (berth up, tests)', async (t) => {

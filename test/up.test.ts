@@ -3,10 +3,12 @@
  * SIGTERM leaves no child process behind.
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { mkdirSync, promises as fs, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
+import { isMounted, readPid } from '../client/mount-state'
+import { fusermountUz } from './helpers/mount'
 
 /** Pids of all descendants of `pid`, from /proc. */
 function descendants(pid: number): number[] {
@@ -41,7 +43,7 @@ const alive = (pid: number) => {
 t.test('berth up --no-mount starts, reports status, and stops every child on SIGTERM', async (t) => {
   const dir = t.testdir()
   const started = Date.now()
-  const up = spawn(process.execPath, [BERTH_BIN, 'up', '--no-mount', '--dir', join(dir, 'cluster'), '--nodes', '3'], {
+  const up = spawn(process.execPath, [BERTH_BIN, 'up', '--no-mount', '--json', '--dir', join(dir, 'cluster'), '--nodes', '3'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, BERTH_LOG: 'warn' },
   })
@@ -58,7 +60,7 @@ t.test('berth up --no-mount starts, reports status, and stops every child on SIG
       if (line) resolve(JSON.parse(line))
     })
     up.once('exit', (code) => reject(new Error(`berth up exited ${code}\n${stderr}`)))
-    setTimeout(() => reject(new Error(`berth up not ready in 20 s\n${stderr}`)), 20_000)
+    setTimeout(() => reject(new Error(`berth up not ready in 40 s\n${stderr}`)), 40_000)
   })
   const elapsed = Date.now() - started
   t.ok(elapsed < 10_000, `ready in ${elapsed} ms (< 10 s)`)
@@ -92,4 +94,115 @@ t.test('berth status without a cluster fails clearly', async (t) => {
   const r = spawnSync(process.execPath, [BERTH_BIN, 'status', '--nats', 'nats://127.0.0.1:1'], { encoding: 'utf8', cwd: t.testdir() })
   t.not(r.status, 0)
   t.match(r.stderr, /cannot connect to NATS/)
+})
+
+/** `berth up` in `dir`, resolved with its ready event (--json) and a handle to stop it. */
+async function startUp(t: Test, dir: string, extra: string[] = []) {
+  const up = spawn(process.execPath, [BERTH_BIN, 'up', '--json', '--dir', dir, '--nodes', '2', ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, BERTH_LOG: 'info' },
+  })
+  let stderr = ''
+  up.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+  t.teardown(() => {
+    if (up.exitCode === null) up.kill('SIGKILL')
+  })
+  const ready = await new Promise<{ nats: string; credentials: string; nodes: Array<{ url: string }> }>((resolve, reject) => {
+    let out = ''
+    up.stdout.setEncoding('utf8').on('data', (c: string) => {
+      out += c
+      const line = out.split('\n').find((l) => l.includes('"event":"ready"'))
+      if (line) resolve(JSON.parse(line))
+    })
+    up.once('exit', (code) => reject(new Error(`berth up exited ${code}\n${stderr}`)))
+    setTimeout(() => reject(new Error(`berth up not ready in 40 s\n${stderr}`)), 40_000)
+  })
+  return {
+    up,
+    ready,
+    stderr: () => stderr,
+    async stop(): Promise<number | null> {
+      if (up.exitCode !== null) return up.exitCode
+      const exited = new Promise<number | null>((resolve) => up.once('exit', (c) => resolve(c)))
+      up.kill('SIGTERM')
+      return exited
+    },
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+t.test('berth up owns its folder: one per --dir, same port and credentials after a restart, dead children restarted', async (t) => {
+  const root = t.testdir()
+  const dir = join(root, 'cluster')
+  const first = await startUp(t, dir, ['--no-mount'])
+  const status = () => spawnSync(process.execPath, [BERTH_BIN, 'status', '--json', '--credentials', first.ready.credentials], { encoding: 'utf8', timeout: 30_000 })
+
+  // a second start on the same folder refuses, names the first, changes nothing
+  const envBefore = readFileSync(join(dir, 'client.env'), 'utf8')
+  const confBefore = readFileSync(join(dir, 'nats', 'nats.conf'), 'utf8')
+  const second = spawnSync(process.execPath, [BERTH_BIN, 'up', '--no-mount', '--dir', dir], { encoding: 'utf8', timeout: 30_000 })
+  t.equal(second.status, 1, 'a second berth up on the same folder exits 1')
+  t.match(second.stderr, new RegExp(`already runs on ${dir}[^]*pid ${first.up.pid}|pid ${first.up.pid}[^]*already runs on`), 'naming the running one')
+  t.equal(readFileSync(join(dir, 'client.env'), 'utf8'), envBefore, 'client.env untouched')
+  t.equal(readFileSync(join(dir, 'nats', 'nats.conf'), 'utf8'), confBefore, 'nats.conf untouched')
+  t.equal(status().status, 0, 'the first still answers status')
+  t.match(confBefore, new RegExp(`listen: 127\\.0\\.0\\.1:${new URL(first.ready.nats).port}\\n`), 'nats.conf listens on the fixed port, not -1')
+
+  // a mount started separately, against client.env
+  const mnt = join(root, 'mnt')
+  mkdirSync(mnt)
+  t.teardown(() => {
+    const pid = readPid(mnt)
+    if (pid !== null && alive(pid)) process.kill(pid, 'SIGKILL')
+    fusermountUz(mnt)
+  })
+  const m = spawnSync(process.execPath, [BERTH_BIN, 'mount', mnt, '--credentials', first.ready.credentials], { encoding: 'utf8', timeout: 60_000 })
+  t.equal(m.status, 0, `berth mount --credentials DIR/client.env: ${m.stderr}`)
+  await fs.writeFile(join(mnt, 'before.txt'), 'before\n')
+
+  // a node killed -9 comes back
+  const nodePid = Number(/node 0 .*pid (\d+)\)/.exec(first.stderr())?.[1])
+  t.ok(nodePid > 0, 'node 0 pid shown')
+  process.kill(nodePid, 'SIGKILL')
+  for (let i = 0; i < 100 && !/node-0 restarted/.test(first.stderr()); i++) await sleep(200)
+  t.match(first.stderr(), /node-0 \(pid \d+\) exited unexpectedly \(SIGKILL\); restarting in 1 s/, 'the death is logged')
+  t.match(first.stderr(), /node-0 restarted \(pid \d+\)/, 'and the node restarted')
+  t.notMatch(first.stderr(), /expired \d+ session/, 'routine meta housekeeping stays off the terminal')
+
+  t.equal(await first.stop(), 0, 'first berth up stops on SIGTERM')
+  t.match(first.stderr(), /berth up: stopped; data kept in/, 'with a closing line')
+  const again = await startUp(t, dir, ['--no-mount'])
+  t.equal(again.ready.nats, first.ready.nats, 'same NATS URL after a restart')
+  t.equal(readFileSync(join(dir, 'client.env'), 'utf8'), envBefore, 'same credentials after a restart')
+  t.equal(readFileSync(join(mnt, 'before.txt'), 'utf8'), 'before\n', 'the separate mount survived the restart')
+  await fs.writeFile(join(mnt, 'after.txt'), 'after\n')
+  t.equal(readFileSync(join(mnt, 'after.txt'), 'utf8'), 'after\n', 'and writes after it')
+  t.equal(spawnSync(process.execPath, [BERTH_BIN, 'umount', mnt], { encoding: 'utf8' }).status, 0, 'umount')
+  t.notOk(isMounted(mnt))
+  t.equal(await again.stop(), 0)
+})
+
+t.test('berth up that cannot mount ends at once, says why, leaves nothing running', async (t) => {
+  const root = t.testdir({ full: { 'old.txt': 'x' } })
+  const started = Date.now()
+  const up = spawn(process.execPath, [BERTH_BIN, 'up', '--dir', join(root, 'cluster'), '--nodes', '1', '--mount', join(root, 'full')], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => {
+    if (up.exitCode === null) up.kill('SIGKILL')
+  })
+  let stderr = ''
+  up.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+  const children = new Set<number>()
+  const watch = setInterval(() => {
+    if (up.pid) for (const p of descendants(up.pid)) children.add(p)
+  }, 100)
+  const code = await new Promise<number | null>((resolve) => up.once('exit', (c) => resolve(c)))
+  clearInterval(watch)
+  t.equal(code, 1, 'exits 1')
+  t.ok(Date.now() - started < 10_000, `within ${Date.now() - started} ms`)
+  t.match(stderr, /berth up: mountpoint \S+full is not empty[^]*-o nonempty/, `the reason and hint on stderr: ${stderr}`)
+  t.same([...children].filter(alive), [], 'no child left running')
+  const again = spawnSync(process.execPath, [BERTH_BIN, 'up', '--no-mount', '--dir', join(root, 'cluster'), '--nodes', '1', '--help'], { encoding: 'utf8' })
+  t.equal(again.status, 0, '--help exits 0')
+  t.match(again.stdout, /Exit status/, 'and states the exit codes')
 })

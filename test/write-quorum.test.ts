@@ -42,20 +42,22 @@ t.test('kill -9 of one node during fsync loop: every fsync returns with min(R, l
 
   const sums: string[] = []
   const short: string[] = []
-  let killed: Promise<void> | null = null
   for (let i = 0; i < FILES; i++) {
     const data = randomBytes(SIZE)
     sums.push(sha(data))
     const name = `f${i}`
-    if (i === 6) {
-      // mid-write of this file: some of its chunks are in flight to the victim
-      killed = new Promise((resolve) => setTimeout(resolve, 150)).then(async () => {
-        alive.delete(victimId)
-        await victim.kill()
-      })
-    }
     const fh = await open(join(m.dir, name), 'w')
-    await fh.write(data)
+    if (i === 6) {
+      // mid-write of this file, before its fsync: its first chunk is full and
+      // uploading (some copies in flight to the victim) when the victim dies
+      const half = SIZE / 2 + 4096
+      await fh.write(data.subarray(0, half))
+      alive.delete(victimId)
+      await victim.kill()
+      await fh.write(data.subarray(half), 0, SIZE - half, half)
+    } else {
+      await fh.write(data)
+    }
     await fh.sync()
     // fsync returned: count the copies on the nodes right now
     const want = Math.min(R, alive.size)
@@ -68,7 +70,6 @@ t.test('kill -9 of one node during fsync loop: every fsync returns with min(R, l
     }
     await fh.close()
   }
-  await killed
   t.same(short, [], 'every chunk had min(R, live) copies on the nodes when fsync returned')
 
   // a fresh mount has a cold cache: the bytes come from the surviving nodes

@@ -55,14 +55,14 @@ export async function startCluster(t: Test, opts: { nodes?: number; replicas?: n
     env,
     async startMeta(o = {}) {
       const args = ['meta', '--nats', nats.url, '--db', o.db ?? join(dir, 'meta.db'), '--replicas', String(opts.replicas ?? 2), ...(opts.metaArgs ?? []), ...(o.args ?? [])]
-      const meta = await spawnService(args, { env: env('meta') })
+      const meta = await spawnService(args, { env: env('meta'), readyTimeoutMs: 30_000 })
       t.teardown(() => meta.stop())
       return meta
     },
     async startNode(o = {}) {
       const n = nodeSeq++
       const args = ['node', '--nats', nats.url, '--dir', o.dir ?? join(dir, `node${n}`), '--listen', '127.0.0.1:0', ...(opts.nodeArgs ?? []), ...(o.args ?? [])]
-      const node = await spawnService(args, { env: env('node') })
+      const node = await spawnService(args, { env: env('node'), readyTimeoutMs: 30_000 })
       t.teardown(() => node.stop())
       return node
     },

@@ -1,0 +1,68 @@
+/**
+ * Rebalance (issue 10): a 4th node joins 3 that hold data; blocks move until
+ * every node's stored bytes are within 10% of the mean, while a sampler finds
+ * no block with fewer than R=2 live copies listed, and every file verifies.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import t from 'tap'
+import type { BlockClient } from '../common/block-client'
+import type { MetaClient } from '../common/meta-client'
+import { ROOT_INO } from '../common/protocol'
+import { startCluster } from './helpers/cluster'
+import { blockClient, eventually, pinned, sleep } from './helpers/lifecycle'
+
+const REG = 0o100644
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
+
+async function writeFile(bc: BlockClient, meta: MetaClient, i: number): Promise<{ ino: number; hash: string }> {
+  const session = `r-${i}`
+  const data = randomBytes(512 * 1024)
+  const f = (await meta.call('mknod', { parent: ROOT_INO, name: `f${i}`, mode: REG, uid: 0, gid: 0 })).attr
+  const p = await pinned(bc, meta, session).put(data)
+  await meta.call('commit', { ino: f.ino, session, size: data.length, chunks: [{ idx: 0, hash: p.hash, len: data.length, nodes: p.nodes }] })
+  return { ino: f.ino, hash: p.hash }
+}
+
+t.test('a 4th node joins 3 holding data: usage even within 10%, never below R', async (t) => {
+  const c = await startCluster(t, { nodes: 3, replicas: 2, metaArgs: ['--repair-interval-ms', '300', '--rebalance-min-mib', '0'], nodeArgs: ['--scrub-interval-ms', '0'] })
+  const bc = await blockClient(t, c, 3)
+  const meta = await c.metaClient()
+  const files: Array<{ ino: number; hash: string }> = []
+  for (let i = 0; i < 60; i++) files.push(await writeFile(bc, meta, i))
+  c.nodes.push(await c.startNode({ args: ['--scrub-interval-ms', '0'] }))
+
+  let sampling = true
+  let samples = 0
+  let below = 0
+  const sampler = (async () => {
+    while (sampling) {
+      const st = await meta.call('status', {})
+      const alive = new Set(st.nodes.filter((n) => n.alive).map((n) => n.id))
+      for (const f of files) {
+        const nodes = (await meta.call('chunks', { ino: f.ino })).chunks[0]?.nodes ?? []
+        if (nodes.filter((n) => alive.has(n)).length < 2) below++
+      }
+      samples++
+      await sleep(300)
+    }
+  })()
+  let last = ''
+  const even = await eventually(async () => {
+    const st = await meta.call('status', {})
+    const live = st.nodes.filter((n) => n.alive)
+    const mean = live.reduce((s, n) => s + n.used, 0) / live.length
+    last = live.map((n) => `${n.id}=${(n.used / 1048576).toFixed(1)}MiB`).join(' ')
+    return live.length === 4 && live.every((n) => Math.abs(n.used - mean) <= mean * 0.1) && st.repair.blocks === 0
+  }, 10 * 60_000, 1000)
+  sampling = false
+  await sampler
+  t.ok(even, `every node within 10% of the mean: ${last}`)
+  t.ok(samples > 0, `${samples} sampler rounds`)
+  t.equal(below, 0, 'no block seen below R live copies')
+  let bad = 0
+  for (const f of files) {
+    const ch = (await meta.call('chunks', { ino: f.ino })).chunks[0]
+    if (!ch?.hash || sha(await bc.get(ch.hash, ch.nodes)) !== f.hash) bad++
+  }
+  t.equal(bad, 0, `all ${files.length} files verify`)
+})
