@@ -305,8 +305,7 @@ export class FuseSession {
           if (!this.b.replyCreate(slot, this.attr(r.attr), this.o.entryTimeoutS, this.o.attrTimeoutS, r.fh, 0)) void v.release(r.fh).catch(() => undefined)
         })
       case OP.FALLOCATE:
-        // not implemented yet (docs/semantics.md#limits)
-        return this.b.replyErr(slot, ERRNO.ENOTSUP)
+        return this.op('fallocate', slot, () => v.fallocate(n(1), n(2), n(3), n(4)), this.ok(slot))
       default:
         if (slot >= 0) this.b.replyErr(slot, ERRNO.ENOSYS)
     }

@@ -73,6 +73,11 @@ const RELEASE_BATCH = 500
 /** A read within this distance of the previous one counts as sequential. */
 const SEQUENTIAL_WINDOW = 1024 * 1024
 const O_ACCMODE = 3
+/** fallocate(2) mode bits (linux/falloc.h). */
+const FALLOC_FL_KEEP_SIZE = 1
+const FALLOC_FL_PUNCH_HOLE = 2
+/** What a punched range is overwritten with, a piece at a time (read only: writes copy from it). */
+const ZEROS = Buffer.alloc(1024 * 1024)
 const O_APPEND = 0o2000
 
 /** Names the kernel asks about on every write; answered locally (docs/semantics.md#xattrs). */
@@ -513,6 +518,34 @@ export class Vfs {
     // O_APPEND: the end of file is taken under the file's lock, when this
     // write's turn comes, not from the kernel's offset (it may be older)
     return h.file.write(data, pos, (h.flags & O_APPEND) !== 0)
+  }
+
+  /**
+   * fallocate(2) (docs/semantics.md#writes). berth reserves no space (blocks
+   * exist only once written), so: mode 0 grows the size like ftruncate and a
+   * later write may still get ENOSPC; KEEP_SIZE alone changes nothing;
+   * PUNCH_HOLE|KEEP_SIZE writes zeros over the range inside the file (zero
+   * blocks, not holes: the bytes read back as zeros, st_blocks does not drop).
+   * Other modes are refused with ENOTSUP. The kernel holds the inode's lock
+   * around a fallocate that changes size or contents, as around a write, so
+   * no write of this mount runs between the size check and the change.
+   */
+  async fallocate(fh: number, mode: number, offset: number, length: number): Promise<void> {
+    const h = this.handle(fh)
+    if ((h.flags & O_ACCMODE) === 0) throw fsError('EBADF', 'handle is read-only')
+    if ((mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) !== 0) throw fsError('ENOTSUP', `fallocate mode 0x${mode.toString(16)} is not supported`)
+    const end = offset + length
+    if (mode & FALLOC_FL_PUNCH_HOLE) {
+      if (!(mode & FALLOC_FL_KEEP_SIZE)) throw fsError('ENOTSUP', 'PUNCH_HOLE needs KEEP_SIZE')
+      const stop = Math.min(end, h.file.size)
+      for (let pos = offset; pos < stop; pos += ZEROS.length) {
+        h.wrote = true
+        await h.file.write(ZEROS.subarray(0, Math.min(ZEROS.length, stop - pos)), pos)
+      }
+      return
+    }
+    if (mode & FALLOC_FL_KEEP_SIZE || end <= h.file.size) return
+    await this.setattr(h.file.attr.ino, { size: end }, fh)
   }
 
   /** close(): commits what this handle wrote; a handle that wrote nothing does not flush. */

@@ -153,6 +153,17 @@ function generic(): void {
     fs.closeSync(b)
     return `${seen} data=${read(g('app'))}`
   })
+  // fallocate(1) from util-linux: mode 0 (-l), KEEP_SIZE (-n), PUNCH_HOLE|KEEP_SIZE (-p)
+  const falloc = (name: string, data: string, ...args: string[]) => {
+    write(g(name), data)
+    tool('fallocate', ...args, g(name))
+    return `size=${fs.statSync(g(name)).size} ${nonZero(fs.readFileSync(g(name)))}`
+  }
+  step('fallocate mode 0 past the end grows the size', () => falloc('fa0', 'abc', '-o', '1', '-l', '5000'))
+  step('fallocate mode 0 inside the file keeps it', () => falloc('fa1', 'abcdef', '-o', '1', '-l', '2'))
+  step('fallocate KEEP_SIZE past the end', () => falloc('fak', 'abc', '-n', '-o', '0', '-l', '5000'))
+  step('fallocate PUNCH_HOLE inside the file', () => falloc('fap', 'abcdefghij', '-p', '-o', '2', '-l', '5'))
+  step('fallocate PUNCH_HOLE across the end', () => falloc('fae', 'abcdefghij', '-p', '-o', '8', '-l', '100'))
   step('read and stat see writes through another handle before close', () => {
     const w = fs.openSync(g('shared'), 'w')
     fs.writeSync(w, 'fresh data')
