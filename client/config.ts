@@ -28,6 +28,9 @@ from the credentials file (default ./.berth/client.env, written by \`berth up\`)
   --deadline-ms N    how long an operation waits for an unreachable cluster (30000)
   --cache-mb N       block cache size in MiB (256)
   --write-mb N       write-back buffer size in MiB (128)
+  --session-ttl-ms N how long meta keeps this mount's session (open files, upload
+                     pins) after its last renewal (default max(60000, 2 x deadline));
+                     renewed every third of it
   --cluster NAME     cluster name (berth)
   --credentials FILE env-style file with BERTH_NATS_URL/USER/PASS (default
                      ./.berth/client.env if present; same as -o credentials=FILE)
@@ -77,6 +80,7 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       'deadline-ms': { type: 'string' },
       'cache-mb': { type: 'string' },
       'write-mb': { type: 'string' },
+      'session-ttl-ms': { type: 'string' },
       cluster: { type: 'string' },
       user: { type: 'string' },
       pass: { type: 'string' },
@@ -109,6 +113,9 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   const deadlineMs = intFlag('--deadline-ms', values['deadline-ms'] ?? opts.get('deadline_ms'), 30_000, 1)
   const cacheMb = intFlag('--cache-mb', values['cache-mb'] ?? opts.get('cache_mb'), 256, 1)
   const writeMb = intFlag('--write-mb', values['write-mb'] ?? opts.get('write_mb'), 128, 1)
+  // Shorter than the default only for tests and tight set-ups: a mount cut off
+  // from meta for longer than this loses its session (docs/semantics.md#sessions).
+  const sessionTtlMs = intFlag('--session-ttl-ms', values['session-ttl-ms'] ?? opts.get('session_ttl_ms'), Math.max(60_000, deadlineMs * 2), 3000)
   return Object.freeze({
     natsUrl,
     mountpoint: resolve(positionals[positionals.length - 1]!),
@@ -130,7 +137,7 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     metaTtlMs: 30_000,
     entryTimeoutS: seconds('entry_timeout', opts.get('entry_timeout'), 1),
     attrTimeoutS: seconds('attr_timeout', opts.get('attr_timeout'), 1),
-    sessionTtlMs: Math.max(60_000, deadlineMs * 2),
+    sessionTtlMs,
     argv,
   })
 }

@@ -2,13 +2,14 @@
  * Prometheus metrics of a mount: FUSE ops by result with latency, bytes read
  * and written through the mount, and the block cache's hits, misses and size.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectProcessMetrics, derivedCounter } from '../common/prom'
 import { observeOps } from './fuse-adapter'
 import type { BlockCache } from './block-cache'
 
 export function createClientMetrics(cache: BlockCache): Registry {
   const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'berth_client_' })
+  collectProcessMetrics(registry, 'berth_client_')
   const registers = [registry]
   const ops = new Counter({ name: 'berth_client_fuse_ops_total', help: 'FUSE operations, by op and result (ok or error)', labelNames: ['op', 'result'], registers })
   const latency = new Histogram({
@@ -19,16 +20,7 @@ export function createClientMetrics(cache: BlockCache): Registry {
     registers,
   })
   const bytes = new Counter({ name: 'berth_client_bytes_total', help: 'Bytes read and written through the mount', labelNames: ['direction'], registers })
-  const counter = (name: string, help: string, get: () => number) =>
-    new Counter({
-      name,
-      help,
-      registers,
-      collect() {
-        this.reset()
-        this.inc(get())
-      },
-    })
+  const counter = (name: string, help: string, get: () => number) => derivedCounter(registers, name, help, get)
   counter('berth_client_block_cache_hits_total', 'Block reads answered from the cache', () => cache.hits)
   counter('berth_client_block_cache_misses_total', 'Block reads that fetched from a data node', () => cache.misses)
   new Gauge({

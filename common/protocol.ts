@@ -223,6 +223,8 @@ export interface StatusReply {
   underReplicated: number
   /** Referenced blocks with fewer live replicas than R: more than under-replicated when live nodes < R. */
   belowR: number
+  /** How old blocks/bytes/underReplicated/belowR/sameZone are (meta/census.ts reuses a scan of a big table). */
+  censusAgeMs: number
   /** R, as meta is configured. */
   replicas: number
   sessions: number

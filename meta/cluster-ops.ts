@@ -3,6 +3,7 @@ import type { MetaReplies, NodeInfo, RepairProgress } from '../common/protocol'
 import { NAME_MAX } from '../common/names'
 import type { MetaEnv } from './context'
 import { rawCapacity } from './capacity'
+import { census } from './census'
 import { drainProgress } from './node-admin'
 import { imbalance } from './rebalance'
 import { queued } from './repair-queue'
@@ -47,43 +48,26 @@ export async function inlineBytes(env: MetaEnv): Promise<number> {
   return bytes
 }
 
-/**
- * Referenced blocks with fewer live replicas than `want`. Counted twice for
- * status: below min(R, live) (repair can fix these now) and below R (a
- * cluster with fewer live nodes than R says so instead of reporting 0).
- */
-export async function blocksBelow(env: MetaEnv, want: number): Promise<number> {
-  const live = env.nodes.live()
-  const row = await env.db.read.get<{ n: number }>(
-    `SELECT COUNT(*) AS n FROM blocks b WHERE b.refs > 0 AND
-       (SELECT COUNT(*) FROM replicas r WHERE r.hash = b.hash AND r.node_id IN (SELECT value FROM json_each(?))) < ?`,
-    [JSON.stringify(live.map((n) => n.id)), want],
-  )
-  return row?.n ?? 0
-}
-
-export async function underReplicated(env: MetaEnv): Promise<number> {
-  return blocksBelow(env, wantedReplicas(env, env.nodes.live()))
-}
-
 export async function status(env: MetaEnv): Promise<MetaReplies['status']> {
   const c = env.db.read
   const count = async (sql: string) => (await c.get<{ n: number }>(sql))?.n ?? 0
+  const blocks = await census(env)
   return {
     metaId: env.metaId,
     startedAt: env.startedAt,
     nodes: env.nodes.list(),
     inodes: await count('SELECT COUNT(*) AS n FROM inodes'),
-    blocks: await count('SELECT COUNT(*) AS n FROM blocks WHERE refs > 0'),
-    bytes: await count('SELECT COALESCE(SUM(size), 0) AS n FROM blocks WHERE refs > 0'),
-    underReplicated: await underReplicated(env),
-    belowR: await blocksBelow(env, env.replicas),
+    blocks: blocks.blocks,
+    bytes: blocks.bytes,
+    underReplicated: blocks.underReplicated,
+    belowR: blocks.belowR,
+    censusAgeMs: Date.now() - blocks.at,
     replicas: env.replicas,
     sessions: await count('SELECT COUNT(*) AS n FROM sessions'),
     openFiles: await count('SELECT COUNT(*) AS n FROM open_files'),
     repair: await repairProgress(env),
     drains: await drainProgress(env, env.repairMeter?.rate() ?? 0),
-    sameZone: await sameZone(env),
+    sameZone: blocks.sameZone,
     rebalance: rebalanceProgress(env),
   }
 }
@@ -92,22 +76,6 @@ export async function repairProgress(env: MetaEnv): Promise<RepairProgress> {
   const q = await queued(env.db.read)
   const rate = env.repairMeter?.rate() ?? 0
   return { blocks: q.due, bytes: q.bytes, parked: q.parked, rate, etaS: rate > 0 ? q.bytes / rate : null }
-}
-
-/**
- * Referenced blocks whose 2+ live copies all sit in one zone while 2+ zones
- * are live (status only: this one reads every replica row).
- */
-export async function sameZone(env: MetaEnv): Promise<number> {
-  const zones = Object.fromEntries(env.nodes.live().flatMap((n) => (n.zone ? [[n.id, n.zone]] : [])))
-  if (new Set(Object.values(zones)).size < 2) return 0
-  const row = await env.db.read.get<{ n: number }>(
-    `SELECT COUNT(*) AS n FROM (
-       SELECT r.hash FROM replicas r JOIN json_each(?) z ON z.key = r.node_id JOIN blocks b ON b.hash = r.hash AND b.refs > 0
-       GROUP BY r.hash HAVING COUNT(*) >= 2 AND COUNT(DISTINCT z.value) < 2)`,
-    [JSON.stringify(zones)],
-  )
-  return row?.n ?? 0
 }
 
 function rebalanceProgress(env: MetaEnv): MetaReplies['status']['rebalance'] {

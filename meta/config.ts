@@ -25,6 +25,8 @@ Runs the metadata service of one cluster (only one may serve a cluster).
   --orphan-age-ms MS    delete copies of blocks meta does not know once idle this long
                         (default 7200000 = 2 h; longer than any upload takes to commit)
   --reconcile-interval-ms MS  pause between reconciliation passes over the nodes' inventories (default 60000)
+  --reconcile-cpu-pct P       share of one core a pass may use: it rests between inventory pages
+                              so a large cluster's pass is spread out (default 0.3; 100: no rest)
   --repair-interval-ms MS     pause between repair passes (copy up to R, trim down to R; default 5000)
   --repair-mbps N             byte rate of repair copies in MB/s, 0 for unlimited (default 64)
   --rebalance-min-mib N       rebalance only when at least N MiB must move to bring the
@@ -52,6 +54,8 @@ export interface MetaConfig {
   readonly gcGraceMs: number
   readonly orphanAgeMs: number
   readonly reconcileIntervalMs: number
+  /** Percent of one core reconciliation may use (meta/reconcile.ts paces its pages). */
+  readonly reconcileCpuPct: number
   readonly repairIntervalMs: number
   /** MB/s for repair copies; 0: unlimited. */
   readonly repairMbps: number
@@ -78,6 +82,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'gc-grace-ms': { type: 'string' },
       'orphan-age-ms': { type: 'string' },
       'reconcile-interval-ms': { type: 'string' },
+      'reconcile-cpu-pct': { type: 'string' },
       'repair-interval-ms': { type: 'string' },
       'rebalance-min-mib': { type: 'string' },
       'repair-mbps': { type: 'string' },
@@ -125,10 +130,19 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     gcGraceMs: intFlag('--gc-grace-ms', values['gc-grace-ms'], 60_000, 0, 7 * 24 * 3600 * 1000),
     orphanAgeMs: intFlag('--orphan-age-ms', values['orphan-age-ms'], 2 * 3600 * 1000, 0, 30 * 24 * 3600 * 1000),
     reconcileIntervalMs: intFlag('--reconcile-interval-ms', values['reconcile-interval-ms'], 60_000, 100, 24 * 3600 * 1000),
+    reconcileCpuPct: pctFlag(values['reconcile-cpu-pct']),
     repairIntervalMs: intFlag('--repair-interval-ms', values['repair-interval-ms'], 5000, 100, 3600 * 1000),
     repairMbps: intFlag('--repair-mbps', values['repair-mbps'], 64, 0, 100_000),
     rebalanceMinBytes: intFlag('--rebalance-min-mib', values['rebalance-min-mib'], 64, 0, 1024 * 1024) * 1024 * 1024,
     metricsListen: metricsListen ? parseListen(metricsListen, '--metrics-listen') : null,
     auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
   })
+}
+
+/** --reconcile-cpu-pct: a percentage in 0.01..100 (decimals allowed), default 0.3. */
+function pctFlag(value: string | undefined): number {
+  if (value === undefined) return 0.3
+  const n = Number(value)
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0.01 || n > 100) throw new BerthError('EINVAL', `--reconcile-cpu-pct must be a number in 0.01..100, got "${value}"`)
+  return n
 }

@@ -14,7 +14,7 @@
 import { fsError } from '../common/errors'
 import type { MetaParsed, MetaReplies } from '../common/protocol'
 import type { MetaEnv } from './context'
-import { copyState } from './reconcile'
+import { copyStates } from './reconcile'
 import { enqueue } from './repair-queue'
 
 export async function badCopy(env: MetaEnv, b: MetaParsed<'badCopy'>): Promise<MetaReplies['badCopy']> {
@@ -34,6 +34,7 @@ export async function inventory(env: MetaEnv, b: MetaParsed<'inventory'>): Promi
   if (!env.nodes.live().some((n) => n.id === b.node)) throw fsError('ENOENT', `node ${b.node} is not live`)
   const page = await env.askNode(b.node, { op: 'inventory', after: b.after, limit: b.limit }, 30_000)
   const entries = []
-  for (const e of page.entries) entries.push({ ...e, state: await copyState(env.db.read, b.node, e.hash) })
+  const states = await copyStates(env.db.read, b.node, page.entries.map((e) => e.hash))
+  for (const e of page.entries) entries.push({ ...e, state: states.get(e.hash) ?? 'orphan' })
   return { entries, more: page.more }
 }

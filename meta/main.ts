@@ -75,6 +75,7 @@ export async function run(argv: string[]): Promise<void> {
     gcGraceMs: cfg.gcGraceMs,
     orphanAgeMs: cfg.orphanAgeMs,
     reconcileEveryMs: cfg.reconcileIntervalMs,
+    reconcileCpuPct: cfg.reconcileCpuPct,
     replicateEveryMs: cfg.repairIntervalMs,
     repairMbps: cfg.repairMbps,
   })

@@ -32,6 +32,8 @@ export interface MaintenanceOptions {
   /** Copies of blocks meta does not know are deleted once idle this long. */
   orphanAgeMs: number
   reconcileEveryMs: number
+  /** Percent of one core a reconciliation pass may use (default 100: unpaced). */
+  reconcileCpuPct?: number
   sessionEveryMs?: number
   replicateEveryMs?: number
   /** Byte rate of repair copies, MB/s (0: unlimited). */
@@ -55,7 +57,7 @@ export class Maintenance {
     private readonly opts: MaintenanceOptions,
   ) {
     this.ask = env.askNode ?? nodeAsker(nc, env.cluster)
-    this.reconciler = new Reconciler(env, this.ask, log, this.stats, { orphanAgeMs: opts.orphanAgeMs, pageSize: 1000 })
+    this.reconciler = new Reconciler(env, this.ask, log, this.stats, { orphanAgeMs: opts.orphanAgeMs, pageSize: 1000, cpuPct: opts.reconcileCpuPct })
     const limit = new RateLimit((opts.repairMbps ?? DEFAULT_REPAIR_MBPS) * 1e6)
     this.repairer = new Repair(env, this.ask, log, this.stats, { limit }, new Rebalance(env, this.ask, log, this.stats, { limit }))
   }
@@ -65,7 +67,8 @@ export class Maintenance {
     this.every(this.opts.sessionEveryMs ?? 1000, 'session expiry', () => this.expire())
     this.every(Math.min(5000, Math.max(200, Math.floor(this.opts.gcGraceMs / 4))), 'block gc', () => this.gc())
     this.every(this.opts.replicateEveryMs ?? 5000, 'repair', () => this.takingTurns(() => this.repairer.pass(isStopped)))
-    this.every(this.opts.reconcileEveryMs, 'reconciliation', () => this.takingTurns(() => this.reconciler.pass(isStopped)))
+    // one page per turn: a paced pass over a large cluster rests between pages, and repair runs meanwhile
+    this.every(this.opts.reconcileEveryMs, 'reconciliation', () => this.reconciler.pass(isStopped, (page) => this.takingTurns(page)))
   }
 
   /** Stops the loops and waits for a running pass to finish. */
@@ -75,9 +78,12 @@ export class Maintenance {
     await Promise.allSettled([...this.running])
   }
 
-  private takingTurns(fn: () => Promise<void>): Promise<void> {
+  private takingTurns<T>(fn: () => Promise<T>): Promise<T> {
     const turn = this.copies.then(fn)
-    this.copies = turn.catch(() => undefined)
+    this.copies = turn.then(
+      () => undefined,
+      () => undefined,
+    )
     return turn
   }
 

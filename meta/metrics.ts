@@ -1,6 +1,7 @@
 /** Prometheus metrics of the metadata service, on a private registry. */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import { blocksBelow, wantedReplicas } from './cluster-ops'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectProcessMetrics, derivedCounter } from '../common/prom'
+import { census } from './census'
 import type { MetaEnv } from './context'
 import type { LifecycleStats } from './lifecycle-stats'
 
@@ -12,7 +13,7 @@ export interface MetaMetrics {
 
 export function createMetaMetrics(env: MetaEnv, lifecycle?: LifecycleStats): MetaMetrics {
   const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'berth_meta_' })
+  collectProcessMetrics(registry, 'berth_meta_')
   const registers = [registry]
   const ops = new Counter({ name: 'berth_meta_ops_total', help: 'Metadata requests answered, by op and result (ok or errno name)', labelNames: ['op', 'result'], registers })
   const latency = new Histogram({
@@ -35,7 +36,7 @@ export function createMetaMetrics(env: MetaEnv, lifecycle?: LifecycleStats): Met
     help: 'Referenced blocks with fewer live replicas than min(R, live nodes): repair can fix these now',
     registers,
     async collect() {
-      this.set(await blocksBelow(env, wantedReplicas(env, env.nodes.live())))
+      this.set((await census(env)).underReplicated)
     },
   })
   new Gauge({
@@ -43,7 +44,7 @@ export function createMetaMetrics(env: MetaEnv, lifecycle?: LifecycleStats): Met
     help: 'Referenced blocks with fewer live replicas than R (also counts what too few live nodes cannot hold)',
     registers,
     async collect() {
-      this.set(await blocksBelow(env, env.replicas))
+      this.set((await census(env)).belowR)
     },
   })
   if (lifecycle) {
@@ -59,15 +60,7 @@ export function createMetaMetrics(env: MetaEnv, lifecycle?: LifecycleStats): Met
     ]
     for (const [key, help] of counters) {
       const name = `berth_meta_${key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_total`
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          this.reset()
-          this.inc(lifecycle[key])
-        },
-      })
+      derivedCounter(registers, name, help, () => lifecycle[key])
     }
   }
   return {

@@ -25,28 +25,44 @@ import { deleteCopies, type AskNode } from './node-commands'
 import { enqueue } from './repair-queue'
 import type { Conn } from './sqlite'
 
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
 /** Sorts after every hex digit: the upper bound of a node's last page. */
 const END = 'g'
 
 export interface ReconcileOptions {
   orphanAgeMs: number
   pageSize: number
+  /**
+   * Share of one core meta may spend reconciling (percent): after each page
+   * it rests for the CPU time the page cost, times 100 / pct. A sweep over
+   * a large cluster is spread out instead of running back to back (HDFS sends
+   * full block reports every 6 h for the same reason): reconciliation is the
+   * safety net, events (commit, badCopy, node death) do the immediate work.
+   */
+  cpuPct?: number
 }
 
 export type CopyState = 'listed' | 'unlisted' | 'pinned' | 'zero' | 'orphan'
 
-/** Meta's view of one copy on `node` (shared with the `inventory` op for fsck). */
-export async function copyState(c: Conn, node: string, hash: string): Promise<CopyState> {
-  const b = await c.get<{ refs: number; pinned: number; listed: number }>(
-    `SELECT refs, EXISTS (SELECT 1 FROM pins p WHERE p.hash = b.hash) AS pinned,
-       EXISTS (SELECT 1 FROM replicas r WHERE r.hash = b.hash AND r.node_id = ?) AS listed
-     FROM blocks b WHERE b.hash = ?`,
-    [node, hash],
+/**
+ * Meta's view of many copies on `node` in one query: a page of an inventory
+ * costs one round trip to SQLite, not one per copy (reconciliation reads every
+ * copy of the cluster, so this is most of its cost).
+ */
+export async function copyStates(c: Conn, node: string, hashes: string[]): Promise<Map<string, CopyState>> {
+  const rows = await c.all<{ hash: string; refs: number | null; pinned: number; listed: number }>(
+    `SELECT j.value AS hash, b.refs AS refs,
+       b.refs IS NOT NULL AND EXISTS (SELECT 1 FROM pins p WHERE p.hash = j.value) AS pinned,
+       b.refs IS NOT NULL AND EXISTS (SELECT 1 FROM replicas r WHERE r.hash = j.value AND r.node_id = ?) AS listed
+     FROM json_each(?) j LEFT JOIN blocks b ON b.hash = j.value`,
+    [node, JSON.stringify(hashes)],
   )
-  if (!b) return 'orphan'
-  if (b.listed) return 'listed'
-  if (b.refs > 0) return 'unlisted'
-  return b.pinned ? 'pinned' : 'zero'
+  const states = new Map<string, CopyState>()
+  for (const b of rows) {
+    states.set(b.hash, b.refs === null ? 'orphan' : b.listed ? 'listed' : b.refs > 0 ? 'unlisted' : b.pinned ? 'pinned' : 'zero')
+  }
+  return states
 }
 
 export class Reconciler {
@@ -60,12 +76,27 @@ export class Reconciler {
     private readonly opts: ReconcileOptions,
   ) {}
 
-  /** Goes through every live node's inventory from its cursor to the end. */
-  async pass(stopped: () => boolean): Promise<void> {
+  /**
+   * Goes through every live node's inventory from its cursor to the end, paced
+   * (cpuPct). Each page runs inside `turn` (meta/maintenance.ts: pages and
+   * repair passes take turns), the rest between pages outside it.
+   */
+  async pass(stopped: () => boolean, turn: <T>(page: () => Promise<T>) => Promise<T> = (page) => page()): Promise<void> {
+    const pct = Math.min(100, Math.max(0.01, this.opts.cpuPct ?? 100))
     for (const node of this.env.nodes.live()) {
       try {
-        while (!stopped() && (await this.page(node.id))) {
-          // next page
+        for (;;) {
+          if (stopped()) return
+          const cpu = process.cpuUsage()
+          const more = await turn(() => this.page(node.id))
+          if (!more) break
+          // CPU, not wall time: a page waits on the node and on SQLite's
+          // threads, and a loaded machine stretches that wait (process CPU
+          // counts SQLite's threads too)
+          const used = process.cpuUsage(cpu)
+          const rest = ((used.user + used.system) / 1000) * (100 / pct)
+          // in slices, so a stopping meta does not wait out a long rest
+          for (let until = performance.now() + rest; !stopped() && performance.now() < until; ) await sleep(Math.min(250, until - performance.now()))
         }
       } catch (err) {
         this.log.warn(`reconcile: node ${node.id}: ${(err as Error).message} (resumes from its cursor)`)
@@ -112,8 +143,9 @@ export class Reconciler {
     this.stats.rowsRemoved += removed
     const orphans: string[] = []
     const now = Date.now()
+    const states = await copyStates(tx, node, entries.map((e) => e.hash))
     for (const e of entries) {
-      const state = await copyState(tx, node, e.hash)
+      const state = states.get(e.hash) ?? 'orphan'
       if (state === 'unlisted') {
         await tx.run('INSERT INTO replicas (hash, node_id, since) VALUES (?, ?, ?) ON CONFLICT (hash, node_id) DO NOTHING', [e.hash, node, now])
         changed.push(e.hash)

@@ -2,7 +2,8 @@
  * Prometheus metrics of one data node, on a private registry (tests run several
  * nodes' code in one process only by accident; a global registry would mix them).
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectProcessMetrics } from '../common/prom'
 
 export interface NodeMetrics {
   registry: Registry
@@ -16,7 +17,7 @@ export interface NodeMetrics {
 
 export function createMetrics(usage: () => { blocks: number; bytes: number; trashBytes?: number }): NodeMetrics {
   const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'berth_node_' })
+  collectProcessMetrics(registry, 'berth_node_')
   const registers = [registry]
   new Gauge({
     name: 'berth_node_blocks_stored',

@@ -30,7 +30,8 @@ t.test('kill -9 of a client mid-copy: orphans reclaimed after the orphan age', {
     metaArgs: ['--gc-grace-ms', '500', '--orphan-age-ms', '3000', '--reconcile-interval-ms', '1000', '--repair-interval-ms', '1000'],
     nodeArgs: ['--trash-hours', '0', '--scrub-interval-ms', '0'],
   })
-  const m = await mountCluster(t, c)
+  // a 10 s session (default 60 s): the test waits for it to expire after the kill
+  const m = await mountCluster(t, c, { args: ['--session-ttl-ms', '10000'] })
   t.teardown(() => {
     if (t.passing()) return
     t.comment(`mount stderr: ${m.client.stderr().slice(-3000)}`)
@@ -57,7 +58,7 @@ t.test('kill -9 of a client mid-copy: orphans reclaimed after the orphan age', {
     const st = await meta.call('status', {})
     return st.bytes * 2
   }
-  // the client's session (60 s lease) expires, its pins go, GC and the orphan age follow
+  // the client's session (10 s lease) expires, its pins go, GC and the orphan age follow
   const started = Date.now()
   const back = await eventually(async () => used() === (await need()) && trash() === 0, 240_000, 1000)
   const st = await meta.call('status', {})

@@ -1,0 +1,96 @@
+/**
+ * The block census: the figures `berth status` and /metrics report that read
+ * every referenced block (count, bytes, blocks below min(R, live) and below R,
+ * blocks whose copies share one zone). One pass computes them all, and a pass
+ * is reused for ten times as long as it took: a cluster with a few blocks gets
+ * fresh figures on every call, while one with millions of blocks spends at most
+ * about a tenth of meta's reads on them however often status and Prometheus
+ * poll. Repair itself never waits on this: it works from its queue
+ * (meta/repair-queue.ts). Concurrent callers share one pass.
+ */
+import { wantedReplicas } from './cluster-ops'
+import type { MetaEnv } from './context'
+
+export interface CensusResult {
+  blocks: number
+  bytes: number
+  /** Below min(R, live nodes): repair can fix these now. */
+  underReplicated: number
+  /** Below R (more than underReplicated when fewer than R nodes are live). */
+  belowR: number
+  sameZone: number
+  /** When the pass ran (ms since the epoch) and how long it took. */
+  at: number
+  tookMs: number
+}
+
+/** A pass is reused for this many times its own duration. */
+const REUSE_FACTOR = 10
+
+interface CensusState {
+  last: CensusResult | null
+  running: Promise<CensusResult> | null
+}
+const states = new WeakMap<MetaEnv, CensusState>()
+
+export async function census(env: MetaEnv): Promise<CensusResult> {
+  let st = states.get(env)
+  if (!st) {
+    st = { last: null, running: null }
+    states.set(env, st)
+  }
+  const last = st.last
+  if (last && Date.now() - last.at < last.tookMs * REUSE_FACTOR) return last
+  let running = st.running
+  if (!running) {
+    const s = st
+    running = s.running = pass(env).then(
+      (r) => {
+        s.last = r
+        s.running = null
+        return r
+      },
+      (err: unknown) => {
+        s.running = null
+        throw err
+      },
+    )
+  }
+  return running
+}
+
+async function pass(env: MetaEnv): Promise<CensusResult> {
+  const started = Date.now()
+  const live = env.nodes.live()
+  const want = wantedReplicas(env, live)
+  const row = await env.db.read.get<{ blocks: number; bytes: number | null; under: number | null; belowR: number | null }>(
+    `SELECT COUNT(*) AS blocks, SUM(size) AS bytes, SUM(c < ?) AS under, SUM(c < ?) AS belowR FROM (
+       SELECT b.size AS size,
+         (SELECT COUNT(*) FROM replicas r WHERE r.hash = b.hash AND r.node_id IN (SELECT value FROM json_each(?))) AS c
+       FROM blocks b WHERE b.refs > 0)`,
+    [want, env.replicas, JSON.stringify(live.map((n) => n.id))],
+  )
+  const sameZone = await sameZoneBlocks(env)
+  return {
+    blocks: row?.blocks ?? 0,
+    bytes: row?.bytes ?? 0,
+    underReplicated: row?.under ?? 0,
+    belowR: row?.belowR ?? 0,
+    sameZone,
+    at: started,
+    tookMs: Date.now() - started,
+  }
+}
+
+/** Referenced blocks whose 2+ live copies all sit in one zone while 2+ zones are live. */
+async function sameZoneBlocks(env: MetaEnv): Promise<number> {
+  const zones = Object.fromEntries(env.nodes.live().flatMap((n) => (n.zone ? [[n.id, n.zone]] : [])))
+  if (new Set(Object.values(zones)).size < 2) return 0
+  const row = await env.db.read.get<{ n: number }>(
+    `SELECT COUNT(*) AS n FROM (
+       SELECT r.hash FROM replicas r JOIN json_each(?) z ON z.key = r.node_id JOIN blocks b ON b.hash = r.hash AND b.refs > 0
+       GROUP BY r.hash HAVING COUNT(*) >= 2 AND COUNT(DISTINCT z.value) < 2)`,
+    [JSON.stringify(zones)],
+  )
+  return row?.n ?? 0
+}
