@@ -10,7 +10,10 @@ interface Command {
 
 const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
   up: { summary: 'start a local cluster (nats-server, meta, data nodes) and mount it', load: () => require('./up') as Command },
-  meta: { summary: 'run the metadata service', load: () => require('../meta/main') as Command },
+  meta: {
+    summary: 'run the metadata service; or: berth meta dump|load (backup and restore of the namespace)',
+    load: () => ({ run: (argv) => ((require('./meta-dump') as typeof import('./meta-dump')).isDumpOrLoad(argv) ? (require('./meta-dump') as Command) : (require('../meta/main') as Command)).run(argv) }),
+  },
   node: {
     summary: 'run a data node; or: berth node drain|undrain|decommission|forget ID',
     load: () => ({ run: (argv) => ((require('./node-admin') as typeof import('./node-admin')).isNodeAdmin(argv) ? (require('./node-admin') as Command) : (require('../node/main') as Command)).run(argv) }),
@@ -19,6 +22,9 @@ const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
   umount: { summary: 'flush and unmount: berth umount MOUNTPOINT', load: () => require('../client/umount') as Command },
   status: { summary: 'show nodes, capacity, under-replicated blocks and sessions', load: () => require('./status') as Command },
   fsck: { summary: 'check that every block is on its replicas with the right content', load: () => require('./fsck') as Command },
+  info: { summary: 'show a file\'s inode, chunks, blocks and where their replicas live: berth info PATH...', load: () => require('./info') as Command },
+  gc: { summary: 'show what block GC and orphan collection would reclaim; --run to run a pass now', load: () => require('./gc') as Command },
+  warmup: { summary: 'read files through their mount so later reads are cached: berth warmup PATH...', load: () => require('./warmup') as Command },
   bench: { summary: 'run the same workloads on a berth mount and a local directory and print the ratio', load: () => require('./bench') as Command },
 }
 

@@ -5,6 +5,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { MAX_MESSAGE_BYTES } from '../common/protocol'
 import { inboxPrefixFor } from '../common/nats-connect'
@@ -70,7 +71,9 @@ export function rolePermissions(cluster: string = DEFAULT_CLUSTER, users: Record
   const metactl = `${cluster}.metactl.>`
   return {
     meta: {
-      publish: [metactl, s.inval, nodeCmds, s.place, '$JS.API.>', '$KV.>'],
+      // <cluster>.metalog: the replicated log (meta/log/stream.ts); $O.>: its snapshots
+      // (meta/log/snapshot.ts); both meta only
+      publish: [metactl, s.inval, nodeCmds, s.place, `${cluster}.metalog`, '$JS.API.>', '$KV.>', '$O.>'],
       subscribe: [s.metaAll, metactl, s.heartbeat, s.inval, inbox('meta')],
       allowResponses: true,
     },
@@ -92,13 +95,29 @@ function permissionsBlock(p: RolePermissions): string {
   return `{ publish: { allow: ${list(p.publish)} }, subscribe: { allow: ${list(p.subscribe)} }${p.allowResponses ? ', allow_responses: true' : ''} }`
 }
 
+/** Clustering of one server of a local NATS cluster (`berth up --ha`, tests). */
+export interface ClusterRoute {
+  serverName: string
+  /** Port this server listens on for routes (127.0.0.1). */
+  port: number
+  /** Route ports of every server, this one included. */
+  routes: number[]
+}
+
 /** nats-server config text; `port` may be -1 for a random free port. */
-export function natsConfig(opts: { port: number; storeDir: string; users: NatsUsers; cluster?: string }): string {
+export function natsConfig(opts: { port: number; storeDir: string; users: NatsUsers; cluster?: string; route?: ClusterRoute }): string {
   const u = opts.users
   const q = (s: string) => JSON.stringify(s)
   const perms = rolePermissions(opts.cluster, { meta: u.meta.user, node: u.node.user, client: u.client.user })
   const user = (role: NatsRole) => `    { user: ${q(u[role].user)}, password: ${q(u[role].pass)}, permissions: ${permissionsBlock(perms[role])} }`
+  const r = opts.route
   return [
+    ...(r
+      ? [
+          `server_name: ${q(r.serverName)}`,
+          `cluster { name: "berth", listen: "127.0.0.1:${r.port}", routes: [${r.routes.map((p) => q(`nats-route://127.0.0.1:${p}`)).join(', ')}] }`,
+        ]
+      : []),
     `listen: 127.0.0.1:${opts.port}`,
     `max_payload: ${MAX_MESSAGE_BYTES + 64 * 1024}`,
     `jetstream { store_dir: ${q(opts.storeDir)}, max_memory_store: 64MB, max_file_store: 256MB }`,
@@ -113,13 +132,68 @@ export function natsConfig(opts: { port: number; storeDir: string; users: NatsUs
   ].join('\n')
 }
 
-export async function launchNatsServer(opts: { dir: string; port?: number; users?: NatsUsers; cluster?: string; readyTimeoutMs?: number }): Promise<NatsServerHandle> {
+export async function freeLocalPort(): Promise<number> {
+  const srv = createServer()
+  await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', ok))
+  const port = (srv.address() as { port: number }).port
+  await new Promise<void>((ok) => srv.close(() => ok()))
+  return port
+}
+
+export interface NatsClusterHandle {
+  /** Every server's client URL, comma separated (what --nats takes). */
+  url: string
+  /** Client port of the first server. */
+  port: number
+  servers: NatsServerHandle[]
+  users: NatsUsers
+  stop(): Promise<void>
+}
+
+/**
+ * `n` nats-servers clustered on 127.0.0.1 with JetStream (Raft-replicated
+ * streams and KV), one folder each under `dir`: the replicated log and lease
+ * of `berth meta --ha` survive the loss of any one of them (with n = 3).
+ */
+export async function launchNatsCluster(opts: { dir: string; n?: number; users?: NatsUsers; cluster?: string }): Promise<NatsClusterHandle> {
+  const n = opts.n ?? 3
+  const users = opts.users ?? generateUsers()
+  const clientPorts: number[] = []
+  const routePorts: number[] = []
+  for (let i = 0; i < n; i++) {
+    clientPorts.push(await freeLocalPort())
+    routePorts.push(await freeLocalPort())
+  }
+  const servers: NatsServerHandle[] = []
+  try {
+    const started = await Promise.all(
+      clientPorts.map((port, i) =>
+        launchNatsServer({ dir: join(opts.dir, `nats-${i}`), port, users, cluster: opts.cluster, route: { serverName: `berth-nats-${i}`, port: routePorts[i]!, routes: routePorts } }),
+      ),
+    )
+    servers.push(...started)
+  } catch (err) {
+    await Promise.all(servers.map((x) => x.stop()))
+    throw err
+  }
+  return {
+    url: servers.map((x) => x.url).join(','),
+    port: servers[0]!.port,
+    servers,
+    users,
+    stop: async () => {
+      await Promise.all(servers.map((x) => x.stop()))
+    },
+  }
+}
+
+export async function launchNatsServer(opts: { dir: string; port?: number; users?: NatsUsers; cluster?: string; readyTimeoutMs?: number; route?: ClusterRoute }): Promise<NatsServerHandle> {
   const bin = natsServerPath()
   if (!bin) throw new Error(NATS_INSTALL_HINT)
   mkdirSync(opts.dir, { recursive: true })
   const users = opts.users ?? generateUsers()
   const confPath = join(opts.dir, 'nats.conf')
-  writeFileSync(confPath, natsConfig({ port: opts.port ?? -1, storeDir: join(opts.dir, 'jetstream'), users, cluster: opts.cluster }), { mode: 0o600 })
+  writeFileSync(confPath, natsConfig({ port: opts.port ?? -1, storeDir: join(opts.dir, 'jetstream'), users, cluster: opts.cluster, route: opts.route }), { mode: 0o600 })
   const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] })
   const port = await new Promise<number>((resolve, reject) => {
     let log = ''

@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util'
 import { BerthError } from '../common/errors'
-import type { StatusReply } from '../common/protocol'
+import type { ReplicationReport, StatusReply } from '../common/protocol'
 import { CONNECTION_HELP, CONNECTION_OPTIONS, connectClient } from './client-connection'
 
 const HELP = `usage: berth status [--json] [--watch [SECONDS]] [connection options]
@@ -98,6 +98,16 @@ export function bytes(n: number): string {
   return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`
 }
 
+/** The leader, its lease age, the log and snapshot, then one line per replica with its lag. */
+export function formatReplication(leader: string, r: ReplicationReport): string[] {
+  const log = `log ${r.logFirstSeq !== undefined ? `${r.logFirstSeq}..` : 'up to '}${r.lastLogSeq}`
+  const snap = r.snapshotSeq ? `, snapshot at ${r.snapshotSeq}` : ''
+  return [
+    `replicated (--ha): ${leader} leads, lease held ${(r.leaseAgeMs / 1000).toFixed(1)} s; ${log}${snap}`,
+    ...(r.replicas ?? []).map((p) => `  replica ${p.metaId}  ${p.role.padEnd(8)}  applied ${p.applied}  lag ${p.lag}  (reported ${(p.seenMsAgo / 1000).toFixed(1)} s ago)`),
+  ]
+}
+
 export function formatStatus(s: StatusReply): string {
   const rows = [['NODE', 'ZONE', 'URL', 'STATE', 'BLOCKS', 'USED', 'CAPACITY', 'LAST SEEN']]
   const now = Date.now()
@@ -109,6 +119,7 @@ export function formatStatus(s: StatusReply): string {
   const live = s.nodes.filter((n) => n.alive).length
   return [
     `meta ${s.metaId}, up since ${new Date(s.startedAt).toISOString()}`,
+    ...(s.replication ? formatReplication(s.metaId, s.replication) : []),
     `nodes: ${live} live of ${s.nodes.length}`,
     table,
     `inodes: ${s.inodes}  blocks: ${s.blocks} (${bytes(s.bytes)})  under-replicated: ${s.underReplicated}  below R=${s.replicas}: ${s.belowR}${s.belowR > s.underReplicated ? ' (too few live nodes to hold R copies)' : ''}${s.censusAgeMs >= 5000 ? ` (counted ${Math.round(s.censusAgeMs / 1000)} s ago)` : ''}`,

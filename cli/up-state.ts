@@ -5,7 +5,9 @@
  * restarts, and the generated nats.conf listens on that fixed port, so a
  * nats-server restarted from its own config comes back where clients look.
  *
- * DIR/nats-state.json (mode 0600): { "port": 4222, "users": { ... } }.
+ * DIR/nats-state.json (mode 0600): { "port": 4222, "users": { ... } }; with
+ * --ha also "cluster": { "ports": [p0, p1, p2], "routes": [r0, r1, r2] } (the
+ * client and route ports of the three clustered servers; ports[0] is `port`).
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -16,31 +18,52 @@ import { generateUsers, type NatsUsers } from './nats-server'
 export interface NatsState {
   port: number
   users: NatsUsers
+  /** --ha: the clustered servers' client and route ports. */
+  cluster?: { ports: number[]; routes: number[] }
+}
+
+/** What `berth up` starts: one client port per server, route ports when clustered. */
+export interface NatsLayout {
+  users: NatsUsers
+  ports: number[]
+  routes: number[] | null
 }
 
 export function natsStatePath(dir: string): string {
   return join(dir, 'nats-state.json')
 }
 
-/** Loads the kept port and users, or picks them once; `--nats-port` overrides and is kept. */
-export async function loadOrCreateNatsState(dir: string, wantedPort: number | null): Promise<NatsState> {
+/**
+ * Loads the kept ports and users, or picks them once; `--nats-port` overrides
+ * the first server's port and is kept. `servers` > 1: a clustered layout
+ * (`berth up --ha`), kept beside the single server's port.
+ */
+export async function loadOrCreateNatsState(dir: string, wantedPort: number | null, servers = 1): Promise<NatsLayout> {
   const path = natsStatePath(dir)
   let state: NatsState | null = null
   if (existsSync(path)) {
     try {
       const v = JSON.parse(readFileSync(path, 'utf8')) as Partial<NatsState>
-      if (Number.isInteger(v.port) && v.users?.meta && v.users.node && v.users.client) state = { port: v.port!, users: v.users }
+      if (Number.isInteger(v.port) && v.users?.meta && v.users.node && v.users.client) state = { port: v.port!, users: v.users, ...(v.cluster ? { cluster: v.cluster } : {}) }
     } catch (err) {
       throw new BerthError('EINVAL', `${path} is damaged (${(err as Error).message})\n  hint: remove it to get a new NATS port and passwords (mounts and other hosts then need the new client.env)`)
     }
   }
   const port = wantedPort ?? state?.port ?? (await freeLocalPort())
-  const next: NatsState = { port, users: state?.users ?? generateUsers() }
-  if (!state || state.port !== next.port) {
+  let cluster = state?.cluster
+  if (servers > 1 && (!cluster || cluster.ports.length !== servers || cluster.ports[0] !== port)) {
+    const ports = [port]
+    const routes: number[] = []
+    while (ports.length < servers) ports.push(await freeLocalPort())
+    while (routes.length < servers) routes.push(await freeLocalPort())
+    cluster = { ports, routes }
+  }
+  const next: NatsState = { port, users: state?.users ?? generateUsers(), ...(cluster ? { cluster } : {}) }
+  if (!state || JSON.stringify(state) !== JSON.stringify(next)) {
     writeFileSync(`${path}.tmp`, JSON.stringify(next, null, 2) + '\n', { mode: 0o600 })
     renameSync(`${path}.tmp`, path)
   }
-  return next
+  return servers > 1 && cluster ? { users: next.users, ports: cluster.ports, routes: cluster.routes } : { users: next.users, ports: [port], routes: null }
 }
 
 /** A port free right now on 127.0.0.1 (chosen once, then kept). */

@@ -28,8 +28,11 @@ import { loadOrCreateNatsState } from './up-state'
 import { Supervised } from './supervise'
 import { intFlag } from '../common/flags'
 
-const HELP = `usage: berth up [--dir DIR] [--nodes 3] [--replicas 2] [--mount DIR | --no-mount] [-o OPTS]
+const HELP = `usage: berth up [--dir DIR] [--nodes 3] [--replicas 2] [--mount DIR | --no-mount] [-o OPTS] [--ha]
 Starts a local cluster on 127.0.0.1: nats-server, one meta, N data nodes; mounts it.
+  --ha             replicated meta: 3 clustered nats-servers (JetStream), 2 meta
+                   replicas (one leads by lease, docs/meta.md#replication); a
+                   replica that dies is started again and rejoins as a follower
   --dir DIR        where all cluster data lives (default ./.berth); one berth up per DIR
   --nodes N        data nodes to start (default 3)
   --replicas R     copies of each block (default 2, capped by live nodes)
@@ -55,6 +58,7 @@ interface UpConfig {
   natsPort: number | null
   json: boolean
   cluster: string
+  ha: boolean
 }
 
 function parseConfig(argv: string[]): UpConfig | null {
@@ -66,6 +70,7 @@ function parseConfig(argv: string[]): UpConfig | null {
       replicas: { type: 'string', default: String(DEFAULT_REPLICAS) },
       mount: { type: 'string', default: 'mnt' },
       'no-mount': { type: 'boolean', default: false },
+      ha: { type: 'boolean', default: false },
       cluster: { type: 'string', default: DEFAULT_CLUSTER },
       o: { type: 'string', short: 'o', multiple: true },
       'nats-port': { type: 'string' },
@@ -85,6 +90,7 @@ function parseConfig(argv: string[]): UpConfig | null {
     natsPort: values['nats-port'] === undefined ? null : intFlag('--nats-port', values['nats-port'], 4222, 1, 65535),
     json: values.json,
     cluster: values.cluster,
+    ha: values.ha,
   })
 }
 
@@ -120,13 +126,14 @@ export async function run(argv: string[]): Promise<void> {
   const logs = new UpLogs(join(cfg.dir, 'logs'), (line) => process.stderr.write(`${line}\n`))
   const started = Date.now()
   const children: Array<Supervised<ServiceHandle>> = []
-  let nats: Supervised<NatsServerHandle> | undefined
+  // one server, or (--ha) three clustered ones, each supervised on its own
+  const nats: Array<Supervised<NatsServerHandle>> = []
   let stopping: Promise<void> | undefined
   const stopAll = () => {
     stopping ??= (async () => {
       // Newest first: the mount flushes while meta and nodes are still there.
       for (const c of children.reverse()) await c.stop()
-      await nats?.stop()
+      for (const n of nats) await n.stop()
       logs.close()
       lock.release()
     })()
@@ -144,16 +151,20 @@ export async function run(argv: string[]): Promise<void> {
 
   try {
     const secret = loadOrCreateSecret(cfg.dir)
-    const state = await loadOrCreateNatsState(cfg.dir, cfg.natsPort)
-    const startNats = async () => {
-      const h = await launchNatsServer({ dir: join(cfg.dir, 'nats'), cluster: cfg.cluster, port: state.port, users: state.users }).catch((err: unknown) => {
-        throw new BerthError('EIO', `${(err as Error).message.trim()}\n  hint: is port ${state.port} taken by another program? start with --nats-port N (kept for later starts)`)
+    const state = await loadOrCreateNatsState(cfg.dir, cfg.natsPort, cfg.ha ? 3 : 1)
+    const startNats = (i: number) => async () => {
+      const port = state.ports[i]!
+      const route = state.routes ? { serverName: `berth-nats-${i}`, port: state.routes[i]!, routes: state.routes } : undefined
+      const h = await launchNatsServer({ dir: join(cfg.dir, cfg.ha ? `nats-${i}` : 'nats'), cluster: cfg.cluster, port, users: state.users, route }).catch((err: unknown) => {
+        throw new BerthError('EIO', `${(err as Error).message.trim()}\n  hint: is port ${port} taken by another program? start with --nats-port N (kept for later starts)`)
       })
-      logs.follow('nats', h.child.stderr)
+      logs.follow(cfg.ha ? `nats-${i}` : 'nats', h.child.stderr)
       return h
     }
-    nats = new Supervised('nats-server', await startNats(), startNats, say)
-    const natsUrl = nats.current.url
+    // clustered servers wait for their routes: start them together
+    const natsFirst = await Promise.all(state.ports.map((_, i) => startNats(i)()))
+    natsFirst.forEach((h, i) => nats.push(new Supervised(cfg.ha ? `nats-server-${i}` : 'nats-server', h, startNats(i), say)))
+    const natsUrl = nats.map((n) => n.current.url).join(',')
     const users = state.users
     const env = (role: keyof NatsUsers): NodeJS.ProcessEnv => ({
       BERTH_NATS_USER: users[role].user,
@@ -185,7 +196,12 @@ export async function run(argv: string[]): Promise<void> {
       children.push(s)
       return s
     }
-    const meta = await supervise('meta', ['meta', ...common, '--db', join(cfg.dir, 'meta', 'meta.db'), '--replicas', String(cfg.replicas)], 'meta')
+    // --ha: two replicas, each with its own database; a restarted one rejoins as a follower
+    const metaArgs = (i: number) =>
+      cfg.ha
+        ? ['meta', ...common, '--db', join(cfg.dir, `meta-${i}`, 'meta.db'), '--replicas', String(cfg.replicas), '--ha', '--log-replicas', '3']
+        : ['meta', ...common, '--db', join(cfg.dir, 'meta', 'meta.db'), '--replicas', String(cfg.replicas)]
+    const metas = await Promise.all(Array.from({ length: cfg.ha ? 2 : 1 }, (_, i) => supervise(cfg.ha ? `meta-${i}` : 'meta', metaArgs(i), 'meta')))
     const nodes = await Promise.all(
       Array.from({ length: cfg.nodes }, (_, i) =>
         supervise(`node-${i}`, ['node', ...common, '--dir', join(cfg.dir, `node-${i}`), '--listen', '127.0.0.1:0'], 'node'),
@@ -200,7 +216,9 @@ export async function run(argv: string[]): Promise<void> {
       `berth up: cluster "${cfg.cluster}" ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
       `  NATS          ${natsUrl} (kept across restarts)`,
       `  credentials   ${credentials}`,
-      `  meta          pid ${meta.current.pid}, db ${join(cfg.dir, 'meta', 'meta.db')}`,
+      cfg.ha
+        ? `  meta          2 replicas (--ha), pids ${metas.map((m) => m.current.pid).join(', ')}, dbs ${cfg.dir}/meta-{0,1}/meta.db; NATS cluster of 3`
+        : `  meta          pid ${metas[0]!.current.pid}, db ${join(cfg.dir, 'meta', 'meta.db')}`,
       ...nodes.map((n, i) => `  node ${i}        ${String(n.current.ready.url)} (id ${String(n.current.ready.id)}, pid ${n.current.pid})`),
       `  logs          ${logs.dir}`,
       cfg.mount ? `  mounted at    ${cfg.mount}` : '  not mounted (--no-mount)',

@@ -30,6 +30,7 @@ import { checkMountpoint } from './mountpoint-check'
 import { maskSecrets, splitUrlCredentials } from '../common/mask-secrets'
 import { createClientMetrics } from './metrics'
 import { Vfs } from './vfs'
+import { SessionLease } from './session-lease'
 import { onReconnect } from '../common/nats-state'
 
 const log = logger('client')
@@ -151,7 +152,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     throw new BerthError('ETIMEDOUT', `no berth meta answered for cluster "${cfg.cluster}" at ${maskSecrets(cfg.natsUrl)}\n` +
       '  hint: is `berth meta` (or `berth up`) running? is --cluster right?', { cause: err })
   })
-  await meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() })
+  // the session is registered below (SessionLease), once the VFS can list what it holds
   const blocks = new BlockClient(nc, {
     cluster: cfg.cluster,
     token: hello.token,
@@ -184,16 +185,22 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     attrTimeoutS: cfg.attrTimeoutS,
   })
   const inval = subscribeInvalidations(nc, cfg.cluster, vfs, fuse)
-  const renew = setInterval(() => {
-    meta.call('session', { session, ttlMs: cfg.sessionTtlMs, host: hostname() }).catch((err: unknown) => log.warn('session renewal failed', err))
-  }, Math.floor(cfg.sessionTtlMs / 3))
+  const lease = new SessionLease(meta, {
+    session,
+    ttlMs: cfg.sessionTtlMs,
+    host: hostname(),
+    held: () => vfs.heldInodes(),
+    lost: (inos) => vfs.markLost(inos),
+  })
+  await lease.register()
+  lease.start()
 
   // `umount DIR` (mount(8), systemd) or `fusermount3 -u` end the kernel side:
   // flush what is still buffered (to meta and the data nodes) and exit.
   try {
     fuse.mount(cfg.mountpoint, () => void shutdown('unmounted by umount(8)').finally(() => process.exit(0)))
   } catch (err) {
-    clearInterval(renew)
+    lease.stop()
     inval.unsubscribe()
     throw new BerthError('EIO', `fuse could not mount ${cfg.mountpoint}: ${(err as Error).message}\n` +
       '  hint: is /dev/fuse there and fusermount3 installed (tools/install-deps)?', { cause: err })
@@ -209,7 +216,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
       await pinned.sendUnpins()
       for (const e of errors) log.error('flush before unmount failed', e)
       unmount(fuse, cfg.mountpoint)
-      clearInterval(renew)
+      lease.stop()
       metricsHttp?.server.close()
       inval.unsubscribe()
       await meta.call('sessionEnd', { session }, { deadlineMs: 5000 }).catch(() => undefined)

@@ -96,6 +96,8 @@ export class Vfs {
   private readonly contentSeen = new Map<number, { gen: number; size: number }>()
   private nextFh = 1
   private readonly releases: number[] = []
+  /** Inodes freed while our session lease had lapsed (client/session-lease.ts): their handles fail. */
+  private readonly lost = new Set<number>()
   private releaseTimer: NodeJS.Timeout | undefined
 
   constructor(
@@ -176,10 +178,29 @@ export class Vfs {
     return f.view()
   }
 
-  private handle(fh: number): Handle {
+  private handle(fh: number, closing = false): Handle {
     const h = this.handles.get(fh)
     if (!h) throw fsError('EBADF', `no open handle ${fh}`)
+    if (!closing && this.lost.has(h.file.attr.ino)) {
+      throw fsError('EIO', `inode ${h.file.attr.ino} was freed while this mount's session had lapsed; the handle is dead`)
+    }
     return h
+  }
+
+  /**
+   * Every inode registered with meta by this mount and how many times: one per
+   * open inode, plus one per release not sent yet (meta still counts it).
+   */
+  heldInodes(): Array<{ ino: number; count: number }> {
+    const counts = new Map<number, number>()
+    for (const ino of this.files.keys()) counts.set(ino, 1)
+    for (const ino of this.releases) counts.set(ino, (counts.get(ino) ?? 0) + 1)
+    return [...counts].map(([ino, count]) => ({ ino, count }))
+  }
+
+  /** Fails every handle of these inodes from now on (EIO); they no longer exist in meta. */
+  markLost(inos: number[]): void {
+    for (const ino of inos) if (this.files.has(ino)) this.lost.add(ino)
   }
 
   private remember(parent: number, name: string, attr: Attr): void {
@@ -564,10 +585,11 @@ export class Vfs {
   }
 
   async release(fh: number): Promise<void> {
-    const h = this.handle(fh)
+    const h = this.handle(fh, true)
     this.handles.delete(fh)
     const f = h.file
     try {
+      if (this.lost.has(f.attr.ino)) throw fsError('EIO', `inode ${f.attr.ino} was freed while this mount's session had lapsed; its unsaved data is lost`)
       // the last handle also commits what is still dirty (a failed flush before)
       if (h.wrote || (f.handles === 1 && f.isDirty)) {
         await f.flush(this.meta, this.opts.session)
@@ -583,6 +605,7 @@ export class Vfs {
     f.handles--
     if (f.handles > 0) return
     if (this.files.get(f.attr.ino) === f) this.files.delete(f.attr.ino)
+    this.lost.delete(f.attr.ino)
     f.discard()
     this.wb.untrack(f)
     this.queueRelease(f.attr.ino)

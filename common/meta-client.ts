@@ -19,8 +19,10 @@ export interface MetaClientOptions {
 
 export class MetaClient {
   readonly subjects: Subjects
-  private readonly prefix = randomBytes(6).toString('base64url')
+  private readonly prefix = randomBytes(9).toString('base64url')
   private seq = 0
+  /** Request numbers not answered yet (their answers must stay remembered). */
+  private readonly pending = new Set<number>()
 
   constructor(
     readonly nc: NatsConnection,
@@ -30,11 +32,22 @@ export class MetaClient {
   }
 
   call<Op extends MetaOp>(op: Op, body: Omit<MetaRequest<Op>, 'rid'>, opts: { deadlineMs?: number } = {}): Promise<MetaReplies[Op]> {
-    const rid = `${this.prefix}.${(this.seq++).toString(36)}`
-    return request<MetaReplies[Op]>(this.nc, this.subjects.meta(op), { ...body, rid }, {
+    const n = this.seq++
+    this.pending.add(n)
+    // client.n.ack: every request of ours below `ack` has had its answer, so
+    // meta may forget those (meta/requests.ts). Numbers enter the set in
+    // increasing order, so its first one is the lowest still pending.
+    const ack: number = this.pending.values().next().value ?? n
+    const rid = `${this.prefix}.${n.toString(36)}.${ack.toString(36)}`
+    const done = request<MetaReplies[Op]>(this.nc, this.subjects.meta(op), { ...body, rid }, {
       timeoutMs: this.opts.timeoutMs ?? 5000,
       deadlineMs: opts.deadlineMs ?? this.opts.deadlineMs ?? 30_000,
       retryTimeouts: true,
     })
+    // a request that failed at its deadline may still be applied: its number
+    // leaves the pending set only when no retry of it can come any more
+    const settle = () => this.pending.delete(n)
+    done.then(settle, settle)
+    return done
   }
 }

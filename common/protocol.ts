@@ -12,6 +12,9 @@
  *   with `hash: null` is a hole.
  * - Every request may carry `rid`, a client-chosen request id; meta answers a
  *   repeated rid with the first answer, so clients may retry any operation.
+ *   `client.n[.ack]` (n, ack base 36) is remembered durably, per client, until
+ *   the client acknowledges it: every request below `ack` has had its answer
+ *   (meta/requests.ts); any other rid only for a short while.
  */
 import { z } from 'zod'
 
@@ -22,6 +25,8 @@ export const DEFAULT_REPLICAS = 2
 export const MAX_MESSAGE_BYTES = 1024 * 1024
 /** Upper bound for readdir pages and chunk-map pages. */
 export const MAX_PAGE = 1000
+/** Bytes of a namespace dump per dumpRead reply (well under MAX_MESSAGE_BYTES). */
+export const DUMP_PAGE = 512 * 1024
 
 const u32 = z.number().int().min(0).max(0xffffffff)
 const ino = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER)
@@ -165,8 +170,25 @@ export const metaRequests = {
   commit: z.object({ rid, ino, session, size, chunks: z.array(chunkRef).max(MAX_PAGE), mtime: timespec.optional() }),
   /** Releases `ino` and/or every inode in `inos` (clients batch their releases). */
   release: z.object({ rid, session, ino: ino.optional(), inos: z.array(ino).max(MAX_PAGE).default([]) }),
-  /** Opens or renews a client session; open files of expired sessions are released. */
-  session: z.object({ rid, session, ttlMs: z.number().int().min(1000).max(3_600_000), host: z.string().max(256).default('') }),
+  /**
+   * Opens (no `epoch`) or renews (`epoch` from the last reply) a client session.
+   * A renewal of a session that expired, or was replaced, fails with ESTALE: its
+   * open files may have been released, so the client must sessionRestore.
+   */
+  session: z.object({ rid, session, ttlMs: z.number().int().min(1000).max(3_600_000), host: z.string().max(256).default(''), epoch: z.number().int().min(1).optional() }),
+  /**
+   * After ESTALE: a new epoch for `session`, whose open files become exactly
+   * `open` (ino, count); inodes that no longer exist come back in `lost`.
+   * Longer lists go in pages: the first replaces (`first`), later ones add.
+   */
+  sessionRestore: z.object({
+    rid,
+    session,
+    ttlMs: z.number().int().min(1000).max(3_600_000),
+    host: z.string().max(256).default(''),
+    open: z.array(z.object({ ino, count: z.number().int().min(1).max(0x7fffffff) })).max(MAX_PAGE * 10),
+    first: z.boolean().default(true),
+  }),
   sessionEnd: z.object({ rid, session }),
   status: z.object({ rid }),
   /**
@@ -186,6 +208,16 @@ export const metaRequests = {
    * clients may not command nodes, so meta asks on their behalf. Read-only.
    */
   inventory: z.object({ rid, node: z.string().min(1).max(64), after: z.string().max(64).default(''), limit: z.number().int().min(1).max(MAX_PAGE).default(MAX_PAGE) }),
+  /** Operator (`berth gc`): what block GC would collect now and what waits in its grace. Read-only. */
+  gcPlan: z.object({ rid }),
+  /** Operator (`berth gc --run`): one block GC pass and one full reconciliation pass now. */
+  gcRun: z.object({ rid }),
+  /** Operator (`berth meta dump`): a consistent SQLite copy of the namespace, read with dumpRead. */
+  dumpStart: z.object({ rid }),
+  /** Up to `length` bytes of dump `id` from `offset`. */
+  dumpRead: z.object({ rid, id: z.string().min(1).max(64), offset: size, length: z.number().int().min(1).max(DUMP_PAGE).default(DUMP_PAGE) }),
+  /** The dump has been read (or is abandoned): meta deletes its copy. */
+  dumpEnd: z.object({ rid, id: z.string().min(1).max(64) }),
 } as const
 
 export type MetaOp = keyof typeof metaRequests
@@ -237,6 +269,20 @@ export interface StatusReply {
   sameZone: number
   /** Usage off by more than 10% of the mean: the next move (meta/rebalance.ts); null when even. */
   rebalance: { from: string; to: string; bytes: number; etaS: number | null } | null
+  /** A replicated meta (--ha): the answering leader's place in the log and its lease. */
+  replication?: ReplicationReport
+}
+
+export interface ReplicationReport {
+  role: string
+  applied: number
+  lastLogSeq: number
+  leaseAgeMs: number
+  /** Every replica heard from in the last few seconds (the leader included), with its lag in log entries. */
+  replicas?: Array<{ metaId: string; role: string; applied: number; lag: number; seenMsAgo: number }>
+  /** Sequence of the stored snapshot (null: none yet) and the log's first entry. */
+  snapshotSeq?: number | null
+  logFirstSeq?: number
 }
 
 export interface DrainProgress {
@@ -283,7 +329,8 @@ export interface MetaReplies {
   chunks: { chunks: ChunkRef[]; more: boolean }
   commit: { attr: Attr }
   release: Record<string, never>
-  session: Record<string, never>
+  session: { epoch: number }
+  sessionRestore: { epoch: number; lost: number[] }
   sessionEnd: Record<string, never>
   status: StatusReply
   pin: Record<string, never>
@@ -291,6 +338,47 @@ export interface MetaReplies {
   badCopy: Record<string, never>
   nodeAdmin: { node: string; admin: NodeAdminState | null; blocks: number }
   inventory: { entries: AuditedCopy[]; more: boolean }
+  gcPlan: GcPlan
+  gcRun: GcRunReport
+  dumpStart: DumpInfo
+  dumpRead: { data: Uint8Array; eof: boolean }
+  dumpEnd: Record<string, never>
+}
+
+/** Unreferenced blocks as block GC sees them (meta/block-gc.ts). */
+export interface GcPlan {
+  /** meta's --gc-grace-ms and --orphan-age-ms. */
+  graceMs: number
+  orphanAgeMs: number
+  /** Unreferenced, unpinned, past the grace: the next GC pass deletes these. */
+  due: { blocks: number; bytes: number }
+  /** Unreferenced, unpinned, still in the grace; `nextDueAt` = when the first one is due (ms epoch). */
+  inGrace: { blocks: number; bytes: number; nextDueAt: number | null }
+  /** Unreferenced but pinned by an upload not committed yet: never collected while pinned. */
+  pinned: { blocks: number; bytes: number }
+}
+
+export interface GcRunReport {
+  /** Blocks whose rows block GC removed (copies moved to the nodes' trash). */
+  blocks: number
+  bytes: number
+  /** Orphan copies reconciliation moved to trash, and those kept (PUT since the decision). */
+  orphansDeleted: number
+  orphansKept: number
+  /** Replica rows reconciliation removed (copy missing) or added (copy found). */
+  rowsRemoved: number
+  rowsAdded: number
+}
+
+export interface DumpInfo {
+  id: string
+  /** Bytes of the SQLite file and its SHA-256 (hex), to check the transfer. */
+  size: number
+  sha256: string
+  /** PRAGMA user_version of the dump. */
+  schemaVersion: number
+  /** When the snapshot was taken (ms epoch). */
+  at: number
 }
 
 /**
@@ -305,7 +393,7 @@ export interface AuditedCopy extends InventoryEntry {
 
 /** Read-only or idempotent operations: safe to retry even without a request id (no reply cache). */
 export const IDEMPOTENT_OPS: ReadonlySet<MetaOp> = new Set<MetaOp>([
-  'hello', 'lookup', 'getattr', 'readlink', 'readdir', 'statfs', 'getxattr', 'listxattr', 'chunks', 'status', 'session', 'badCopy', 'inventory',
+  'hello', 'lookup', 'getattr', 'readlink', 'readdir', 'statfs', 'getxattr', 'listxattr', 'chunks', 'status', 'session', 'badCopy', 'inventory', 'gcPlan', 'dumpRead', 'dumpEnd',
 ])
 
 // ---- data plane control messages ----

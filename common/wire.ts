@@ -24,6 +24,8 @@ export function subjects(cluster: string) {
     metaAll: `${cluster}.meta.*`,
     /** Answered by the one serving meta; a starting meta probes it to refuse a split namespace. */
     metaLeader: `${cluster}.metactl.leader`,
+    /** Every replicated meta publishes its role and applied log sequence here each second (berth status). */
+    metaReplica: `${cluster}.metactl.replica`,
     place: `${cluster}.data.place`,
     heartbeat: `${cluster}.node.hb`,
     nodeCmd: (id: string) => `${cluster}.node.${id}.cmd`,
@@ -101,6 +103,14 @@ export interface ServeOptions {
  * message; a throw becomes an error reply. Messages without a reply subject are
  * handed to the handler too and its result dropped.
  */
+/**
+ * Thrown by a handler that cannot know its request's outcome (meta lost its
+ * leadership while appending it): no answer is sent, so the caller times out
+ * and retries, and the retry is answered by whoever serves then, from the
+ * durable request table if the first attempt did reach the log.
+ */
+export class NoReply extends Error {}
+
 export function serve(
   nc: NatsConnection,
   subject: string,
@@ -119,6 +129,7 @@ export function serve(
         try {
           reply = okReply(await handler(msg))
         } catch (e) {
+          if (e instanceof NoReply) return
           if (!(e instanceof BerthError)) opts.onError?.(e, msg.subject)
           reply = errorReply(e)
         }

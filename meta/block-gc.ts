@@ -10,12 +10,18 @@
  * orphan, which reconciliation collects later through the same protocol.
  */
 import type { Logger } from '../common/log'
+import type { GcPlan } from '../common/protocol'
 import type { MetaEnv } from './context'
 import { deleteCopies, deleteToken, type AskNode } from './node-commands'
 
 const BATCH = 1000
 
-export async function collectGarbage(env: Pick<MetaEnv, 'db'>, ask: AskNode, log: Logger, graceMs: number): Promise<number> {
+export interface Collected {
+  blocks: number
+  bytes: number
+}
+
+export async function collectGarbage(env: Pick<MetaEnv, 'db'>, ask: AskNode, log: Logger, graceMs: number): Promise<Collected> {
   const cutoff = Date.now() - graceMs
   const due = await env.db.read.all<{ hash: string; node_id: string | null }>(
     `SELECT b.hash AS hash, r.node_id AS node_id FROM
@@ -23,7 +29,7 @@ export async function collectGarbage(env: Pick<MetaEnv, 'db'>, ask: AskNode, log
        LEFT JOIN replicas r ON r.hash = b.hash`,
     [cutoff, BATCH],
   )
-  if (!due.length) return 0
+  if (!due.length) return { blocks: 0, bytes: 0 }
   const holders = new Map<string, string[]>() // hash -> nodes
   for (const row of due) {
     const list = holders.get(row.hash) ?? []
@@ -35,17 +41,18 @@ export async function collectGarbage(env: Pick<MetaEnv, 'db'>, ask: AskNode, log
   await Promise.all([...tokens.keys()].map(async (n) => tokens.set(n, await deleteToken(ask, n))))
 
   const byNode = new Map<string, string[]>()
-  let collected = 0
+  const collected: Collected = { blocks: 0, bytes: 0 }
   await env.db.write(async (tx) => {
     for (const [hash, nodes] of holders) {
-      const still = await tx.get(
-        'SELECT 1 AS x FROM blocks WHERE hash = ? AND refs <= 0 AND zero_since IS NOT NULL AND zero_since <= ? AND NOT EXISTS (SELECT 1 FROM pins WHERE hash = ?)',
+      const still = await tx.get<{ size: number | null }>(
+        'SELECT size FROM blocks WHERE hash = ? AND refs <= 0 AND zero_since IS NOT NULL AND zero_since <= ? AND NOT EXISTS (SELECT 1 FROM pins WHERE hash = ?)',
         [hash, cutoff, hash],
       )
       if (!still) continue
       await tx.run('DELETE FROM replicas WHERE hash = ?', [hash])
       await tx.run('DELETE FROM blocks WHERE hash = ?', [hash])
-      collected++
+      collected.blocks++
+      collected.bytes += still.size ?? 0
       for (const n of nodes) {
         if (tokens.get(n) === null) continue
         const list = byNode.get(n) ?? []
@@ -59,4 +66,29 @@ export async function collectGarbage(env: Pick<MetaEnv, 'db'>, ask: AskNode, log
     if (r.kept) log.info(`gc: node ${node} kept ${r.kept} copy(ies) PUT after the delete was decided`)
   }
   return collected
+}
+
+/**
+ * What the pass above would do now, and what waits (`berth gc`): the same
+ * conditions as its selection and its re-check, counted instead of acted on.
+ */
+export async function gcBacklog(env: Pick<MetaEnv, 'db'>, graceMs: number, orphanAgeMs: number): Promise<GcPlan> {
+  const cutoff = Date.now() - graceMs
+  const rows = await env.db.read.all<{ kind: 'due' | 'grace' | 'pinned'; blocks: number; bytes: number; oldest: number | null }>(
+    `SELECT CASE WHEN EXISTS (SELECT 1 FROM pins p WHERE p.hash = b.hash) THEN 'pinned'
+                 WHEN b.zero_since IS NOT NULL AND b.zero_since <= ? THEN 'due' ELSE 'grace' END AS kind,
+            COUNT(*) AS blocks, COALESCE(SUM(b.size), 0) AS bytes, MIN(b.zero_since) AS oldest
+     FROM blocks b WHERE b.refs <= 0 GROUP BY kind`,
+    [cutoff],
+  )
+  const of = (kind: string) => rows.find((r) => r.kind === kind)
+  const part = (kind: string) => ({ blocks: of(kind)?.blocks ?? 0, bytes: of(kind)?.bytes ?? 0 })
+  const grace = of('grace')
+  return {
+    graceMs,
+    orphanAgeMs,
+    due: part('due'),
+    inGrace: { ...part('grace'), nextDueAt: grace?.oldest != null ? grace.oldest + graceMs : null },
+    pinned: part('pinned'),
+  }
 }

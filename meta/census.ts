@@ -5,7 +5,7 @@
  * is reused for ten times as long as it took: a cluster with a few blocks gets
  * fresh figures on every call, while one with millions of blocks spends at most
  * about a tenth of meta's reads on them however often status and Prometheus
- * poll. Repair itself never waits on this: it works from its queue
+ * poll; a change in the live nodes starts a new pass. Repair itself never waits on this: it works from its queue
  * (meta/repair-queue.ts). Concurrent callers share one pass.
  */
 import { wantedReplicas } from './cluster-ops'
@@ -22,6 +22,8 @@ export interface CensusResult {
   /** When the pass ran (ms since the epoch) and how long it took. */
   at: number
   tookMs: number
+  /** The live nodes it counted copies on (sorted ids): a change invalidates it. */
+  live: string
 }
 
 /** A pass is reused for this many times its own duration. */
@@ -40,7 +42,8 @@ export async function census(env: MetaEnv): Promise<CensusResult> {
     states.set(env, st)
   }
   const last = st.last
-  if (last && Date.now() - last.at < last.tookMs * REUSE_FACTOR) return last
+  // a node that died or came back changes every count: never reuse across that
+  if (last && last.live === liveKey(env) && Date.now() - last.at < last.tookMs * REUSE_FACTOR) return last
   let running = st.running
   if (!running) {
     const s = st
@@ -59,9 +62,18 @@ export async function census(env: MetaEnv): Promise<CensusResult> {
   return running
 }
 
+function liveKey(env: MetaEnv): string {
+  return env.nodes
+    .live()
+    .map((n) => n.id)
+    .sort()
+    .join(',')
+}
+
 async function pass(env: MetaEnv): Promise<CensusResult> {
   const started = Date.now()
   const live = env.nodes.live()
+  const key = liveKey(env)
   const want = wantedReplicas(env, live)
   const row = await env.db.read.get<{ blocks: number; bytes: number | null; under: number | null; belowR: number | null }>(
     `SELECT COUNT(*) AS blocks, SUM(size) AS bytes, SUM(c < ?) AS under, SUM(c < ?) AS belowR FROM (
@@ -79,6 +91,7 @@ async function pass(env: MetaEnv): Promise<CensusResult> {
     sameZone,
     at: started,
     tookMs: Date.now() - started,
+    live: key,
   }
 }
 

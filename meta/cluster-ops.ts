@@ -69,6 +69,7 @@ export async function status(env: MetaEnv): Promise<MetaReplies['status']> {
     drains: await drainProgress(env, env.repairMeter?.rate() ?? 0),
     sameZone: blocks.sameZone,
     rebalance: rebalanceProgress(env),
+    ...(env.replication ? { replication: await env.replication.status() } : {}),
   }
 }
 

@@ -14,6 +14,7 @@ import { intFlag } from '../common/flags'
 export const USAGE = `usage: berth meta --nats URL --db FILE [options]
 
 Runs the metadata service of one cluster (only one may serve a cluster).
+Backup and restore of its database: berth meta dump|load (berth meta dump --help).
 
   --nats URL            NATS server(s), comma separated
   --db FILE             SQLite database file (created on first start)
@@ -34,6 +35,17 @@ Runs the metadata service of one cluster (only one may serve a cluster).
   --sync MODE           normal (default): every acknowledged change survives a crash
                         or kill -9 of meta; the last few may be lost on power loss.
                         full: fsync the WAL on every commit (also survives power loss)
+  --ha                  replicated meta (docs/meta.md#replication): every mutation is
+                        appended to a JetStream stream before it is answered, one
+                        replica leads by a JetStream KV lease, the others follow
+  --log-replicas N      JetStream replicas of the log and the lease (default 1;
+                        3 on a 3-server NATS cluster)
+  --lease-ttl-ms MS     leader lease TTL (default 3000): failover takes about this
+  --snapshot-entries N  with --ha: the leader stores a snapshot of the database in
+                        JetStream every N log entries (default 10000) and trims the
+                        log behind it (docs/meta.md#snapshots); 0: never
+  --snapshot-interval-ms MS  ...or this long after the last one (default 600000)
+  --snapshot-keep N     log entries kept behind a snapshot (default 1000)
   --metrics-listen H:P  serve GET /metrics (Prometheus) on H:P (else env BERTH_METRICS_LISTEN; off by default)
   --user U --pass P     NATS credentials (else env BERTH_NATS_USER/BERTH_NATS_PASS)
   --token T             NATS token (else env BERTH_NATS_TOKEN)
@@ -65,6 +77,8 @@ export interface MetaConfig {
   readonly sync: 'normal' | 'full'
   readonly metricsListen: { host: string; port: number } | null
   readonly auth: Readonly<NatsAuth>
+  /** Replicated mode: null for the single meta of today. */
+  readonly ha: Readonly<{ logReplicas: number; leaseTtlMs: number; snapshotEntries: number; snapshotIntervalMs: number; snapshotKeep: number }> | null
 }
 
 /** Returns null when --help was asked (usage already printed). */
@@ -88,6 +102,12 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'repair-mbps': { type: 'string' },
       sync: { type: 'string' },
       'metrics-listen': { type: 'string' },
+      ha: { type: 'boolean', default: false },
+      'log-replicas': { type: 'string' },
+      'lease-ttl-ms': { type: 'string' },
+      'snapshot-entries': { type: 'string' },
+      'snapshot-interval-ms': { type: 'string' },
+      'snapshot-keep': { type: 'string' },
       user: { type: 'string' },
       pass: { type: 'string' },
       token: { type: 'string' },
@@ -136,6 +156,15 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     rebalanceMinBytes: intFlag('--rebalance-min-mib', values['rebalance-min-mib'], 64, 0, 1024 * 1024) * 1024 * 1024,
     metricsListen: metricsListen ? parseListen(metricsListen, '--metrics-listen') : null,
     auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
+    ha: values.ha
+      ? Object.freeze({
+          logReplicas: intFlag('--log-replicas', values['log-replicas'], 1, 1, 5),
+          leaseTtlMs: intFlag('--lease-ttl-ms', values['lease-ttl-ms'], 3000, 1000, 60_000),
+          snapshotEntries: intFlag('--snapshot-entries', values['snapshot-entries'], 10_000, 0, 100_000_000),
+          snapshotIntervalMs: intFlag('--snapshot-interval-ms', values['snapshot-interval-ms'], 600_000, 1000, 7 * 24 * 3600 * 1000),
+          snapshotKeep: intFlag('--snapshot-keep', values['snapshot-keep'], 1000, 0, 100_000_000),
+        })
+      : null,
   })
 }
 

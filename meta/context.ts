@@ -1,7 +1,9 @@
+import type { ReplicationReport as ReplicationStatus } from '../common/protocol'
 import type { Database } from './sqlite'
 import type { NodeTable } from './nodes'
 import type { AskNode } from './node-commands'
 import type { MoveMeter } from './move-meter'
+import type { GcRunReport } from '../common/protocol'
 
 /** Settings and state every operation handler may use. */
 export interface MetaEnv {
@@ -19,7 +21,21 @@ export interface MetaEnv {
   readonly repairMeter?: MoveMeter
   /** When rebalance moves blocks (absent: the defaults in meta/rebalance.ts). */
   readonly rebalance?: RebalancePolicy
+  /** Set on a replicated meta (meta/replica.ts): its place in the log, for status. */
+  replication?: { status(): ReplicationStatus | Promise<ReplicationStatus> }
+  /** The background loops, for operator requests (`berth gc`); absent: no loops run. */
+  readonly maintenance?: MaintenanceControl
 }
+
+/** What operator requests may ask of meta's background loops (meta/maintenance.ts). */
+export interface MaintenanceControl {
+  readonly graceMs: number
+  readonly orphanAgeMs: number
+  /** One GC pass and one full reconciliation pass now. */
+  runNow(): Promise<GcRunReport>
+}
+
+export type { ReplicationReport as ReplicationStatus } from '../common/protocol'
 
 /**
  * Rebalance starts when a node's stored bytes are more than `threshold` off

@@ -16,13 +16,14 @@ import type { MetaParsed, MetaReplies } from '../common/protocol'
 import type { MetaEnv } from './context'
 import { copyStates } from './reconcile'
 import { enqueue } from './repair-queue'
+import { clockMs } from './time'
 
 export async function badCopy(env: MetaEnv, b: MetaParsed<'badCopy'>): Promise<MetaReplies['badCopy']> {
   await env.db.write(async (tx) => {
     await tx.run('DELETE FROM replicas WHERE hash = ? AND node_id = ?', [b.hash, b.node])
     await tx.run(
       'INSERT INTO suspects (hash, node_id, reason, since) VALUES (?, ?, ?, ?) ON CONFLICT (hash, node_id) DO UPDATE SET reason = excluded.reason, since = excluded.since',
-      [b.hash, b.node, b.reason, Date.now()],
+      [b.hash, b.node, b.reason, clockMs()],
     )
     await enqueue(tx, [b.hash])
   })

@@ -14,7 +14,7 @@ import { isDir, isReg } from '../common/modes'
 import { clipChunks, freeIfUnused, mustInode, refBlock, toAttr, unrefBlock } from './inodes'
 import type { Conn } from './sqlite'
 import { enqueue } from './repair-queue'
-import { nowTs } from './time'
+import { clockMs, nowTs } from './time'
 
 /** Lease given to a session that first shows up in `open` without a `session` call. */
 export const DEFAULT_SESSION_TTL_MS = 60_000
@@ -53,7 +53,7 @@ async function chunkPage(c: Conn, ino: number, from: number, limit: number): Pro
 
 /** Records that `session` holds `ino` open (keeps an unlinked inode alive). */
 export async function registerOpen(tx: Conn, session: string, ino: number): Promise<void> {
-  await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [session, '', Date.now() + DEFAULT_SESSION_TTL_MS])
+  await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [session, '', clockMs() + DEFAULT_SESSION_TTL_MS])
   await tx.run('INSERT INTO open_files (session, ino, count) VALUES (?, ?, 1) ON CONFLICT (session, ino) DO UPDATE SET count = count + 1', [session, ino])
 }
 
@@ -90,7 +90,7 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
     const row = await mustInode(tx, b.ino)
     if (isDir(row.mode)) throw fsError('EISDIR', `inode ${b.ino} is a directory`)
     if (!isReg(row.mode)) throw fsError('EINVAL', `inode ${b.ino} is not a regular file`)
-    const nowMs = Date.now()
+    const nowMs = clockMs()
     for (const c of byIdx.values()) {
       const old = await tx.get<{ hash: string }>('SELECT hash FROM chunks WHERE ino = ? AND idx = ?', [b.ino, c.idx])
       await tx.run('DELETE FROM inline_chunks WHERE ino = ? AND idx = ?', [b.ino, c.idx])
@@ -145,24 +145,13 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
 async function releaseOne(tx: Conn, session: string, ino: number, ch: Changes): Promise<void> {
   await tx.run('UPDATE open_files SET count = count - 1 WHERE session = ? AND ino = ?', [session, ino])
   await tx.run('DELETE FROM open_files WHERE session = ? AND ino = ? AND count <= 0', [session, ino])
-  if (await freeIfUnused(tx, ino, Date.now())) ch.ino(ino)
+  if (await freeIfUnused(tx, ino, clockMs())) ch.ino(ino)
 }
 
 export async function release(env: MetaEnv, b: MetaParsed<'release'>, ch: Changes): Promise<MetaReplies['release']> {
   const inos = b.ino === undefined ? b.inos : [b.ino, ...b.inos]
   await env.db.write(async (tx) => {
     for (const ino of inos) await releaseOne(tx, b.session, ino, ch)
-  })
-  return {}
-}
-
-export async function session(env: MetaEnv, b: MetaParsed<'session'>): Promise<MetaReplies['session']> {
-  await env.db.write(async (tx) => {
-    await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET host = excluded.host, expires = excluded.expires', [
-      b.session,
-      b.host,
-      Date.now() + b.ttlMs,
-    ])
   })
   return {}
 }
@@ -177,8 +166,8 @@ export async function session(env: MetaEnv, b: MetaParsed<'session'>): Promise<M
  */
 export async function pin(env: MetaEnv, b: MetaParsed<'pin'>): Promise<MetaReplies['pin']> {
   await env.db.write(async (tx) => {
-    await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [b.session, '', Date.now() + DEFAULT_SESSION_TTL_MS])
-    const nowMs = Date.now()
+    await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [b.session, '', clockMs() + DEFAULT_SESSION_TTL_MS])
+    const nowMs = clockMs()
     for (const hash of b.hashes) {
       await tx.run('INSERT INTO blocks (hash, refs, size, zero_since) VALUES (?, 0, 0, NULL) ON CONFLICT (hash) DO UPDATE SET zero_since = NULL', [hash])
       await tx.run('INSERT INTO pins (hash, session, since, count) VALUES (?, ?, ?, 1) ON CONFLICT (hash, session) DO UPDATE SET since = excluded.since, count = count + 1', [
@@ -213,7 +202,7 @@ async function dropPins(tx: Conn, session: string, hashes: string[], nowMs: numb
 /** One release per listed hash: list a hash twice to release two uploads of it. */
 export async function unpin(env: MetaEnv, b: MetaParsed<'unpin'>): Promise<MetaReplies['unpin']> {
   await env.db.write(async (tx) => {
-    const nowMs = Date.now()
+    const nowMs = clockMs()
     for (const hash of b.hashes) {
       await releasePin(tx, hash, b.session)
       await startGraceIfFree(tx, hash, nowMs)
@@ -229,11 +218,11 @@ async function endSession(tx: Conn, id: string, ch: Changes): Promise<void> {
     tx,
     id,
     pinned.map((p) => p.hash),
-    Date.now(),
+    clockMs(),
   )
   await tx.run('DELETE FROM open_files WHERE session = ?', [id])
   await tx.run('DELETE FROM sessions WHERE id = ?', [id])
-  const nowMs = Date.now()
+  const nowMs = clockMs()
   for (const h of held) if (await freeIfUnused(tx, h.ino, nowMs)) ch.ino(h.ino)
 }
 
@@ -244,11 +233,11 @@ export async function sessionEnd(env: MetaEnv, b: MetaParsed<'sessionEnd'>, ch: 
 
 /** Ends every session whose lease ran out; returns how many. */
 export async function expireSessions(env: MetaEnv, ch: Changes): Promise<number> {
-  const expired = await env.db.read.all<{ id: string }>('SELECT id FROM sessions WHERE expires < ? LIMIT 1000', [Date.now()])
+  const expired = await env.db.read.all<{ id: string }>('SELECT id FROM sessions WHERE expires < ? LIMIT 1000', [clockMs()])
   for (const s of expired) {
     await env.db.write(async (tx) => {
       // Renewed since we looked? Then it stays.
-      const still = await tx.get('SELECT 1 AS x FROM sessions WHERE id = ? AND expires < ?', [s.id, Date.now()])
+      const still = await tx.get('SELECT 1 AS x FROM sessions WHERE id = ? AND expires < ?', [s.id, clockMs()])
       if (still) await endSession(tx, s.id, ch)
     })
   }

@@ -6,8 +6,11 @@ import type { MetaOp, MetaParsed, MetaReplies } from '../common/protocol'
 import { hello, statfs, status } from './cluster-ops'
 import type { Changes, MetaEnv } from './context'
 import { badCopy, inventory } from './copies'
+import { dumpEnd, dumpRead, dumpStart } from './dump'
+import { gcPlan, gcRun } from './gc-ops'
 import { nodeAdmin } from './node-admin'
-import { chunks, commit, open, pin, release, session, sessionEnd, unpin } from './files'
+import { chunks, commit, open, pin, release, sessionEnd, unpin } from './files'
+import { session, sessionRestore } from './sessions'
 import { getattr, link, lookup, mkdir, mknod, readdir, readlink, rename, rmdir, setattr, symlink, unlink } from './namespace'
 import { getxattr, listxattr, removexattr, setxattr } from './xattrs'
 
@@ -38,6 +41,7 @@ export const handlers: Handlers = {
   commit,
   release,
   session,
+  sessionRestore,
   sessionEnd,
   status: (env) => status(env),
   pin,
@@ -45,4 +49,9 @@ export const handlers: Handlers = {
   badCopy,
   inventory,
   nodeAdmin,
+  gcPlan: (env) => gcPlan(env),
+  gcRun: (env) => gcRun(env),
+  dumpStart: (env) => dumpStart(env),
+  dumpRead,
+  dumpEnd,
 }

@@ -1,10 +1,13 @@
 /**
  * `berth meta`: the metadata service of one cluster.
  *
- * Reads top-down: config → SQLite → NATS → refuse if another meta already
- * serves the cluster → claim the leader subject → serve `<cluster>.meta.*` →
- * follow heartbeats → background loops → ready → on SIGTERM/SIGINT stop
- * taking requests, answer those in flight, drain NATS, close the database.
+ * Reads top-down: config → SQLite → NATS → follow heartbeats → then either
+ *  - single (default): refuse if another meta already serves the cluster,
+ *    serve (meta/serving.ts) until the end;
+ *  - replicated (--ha): become a replica (meta/replica.ts) that applies the
+ *    log and serves only while it holds the leader lease;
+ * → ready → on SIGTERM/SIGINT stop taking requests (a leader frees its lease),
+ * answer those in flight, drain NATS, close the database.
  */
 import { randomBytes } from 'node:crypto'
 import { dirname } from 'node:path'
@@ -15,10 +18,10 @@ import { emitEvent, logger } from '../common/log'
 import { serveMetrics } from '../common/metrics-http'
 import { connectNats } from '../common/nats-connect'
 import { heartbeat } from '../common/protocol'
-import { decode, encode, parseBody, serve, subjects } from '../common/wire'
+import { decode, encode, parseBody, subjects } from '../common/wire'
 import { parseConfig, type MetaConfig } from './config'
 import type { MetaEnv } from './context'
-import { Maintenance } from './maintenance'
+import { LifecycleStats } from './lifecycle-stats'
 import { createMetaMetrics } from './metrics'
 import { nodeAsker } from './node-commands'
 import { MoveMeter } from './move-meter'
@@ -26,8 +29,16 @@ import { loadNodeAdmin } from './node-admin'
 import { NodeTable } from './nodes'
 import { DEFAULT_REBALANCE } from './rebalance'
 import { migrate } from './schema'
-import { serveMeta } from './server'
-import { openDatabase } from './sqlite'
+import { publishChanges } from './server'
+import { sqliteEngine } from './engine'
+import { Lease } from './lease'
+import { MetaLog } from './log/stream'
+import { Replica } from './replica'
+import { ReplicaPeers } from './replica-peers'
+import { bounded, Serving } from './serving'
+import { openDatabase, type Database } from './sqlite'
+import { SnapshotStore } from './log/snapshot'
+import { appliedSeq } from './log/apply'
 
 const log = logger('meta')
 
@@ -38,7 +49,7 @@ export async function run(argv: string[]): Promise<void> {
   const s = subjects(cfg.cluster)
 
   mkdirSync(dirname(cfg.db), { recursive: true })
-  const db = await openDatabase(cfg.db, migrate, { sync: cfg.sync })
+  let db = await openDatabase(cfg.db, migrate, { sync: cfg.sync })
   let nc: NatsConnection
   try {
     nc = await connectNats({ url: cfg.natsUrl, name: `berth-meta-${metaId}`, ...cfg.auth })
@@ -47,14 +58,18 @@ export async function run(argv: string[]): Promise<void> {
     throw err
   }
 
+  let ha: HaParts | null = null
   try {
-    await refuseIfServed(nc, cfg)
+    if (!cfg.ha) await refuseIfServed(nc, cfg)
+    else {
+      ha = await openHa(nc, cfg, metaId, cfg.ha)
+      db = await restoreIfBehind(db, ha, cfg)
+    }
   } catch (err) {
     await nc.close()
     await db.close()
     throw err
   }
-  serve(nc, s.metaLeader, {}, () => ({ metaId }))
 
   const nodes = new NodeTable()
   const env: MetaEnv = {
@@ -69,18 +84,27 @@ export async function run(argv: string[]): Promise<void> {
     askNode: nodeAsker(nc, cfg.cluster),
     repairMeter: new MoveMeter(),
     rebalance: { ...DEFAULT_REBALANCE, minBytes: cfg.rebalanceMinBytes },
+    // `serving` is created below with this env; requests only come after both exist.
+    // The loops run only while this replica leads (meta/serving.ts), as do requests.
+    maintenance: { graceMs: cfg.gcGraceMs, orphanAgeMs: cfg.orphanAgeMs, runNow: () => serving.runMaintenanceNow() },
   }
+  // a follower's table is refreshed from node_admin each time it starts to lead (meta/serving.ts)
   await loadNodeAdmin(env)
-  const maintenance = new Maintenance(nc, env, log, {
-    gcGraceMs: cfg.gcGraceMs,
-    orphanAgeMs: cfg.orphanAgeMs,
-    reconcileEveryMs: cfg.reconcileIntervalMs,
-    reconcileCpuPct: cfg.reconcileCpuPct,
-    replicateEveryMs: cfg.repairIntervalMs,
-    repairMbps: cfg.repairMbps,
+  const stats = new LifecycleStats()
+  const metrics = createMetaMetrics(env, stats)
+  const engine = sqliteEngine(env, (changes) => publishChanges(nc, cfg.cluster, changes))
+  const serving = new Serving(nc, env, engine, log, {
+    observe: metrics.observe,
+    maintenance: {
+      gcGraceMs: cfg.gcGraceMs,
+      orphanAgeMs: cfg.orphanAgeMs,
+      reconcileEveryMs: cfg.reconcileIntervalMs,
+      reconcileCpuPct: cfg.reconcileCpuPct,
+      replicateEveryMs: cfg.repairIntervalMs,
+      repairMbps: cfg.repairMbps,
+    },
+    stats,
   })
-  const metrics = createMetaMetrics(env, maintenance.stats)
-  const server = serveMeta(nc, env, log, metrics.observe)
   const metricsHttp = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null
   if (metricsHttp) log.info(`metrics at ${metricsHttp.url}`)
   nc.subscribe(s.heartbeat, {
@@ -93,11 +117,56 @@ export async function run(argv: string[]): Promise<void> {
       }
     },
   })
-  maintenance.start()
+
+  let replica: Replica | null = null
+  let peers: ReplicaPeers | null = null
+  if (ha && cfg.ha) {
+    const { log: metaLog, lease, snapshots } = ha
+    const snap = cfg.ha
+    replica = new Replica({
+      db,
+      log: metaLog,
+      lease,
+      metaId,
+      logger: log,
+      lead: async () => {
+        await serving.start()
+        emitEvent('leader', { metaId, applied: replica?.applied })
+      },
+      follow: () => serving.stop(),
+      fatal: (why, err) => {
+        log.error(`replica cannot continue: ${why}`, err)
+        process.exit(70)
+      },
+      ...(snap.snapshotEntries > 0
+        ? { snapshots: { store: snapshots, dbFile: cfg.db, everyEntries: snap.snapshotEntries, everyMs: snap.snapshotIntervalMs, keepEntries: snap.snapshotKeep } }
+        : {}),
+    })
+    const self = () => ({ metaId, role: replica?.role ?? 'stopped', applied: replica?.applied ?? 0 })
+    peers = new ReplicaPeers(nc, cfg.cluster, self)
+    const seenPeers = peers
+    env.replication = {
+      status: async () => {
+        const bounds = await metaLog.bounds().catch(() => null)
+        const last = Math.max(bounds?.last ?? 0, replica?.lastLogSeq ?? 0)
+        return {
+          ...self(),
+          lastLogSeq: last,
+          leaseAgeMs: lease.ageMs(),
+          replicas: seenPeers.list(last),
+          snapshotSeq: replica?.snapshotSeq ?? null,
+          ...(bounds ? { logFirstSeq: bounds.first } : {}),
+        }
+      },
+    }
+    await replica.start()
+  } else {
+    await serving.start()
+  }
   await nc.flush()
 
-  emitEvent('ready', { role: 'meta', metaId, cluster: cfg.cluster, db: cfg.db, ...(metricsHttp ? { metrics: metricsHttp.url } : {}) })
-  log.info(`serving cluster ${cfg.cluster} as ${metaId} (db ${cfg.db})`)
+  emitEvent('ready', { role: 'meta', metaId, cluster: cfg.cluster, db: cfg.db, ha: cfg.ha !== null, ...(metricsHttp ? { metrics: metricsHttp.url } : {}) })
+  log.info(`${cfg.ha ? 'replica of' : 'serving'} cluster ${cfg.cluster} as ${metaId} (db ${cfg.db})`)
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'))
@@ -106,9 +175,9 @@ export async function run(argv: string[]): Promise<void> {
   log.info(`${signal}: shutting down`)
   // A drain needs the server; with NATS unreachable it would wait forever,
   // so each NATS step gets a bound and the database is closed regardless.
-  await bounded(server.sub.drain(), DRAIN_MS)
-  await bounded(server.idle(), DRAIN_MS)
-  await maintenance.stop()
+  peers?.stop()
+  if (replica) await bounded(replica.stop(), DRAIN_MS * 2)
+  await serving.stop()
   metricsHttp?.server.close()
   await bounded(nc.drain(), DRAIN_MS)
   if (!nc.isClosed()) await nc.close().catch(() => undefined)
@@ -117,8 +186,9 @@ export async function run(argv: string[]): Promise<void> {
 }
 
 /**
- * Only one meta may serve a cluster until replicated meta exists (DESIGN.md):
- * two would each own a namespace and clients would see both, alternately.
+ * Without --ha only one meta may serve a cluster: two would each own a
+ * namespace and clients would see both, alternately. (A probe, so two started
+ * in the same second can both pass it; --ha closes that with the lease.)
  */
 async function refuseIfServed(nc: NatsConnection, cfg: MetaConfig): Promise<void> {
   let other: string
@@ -135,10 +205,50 @@ async function refuseIfServed(nc: NatsConnection, cfg: MetaConfig): Promise<void
 }
 
 const DRAIN_MS = 5000
+const JETSTREAM_WAIT_MS = 30_000
 
-/** Waits for `p` at most `ms`; its failure or lateness is not an error here. */
-async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  await Promise.race([p.catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, ms)))])
-  clearTimeout(timer)
+interface HaParts {
+  log: MetaLog
+  lease: Lease
+  snapshots: SnapshotStore
+}
+
+async function openHa(nc: NatsConnection, cfg: MetaConfig, metaId: string, ha: NonNullable<MetaConfig['ha']>): Promise<HaParts> {
+  // a JetStream cluster that just started elects its own leader first
+  const metaLog = await retryFor(JETSTREAM_WAIT_MS, 'the log stream', () => MetaLog.open(nc, cfg.cluster, ha.logReplicas))
+  const lease = await retryFor(JETSTREAM_WAIT_MS, 'the lease bucket', () => Lease.open(nc, cfg.cluster, metaId, { ttlMs: ha.leaseTtlMs, replicas: ha.logReplicas }))
+  const snapshots = await retryFor(JETSTREAM_WAIT_MS, 'the snapshot store', () => SnapshotStore.open(nc, cfg.cluster, ha.logReplicas))
+  return { log: metaLog, lease, snapshots }
+}
+
+/**
+ * A replica whose database is older than the log's first entry (new, or down
+ * while the leader trimmed the log) starts from the stored snapshot; the log
+ * tail follows in Replica.start.
+ */
+async function restoreIfBehind(db: Database, ha: HaParts, cfg: MetaConfig): Promise<Database> {
+  const applied = await appliedSeq(db)
+  const { first, last } = await ha.log.bounds()
+  if (!(last > applied && first > applied + 1)) return db
+  const latest = await ha.snapshots.latest()
+  if (!latest || latest.seq + 1 < first) {
+    throw new BerthError('EIO', `the log starts at ${first}, this replica has applied ${applied} and the stored snapshot ends at ${latest?.seq ?? 'none'}: cannot catch up`)
+  }
+  await db.close()
+  const got = await ha.snapshots.restore(cfg.db)
+  log.info(`restored the snapshot at log sequence ${got?.seq ?? 0} (${got?.bytes ?? 0} bytes); this replica had applied ${applied}, the log starts at ${first}`)
+  return openDatabase(cfg.db, migrate, { sync: cfg.sync })
+}
+
+async function retryFor<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
+  const until = Date.now() + ms
+  for (;;) {
+    try {
+      return await fn()
+    } catch (err) {
+      if (Date.now() > until) throw new BerthError('EIO', `JetStream: cannot open ${what}: ${(err as Error).message}`, { cause: err })
+      log.debug(`JetStream not ready for ${what} yet: ${(err as Error).message}`)
+      await new Promise((r) => setTimeout(r, 500))
+    }
+  }
 }

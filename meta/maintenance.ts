@@ -13,6 +13,7 @@
  */
 import type { NatsConnection } from 'nats'
 import type { Logger } from '../common/log'
+import type { GcRunReport } from '../common/protocol'
 import { collectGarbage } from './block-gc'
 import { Changes, type MetaEnv } from './context'
 import { expireSessions } from './files'
@@ -45,7 +46,10 @@ export class Maintenance {
   private readonly running = new Set<Promise<void>>()
   private stopped = false
   private copies: Promise<void> = Promise.resolve()
-  readonly stats = new LifecycleStats()
+  /** GC passes, the timer's and an operator's (`berth gc --run`), one at a time. */
+  private gcTurn: Promise<unknown> = Promise.resolve()
+  /** Reconciliation passes likewise: two would share the per-node cursors. */
+  private reconcileTurn: Promise<unknown> = Promise.resolve()
   private readonly ask: AskNode
   private readonly reconciler: Reconciler
   private readonly repairer: Repair
@@ -55,6 +59,8 @@ export class Maintenance {
     private readonly env: MetaEnv,
     private readonly log: Logger,
     private readonly opts: MaintenanceOptions,
+    /** Shared across restarts of the loops (a replica that leads again keeps counting). */
+    readonly stats: LifecycleStats = new LifecycleStats(),
   ) {
     this.ask = env.askNode ?? nodeAsker(nc, env.cluster)
     this.reconciler = new Reconciler(env, this.ask, log, this.stats, { orphanAgeMs: opts.orphanAgeMs, pageSize: 1000, cpuPct: opts.reconcileCpuPct })
@@ -68,7 +74,7 @@ export class Maintenance {
     this.every(Math.min(5000, Math.max(200, Math.floor(this.opts.gcGraceMs / 4))), 'block gc', () => this.gc())
     this.every(this.opts.replicateEveryMs ?? 5000, 'repair', () => this.takingTurns(() => this.repairer.pass(isStopped)))
     // one page per turn: a paced pass over a large cluster rests between pages, and repair runs meanwhile
-    this.every(this.opts.reconcileEveryMs, 'reconciliation', () => this.reconciler.pass(isStopped, (page) => this.takingTurns(page)))
+    this.every(this.opts.reconcileEveryMs, 'reconciliation', () => this.reconcilePass())
   }
 
   /** Stops the loops and waits for a running pass to finish. */
@@ -112,6 +118,58 @@ export class Maintenance {
   }
 
   async gc(): Promise<void> {
-    this.stats.gcBlocks += await collectGarbage(this.env, this.ask, this.log, this.opts.gcGraceMs)
+    await this.gcPass()
+  }
+
+  private gcPass(): Promise<{ blocks: number; bytes: number }> {
+    const turn = this.gcTurn.then(async () => {
+      const r = await collectGarbage(this.env, this.ask, this.log, this.opts.gcGraceMs)
+      this.stats.gcBlocks += r.blocks
+      return r
+    })
+    this.gcTurn = turn.catch(() => undefined)
+    return turn
+  }
+
+  /**
+   * `berth gc --run`: block GC until nothing is due, then one reconciliation
+   * pass over every live node from the start of its inventory (orphans past
+   * their age are collected). The same code, turns and pacing
+   * (--reconcile-cpu-pct) as the loops.
+   */
+  async runNow(): Promise<GcRunReport> {
+    const report: GcRunReport = { blocks: 0, bytes: 0, orphansDeleted: 0, orphansKept: 0, rowsRemoved: 0, rowsAdded: 0 }
+    for (;;) {
+      const r = await this.gcPass()
+      report.blocks += r.blocks
+      report.bytes += r.bytes
+      if (r.blocks === 0 || this.stopped) break
+    }
+    await this.reconcilePass(() => {
+      const before = { ...this.stats }
+      this.reconciler.restart()
+      return () => {
+        report.orphansDeleted = this.stats.orphansDeleted - before.orphansDeleted
+        report.orphansKept = this.stats.orphansKept - before.orphansKept
+        report.rowsRemoved = this.stats.rowsRemoved - before.rowsRemoved
+        report.rowsAdded = this.stats.rowsAdded - before.rowsAdded
+      }
+    })
+    return report
+  }
+
+  /**
+   * One reconciliation pass after any running one (paced, one page per turn
+   * beside repair); `around` runs just before it starts and returns what to
+   * run once it ended.
+   */
+  private reconcilePass(around?: () => () => void): Promise<void> {
+    const turn = this.reconcileTurn.then(async () => {
+      const after = around?.()
+      await this.reconciler.pass(() => this.stopped, (page) => this.takingTurns(page))
+      after?.()
+    })
+    this.reconcileTurn = turn.catch(() => undefined)
+    return turn
   }
 }

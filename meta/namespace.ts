@@ -15,7 +15,7 @@ import {
 import { PERM_BITS, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, isDir, isLnk, isReg } from '../common/modes'
 import { registerOpen } from './files'
 import type { Conn } from './sqlite'
-import { nowTs } from './time'
+import { clockMs, nowTs } from './time'
 
 type Req<Op extends keyof MetaReplies & string> = MetaParsed<Op>
 
@@ -43,7 +43,7 @@ export async function setattr(env: MetaEnv, b: Req<'setattr'>, ch: Changes): Pro
     if (b.size !== undefined) {
       if (isDir(row.mode)) throw fsError('EISDIR', 'cannot truncate a directory')
       if (!isReg(row.mode)) throw fsError('EINVAL', 'only regular files have a size to set')
-      if (b.size < row.size) await clipChunks(tx, row.ino, b.size, env.chunkSize, Date.now())
+      if (b.size < row.size) await clipChunks(tx, row.ino, b.size, env.chunkSize, clockMs())
       if (b.size !== row.size) next.gen = row.gen + 1
       next.size = b.size
       next.mtime_s = now[0]
@@ -131,7 +131,7 @@ export async function readlink(env: MetaEnv, b: Req<'readlink'>): Promise<MetaRe
 async function dropLink(tx: Conn, row: InodeRow, now: Timespec, ch: Changes): Promise<void> {
   await addNlink(tx, row.ino, -1)
   await touchCtime(tx, row.ino, now)
-  await freeIfUnused(tx, row.ino, Date.now())
+  await freeIfUnused(tx, row.ino, clockMs())
   ch.ino(row.ino)
 }
 
@@ -139,7 +139,7 @@ async function dropLink(tx: Conn, row: InodeRow, now: Timespec, ch: Changes): Pr
 async function dropDir(tx: Conn, row: InodeRow, parent: number, ch: Changes): Promise<void> {
   await tx.run('UPDATE inodes SET nlink = 0 WHERE ino = ?', [row.ino])
   await addNlink(tx, parent, -1)
-  await freeIfUnused(tx, row.ino, Date.now())
+  await freeIfUnused(tx, row.ino, clockMs())
   ch.ino(row.ino)
   ch.dir(row.ino)
 }

@@ -18,6 +18,7 @@ import type { DrainProgress, MetaParsed, MetaReplies, NodeAdminState } from '../
 import type { MetaEnv } from './context'
 import { enqueue, enqueueNode } from './repair-queue'
 import type { Conn } from './sqlite'
+import { clockMs } from './time'
 
 async function rowsOn(c: Conn, node: string): Promise<number> {
   return (await c.get<{ n: number }>('SELECT COUNT(*) AS n FROM replicas WHERE node_id = ?', [node]))?.n ?? 0
@@ -25,7 +26,7 @@ async function rowsOn(c: Conn, node: string): Promise<number> {
 
 async function setState(env: MetaEnv, node: string, state: NodeAdminState | null, also?: (tx: Conn) => Promise<void>): Promise<void> {
   await env.db.write(async (tx) => {
-    if (state) await tx.run('INSERT INTO node_admin (id, state, since) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state, since = excluded.since', [node, state, Date.now()])
+    if (state) await tx.run('INSERT INTO node_admin (id, state, since) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state, since = excluded.since', [node, state, clockMs()])
     else await tx.run('DELETE FROM node_admin WHERE id = ?', [node])
     if (also) await also(tx)
   })
@@ -34,7 +35,7 @@ async function setState(env: MetaEnv, node: string, state: NodeAdminState | null
 
 /** Loads the operators' states into the node table (meta start). */
 export async function loadNodeAdmin(env: MetaEnv): Promise<void> {
-  for (const r of await env.db.read.all<{ id: string; state: NodeAdminState }>('SELECT id, state FROM node_admin')) env.nodes.mark(r.id, r.state)
+  env.nodes.resetAdmin(await env.db.read.all<{ id: string; state: NodeAdminState }>('SELECT id, state FROM node_admin'))
 }
 
 /** Tells live draining nodes whose heartbeat disagrees to drain (after a node restart). */

@@ -18,6 +18,12 @@ export class NodeTable {
     if (state === 'decommissioned' || state === 'forgotten') this.nodes.delete(id)
   }
 
+  /** Replaces every operator state at once (a replica that starts to lead reloads them). */
+  resetAdmin(rows: Iterable<{ id: string; state: NodeAdminState }>): void {
+    this.admin.clear()
+    for (const r of rows) this.mark(r.id, r.state)
+  }
+
   adminOf(id: string): NodeAdminState | undefined {
     return this.admin.get(id)
   }

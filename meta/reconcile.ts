@@ -76,6 +76,11 @@ export class Reconciler {
     private readonly opts: ReconcileOptions,
   ) {}
 
+  /** The next pass starts every node's inventory from its beginning. */
+  restart(): void {
+    this.cursors.clear()
+  }
+
   /**
    * Goes through every live node's inventory from its cursor to the end, paced
    * (cpuPct). Each page runs inside `turn` (meta/maintenance.ts: pages and

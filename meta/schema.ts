@@ -152,17 +152,43 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       ) WITHOUT ROWID;
     `)
   },
+  // v7: exactly-once and session epochs (docs/meta.md#exactly-once). `requests`
+  // keeps each mutation's answer by client and request number until the client
+  // acknowledges it, in the same transaction as the mutation; a session has an
+  // epoch (a renewal naming an older one is ESTALE) and remembers its TTL so a
+  // restart can give every session one full TTL of grace. `engine_state` holds
+  // counters of the replicated state (next epoch, applied log sequence).
+  async (c) => {
+    await c.exec(`
+      CREATE TABLE requests (
+        client TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        op TEXT NOT NULL,
+        reply BLOB NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (client, n)
+      ) WITHOUT ROWID;
+      CREATE INDEX requests_at ON requests (at);
+      ALTER TABLE sessions ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE sessions ADD COLUMN ttl_ms INTEGER NOT NULL DEFAULT 60000;
+      CREATE TABLE engine_state (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `)
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length
 
-export async function migrate(c: Conn): Promise<void> {
+/** Brings the database to `to` (default: the current version); `to` is for upgrade tests. */
+export async function migrate(c: Conn, to: number = SCHEMA_VERSION): Promise<void> {
   const row = await c.get<{ user_version: number }>('PRAGMA user_version')
   const from = row?.user_version ?? 0
   if (from > SCHEMA_VERSION) {
     throw new Error(`database schema version ${from} is newer than this berth (${SCHEMA_VERSION}); upgrade berth`)
   }
-  for (let v = from; v < SCHEMA_VERSION; v++) {
+  for (let v = from; v < Math.min(to, SCHEMA_VERSION); v++) {
     await c.exec('BEGIN IMMEDIATE')
     try {
       await MIGRATIONS[v]!(c)

@@ -1,18 +1,18 @@
 /**
- * The request loop: `<cluster>.meta.<op>` in queue group `meta`. Every body is
- * validated against its schema before a handler sees it; a repeated request id
- * of a mutation gets the cached first answer; each mutation that changed
- * something is followed by an invalidation on `<cluster>.inval`.
+ * The RPC layer: `<cluster>.meta.<op>` in queue group `meta`, in front of a
+ * MetaEngine (meta/engine.ts). Every body is validated against its schema
+ * before the engine sees it; the engine answers a repeated request id from its
+ * durable table and reports what each mutation changed, which is published as
+ * an invalidation on `<cluster>.inval`.
  */
 import type { NatsConnection, Subscription } from 'nats'
 import { codeOf, fsError } from '../common/errors'
 import type { Logger } from '../common/log'
-import { IDEMPOTENT_OPS, metaRequests, type Invalidation, type MetaOp, type MetaParsed } from '../common/protocol'
+import { metaRequests, type Invalidation, type MetaOp, type MetaParsed } from '../common/protocol'
 import { encode, parseBody, serve, subjects } from '../common/wire'
 import type { ZodType } from 'zod'
-import { Changes, type MetaEnv } from './context'
-import { handlers, type Handler } from './handlers'
-import { ReplyCache } from './reply-cache'
+import type { Changes, MetaEnv } from './context'
+import type { EngineHandle } from './engine'
 
 function isMetaOp(op: string): op is MetaOp {
   return Object.hasOwn(metaRequests, op)
@@ -31,23 +31,13 @@ export interface MetaServer {
 }
 
 /** `observe` hears every answered request (op, seconds, error code or null): metrics. */
-export function serveMeta(nc: NatsConnection, env: MetaEnv, log: Logger, observe?: (op: string, seconds: number, code: string | null) => void): MetaServer {
-  const cache = new ReplyCache()
+export function serveMeta(nc: NatsConnection, env: MetaEnv, engine: EngineHandle, log: Logger, observe?: (op: string, seconds: number, code: string | null) => void): MetaServer {
   const inflight = new Set<Promise<unknown>>()
   const prefix = `${env.cluster}.meta.`
 
-  async function apply<Op extends MetaOp>(op: Op, body: MetaParsed<Op>): Promise<object> {
-    const changes = new Changes()
-    const reply = await (handlers[op] as Handler<Op>)(env, body, changes)
-    publishChanges(nc, env.cluster, changes)
-    return reply
-  }
-
   function dispatch<Op extends MetaOp>(op: Op, data: Uint8Array): Promise<object> {
     const body = parseBody(metaRequests[op] as unknown as ZodType<MetaParsed<Op>>, data)
-    const rid = (body as { rid?: string }).rid
-    if (rid && !IDEMPOTENT_OPS.has(op)) return cache.run(`${op}\0${rid}`, () => apply(op, body))
-    return apply(op, body)
+    return engine.call(op, body)
   }
 
   const sub = serve(

@@ -22,8 +22,20 @@ export interface RunResult {
   lastID: number
 }
 
+/** One write as executed: replaying these in order repeats a transaction's effect. */
+export type Write = ['run', string, Params] | ['exec', string]
+
+function isRead(sql: string): boolean {
+  return /^\s*(SELECT|PRAGMA|EXPLAIN)\b/i.test(sql)
+}
+
 export class Conn {
   private readonly stmts = new Map<string, sqlite3.Statement>()
+  /**
+   * While set, every write statement run on this connection is appended here
+   * (meta/log/: a replicated group carries the writes, with every value bound).
+   */
+  capture: Write[] | null = null
 
   constructor(readonly db: sqlite3.Database) {}
 
@@ -37,6 +49,7 @@ export class Conn {
   }
 
   all<T>(sql: string, params: Params = []): Promise<T[]> {
+    if (this.capture && !isRead(sql)) this.capture.push(['run', sql, params])
     return new Promise((resolve, reject) => {
       this.stmt(sql).all<T>(params, (err, rows) => (err ? reject(err) : resolve(rows)))
     })
@@ -47,6 +60,7 @@ export class Conn {
   }
 
   run(sql: string, params: Params = []): Promise<RunResult> {
+    if (this.capture && !isRead(sql)) this.capture.push(['run', sql, params])
     return new Promise((resolve, reject) => {
       this.stmt(sql).run(params, function (err) {
         if (err) reject(err)
@@ -56,6 +70,7 @@ export class Conn {
   }
 
   exec(sql: string): Promise<void> {
+    if (this.capture && !isRead(sql)) this.capture.push(['exec', sql])
     return new Promise((resolve, reject) => this.db.exec(sql, (err) => (err ? reject(err) : resolve())))
   }
 
@@ -79,7 +94,17 @@ export interface Database {
   write<T>(fn: (tx: Conn) => Promise<T>): Promise<T>
   /** Waits for queued writes, then closes both connections. Safe to call twice. */
   close(): Promise<void>
+  /**
+   * While a hook is set, each group's writes are handed to it after the last
+   * operation and before COMMIT, on the writer; if it throws, the whole group
+   * rolls back and every operation in it fails with its error (meta/log/: the
+   * group is appended to the replicated log first). Null: writes are local.
+   * `onLostCommit` hears a COMMIT that failed after the hook succeeded.
+   */
+  setCommitHook(hook: CommitHook | null, onLostCommit?: (err: unknown) => void): void
 }
+
+export type CommitHook = (tx: Conn, writes: Write[][]) => Promise<void>
 
 /** Most operations one group commit may carry. */
 const MAX_GROUP = 64
@@ -111,6 +136,8 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
   // so a write queued from a resolved caller's continuation is never stranded.
   let draining: Promise<void> | undefined
   let closing: Promise<void> | undefined
+  let commitHook: CommitHook | null = null
+  let onLostCommit: (err: unknown) => void = () => undefined
 
   // Group commit: every write queued while a commit is in progress joins the
   // next transaction, each inside its own savepoint so a failing operation
@@ -121,24 +148,45 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
     while (queue.length) {
       const group = queue.splice(0, MAX_GROUP)
       const results: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = []
+      let hooked = false
       try {
+        const hook = commitHook
+        const writes: Write[][] = []
         await writer.run('BEGIN IMMEDIATE')
         if (group.length === 1) {
           // Alone in its transaction: a failure rolls back the whole of it.
-          results.push({ ok: true, value: await group[0]!.fn(writer) })
+          writer.capture = hook ? [] : null
+          try {
+            results.push({ ok: true, value: await group[0]!.fn(writer) })
+            if (writer.capture?.length) writes.push(writer.capture)
+          } finally {
+            writer.capture = null
+          }
         } else for (const job of group) {
           await writer.run('SAVEPOINT op')
+          writer.capture = hook ? [] : null
           try {
             results.push({ ok: true, value: await job.fn(writer) })
+            if (writer.capture?.length) writes.push(writer.capture)
+            writer.capture = null
             await writer.run('RELEASE op')
           } catch (err) {
+            // a failed operation's writes are rolled back here and never logged
+            writer.capture = null
             await writer.run('ROLLBACK TO op')
             await writer.run('RELEASE op')
             results.push({ ok: false, err })
           }
         }
+        if (hook && writes.length) {
+          await hook(writer, writes)
+          hooked = true
+        }
         await writer.run('COMMIT')
       } catch (err) {
+        // the hook's effect (an entry in the replicated log) cannot be undone:
+        // a replica whose own commit of it failed must stop and catch up
+        if (hooked) onLostCommit(err)
         await writer.run('ROLLBACK').catch(() => undefined)
         for (const job of group) job.reject(err)
         continue
@@ -160,6 +208,10 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
         queue.push({ fn, resolve: resolve as (v: unknown) => void, reject })
         draining ??= drain()
       })
+    },
+    setCommitHook(hook, lost) {
+      commitHook = hook
+      if (lost) onLostCommit = lost
     },
     close() {
       closing ??= (async () => {

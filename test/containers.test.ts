@@ -15,7 +15,9 @@
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import t, { type Test } from 'tap'
@@ -81,8 +83,83 @@ async function must(t: Test, what: string, p: Promise<Run>): Promise<Run> {
   return r
 }
 
+/**
+ * dockerd's images and build cache persist in the test cache folder (beside the
+ * debootstrap tarball), so a later run reuses the base images and the `npm ci`
+ * layer (compiling sqlite3 takes minutes) while package-lock.json is unchanged.
+ * Containers and volumes do not survive: the test ends with `down -v`, and
+ * untagged images older than 3 days are pruned so the cache does not grow
+ * run after run.
+ */
+function dataRoot(): string {
+  const cache = process.env.BERTH_TEST_CACHE ?? '/var/cache/berth-test'
+  const dir = join(cache, 'docker-data')
+  try {
+    mkdirSync(dir, { recursive: true })
+    stopLeftoverDockerd(dir)
+    return dir
+  } catch {
+    return mkdtempSync(join(tmpdir(), 'berth-docker-data-'))
+  }
+}
+
+/**
+ * A run killed by tap's timeout skips its teardown and leaves its dockerd
+ * holding the shared data root. Its pid is recorded beside the data root
+ * (written by startDockerd), so only that process, if it still is a dockerd
+ * on this data root, is stopped.
+ */
+function stopLeftoverDockerd(dir: string): void {
+  let pid: number
+  try {
+    pid = Number(readFileSync(`${dir}.pid`, 'utf8'))
+  } catch {
+    return
+  }
+  let cmdline = ''
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+  } catch {
+    return
+  }
+  if (!cmdline.startsWith(DOCKERD) || !cmdline.includes(`\0${dir}\0`)) return
+  process.kill(pid, 'SIGTERM')
+  for (let i = 0; i < 120 && existsSync(`/proc/${pid}`); i++) spawnSync('sleep', ['0.25'])
+}
+
+/**
+ * The image build installs sqlite3, whose install script downloads a prebuilt
+ * addon from GitHub (unreachable here) and otherwise compiles SQLite from
+ * source: 6-10 minutes on this machine, most of the test. This machine's own
+ * addon (same Node ABI, same Debian release as the stand-in base image) is
+ * served as prebuild-install's mirror instead, as a release asset would be:
+ * any `*.tar.gz` path gets a tarball holding build/Release/node_sqlite3.node.
+ */
+async function sqlite3Mirror(t: Test): Promise<{ url: string; requests: string[] }> {
+  const addonDir = join(REPO, 'node_modules', 'sqlite3')
+  const tgz = spawnSync('tar', ['-C', addonDir, '-czf', '-', 'build/Release/node_sqlite3.node'], { maxBuffer: 64 * 1024 * 1024 })
+  const requests: string[] = []
+  if (tgz.status !== 0) {
+    t.comment(`no sqlite3 addon to serve (${tgz.stderr.toString().trim()}): the build compiles it`)
+    return { url: '', requests }
+  }
+  const server = createServer((req, res) => {
+    requests.push(req.url ?? '')
+    if (!req.url?.endsWith('.tar.gz')) {
+      res.writeHead(404).end()
+      return
+    }
+    res.writeHead(200, { 'content-type': 'application/gzip', 'content-length': tgz.stdout.length }).end(tgz.stdout)
+  })
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok))
+  t.teardown(() => new Promise<void>((ok) => server.close(() => ok())))
+  const { port } = server.address() as AddressInfo
+  return { url: `http://127.0.0.1:${port}`, requests }
+}
+
 /** Our own dockerd, stopped by pid at teardown. */
 async function startDockerd(t: Test, root: string): Promise<NodeJS.ProcessEnv> {
+  const dataRootDir = dataRoot()
   const sock = join(root, 'docker.sock')
   const log = join(root, 'dockerd.log')
   const logFd = openSync(log, 'a')
@@ -90,13 +167,14 @@ async function startDockerd(t: Test, root: string): Promise<NodeJS.ProcessEnv> {
     DOCKERD,
     [
       '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-forward=false', '--ip-masq=false',
-      '--data-root', join(root, 'data'), '--exec-root', join(root, 'exec'),
+      '--data-root', dataRootDir, '--exec-root', join(root, 'exec'),
       '-H', `unix://${sock}`, '--pidfile', join(root, 'dockerd.pid'),
     ],
     // output to a file, not a pipe, so a busy test never stalls dockerd
     { stdio: ['ignore', logFd, logFd], env: { ...process.env, DOCKER_HOST: undefined } },
   )
   closeSync(logFd)
+  if (child.pid) writeFileSync(`${dataRootDir}.pid`, String(child.pid))
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       const gone = new Promise<void>((ok) => child.once('exit', () => ok()))
@@ -168,9 +246,21 @@ t.test('compose: build, up, mount, copy, scale to 4, down + up keeps every file,
     rmSync(root, { recursive: true, force: true })
   })
   const env = await startDockerd(t, root)
+  // containers and volumes a killed run left in the shared data root go first
+  await sh('sh', ['-c', '"$0" ps -aq | xargs -r "$0" rm -f -v; "$0" volume prune -f', DOCKER], env, 120_000)
+  t.teardown(async () => {
+    // runs before dockerd stops: keep the cache to what the next run can reuse
+    await sh(DOCKER, ['container', 'prune', '-f'], env, 60_000)
+    // Untagged images older than 3 days only: the build stage's layers are
+    // untagged too (the final stage does not descend from them), and they are
+    // the cache worth keeping (npm ci compiling sqlite3).
+    await sh(DOCKER, ['image', 'prune', '-f', '--filter', 'until=72h'], env, 120_000)
+  })
 
   const base = await must(t, 'build-base-image', sh(join(REPO, 'test', 'compose', 'build-base-image'), [], env, 10 * 60_000))
   t.comment(base.stderr.trim())
+
+  const mirror = await sqlite3Mirror(t)
 
   // credentials: random per run, never the example values
   const pw = () => `p${randomBytes(12).toString('hex')}`
@@ -187,6 +277,7 @@ t.test('compose: build, up, mount, copy, scale to 4, down + up keeps every file,
       'BERTH_REPLICAS=2',
       `BERTH_TEST_NATS_PORT=${natsPort}`,
       `BERTH_TEST_NATS_HTTP_PORT=${await freePort()}`,
+      `BERTH_TEST_SQLITE3_MIRROR=${mirror.url}`,
       '',
     ].join('\n'),
     { mode: 0o600 },
@@ -202,6 +293,7 @@ t.test('compose: build, up, mount, copy, scale to 4, down + up keeps every file,
 
   await must(t, 'docker-compose config -q (compose.yml + override)', sh(COMPOSE, compose('config', '-q'), env, 60_000))
   await must(t, 'docker-compose build', sh(COMPOSE, compose('build', 'meta'), env, 10 * 60_000))
+  t.comment(`sqlite3 prebuilt served to the build: ${mirror.requests.join(', ') || 'not asked for (cached layer, or compiled)'}`)
   const size = await must(t, 'image size', sh(DOCKER, ['image', 'inspect', 'berth:latest', '--format', '{{.Size}}'], env, 30_000))
   const baseSize = await must(t, 'base image size', sh(DOCKER, ['image', 'inspect', 'node:20-bookworm-slim', '--format', '{{.Size}}'], env, 30_000))
   const mb = (r: Run) => Number(r.stdout.trim()) / 1e6

@@ -111,7 +111,7 @@ t.test('the old interleaving: delete decided, then re-upload, then the delete ar
 
   const put2 = await pinned(bc, meta, 'w2').put(data) // re-upload through the pinned path
   releaseDelete()
-  t.equal(await gc, 1, 'GC collected the block')
+  t.equal((await gc).blocks, 1, 'GC collected the block')
   t.equal(holders(c, put2.hash).length, 2, 'the delete kept both re-uploaded copies')
   const b = (await meta.call('mknod', { parent: ROOT_INO, name: 'b', mode: REG, ...who })).attr
   await meta.call('commit', { ino: b.ino, session: 'w2', size: data.length, chunks: [{ idx: 0, hash: put2.hash, len: data.length, nodes: put2.nodes }] })

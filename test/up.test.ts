@@ -120,7 +120,9 @@ async function startUp(t: Test, dir: string, extra: string[] = [], o: { nodes?: 
       if (line) resolve(JSON.parse(line))
     })
     up.once('exit', (code) => reject(new Error(`berth up exited ${code}\n${stderr}`)))
-    setTimeout(() => reject(new Error(`berth up not ready in 40 s\n${stderr}`)), 40_000)
+    // --ha starts three clustered nats-servers and waits for JetStream: more on a loaded machine
+    const readyMs = extra.includes('--ha') ? 120_000 : 40_000
+    setTimeout(() => reject(new Error(`berth up not ready in ${readyMs / 1000} s\n${stderr}`)), readyMs)
   })
   return {
     up,
@@ -210,4 +212,48 @@ t.test('berth up that cannot mount ends at once, says why, leaves nothing runnin
   const again = spawnSync(process.execPath, [BERTH_BIN, 'up', '--no-mount', '--dir', join(root, 'cluster'), '--nodes', '1', '--help'], { encoding: 'utf8' })
   t.equal(again.status, 0, '--help exits 0')
   t.match(again.stdout, /Exit status/, 'and states the exit codes')
+})
+
+t.test('berth up --ha: three clustered nats-servers, two meta replicas; a killed replica is restarted and rejoins', async (t) => {
+  const dir = join(t.testdir(), 'cluster')
+  const u = await startUp(t, dir, ['--no-mount', '--ha'])
+  t.equal(u.ready.nats.split(',').length, 3, `three NATS servers (${u.ready.nats})`)
+  const children = descendants(u.up.pid!)
+  type Status = { metaId: string; replication?: { replicas?: Array<{ metaId: string; role: string; lag: number }> } }
+  const status = (): Status | null => {
+    const r = spawnSync(process.execPath, [BERTH_BIN, 'status', '--json', '--credentials', u.ready.credentials], { encoding: 'utf8' })
+    return r.status === 0 ? (JSON.parse(r.stdout) as Status) : null
+  }
+  const twoReplicas = async (what: string, also: (s: Status) => boolean = () => true): Promise<Status> => {
+    for (let i = 0; i < 240; i++) {
+      const s = status()
+      if (s?.replication?.replicas?.length === 2 && also(s)) return s
+      await sleep(500)
+    }
+    throw new Error(`not within 120 s: ${what}\n${u.stderr().slice(-4000)}`)
+  }
+  const before = await twoReplicas('status lists two replicas')
+  t.same(before.replication!.replicas!.map((r) => r.role).sort(), ['follower', 'leader'], 'one leader, one follower')
+  const text = spawnSync(process.execPath, [BERTH_BIN, 'status', '--credentials', u.ready.credentials], { encoding: 'utf8' })
+  t.match(text.stdout, /replicated \(--ha\): meta-\w+ leads/, 'human status names the leader')
+  t.match(text.stdout, /replica meta-\w+ +follower +applied \d+ +lag \d+/, 'and each replica with its lag')
+
+  // kill -9 one replica (leader or follower, whichever comes first): berth up
+  // starts it again, it rejoins under a new id, and both report with lag 0
+  const metaPids = children.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--ha')
+    } catch {
+      return false
+    }
+  })
+  t.equal(metaPids.length, 2, 'two meta replica processes')
+  const ids = new Set(before.replication!.replicas!.map((r) => r.metaId))
+  process.kill(metaPids[0]!, 'SIGKILL')
+  const after = await twoReplicas('a killed replica comes back and both report again', (s) => s.replication!.replicas!.some((r) => !ids.has(r.metaId)) && s.replication!.replicas!.every((r) => r.lag === 0))
+  t.ok(after.replication!.replicas!.some((r) => !ids.has(r.metaId)), 'the restarted replica reports under a new id')
+  t.match(u.stderr(), /meta-[01] \(pid \d+\) exited unexpectedly/, 'berth up says it restarts the replica')
+  const running = descendants(u.up.pid!)
+  t.equal(await u.stop(), 0, 'berth up exits 0 on SIGTERM')
+  t.same(running.filter(alive), [], 'no child process left behind')
 })

@@ -8,14 +8,17 @@ import type { NatsConnection } from 'nats'
 import type { Test } from 'tap'
 import { MetaClient } from '../../common/meta-client'
 import { connectNats } from '../../common/nats-connect'
-import { launchNatsServer, type NatsServerHandle, type NatsUsers } from '../../cli/nats-server'
+import { launchNatsCluster, launchNatsServer, type NatsClusterHandle, type NatsServerHandle, type NatsUsers } from '../../cli/nats-server'
 import { spawnService, type ServiceHandle } from '../../cli/spawn-service'
 
 export interface TestCluster {
   dir: string
   cluster: string
   secret: string
-  nats: NatsServerHandle
+  /** With `natsServers > 1`: url lists every server, stop() stops them all. */
+  nats: Pick<NatsServerHandle, 'url' | 'users' | 'stop' | 'port'>
+  /** The NATS cluster, when one was asked for (`natsServers > 1`). */
+  natsCluster: NatsClusterHandle | null
   meta: ServiceHandle
   nodes: ServiceHandle[]
   /** Environment that gives a child process the credentials of `role`. */
@@ -33,9 +36,15 @@ export async function startNats(t: Test, dir = t.testdir()): Promise<NatsServerH
   return nats
 }
 
-export async function startCluster(t: Test, opts: { nodes?: number; replicas?: number; metaArgs?: string[]; nodeArgs?: string[] } = {}): Promise<TestCluster> {
+export async function startCluster(t: Test, opts: { nodes?: number; replicas?: number; metaArgs?: string[]; nodeArgs?: string[]; natsServers?: number } = {}): Promise<TestCluster> {
   const dir = t.testdir()
-  const nats = await startNats(t, dir)
+  let natsCluster: NatsClusterHandle | null = null
+  let nats: Pick<NatsServerHandle, 'url' | 'users' | 'stop' | 'port'>
+  if ((opts.natsServers ?? 1) > 1) {
+    natsCluster = await launchNatsCluster({ dir: join(dir, 'nats'), n: opts.natsServers })
+    t.teardown(() => natsCluster?.stop())
+    nats = natsCluster
+  } else nats = await startNats(t, dir)
   const secret = randomBytes(24).toString('base64url')
   const cluster = 'berth'
   let nodeSeq = 0
@@ -50,12 +59,13 @@ export async function startCluster(t: Test, opts: { nodes?: number; replicas?: n
     cluster,
     secret,
     nats,
+    natsCluster,
     meta: undefined as unknown as ServiceHandle,
     nodes: [],
     env,
     async startMeta(o = {}) {
       const args = ['meta', '--nats', nats.url, '--db', o.db ?? join(dir, 'meta.db'), '--replicas', String(opts.replicas ?? 2), ...(opts.metaArgs ?? []), ...(o.args ?? [])]
-      const meta = await spawnService(args, { env: env('meta'), readyTimeoutMs: 30_000 })
+      const meta = await spawnService(args, { env: env('meta'), readyTimeoutMs: 60_000 })
       t.teardown(() => meta.stop())
       return meta
     },

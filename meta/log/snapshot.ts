@@ -1,0 +1,153 @@
+/**
+ * Snapshots of the replicated state (docs/meta.md#snapshots), kept in a
+ * JetStream object store, `BERTH_META_SNAP_<cluster>`, under one name,
+ * `latest`, whose description is `{"seq": N}`: the database as it was right
+ * after log entry N was applied. The log may be trimmed up to N once the
+ * snapshot is stored; a replica whose database is older than the log's first
+ * entry (new, or down while the log was trimmed) starts from the snapshot and
+ * applies the tail.
+ *
+ * A snapshot is `VACUUM INTO` on a connection of its own: a consistent copy
+ * of one read transaction, taken while the leader keeps committing. Every row
+ * of the database is replicated state (requests, sessions, engine_state
+ * included) and `engine_state.applied` is written in the same transaction as
+ * the entries it counts, so the copy says itself which entry it follows.
+ */
+import { createReadStream, renameSync, rmSync, statSync } from 'node:fs'
+import { open as openFile } from 'node:fs/promises'
+import { Readable } from 'node:stream'
+import type { ReadableStream as WebReadableStream } from 'node:stream/web'
+import { StorageType, type NatsConnection, type ObjectStore } from 'nats'
+import sqlite3 from 'sqlite3'
+
+export const SNAPSHOT_NAME = 'latest'
+
+export function snapshotBucket(cluster: string): string {
+  return `BERTH_META_SNAP_${cluster.replace(/[^A-Za-z0-9_-]/g, '_')}`
+}
+
+export interface SnapshotInfo {
+  /** The last log entry the snapshot contains. */
+  seq: number
+  bytes: number
+}
+
+function sql(db: sqlite3.Database, text: string): Promise<void> {
+  return new Promise((resolve, reject) => db.exec(text, (err) => (err ? reject(err) : resolve())))
+}
+
+function getOne<T>(db: sqlite3.Database, text: string): Promise<T | undefined> {
+  return new Promise((resolve, reject) => db.get<T>(text, (err, row) => (err ? reject(err) : resolve(row))))
+}
+
+function openDb(file: string, mode: number): Promise<sqlite3.Database> {
+  return new Promise((resolve, reject) => {
+    const db = new sqlite3.Database(file, mode, (err) => (err ? reject(err) : resolve(db)))
+  })
+}
+
+function closeDb(db: sqlite3.Database): Promise<void> {
+  return new Promise((resolve) => db.close(() => resolve()))
+}
+
+/** The applied log sequence recorded in a database file (0 when none). */
+export async function appliedIn(file: string): Promise<number> {
+  const db = await openDb(file, sqlite3.OPEN_READONLY)
+  try {
+    const row = await getOne<{ value: number }>(db, "SELECT value FROM engine_state WHERE key = 'applied'")
+    return row?.value ?? 0
+  } finally {
+    await closeDb(db)
+  }
+}
+
+/** Copies the live database at `file` into `to` (one consistent read transaction). */
+export async function copyDatabase(file: string, to: string): Promise<void> {
+  rmSync(to, { force: true })
+  const db = await openDb(file, sqlite3.OPEN_READONLY)
+  try {
+    await sql(db, 'PRAGMA busy_timeout = 5000;')
+    await sql(db, `VACUUM INTO '${to.replace(/'/g, "''")}'`)
+  } finally {
+    await closeDb(db)
+  }
+}
+
+/** Removes a database file and its WAL and shared-memory files. */
+export function removeDatabase(file: string): void {
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) rmSync(f, { force: true })
+}
+
+export class SnapshotStore {
+  private constructor(private readonly os: ObjectStore) {}
+
+  static async open(nc: NatsConnection, cluster: string, replicas: number): Promise<SnapshotStore> {
+    const os = await nc.jetstream().views.os(snapshotBucket(cluster), { storage: StorageType.File, replicas })
+    return new SnapshotStore(os)
+  }
+
+  /** The stored snapshot's sequence, or null when there is none. */
+  async latest(): Promise<SnapshotInfo | null> {
+    const info = await this.os.info(SNAPSHOT_NAME)
+    if (!info || info.deleted) return null
+    return { seq: parseSeq(info.description), bytes: info.size }
+  }
+
+  /**
+   * Takes a snapshot of the database at `dbFile` and stores it; `tmp` is a
+   * scratch file beside it. Resolves with what was stored.
+   */
+  async take(dbFile: string, tmp: string): Promise<SnapshotInfo> {
+    try {
+      await copyDatabase(dbFile, tmp)
+      const seq = await appliedIn(tmp)
+      const bytes = statSync(tmp).size
+      const body = Readable.toWeb(createReadStream(tmp)) as unknown as ReadableStream<Uint8Array>
+      await this.os.put({ name: SNAPSHOT_NAME, description: JSON.stringify({ seq }) }, body)
+      return { seq, bytes }
+    } finally {
+      rmSync(tmp, { force: true })
+    }
+  }
+
+  /**
+   * Replaces the database at `dbFile` (closed by the caller) with the stored
+   * snapshot; resolves with its sequence, or null when there is none. The
+   * bytes are checked against the store's digest before they replace anything.
+   */
+  async restore(dbFile: string): Promise<SnapshotInfo | null> {
+    const got = await this.os.get(SNAPSHOT_NAME)
+    if (!got || got.info.deleted) return null
+    const tmp = `${dbFile}.snapshot-in`
+    const out = await openFile(tmp, 'w', 0o600)
+    let bytes = 0
+    try {
+      for await (const chunk of got.data as unknown as WebReadableStream<Uint8Array>) {
+        await out.write(chunk)
+        bytes += chunk.length
+      }
+      await out.sync()
+    } finally {
+      await out.close()
+    }
+    const err = await got.error
+    if (err) {
+      rmSync(tmp, { force: true })
+      throw err
+    }
+    const seq = await appliedIn(tmp)
+    removeDatabase(dbFile)
+    renameSync(tmp, dbFile)
+    return { seq, bytes }
+  }
+}
+
+function parseSeq(description: string | undefined): number {
+  try {
+    const v = JSON.parse(description ?? '{}') as { seq?: unknown }
+    return typeof v.seq === 'number' ? v.seq : 0
+  } catch {
+    return 0
+  }
+}
+

@@ -1,0 +1,106 @@
+/**
+ * The replicated log: one JetStream stream per cluster, `BERTH_META_<cluster>`
+ * on subject `<cluster>.metalog`. Each message is one entry: the writes of one
+ * group commit of the leader (meta/sqlite.ts), or a leadership marker. Appends
+ * are fenced: `expect.lastSequence` must be the last entry the appender has
+ * applied, so an appender that missed an entry (a deposed leader) is refused by
+ * the stream itself and can never add to the log.
+ */
+import { StorageType, type JetStreamClient, type JetStreamManager, type NatsConnection } from 'nats'
+import { decode, encode } from '../../common/wire'
+import type { Write } from '../sqlite'
+
+export interface LogEntry {
+  /** metaId of the appender. */
+  by: string
+  /** Writes of each operation, in order; empty for a leadership marker. */
+  ops: Write[][]
+  /** Set on the marker a new leader appends before it serves. */
+  lead?: true
+}
+
+/** Entries stay well under NATS max_payload (1 MiB + headroom). */
+export const ENTRY_MAX_BYTES = 768 * 1024
+
+export function streamName(cluster: string): string {
+  return `BERTH_META_${cluster.replace(/[^A-Za-z0-9_-]/g, '_')}`
+}
+
+export class MetaLog {
+  readonly name: string
+  readonly subject: string
+
+  private constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    cluster: string,
+  ) {
+    this.name = streamName(cluster)
+    this.subject = `${cluster}.metalog`
+  }
+
+  /** Binds to the cluster's log, creating it on first use. */
+  static async open(nc: NatsConnection, cluster: string, replicas: number): Promise<MetaLog> {
+    const jsm = await nc.jetstreamManager()
+    const log = new MetaLog(nc.jetstream(), jsm, cluster)
+    try {
+      await jsm.streams.info(log.name)
+    } catch {
+      try {
+        await jsm.streams.add({ name: log.name, subjects: [log.subject], storage: StorageType.File, num_replicas: replicas, max_msg_size: -1, allow_direct: false })
+      } catch (err) {
+        // another meta created it first: use that one
+        await jsm.streams.info(log.name).catch(() => {
+          throw err
+        })
+      }
+    }
+    return log
+  }
+
+  /** Appends `entry` if the log's last sequence is `after`; resolves with its sequence. */
+  async append(entry: LogEntry, after: number): Promise<number> {
+    const ack = await this.js.publish(this.subject, encode(entry), { expect: { lastSequence: after }, timeout: 5000 })
+    return ack.seq
+  }
+
+  /** First and last sequence held (first > last when empty). */
+  async bounds(): Promise<{ first: number; last: number }> {
+    const info = await this.jsm.streams.info(this.name)
+    return { first: info.state.first_seq, last: info.state.last_seq }
+  }
+
+  async read(seq: number): Promise<LogEntry> {
+    const m = await this.jsm.streams.getMessage(this.name, { seq })
+    return decode(m.data) as LogEntry
+  }
+
+  /** Drops entries below `seq` (they are in a snapshot). */
+  async trimBelow(seq: number): Promise<void> {
+    await this.jsm.streams.purge(this.name, { seq })
+  }
+}
+
+/**
+ * Cuts a group's operations into entries of at most ENTRY_MAX_BYTES, at
+ * operation boundaries: a replica that sees only the first entries of a group
+ * has whole operations, none of them answered yet (answers wait for COMMIT,
+ * after the last entry), and their retries are answered from the request table.
+ */
+export function entriesOf(by: string, ops: Write[][]): LogEntry[] {
+  const out: LogEntry[] = []
+  let cur: Write[][] = []
+  let size = 0
+  for (const op of ops) {
+    const n = encode(op).length
+    if (cur.length && size + n > ENTRY_MAX_BYTES) {
+      out.push({ by, ops: cur })
+      cur = []
+      size = 0
+    }
+    cur.push(op)
+    size += n
+  }
+  if (cur.length) out.push({ by, ops: cur })
+  return out
+}

@@ -1,0 +1,47 @@
+/**
+ * Schema upgrades (docs/meta.md#schema): a database written by main's v6
+ * (pins with counts, suspects, repair_queue, node_admin) upgrades to v7
+ * (exactly-once requests, session epochs, engine_state) in place, keeping
+ * every row, and a migrated database opens again without changes.
+ */
+import { join } from 'node:path'
+import t from 'tap'
+import { migrate, SCHEMA_VERSION } from '../meta/schema'
+import { openDatabase } from '../meta/sqlite'
+
+t.test('a v6 database upgrades to the current version and keeps its rows', async (t) => {
+  const file = join(t.testdir(), 'meta.db')
+  const v6 = await openDatabase(file, (c) => migrate(c, 6))
+  t.equal((await v6.read.get<{ user_version: number }>('PRAGMA user_version'))?.user_version, 6)
+  await v6.write(async (tx) => {
+    await tx.run("INSERT INTO inodes (mode, nlink, uid, gid, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns) VALUES (33188, 1, 0, 0, 1, 0, 1, 0, 1, 0)")
+    await tx.run("INSERT INTO dentries (parent, name, ino) VALUES (1, 'f', 2)")
+    await tx.run("INSERT INTO blocks (hash, refs, size) VALUES ('h1', 0, 10)")
+    await tx.run("INSERT INTO pins (hash, session, since, count) VALUES ('h1', 's1', 5, 2)")
+    await tx.run("INSERT INTO sessions (id, host, expires) VALUES ('s1', 'host', 99)")
+    await tx.run("INSERT INTO repair_queue (hash, since, parked) VALUES ('h1', 7, 1)")
+    await tx.run("INSERT INTO node_admin (id, state, since) VALUES ('n1', 'draining', 8)")
+  })
+  await v6.close()
+
+  const db = await openDatabase(file, migrate)
+  t.teardown(() => db.close())
+  t.equal((await db.read.get<{ user_version: number }>('PRAGMA user_version'))?.user_version, SCHEMA_VERSION)
+  t.same(await db.read.all('SELECT parent, name, ino FROM dentries'), [{ parent: 1, name: 'f', ino: 2 }])
+  t.same(await db.read.all('SELECT hash, session, count FROM pins'), [{ hash: 'h1', session: 's1', count: 2 }])
+  t.same(await db.read.all('SELECT hash, parked FROM repair_queue'), [{ hash: 'h1', parked: 1 }])
+  t.same(await db.read.all('SELECT id, state FROM node_admin'), [{ id: 'n1', state: 'draining' }])
+  // v7: sessions from before epochs have epoch 0 (a renewal naming an epoch is ESTALE) and the default TTL
+  t.same(await db.read.all('SELECT id, expires, epoch, ttl_ms FROM sessions'), [{ id: 's1', expires: 99, epoch: 0, ttl_ms: 60000 }])
+  t.same(await db.read.all('SELECT * FROM requests'), [])
+  t.same(await db.read.all('SELECT * FROM engine_state'), [])
+})
+
+t.test('opening a current database again changes nothing', async (t) => {
+  const file = join(t.testdir(), 'meta.db')
+  const a = await openDatabase(file, migrate)
+  await a.close()
+  const b = await openDatabase(file, migrate)
+  t.teardown(() => b.close())
+  t.equal((await b.read.get<{ user_version: number }>('PRAGMA user_version'))?.user_version, SCHEMA_VERSION)
+})
