@@ -198,7 +198,7 @@ export async function run(argv: string[]): Promise<void> {
 }
 
 /**
- * The mount reports meta's inode numbers (use_ino; 32 bits with fuse-native):
+ * The mount reports meta's inode numbers (the low-level binding passes them through):
  * a different number means the mount belongs to another cluster than the one
  * the connection options reach.
  */
@@ -209,7 +209,7 @@ function checkSameFile(local: string, attr: Attr): void {
   } catch {
     return
   }
-  if (ino !== attr.ino && ino !== attr.ino >>> 0) {
+  if (ino !== attr.ino) {
     process.stderr.write(`berth info: warning: ${local} is inode ${ino} on its mount, but ${attr.ino} in the cluster reached (is the mount of another cluster? see --nats/--credentials)\n`)
   }
 }

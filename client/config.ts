@@ -21,7 +21,8 @@ from the credentials file (default ./.berth/client.env, written by \`berth up\`)
 
   -o OPTS            comma-separated: allow_other, ro, nonempty, credentials=FILE,
                      cache_mb=N, write_mb=N, deadline_ms=N, cluster=NAME,
-                     metrics=HOST:PORT (serve GET /metrics, Prometheus)
+                     metrics=HOST:PORT (serve GET /metrics, Prometheus),
+                     entry_timeout=S, attr_timeout=S (kernel cache, seconds: 1)
                      (mount(8) options like _netdev, rw, defaults are ignored)
   --foreground       stay attached; print {"event":"ready",...} once mounted
   --deadline-ms N    how long an operation waits for an unreachable cluster (30000)
@@ -59,7 +60,9 @@ export interface MountConfig {
   maxUploads: number
   readaheadChunks: number
   metaTtlMs: number
+  /** How long the kernel trusts names and attributes; meta's invalidations are pushed into it sooner. */
   entryTimeoutS: number
+  attrTimeoutS: number
   sessionTtlMs: number
   /** Where to serve GET /metrics; null: not served. */
   metricsListen: { host: string; port: number } | null
@@ -132,8 +135,16 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     // invalidations keep the cache exact; the TTL only bounds the damage of a
     // lost one (the whole cache is also dropped on every NATS reconnect)
     metaTtlMs: 30_000,
-    entryTimeoutS: 1,
+    entryTimeoutS: seconds('entry_timeout', opts.get('entry_timeout'), 1),
+    attrTimeoutS: seconds('attr_timeout', opts.get('attr_timeout'), 1),
     sessionTtlMs,
     argv,
   })
+}
+
+function seconds(name: string, raw: string | undefined, dflt: number): number {
+  if (raw === undefined || raw === '') return dflt
+  const v = Number(raw)
+  if (!Number.isFinite(v) || v < 0 || v > 3600) throw new BerthError('EINVAL', `-o ${name}: seconds from 0 to 3600 expected, got "${raw}"`)
+  return v
 }

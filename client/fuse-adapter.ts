@@ -1,92 +1,29 @@
 /**
- * fuse-native -> Vfs. Only translation lives here: every handler goes through
- * `op()`, which runs the VFS call, maps a failure to a negative errno
- * (unknown errors become EIO and are logged with their stack), counts it and
- * calls back. fuse-native's write buffer belongs to libfuse and is valid only
- * until the callback, so it is copied before anything async happens.
+ * berth's FUSE binding -> Vfs. Only translation lives here: every request goes
+ * through `op()`, which runs the VFS call, maps a failure to an errno (unknown
+ * errors become EIO and are logged with their stack), counts it and answers
+ * the kernel with the binding's reply for that op. Node ids are berth's inode
+ * numbers (root = 1 = FUSE_ROOT_ID), so the kernel caches entries and
+ * attributes per inode, and hard links share one kernel inode.
  */
-import { dirname } from 'node:path'
-import Fuse = require('fuse-native')
-import type { FuseOps, FuseSignal, FuseStat } from 'fuse-native'
 import { isErrorCode, toErrno, ERRNO } from '../common/errors'
 import { isDir } from '../common/modes'
 import type { Attr } from '../common/protocol'
 import { logger } from '../common/log'
-import type { Caller, Vfs } from './vfs'
+import { A, ATTR_FIELDS, OP, OPEN_FLAGS, SET, loadBinding, type FuseBinding } from './fuse-binding'
+import type { Caller, SetattrChange, Vfs } from './vfs'
 
 const log = logger('client')
 
 /** What the kernel gets in st_blksize: coreutils size their I/O by it. */
 const BLKSIZE = 1024 * 1024
-/** Unpatched fuse-native turns UTIME_NOW/UTIME_OMIT (tv_sec 0, nsec ~2^30) into this many ms. */
-const UTIME_SENTINEL_MS = 1073
-const UTIME_NOW = (1 << 30) - 1
-const UTIME_OMIT = (1 << 30) - 2
-const NO_ID = 0xffffffff
 const DIR_SIZE = 4096
-
-
-export function toFuseStat(a: Attr): FuseStat {
-  return {
-    mode: a.mode,
-    uid: a.uid,
-    gid: a.gid,
-    // directories report a block's worth, as local filesystems do, so tools
-    // comparing trees (and ls -l) see familiar numbers
-    size: isDir(a.mode) ? DIR_SIZE : a.size,
-    nlink: a.nlink,
-    // fuse-native passes 32-bit inode numbers (docs/semantics.md#limits)
-    ino: a.ino >>> 0,
-    rdev: a.rdev,
-    blksize: BLKSIZE,
-    blocks: Math.ceil((isDir(a.mode) ? DIR_SIZE : a.size) / 512),
-    atime: a.atime[0] * 1000 + Math.floor(a.atime[1] / 1e6),
-    mtime: a.mtime[0] * 1000 + Math.floor(a.mtime[1] / 1e6),
-    ctime: a.ctime[0] * 1000 + Math.floor(a.ctime[1] / 1e6),
-  }
-}
-
-/** A time for utimens: exact, the caller's clock, or undefined = leave it (UTIME_OMIT). */
-export type TimeArg = [number, number] | 'now' | undefined
-
-function msToTime(ms: number): TimeArg {
-  if (ms === UTIME_SENTINEL_MS) return 'now'
-  const sec = Math.floor(ms / 1000)
-  return [sec, Math.round((ms - sec * 1000) * 1e6)]
-}
-
-function timespecToTime(sec: number, nsec: number): TimeArg {
-  if (nsec === UTIME_NOW) return 'now'
-  if (nsec === UTIME_OMIT) return undefined
-  return [sec, nsec]
-}
-
-/**
- * 2 when fuse-native carries berth's null-path and exact-utimens patch
- * (tools/patch-fuse-native.js); 0 for an unpatched build.
- */
-function bindingPatchLevel(): number {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const load = require('node-gyp-build') as (dir: string) => { fuse_native_berth_patch_level?: () => number }
-  const binding = load(dirname(require.resolve('fuse-native/package.json')))
-  return typeof binding.fuse_native_berth_patch_level === 'function' ? binding.fuse_native_berth_patch_level() : 0
-}
-
-export const patchLevel = bindingPatchLevel()
-
-/**
- * With the null-path patch, ops on an unlinked-but-open file arrive with path
- * "". Handle-based ops use the handle; a path-based op (chmod, chown, utimens
- * via f*() on such a file) has nothing to resolve and must not fall back to the
- * root: it fails with ENOENT, as libfuse answered before the patch.
- */
-function named(path: string): string {
-  if (path === '') throw Object.assign(new Error('no path: the file was unlinked'), { code: 'ENOENT' })
-  return path
-}
-
-/** The caller of the current op, if the binding exposes it; else the mount's own ids. */
-export type CallerOf = () => Caller
+/** Largest read/write request asked of the kernel (max_pages follows). */
+export const MAX_WRITE = 1024 * 1024
+/** Longest an open waits for the kernel to drop an inode's cached attributes. */
+const ACK_WAIT_MS = 100
+const RENAME_NOREPLACE = 1
+const RENAME_EXCHANGE = 2
 
 /** Hears every finished op (client/metrics.ts); `value` is the result (bytes for read/write). */
 export type OpObserver = (name: string, seconds: number, errno: number, value: unknown) => void
@@ -98,36 +35,30 @@ export function observeOps(fn: OpObserver | undefined): void {
 /** BERTH_TRACE=1: every op and its time in ms on stderr (README, Troubleshooting). */
 const TRACE = process.env.BERTH_TRACE === '1'
 
-/** Runs `fn`, reports success as `done(0, result)` or failure as a negative errno; times it for the trace and metrics. */
-function op<T>(name: string, fn: () => Promise<T>, done: (errno: number, value?: T) => void): void {
-  const timed = TRACE || observer !== undefined
-  const started = timed ? process.hrtime.bigint() : 0n
-  const finished = (errno: number, value: unknown) => {
-    if (!timed) return
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9
-    if (TRACE) process.stderr.write(`${name} ${(seconds * 1000).toFixed(2)}${errno ? ` ${errno}` : ''}\n`)
-    observer?.(name, seconds, errno, value)
-  }
-  fn().then(
-    (value) => {
-      finished(0, value)
-      done(0, value)
-    },
-    (err: unknown) => {
-      finished(toErrno(err), undefined)
-      const code = (err as { code?: unknown } | null)?.code
-      if (!isErrorCode(code)) log.error(`${name} failed`, err)
-      else if (code === 'EIO' || code === 'ETIMEDOUT') log.warn(`${name}: ${(err as Error).message}`)
-      done(toErrno(err))
-    },
-  )
+export function fillAttr(out: Float64Array, at: number, a: Attr): void {
+  // directories report a block's worth, as local filesystems do, so tools
+  // comparing trees (and ls -l) see familiar numbers
+  const size = isDir(a.mode) ? DIR_SIZE : a.size
+  out[at + A.INO] = a.ino
+  out[at + A.MODE] = a.mode
+  out[at + A.NLINK] = a.nlink
+  out[at + A.UID] = a.uid
+  out[at + A.GID] = a.gid
+  out[at + A.RDEV] = a.rdev
+  out[at + A.SIZE] = size
+  out[at + A.BLOCKS] = Math.ceil(size / 512)
+  out[at + A.ATIME] = a.atime[0]
+  out[at + A.ATIME_NS] = a.atime[1]
+  out[at + A.MTIME] = a.mtime[0]
+  out[at + A.MTIME_NS] = a.mtime[1]
+  out[at + A.CTIME] = a.ctime[0]
+  out[at + A.CTIME_NS] = a.ctime[1]
+  out[at + A.BLKSIZE] = BLKSIZE
 }
 
 /**
- * Reused copies of FUSE write buffers. A sequential write is a stream of
- * max_write (128 KiB) requests; a fresh buffer for each made about a third of
- * the client's CPU garbage collection. Safe because Vfs.write copies the bytes
- * into its chunk buffers and keeps no reference once it resolves.
+ * Reused buffers for read replies (up to max_write each). Safe because the
+ * binding writes a reply to the kernel before replyBuf returns.
  */
 class BufferPool {
   private readonly free: Buffer[] = []
@@ -139,190 +70,281 @@ class BufferPool {
 
   take(len: number): Buffer {
     if (len > this.size) return Buffer.allocUnsafe(len)
-    return (this.free.pop() ?? Buffer.allocUnsafe(this.size)).subarray(0, len)
+    return this.free.pop() ?? Buffer.allocUnsafe(this.size)
   }
 
   give(b: Buffer): void {
-    if (b.buffer.byteLength !== this.size || this.free.length >= this.keep) return
-    this.free.push(Buffer.from(b.buffer, b.byteOffset, this.size))
+    if (b.length === this.size && this.free.length < this.keep) this.free.push(b)
   }
-}
-
-const writeBuffers = new BufferPool(128 * 1024, 32)
-
-export function fuseOps(vfs: Vfs, callerOf: CallerOf): FuseOps {
-  return {
-    getattr: (path, cb) => op('getattr', async () => toFuseStat(await vfs.getattr(path)), cb),
-    fgetattr: (path, fd, cb) => op('fgetattr', async () => toFuseStat(fd ? await vfs.fgetattr(fd) : await vfs.getattr(named(path))), cb),
-    access: (path, _mode, cb) => op('access', async () => void (await vfs.getattr(named(path))), cb),
-    statfs: (_path, cb) =>
-      op(
-        'statfs',
-        async () => {
-          const s = await vfs.statfs()
-          return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, favail: s.ffree, fsid: 0, flag: 0, namemax: s.namemax }
-        },
-        cb,
-      ),
-    readdir: (path, cb) =>
-      op(
-        'readdir',
-        async () => {
-          const entries = await vfs.readdir(path)
-          return entries
-        },
-        (err, entries) => {
-          if (err || !entries) return cb(err)
-          cb(0, entries.map((e) => e.name), entries.map((e) => toFuseStat(e.attr)))
-        },
-      ),
-    open: (path, flags, cb) => op('open', () => vfs.open(path, flags), cb),
-    // fuse-native does not pass create's flags; O_ACCMODE = O_WRONLY|O_RDWR is assumed
-    create: (path, mode, cb) => op('create', () => vfs.create(path, mode, 2, callerOf()), cb),
-    read: (_path, fd, buf, len, pos, cb) => op('read', () => vfs.read(fd, buf, len, pos), (err, n) => cb(err < 0 ? err : (n ?? 0))),
-    write: (_path, fd, buf, len, pos, cb) => {
-      const data = writeBuffers.take(len)
-      buf.copy(data, 0, 0, len)
-      op(
-        'write',
-        () => vfs.write(fd, data, pos),
-        (err, n) => {
-          writeBuffers.give(data)
-          cb(err < 0 ? err : (n ?? 0))
-        },
-      )
-    },
-    flush: (_path, fd, cb) => op('flush', () => vfs.flush(fd), cb),
-    fsync: (_path, _datasync, fd, cb) => op('fsync', () => vfs.fsync(fd), cb),
-    release: (_path, fd, cb) => op('release', () => vfs.release(fd), cb),
-    truncate: (path, size, cb) => op('truncate', () => vfs.truncate(named(path), size), cb),
-    ftruncate: (path, fd, size, cb) => op('ftruncate', () => (fd ? vfs.ftruncate(fd, size) : vfs.truncate(named(path), size)), cb),
-    readlink: (path, cb) => op('readlink', () => vfs.readlink(path), cb),
-    chown: (path, uid, gid, cb) => op('chown', () => vfs.chown(named(path), uid === NO_ID ? undefined : uid, gid === NO_ID ? undefined : gid), cb),
-    chmod: (path, mode, cb) => op('chmod', () => vfs.chmod(named(path), mode), cb),
-    mknod: (path, mode, dev, cb) => op('mknod', async () => void (await vfs.mknod(path, mode, dev, callerOf())), cb),
-    // only for an unpatched binding, which hands JS the atime twice in ms; the
-    // patched one reaches utimensExact through BerthFuse._op_utimens
-    utimens: (path, atime, mtime, cb) => op('utimens', () => vfs.utimens(named(path), msToTime(atime), msToTime(mtime)), cb),
-    unlink: (path, cb) => op('unlink', () => vfs.unlink(path), cb),
-    rename: (src, dest, cb) => op('rename', () => vfs.rename(src, dest), cb),
-    link: (src, dest, cb) => op('link', async () => void (await vfs.link(src, dest)), cb),
-    symlink: (target, path, cb) => op('symlink', async () => void (await vfs.symlink(target, path, callerOf())), cb),
-    mkdir: (path, mode, cb) => op('mkdir', async () => void (await vfs.mkdir(path, mode, callerOf())), cb),
-    rmdir: (path, cb) => op('rmdir', () => vfs.rmdir(path), cb),
-    setxattr: (path, name, value, _position, flags, cb) => {
-      const copy = Buffer.from(value)
-      op('setxattr', () => vfs.setxattr(named(path), name, copy, flags), cb)
-    },
-    getxattr: (path, name, _position, cb) => op('getxattr', () => vfs.getxattr(named(path), name), cb),
-    listxattr: (path, cb) => op('listxattr', () => vfs.listxattr(named(path)), cb),
-    removexattr: (path, name, cb) => op('removexattr', () => vfs.removexattr(named(path), name), cb),
-  }
-}
-
-type UtimensExact = (path: string, atime: TimeArg, mtime: TimeArg, cb: (errno: number) => void) => void
-
-export function utimensExact(vfs: Vfs): UtimensExact {
-  return (path, atime, mtime, cb) => op('utimens', () => vfs.utimens(named(path), atime, mtime), cb)
 }
 
 export interface MountOptions {
   allowOther: boolean
-  /** Mount over a non-empty directory (`-o nonempty`). */
-  nonempty?: boolean
   readOnly: boolean
-  /** fuse-native's per-op timeout; must exceed the cluster deadline. */
-  opTimeoutMs: number
   /** How long the kernel trusts a name -> inode mapping. */
   entryTimeoutS: number
+  /** How long the kernel trusts attributes (meta's invalidations are pushed into it). */
+  attrTimeoutS: number
 }
 
-/**
- * fuse-native's own option list lacks big_writes, max_write, use_ino,
- * hard_remove and negative_timeout: they are appended here.
- */
-class BerthFuse extends Fuse {
+/** A mounted session: requests go to `vfs`; `invalidate*` push cache drops into the kernel. */
+export class FuseSession {
+  private readonly b: FuseBinding
+  private readonly scratch = new Float64Array(ATTR_FIELDS)
+  private readonly reads = new BufferPool(MAX_WRITE, 16)
+  private mounted = false
+  /** Opens waiting for the kernel to drop an inode's attributes: ino -> resolvers. */
+  private readonly acks = new Map<number, Array<() => void>>()
+
   constructor(
-    mnt: string,
-    private readonly handlers: FuseOps,
-    private readonly extra: string[],
-    opts: ConstructorParameters<typeof Fuse>[2],
+    private readonly vfs: Vfs,
+    private readonly o: MountOptions,
   ) {
-    super(mnt, handlers, opts)
+    this.b = loadBinding()
+  }
+
+  /** Mounts `mountpoint`; `onGone` runs once if the kernel ends the session (umount, fusermount -u). */
+  mount(mountpoint: string, onGone: () => void): void {
+    const opts = ['default_permissions', 'fsname=berth', 'subtype=berth', `max_read=${MAX_WRITE}`]
+    if (this.o.allowOther) opts.push('allow_other')
+    if (this.o.readOnly) opts.push('ro')
+    this.b.mount(
+      mountpoint,
+      opts.join(','),
+      MAX_WRITE,
+      (op, slot, ...args) => this.dispatch(op, slot, args),
+      () => {
+        this.mounted = false
+        onGone()
+      },
+      (ino) => this.acked(ino),
+    )
+    this.mounted = true
+  }
+
+  /** Unmounts (if still mounted) and frees the session. Safe to call twice. */
+  unmount(): void {
+    this.mounted = false
+    this.b.unmount()
+  }
+
+  get isMounted(): boolean {
+    return this.mounted
+  }
+
+  /** The kernel forgets what it cached about `ino`: attributes and page cache. */
+  invalidateInode(ino: number): void {
+    if (this.mounted) this.b.notifyInvalInode(ino, 0)
   }
 
   /**
-   * fuse-native's own version calls getattr(path) and drops the handle, so
-   * fstat of an unlinked-but-open file (path "") would stat the root.
+   * Like invalidateInode, resolved once the kernel has done it (bounded by
+   * ACK_WAIT_MS: a notify stuck behind a busy inode must not hold an open).
    */
-  override _op_fgetattr(signal: (errno: number, stat?: Uint32Array) => void, path: string, fd: number): void {
-    const fgetattr = this.handlers.fgetattr
-    if (!fgetattr) return signal(-ERRNO.ENOSYS)
-    fgetattr(path, fd, (err, stat) => (err || !stat ? signal(err || -ERRNO.EIO) : signal(0, statArray(stat))))
+  private invalidateInodeNow(ino: number): Promise<void> {
+    if (!this.mounted) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ACK_WAIT_MS)
+      const list = this.acks.get(ino) ?? []
+      list.push(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+      this.acks.set(ino, list)
+      this.b.notifyInvalInode(ino, 1)
+    })
   }
 
-  override _fuseOptions(): string {
-    const base = super._fuseOptions()
-    const list = base ? base.slice(2).split(',') : []
-    return '-o' + [...list, ...this.extra].join(',')
+  private acked(ino: number): void {
+    const list = this.acks.get(ino)
+    if (!list) return
+    this.acks.delete(ino)
+    for (const done of list) done()
+  }
+
+  /** The kernel forgets `name` in `parent` (its dentry). */
+  invalidateEntry(parent: number, name: string): void {
+    if (this.mounted) this.b.notifyInvalEntry(parent, name)
+  }
+
+  private attr(a: Attr): Float64Array {
+    fillAttr(this.scratch, 0, a)
+    return this.scratch
+  }
+
+  /** Runs `fn`, answers with `reply` on success or the errno on failure; times it for the trace and metrics. */
+  private op<T>(name: string, slot: number, fn: () => Promise<T>, reply: (value: T) => void): void {
+    const timed = TRACE || observer !== undefined
+    const started = timed ? process.hrtime.bigint() : 0n
+    const finished = (errno: number, value: unknown) => {
+      if (!timed) return
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9
+      if (TRACE) process.stderr.write(`${name} ${(seconds * 1000).toFixed(2)}${errno ? ` ${errno}` : ''}\n`)
+      observer?.(name, seconds, errno, value)
+    }
+    let p: Promise<T>
+    try {
+      p = fn()
+    } catch (err) {
+      p = Promise.reject(err)
+    }
+    p.then(
+      (value) => {
+        finished(0, value)
+        reply(value)
+      },
+      (err: unknown) => {
+        const errno = toErrno(err)
+        finished(errno, undefined)
+        const code = (err as { code?: unknown } | null)?.code
+        if (!isErrorCode(code)) log.error(`${name} failed`, err)
+        else if (code === 'EIO' || code === 'ETIMEDOUT') log.warn(`${name}: ${(err as Error).message}`)
+        this.b.replyErr(slot, -errno)
+      },
+    ).catch((err: unknown) => log.error(`${name}: reply failed`, err))
+  }
+
+  private ok = (slot: number) => () => this.b.replyErr(slot, 0)
+  private entry = (slot: number) => (a: Attr) => this.b.replyEntry(slot, this.attr(a), this.o.entryTimeoutS, this.o.attrTimeoutS)
+
+  private dispatch(op: number, slot: number, args: Array<number | string | Buffer>): void {
+    const n = (i: number) => args[i] as number
+    const s = (i: number) => args[i] as string
+    const fhOf = (i: number) => (n(i) >= 0 ? n(i) : undefined)
+    const caller = (i: number): Caller => ({ uid: n(i), gid: n(i + 1) })
+    const v = this.vfs
+    switch (op) {
+      case OP.LOOKUP:
+        return this.op('lookup', slot, () => v.lookup(n(0), s(1)), this.entry(slot))
+      case OP.FORGET:
+        return // the kernel's lookup counts: nothing to free, the client cache is bounded on its own
+      case OP.GETATTR:
+        return this.op('getattr', slot, () => v.getattr(n(0), fhOf(1)), (a) => this.b.replyAttr(slot, this.attr(a), this.o.attrTimeoutS))
+      case OP.SETATTR:
+        return this.op('setattr', slot, () => v.setattr(n(0), setattrChange(n(2), args as number[]), fhOf(1)), (a) => this.b.replyAttr(slot, this.attr(a), this.o.attrTimeoutS))
+      case OP.READLINK:
+        return this.op('readlink', slot, () => v.readlink(n(0)), (t) => this.b.replyReadlink(slot, t))
+      case OP.MKNOD:
+        return this.op('mknod', slot, () => v.mknod(n(0), s(1), n(2), n(3), caller(4)), this.entry(slot))
+      case OP.MKDIR:
+        return this.op('mkdir', slot, () => v.mkdir(n(0), s(1), n(2), caller(3)), this.entry(slot))
+      case OP.UNLINK:
+        return this.op('unlink', slot, () => v.unlink(n(0), s(1)), this.ok(slot))
+      case OP.RMDIR:
+        return this.op('rmdir', slot, () => v.rmdir(n(0), s(1)), this.ok(slot))
+      case OP.SYMLINK:
+        return this.op('symlink', slot, () => v.symlink(s(0), n(1), s(2), caller(3)), this.entry(slot))
+      case OP.RENAME:
+        return this.op(
+          'rename',
+          slot,
+          async () => {
+            if ((n(4) & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) !== 0) throw Object.assign(new Error('RENAME_WHITEOUT is not supported'), { code: 'EINVAL' })
+            await v.rename(n(0), s(1), n(2), s(3), n(4))
+          },
+          this.ok(slot),
+        )
+      case OP.LINK:
+        return this.op('link', slot, () => v.link(n(0), n(1), s(2)), this.entry(slot))
+      case OP.OPEN:
+        return this.op(
+          'open',
+          slot,
+          async () => {
+            const r = await v.open(n(0), n(1))
+            // close-to-open: content changed since the kernel last saw it, so
+            // its cached size and mtime go before the opener can fstat or read
+            if (!r.keepCache) await this.invalidateInodeNow(n(0))
+            return r
+          },
+          (r) => {
+            if (!this.b.replyOpen(slot, r.fh, r.keepCache ? OPEN_FLAGS.KEEP_CACHE : 0)) void v.release(r.fh).catch(() => undefined)
+          },
+        )
+      case OP.READ: {
+        const buf = this.reads.take(n(2))
+        return this.op('read', slot, () => v.read(n(1), buf, n(2), n(3)), (count) => {
+          this.b.replyBuf(slot, buf, count)
+          this.reads.give(buf)
+        })
+      }
+      case OP.WRITE: {
+        const data = args[2] as Buffer
+        return this.op('write', slot, () => v.write(n(1), data, n(3)), (count) => this.b.replyWrite(slot, count))
+      }
+      case OP.FLUSH:
+        return this.op('flush', slot, () => v.flush(n(1)), this.ok(slot))
+      case OP.RELEASE:
+        return this.op('release', slot, () => v.release(n(1)), this.ok(slot))
+      case OP.FSYNC:
+        return this.op('fsync', slot, () => v.fsync(n(1)), this.ok(slot))
+      case OP.OPENDIR:
+        return this.op('opendir', slot, () => v.opendir(n(0)), (dh) => {
+          if (!this.b.replyOpen(slot, dh, 0)) v.releasedir(dh)
+        })
+      case OP.READDIR:
+        return this.readdir(slot, n(1), n(2), n(3), n(4))
+      case OP.RELEASEDIR:
+        return this.op('releasedir', slot, async () => v.releasedir(n(1)), this.ok(slot))
+      case OP.STATFS:
+        return this.op('statfs', slot, () => v.statfs(), (st) =>
+          this.b.replyStatfs(slot, Float64Array.of(st.bsize, st.bsize, st.blocks, st.bfree, st.bavail, st.files, st.ffree, st.ffree, st.namemax)),
+        )
+      case OP.SETXATTR:
+        return this.op('setxattr', slot, () => v.setxattr(n(0), s(1), args[2] as Buffer, n(3)), this.ok(slot))
+      case OP.GETXATTR:
+        return this.op('getxattr', slot, () => v.getxattr(n(0), s(1)), (value) => this.xattrReply(slot, value, n(2)))
+      case OP.LISTXATTR:
+        return this.op('listxattr', slot, () => v.listxattr(n(0)), (names) =>
+          this.xattrReply(slot, Buffer.from(names.map((x) => x + '\0').join('')), n(1)),
+        )
+      case OP.REMOVEXATTR:
+        return this.op('removexattr', slot, () => v.removexattr(n(0), s(1)), this.ok(slot))
+      case OP.CREATE:
+        return this.op('create', slot, () => v.create(n(0), s(1), n(2), n(3), caller(4)), (r) => {
+          if (!this.b.replyCreate(slot, this.attr(r.attr), this.o.entryTimeoutS, this.o.attrTimeoutS, r.fh, 0)) void v.release(r.fh).catch(() => undefined)
+        })
+      case OP.FALLOCATE:
+        return this.op('fallocate', slot, () => v.fallocate(n(1), n(2), n(3), n(4)), this.ok(slot))
+      default:
+        if (slot >= 0) this.b.replyErr(slot, ERRNO.ENOSYS)
+    }
+  }
+
+  /** getxattr/listxattr: size 0 asks for the size; a short buffer gets ERANGE, as on a local disk. */
+  private xattrReply(slot: number, value: Buffer, size: number): void {
+    if (size === 0) this.b.replyXattr(slot, value.length)
+    else if (value.length > size) this.b.replyErr(slot, ERRNO.ERANGE)
+    else this.b.replyBuf(slot, value, value.length)
+  }
+
+  private readdir(slot: number, dh: number, size: number, offset: number, plus: number): void {
+    // a plain entry takes 24 + name bytes, a plus entry 152 + name: ask meta for about what fits
+    const min = Math.max(1, Math.floor(size / (plus ? 160 : 32)))
+    this.op(plus ? 'readdirplus' : 'readdir', slot, () => this.vfs.readdir(dh, offset, min), (entries) => {
+      const attrs = new Float64Array(entries.length * ATTR_FIELDS)
+      const offsets = new Float64Array(entries.length)
+      entries.forEach((e, i) => {
+        fillAttr(attrs, i * ATTR_FIELDS, e.attr)
+        offsets[i] = e.next
+      })
+      this.b.replyDir(slot, size, plus, entries.map((e) => e.name), attrs, offsets, this.o.entryTimeoutS, this.o.attrTimeoutS)
+    })
   }
 }
 
-/** For a patched binding, whose utimens passes each time as (sec, nsec). */
-class PatchedBerthFuse extends BerthFuse {
-  constructor(
-    mnt: string,
-    ops: FuseOps,
-    extra: string[],
-    opts: ConstructorParameters<typeof Fuse>[2],
-    private readonly utimens: UtimensExact,
-  ) {
-    super(mnt, ops, extra, opts)
-  }
-
-  /** Replaces fuse-native's own handler, which would read the pairs as ms. */
-  _op_utimens(signal: (errno: number) => void, path: string, aSec: number, aNsec: number, mSec: number, mNsec: number): void {
-    this.utimens(path, timespecToTime(aSec, aNsec), timespecToTime(mSec, mNsec), signal)
-  }
-}
-
-export function createFuse(mountpoint: string, vfs: Vfs, callerOf: CallerOf, o: MountOptions): Fuse {
-  const extra = ['big_writes', 'max_write=131072', 'max_read=131072', 'use_ino', 'hard_remove', 'negative_timeout=0', `entry_timeout=${o.entryTimeoutS}`,
-    // High-level libfuse gives each path its own kernel inode, so hard links
-    // are separate kernel inodes: any kernel attribute caching would let one
-    // name show a stale size after a write through another. Attributes are
-    // cached in this process instead (docs/semantics.md#caching).
-    'attr_timeout=0']
-  if (o.readOnly) extra.push('ro')
-  // libfuse 2 refuses a non-empty mountpoint unless told; berth checks first (client/mountpoint-check.ts)
-  if (o.nonempty) extra.push('nonempty')
-  const opts = { timeout: o.opTimeoutMs, allowOther: o.allowOther, defaultPermissions: true, fsname: 'berth', subtype: 'berth' }
-  if (patchLevel >= 2) return new PatchedBerthFuse(mountpoint, fuseOps(vfs, callerOf), extra, opts, utimensExact(vfs))
-  log.warn('fuse-native lacks berth\'s null-path/utimens patch (run tools/patch-fuse-native.js): unlinked open files and utimens misbehave')
-  return new BerthFuse(mountpoint, fuseOps(vfs, callerOf), extra, opts)
-}
-
-/** fuse-native's stat layout (index.js getStatArray, not exported): 64-bit values as low, high. */
-function statArray(s: FuseStat): Uint32Array {
-  const ints = new Uint32Array(18)
-  const wide = (idx: number, n: number) => {
-    ints[idx] = n % 4294967296
-    ints[idx + 1] = Math.floor(n / 4294967296)
-  }
-  ints[0] = s.mode
-  ints[1] = s.uid
-  ints[2] = s.gid
-  wide(3, s.size)
-  ints[5] = 0
-  ints[6] = s.nlink
-  ints[7] = s.ino
-  ints[8] = s.rdev
-  ints[9] = s.blksize
-  wide(10, s.blocks)
-  wide(12, s.atime)
-  wide(14, s.mtime)
-  wide(16, s.ctime)
-  return ints
+/** setattr's arguments (ino, fh, to_set, mode, uid, gid, size, atime s/ns, mtime s/ns) as a change. */
+function setattrChange(toSet: number, a: number[]): SetattrChange {
+  const c: SetattrChange = {}
+  if (toSet & SET.MODE) c.mode = a[3]
+  if (toSet & SET.UID) c.uid = a[4]
+  if (toSet & SET.GID) c.gid = a[5]
+  if (toSet & SET.SIZE) c.size = a[6]
+  if (toSet & SET.ATIME_NOW) c.atime = 'now'
+  else if (toSet & SET.ATIME) c.atime = [a[7]!, a[8]!]
+  if (toSet & SET.MTIME_NOW) c.mtime = 'now'
+  else if (toSet & SET.MTIME) c.mtime = [a[9]!, a[10]!]
+  return c
 }
 
 export const EIO = -ERRNO.EIO

@@ -23,16 +23,14 @@ import { serveMetrics } from '../common/metrics-http'
 import { connectNats } from '../common/nats-connect'
 import type { Invalidation } from '../common/protocol'
 import { decode, subjects } from '../common/wire'
-import { caller, callerContextAvailable } from './caller-context'
 import { HELP, parseMountArgs, type MountConfig } from './config'
-import { createFuse } from './fuse-adapter'
+import { FuseSession } from './fuse-adapter'
 import { isMounted, lazyUnmount, removePid, writePid } from './mount-state'
 import { checkMountpoint } from './mountpoint-check'
 import { maskSecrets, splitUrlCredentials } from '../common/mask-secrets'
 import { createClientMetrics } from './metrics'
 import { Vfs } from './vfs'
 import { SessionLease } from './session-lease'
-import type Fuse from 'fuse-native'
 import { onReconnect } from '../common/nats-state'
 
 const log = logger('client')
@@ -144,7 +142,6 @@ const START_HELLO_MS = 10_000
 async function mountForeground(cfg: MountConfig): Promise<void> {
   const checked = checkMountpoint(cfg.mountpoint, { nonempty: cfg.nonempty, selfPid: process.pid })
   if (checked.cleanedStale) log.warn(`cleaned stale mount at ${cfg.mountpoint}`)
-  if (!callerContextAvailable) log.warn('fuse-native lacks the caller-context patch: new files will belong to the mount user')
 
   const nc = await connectNats({ url: cfg.natsUrl, name: 'berth-mount', ...cfg.auth, connectTimeoutMs: Math.min(cfg.deadlineMs, START_CONNECT_MS) })
   const meta = new MetaClient(nc, { cluster: cfg.cluster, deadlineMs: cfg.deadlineMs })
@@ -181,7 +178,13 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     metaTtlMs: cfg.metaTtlMs,
   })
   const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks), cfg.metricsListen) : null
-  const inval = subscribeInvalidations(nc, cfg.cluster, vfs)
+  const fuse = new FuseSession(vfs, {
+    allowOther: cfg.allowOther,
+    readOnly: cfg.readOnly,
+    entryTimeoutS: cfg.entryTimeoutS,
+    attrTimeoutS: cfg.attrTimeoutS,
+  })
+  const inval = subscribeInvalidations(nc, cfg.cluster, vfs, fuse)
   const lease = new SessionLease(meta, {
     session,
     ttlMs: cfg.sessionTtlMs,
@@ -192,18 +195,16 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   await lease.register()
   lease.start()
 
-  const fuse = createFuse(cfg.mountpoint, vfs, () => caller(), {
-    allowOther: cfg.allowOther,
-    nonempty: cfg.nonempty,
-    readOnly: cfg.readOnly,
-    // longer than one op's worst case (a flush may wait on uploads, then commit)
-    opTimeoutMs: cfg.deadlineMs * 3 + 5000,
-    entryTimeoutS: cfg.entryTimeoutS,
-  })
-  await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve()))).catch((err: unknown) => {
+  // `umount DIR` (mount(8), systemd) or `fusermount3 -u` end the kernel side:
+  // flush what is still buffered (to meta and the data nodes) and exit.
+  try {
+    fuse.mount(cfg.mountpoint, () => void shutdown('unmounted by umount(8)').finally(() => process.exit(0)))
+  } catch (err) {
+    lease.stop()
+    inval.unsubscribe()
     throw new BerthError('EIO', `fuse could not mount ${cfg.mountpoint}: ${(err as Error).message}\n` +
-      '  hint: is /dev/fuse there and fusermount installed (tools/install-deps)? `-o nonempty` for a non-empty directory', { cause: err })
-  })
+      '  hint: is /dev/fuse there and fusermount3 installed (tools/install-deps)?', { cause: err })
+  }
   writePid(cfg.mountpoint)
 
   let closing: Promise<void> | undefined
@@ -214,9 +215,8 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
       await vfs.sendReleases()
       await pinned.sendUnpins()
       for (const e of errors) log.error('flush before unmount failed', e)
-      if (isMounted(cfg.mountpoint)) await unmount(fuse, cfg.mountpoint)
+      unmount(fuse, cfg.mountpoint)
       lease.stop()
-      clearInterval(watch)
       metricsHttp?.server.close()
       inval.unsubscribe()
       await meta.call('sessionEnd', { session }, { deadlineMs: 5000 }).catch(() => undefined)
@@ -229,11 +229,6 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   // Invalidations published while we were disconnected are lost for good:
   // forget every cached entry and attribute when the connection comes back.
   onReconnect(nc, () => vfs.cache.clear())
-  // `umount DIR` (mount(8), systemd) ends the kernel side without telling us:
-  // notice, flush what is still buffered, and exit instead of lingering.
-  const watch = setInterval(() => {
-    if (!isMounted(cfg.mountpoint)) void shutdown('unmounted by umount(8)').finally(() => process.exit(0))
-  }, 1000)
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     process.on(sig, () => {
       void shutdown(sig).finally(() => process.exit(0))
@@ -252,19 +247,20 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   await nc.closed()
 }
 
-function unmount(fuse: Fuse, mountpoint: string): Promise<void> {
-  return new Promise((resolve) => {
-    fuse.unmount((err) => {
-      if (err) {
-        log.warn(`unmount of ${mountpoint} failed, detaching lazily`, err)
-        lazyUnmount(mountpoint)
-      }
-      resolve()
-    })
-  })
+/**
+ * Unmounts; if the kernel refuses (busy), detaches lazily like `umount -l`.
+ * fuse_session_unmount reports nothing, so the mount table says whether it worked.
+ */
+function unmount(fuse: FuseSession, mountpoint: string): void {
+  fuse.unmount()
+  if (isMounted(mountpoint)) {
+    log.warn(`unmount of ${mountpoint} failed, detaching lazily`)
+    lazyUnmount(mountpoint)
+  }
 }
 
-function subscribeInvalidations(nc: NatsConnection, cluster: string, vfs: Vfs): Subscription {
+/** Meta's invalidations drop this client's cache and the kernel's (pushed through the binding). */
+function subscribeInvalidations(nc: NatsConnection, cluster: string, vfs: Vfs, fuse: FuseSession): Subscription {
   return nc.subscribe(subjects(cluster).inval, {
     callback: (err, msg) => {
       if (err) return
@@ -276,7 +272,15 @@ function subscribeInvalidations(nc: NatsConnection, cluster: string, vfs: Vfs): 
       }
       const inv = body as Partial<Invalidation>
       const nums = (v: unknown): number[] => (Array.isArray(v) ? v.filter((x): x is number => Number.isInteger(x) && x > 0) : [])
-      vfs.invalidate({ inos: nums(inv?.inos), dirs: nums(inv?.dirs) })
+      const entries = Array.isArray(inv?.entries)
+        ? inv.entries.filter((e): e is [number, string] => Array.isArray(e) && Number.isInteger(e[0]) && e[0] > 0 && typeof e[1] === 'string')
+        : []
+      const change = { inos: nums(inv?.inos), dirs: nums(inv?.dirs), entries }
+      vfs.invalidate(change)
+      // the kernel's caches too, from the binding's notifier thread
+      for (const [parent, name] of entries) fuse.invalidateEntry(parent, name)
+      for (const ino of change.inos) fuse.invalidateInode(ino)
+      for (const dir of change.dirs) fuse.invalidateInode(dir)
     },
   })
 }

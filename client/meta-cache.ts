@@ -62,6 +62,7 @@ export class MetaCache {
 
   apply(inv: Invalidation): void {
     for (const ino of inv.inos) this.attrs.delete(ino)
+    for (const [parent, name] of inv.entries ?? []) this.dropEntry(parent, name)
     for (const dir of inv.dirs) {
       this.dirs.delete(dir)
       this.attrs.delete(dir)

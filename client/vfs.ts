@@ -1,8 +1,9 @@
 /**
- * The filesystem as this mount sees it, independent of FUSE: paths are
- * resolved to inodes through a cached lookup walk, open files are addressed by
- * handle id (after an unlink-while-open the kernel sends ops without a path),
- * and all data goes through OpenFile (write-back buffers, block cache).
+ * The filesystem as this mount sees it, independent of FUSE, addressed as the
+ * kernel addresses it: by inode (berth's inode numbers are the kernel's node
+ * ids), by (parent, name) for directory operations, by handle id for open
+ * files and directories. All data goes through OpenFile (write-back buffers,
+ * block cache).
  *
  * Every method throws BerthError with an errno code; the FUSE adapter maps it.
  * Ownership of new inodes comes from the `Caller` the adapter passes in.
@@ -45,12 +46,38 @@ interface Handle {
   wrote: boolean
 }
 
+/** What the kernel's setattr changes; undefined fields stay as they are. */
+export interface SetattrChange {
+  mode?: number
+  uid?: number
+  gid?: number
+  size?: number
+  atime?: [number, number] | 'now'
+  mtime?: [number, number] | 'now'
+}
+
+/** An open directory: a window of entries at positions pos, pos+1, ... and meta's cursor after them. */
+interface DirStream {
+  ino: number
+  pos: number
+  buffered: Array<{ name: string; attr: Attr }>
+  cursor: string | null
+  done: boolean
+}
+
 const log = logger('client')
+const PARENTS_MAX = 100_000
+const CONTENT_SEEN_MAX = 100_000
 const RELEASE_DELAY_MS = 10
 const RELEASE_BATCH = 500
 /** A read within this distance of the previous one counts as sequential. */
 const SEQUENTIAL_WINDOW = 1024 * 1024
 const O_ACCMODE = 3
+/** fallocate(2) mode bits (linux/falloc.h). */
+const FALLOC_FL_KEEP_SIZE = 1
+const FALLOC_FL_PUNCH_HOLE = 2
+/** What a punched range is overwritten with, a piece at a time (read only: writes copy from it). */
+const ZEROS = Buffer.alloc(1024 * 1024)
 const O_APPEND = 0o2000
 
 /** Names the kernel asks about on every write; answered locally (docs/semantics.md#xattrs). */
@@ -62,6 +89,11 @@ export class Vfs {
   private readonly wb: Writeback
   private readonly files = new Map<number, OpenFile>()
   private readonly handles = new Map<number, Handle>()
+  private readonly dirs = new Map<number, DirStream>()
+  /** Directory -> the directory it was found in (".." entries). */
+  private readonly parents = new Map<number, number>()
+  /** Inode -> gen and size the kernel's page cache was filled from (FOPEN_KEEP_CACHE). */
+  private readonly contentSeen = new Map<number, { gen: number; size: number }>()
   private nextFh = 1
   private readonly releases: number[] = []
   /** Inodes freed while our session lease had lapsed (client/session-lease.ts): their handles fail. */
@@ -88,29 +120,8 @@ export class Vfs {
 
   // ---- resolution ----
 
-  /** Attributes of `path`, resolving each component (cached). */
-  async resolve(path: string): Promise<Attr> {
-    // "" is how a missing path reaches us (libfuse has none for a file removed
-    // while open); it must never mean the root
-    if (!path.startsWith('/')) throw fsError('ENOENT', `no path (${JSON.stringify(path)})`)
-    let attr = await this.inodeAttr(ROOT_INO)
-    for (const name of splitPath(path)) {
-      if ((attr.mode & S_IFMT) !== S_IFDIR) throw fsError('ENOTDIR', `${path}: not a directory`)
-      attr = await this.child(attr.ino, name)
-    }
-    return attr
-  }
-
-  private async resolveParent(path: string): Promise<{ parent: Attr; name: string }> {
-    const parts = splitPath(path)
-    const name = parts.pop()
-    if (name === undefined) throw fsError('EINVAL', 'the root has no parent')
-    const parent = await this.resolve('/' + parts.join('/'))
-    if ((parent.mode & S_IFMT) !== S_IFDIR) throw fsError('ENOTDIR', `${path}: parent is not a directory`)
-    return { parent, name }
-  }
-
-  private async child(parent: number, name: string): Promise<Attr> {
+  /** The attributes of `name` in directory `parent` (the kernel's lookup). */
+  async lookup(parent: number, name: string): Promise<Attr> {
     const ino = this.cache.entry(parent, name)
     if (ino !== undefined) {
       const attr = this.cache.attr(ino)
@@ -119,6 +130,7 @@ export class Vfs {
     try {
       const { attr } = await this.meta.call('lookup', { parent, name })
       this.cache.setEntry(parent, name, attr)
+      this.noteParent(parent, name, attr)
       return this.overlay(attr)
     } catch (err) {
       if ((err as BerthError).code === 'ENOENT') this.cache.dropEntry(parent, name)
@@ -126,12 +138,35 @@ export class Vfs {
     }
   }
 
-  private async inodeAttr(ino: number): Promise<Attr> {
+  /** Attributes of `path` from the root, one lookup per component (tools and tests; FUSE speaks inodes). */
+  async resolve(path: string): Promise<Attr> {
+    if (!path.startsWith('/')) throw fsError('ENOENT', `no path (${JSON.stringify(path)})`)
+    let attr = await this.getattr(ROOT_INO)
+    for (const name of splitPath(path)) {
+      if ((attr.mode & S_IFMT) !== S_IFDIR) throw fsError('ENOTDIR', `${path}: not a directory`)
+      attr = await this.lookup(attr.ino, name)
+    }
+    return attr
+  }
+
+  /**
+   * Attributes of an inode. An open file's own view wins; an unlinked-but-open
+   * file is still answered (meta keeps it while open, and this mount has it).
+   */
+  async getattr(ino: number, fh?: number): Promise<Attr> {
+    const h = fh === undefined ? undefined : this.handles.get(fh)
+    if (h && h.file.attr.ino === ino) return h.file.view()
     const hit = this.cache.attr(ino)
     if (hit) return this.overlay(hit)
-    const { attr } = await this.meta.call('getattr', { ino })
-    this.cache.setAttr(attr)
-    return this.overlay(attr)
+    try {
+      const { attr } = await this.meta.call('getattr', { ino })
+      this.cache.setAttr(attr)
+      return this.overlay(attr)
+    } catch (err) {
+      const f = this.files.get(ino)
+      if (f && (err as BerthError).code === 'ENOENT') return f.view()
+      throw err
+    }
   }
 
   /** An open file's local size and mtime win over what meta has. */
@@ -170,154 +205,183 @@ export class Vfs {
 
   private remember(parent: number, name: string, attr: Attr): void {
     this.cache.setEntry(parent, name, attr)
+    this.noteParent(parent, name, attr)
     this.cache.dropAttr(parent)
   }
 
   // ---- attributes ----
 
-  getattr(path: string): Promise<Attr> {
-    return this.resolve(path)
-  }
-
   async fgetattr(fh: number): Promise<Attr> {
     return this.handle(fh).file.view()
   }
 
-  private async setattr(attr: Attr, change: { mode?: number; uid?: number; gid?: number; atime?: [number, number] | 'now'; mtime?: [number, number] | 'now' }): Promise<Attr> {
-    const f = this.files.get(attr.ino)
+  /**
+   * chmod, chown, utimens and truncate in one: what the kernel's setattr
+   * carries. An undefined time is left as it is (UTIME_OMIT); 'now' is meta's
+   * clock (UTIME_NOW). Size changes go through the open file if there is one.
+   */
+  async setattr(ino: number, change: SetattrChange, fh?: number): Promise<Attr> {
+    const h = fh === undefined ? undefined : this.handles.get(fh)
+    let attr = await this.getattr(ino, fh)
+    const type = attr.mode & S_IFMT
+    if (change.size !== undefined) {
+      if (type === S_IFDIR) throw fsError('EISDIR', `inode ${ino} is a directory`)
+      const f = h?.file ?? this.files.get(ino)
+      if (f) attr = await f.truncate(this.meta, this.opts.session, change.size)
+      else attr = (await this.meta.call('setattr', { ino, size: change.size })).attr
+      this.cache.setAttr(attr)
+      attr = this.overlay(attr)
+    }
+    const rest: Omit<SetattrChange, 'size'> = {}
+    if (change.mode !== undefined) rest.mode = (attr.mode & S_IFMT) | (change.mode & PERM_BITS)
+    if (change.uid !== undefined) rest.uid = change.uid
+    if (change.gid !== undefined) rest.gid = change.gid
+    if (change.atime !== undefined) rest.atime = change.atime
+    if (change.mtime !== undefined) rest.mtime = change.mtime
+    if (Object.keys(rest).length === 0) return attr
+    const f = this.files.get(ino)
     // pending data would be committed later with the write time: commit it first
-    if (f && (change.mtime !== undefined || change.atime !== undefined)) await f.flush(this.meta, this.opts.session)
-    const reply = await this.meta.call('setattr', { ino: attr.ino, ...change })
+    if (f && (rest.mtime !== undefined || rest.atime !== undefined)) await f.flush(this.meta, this.opts.session)
+    const reply = await this.meta.call('setattr', { ino, ...rest })
     this.cache.setAttr(reply.attr)
     if (f) f.attr = { ...reply.attr, size: f.attr.size }
     return this.overlay(reply.attr)
   }
 
-  async chmod(path: string, mode: number): Promise<void> {
-    const attr = await this.resolve(path)
-    await this.setattr(attr, { mode: (attr.mode & S_IFMT) | (mode & PERM_BITS) })
-  }
-
-  async chown(path: string, uid: number | undefined, gid: number | undefined): Promise<void> {
-    const attr = await this.resolve(path)
-    await this.setattr(attr, { uid, gid })
-  }
-
-  /** An undefined time is left as it is (UTIME_OMIT). */
-  async utimens(path: string, atime: [number, number] | 'now' | undefined, mtime: [number, number] | 'now' | undefined): Promise<void> {
-    if (atime === undefined && mtime === undefined) return
-    await this.setattr(await this.resolve(path), { atime, mtime })
-  }
-
-  async truncate(path: string, size: number): Promise<void> {
-    const attr = await this.resolve(path)
-    if ((attr.mode & S_IFMT) === S_IFDIR) throw fsError('EISDIR', `${path} is a directory`)
-    const f = this.files.get(attr.ino)
-    if (f) {
-      const next = await f.truncate(this.meta, this.opts.session, size)
-      this.cache.setAttr(next)
-      return
-    }
-    const reply = await this.meta.call('setattr', { ino: attr.ino, size })
-    this.cache.setAttr(reply.attr)
-  }
-
-  async ftruncate(fh: number, size: number): Promise<void> {
-    const f = this.handle(fh).file
-    const next = await f.truncate(this.meta, this.opts.session, size)
-    this.cache.setAttr(next)
-  }
-
   // ---- directories ----
 
-  async readdir(path: string): Promise<DirEntry[]> {
-    const dir = await this.resolve(path)
-    if ((dir.mode & S_IFMT) !== S_IFDIR) throw fsError('ENOTDIR', `${path} is not a directory`)
-    const out: DirEntry[] = [{ name: '.', attr: dir }]
-    if (dir.ino === ROOT_INO) out.push({ name: '..', attr: dir })
-    // glibc's readdir drops entries whose d_ino is 0, so ".." needs the real parent
-    else out.push({ name: '..', attr: await this.resolve('/' + splitPath(path).slice(0, -1).join('/')) })
-    let cursor: string | null = null
-    do {
-      const page: { entries: DirEntry[]; next: string | null } = await this.meta.call('readdir', { ino: dir.ino, cursor })
-      for (const e of page.entries) {
-        this.cache.setEntry(dir.ino, e.name, e.attr)
-        out.push({ name: e.name, attr: this.overlay(e.attr) })
-      }
-      cursor = page.next
-    } while (cursor)
-    return out
+  /** A directory stream: entries are fetched from meta a page at a time, never the whole listing. */
+  async opendir(ino: number): Promise<number> {
+    const dir = await this.getattr(ino)
+    if ((dir.mode & S_IFMT) !== S_IFDIR) throw fsError('ENOTDIR', `inode ${ino} is not a directory`)
+    const dh = this.allocFh()
+    this.dirs.set(dh, { ino, pos: 0, buffered: [], cursor: null, done: false })
+    return dh
   }
 
-  async mkdir(path: string, mode: number, caller: Caller): Promise<Attr> {
-    const { parent, name } = await this.resolveParent(path)
+  releasedir(dh: number): void {
+    this.dirs.delete(dh)
+  }
+
+  /**
+   * Entries from position `offset` on (the kernel hands back the position
+   * after the last entry it kept). Position i is entry i of "." , "..", then
+   * meta's order; a backwards seek restarts the listing from meta. At least
+   * `min` entries are returned unless the directory ends first.
+   */
+  async readdir(dh: number, offset: number, min: number): Promise<Array<{ name: string; attr: Attr; next: number }>> {
+    const d = this.dirs.get(dh)
+    if (!d) throw fsError('EBADF', `no open directory ${dh}`)
+    if (offset !== d.pos) {
+      if (offset < d.pos || offset > d.pos + d.buffered.length) Object.assign(d, { pos: 0, buffered: [], cursor: null, done: false })
+      // drop what the kernel already kept
+      const skip = Math.min(offset - d.pos, d.buffered.length)
+      d.buffered.splice(0, skip)
+      d.pos += skip
+    }
+    if (d.pos === 0 && d.buffered.length === 0 && !d.done && d.cursor === null) {
+      const self = await this.getattr(d.ino)
+      const parent = d.ino === ROOT_INO ? self : await this.getattr(this.parentOf(d.ino))
+      d.buffered.push({ name: '.', attr: self }, { name: '..', attr: parent })
+    }
+    while (d.pos < offset || (d.buffered.length < min && !d.done)) {
+      if (d.buffered.length === 0 && d.done) break
+      if (!d.done && d.buffered.length < Math.max(min, offset - d.pos)) {
+        const page: { entries: DirEntry[]; next: string | null } = await this.meta.call('readdir', { ino: d.ino, cursor: d.cursor })
+        for (const e of page.entries) {
+          this.cache.setEntry(d.ino, e.name, e.attr)
+          this.noteParent(d.ino, e.name, e.attr)
+          d.buffered.push({ name: e.name, attr: this.overlay(e.attr) })
+        }
+        d.cursor = page.next
+        d.done = page.next === null
+      }
+      if (d.pos < offset) {
+        const skip = Math.min(offset - d.pos, d.buffered.length)
+        d.buffered.splice(0, skip)
+        d.pos += skip
+      } else break
+    }
+    return d.buffered.map((e, i) => ({ name: e.name, attr: e.attr, next: d.pos + i + 1 }))
+  }
+
+  /**
+   * The parent of a directory, for its ".." entry: meta has no ".." entries,
+   * so the client remembers where it found each directory (glibc drops
+   * entries with d_ino 0, so an unknown one answers with the directory itself).
+   */
+  private parentOf(ino: number): number {
+    return this.parents.get(ino) ?? ino
+  }
+
+  private noteParent(parent: number, name: string, attr: Attr): void {
+    if ((attr.mode & S_IFMT) !== S_IFDIR || name === '.' || name === '..') return
+    if (this.parents.size >= PARENTS_MAX) this.parents.delete(this.parents.keys().next().value as number)
+    this.parents.set(attr.ino, parent)
+  }
+
+  async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Attr> {
     // setgid-directory inheritance is meta's: it sees the parent as it is in the transaction
-    const { attr } = await this.meta.call('mkdir', { parent: parent.ino, name, mode: S_IFDIR | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid })
-    this.remember(parent.ino, name, attr)
+    const { attr } = await this.meta.call('mkdir', { parent, name, mode: S_IFDIR | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid })
+    this.remember(parent, name, attr)
     return attr
   }
 
   /** With `session`, meta also registers the new file as open by this mount (create). */
-  async mknod(path: string, mode: number, rdev: number, caller: Caller, session?: string): Promise<Attr> {
-    const { parent, name } = await this.resolveParent(path)
+  async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller, session?: string): Promise<Attr> {
     const type = mode & S_IFMT || S_IFREG
-    const { attr } = await this.meta.call('mknod', { parent: parent.ino, name, mode: type | (mode & PERM_BITS), rdev, uid: caller.uid, gid: caller.gid, session })
-    this.remember(parent.ino, name, attr)
+    const { attr } = await this.meta.call('mknod', { parent, name, mode: type | (mode & PERM_BITS), rdev, uid: caller.uid, gid: caller.gid, session })
+    this.remember(parent, name, attr)
     return attr
   }
 
-  async rmdir(path: string): Promise<void> {
-    const { parent, name } = await this.resolveParent(path)
-    const ino = this.cache.entry(parent.ino, name)
-    await this.meta.call('rmdir', { parent: parent.ino, name })
-    this.cache.dropEntry(parent.ino, name)
-    this.cache.dropAttr(parent.ino)
+  async rmdir(parent: number, name: string): Promise<void> {
+    const ino = this.cache.entry(parent, name)
+    await this.meta.call('rmdir', { parent, name })
+    this.cache.dropEntry(parent, name)
+    this.cache.dropAttr(parent)
     if (ino !== undefined) {
       this.cache.dropAttr(ino)
       this.cache.dropDir(ino)
     }
   }
 
-  async unlink(path: string): Promise<void> {
-    const { parent, name } = await this.resolveParent(path)
-    const ino = this.cache.entry(parent.ino, name)
-    await this.meta.call('unlink', { parent: parent.ino, name })
-    this.cache.dropEntry(parent.ino, name)
-    this.cache.dropAttr(parent.ino)
+  async unlink(parent: number, name: string): Promise<void> {
+    const ino = this.cache.entry(parent, name)
+    await this.meta.call('unlink', { parent, name })
+    this.cache.dropEntry(parent, name)
+    this.cache.dropAttr(parent)
     if (ino !== undefined) this.cache.dropAttr(ino)
   }
 
-  async rename(src: string, dest: string): Promise<void> {
-    const from = await this.resolveParent(src)
-    const to = await this.resolveParent(dest)
-    const moved = this.cache.entry(from.parent.ino, from.name)
-    const replaced = this.cache.entry(to.parent.ino, to.name)
-    await this.meta.call('rename', { parent: from.parent.ino, name: from.name, newParent: to.parent.ino, newName: to.name })
-    this.cache.dropEntry(from.parent.ino, from.name)
-    this.cache.dropEntry(to.parent.ino, to.name)
-    for (const ino of [from.parent.ino, to.parent.ino, moved, replaced]) if (ino !== undefined) this.cache.dropAttr(ino)
+  /** flags: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2), as renameat2; meta implements both. */
+  async rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
+    const moved = this.cache.entry(parent, name)
+    const replaced = this.cache.entry(newParent, newName)
+    await this.meta.call('rename', { parent, name, newParent, newName, flags })
+    this.cache.dropEntry(parent, name)
+    this.cache.dropEntry(newParent, newName)
+    for (const ino of [parent, newParent, moved, replaced]) if (ino !== undefined) this.cache.dropAttr(ino)
     // a moved directory's ".." changed; its entries did not
+    if (moved !== undefined && this.parents.has(moved)) this.parents.set(moved, newParent)
   }
 
-  async link(src: string, dest: string): Promise<Attr> {
-    const target = await this.resolve(src)
-    const { parent, name } = await this.resolveParent(dest)
-    const { attr } = await this.meta.call('link', { ino: target.ino, newParent: parent.ino, newName: name })
-    this.remember(parent.ino, name, attr)
+  async link(ino: number, newParent: number, newName: string): Promise<Attr> {
+    const { attr } = await this.meta.call('link', { ino, newParent, newName })
+    this.remember(newParent, newName, attr)
+    return this.overlay(attr)
+  }
+
+  async symlink(target: string, parent: number, name: string, caller: Caller): Promise<Attr> {
+    const { attr } = await this.meta.call('symlink', { parent, name, target, uid: caller.uid, gid: caller.gid })
+    this.remember(parent, name, attr)
     return attr
   }
 
-  async symlink(target: string, path: string, caller: Caller): Promise<Attr> {
-    const { parent, name } = await this.resolveParent(path)
-    const { attr } = await this.meta.call('symlink', { parent: parent.ino, name, target, uid: caller.uid, gid: caller.gid })
-    this.remember(parent.ino, name, attr)
-    return attr
-  }
-
-  async readlink(path: string): Promise<string> {
-    const attr = await this.resolve(path)
-    if ((attr.mode & S_IFMT) !== S_IFLNK) throw fsError('EINVAL', `${path} is not a symlink`)
-    return (await this.meta.call('readlink', { ino: attr.ino })).target
+  async readlink(ino: number): Promise<string> {
+    const attr = await this.getattr(ino)
+    if ((attr.mode & S_IFMT) !== S_IFLNK) throw fsError('EINVAL', `inode ${ino} is not a symlink`)
+    return (await this.meta.call('readlink', { ino })).target
   }
 
   async statfs(): Promise<StatfsReply> {
@@ -326,46 +390,46 @@ export class Vfs {
 
   // ---- xattrs ----
 
-  async getxattr(path: string, name: string): Promise<Buffer> {
-    const attr = await this.resolve(path)
+  async getxattr(ino: number, name: string): Promise<Buffer> {
     if (LOCAL_XATTR_PREFIXES.some((p) => name.startsWith(p))) {
       throw fsError(name.startsWith('system.posix_acl') ? 'ENOTSUP' : 'ENODATA', `${name}: not stored by berth`)
     }
-    const { value } = await this.meta.call('getxattr', { ino: attr.ino, name })
+    const { value } = await this.meta.call('getxattr', { ino, name })
     return Buffer.from(value.buffer, value.byteOffset, value.byteLength)
   }
 
-  async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
-    const attr = await this.resolve(path)
+  async setxattr(ino: number, name: string, value: Buffer, flags: number): Promise<void> {
     if (LOCAL_XATTR_PREFIXES.some((p) => name.startsWith(p))) throw fsError('ENOTSUP', `${name}: berth stores user.* and trusted.* xattrs only`)
-    await this.meta.call('setxattr', { ino: attr.ino, name, value: new Uint8Array(value), flags })
+    await this.meta.call('setxattr', { ino, name, value: new Uint8Array(value), flags })
   }
 
-  async listxattr(path: string): Promise<string[]> {
-    const attr = await this.resolve(path)
-    return (await this.meta.call('listxattr', { ino: attr.ino })).names
+  async listxattr(ino: number): Promise<string[]> {
+    return (await this.meta.call('listxattr', { ino })).names
   }
 
-  async removexattr(path: string, name: string): Promise<void> {
-    const attr = await this.resolve(path)
+  async removexattr(ino: number, name: string): Promise<void> {
     if (LOCAL_XATTR_PREFIXES.some((p) => name.startsWith(p))) throw fsError('ENODATA', `${name}: not stored by berth`)
-    await this.meta.call('removexattr', { ino: attr.ino, name })
+    await this.meta.call('removexattr', { ino, name })
   }
 
   // ---- files ----
 
-  async create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
+  async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<{ fh: number; attr: Attr }> {
     // one meta transaction creates and opens; a new file has no chunks to load
-    const attr = await this.mknod(path, (mode & PERM_BITS) | S_IFREG, 0, caller, this.opts.session)
+    const attr = await this.mknod(parent, name, (mode & PERM_BITS) | S_IFREG, 0, caller, this.opts.session)
     const f = new OpenFile(attr, this.wb)
     this.files.set(attr.ino, f)
-    return this.addHandle(f, flags)
+    return { fh: this.addHandle(f, flags), attr }
   }
 
-  async open(path: string, flags: number): Promise<number> {
-    const attr = await this.resolve(path)
+  /**
+   * Opens an inode. `keepCache`: the content is what this mount last had (same
+   * gen and size), so the kernel may keep its page cache (FOPEN_KEEP_CACHE).
+   */
+  async open(ino: number, flags: number): Promise<{ fh: number; keepCache: boolean }> {
+    const attr = await this.getattr(ino)
     const type = attr.mode & S_IFMT
-    if (type === S_IFDIR && (flags & O_ACCMODE) !== 0) throw fsError('EISDIR', `${path} is a directory`)
+    if (type === S_IFDIR && (flags & O_ACCMODE) !== 0) throw fsError('EISDIR', `inode ${ino} is a directory`)
     return this.openIno(attr, flags)
   }
 
@@ -374,8 +438,9 @@ export class Vfs {
    * unlinked file alive, returns the chunk map); later ones only revalidate,
    * so there is exactly one meta `release` per inode per session.
    */
-  private async openIno(attr: Attr, flags: number): Promise<number> {
+  private async openIno(attr: Attr, flags: number): Promise<{ fh: number; keepCache: boolean }> {
     let f = this.files.get(attr.ino)
+    let keepCache = false
     if (!f) {
       const reply = await this.meta.call('open', { ino: attr.ino, session: this.opts.session })
       const chunks = await this.loadChunks(attr.ino, reply.chunks, reply.more)
@@ -385,6 +450,8 @@ export class Vfs {
         f.refresh(reply.attr, chunks)
         this.files.set(attr.ino, f)
       }
+      const seen = this.contentSeen.get(attr.ino)
+      keepCache = seen !== undefined && seen.gen === reply.attr.gen && seen.size === reply.attr.size
       this.cache.setAttr(reply.attr)
     } else if (!f.isDirty) {
       // close-to-open: another client may have committed since our last open.
@@ -393,10 +460,12 @@ export class Vfs {
       // would land on an orphan no later open sees (readers saw zeros).
       const file = f
       f.handles++
+      keepCache = true
       try {
         await f.revalidate(async () => {
           const { attr: fresh } = await this.meta.call('getattr', { ino: attr.ino })
           if (fresh.gen === file.attr.gen && fresh.size === file.attr.size) return undefined
+          keepCache = false
           const { chunks, more } = await this.meta.call('chunks', { ino: attr.ino, from: 0 })
           return { attr: fresh, chunks: await this.loadChunks(attr.ino, chunks, more) }
         })
@@ -405,8 +474,19 @@ export class Vfs {
         throw err
       }
       f.handles--
-    }
-    return this.addHandle(f, flags)
+    } else keepCache = true
+    this.noteContent(f.attr)
+    return { fh: this.addHandle(f, flags), keepCache }
+  }
+
+  /**
+   * Remembers the content the kernel's page cache is filled from after an
+   * open. A later change through this mount changes gen too, so the next open
+   * drops the cache: conservative, never stale.
+   */
+  private noteContent(attr: Attr): void {
+    if (this.contentSeen.size >= CONTENT_SEEN_MAX) this.contentSeen.delete(this.contentSeen.keys().next().value as number)
+    this.contentSeen.set(attr.ino, { gen: attr.gen, size: attr.size })
   }
 
   private addHandle(f: OpenFile, flags: number): number {
@@ -459,6 +539,34 @@ export class Vfs {
     // O_APPEND: the end of file is taken under the file's lock, when this
     // write's turn comes, not from the kernel's offset (it may be older)
     return h.file.write(data, pos, (h.flags & O_APPEND) !== 0)
+  }
+
+  /**
+   * fallocate(2) (docs/semantics.md#writes). berth reserves no space (blocks
+   * exist only once written), so: mode 0 grows the size like ftruncate and a
+   * later write may still get ENOSPC; KEEP_SIZE alone changes nothing;
+   * PUNCH_HOLE|KEEP_SIZE writes zeros over the range inside the file (zero
+   * blocks, not holes: the bytes read back as zeros, st_blocks does not drop).
+   * Other modes are refused with ENOTSUP. The kernel holds the inode's lock
+   * around a fallocate that changes size or contents, as around a write, so
+   * no write of this mount runs between the size check and the change.
+   */
+  async fallocate(fh: number, mode: number, offset: number, length: number): Promise<void> {
+    const h = this.handle(fh)
+    if ((h.flags & O_ACCMODE) === 0) throw fsError('EBADF', 'handle is read-only')
+    if ((mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) !== 0) throw fsError('ENOTSUP', `fallocate mode 0x${mode.toString(16)} is not supported`)
+    const end = offset + length
+    if (mode & FALLOC_FL_PUNCH_HOLE) {
+      if (!(mode & FALLOC_FL_KEEP_SIZE)) throw fsError('ENOTSUP', 'PUNCH_HOLE needs KEEP_SIZE')
+      const stop = Math.min(end, h.file.size)
+      for (let pos = offset; pos < stop; pos += ZEROS.length) {
+        h.wrote = true
+        await h.file.write(ZEROS.subarray(0, Math.min(ZEROS.length, stop - pos)), pos)
+      }
+      return
+    }
+    if (mode & FALLOC_FL_KEEP_SIZE || end <= h.file.size) return
+    await this.setattr(h.file.attr.ino, { size: end }, fh)
   }
 
   /** close(): commits what this handle wrote; a handle that wrote nothing does not flush. */

@@ -483,6 +483,8 @@ export interface Invalidation {
   inos: number[]
   /** Directories whose entries changed. */
   dirs: number[]
+  /** Names that were removed or now name another inode: [parent, name] (clients drop them from the kernel's dentry cache). */
+  entries?: Array<[number, string]>
 }
 
 /** HTTP header naming the rest of the replica chain on a block PUT: `id=url,id=url`. */

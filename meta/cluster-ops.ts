@@ -9,7 +9,7 @@ import { imbalance } from './rebalance'
 import { queued } from './repair-queue'
 
 export const STATFS_BSIZE = 4096
-/** Inode numbers are handed to the kernel as 32-bit values (fuse-native stat). */
+/** The inode budget statfs reports (f_files); inode numbers themselves reach the kernel as 64-bit node ids. */
 const MAX_INODES = 2 ** 32 - 1
 
 export function hello(env: MetaEnv): MetaReplies['hello'] {

@@ -51,11 +51,16 @@ export interface RebalancePolicy {
 export class Changes {
   readonly inos = new Set<number>()
   readonly dirs = new Set<number>()
+  /** Names removed or replaced: [parent, name]. New names need none (nobody caches a miss). */
+  readonly entries: Array<[number, string]> = []
   ino(...inos: number[]): void {
     for (const i of inos) this.inos.add(i)
   }
   dir(...dirs: number[]): void {
     for (const d of dirs) this.dirs.add(d)
+  }
+  entry(parent: number, name: string): void {
+    this.entries.push([parent, name])
   }
   get empty(): boolean {
     return this.inos.size === 0 && this.dirs.size === 0

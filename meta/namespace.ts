@@ -156,6 +156,7 @@ export async function unlink(env: MetaEnv, b: Req<'unlink'>, ch: Changes): Promi
     await dropLink(tx, row, now, ch)
     ch.dir(b.parent)
     ch.ino(b.parent)
+    ch.entry(b.parent, name)
   })
   return {}
 }
@@ -173,6 +174,7 @@ export async function rmdir(env: MetaEnv, b: Req<'rmdir'>, ch: Changes): Promise
     await dropDir(tx, row, b.parent, ch)
     ch.dir(b.parent)
     ch.ino(b.parent)
+    ch.entry(b.parent, name)
   })
   return {}
 }
@@ -228,6 +230,8 @@ export async function rename(env: MetaEnv, b: Req<'rename'>, ch: Changes): Promi
     const moved = b.parent !== b.newParent
     ch.dir(b.parent, b.newParent)
     ch.ino(b.parent, b.newParent, src.ino)
+    ch.entry(b.parent, name)
+    ch.entry(b.newParent, newName)
 
     if (b.flags & RENAME_NOREPLACE && dst) throw fsError('EEXIST', `"${newName}" exists`)
     if (b.flags & RENAME_EXCHANGE) {

@@ -74,15 +74,15 @@ t.test('unlink while open: the handle keeps working, the last close frees the bl
   const again = Buffer.alloc(whole.length + 1)
   t.equal(readSync(fd, again, 0, again.length, 0), whole.length, 'reads up to the new end of file')
   t.ok(again.subarray(0, whole.length).equals(whole), 'reads back what was written after unlink')
-  // fstat sends GETATTR without a file handle; libfuse 2's high-level layer
-  // cannot name a node removed under hard_remove and answers ENOENT itself
+  // fstat sends GETATTR for the inode itself (docs/semantics.md, unlinked-while-open
+  // files): it must not need the name that is gone
   let size: number | string
   try {
     size = fstatSync(fd).size
   } catch (err) {
     size = (err as NodeJS.ErrnoException).code ?? String(err)
   }
-  t.equal(size, whole.length, 'fstat sees the new size', { todo: 'libfuse 2 high-level API: GETATTR of a hard-removed node fails with ENOENT' })
+  t.equal(size, whole.length, 'fstat sees the new size')
 
   const allBlocks = [...new Set([...firstBlocks, ...blockNames(whole)])]
   t.equal(allBlocks.length, 4, 'four distinct blocks were written (chunk 1 twice)')

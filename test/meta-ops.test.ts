@@ -452,18 +452,22 @@ t.test('metadata operations', async (t) => {
 
   t.test('mutations publish invalidations', async (t) => {
     const sub = m.nc.subscribe(m.subjects.inval)
-    const got: Array<{ inos: number[]; dirs: number[] }> = []
+    const got: Array<{ inos: number[]; dirs: number[]; entries?: Array<[number, string]> }> = []
     const done = (async () => {
       for await (const msg of sub) {
         got.push(decode(msg.data) as { inos: number[]; dirs: number[] })
-        if (got.length === 2) break
+        if (got.length === 3) break
       }
     })()
     await m.nc.flush()
-    const d = await mkdir(ROOT_INO, uniq('iv'))
+    const name = uniq('iv')
+    const d = await mkdir(ROOT_INO, name)
     await m.call('setattr', { ino: d.ino, mode: 0o700 })
+    await m.call('rmdir', { parent: ROOT_INO, name })
     await done
     t.ok(got[0]!.dirs.includes(ROOT_INO), 'mkdir invalidates the parent directory')
+    t.equal(got[0]!.entries, undefined, 'a new name invalidates no entry (misses are not cached)')
     t.ok(got[1]!.inos.includes(d.ino), 'setattr invalidates the inode')
+    t.same(got[2]!.entries, [[ROOT_INO, name]], 'rmdir names the removed entry')
   })
 })

@@ -134,22 +134,6 @@ const USER_SEES: Record<string, string> = {
  * unless said otherwise). The test pins both sides, so a fix shows up here.
  */
 const KNOWN: Record<string, { local: string; berth: string; only?: Who }> = {
-  // fuse-native reports times in milliseconds (meta stores the nanoseconds; see the next test)
-  'utimensat explicit with nanoseconds (touch -d)': {
-    local: 'atime=1000000000123456789 mtime=1000000000123456789',
-    berth: 'atime=1000000000123000000 mtime=1000000000123000000',
-  },
-  // libfuse 2's high-level setattr calls utimens only when both times are set
-  'utimensat atime only (mtime UTIME_OMIT)': {
-    local: 'atime=1100000000500000000 mtime=1000000000123456789',
-    berth: 'atime=1000000000123000000 mtime=1000000000123000000',
-  },
-  'utimensat mtime only (atime UTIME_OMIT)': {
-    local: 'atime=1100000000500000000 mtime=1200000000250000000',
-    berth: 'atime=1000000000123000000 mtime=1000000000123000000',
-  },
-  // high-level libfuse resolves fstat/fchmod by path, and an unlinked file has none
-  'fstat and fchmod of an unlinked open file': { local: 'size=3 nlink=0', berth: 'ERR ENOENT' },
   // docs/semantics.md#xattrs: security.* and system.* are answered locally, not
   // stored (for a user both refuse with EPERM)
   'security.* xattr': { local: 'ok', berth: 'ERR ENOTSUP', only: 'root' },

@@ -80,6 +80,18 @@ function nonZero(buf: Buffer): string {
   return `len=${buf.length} nonzero=[${at.join(',')}]`
 }
 
+/**
+ * Calls libc through python3's ctypes for what neither node:fs nor a tool
+ * exposes (renameat2 flags, xattr calls with an exact buffer size). `code`
+ * sees `libc`, `args` (the extra arguments) and `e(r)`, which turns a -1 into
+ * "ERR <errno name>"; it prints its observation.
+ */
+function libc(code: string, ...args: string[]): string {
+  const prelude = 'import ctypes, errno, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\nargs = [a.encode() for a in sys.argv[1:]]\n' +
+    'def e(r):\n    return "ERR " + errno.errorcode[ctypes.get_errno()] if r < 0 else str(r)\n'
+  return tool('python3', '-c', prelude + code, ...args).trim()
+}
+
 function times(path: string, follow = false): string {
   const s = (follow ? fs.statSync : fs.lstatSync)(path, { bigint: true })
   return `atime=${s.atimeNs} mtime=${s.mtimeNs}`
@@ -141,6 +153,17 @@ function generic(): void {
     fs.closeSync(b)
     return `${seen} data=${read(g('app'))}`
   })
+  // fallocate(1) from util-linux: mode 0 (-l), KEEP_SIZE (-n), PUNCH_HOLE|KEEP_SIZE (-p)
+  const falloc = (name: string, data: string, ...args: string[]) => {
+    write(g(name), data)
+    tool('fallocate', ...args, g(name))
+    return `size=${fs.statSync(g(name)).size} ${nonZero(fs.readFileSync(g(name)))}`
+  }
+  step('fallocate mode 0 past the end grows the size', () => falloc('fa0', 'abc', '-o', '1', '-l', '5000'))
+  step('fallocate mode 0 inside the file keeps it', () => falloc('fa1', 'abcdef', '-o', '1', '-l', '2'))
+  step('fallocate KEEP_SIZE past the end', () => falloc('fak', 'abc', '-n', '-o', '0', '-l', '5000'))
+  step('fallocate PUNCH_HOLE inside the file', () => falloc('fap', 'abcdefghij', '-p', '-o', '2', '-l', '5'))
+  step('fallocate PUNCH_HOLE across the end', () => falloc('fae', 'abcdefghij', '-p', '-o', '8', '-l', '100'))
   step('read and stat see writes through another handle before close', () => {
     const w = fs.openSync(g('shared'), 'w')
     fs.writeSync(w, 'fresh data')
@@ -404,6 +427,50 @@ function generic(): void {
   step('xattr value of 64 KiB + 1', () => void tool('setfattr', '-n', 'user.big', '-v', '0x' + '00'.repeat(65537), g('orig')))
   step('xattr name of 256 bytes', () => void tool('setfattr', '-n', 'user.' + 'n'.repeat(251), '-v', '1', g('orig')))
   step('security.* xattr', () => void tool('setfattr', '-n', 'security.berth', '-v', '1', g('orig')))
+  step('getxattr size probe, short buffer, exact buffer', () => {
+    tool('setfattr', '-n', 'user.long', '-v', 'v'.repeat(200), g('orig'))
+    return libc(
+      'n = args[1]\nb = ctypes.create_string_buffer(256)\n' +
+        'print("probe=%s short=%s exact=%s" % (e(libc.getxattr(args[0], n, None, 0)), e(libc.getxattr(args[0], n, b, 16)), e(libc.getxattr(args[0], n, b, 200))))',
+      g('orig'),
+      'user.long',
+    )
+  })
+  step('listxattr size probe, short buffer, exact buffer', () => {
+    write(g('lx'), 'x')
+    tool('setfattr', '-n', 'user.a', '-v', '1', g('lx'))
+    tool('setfattr', '-n', 'user.long.name', '-v', '2', g('lx'))
+    return libc(
+      'b = ctypes.create_string_buffer(4096)\nsize = libc.listxattr(args[0], None, 0)\n' +
+        'print("probe=%s short=%s exact=%s" % (e(size), e(libc.listxattr(args[0], b, 4)), e(libc.listxattr(args[0], b, size))))',
+      g('lx'),
+    )
+  })
+  step('renameat2 RENAME_NOREPLACE', () => {
+    write(g('nr1'), 'one')
+    write(g('nr2'), 'two')
+    const seen = libc('print("taken=%s free=%s" % (e(libc.renameat2(-100, args[0], -100, args[1], 1)), e(libc.renameat2(-100, args[0], -100, args[2], 1))))', g('nr1'), g('nr2'), g('nr3'))
+    return `${seen} data=${read(g('nr2'))},${read(g('nr3'))}`
+  })
+  step('renameat2 RENAME_EXCHANGE', () => {
+    write(g('ex1'), 'one')
+    fs.mkdirSync(g('ex2'))
+    const seen = libc('print("swap=%s missing=%s" % (e(libc.renameat2(-100, args[0], -100, args[1], 2)), e(libc.renameat2(-100, args[0], -100, args[2], 2))))', g('ex1'), g('ex2'), g('ex3'))
+    return `${seen} ex1dir=${fs.statSync(g('ex1')).isDirectory()} ex2=${read(g('ex2'))}`
+  })
+  step('hard link: chmod, append and unlink through one name, stat through the other', () => {
+    write(g('hl1'), 'abc')
+    fs.linkSync(g('hl1'), g('hl2'))
+    fs.statSync(g('hl1'))
+    const before = fs.statSync(g('hl1'), { bigint: true }).ctimeNs
+    // past the kernel's coarse clock tick, so a ctime change is visible
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 30)
+    fs.chmodSync(g('hl2'), 0o600)
+    fs.appendFileSync(g('hl2'), 'de')
+    const a = fs.statSync(g('hl1'), { bigint: true })
+    fs.unlinkSync(g('hl2'))
+    return `mode=${oct(a.mode)} size=${a.size} nlink=${a.nlink} ctimeMoved=${a.ctimeNs > before} after-unlink nlink=${fs.statSync(g('hl1')).nlink}`
+  })
   step('xattrs go with the last link', () => {
     write(g('xa'), 'x')
     tool('setfattr', '-n', 'user.k', '-v', 'v', g('xa'))

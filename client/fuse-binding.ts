@@ -1,0 +1,62 @@
+/**
+ * The typed surface of berth's native FUSE binding (client/native/berth-fuse.c,
+ * built by node-gyp at `npm install` into build/Release/berth_fuse.node).
+ *
+ * Contract: the addon calls `dispatch(op, slot, ...args)` on the JS thread for
+ * every request; JS answers each slot exactly once, with one reply* call,
+ * whenever it likes. Every reply is written to the kernel before the call
+ * returns, so buffers passed in may be reused right after.
+ */
+import { join } from 'node:path'
+
+/** Opcodes, as in berth-fuse.c's enum. */
+export const OP = {
+  LOOKUP: 1, GETATTR: 2, SETATTR: 3, READLINK: 4, MKNOD: 5, MKDIR: 6, UNLINK: 7,
+  RMDIR: 8, SYMLINK: 9, RENAME: 10, LINK: 11, OPEN: 12, READ: 13, WRITE: 14, FLUSH: 15,
+  RELEASE: 16, FSYNC: 17, OPENDIR: 18, READDIR: 19, RELEASEDIR: 20, STATFS: 21, SETXATTR: 22,
+  GETXATTR: 23, LISTXATTR: 24, REMOVEXATTR: 25, CREATE: 26, FALLOCATE: 27, FORGET: 28,
+} as const
+
+/** Layout of the Float64Array an attribute travels in. */
+export const A = {
+  INO: 0, MODE: 1, NLINK: 2, UID: 3, GID: 4, RDEV: 5, SIZE: 6, BLOCKS: 7, ATIME: 8, ATIME_NS: 9,
+  MTIME: 10, MTIME_NS: 11, CTIME: 12, CTIME_NS: 13, BLKSIZE: 14,
+} as const
+export const ATTR_FIELDS = 15
+
+/** Bits of replyOpen/replyCreate's flags. */
+export const OPEN_FLAGS = { DIRECT_IO: 1, KEEP_CACHE: 2 } as const
+
+/** setattr's to_set bits (fuse_lowlevel.h). */
+export const SET = { MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5, ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8 } as const
+
+export type Dispatch = (op: number, slot: number, ...args: Array<number | string | Buffer>) => void
+
+export interface FuseBinding {
+  /** Mounts and starts polling /dev/fuse; throws on failure. `options`: "-o" list without the "-o". */
+  mount(mountpoint: string, options: string, maxWrite: number, dispatch: Dispatch, onExit: () => void, onAck: (ino: number) => void): void
+  /** Stops polling and unmounts if still mounted. Safe to call twice. */
+  unmount(): void
+  replyErr(slot: number, errno: number): void
+  replyEntry(slot: number, attr: Float64Array, entryTimeout: number, attrTimeout: number): void
+  /** false: the caller is gone (interrupted), no release will come for `fh`. */
+  replyCreate(slot: number, attr: Float64Array, entryTimeout: number, attrTimeout: number, fh: number, flags: number): boolean
+  replyAttr(slot: number, attr: Float64Array, timeout: number): void
+  replyOpen(slot: number, fh: number, flags: number): boolean
+  replyBuf(slot: number, data: Buffer, length: number): void
+  replyWrite(slot: number, count: number): void
+  replyReadlink(slot: number, target: string): void
+  /** [bsize, frsize, blocks, bfree, bavail, files, ffree, favail, namemax] */
+  replyStatfs(slot: number, values: Float64Array): void
+  replyXattr(slot: number, size: number): void
+  /** Returns how many entries fit in `size` bytes. */
+  replyDir(slot: number, size: number, plus: number, names: string[], attrs: Float64Array, offsets: Float64Array, entryTimeout: number, attrTimeout: number): number
+  /** Queued to the binding's notifier thread (never blocks the JS thread); with `ack`, onAck(ino) follows when done. */
+  notifyInvalInode(ino: number, ack: number): void
+  notifyInvalEntry(parent: number, name: string): void
+}
+
+export function loadBinding(): FuseBinding {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(join(__dirname, '..', '..', 'build', 'Release', 'berth_fuse.node')) as FuseBinding
+}

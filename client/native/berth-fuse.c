@@ -1,0 +1,904 @@
+/*
+ * berth's FUSE binding: libfuse 3's low-level API driven by Node's event loop.
+ *
+ * Threading model (docs/architecture.md, "The FUSE binding"):
+ * - The session fd (/dev/fuse) is non-blocking and polled by libuv on the JS
+ *   thread. When it is readable, requests are read with
+ *   fuse_session_receive_buf and handed to libfuse's dispatcher with
+ *   fuse_session_process_buf, both on the JS thread, a bounded batch at a time.
+ * - Every op handler below only translates: it parks the fuse_req_t in a slot
+ *   table and calls the JS dispatcher with the slot number and the op's
+ *   arguments (copied into JS values: libfuse reuses its receive buffer). JS
+ *   answers later, whenever its promise settles, with reply*(slot, ...), which
+ *   calls fuse_reply_* synchronously: the reply is written to /dev/fuse before
+ *   reply* returns, so no reply ever refers to memory anybody took back.
+ * - Cache invalidations (fuse_lowlevel_notify_inval_*) may block in the kernel
+ *   until a pending request for the same inode is answered, and requests are
+ *   answered by the JS thread: a notify on the JS thread could deadlock. They
+ *   are queued to one notifier thread, which never touches JS.
+ * One session per process.
+ */
+#define FUSE_USE_VERSION 34
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+/* Opcodes passed to the JS dispatcher; mirrored by OP in client/fuse-binding.ts. */
+enum {
+  OP_LOOKUP = 1, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK,
+  OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH,
+  OP_RELEASE, OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_STATFS, OP_SETXATTR,
+  OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE, OP_FALLOCATE, OP_FORGET,
+};
+
+/* Attributes travel from JS as a Float64Array of these fields. */
+enum { A_INO, A_MODE, A_NLINK, A_UID, A_GID, A_RDEV, A_SIZE, A_BLOCKS, A_ATIME, A_ATIME_NS,
+       A_MTIME, A_MTIME_NS, A_CTIME, A_CTIME_NS, A_BLKSIZE, A_FIELDS };
+
+/* Requests JS has not answered yet; a slot number is what JS holds. */
+static fuse_req_t *slots;
+static uint32_t nslots;
+static uint32_t *free_slots;
+static uint32_t nfree;
+
+static struct {
+  struct fuse_session *se;
+  napi_env env;
+  napi_ref dispatch;   /* (op, slot, ...args) => void */
+  napi_ref on_exit;    /* () => void, once the kernel ended the session */
+  napi_ref on_ack;     /* (ino) => void, an invalidation asked with ack is done */
+  napi_ref resource;
+  napi_async_context actx;
+  uv_poll_t poll;
+  int polling;
+  int mounted;
+  struct fuse_buf buf; /* libfuse's receive buffer, reused for every request */
+  unsigned max_write;
+} S;
+
+#define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, #call " failed"); return NULL; } } while (0)
+
+/* ---- slots ---- */
+
+static int64_t park(fuse_req_t req) {
+  if (nfree == 0) {
+    uint32_t grow = nslots ? nslots : 256;
+    fuse_req_t *ns = realloc(slots, (nslots + grow) * sizeof *ns);
+    uint32_t *nf = realloc(free_slots, (nslots + grow) * sizeof *nf);
+    if (ns) slots = ns;
+    if (nf) free_slots = nf;
+    if (!ns || !nf) return -1;
+    for (uint32_t i = nslots + grow; i > nslots; i--) {
+      slots[i - 1] = NULL; /* empty: unpark and unmount rely on it */
+      free_slots[nfree++] = i - 1;
+    }
+    nslots += grow;
+  }
+  uint32_t s = free_slots[--nfree];
+  slots[s] = req;
+  return s;
+}
+
+/* Takes the request out of its slot (a slot is answered once). NULL: no such request. */
+static fuse_req_t unpark(uint32_t s) {
+  if (s >= nslots || slots[s] == NULL) return NULL;
+  fuse_req_t req = slots[s];
+  slots[s] = NULL;
+  free_slots[nfree++] = s;
+  return req;
+}
+
+/* ---- calling JS ---- */
+
+static napi_value num(double v) {
+  napi_value out;
+  napi_create_double(S.env, v, &out);
+  return out;
+}
+
+static napi_value str(const char *s) {
+  napi_value out;
+  napi_create_string_utf8(S.env, s, NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
+static napi_value bytes(const char *p, size_t n) {
+  napi_value out;
+  void *data;
+  napi_create_buffer_copy(S.env, n, p, &data, &out);
+  return out;
+}
+
+/*
+ * Parks `req` and calls dispatch(op, slot, ...args). A dispatcher that throws
+ * (a bug) costs that request EIO, never the mount.
+ */
+static void call(fuse_req_t req, int op, size_t argc, napi_value *args) {
+  napi_env env = S.env;
+  int64_t slot = req ? park(req) : -1;
+  if (req && slot < 0) {
+    fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  napi_value argv[16];
+  argv[0] = num(op);
+  argv[1] = num((double)slot);
+  for (size_t i = 0; i < argc && i < 14; i++) argv[i + 2] = args[i];
+  napi_value fn, global, ignored;
+  napi_get_reference_value(env, S.dispatch, &fn);
+  napi_get_global(env, &global);
+  if (napi_call_function(env, global, fn, argc + 2, argv, &ignored) != napi_ok) {
+    napi_value exc;
+    napi_get_and_clear_last_exception(env, &exc);
+    fprintf(stderr, "berth-fuse: dispatcher threw on op %d\n", op);
+    if (req && unpark((uint32_t)slot)) fuse_reply_err(req, EIO);
+  }
+}
+
+#define ARGS(...) napi_value a[] = { __VA_ARGS__ }; call(req, OP, sizeof a / sizeof a[0], a)
+#define FH(fi) ((fi) ? (double)(fi)->fh : -1.0)
+
+/* ---- op handlers: translation only ---- */
+
+static void ll_init(void *ud, struct fuse_conn_info *conn) {
+  (void)ud;
+  /*
+   * The kernel keeps doing what it did for fuse-native: it clears suid/sgid
+   * itself (no HANDLE_KILLPRIV) and sends O_TRUNC as a setattr (no
+   * ATOMIC_O_TRUNC). No writeback cache: close-to-open needs every write here.
+   */
+  conn->want &= ~(FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_WRITEBACK_CACHE |
+                  FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+  if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+  /* libfuse asks the kernel for max_pages to match max_write (its buffer holds 1 MiB + header). */
+  conn->max_write = S.max_write;
+  conn->max_read = S.max_write;
+  conn->max_readahead = S.max_write;
+}
+
+#define OP OP_LOOKUP
+static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  ARGS(num((double)parent), str(name));
+}
+#undef OP
+
+static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  napi_value a[] = { num((double)ino), num((double)nlookup) };
+  call(NULL, OP_FORGET, 2, a);
+  fuse_reply_none(req);
+}
+
+static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+  for (size_t i = 0; i < count; i++) {
+    napi_value a[] = { num((double)forgets[i].ino), num((double)forgets[i].nlookup) };
+    call(NULL, OP_FORGET, 2, a);
+  }
+  fuse_reply_none(req);
+}
+
+#define OP OP_GETATTR
+static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  ARGS(num((double)ino), num(FH(fi)));
+}
+#undef OP
+
+#define OP OP_SETATTR
+static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_set, struct fuse_file_info *fi) {
+  ARGS(num((double)ino), num(FH(fi)), num(to_set), num(st->st_mode), num(st->st_uid), num(st->st_gid), num((double)st->st_size),
+       num((double)st->st_atim.tv_sec), num((double)st->st_atim.tv_nsec), num((double)st->st_mtim.tv_sec), num((double)st->st_mtim.tv_nsec));
+}
+#undef OP
+
+#define OP OP_READLINK
+static void ll_readlink(fuse_req_t req, fuse_ino_t ino) { ARGS(num((double)ino)); }
+#undef OP
+
+#define CTX const struct fuse_ctx *ctx = fuse_req_ctx(req)
+
+#define OP OP_MKNOD
+static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
+  CTX;
+  ARGS(num((double)parent), str(name), num(mode), num((double)rdev), num(ctx->uid), num(ctx->gid));
+}
+#undef OP
+
+#define OP OP_MKDIR
+static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+  CTX;
+  ARGS(num((double)parent), str(name), num(mode), num(ctx->uid), num(ctx->gid));
+}
+#undef OP
+
+#define OP OP_UNLINK
+static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) { ARGS(num((double)parent), str(name)); }
+#undef OP
+#define OP OP_RMDIR
+static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) { ARGS(num((double)parent), str(name)); }
+#undef OP
+
+#define OP OP_SYMLINK
+static void ll_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name) {
+  CTX;
+  ARGS(str(target), num((double)parent), str(name), num(ctx->uid), num(ctx->gid));
+}
+#undef OP
+
+#define OP OP_RENAME
+static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags) {
+  ARGS(num((double)parent), str(name), num((double)newparent), str(newname), num(flags));
+}
+#undef OP
+
+#define OP OP_LINK
+static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
+  ARGS(num((double)ino), num((double)newparent), str(newname));
+}
+#undef OP
+
+#define OP OP_OPEN
+static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ARGS(num((double)ino), num(fi->flags)); }
+#undef OP
+
+#define OP OP_READ
+static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  ARGS(num((double)ino), num(FH(fi)), num((double)size), num((double)off));
+}
+#undef OP
+
+#define OP OP_WRITE
+static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  /* copied: `buf` is libfuse's receive buffer, reused by the next request */
+  ARGS(num((double)ino), num(FH(fi)), bytes(buf, size), num((double)off));
+}
+#undef OP
+
+#define OP OP_FLUSH
+static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ARGS(num((double)ino), num(FH(fi))); }
+#undef OP
+#define OP OP_RELEASE
+static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ARGS(num((double)ino), num(FH(fi))); }
+#undef OP
+#define OP OP_FSYNC
+static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  ARGS(num((double)ino), num(FH(fi)), num(datasync));
+}
+#undef OP
+#define OP OP_OPENDIR
+static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ARGS(num((double)ino), num(fi->flags)); }
+#undef OP
+
+#define OP OP_READDIR
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  ARGS(num((double)ino), num(FH(fi)), num((double)size), num((double)off), num(0));
+}
+static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  ARGS(num((double)ino), num(FH(fi)), num((double)size), num((double)off), num(1));
+}
+#undef OP
+
+#define OP OP_RELEASEDIR
+static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ARGS(num((double)ino), num(FH(fi))); }
+#undef OP
+#define OP OP_STATFS
+static void ll_statfs(fuse_req_t req, fuse_ino_t ino) { ARGS(num((double)ino)); }
+#undef OP
+
+#define OP OP_SETXATTR
+static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags) {
+  ARGS(num((double)ino), str(name), bytes(value, size), num(flags));
+}
+#undef OP
+#define OP OP_GETXATTR
+static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+  ARGS(num((double)ino), str(name), num((double)size));
+}
+#undef OP
+#define OP OP_LISTXATTR
+static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) { ARGS(num((double)ino), num((double)size)); }
+#undef OP
+#define OP OP_REMOVEXATTR
+static void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) { ARGS(num((double)ino), str(name)); }
+#undef OP
+
+#define OP OP_CREATE
+static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  CTX;
+  ARGS(num((double)parent), str(name), num(mode), num(fi->flags), num(ctx->uid), num(ctx->gid));
+}
+#undef OP
+
+#define OP OP_FALLOCATE
+static void ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, struct fuse_file_info *fi) {
+  ARGS(num((double)ino), num(FH(fi)), num(mode), num((double)off), num((double)len));
+}
+#undef OP
+
+static const struct fuse_lowlevel_ops ops = {
+  .init = ll_init, .lookup = ll_lookup, .forget = ll_forget, .forget_multi = ll_forget_multi,
+  .getattr = ll_getattr, .setattr = ll_setattr, .readlink = ll_readlink, .mknod = ll_mknod,
+  .mkdir = ll_mkdir, .unlink = ll_unlink, .rmdir = ll_rmdir, .symlink = ll_symlink,
+  .rename = ll_rename, .link = ll_link, .open = ll_open, .read = ll_read, .write = ll_write,
+  .flush = ll_flush, .release = ll_release, .fsync = ll_fsync, .opendir = ll_opendir,
+  .readdir = ll_readdir, .readdirplus = ll_readdirplus, .releasedir = ll_releasedir,
+  .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr,
+  .listxattr = ll_listxattr, .removexattr = ll_removexattr, .create = ll_create,
+  .fallocate = ll_fallocate,
+  /* no getlk/setlk/flock: the kernel keeps locks local (docs/semantics.md#limits) */
+};
+
+/* ---- the poll loop ---- */
+
+static void stop_polling(void) {
+  if (S.polling) {
+    uv_poll_stop(&S.poll);
+    S.polling = 0;
+  }
+}
+
+/* Requests handled per wake-up before the loop gets a turn (timers, NATS, replies). */
+#define BATCH 64
+
+static void on_readable(uv_poll_t *h, int status, int events) {
+  (void)h; (void)events;
+  napi_env env = S.env;
+  napi_handle_scope hs;
+  napi_callback_scope cs;
+  napi_value resource;
+  napi_open_handle_scope(env, &hs);
+  napi_get_reference_value(env, S.resource, &resource);
+  /* a callback scope: promise jobs and nextTicks run when it closes */
+  napi_open_callback_scope(env, resource, S.actx, &cs);
+  int ended = status < 0;
+  for (int i = 0; i < BATCH && !ended; i++) {
+    int res = fuse_session_receive_buf(S.se, &S.buf);
+    if (res == -EAGAIN) break;
+    if (res == -EINTR) continue;
+    if (res <= 0 || fuse_session_exited(S.se)) {
+      ended = 1; /* ENODEV: unmounted (fusermount -u, umount) */
+      break;
+    }
+    fuse_session_process_buf(S.se, &S.buf);
+  }
+  if (ended) {
+    stop_polling();
+    napi_value fn, global, ignored;
+    napi_get_reference_value(env, S.on_exit, &fn);
+    napi_get_global(env, &global);
+    if (napi_call_function(env, global, fn, 0, NULL, &ignored) != napi_ok) {
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+    }
+  }
+  napi_close_callback_scope(env, cs);
+  napi_close_handle_scope(env, hs);
+}
+
+/* ---- notifier thread ---- */
+
+struct note {
+  struct note *next;
+  fuse_ino_t ino;  /* inval_inode of ino, or, with a name, inval_entry(ino, name) */
+  int ack;         /* tell JS (on_ack(ino)) once the kernel has done it */
+  size_t namelen;
+  char name[];
+};
+
+static struct {
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct note *head, *tail;
+  int running, stop;
+  uv_async_t async;    /* wakes the JS thread for acks */
+  int async_open;
+  fuse_ino_t *acks;    /* inodes done, waiting for the JS thread */
+  size_t nacks, cap;
+} N = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void *notifier(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&N.lock);
+  for (;;) {
+    while (!N.head && !N.stop) pthread_cond_wait(&N.cond, &N.lock);
+    if (!N.head) break; /* stopping and drained */
+    struct note *n = N.head;
+    N.head = n->next;
+    if (!N.head) N.tail = NULL;
+    pthread_mutex_unlock(&N.lock);
+    /* -ENOENT (the kernel does not know it) and -ENOSYS are fine: nothing cached */
+    if (n->namelen) fuse_lowlevel_notify_inval_entry(S.se, n->ino, n->name, n->namelen);
+    else fuse_lowlevel_notify_inval_inode(S.se, n->ino, 0, 0);
+    int ack = n->ack;
+    fuse_ino_t ino = n->ino;
+    free(n);
+    pthread_mutex_lock(&N.lock);
+    if (ack) {
+      if (N.nacks == N.cap) {
+        size_t cap = N.cap ? N.cap * 2 : 64;
+        fuse_ino_t *a = realloc(N.acks, cap * sizeof *a);
+        if (a) { N.acks = a; N.cap = cap; }
+      }
+      if (N.nacks < N.cap) N.acks[N.nacks++] = ino;
+      uv_async_send(&N.async);
+    }
+  }
+  pthread_mutex_unlock(&N.lock);
+  return NULL;
+}
+
+static void notify(fuse_ino_t ino, const char *name, size_t namelen, int ack) {
+  struct note *n = malloc(sizeof *n + namelen + 1);
+  if (!n) return;
+  n->next = NULL;
+  n->ino = ino;
+  n->ack = ack;
+  n->namelen = namelen;
+  memcpy(n->name, name, namelen);
+  n->name[namelen] = 0;
+  pthread_mutex_lock(&N.lock);
+  if (N.running && !N.stop) {
+    if (N.tail) N.tail->next = n; else N.head = n;
+    N.tail = n;
+    n = NULL;
+    pthread_cond_signal(&N.cond);
+  }
+  pthread_mutex_unlock(&N.lock);
+  free(n);
+}
+
+static void stop_notifier(void) {
+  if (!N.running) return;
+  pthread_mutex_lock(&N.lock);
+  N.stop = 1;
+  /* an unmounted session answers nothing: drop what is queued */
+  while (N.head) {
+    struct note *n = N.head;
+    N.head = n->next;
+    free(n);
+  }
+  N.tail = NULL;
+  pthread_cond_signal(&N.cond);
+  pthread_mutex_unlock(&N.lock);
+  pthread_join(N.thread, NULL);
+  N.running = 0;
+  N.stop = 0;
+}
+
+/* On the JS thread: on_ack(ino) for every acknowledged invalidation. */
+static void on_acks(uv_async_t *h) {
+  (void)h;
+  pthread_mutex_lock(&N.lock);
+  size_t n = N.nacks;
+  fuse_ino_t *inos = n ? malloc(n * sizeof *inos) : NULL;
+  if (inos) memcpy(inos, N.acks, n * sizeof *inos);
+  N.nacks = 0;
+  pthread_mutex_unlock(&N.lock);
+  if (!inos || !S.on_ack) { free(inos); return; }
+  napi_env env = S.env;
+  napi_handle_scope hs;
+  napi_callback_scope cs;
+  napi_value resource, fn, global, ignored;
+  napi_open_handle_scope(env, &hs);
+  napi_get_reference_value(env, S.resource, &resource);
+  napi_open_callback_scope(env, resource, S.actx, &cs);
+  napi_get_reference_value(env, S.on_ack, &fn);
+  napi_get_global(env, &global);
+  for (size_t i = 0; i < n; i++) {
+    napi_value arg = num((double)inos[i]);
+    if (napi_call_function(env, global, fn, 1, &arg, &ignored) != napi_ok) {
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+    }
+  }
+  napi_close_callback_scope(env, cs);
+  napi_close_handle_scope(env, hs);
+  free(inos);
+}
+
+/* ---- exported functions ---- */
+
+static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
+    napi_throw_type_error(env, NULL, "too few arguments");
+    return 0;
+  }
+  return 1;
+}
+
+static double arg_num(napi_env env, napi_value v) {
+  double d = 0;
+  napi_get_value_double(env, v, &d);
+  return d;
+}
+
+/* A UTF-8 string argument into a malloc'd C string (caller frees). */
+static char *arg_str(napi_env env, napi_value v) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char *s = malloc(len + 1);
+  if (s) napi_get_value_string_utf8(env, v, s, len + 1, &len);
+  return s;
+}
+
+static void unmount_session(void) {
+  if (!S.se) return;
+  stop_polling();
+  /* Requests JS has not answered die with the session: answer them now (this
+     frees them), so a late reply from JS finds an empty slot, not freed memory.
+     First, because a notify in the notifier thread may wait for one of them. */
+  for (uint32_t i = 0; i < nslots; i++) {
+    fuse_req_t req = unpark(i);
+    if (req) fuse_reply_err(req, EIO);
+  }
+  stop_notifier();
+  free(N.acks);
+  N.acks = NULL;
+  N.nacks = N.cap = 0;
+  free(slots);
+  free(free_slots);
+  slots = NULL;
+  free_slots = NULL;
+  nslots = nfree = 0;
+  if (S.mounted) fuse_session_unmount(S.se);
+  S.mounted = 0;
+  fuse_session_destroy(S.se);
+  S.se = NULL;
+  free(S.buf.mem);
+  memset(&S.buf, 0, sizeof S.buf);
+}
+
+/* mount(mountpoint, options "a,b=c", maxWrite, dispatch, onExit, onAck) */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  if (!get_args(env, info, 6, argv)) return NULL;
+  if (S.se) {
+    napi_throw_error(env, "EBUSY", "a session is already mounted in this process");
+    return NULL;
+  }
+  char *mnt = arg_str(env, argv[0]);
+  char *opts = arg_str(env, argv[1]);
+  S.max_write = (unsigned)arg_num(env, argv[2]);
+  char *fargv[] = { "berth", "-o", opts, NULL };
+  struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
+  S.env = env;
+  S.se = fuse_session_new(&args, &ops, sizeof ops, NULL);
+  fuse_opt_free_args(&args);
+  free(opts);
+  if (!S.se) {
+    free(mnt);
+    napi_throw_error(env, "EINVAL", "fuse_session_new failed (bad options?)");
+    return NULL;
+  }
+  if (fuse_session_mount(S.se, mnt) != 0) {
+    free(mnt);
+    fuse_session_destroy(S.se);
+    S.se = NULL;
+    napi_throw_error(env, "EIO", "fuse_session_mount failed");
+    return NULL;
+  }
+  free(mnt);
+  S.mounted = 1;
+  int fd = fuse_session_fd(S.se);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  napi_value resource, name;
+  CHECK(napi_create_reference(env, argv[3], 1, &S.dispatch));
+  CHECK(napi_create_reference(env, argv[4], 1, &S.on_exit));
+  CHECK(napi_create_reference(env, argv[5], 1, &S.on_ack));
+  CHECK(napi_create_object(env, &resource));
+  CHECK(napi_create_reference(env, resource, 1, &S.resource));
+  CHECK(napi_create_string_utf8(env, "berth-fuse", NAPI_AUTO_LENGTH, &name));
+  CHECK(napi_async_init(env, resource, name, &S.actx));
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  uv_poll_init(loop, &S.poll, fd);
+  uv_poll_start(&S.poll, UV_READABLE, on_readable);
+  S.polling = 1;
+  if (!N.async_open) N.async_open = uv_async_init(loop, &N.async, on_acks) == 0;
+  if (N.async_open) uv_unref((uv_handle_t *)&N.async); /* never keeps the process alive */
+  N.running = pthread_create(&N.thread, NULL, notifier, NULL) == 0;
+  return NULL;
+}
+
+/* unmount(): stops polling, unmounts (if still mounted), frees the session. Safe twice. */
+static napi_value js_unmount(napi_env env, napi_callback_info info) {
+  (void)info;
+  unmount_session();
+  if (S.dispatch) { napi_delete_reference(env, S.dispatch); S.dispatch = NULL; }
+  if (S.on_exit) { napi_delete_reference(env, S.on_exit); S.on_exit = NULL; }
+  if (S.on_ack) { napi_delete_reference(env, S.on_ack); S.on_ack = NULL; }
+  if (S.actx) { napi_async_destroy(env, S.actx); S.actx = NULL; }
+  if (S.resource) { napi_delete_reference(env, S.resource); S.resource = NULL; }
+  return NULL;
+}
+
+/* The request parked in a slot, taken out. After unmount a late reply is dropped silently. */
+static fuse_req_t arg_req(napi_env env, napi_value v) {
+  fuse_req_t req = unpark((uint32_t)arg_num(env, v));
+  if (!req && S.se) napi_throw_error(env, "EINVAL", "no pending request in this slot");
+  return req;
+}
+
+static void attr_from(const double *a, struct stat *st) {
+  memset(st, 0, sizeof *st);
+  st->st_ino = (ino_t)a[A_INO];
+  st->st_mode = (mode_t)a[A_MODE];
+  st->st_nlink = (nlink_t)a[A_NLINK];
+  st->st_uid = (uid_t)a[A_UID];
+  st->st_gid = (gid_t)a[A_GID];
+  st->st_rdev = (dev_t)a[A_RDEV];
+  st->st_size = (off_t)a[A_SIZE];
+  st->st_blocks = (blkcnt_t)a[A_BLOCKS];
+  st->st_atim.tv_sec = (time_t)a[A_ATIME];
+  st->st_atim.tv_nsec = (long)a[A_ATIME_NS];
+  st->st_mtim.tv_sec = (time_t)a[A_MTIME];
+  st->st_mtim.tv_nsec = (long)a[A_MTIME_NS];
+  st->st_ctim.tv_sec = (time_t)a[A_CTIME];
+  st->st_ctim.tv_nsec = (long)a[A_CTIME_NS];
+  st->st_blksize = (blksize_t)a[A_BLKSIZE];
+}
+
+static int arg_attr(napi_env env, napi_value v, struct stat *st) {
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  if (napi_get_typedarray_info(env, v, &type, &len, &data, NULL, NULL) != napi_ok || type != napi_float64_array || len < A_FIELDS) return 0;
+  attr_from(data, st);
+  return 1;
+}
+
+static void fill_entry(struct fuse_entry_param *e, const struct stat *st, double entry_s, double attr_s) {
+  memset(e, 0, sizeof *e);
+  e->ino = st->st_ino;
+  e->generation = 1;
+  e->attr = *st;
+  e->entry_timeout = entry_s;
+  e->attr_timeout = attr_s;
+}
+
+/* Bits of replyOpen/replyCreate's `flags`. */
+#define OPEN_DIRECT_IO 1
+#define OPEN_KEEP_CACHE 2
+
+static void fill_open(struct fuse_file_info *fi, double fh, int flags) {
+  memset(fi, 0, sizeof *fi);
+  fi->fh = (uint64_t)fh;
+  fi->direct_io = !!(flags & OPEN_DIRECT_IO);
+  fi->keep_cache = !!(flags & OPEN_KEEP_CACHE);
+}
+
+/* replyErr(slot, errno): 0 is success for ops without a result. */
+static napi_value js_reply_err(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  fuse_req_t req = arg_req(env, argv[0]);
+  if (req) fuse_reply_err(req, (int)arg_num(env, argv[1]));
+  return NULL;
+}
+
+/* replyEntry(slot, attr, entryTimeout, attrTimeout) */
+static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  struct stat st;
+  struct fuse_entry_param e;
+  if (!get_args(env, info, 4, argv)) return NULL;
+  if (!arg_attr(env, argv[1], &st)) return napi_throw_type_error(env, NULL, "attr: Float64Array expected"), NULL;
+  fuse_req_t req = arg_req(env, argv[0]);
+  if (!req) return NULL;
+  fill_entry(&e, &st, arg_num(env, argv[2]), arg_num(env, argv[3]));
+  fuse_reply_entry(req, &e);
+  return NULL;
+}
+
+/* replyCreate(slot, attr, entryTimeout, attrTimeout, fh, flags) */
+static napi_value js_reply_create(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  struct stat st;
+  struct fuse_entry_param e;
+  struct fuse_file_info fi;
+  if (!get_args(env, info, 6, argv)) return NULL;
+  if (!arg_attr(env, argv[1], &st)) return napi_throw_type_error(env, NULL, "attr: Float64Array expected"), NULL;
+  fuse_req_t req = arg_req(env, argv[0]);
+  if (!req) return NULL;
+  fill_entry(&e, &st, arg_num(env, argv[2]), arg_num(env, argv[3]));
+  fill_open(&fi, arg_num(env, argv[4]), (int)arg_num(env, argv[5]));
+  /* -ENOENT: the caller was interrupted; libfuse then sends no release, so JS must */
+  napi_value out;
+  napi_get_boolean(env, fuse_reply_create(req, &e, &fi) == 0, &out);
+  return out;
+}
+
+/* replyAttr(slot, attr, timeout) */
+static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  struct stat st;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (!arg_attr(env, argv[1], &st)) return napi_throw_type_error(env, NULL, "attr: Float64Array expected"), NULL;
+  fuse_req_t req = arg_req(env, argv[0]);
+  if (req) fuse_reply_attr(req, &st, arg_num(env, argv[2]));
+  return NULL;
+}
+
+/* replyOpen(slot, fh, flags) -> false if the opener is gone (no release will come) */
+static napi_value js_reply_open(napi_env env, napi_callback_info info) {
+  napi_value argv[3], out;
+  struct fuse_file_info fi;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  fuse_req_t req = arg_req(env, argv[0]);
+  if (!req) return NULL;
+  fill_open(&fi, arg_num(env, argv[1]), (int)arg_num(env, argv[2]));
+  napi_get_boolean(env, fuse_reply_open(req, &fi) == 0, &out);
+  return out;
+}
+
+/* replyBuf(slot, buffer, length): the bytes are written to the kernel before this returns */
+static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  void *data = NULL;
+  size_t len = 0;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) return napi_throw_type_error(env, NULL, "buffer expected"), NULL;
+  double n = arg_num(env, argv[2]);
+  if (n >= 0 && n < (double)len) len = (size_t)n;
+  fuse_req_t req = arg_req(env, argv[0]);
+  if (req) fuse_reply_buf(req, data, len);
+  return NULL;
+}
+
+/* replyWrite(slot, count) */
+static napi_value js_reply_write(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  fuse_req_t req = arg_req(env, argv[0]);
+  if (req) fuse_reply_write(req, (size_t)arg_num(env, argv[1]));
+  return NULL;
+}
+
+/* replyReadlink(slot, target) */
+static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  char *target = arg_str(env, argv[1]);
+  fuse_req_t req = arg_req(env, argv[0]);
+  if (req) {
+    if (target) fuse_reply_readlink(req, target);
+    else fuse_reply_err(req, ENOMEM);
+  }
+  free(target);
+  return NULL;
+}
+
+/* replyStatfs(slot, Float64Array [bsize, frsize, blocks, bfree, bavail, files, ffree, favail, namemax]) */
+static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (napi_get_typedarray_info(env, argv[1], &type, &len, &data, NULL, NULL) != napi_ok || type != napi_float64_array || len < 9)
+    return napi_throw_type_error(env, NULL, "Float64Array(9) expected"), NULL;
+  const double *a = data;
+  struct statvfs sv = {
+    .f_bsize = (unsigned long)a[0], .f_frsize = (unsigned long)a[1], .f_blocks = (fsblkcnt_t)a[2],
+    .f_bfree = (fsblkcnt_t)a[3], .f_bavail = (fsblkcnt_t)a[4], .f_files = (fsfilcnt_t)a[5],
+    .f_ffree = (fsfilcnt_t)a[6], .f_favail = (fsfilcnt_t)a[7], .f_namemax = (unsigned long)a[8],
+  };
+  fuse_req_t req = arg_req(env, argv[0]);
+  if (req) fuse_reply_statfs(req, &sv);
+  return NULL;
+}
+
+/* replyXattr(slot, size): the answer to a size probe (getxattr/listxattr with size 0) */
+static napi_value js_reply_xattr(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  fuse_req_t req = arg_req(env, argv[0]);
+  if (req) fuse_reply_xattr(req, (size_t)arg_num(env, argv[1]));
+  return NULL;
+}
+
+/*
+ * replyDir(slot, size, plus, names[], attrs Float64Array(n * A_FIELDS), offsets Float64Array(n),
+ *          entryTimeout, attrTimeout) -> how many entries fit. With `plus`, every
+ * entry that fit except "." and ".." counts as a lookup for the kernel.
+ */
+static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
+  napi_value argv[8], out;
+  if (!get_args(env, info, 8, argv)) return NULL;
+  size_t size = (size_t)arg_num(env, argv[1]);
+  int plus = arg_num(env, argv[2]) != 0;
+  uint32_t n = 0;
+  napi_get_array_length(env, argv[3], &n);
+  napi_typedarray_type type;
+  size_t alen, olen;
+  void *adata, *odata;
+  if (napi_get_typedarray_info(env, argv[4], &type, &alen, &adata, NULL, NULL) != napi_ok || type != napi_float64_array || alen < (size_t)n * A_FIELDS ||
+      napi_get_typedarray_info(env, argv[5], &type, &olen, &odata, NULL, NULL) != napi_ok || type != napi_float64_array || olen < n)
+    return napi_throw_type_error(env, NULL, "attrs/offsets: Float64Array expected"), NULL;
+  double entry_s = arg_num(env, argv[6]), attr_s = arg_num(env, argv[7]);
+  fuse_req_t req = arg_req(env, argv[0]);
+  if (!req) return NULL;
+  char *buf = malloc(size ? size : 1);
+  if (!buf) {
+    fuse_reply_err(req, ENOMEM);
+    return NULL;
+  }
+  size_t used = 0;
+  uint32_t fit = 0;
+  for (; fit < n; fit++) {
+    napi_value v;
+    napi_get_element(env, argv[3], fit, &v);
+    char *name = arg_str(env, v);
+    if (!name) break;
+    struct stat st;
+    attr_from((const double *)adata + (size_t)fit * A_FIELDS, &st);
+    off_t next = (off_t)((const double *)odata)[fit];
+    size_t need;
+    if (plus) {
+      struct fuse_entry_param e;
+      int dots = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+      fill_entry(&e, &st, entry_s, attr_s);
+      /* "." and "..": no lookup is counted, so no entry is given (ino 0 = d_ino only) */
+      if (dots) {
+        e.ino = 0;
+        e.attr.st_ino = st.st_ino;
+      }
+      need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, next);
+    } else {
+      need = fuse_add_direntry(req, buf + used, size - used, name, &st, next);
+    }
+    free(name);
+    if (need > size - used) break;
+    used += need;
+  }
+  fuse_reply_buf(req, buf, used);
+  free(buf);
+  napi_create_uint32(env, fit, &out);
+  return out;
+}
+
+/*
+ * notifyInvalInode(ino, ack) / notifyInvalEntry(parent, name): queued to the
+ * notifier thread; with `ack`, onAck(ino) follows once the kernel did it.
+ */
+static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (S.se) notify((fuse_ino_t)arg_num(env, argv[0]), "", 0, arg_num(env, argv[1]) != 0);
+  return NULL;
+}
+
+static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  char *name = arg_str(env, argv[1]);
+  if (name && *name && S.se) notify((fuse_ino_t)arg_num(env, argv[0]), name, strlen(name), 0);
+  free(name);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+#define FN(name, fn) { name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL }
+    FN("mount", js_mount), FN("unmount", js_unmount), FN("replyErr", js_reply_err),
+    FN("replyEntry", js_reply_entry), FN("replyCreate", js_reply_create), FN("replyAttr", js_reply_attr),
+    FN("replyOpen", js_reply_open), FN("replyBuf", js_reply_buf), FN("replyWrite", js_reply_write),
+    FN("replyReadlink", js_reply_readlink), FN("replyStatfs", js_reply_statfs), FN("replyXattr", js_reply_xattr),
+    FN("replyDir", js_reply_dir), FN("notifyInvalInode", js_inval_inode), FN("notifyInvalEntry", js_inval_entry),
+#undef FN
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
