@@ -7,32 +7,16 @@
  * are shared; the issue's 2 GiB run is reported in its closing note).
  */
 import { randomBytes } from 'node:crypto'
-import { closeSync, fsyncSync, openSync, unlinkSync, writeSync } from 'node:fs'
-import { join } from 'node:path'
 import t from 'tap'
 import type { MetaClient } from '../common/meta-client'
 import { NODE_DEAD_MS, ROOT_INO } from '../common/protocol'
 import type { BlockClient } from '../common/block-client'
 import { startCluster } from './helpers/cluster'
-import { blockClient, eventually, holders, nodeDirs, pinned } from './helpers/lifecycle'
+import { blockClient, diskWriteMBps, eventually, holders, nodeDirs, pinned } from './helpers/lifecycle'
 
 const REG = 0o100644
 const CHUNK = 4 * 1024 * 1024
 const MB = 1e6
-
-/** fsync'd sequential write rate of the disk under `dir`, MB/s. */
-function diskWriteMBps(dir: string, bytes: number): number {
-  const file = join(dir, 'disk-probe')
-  const buf = randomBytes(CHUNK)
-  const t0 = process.hrtime.bigint()
-  const fd = openSync(file, 'w')
-  for (let done = 0; done < bytes; done += buf.length) writeSync(fd, buf)
-  fsyncSync(fd)
-  closeSync(fd)
-  const s = Number(process.hrtime.bigint() - t0) / 1e9
-  unlinkSync(file)
-  return bytes / MB / s
-}
 
 async function writeFiles(bc: BlockClient, meta: MetaClient, count: number): Promise<string[]> {
   const hashes: string[] = []

@@ -3,7 +3,8 @@
  * mount (PinnedBlocks over a real BlockClient and MetaClient), copies counted
  * on the nodes' disks, and polling with a deadline.
  */
-import { existsSync, readdirSync, statSync, type Dirent } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync, statSync, unlinkSync, writeSync, type Dirent } from 'node:fs'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { PinnedBlocks } from '../../client/pinned-blocks'
@@ -76,4 +77,18 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms: nu
     if (Date.now() > end) return false
     await sleep(everyMs)
   }
+}
+
+/** fsync'd sequential write rate of the disk under `dir`, MB/s (10^6 bytes): the yardstick repair and rebalance rates are reported beside. */
+export function diskWriteMBps(dir: string, bytes: number): number {
+  const file = join(dir, 'disk-probe')
+  const buf = randomBytes(4 * 1024 * 1024)
+  const t0 = process.hrtime.bigint()
+  const fd = openSync(file, 'w')
+  for (let done = 0; done < bytes; done += buf.length) writeSync(fd, buf)
+  fsyncSync(fd)
+  closeSync(fd)
+  const s = Number(process.hrtime.bigint() - t0) / 1e9
+  unlinkSync(file)
+  return bytes / 1e6 / s
 }
