@@ -148,6 +148,10 @@ export interface NatsClusterHandle {
   servers: NatsServerHandle[]
   users: NatsUsers
   stop(): Promise<void>
+  /** SIGKILL of server `i` (a fault test's crash), resolved once it has exited. */
+  kill(i: number): Promise<void>
+  /** Starts server `i` again on its port, folder and routes (it rejoins the cluster). */
+  restart(i: number): Promise<void>
 }
 
 /**
@@ -165,12 +169,10 @@ export async function launchNatsCluster(opts: { dir: string; n?: number; users?:
     routePorts.push(await freeLocalPort())
   }
   const servers: NatsServerHandle[] = []
+  const launch = (i: number) =>
+    launchNatsServer({ dir: join(opts.dir, `nats-${i}`), port: clientPorts[i]!, users, cluster: opts.cluster, route: { serverName: `berth-nats-${i}`, port: routePorts[i]!, routes: routePorts } })
   try {
-    const started = await Promise.all(
-      clientPorts.map((port, i) =>
-        launchNatsServer({ dir: join(opts.dir, `nats-${i}`), port, users, cluster: opts.cluster, route: { serverName: `berth-nats-${i}`, port: routePorts[i]!, routes: routePorts } }),
-      ),
-    )
+    const started = await Promise.all(clientPorts.map((_, i) => launch(i)))
     servers.push(...started)
   } catch (err) {
     await Promise.all(servers.map((x) => x.stop()))
@@ -183,6 +185,16 @@ export async function launchNatsCluster(opts: { dir: string; n?: number; users?:
     users,
     stop: async () => {
       await Promise.all(servers.map((x) => x.stop()))
+    },
+    kill: async (i) => {
+      const child = servers[i]!.child
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const exited = new Promise<void>((ok) => child.once('exit', () => ok()))
+      child.kill('SIGKILL')
+      await exited
+    },
+    restart: async (i) => {
+      servers[i] = await launch(i)
     },
   }
 }
