@@ -13,14 +13,14 @@
  * the FUSE mount is in this machine's mount namespace where the test reads
  * it; teardown unmounts it and kills every process by PID.
  */
-import { spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
 import { natsServerPath } from '../cli/nats-server'
-import { createLab, netnsUnavailable, type Lab, type LabHost } from './helpers/netns'
+import { createLab, netnsUnavailable, startIn, type Started } from './helpers/netns'
 import { unitCommand } from './helpers/unit-command'
 import { fusermountUz } from './helpers/mount'
 
@@ -46,46 +46,6 @@ function hostPaths(root: string) {
     lib,
     map: (p: string) => p.replace('/etc/berth/', `${etc}/`).replace('/var/lib/berth/', `${lib}/`).replace('/usr/local/bin/berth', BERTH_BIN),
   }
-}
-
-interface Started {
-  child: ChildProcess
-  log: () => string
-}
-
-/**
- * Starts `argv` (argv[0] a berth.js or a binary) in the host's network
- * namespace and resolves once `ready(stdout, stderr)` holds; rejects with the
- * output if it exits first or takes longer than `ms`.
- */
-function startIn(lab: Lab, host: LabHost, argv: string[], env: Record<string, string>, ready: (out: string, err: string) => boolean, opts: { hostMounts?: boolean; ms?: number } = {}): Promise<Started> {
-  const [cmd, ...args] = argv.at(0)?.endsWith('.js') ? [process.execPath, ...argv] : argv
-  const child = lab.spawnIn(host, cmd!, args, { env: { ...process.env, BERTH_LOG: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'], hostMounts: opts.hostMounts })
-  let out = ''
-  let err = ''
-  child.stdout?.setEncoding('utf8').on('data', (c: string) => (out += c))
-  child.stderr?.setEncoding('utf8').on('data', (c: string) => (err = (err + c).slice(-16384)))
-  const log = () => `${host.name} ${argv.slice(0, 2).join(' ')}:\n${out.slice(-2000)}${err}`
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error(`not ready within ${opts.ms ?? 60_000} ms`)), opts.ms ?? 60_000)
-    const poll = setInterval(() => {
-      if (ready(out, err)) {
-        cleanup()
-        resolve({ child, log })
-      }
-    }, 50)
-    const onExit = (code: number | null) => fail(new Error(`exited with ${code}`))
-    const cleanup = () => {
-      clearTimeout(timer)
-      clearInterval(poll)
-      child.off('exit', onExit)
-    }
-    const fail = (e: Error) => {
-      cleanup()
-      reject(new Error(`${e.message}\n${log()}`))
-    }
-    child.once('exit', onExit)
-  })
 }
 
 const isReady = (out: string) => /"event":"ready"/.test(out)
