@@ -54,6 +54,11 @@ export interface ReplicaDeps {
   }
 }
 
+/** A follower's commit hook: a write that is not a log entry is never committed, and never answered. */
+async function refuseWrites(): Promise<void> {
+  throw new NoReply('not the leader')
+}
+
 const TICK_MS = 200
 const CATCH_UP_BATCH = 64
 const SNAPSHOT_RETRY_MS = 30_000
@@ -80,6 +85,9 @@ export class Replica {
   constructor(private readonly d: ReplicaDeps) {}
 
   async start(): Promise<void> {
+    // a follower writes nothing but the log's entries: any other write (a request that reached
+    // this replica while it stopped serving, a late background job) is refused, never committed
+    this.d.db.setCommitHook(refuseWrites)
     this.applied = await appliedSeq(this.d.db)
     await this.serial(() => this.catchUp())
     this.timer = setInterval(() => void this.serial(() => this.tick()), TICK_MS)
@@ -146,7 +154,7 @@ export class Replica {
       await this.catchUp()
       try {
         const seq = await this.d.log.append(await this.marker(), this.applied)
-        await this.d.db.write((tx) => setApplied(tx, seq))
+        await this.d.db.write((tx) => setApplied(tx, seq), { replay: true })
         this.applied = seq
         break
       } catch (err) {
@@ -238,12 +246,11 @@ export class Replica {
     if (this.role !== 'leader') return
     this.d.logger.warn(`stepping down: ${why}`)
     this.role = 'follower'
-    // refuse every write still queued, then stop serving, then apply the log again
-    this.d.db.setCommitHook(async () => {
-      throw new NoReply('not the leader')
-    })
+    // refuse every write still queued, then stop serving (bounded: with NATS unreachable the
+    // subscription's drain cannot finish, and requests may still arrive on it when the link
+    // returns: they too meet refuseWrites), then apply the log again
+    this.d.db.setCommitHook(refuseWrites)
     await this.d.follow()
-    this.d.db.setCommitHook(null)
     await this.d.lease.release()
     this.applied = await appliedSeq(this.d.db)
   }

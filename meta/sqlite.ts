@@ -90,8 +90,13 @@ function openConn(file: string, mode: number): Promise<Conn> {
 export interface Database {
   /** Read-only queries; sees the last committed transaction. */
   readonly read: Conn
-  /** Runs `fn` in one write transaction, after every earlier one finished. */
-  write<T>(fn: (tx: Conn) => Promise<T>): Promise<T>
+  /**
+   * Runs `fn` in one write transaction, after every earlier one finished.
+   * `replay`: the writes come from the replicated log (a follower applying
+   * entries): such a job commits in a group of its own and never goes through
+   * the commit hook, which on a follower refuses every other write.
+   */
+  write<T>(fn: (tx: Conn) => Promise<T>, opts?: { replay?: boolean }): Promise<T>
   /** Waits for queued writes, then closes both connections. Safe to call twice. */
   close(): Promise<void>
   /**
@@ -127,6 +132,7 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
   await reader.exec('PRAGMA busy_timeout = 5000;')
 
   interface Job {
+    replay: boolean
     fn: (tx: Conn) => Promise<unknown>
     resolve: (v: unknown) => void
     reject: (e: unknown) => void
@@ -146,11 +152,13 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
   async function drain(): Promise<void> {
     await Promise.resolve()
     while (queue.length) {
-      const group = queue.splice(0, MAX_GROUP)
+      // a replayed log entry never shares a transaction (nor the hook's verdict) with local writes
+      const firstReplay = queue.findIndex((j) => j.replay)
+      const group = queue.splice(0, firstReplay === 0 ? 1 : firstReplay > 0 ? Math.min(firstReplay, MAX_GROUP) : MAX_GROUP)
       const results: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = []
       let hooked = false
       try {
-        const hook = commitHook
+        const hook = group[0]!.replay ? null : commitHook
         const writes: Write[][] = []
         await writer.run('BEGIN IMMEDIATE')
         if (group.length === 1) {
@@ -202,10 +210,10 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
 
   return {
     read: reader,
-    write<T>(fn: (tx: Conn) => Promise<T>): Promise<T> {
+    write<T>(fn: (tx: Conn) => Promise<T>, opts: { replay?: boolean } = {}): Promise<T> {
       if (closing) return Promise.reject(new Error('database is closing'))
       return new Promise<T>((resolve, reject) => {
-        queue.push({ fn, resolve: resolve as (v: unknown) => void, reject })
+        queue.push({ replay: opts.replay === true, fn, resolve: resolve as (v: unknown) => void, reject })
         draining ??= drain()
       })
     },

@@ -33,5 +33,5 @@ export async function applyEntries(db: Database, from: number, entries: LogEntry
   await db.write(async (tx) => {
     for (const entry of entries) for (const op of entry.ops) for (const w of op) await replay(tx, w)
     await setApplied(tx, from + entries.length - 1)
-  })
+  }, { replay: true })
 }

@@ -7,7 +7,7 @@
  *   node partition-client.js write NATS_URL DIR_NAME MS   mknod f0, f1, ... in /DIR_NAME for MS;
  *        {"op":n,"ok":true,"at":ms} | {"op":n,"ok":false,"code":..,"at":ms}; at the end {"done":true}
  *   node partition-client.js check NATS_URL DIR_NAME      {"leader":metaId,"names":[...],"replicas":[...]}
- *   node partition-client.js log NATS_URL                  {"entries":[{"seq","by","lead"}...]} (meta credentials)
+ *   node partition-client.js log NATS_URL [SEQ]            {"entries":[{"seq","by","lead","names"}...]} (meta credentials; SQL of the entries near SEQ)
  *
  * Credentials come from BERTH_NATS_USER/BERTH_NATS_PASS.
  */
@@ -51,10 +51,14 @@ async function main(): Promise<void> {
     } else if (mode === 'log') {
       const log = await MetaLog.open(nc, 'berth', 3)
       const { first, last } = await log.bounds()
-      const entries: Array<{ seq: number; by: string; lead: boolean }> = []
+      const entries: Array<{ seq: number; by: string; lead: boolean; names: string[]; sql?: string[] }> = []
+      const around = Number(arg ?? 0)
       for (let seq = Math.max(first, 1); seq <= last; seq++) {
         const e = await log.read(seq)
-        entries.push({ seq, by: e.by, lead: e.lead === true })
+        // the names each entry writes (string parameters that look like the writer's names), for diagnosis
+        const names = e.ops.flat().flatMap((w) => (w[0] === 'run' ? w[2].filter((p): p is string => typeof p === 'string' && /^f\d+$/.test(p)) : []))
+        const sql = around && Math.abs(seq - around) <= 3 ? e.ops.flat().map((w) => `${w[1].slice(0, 60)} ${w[0] === 'run' ? JSON.stringify(w[2].map((p) => (typeof p === 'string' || typeof p === 'number' ? p : typeof p))) : ''}`) : undefined
+        entries.push({ seq, by: e.by, lead: e.lead === true, names: [...new Set(names)], sql })
       }
       emit({ entries })
     } else throw new Error(`unknown mode ${mode}`)
