@@ -19,7 +19,9 @@ import { appendFileSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmdi
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
+import { readCredentialsFile } from '../common/credentials'
 import { natsServerPath } from '../cli/nats-server'
+import { loadOrCreateNatsState } from '../cli/up-state'
 import { createLab, netnsUnavailable, startIn, type Started } from './helpers/netns'
 import { unitCommand } from './helpers/unit-command'
 import { fusermountUz } from './helpers/mount'
@@ -141,4 +143,67 @@ t.test('multi-host deployment: NATS + meta, two node hosts, a client host', { sk
   const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 15_000))])
   t.equal(code, 0, 'the client exits 0 after the unmount')
   writeFileSync(join(dir, 'done'), '')
+})
+
+t.test('berth up --listen serves other hosts: a node and a mount elsewhere join with DIR/node.env and DIR/client.env', { skip: skipReason() }, async (t) => {
+  const dir = t.testdir()
+  const lab = createLab()
+  const mnt = join(dir, 'mnt')
+  mkdirSync(mnt)
+  t.teardown(async () => {
+    fusermountUz(mnt)
+    await lab.destroy()
+    try {
+      rmdirSync(mnt)
+    } catch {
+      // left in the test dir
+    }
+  })
+  const upHost = lab.addHost('up')
+  const nodeHost = lab.addHost('node')
+  const client = lab.addHost('client')
+  const upDir = join(dir, 'up')
+  const upArgs = [BERTH_BIN, 'up', '--dir', upDir, '--nodes', '1', '--no-mount', '--nats-port', '4222', '--json']
+  const up = await startIn(lab, upHost, [...upArgs, '--listen', upHost.ip], {}, isReady, { ms: 90_000 })
+  const url = `nats://${upHost.ip}:4222`
+  t.match(up.log(), new RegExp(`"nats":"${url}"`), 'NATS listens on the --listen address')
+
+  // docs/deploy.md: a node on another host with berth up's node.env
+  const nodeEnv = join(dir, 'node-host.env')
+  copyFileSync(join(upDir, 'node.env'), nodeEnv)
+  const env = readCredentialsFile(nodeEnv)
+  t.equal(env.BERTH_NATS_URL, url, 'node.env names the reachable URL')
+  const nodeDir = join(dir, 'remote-node')
+  const clientEnv = join(dir, 'client-host.env')
+  copyFileSync(join(upDir, 'client.env'), clientEnv)
+  // the node and the mount start together (they do not wait for each other)
+  const [, mount] = await Promise.all([
+    startIn(lab, nodeHost, [BERTH_BIN, 'node', '--nats', env.BERTH_NATS_URL!, '--dir', nodeDir, '--listen', '0.0.0.0:7001', '--advertise', `http://${nodeHost.ip}:7001`], env, isReady),
+    startIn(lab, client, [BERTH_BIN, 'mount', url, mnt, '-o', `credentials=${clientEnv}`, '--foreground'], {}, isReady, { hostMounts: true, ms: 30_000 }),
+  ])
+  // the remote node is live once meta has its heartbeat: wait for both in status
+  let alive: string[] = []
+  for (let i = 0; i < 40 && alive.length < 2; i++) {
+    const st = lab.run(client, process.execPath, [BERTH_BIN, 'status', '--json', '--credentials', clientEnv])
+    if (st.code === 0) alive = (JSON.parse(st.out) as { nodes: Array<{ url: string; alive: boolean }> }).nodes.filter((n) => n.alive).map((n) => n.url)
+    if (alive.length < 2) await new Promise((r) => setTimeout(r, 250))
+  }
+  t.equal(alive.length, 2, `meta sees berth up's node and the remote one: ${alive.join(', ')}`)
+  t.ok(alive.every((u) => u.startsWith(`http://${upHost.ip}:`) || u === `http://${nodeHost.ip}:7001`), 'each at an address the others reach')
+
+  const data = randomBytes(1024 * 1024 + 7)
+  writeFileSync(join(mnt, 'f.bin'), data, { flush: true })
+  const hash = createHash('sha256').update(data).digest('hex')
+  const at = (root: string) => join(root, 'blocks', hash.slice(0, 2), hash.slice(2, 4), hash)
+  t.ok(existsSync(at(join(upDir, 'node-0'))), "the block is on berth up's node")
+  t.ok(existsSync(at(nodeDir)), 'and on the remote host')
+  const exited = new Promise<number | null>((resolve) => mount.child.once('exit', resolve))
+  spawnSync('fusermount3', ['-u', mnt])
+  await exited
+
+  // kept in DIR: a start without --listen (or --nats-port) gets the same address and port
+  // (what berth up reads at start; restarting it here would double this test's time)
+  t.match(readFileSync(join(upDir, 'nats', 'nats.conf'), 'utf8'), new RegExp(`^listen: ${upHost.ip.replaceAll('.', '\\.')}:4222$`, 'm'), 'nats.conf listens on the address')
+  const kept = await loadOrCreateNatsState(upDir, null)
+  t.same({ host: kept.host, ports: kept.ports }, { host: upHost.ip, ports: [4222] }, 'nats-state.json keeps address and port for the next start')
 })

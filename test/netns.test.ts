@@ -5,6 +5,7 @@
  * no process behind; the machine's own interfaces never change.
  */
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { createLab, listNetns, netnsUnavailable } from './helpers/netns'
 
@@ -16,6 +17,15 @@ const s = require('net').connect({ host: process.argv[1], port: Number(process.a
 s.setTimeout(1500, () => { console.log('timeout'); process.exit(0) })
 s.on('connect', () => { console.log('ok'); process.exit(0) })
 s.on('error', (e) => { console.log(e.code); process.exit(0) })`
+
+/** A process that exists and is not a zombie (an orphan's zombie waits for whoever adopts it). */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return false
+  }
+}
 
 function links(): string {
   return spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout.replace(/\s+link\/.*$/gm, '')
@@ -51,15 +61,15 @@ t.test('lab hosts talk through the switch; cut and heal; destroy cleans up', { s
   }
   t.equal(healed, 'ok', 'heal: b reaches a again')
 
+  // a child left behind by a process the lab stops (sh dies on SIGTERM, its sleep does not)
+  const sh = lab.spawnIn(b, 'sh', ['-c', 'sleep 300 & echo $!; wait'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const orphan = await new Promise<number>((resolve) => sh.stdout?.once('data', (d: Buffer) => resolve(Number(String(d).trim()))))
+
   const pid = server.pid!
   await lab.destroy()
   t.notOk(listNetns().some((n) => n.startsWith(lab.id)), 'destroy deleted every namespace of the lab')
-  let alive = true
-  try {
-    process.kill(pid, 0)
-  } catch {
-    alive = false
-  }
-  t.notOk(alive, 'and killed the process it started')
+  t.notOk(running(pid), 'and killed the process it started')
+  await new Promise((r) => setTimeout(r, 200))
+  t.notOk(running(orphan), 'and the child a stopped process left in its namespace')
   t.equal(links(), before, 'the machine still has the same interfaces')
 })

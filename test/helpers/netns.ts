@@ -11,7 +11,9 @@
  * meet. `cut(host)` takes the host's switch port down (its packets are
  * dropped, nothing is refused: like a pulled cable, TCP connections hang
  * until their timeouts); `heal(host)` brings it back. `destroy()` kills every
- * process the lab started (by PID) and deletes every namespace; the veths and
+ * process the lab started (by PID: SIGTERM, SIGKILL after 5 s, then SIGKILL to
+ * any PID still in one of its namespaces, such as a killed process's
+ * children) and deletes every namespace; the veths and
  * the bridge go with their namespaces. `createLab(t)` registers destroy() as a
  * teardown, so it runs on failure too.
  *
@@ -122,7 +124,17 @@ export function createLab(t?: Test): Lab {
             }),
         ),
       )
-      // a namespace with a process still in it is unlinked anyway and goes with the process
+      // whatever still runs in the lab's namespaces was started there by this lab
+      // (children of a process killed above, e.g. the services `berth up` runs): by PID too
+      for (const ns of namespaces) {
+        for (const pid of ip(['netns', 'pids', ns]).out.split(/\s+/).filter(Boolean).map(Number)) {
+          try {
+            process.kill(pid, 'SIGKILL')
+          } catch {
+            // already gone
+          }
+        }
+      }
       for (const ns of namespaces.reverse()) ip(['netns', 'del', ns])
     })()
     return destroyed
