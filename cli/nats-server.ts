@@ -124,6 +124,11 @@ export function natsConfig(opts: { port: number; storeDir: string; users: NatsUs
       : []),
     `listen: ${hostPort(opts.host ?? '127.0.0.1', opts.port)}`,
     `max_payload: ${MAX_MESSAGE_BYTES + 64 * 1024}`,
+    // a connection that stops answering pings is closed after ~6-8 s instead of the default
+    // 2 min x 2: until then the server keeps routing queue-group requests to a partitioned
+    // meta's dead subscription (it prefers subscribers on the requester's own server)
+    'ping_interval: "2s"',
+    'ping_max: 3',
     `jetstream { store_dir: ${q(opts.storeDir)}, max_memory_store: 64MB, max_file_store: 256MB }`,
     'authorization {',
     '  users = [',

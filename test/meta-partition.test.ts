@@ -19,7 +19,8 @@
  */
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { closeSync, existsSync, mkdirSync, openSync, readSync, unlinkSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { generateUsers, natsConfig, natsServerPath, type NatsUsers } from '../cli/nats-server'
@@ -144,16 +145,28 @@ t.test('the leader meta cut off from NATS: a new leader serves; the old one appe
 t.test('a client partitioned for 2x its session TTL: unlinked open files read back right or fail with EIO, loudly', { skip: skipReason() || (!existsSync('/dev/fuse') && 'no /dev/fuse'), timeout: 180_000 }, async (t) => {
   const SESSION_TTL_MS = 4000
   const dir = t.testdir()
-  const mnt = join(dir, 'mnt')
-  mkdirSync(mnt)
+  // outside the test dir: tap removes that first among the teardowns, while the mount is still up
+  const mnt = mkdtempSync(join(tmpdir(), 'berth-partition-mnt-'))
   const lab = createLab()
   const fds: number[] = []
-  const closeAll = () => fds.splice(0).forEach((fd) => closeSync(fd))
+  // close(2) of a handle that failed may itself say EIO; the descriptor is gone either way
+  const closeAll = () =>
+    fds.splice(0).forEach((fd) => {
+      try {
+        closeSync(fd)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EIO') throw err
+      }
+    })
   // in order: our open handles, the mount (in this machine's mount namespace), then the lab's processes
   t.teardown(async () => {
-    closeAll()
-    fusermountUz(mnt)
-    await lab.destroy()
+    try {
+      closeAll()
+    } finally {
+      fusermountUz(mnt)
+      await lab.destroy()
+      rmSync(mnt, { recursive: true, force: true })
+    }
   })
   const server = lab.addHost('srv')
   const client = lab.addHost('cl')
