@@ -7,7 +7,8 @@
  * State kept in DIR between runs: meta/meta.db, node-<i>/ (blocks and node id),
  * secret (data-plane token), nats-state.json (NATS port and users, so mounts and
  * other hosts survive a restart), client.env for `berth status`, `berth mount`
- * and scripts, logs/<child>.log. DIR/up.pid locks the folder (cli/up-lock.ts);
+ * and scripts, ui-token and ui.json (the dashboard's token and port, cli/up-ui.ts),
+ * logs/<child>.log. DIR/up.pid locks the folder (cli/up-lock.ts);
  * every child that dies is restarted with backoff (cli/supervise.ts).
  */
 import { randomBytes } from 'node:crypto'
@@ -27,6 +28,7 @@ import { berthCommandHint } from './up-hints'
 import { loadOrCreateNatsState } from './up-state'
 import { Supervised } from './supervise'
 import { intFlag } from '../common/flags'
+import { dashboardUrl, loadOrCreateDashboard } from './up-ui'
 
 const HELP = `usage: berth up [--dir DIR] [--nodes 3] [--replicas 2] [--mount DIR | --no-mount] [-o OPTS] [--ha]
 Starts a local cluster on 127.0.0.1: nats-server, one meta, N data nodes; mounts it.
@@ -40,6 +42,8 @@ Starts a local cluster on 127.0.0.1: nats-server, one meta, N data nodes; mounts
   --no-mount       start the cluster only
   -o OPTS          mount options, as for \`berth mount -o\` (allow_other, nonempty, ...)
   --nats-port N    NATS port (default: chosen at the first start, then kept in DIR)
+  --ui-port N      port of the live dashboard on 127.0.0.1 (default: chosen at the
+                   first start, then kept in DIR); its token is in DIR/ui-token
   --cluster NAME   subject prefix (default berth)
   --json           also print one JSON line {"event":"ready",...} on stdout (for supervisors)
 Children that die are restarted; their logs are in DIR/logs/.
@@ -56,6 +60,7 @@ interface UpConfig {
   mount: string | null
   mountOptions: string[]
   natsPort: number | null
+  uiPort: number | null
   json: boolean
   cluster: string
   ha: boolean
@@ -74,6 +79,7 @@ function parseConfig(argv: string[]): UpConfig | null {
       cluster: { type: 'string', default: DEFAULT_CLUSTER },
       o: { type: 'string', short: 'o', multiple: true },
       'nats-port': { type: 'string' },
+      'ui-port': { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -88,6 +94,7 @@ function parseConfig(argv: string[]): UpConfig | null {
     mount: values['no-mount'] ? null : resolve(values.mount),
     mountOptions: values.o ?? [],
     natsPort: values['nats-port'] === undefined ? null : intFlag('--nats-port', values['nats-port'], 4222, 1, 65535),
+    uiPort: values['ui-port'] === undefined ? null : intFlag('--ui-port', values['ui-port'], 0, 1, 65535),
     json: values.json,
     cluster: values.cluster,
     ha: values.ha,
@@ -152,6 +159,7 @@ export async function run(argv: string[]): Promise<void> {
   try {
     const secret = loadOrCreateSecret(cfg.dir)
     const state = await loadOrCreateNatsState(cfg.dir, cfg.natsPort, cfg.ha ? 3 : 1)
+    const ui = await loadOrCreateDashboard(cfg.dir, cfg.ha ? 2 : 1, cfg.uiPort)
     const startNats = (i: number) => async () => {
       const port = state.ports[i]!
       const route = state.routes ? { serverName: `berth-nats-${i}`, port: state.routes[i]!, routes: state.routes } : undefined
@@ -197,10 +205,11 @@ export async function run(argv: string[]): Promise<void> {
       return s
     }
     // --ha: two replicas, each with its own database; a restarted one rejoins as a follower
+    const uiArgs = (i: number) => ['--ui-listen', `127.0.0.1:${ui.ports[i]!}`, '--ui-token-file', ui.tokenFile]
     const metaArgs = (i: number) =>
       cfg.ha
-        ? ['meta', ...common, '--db', join(cfg.dir, `meta-${i}`, 'meta.db'), '--replicas', String(cfg.replicas), '--ha', '--log-replicas', '3']
-        : ['meta', ...common, '--db', join(cfg.dir, 'meta', 'meta.db'), '--replicas', String(cfg.replicas)]
+        ? ['meta', ...common, '--db', join(cfg.dir, `meta-${i}`, 'meta.db'), '--replicas', String(cfg.replicas), '--ha', '--log-replicas', '3', ...uiArgs(i)]
+        : ['meta', ...common, '--db', join(cfg.dir, 'meta', 'meta.db'), '--replicas', String(cfg.replicas), ...uiArgs(i)]
     const metas = await Promise.all(Array.from({ length: cfg.ha ? 2 : 1 }, (_, i) => supervise(cfg.ha ? `meta-${i}` : 'meta', metaArgs(i), 'meta')))
     const nodes = await Promise.all(
       Array.from({ length: cfg.nodes }, (_, i) =>
@@ -220,6 +229,7 @@ export async function run(argv: string[]): Promise<void> {
         ? `  meta          2 replicas (--ha), pids ${metas.map((m) => m.current.pid).join(', ')}, dbs ${cfg.dir}/meta-{0,1}/meta.db; NATS cluster of 3`
         : `  meta          pid ${metas[0]!.current.pid}, db ${join(cfg.dir, 'meta', 'meta.db')}`,
       ...nodes.map((n, i) => `  node ${i}        ${String(n.current.ready.url)} (id ${String(n.current.ready.id)}, pid ${n.current.pid})`),
+      `  dashboard     ${dashboardUrl(ui.ports[0]!, ui.token)}${cfg.ha ? ` (meta-0; meta-1 on port ${ui.ports[1]!}: the leader's page shows the cluster)` : ''}`,
       `  logs          ${logs.dir}`,
       cfg.mount ? `  mounted at    ${cfg.mount}` : '  not mounted (--no-mount)',
       ...berthCommandHint(credentials),
@@ -228,7 +238,7 @@ export async function run(argv: string[]): Promise<void> {
     ]
     process.stderr.write(lines.join('\n'))
     if (cfg.json) {
-      process.stdout.write(JSON.stringify({ event: 'ready', role: 'up', nats: natsUrl, credentials, mount: cfg.mount, nodes: nodes.map((n) => n.current.ready) }) + '\n')
+      process.stdout.write(JSON.stringify({ event: 'ready', role: 'up', nats: natsUrl, credentials, mount: cfg.mount, ui: ui.ports.map((p) => dashboardUrl(p)), uiToken: ui.tokenFile, nodes: nodes.map((n) => n.current.ready) }) + '\n')
     }
   } catch (err) {
     await stopAll()
