@@ -49,8 +49,11 @@ t.test('the dashboard follows a real cluster in headless Chromium', async (t) =>
   const tokenFile = join(secrets, 'ui-token')
   writeFileSync(tokenFile, token + '\n', { mode: 0o600 })
 
+  const t0 = Date.now()
+  const phase = (what: string) => t.comment(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`)
   // Chromium starts while the cluster does (each takes several seconds on a busy machine)
   const [c, browser] = await Promise.all([startCluster(t, { nodes: 3, replicas: 2, metaArgs: ['--ui-listen', '127.0.0.1:0', '--ui-token-file', tokenFile] }), launchBrowser(t)])
+  phase('cluster (nats, meta, 3 nodes) and Chromium started')
   const ui = String(c.meta.ready.ui)
   t.match(ui, /^http:\/\/127\.0\.0\.1:\d+\/$/, 'meta says where the dashboard is (no token in it)')
 
@@ -83,9 +86,10 @@ t.test('the dashboard follows a real cluster in headless Chromium', async (t) =>
   const m = await mountCluster(t, c)
   mkdirSync(join(m.dir, 'd'))
   // small files (inline in meta) and a few with blocks on the nodes
-  for (let i = 0; i < 20; i++) writeFileSync(join(m.dir, 'd', `f${i}`), randomBytes(1000))
-  for (let i = 0; i < 4; i++) writeFileSync(join(m.dir, 'd', `big${i}`), randomBytes(512 * 1024))
+  for (let i = 0; i < 5; i++) writeFileSync(join(m.dir, 'd', `f${i}`), randomBytes(1000))
+  for (let i = 0; i < 2; i++) writeFileSync(join(m.dir, 'd', `big${i}`), randomBytes(512 * 1024))
 
+  phase('mounted and written')
   if (!browser) return
   const page = browser.pages()[0] ?? (await browser.newPage())
   const requests: string[] = []
@@ -95,6 +99,7 @@ t.test('the dashboard follows a real cluster in headless Chromium', async (t) =>
   await page.goto(`${ui}?token=${encodeURIComponent(token)}`)
   await page.waitForFunction(() => document.querySelectorAll('#nodes tbody tr[data-state="live"]').length === 3, null, { timeout: 30_000 })
   t.pass('the page shows 3 live nodes')
+  phase('the page shows 3 live nodes')
   t.equal(await page.textContent('#live-count'), '3 / 3')
   t.equal(page.url(), ui, 'the token left the address bar (kept in sessionStorage)')
   await page.waitForFunction(() => document.querySelectorAll('#sessions tbody tr[data-session]').length >= 1, null, { timeout: 15_000 })
@@ -113,6 +118,7 @@ t.test('the dashboard follows a real cluster in headless Chromium', async (t) =>
   t.equal(await page.textContent('#live-count'), '2 / 3', 'two live of three')
 
   mkdirSync(ARTIFACTS, { recursive: true })
+  phase('node shown dead')
   const shot = join(ARTIFACTS, 'dashboard.png')
   await page.screenshot({ path: shot, fullPage: true })
   t.comment(`screenshot: ${shot}`)

@@ -229,6 +229,10 @@ function renderWork(s: DashboardLeaderState): void {
     items.push(d.blocks === 0 ? el('div', { cls: 'work', data: { work: 'drain' }, text: `drain ${d.node}: drained; run berth node decommission ${d.node}` }) : progress(`drain ${d.node}`, d, `${d.blocks} block(s) left, ${eta(d.etaS)}`, { work: 'drain' }))
   }
   if (s.sameZone) items.push(el('div', { cls: 'work warn', text: `${s.sameZone} block(s) have every copy in one zone` }))
+  if (!items.length && s.underReplicated > 0) {
+    // a node just died: the repair loop queues its blocks at its next pass
+    items.push(el('div', { cls: 'work warn', text: `${s.underReplicated} block(s) under-replicated; repair queues them at its next pass` }))
+  }
   $('work').replaceChildren(...(items.length ? items : [el('div', { cls: 'dim', text: 'idle: nothing to repair, rebalance or drain' })]))
 }
 
@@ -246,22 +250,23 @@ function svgEl(tag: string, attrs: Record<string, string | number>, text?: strin
   return e
 }
 
-/** A ceiling of 1, 2 or 5 times a power of ten. */
-function niceMax(v: number): number {
+/** A ceiling of 1, 2 or 5 times a power of ten; of a power of two for bytes (so 1 MiB, not 1.9 MiB). */
+function niceMax(v: number, binary: boolean): number {
   if (v <= 0) return 1
+  if (binary) return 2 ** Math.ceil(Math.log2(v))
   const p = 10 ** Math.floor(Math.log10(v))
   for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p
   return 10 * p
 }
 
 /** A line chart of the last WINDOW_MS in an inline SVG (420 x 150 user units, scaled to its box). */
-function lineChart(id: string, now: number, series: Series[], fmt: (v: number) => string, floor = 1): void {
+function lineChart(id: string, now: number, series: Series[], fmt: (v: number) => string, floor = 1, binary = false): void {
   const svg = $(id)
   const W = 420
   const H = 150
-  const left = 56
+  const left = 72
   const bottom = 18
-  const max = niceMax(Math.max(floor, ...samples.flatMap((x) => series.map((s) => s.value(x)))))
+  const max = niceMax(Math.max(floor, ...samples.flatMap((x) => series.map((s) => s.value(x)))), binary)
   const xOf = (t: number) => left + ((t - (now - WINDOW_MS)) / WINDOW_MS) * (W - left - 4)
   const yOf = (v: number) => 4 + (1 - v / max) * (H - bottom - 8)
   const parts: SVGElement[] = []
@@ -294,7 +299,7 @@ function renderCharts(s: DashboardLeaderState): void {
     { name: 'p50', cls: 's1', value: (x) => x.p50Ms },
     { name: 'p99', cls: 's2', value: (x) => x.p99Ms },
   ], (v) => `${num(v, 2)} ms`)
-  lineChart('chart-copy', s.at, [{ name: 'copied', cls: 's3', value: (x) => x.copyBytesPerS }], (v) => `${bytes(v)}/s`, 1024 * 1024)
+  lineChart('chart-copy', s.at, [{ name: 'copied', cls: 's3', value: (x) => x.copyBytesPerS }], (v) => `${bytes(v)}/s`, 1024 * 1024, true)
 }
 
 function renderOps(s: DashboardLeaderState): void {
