@@ -203,5 +203,7 @@ function uiConfig(listen: string | undefined, tokenFile: string | undefined, env
   } else token = env.BERTH_UI_TOKEN?.trim()
   if (!token) throw new BerthError('EINVAL', '--ui-listen needs a read-only dashboard token: pass --ui-token-file FILE or set BERTH_UI_TOKEN')
   if (token.length < 16 || /\s/.test(token)) throw new BerthError('EINVAL', 'the dashboard token must be at least 16 characters, without spaces')
-  return Object.freeze({ listen: parseListen(listen, '--ui-listen'), token })
+  // ":PORT" means loopback here, never every interface
+  const at = parseListen(listen, '--ui-listen')
+  return Object.freeze({ listen: { host: at.host || '127.0.0.1', port: at.port }, token })
 }

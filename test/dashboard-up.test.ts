@@ -8,6 +8,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
+import { parseConfig } from '../meta/config'
 import type { DashboardLeaderState } from '../meta/dashboard/types'
 
 t.test('berth up prints the dashboard address with its token, and it answers', async (t) => {
@@ -63,4 +64,16 @@ t.test('berth up prints the dashboard address with its token, and it answers', a
   t.equal(await exited, 0, 'berth up stops')
   const logs = join(dir, 'logs')
   for (const f of readdirSync(logs)) t.notOk(readFileSync(join(logs, f), 'utf8').includes(token), `${f} does not hold the token`)
+})
+
+t.test('meta refuses --ui-listen without a usable token', async (t) => {
+  const base = ['--nats', 'nats://127.0.0.1:1', '--db', '/nonexistent/meta.db']
+  const env = { BERTH_SECRET: 'test-secret' }
+  t.throws(() => parseConfig([...base, '--ui-listen', '127.0.0.1:0'], env), /--ui-listen needs a read-only dashboard token/, 'no token')
+  t.throws(() => parseConfig([...base, '--ui-listen', '127.0.0.1:0'], { ...env, BERTH_UI_TOKEN: 'short' }), /at least 16 characters/, 'a short token')
+  t.throws(() => parseConfig([...base, '--ui-token-file', '/nonexistent/ui-token'], env), /--ui-token-file needs --ui-listen/, 'a token file without a listener')
+  t.throws(() => parseConfig([...base, '--ui-listen', '127.0.0.1:0', '--ui-token-file', '/nonexistent/ui-token'], env), /cannot read --ui-token-file/, 'an unreadable token file')
+  const ok = parseConfig([...base, '--ui-listen', ':7070'], { ...env, BERTH_UI_TOKEN: 'a-token-of-24-characters' })
+  t.same(ok?.ui, { listen: { host: '127.0.0.1', port: 7070 }, token: 'a-token-of-24-characters' }, 'an empty host is 127.0.0.1')
+  t.equal(parseConfig(base, env)?.ui, null, 'off by default')
 })
