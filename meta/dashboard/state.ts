@@ -72,6 +72,8 @@ export class DashboardStateReader {
     const sessions: DashboardSession[] = sessionRows.map((r) => ({ id: r.id, host: r.host, expiresInMs: r.expires - now, openFiles: r.files }))
     const suspects = (await c.get<{ n: number }>('SELECT COUNT(*) AS n FROM suspects'))?.n ?? 0
     const live = st.nodes.filter((n) => n.alive)
+    // even (null) ends a rebalance backlog: the next one starts a new bar
+    const rebalancePeak = this.peak('rebalance', st.rebalance?.bytes ?? 0)
     const drainsLeft = new Map(st.drains.map((d) => [d.node, d.blocks]))
     return {
       role,
@@ -92,7 +94,7 @@ export class DashboardStateReader {
       suspectCopies: suspects,
       corruptConfirmed: this.src.stats.corrupt,
       repair: { ...st.repair, peakBytes: this.peak('repair', st.repair.bytes) },
-      rebalance: st.rebalance ? { ...st.rebalance, peakBytes: this.peak('rebalance', st.rebalance.bytes) } : (this.peak('rebalance', 0), null),
+      rebalance: st.rebalance ? { ...st.rebalance, peakBytes: rebalancePeak } : null,
       drains: st.drains.map((d) => ({ ...d, peakBytes: this.peak(`drain:${d.node}`, d.bytes) })),
       sessions,
       openFiles: st.openFiles,
