@@ -8,6 +8,7 @@
  * secret (data-plane token), nats-state.json (NATS port, --listen address and
  * users, so mounts and other hosts survive a restart), client.env for `berth
  * status`, `berth mount` and scripts, node.env for data nodes on other hosts,
+ * ui-token and ui.json (the dashboard's token and port, cli/up-ui.ts),
  * logs/<child>.log. DIR/up.pid locks the folder (cli/up-lock.ts);
  * every child that dies is restarted with backoff (cli/supervise.ts).
  */
@@ -29,6 +30,7 @@ import { berthCommandHint } from './up-hints'
 import { loadOrCreateNatsState } from './up-state'
 import { Supervised } from './supervise'
 import { intFlag } from '../common/flags'
+import { dashboardUrl, loadOrCreateDashboard } from './up-ui'
 
 const HELP = `usage: berth up [--dir DIR] [--nodes 3] [--replicas 2] [--mount DIR | --no-mount] [-o OPTS] [--ha] [--listen HOST]
 Starts a local cluster on 127.0.0.1 (or --listen HOST): nats-server, one meta, N data nodes; mounts it.
@@ -46,6 +48,8 @@ Starts a local cluster on 127.0.0.1 (or --listen HOST): nats-server, one meta, N
                    address of this host that other hosts reach (default 127.0.0.1,
                    kept in DIR); other hosts' nodes and mounts use DIR/node.env and
                    DIR/client.env (docs/deploy.md)
+  --ui-port N      port of the live dashboard, on 127.0.0.1 even with --listen (default:
+                   chosen at the first start, then kept in DIR); token in DIR/ui-token
   --cluster NAME   subject prefix (default berth)
   --json           also print one JSON line {"event":"ready",...} on stdout (for supervisors)
 Children that die are restarted; their logs are in DIR/logs/.
@@ -62,6 +66,7 @@ interface UpConfig {
   mount: string | null
   mountOptions: string[]
   natsPort: number | null
+  uiPort: number | null
   /** --listen; null: the one kept in DIR (127.0.0.1 at first). */
   listen: string | null
   json: boolean
@@ -82,6 +87,7 @@ function parseConfig(argv: string[]): UpConfig | null {
       cluster: { type: 'string', default: DEFAULT_CLUSTER },
       o: { type: 'string', short: 'o', multiple: true },
       'nats-port': { type: 'string' },
+      'ui-port': { type: 'string' },
       listen: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -98,6 +104,7 @@ function parseConfig(argv: string[]): UpConfig | null {
     mountOptions: values.o ?? [],
     natsPort: values['nats-port'] === undefined ? null : intFlag('--nats-port', values['nats-port'], 4222, 1, 65535),
     listen: values.listen === undefined ? null : listenHost(values.listen),
+    uiPort: values['ui-port'] === undefined ? null : intFlag('--ui-port', values['ui-port'], 0, 1, 65535),
     json: values.json,
     cluster: values.cluster,
     ha: values.ha,
@@ -173,6 +180,7 @@ export async function run(argv: string[]): Promise<void> {
   try {
     const secret = loadOrCreateSecret(cfg.dir)
     const state = await loadOrCreateNatsState(cfg.dir, cfg.natsPort, cfg.ha ? 3 : 1, cfg.listen)
+    const ui = await loadOrCreateDashboard(cfg.dir, cfg.ha ? 2 : 1, cfg.uiPort)
     const startNats = (i: number) => async () => {
       const port = state.ports[i]!
       const route = state.routes ? { serverName: `berth-nats-${i}`, port: state.routes[i]!, routes: state.routes } : undefined
@@ -227,10 +235,11 @@ export async function run(argv: string[]): Promise<void> {
       return s
     }
     // --ha: two replicas, each with its own database; a restarted one rejoins as a follower
+    const uiArgs = (i: number) => ['--ui-listen', `127.0.0.1:${ui.ports[i]!}`, '--ui-token-file', ui.tokenFile]
     const metaArgs = (i: number) =>
       cfg.ha
-        ? ['meta', ...common, '--db', join(cfg.dir, `meta-${i}`, 'meta.db'), '--replicas', String(cfg.replicas), '--ha', '--log-replicas', '3']
-        : ['meta', ...common, '--db', join(cfg.dir, 'meta', 'meta.db'), '--replicas', String(cfg.replicas)]
+        ? ['meta', ...common, '--db', join(cfg.dir, `meta-${i}`, 'meta.db'), '--replicas', String(cfg.replicas), '--ha', '--log-replicas', '3', ...uiArgs(i)]
+        : ['meta', ...common, '--db', join(cfg.dir, 'meta', 'meta.db'), '--replicas', String(cfg.replicas), ...uiArgs(i)]
     const metas = await Promise.all(Array.from({ length: cfg.ha ? 2 : 1 }, (_, i) => supervise(cfg.ha ? `meta-${i}` : 'meta', metaArgs(i), 'meta')))
     const nodes = await Promise.all(
       Array.from({ length: cfg.nodes }, (_, i) =>
@@ -251,6 +260,7 @@ export async function run(argv: string[]): Promise<void> {
         ? `  meta          2 replicas (--ha), pids ${metas.map((m) => m.current.pid).join(', ')}, dbs ${cfg.dir}/meta-{0,1}/meta.db; NATS cluster of 3`
         : `  meta          pid ${metas[0]!.current.pid}, db ${join(cfg.dir, 'meta', 'meta.db')}`,
       ...nodes.map((n, i) => `  node ${i}        ${String(n.current.ready.url)} (id ${String(n.current.ready.id)}, pid ${n.current.pid})`),
+      `  dashboard     ${dashboardUrl(ui.ports[0]!, ui.token)}${cfg.ha ? ` (meta-0; meta-1 on port ${ui.ports[1]!}: the leader's page shows the cluster)` : ''}`,
       `  logs          ${logs.dir}`,
       cfg.mount ? `  mounted at    ${cfg.mount}` : '  not mounted (--no-mount)',
       ...berthCommandHint(credentials),
@@ -259,7 +269,7 @@ export async function run(argv: string[]): Promise<void> {
     ]
     process.stderr.write(lines.join('\n'))
     if (cfg.json) {
-      process.stdout.write(JSON.stringify({ event: 'ready', role: 'up', nats: natsUrl, credentials, mount: cfg.mount, nodes: nodes.map((n) => n.current.ready) }) + '\n')
+      process.stdout.write(JSON.stringify({ event: 'ready', role: 'up', nats: natsUrl, credentials, mount: cfg.mount, ui: ui.ports.map((p) => dashboardUrl(p)), uiToken: ui.tokenFile, nodes: nodes.map((n) => n.current.ready) }) + '\n')
     }
   } catch (err) {
     await stopAll()

@@ -47,6 +47,9 @@ Backup and restore of its database: berth meta dump|load (berth meta dump --help
   --snapshot-interval-ms MS  ...or this long after the last one (default 600000)
   --snapshot-keep N     log entries kept behind a snapshot (default 1000)
   --metrics-listen H:P  serve GET /metrics (Prometheus) on H:P (else env BERTH_METRICS_LISTEN; off by default)
+  --ui-listen H:P       serve the live dashboard page on H:P (else env BERTH_UI_LISTEN; off by
+                        default; docs/operations.md#dashboard); needs a read-only token:
+  --ui-token-file F     file holding the dashboard token (else env BERTH_UI_TOKEN; 16+ characters)
   --user U --pass P     NATS credentials (else env BERTH_NATS_USER/BERTH_NATS_PASS)
   --token T             NATS token (else env BERTH_NATS_TOKEN)
   --creds F             NATS .creds file (else env BERTH_NATS_CREDS)
@@ -76,6 +79,8 @@ export interface MetaConfig {
   /** SQLite synchronous mode (docs/meta.md#durability). */
   readonly sync: 'normal' | 'full'
   readonly metricsListen: { host: string; port: number } | null
+  /** The dashboard (meta/dashboard/server.ts): where it listens and the read-only token it asks for. */
+  readonly ui: Readonly<{ listen: { host: string; port: number }; token: string }> | null
   readonly auth: Readonly<NatsAuth>
   /** Replicated mode: null for the single meta of today. */
   readonly ha: Readonly<{ logReplicas: number; leaseTtlMs: number; snapshotEntries: number; snapshotIntervalMs: number; snapshotKeep: number }> | null
@@ -102,6 +107,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'repair-mbps': { type: 'string' },
       sync: { type: 'string' },
       'metrics-listen': { type: 'string' },
+      'ui-listen': { type: 'string' },
+      'ui-token-file': { type: 'string' },
       ha: { type: 'boolean', default: false },
       'log-replicas': { type: 'string' },
       'lease-ttl-ms': { type: 'string' },
@@ -155,6 +162,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     repairMbps: intFlag('--repair-mbps', values['repair-mbps'], 64, 0, 100_000),
     rebalanceMinBytes: intFlag('--rebalance-min-mib', values['rebalance-min-mib'], 64, 0, 1024 * 1024) * 1024 * 1024,
     metricsListen: metricsListen ? parseListen(metricsListen, '--metrics-listen') : null,
+    ui: uiConfig(values['ui-listen'] ?? env.BERTH_UI_LISTEN, values['ui-token-file'], env),
     auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
     ha: values.ha
       ? Object.freeze({
@@ -174,4 +182,28 @@ function pctFlag(value: string | undefined): number {
   const n = Number(value)
   if (value.trim() === '' || !Number.isFinite(n) || n < 0.01 || n > 100) throw new BerthError('EINVAL', `--reconcile-cpu-pct must be a number in 0.01..100, got "${value}"`)
   return n
+}
+
+/**
+ * The dashboard is off unless a listen address is given, and never served
+ * without a token: it shows the whole cluster's layout.
+ */
+function uiConfig(listen: string | undefined, tokenFile: string | undefined, env: NodeJS.ProcessEnv): MetaConfig['ui'] {
+  if (!listen) {
+    if (tokenFile) throw new BerthError('EINVAL', '--ui-token-file needs --ui-listen H:P')
+    return null
+  }
+  let token: string | undefined
+  if (tokenFile) {
+    try {
+      token = readFileSync(tokenFile, 'utf8').trim()
+    } catch (err) {
+      throw new BerthError('EINVAL', `cannot read --ui-token-file ${tokenFile}: ${(err as Error).message}`)
+    }
+  } else token = env.BERTH_UI_TOKEN?.trim()
+  if (!token) throw new BerthError('EINVAL', '--ui-listen needs a read-only dashboard token: pass --ui-token-file FILE or set BERTH_UI_TOKEN')
+  if (token.length < 16 || /\s/.test(token)) throw new BerthError('EINVAL', 'the dashboard token must be at least 16 characters, without spaces')
+  // ":PORT" means loopback here, never every interface
+  const at = parseListen(listen, '--ui-listen')
+  return Object.freeze({ listen: { host: at.host || '127.0.0.1', port: at.port }, token })
 }

@@ -20,6 +20,8 @@ export class LifecycleStats {
   repaired = 0
   /** Bytes of the copies made by repair. */
   repairedBytes = 0
+  /** Suspect copies (reported bad) that their node's re-hash found corrupt and trashed. */
+  corrupt = 0
   /** Full reconciliation passes over one node's inventory. */
   reconcilePasses = 0
 }

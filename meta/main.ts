@@ -40,6 +40,7 @@ import { bounded, Serving } from './serving'
 import { openDatabase, type Database } from './sqlite'
 import { SnapshotStore } from './log/snapshot'
 import { appliedSeq } from './log/apply'
+import { dashboardSampler, startDashboard, withSampler } from './dashboard'
 
 const log = logger('meta')
 
@@ -93,9 +94,10 @@ export async function run(argv: string[]): Promise<void> {
   await loadNodeAdmin(env)
   const stats = new LifecycleStats()
   const metrics = createMetaMetrics(env, stats)
+  const sampler = dashboardSampler(cfg, env)
   const engine = sqliteEngine(env, (changes) => publishChanges(nc, cfg.cluster, changes))
   const serving = new Serving(nc, env, engine, log, {
-    observe: metrics.observe,
+    observe: withSampler(metrics.observe, sampler),
     maintenance: {
       gcGraceMs: cfg.gcGraceMs,
       orphanAgeMs: cfg.orphanAgeMs,
@@ -110,6 +112,25 @@ export async function run(argv: string[]): Promise<void> {
   if (metricsHttp) log.info(`metrics at ${metricsHttp.url}`)
   // nodes of a protocol meta does not serve are refused, never seen (meta/peer-gate.ts)
   const gate = new PeerGate(nodeAsker(nc, cfg.cluster), log)
+  let replica: Replica | null = null
+  let peers: ReplicaPeers | null = null
+  // the token is never logged: only where the page is
+  const dashboard =
+    cfg.ui && sampler
+      ? await startDashboard(cfg.ui, {
+          env,
+          sampler,
+          stats,
+          role: () => (!cfg.ha ? 'single' : serving.active ? 'leader' : replica?.role === 'stopped' ? 'stopped' : 'follower'),
+          leader: () => peers?.list(0).find((p) => p.role === 'leader')?.metaId ?? null,
+        }, log).catch(async (err: unknown) => {
+          metricsHttp?.server.close()
+          await nc.close()
+          await db.close()
+          throw err
+        })
+      : null
+  if (dashboard) log.info(`dashboard at ${dashboard.url} (read-only token required)`)
   nc.subscribe(s.heartbeat, {
     callback: (err, msg) => {
       if (err) return
@@ -122,8 +143,6 @@ export async function run(argv: string[]): Promise<void> {
     },
   })
 
-  let replica: Replica | null = null
-  let peers: ReplicaPeers | null = null
   if (ha && cfg.ha) {
     const { log: metaLog, lease, snapshots } = ha
     const snap = cfg.ha
@@ -169,7 +188,7 @@ export async function run(argv: string[]): Promise<void> {
   }
   await nc.flush()
 
-  emitEvent('ready', { role: 'meta', metaId, cluster: cfg.cluster, db: cfg.db, ha: cfg.ha !== null, ...(metricsHttp ? { metrics: metricsHttp.url } : {}) })
+  emitEvent('ready', { role: 'meta', metaId, cluster: cfg.cluster, db: cfg.db, ha: cfg.ha !== null, ...(metricsHttp ? { metrics: metricsHttp.url } : {}), ...(dashboard ? { ui: dashboard.url } : {}) })
   log.info(`${cfg.ha ? 'replica of' : 'serving'} cluster ${cfg.cluster} as ${metaId} (db ${cfg.db})`)
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
@@ -183,6 +202,7 @@ export async function run(argv: string[]): Promise<void> {
   if (replica) await bounded(replica.stop(), DRAIN_MS * 2)
   await serving.stop()
   metricsHttp?.server.close()
+  await dashboard?.close()
   await bounded(nc.drain(), DRAIN_MS)
   if (!nc.isClosed()) await nc.close().catch(() => undefined)
   await db.close()

@@ -56,6 +56,7 @@ export function createMetaMetrics(env: MetaEnv, lifecycle?: LifecycleStats): Met
       ['orphansKept', 'Orphan copies a node kept because they were PUT after the decision'],
       ['trimmed', 'Copies beyond R removed'],
       ['repaired', 'Copies made by repair'],
+      ['corrupt', 'Copies reported bad that their node re-hashed, found corrupt and moved to trash'],
       ['reconcilePasses', 'Complete reconciliation passes over one node inventory'],
     ]
     for (const [key, help] of counters) {

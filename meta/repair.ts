@@ -110,6 +110,7 @@ export class Repair {
       if (!live.has(s.node_id)) continue // asked again when it is back
       try {
         const r = await this.ask(s.node_id, { op: 'verify', hashes: [s.hash] }, 60_000)
+        this.stats.corrupt += r.bad.length
         if (r.bad.length) this.log.warn(`repair: node ${s.node_id}: copy of ${s.hash} was corrupt; moved to trash`)
       } catch (err) {
         this.log.warn(`repair: verify of ${s.hash} on ${s.node_id} failed: ${(err as Error).message}`)
