@@ -300,7 +300,10 @@ export class OpenFile {
         this.size = Math.max(this.size, off + step)
         this.sizeDirty = true
         this.mtime = nowTimespec()
-        if (inChunk + step === cs) await this.startUpload(idx)
+        if (inChunk + step === cs) {
+          await this.wholeIfDue(idx)
+          await this.startUpload(idx)
+        }
       }
     })
     await this.wb.relieve()
@@ -384,6 +387,17 @@ export class OpenFile {
     slot.from = 0
     slot.base = undefined
     this.slots.set(idx, slot)
+  }
+
+  /**
+   * Under the lock: an appending chunk that is now full (or whose base has
+   * MAX_SLICES slices) is uploaded whole instead of as a slice that
+   * compaction would rewrite at once: its base is read in first.
+   */
+  private async wholeIfDue(idx: number): Promise<void> {
+    const slot = this.slots.get(idx)
+    if (slot?.state !== ChunkState.dirty || slot.from === 0) return
+    if (slot.len >= this.chunkSize || (slot.base?.slices?.length ?? 0) >= MAX_SLICES) await this.loadBase(idx, slot)
   }
 
   /** A new dirty buffer holding `bytes` (sized for more writes). */
@@ -504,6 +518,7 @@ export class OpenFile {
     const committed: number[] = []
     for (let attempt = 0; ; attempt++) {
       this.inlineSmall()
+      for (const [idx, slot] of [...this.slots]) if (slot.state === ChunkState.dirty) await this.wholeIfDue(idx)
       await this.uploadAll()
       try {
         committed.push(...(await this.commitUploaded(meta, session)))
@@ -595,7 +610,8 @@ export class OpenFile {
     const n = ref?.slices?.length ?? 0
     if (!ref?.hash || n === 0 || this.slots.has(idx)) return
     const len = chunkLen(ref)
-    const due = len >= this.chunkSize || n >= MAX_SLICES || (closing && n >= COMPACT_AT_CLOSE && len - ref.len >= ref.len)
+    const atClose = this.wb.opts.compactAtClose ?? COMPACT_AT_CLOSE
+    const due = len >= this.chunkSize || n >= MAX_SLICES || (closing && n >= atClose && len - ref.len >= ref.len)
     if (!due) return
     let hash: string | undefined
     try {

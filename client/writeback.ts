@@ -27,6 +27,8 @@ export interface WritebackOptions {
    * default true. false leaves chunks fragmented (benchmarks of fragmented reads).
    */
   compact?: boolean
+  /** Slices a chunk needs before the last close compacts it (default 16; the model test uses fewer). */
+  compactAtClose?: number
 }
 
 export class Writeback {

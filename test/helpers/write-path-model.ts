@@ -218,7 +218,7 @@ export async function scenario(seed: number): Promise<string[]> {
   const store = new MemBlocks(w)
   const meta = new MemMeta(w, store, cs)
   const cache = new BlockCache(store, { maxBytes: cs * (1 + w.int(4)) })
-  const wb = new Writeback(store, cache, { chunkSize: cs, maxDirtyBytes: cs * (1 + w.int(4)), maxUploads: 1 + w.int(3), inlineMax: [0, cs / 2, cs][w.int(3)] })
+  const wb = new Writeback(store, cache, { chunkSize: cs, maxDirtyBytes: cs * (1 + w.int(4)), maxUploads: 1 + w.int(3), inlineMax: [0, cs / 2, cs][w.int(3)], compactAtClose: 1 + w.int(3) })
   const faulty = w.rand() < 0.5
   const errors: string[] = []
 
@@ -298,7 +298,8 @@ export async function scenario(seed: number): Promise<string[]> {
       run(`step ${step} flush`, f.flush(meta, SESSION))
     } else {
       // close: only a handle that wrote flushes (client/vfs.ts); it is reopened at once
-      if (h.wrote) run(`step ${step} close`, f.flush(meta, SESSION))
+      // the last close may compact chunks left in slices
+      if (h.wrote) run(`step ${step} close`, f.flush(meta, SESSION, w.rand() < 0.5))
       h.wrote = false
     }
     if (w.rand() < 0.3) await quiesce()
