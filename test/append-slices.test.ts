@@ -9,7 +9,7 @@
  * last chunk in slices) and after its close compacted it; fsck and a GC pass
  * run in between, and collect the slice blocks compaction released.
  *
- * Short form in CI: 600 appends into 1 MiB chunks. BERTH_APPENDS=10000 for the
+ * Short form in CI: 400 appends into 1 MiB chunks. BERTH_APPENDS=10000 for the
  * acceptance run (4 MiB chunks, the default; run it with tap --timeout=0);
  * BERTH_APPEND_NOCOMPACT=1 mounts the writer with -o nocompact (reads of a
  * file left in slices; the 2x bound is then not the point and not asserted).
@@ -27,8 +27,8 @@ import { startCluster, type TestCluster } from './helpers/cluster'
 import { diskBytes, eventually, nodeDirs } from './helpers/lifecycle'
 import { mountCluster } from './helpers/mount'
 
-const N = Number(process.env.BERTH_APPENDS ?? 600)
-/** The short form uses 1 MiB chunks, so its 600 appends fill two chunks (each compacted once) and start a third. */
+const N = Number(process.env.BERTH_APPENDS ?? 400)
+/** The short form uses 1 MiB chunks, so its 400 appends fill one chunk (rewritten whole once) and start a second. */
 const CHUNK = Number(process.env.BERTH_APPEND_CHUNK ?? (process.env.BERTH_APPENDS ? 4 * 1024 * 1024 : 1024 * 1024))
 const NOCOMPACT = process.env.BERTH_APPEND_NOCOMPACT === '1'
 const SIZE = 4096
