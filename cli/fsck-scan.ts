@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto'
 import type { MetaClient } from '../common/meta-client'
 import { S_IFDIR, S_IFMT, S_IFREG } from '../common/modes'
 import { MAX_PAGE, ROOT_INO, type NodeInfo } from '../common/protocol'
+import { extentsOf } from '../common/chunk-extents'
 
 
 export type ReplicaState = 'ok' | 'missing' | 'corrupt' | 'short' | 'unreachable'
@@ -160,14 +161,17 @@ export async function fsck(meta: MetaClient, opts: FsckOptions): Promise<FsckRep
         from = Math.max(from, c.idx + 1)
         if (c.hash === null) continue
         chunkCount++
-        let use = blocks.get(c.hash)
-        if (!use) {
-          use = { len: 0, nodes: new Set(), files: [] }
-          blocks.set(c.hash, use)
+        // a chunk's base block and every appended slice block are checked alike
+        for (const { ref } of extentsOf(c)) {
+          let use = blocks.get(ref.hash!)
+          if (!use) {
+            use = { len: 0, nodes: new Set(), files: [] }
+            blocks.set(ref.hash!, use)
+          }
+          use.len = Math.max(use.len, ref.len)
+          for (const n of ref.nodes) use.nodes.add(n)
+          if (use.files.length < MAX_PATHS_PER_BLOCK && !use.files.includes(e.path)) use.files.push(e.path)
         }
-        use.len = Math.max(use.len, c.len)
-        for (const n of c.nodes) use.nodes.add(n)
-        if (use.files.length < MAX_PATHS_PER_BLOCK && !use.files.includes(e.path)) use.files.push(e.path)
       }
       if (!page.more || page.chunks.length === 0) break
     }

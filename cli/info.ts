@@ -10,6 +10,7 @@ import { BerthError, codeOf } from '../common/errors'
 import type { MetaClient } from '../common/meta-client'
 import { isDir, isLnk, isReg, PERM_BITS, S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFSOCK } from '../common/modes'
 import { MAX_PAGE, ROOT_INO, type Attr, type NodeInfo } from '../common/protocol'
+import { chunkLen, extentsOf } from '../common/chunk-extents'
 import { berthMountOf } from './berth-mounts'
 import { CONNECTION_HELP, CONNECTION_OPTIONS, connectClient } from './client-connection'
 import { bytes } from './status'
@@ -33,14 +34,26 @@ export interface ReplicaInfo {
   alive: boolean
 }
 
+export interface SliceInfo {
+  /** Where the slice starts in the chunk. */
+  pos: number
+  len: number
+  hash: string
+  replicas: ReplicaInfo[]
+}
+
 export interface ChunkInfo {
   idx: number
-  /** Valid bytes of the chunk. */
+  /** Valid bytes of the chunk (its base block and its slices). */
   len: number
-  /** The block's SHA-256, null for inline chunks and holes. */
+  /** The base block's SHA-256, null for inline chunks and holes. */
   hash: string | null
+  /** Bytes of the base block the chunk uses. */
+  baseLen: number
   inline: boolean
   replicas: ReplicaInfo[]
+  /** Appended slices after the base block (docs/data-node.md#appends-slices-and-compaction); empty once compacted. */
+  slices: SliceInfo[]
 }
 
 export interface FileInfo {
@@ -97,17 +110,23 @@ export async function describe(meta: MetaClient, path: string, attr: Attr, nodes
     let from = 0
     for (;;) {
       const page = await meta.call('chunks', { ino: attr.ino, from, limit: MAX_PAGE })
+      const where = (ids: string[]): ReplicaInfo[] =>
+        ids.map((id) => {
+          const n = nodes.get(id)
+          return { node: id, url: n?.url ?? null, zone: n?.zone ?? null, alive: n?.alive ?? false }
+        })
       for (const c of page.chunks) {
         from = Math.max(from, c.idx + 1)
         chunks.push({
           idx: c.idx,
-          len: c.len,
+          len: chunkLen(c),
           hash: c.hash,
+          baseLen: c.len,
           inline: c.hash === null && c.data !== undefined,
-          replicas: c.nodes.map((id) => {
-            const n = nodes.get(id)
-            return { node: id, url: n?.url ?? null, zone: n?.zone ?? null, alive: n?.alive ?? false }
-          }),
+          replicas: where(c.nodes),
+          slices: extentsOf(c)
+            .slice(1)
+            .map((e) => ({ pos: e.pos, len: e.ref.len, hash: e.ref.hash!, replicas: where(e.ref.nodes) })),
         })
       }
       if (!page.more || page.chunks.length === 0) break
@@ -125,11 +144,14 @@ export async function describe(meta: MetaClient, path: string, attr: Attr, nodes
     mtime: new Date(attr.mtime[0] * 1000 + Math.floor(attr.mtime[1] / 1e6)).toISOString(),
     inline: chunks.length > 0 && chunks.every((c) => c.inline),
     chunks,
-    blocks: new Set(chunks.flatMap((c) => (c.hash ? [c.hash] : []))).size,
+    blocks: new Set(chunks.flatMap((c) => (c.hash ? [c.hash, ...c.slices.map((s) => s.hash)] : []))).size,
   }
   if (isLnk(attr.mode)) info.target = (await meta.call('readlink', { ino: attr.ino })).target
   return info
 }
+
+/** Slices printed per chunk in the text form. */
+const SLICES_LISTED = 8
 
 export function formatInfo(f: FileInfo): string {
   const lines = [
@@ -147,7 +169,13 @@ export function formatInfo(f: FileInfo): string {
         else if (!c.hash) lines.push(`  chunk ${c.idx}: hole`)
         else {
           const where = c.replicas.map((r) => `${r.node} (${r.url ?? 'no URL known'}${r.zone ? `, zone ${r.zone}` : ''}, ${r.alive ? 'alive' : 'DEAD'})`)
-          lines.push(`  chunk ${c.idx}: block ${c.hash} ${c.len} bytes, ${c.replicas.length} replica(s): ${where.join(', ') || 'NONE'}`)
+          lines.push(`  chunk ${c.idx}: block ${c.hash} ${c.baseLen} bytes, ${c.replicas.length} replica(s): ${where.join(', ') || 'NONE'}`)
+          if (c.slices.length) lines.push(`    + ${c.slices.length} appended slice(s), ${c.len - c.baseLen} bytes (chunk ${c.len} bytes; compacted into one block when full)`)
+          for (const s of c.slices.slice(0, SLICES_LISTED)) {
+            const at = s.replicas.map((r) => `${r.node}${r.alive ? '' : ' DEAD'}`)
+            lines.push(`    slice @${s.pos}: block ${s.hash} ${s.len} bytes, ${s.replicas.length} replica(s): ${at.join(', ') || 'NONE'}`)
+          }
+          if (c.slices.length > SLICES_LISTED) lines.push(`    ... ${c.slices.length - SLICES_LISTED} more slice(s) (--json lists every one)`)
         }
       }
     }

@@ -19,6 +19,8 @@ import { Semaphore } from './semaphore'
 import type { BlockApi } from './stores'
 
 const log = logger('client')
+/** Blocks under this size are prefetched on slots of their own. */
+const SMALL_BLOCK = 256 * 1024
 
 export class BlockCache {
   private readonly cache: LRUCache<string, Buffer>
@@ -26,6 +28,10 @@ export class BlockCache {
   /** `${hash}:${piece}` -> verified piece (the last one of a block may be short). */
   private readonly pieces: LRUCache<string, Buffer>
   private readonly prefetchSlots: Semaphore
+  /** Small blocks (appended slices) are latency-bound, not bandwidth-bound: more of them in flight. */
+  private readonly smallPrefetchSlots = new Semaphore(16)
+  /** Hashes waiting for a prefetch slot: asked again, they are not queued twice. */
+  private readonly queued = new Set<string>()
   /** Reads answered from memory, and reads that had to fetch (metrics). */
   hits = 0
   misses = 0
@@ -103,15 +109,18 @@ export class BlockCache {
   /** Starts fetching `ref` in the background unless cached or already coming. */
   prefetch(ref: ChunkRef): void {
     const hash = ref.hash
-    if (!hash || this.cache.has(hash) || this.inflight.has(hash)) return
+    if (!hash || this.cache.has(hash) || this.inflight.has(hash) || this.queued.has(hash)) return
+    const slots = ref.len < SMALL_BLOCK ? this.smallPrefetchSlots : this.prefetchSlots
+    this.queued.add(hash)
     void (async () => {
-      await this.prefetchSlots.acquire()
+      await slots.acquire()
+      this.queued.delete(hash)
       try {
         if (!this.cache.has(hash)) await this.fetch(hash, ref.nodes)
       } catch (err) {
         log.debug(`readahead of ${hash.slice(0, 12)} failed`, err)
       } finally {
-        this.prefetchSlots.release()
+        slots.release()
       }
     })()
   }

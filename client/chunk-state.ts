@@ -7,6 +7,10 @@
  *   loading            a write is reading the old block for read-modify-write
  *                      (only inside that write, under the inode's lock).
  *   dirty              a private buffer owns the bytes; writes copy into it.
+ *                      Appending (`from` > 0): the bytes below `from` are the
+ *                      committed chunk's (`base`), only the new ones are
+ *                      buffered, and the upload is a slice of just those
+ *                      (docs/data-node.md#appends-slices-and-compaction).
  *   uploading          the buffer was handed to an upload and is frozen: the
  *                      upload owns it, its hash and length are fixed. A write
  *                      landing here copies it into a new dirty buffer (copy on
@@ -35,6 +39,9 @@ export interface Upload {
   readonly body: Buffer
   /** The whole buffer behind `body` (counted in the write-back bytes until the upload ends). */
   readonly buf: Buffer
+  /** `body` starts at this byte of the chunk: > 0 for a slice appended to `base`. */
+  readonly from: number
+  readonly base: ChunkRef | undefined
   /** A newer dirty buffer, a truncate or a discard took the chunk over: the result is not wanted. */
   superseded: boolean
 }
@@ -47,6 +54,20 @@ export type Slot =
       buf: Buffer
       /** Bytes of `buf` that belong to the chunk; the rest are zeros, as is everything past `buf`. */
       len: number
+      /**
+       * Bytes below `from` are not in `buf` (zeros there): they are the
+       * committed chunk `base`'s, which holds exactly `from` bytes. 0: the
+       * buffer holds the whole chunk.
+       */
+      from: number
+      base: ChunkRef | undefined
     }
   | { state: typeof ChunkState.uploading; upload: Upload }
-  | { state: typeof ChunkState.uploaded; ref: ChunkRef }
+  | {
+      state: typeof ChunkState.uploaded
+      /** The chunk as it will be once committed (reads use it). */
+      ref: ChunkRef
+      /** What the commit sends: `ref` itself, or one slice appended to `base` (`append`). */
+      commit: ChunkRef
+      base: ChunkRef | undefined
+    }

@@ -22,7 +22,8 @@ from the credentials file (default ./.berth/client.env, written by \`berth up\`)
   -o OPTS            comma-separated: allow_other, ro, nonempty, credentials=FILE,
                      cache_mb=N, write_mb=N, deadline_ms=N, cluster=NAME,
                      metrics=HOST:PORT (serve GET /metrics, Prometheus),
-                     entry_timeout=S, attr_timeout=S (kernel cache, seconds: 1)
+                     entry_timeout=S, attr_timeout=S (kernel cache, seconds: 1),
+                     nocompact (leave appended slices fragmented: benchmarks)
                      (mount(8) options like _netdev, rw, defaults are ignored)
   --foreground       stay attached; print {"event":"ready",...} once mounted
   --deadline-ms N    how long an operation waits for an unreachable cluster (30000)
@@ -58,6 +59,8 @@ export interface MountConfig {
   cacheBytes: number
   writeBytes: number
   maxUploads: number
+  /** Compact appended slices (`-o nocompact` turns it off, for benchmarks of fragmented reads). */
+  compact: boolean
   readaheadChunks: number
   metaTtlMs: number
   /** How long the kernel trusts names and attributes; meta's invalidations are pushed into it sooner. */
@@ -131,6 +134,7 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     cacheBytes: cacheMb * 1024 * 1024,
     writeBytes: writeMb * 1024 * 1024,
     maxUploads: 4,
+    compact: !opts.has('nocompact'),
     readaheadChunks: 2,
     // invalidations keep the cache exact; the TTL only bounds the damage of a
     // lost one (the whole cache is also dropped on every NATS reconnect)

@@ -174,6 +174,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     cacheBytes: cfg.cacheBytes,
     maxDirtyBytes: cfg.writeBytes,
     maxUploads: cfg.maxUploads,
+    compact: cfg.compact,
     readaheadChunks: cfg.readaheadChunks,
     metaTtlMs: cfg.metaTtlMs,
   })

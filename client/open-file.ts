@@ -17,17 +17,26 @@
  * - An upload freezes the buffer it takes (no copy): its hash and length are
  *   fixed before the bytes leave. A write into a chunk that is uploading copies
  *   the frozen bytes into a new dirty buffer that supersedes the upload.
+ * - Appends (docs/data-node.md#appends-slices-and-compaction): a write at or
+ *   past the end of a committed block chunk buffers only the new bytes
+ *   (dirty with `from` = the chunk's length); the flush uploads them as one
+ *   slice and commits it conditionally on the chunk still ending where it did
+ *   (EAGAIN: the chunk is rewritten whole). A chunk that fills up, reaches
+ *   MAX_SLICES, or (at the last close) holds mostly slices is compacted: read,
+ *   uploaded as one block and committed conditionally, once.
  * - Hashes uploaded but never to be committed (superseded, truncated away,
  *   discarded) are released after the next flush, unless a chunk still holds
  *   them; the write-back buffers and in-flight uploads are bounded by the
  *   Writeback shared by all files (backpressure: write() waits).
  */
 import { sha256hex } from '../common/block-client'
-import type { Attr, ChunkRef, Timespec } from '../common/protocol'
-import { BerthError } from '../common/errors'
+import { chunkLen, clipRef, extentsOf, lastHash, withSlice } from '../common/chunk-extents'
+import { MAX_SLICES, type Attr, type ChunkRef, type Timespec } from '../common/protocol'
+import { BerthError, codeOf } from '../common/errors'
+import { logger } from '../common/log'
 import { ChunkState, type Slot, type Upload } from './chunk-state'
 import { Mutex } from './semaphore'
-import type { MetaApi } from './stores'
+import type { BlockPut, MetaApi } from './stores'
 import type { Writeback } from './writeback'
 
 export { Writeback } from './writeback'
@@ -38,6 +47,17 @@ const BIG_WRITE = 128 * 1024
 const MIN_BUFFER = 64 * 1024
 /** Chunk refs per commit call. */
 const COMMIT_PAGE = 1000
+/**
+ * At the last close, a chunk with at least this many slices, whose slices hold
+ * at least as many bytes as its base, is compacted: each compaction at close at
+ * least doubles what the chunk held at the one before, so repeated
+ * open-append-close costs a geometric series, not a chunk per close.
+ */
+const COMPACT_AT_CLOSE = 16
+/** Block fetches in flight for one chunk load (read-modify-write, compaction). */
+const LOAD_CONCURRENCY = 16
+
+const log = logger('client')
 
 function bufferSize(need: number, chunkSize: number): number {
   let size = Math.min(MIN_BUFFER, chunkSize)
@@ -56,10 +76,21 @@ function bytesOf(data: Uint8Array): Buffer {
 
 /** A block range a read copies after it has left the lock. */
 interface Fetch {
+  /** One block (an extent of the chunk). */
   ref: ChunkRef
-  inChunk: number
+  /** Offset in that block. */
+  inBlock: number
   step: number
   done: number
+}
+
+/** Runs `fn` over `items`, at most `limit` at once. */
+async function eachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!)
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
 }
 
 export class OpenFile {
@@ -78,6 +109,8 @@ export class OpenFile {
   private uploadError: unknown
   /** Uploaded hashes no chunk will commit: released after the next flush (if no chunk holds them again). */
   private readonly unneeded = new Set<string>()
+  /** Indexes of committed chunks that have slices (compaction candidates at the last close). */
+  private readonly sliced = new Set<number>()
 
   constructor(
     attr: Attr,
@@ -118,7 +151,16 @@ export class OpenFile {
     this.attr = attr
     this.size = attr.size
     this.chunks.clear()
-    for (const c of chunks) this.chunks.set(c.idx, c)
+    this.sliced.clear()
+    for (const c of chunks) this.setChunk(c)
+  }
+
+  /** A committed chunk ref (hole refs drop the entry). */
+  private setChunk(ref: ChunkRef): void {
+    if (ref.hash || ref.data) this.chunks.set(ref.idx, ref)
+    else this.chunks.delete(ref.idx)
+    if (ref.slices?.length) this.sliced.add(ref.idx)
+    else this.sliced.delete(ref.idx)
   }
 
   /**
@@ -139,18 +181,21 @@ export class OpenFile {
   /** `random`: the caller is not reading sequentially (fetch only the bytes asked for). */
   async read(target: Buffer, pos: number, len: number, random = false): Promise<number> {
     const { n, fetches } = await this.lock.run(async () => this.snapshotRead(target, pos, len))
-    for (const f of fetches) {
-      let copied = 0
-      if (!random) {
-        const block = await this.wb.cache.read(f.ref)
-        const valid = Math.min(f.ref.len, block.length)
-        copied = f.inChunk < valid ? block.copy(target, f.done, f.inChunk, Math.min(valid, f.inChunk + f.step)) : 0
-      } else if (f.inChunk < f.ref.len) {
-        const part = await this.wb.cache.readRange(f.ref, f.inChunk, Math.min(f.step, f.ref.len - f.inChunk))
-        copied = part.copy(target, f.done)
-      }
-      if (copied < f.step) target.fill(0, f.done + copied, f.done + f.step)
-    }
+    // the blocks of a fragmented chunk are fetched side by side
+    await Promise.all(
+      fetches.map(async (f) => {
+        let copied = 0
+        if (!random) {
+          const block = await this.wb.cache.read(f.ref)
+          const valid = Math.min(f.ref.len, block.length)
+          copied = f.inBlock < valid ? block.copy(target, f.done, f.inBlock, Math.min(valid, f.inBlock + f.step)) : 0
+        } else if (f.inBlock < f.ref.len) {
+          const part = await this.wb.cache.readRange(f.ref, f.inBlock, Math.min(f.step, f.ref.len - f.inBlock))
+          copied = part.copy(target, f.done)
+        }
+        if (copied < f.step) target.fill(0, f.done + copied, f.done + f.step)
+      }),
+    )
     return n
   }
 
@@ -167,19 +212,56 @@ export class OpenFile {
       const step = Math.min(cs - inChunk, n - done)
       const slot = this.slots.get(idx)
       let local: Buffer | undefined
+      let from = 0
       let ref: ChunkRef | undefined
-      if (slot?.state === ChunkState.dirty) local = slot.buf.subarray(0, slot.len)
-      else if (slot?.state === ChunkState.uploading) local = slot.upload.body
-      else ref = slot?.state === ChunkState.uploaded ? slot.ref : this.chunks.get(idx)
-      if (ref?.data) local = bytesOf(ref.data).subarray(0, ref.len)
-      else if (ref?.hash) fetches.push({ ref, inChunk, step, done })
-      if (!ref?.hash) {
-        const copied = local && inChunk < local.length ? local.copy(target, done, inChunk, Math.min(local.length, inChunk + step)) : 0
-        if (copied < step) target.fill(0, done + copied, done + step)
+      if (slot?.state === ChunkState.dirty) {
+        local = slot.buf.subarray(0, slot.len)
+        from = slot.from
+        ref = slot.base
+      } else if (slot?.state === ChunkState.uploading) {
+        local = slot.upload.buf.subarray(0, slot.upload.from + slot.upload.body.length)
+        from = slot.upload.from
+        ref = slot.upload.base
+      } else {
+        ref = slot?.state === ChunkState.uploaded ? slot.ref : this.chunks.get(idx)
+        from = this.chunkSize
+      }
+      target.fill(0, done, done + step)
+      // bytes below `from` come from the chunk ref, the rest from the local buffer
+      if (ref && inChunk < from) this.planRef(ref, inChunk, Math.min(inChunk + step, from), done, target, fetches)
+      if (local && inChunk + step > from) {
+        const lo = Math.max(inChunk, from)
+        const hi = Math.min(inChunk + step, local.length)
+        if (lo < hi) local.copy(target, done + lo - inChunk, lo, hi)
       }
       done += step
     }
     return { n, fetches }
+  }
+
+  /** Chunk bytes [lo, hi) of `ref` go to `target` at `at`: inline bytes now, blocks as fetches. */
+  private planRef(ref: ChunkRef, lo: number, hi: number, at: number, target: Buffer, fetches: Fetch[]): void {
+    if (ref.data) {
+      const data = bytesOf(ref.data).subarray(0, ref.len)
+      if (lo < data.length) data.copy(target, at, lo, Math.min(hi, data.length))
+      return
+    }
+    for (const e of extentsOf(ref)) {
+      const a = Math.max(lo, e.pos)
+      const b = Math.min(hi, e.pos + e.ref.len)
+      if (a < b) fetches.push({ ref: e.ref, inBlock: a - e.pos, step: b - a, done: at + a - lo })
+    }
+  }
+
+  /** Chunk bytes [lo, hi) of `ref` into `into` at the same offsets (read-modify-write, compaction). */
+  private async readInto(ref: ChunkRef, lo: number, hi: number, into: Buffer): Promise<void> {
+    const fetches: Fetch[] = []
+    this.planRef(ref, lo, hi, lo, into, fetches)
+    await eachLimit(fetches, LOAD_CONCURRENCY, async (f) => {
+      const block = await this.wb.cache.read(f.ref)
+      const valid = Math.min(f.ref.len, block.length)
+      if (f.inBlock < valid) block.copy(into, f.done, f.inBlock, Math.min(valid, f.inBlock + f.step))
+    })
   }
 
   /** Starts fetching the chunks after `pos` (sequential readers). */
@@ -189,7 +271,7 @@ export class OpenFile {
     for (let idx = first; idx <= Math.min(last, first + chunks); idx++) {
       const slot = this.slots.get(idx)
       const ref = slot ? (slot.state === ChunkState.uploaded ? slot.ref : undefined) : this.chunks.get(idx)
-      if (ref?.hash) this.wb.cache.prefetch(ref)
+      if (ref?.hash) for (const e of extentsOf(ref)) this.wb.cache.prefetch(e.ref)
     }
   }
 
@@ -209,7 +291,7 @@ export class OpenFile {
         // take the whole chunk at once rather than grow it by copying
         const big = idx > 0 || step >= BIG_WRITE
         const from = done
-        await this.intoDirty(idx, inChunk === 0 && step === cs, big, (slot) => {
+        await this.intoDirty(idx, inChunk === 0 && step === cs, big, inChunk, (slot) => {
           this.reserve(slot, inChunk + step)
           data.copy(slot.buf, inChunk, from, from + step)
           slot.len = Math.max(slot.len, inChunk + step)
@@ -218,7 +300,10 @@ export class OpenFile {
         this.size = Math.max(this.size, off + step)
         this.sizeDirty = true
         this.mtime = nowTimespec()
-        if (inChunk + step === cs) await this.startUpload(idx)
+        if (inChunk + step === cs) {
+          await this.wholeIfDue(idx)
+          await this.startUpload(idx)
+        }
       }
     })
     await this.wb.relieve()
@@ -226,44 +311,93 @@ export class OpenFile {
   }
 
   /**
-   * Under the lock: makes chunk `idx` dirty and runs `fill` on it in the same
-   * synchronous step as the last check of its state. (Returning the slot
-   * instead would not do: the caller's await resumes a turn later, when an
-   * upload may have frozen that buffer.)
+   * Under the lock: makes chunk `idx` dirty for a write starting at `at` in
+   * it and runs `fill` on it in the same synchronous step as the last check of
+   * its state. (Returning the slot instead would not do: the caller's await
+   * resumes a turn later, when an upload may have frozen that buffer.)
    */
-  private async intoDirty(idx: number, whole: boolean, big: boolean, fill: (slot: Slot & { state: 'dirty' }) => void): Promise<void> {
+  private async intoDirty(idx: number, whole: boolean, big: boolean, at: number, fill: (slot: Slot & { state: 'dirty' }) => void): Promise<void> {
     for (;;) {
       const slot = this.slots.get(idx)
-      if (slot?.state === ChunkState.dirty) return fill(slot)
+      if (slot?.state === ChunkState.dirty) {
+        if (whole && slot.from > 0) {
+          // the write replaces every byte: the base's are not needed
+          slot.from = 0
+          slot.base = undefined
+        }
+        if (at >= slot.from) return fill(slot)
+        await this.loadBase(idx, slot)
+        continue
+      }
       if (slot?.state === ChunkState.loading) throw new Error(`chunk ${idx} is loading outside its write`)
       if (slot?.state === ChunkState.uploading) {
         // copy on write: the upload keeps its frozen bytes, the chunk moves on
-        const { body } = slot.upload
-        this.supersede(slot.upload)
-        this.setDirty(idx, whole ? Buffer.alloc(this.chunkSize) : this.copyOf(body, big), whole ? 0 : body.length)
+        const up = slot.upload
+        this.supersede(up)
+        const end = up.from + up.body.length
+        if (whole) this.setDirty(idx, Buffer.alloc(this.chunkSize), 0, 0, undefined)
+        else this.setDirty(idx, this.copyOf(up.buf.subarray(0, end), big), end, up.from, up.base)
         continue
       }
-      const ref = slot?.state === ChunkState.uploaded ? slot.ref : this.chunks.get(idx)
-      const valid = ref ? Math.min(ref.len, Math.max(0, this.size - idx * this.chunkSize)) : 0
-      if (whole || !ref || valid === 0 || (!ref.hash && !ref.data)) {
-        if (slot?.state === ChunkState.uploaded && slot.ref.hash) this.unneeded.add(slot.ref.hash)
-        this.setDirty(idx, Buffer.alloc(whole || big ? this.chunkSize : MIN_BUFFER), 0)
+      const view = slot?.state === ChunkState.uploaded ? slot.ref : this.chunks.get(idx)
+      const viewLen = view ? chunkLen(view) : 0
+      const valid = view ? Math.min(viewLen, Math.max(0, this.size - idx * this.chunkSize)) : 0
+      if (whole || !view || valid === 0 || (!view.hash && !view.data)) {
+        if (slot?.state === ChunkState.uploaded && slot.commit.hash) this.unneeded.add(slot.commit.hash)
+        this.setDirty(idx, Buffer.alloc(whole || big ? this.chunkSize : MIN_BUFFER), 0, 0, undefined)
         continue
       }
-      // read-modify-write: blocks are immutable
+      // an append to a committed block chunk: it stays as the base, only new bytes are buffered
+      const appendable = view.hash !== null && valid === viewLen
+      if (appendable && !slot && at >= valid) {
+        this.setDirty(idx, Buffer.alloc(big ? this.chunkSize : bufferSize(valid, this.chunkSize)), valid, valid, view)
+        continue
+      }
+      // read-modify-write (blocks are immutable), of the whole chunk, or only of
+      // an uploaded slice when the write lands past the base it extends
+      let from = 0
+      let base: ChunkRef | undefined
+      if (appendable && slot?.state === ChunkState.uploaded && slot.commit.append && slot.base && at >= slot.commit.expect!.len) {
+        from = slot.commit.expect!.len
+        base = slot.base
+      }
       this.slots.set(idx, { state: ChunkState.loading })
-      let block: Buffer
+      const buf = Buffer.alloc(big ? this.chunkSize : bufferSize(valid, this.chunkSize))
       try {
-        block = ref.data ? bytesOf(ref.data) : await this.wb.cache.read(ref)
+        await this.readInto(view, from, valid, buf)
       } catch (err) {
         if (slot) this.slots.set(idx, slot)
         else this.slots.delete(idx)
         throw err
       }
-      if (slot?.state === ChunkState.uploaded && slot.ref.hash) this.unneeded.add(slot.ref.hash)
-      const keep = Math.min(valid, block.length)
-      this.setDirty(idx, this.copyOf(block.subarray(0, keep), big), keep)
+      if (slot?.state === ChunkState.uploaded && slot.commit.hash) this.unneeded.add(slot.commit.hash)
+      this.setDirty(idx, buf, valid, from, base)
     }
+  }
+
+  /** A write below an appending buffer's `from`: bring the base's bytes in, the buffer then holds the whole chunk. */
+  private async loadBase(idx: number, slot: Slot & { state: 'dirty' }): Promise<void> {
+    this.slots.set(idx, { state: ChunkState.loading })
+    try {
+      if (slot.base) await this.readInto(slot.base, 0, slot.from, slot.buf)
+    } catch (err) {
+      this.slots.set(idx, slot)
+      throw err
+    }
+    slot.from = 0
+    slot.base = undefined
+    this.slots.set(idx, slot)
+  }
+
+  /**
+   * Under the lock: an appending chunk that is now full (or whose base has
+   * MAX_SLICES slices) is uploaded whole instead of as a slice that
+   * compaction would rewrite at once: its base is read in first.
+   */
+  private async wholeIfDue(idx: number): Promise<void> {
+    const slot = this.slots.get(idx)
+    if (slot?.state !== ChunkState.dirty || slot.from === 0) return
+    if (slot.len >= this.chunkSize || (slot.base?.slices?.length ?? 0) >= MAX_SLICES) await this.loadBase(idx, slot)
   }
 
   /** A new dirty buffer holding `bytes` (sized for more writes). */
@@ -273,8 +407,8 @@ export class OpenFile {
     return buf
   }
 
-  private setDirty(idx: number, buf: Buffer, len: number): void {
-    this.slots.set(idx, { state: ChunkState.dirty, buf, len })
+  private setDirty(idx: number, buf: Buffer, len: number, from: number, base: ChunkRef | undefined): void {
+    this.slots.set(idx, { state: ChunkState.dirty, buf, len, from, base })
     this.wb.dirtyBytes += buf.length
     this.wb.track(this)
   }
@@ -304,7 +438,8 @@ export class OpenFile {
 
   /**
    * Waits for an upload slot (backpressure), then freezes chunk `idx` if it is
-   * still dirty and uploads it in the background. False if it was not dirty.
+   * still dirty and uploads it in the background: the whole buffer, or for an
+   * appending one only its bytes from `from` on (a slice). False if it was not dirty.
    */
   private async startUpload(idx: number): Promise<boolean> {
     if (this.slots.get(idx)?.state !== ChunkState.dirty) return false
@@ -314,11 +449,18 @@ export class OpenFile {
       this.wb.slots.release()
       return false
     }
-    const body = slot.buf.subarray(0, slot.len)
-    const up: Upload = { idx, hash: sha256hex(body), body, buf: slot.buf, superseded: false }
+    if (slot.from > 0 && slot.len <= slot.from) {
+      // nothing past the base (cut by a truncate): the chunk is its base again
+      this.wb.slots.release()
+      this.slots.delete(idx)
+      this.wb.dirtyBytes -= slot.buf.length
+      return false
+    }
+    const body = slot.buf.subarray(slot.from, slot.len)
+    const up: Upload = { idx, hash: sha256hex(body), body, buf: slot.buf, from: slot.from, base: slot.base, superseded: false }
     this.slots.set(idx, { state: ChunkState.uploading, upload: up })
     const job = this.wb.blocks.put(body, up.hash).then(
-      (put) => this.uploaded(up, { idx, hash: put.hash, len: body.length, nodes: put.nodes, sums: put.sums }),
+      (put) => this.uploaded(up, { hash: put.hash, len: body.length, nodes: put.nodes, sums: put.sums }),
       (err: unknown) => this.uploadFailed(up, err),
     )
     const tracked = job.finally(() => {
@@ -330,14 +472,20 @@ export class OpenFile {
   }
 
   /** uploading -> uploaded, unless the chunk moved on meanwhile. */
-  private uploaded(up: Upload, ref: ChunkRef): void {
+  private uploaded(up: Upload, block: { hash: string; len: number; nodes: string[]; sums: Uint8Array }): void {
     this.wb.dirtyBytes -= up.buf.length
     const slot = this.slots.get(up.idx)
     if (up.superseded || slot?.state !== ChunkState.uploading || slot.upload !== up) return
-    this.slots.set(up.idx, { state: ChunkState.uploaded, ref })
+    if (up.from > 0 && up.base) {
+      const commit: ChunkRef = { idx: up.idx, ...block, expect: { len: up.from, last: lastHash(up.base)! }, append: true }
+      this.slots.set(up.idx, { state: ChunkState.uploaded, ref: withSlice(up.base, block), commit, base: up.base })
+    } else {
+      const ref: ChunkRef = { idx: up.idx, ...block }
+      this.slots.set(up.idx, { state: ChunkState.uploaded, ref, commit: ref, base: undefined })
+    }
     // a full chunk is handed to the cache as is; a partial one is copied so the
     // 4 MiB buffer behind it is not pinned for a few bytes
-    this.wb.cache.add(ref.hash!, up.body.length === up.buf.length ? up.body : Buffer.from(up.body))
+    this.wb.cache.add(block.hash, up.body.length === up.buf.length ? up.body : Buffer.from(up.body))
   }
 
   /**
@@ -352,22 +500,48 @@ export class OpenFile {
       this.wb.dirtyBytes -= up.buf.length
       return
     }
-    this.slots.set(up.idx, { state: ChunkState.dirty, buf: up.buf, len: up.body.length })
+    this.slots.set(up.idx, { state: ChunkState.dirty, buf: up.buf, len: up.from + up.body.length, from: up.from, base: up.base })
     this.uploadError ??= err
   }
 
   // ---- flush, truncate, discard ----
 
-  /** Waits for uploads, uploads the rest, commits chunks + size in one call. */
-  flush(meta: MetaApi, session: string): Promise<void> {
-    return this.lock.run(() => this.flushLocked(meta, session))
+  /**
+   * Waits for uploads, uploads the rest, commits chunks + size in one call,
+   * then compacts chunks that are due. `closing`: the last handle is closing.
+   */
+  flush(meta: MetaApi, session: string, closing = false): Promise<void> {
+    return this.lock.run(() => this.flushLocked(meta, session, closing))
   }
 
-  private async flushLocked(meta: MetaApi, session: string): Promise<void> {
-    this.inlineSmall()
+  private async flushLocked(meta: MetaApi, session: string, closing = false): Promise<void> {
+    const committed: number[] = []
+    for (let attempt = 0; ; attempt++) {
+      this.inlineSmall()
+      for (const [idx, slot] of [...this.slots]) if (slot.state === ChunkState.dirty) await this.wholeIfDue(idx)
+      await this.uploadAll()
+      try {
+        committed.push(...(await this.commitUploaded(meta, session)))
+        break
+      } catch (err) {
+        // a chunk we appended to (or compacted) changed in meta: rewrite it whole
+        if (codeOf(err) !== 'EAGAIN' || attempt >= 2) throw err
+        await this.unAppend()
+      }
+    }
+    if (this.wb.opts.compact !== false) {
+      const due = new Set(committed)
+      if (closing) for (const idx of this.sliced) due.add(idx)
+      for (const idx of [...due].sort((a, b) => a - b)) await this.compactIfDue(meta, session, idx, closing)
+    }
+    this.releaseUnneeded()
+  }
+
+  /** Uploads every dirty chunk and waits for all uploads; throws the first upload error. */
+  private async uploadAll(): Promise<void> {
     for (;;) {
       for (const [idx, slot] of [...this.slots]) if (slot.state === ChunkState.dirty) await this.startUpload(idx)
-      if (this.uploads.size === 0 && ![...this.slots.values()].some((s) => s.state === ChunkState.dirty)) break
+      if (this.uploads.size === 0 && ![...this.slots.values()].some((s) => s.state === ChunkState.dirty)) return
       await Promise.allSettled([...this.uploads])
       if (this.uploadError !== undefined) {
         const err = this.uploadError
@@ -375,32 +549,95 @@ export class OpenFile {
         throw err instanceof BerthError ? err : new BerthError('EIO', `upload failed: ${(err as Error).message}`, { cause: err })
       }
     }
-    const refs: ChunkRef[] = []
-    for (const slot of this.slots.values()) if (slot.state === ChunkState.uploaded) refs.push(slot.ref)
-    refs.sort((a, b) => a.idx - b.idx)
-    if (refs.length > 0 || this.sizeDirty) {
-      const size = this.size
-      let attr: Attr | undefined
-      for (let i = 0; i === 0 || i < refs.length; i += COMMIT_PAGE) {
-        const reply = await meta.call('commit', { ino: this.attr.ino, session, size, chunks: refs.slice(i, i + COMMIT_PAGE), mtime: this.mtime })
-        attr = reply.attr
-      }
-      // uploaded -> committed (clean): nothing else ran meanwhile, the lock is ours
-      for (const ref of refs) {
-        const slot = this.slots.get(ref.idx)
-        if (slot?.state === ChunkState.uploaded && slot.ref === ref) this.slots.delete(ref.idx)
-        if (ref.hash || ref.data) this.chunks.set(ref.idx, ref)
-        else this.chunks.delete(ref.idx)
-      }
-      for (const idx of [...this.chunks.keys()]) if (idx * this.chunkSize >= size) this.chunks.delete(idx)
-      if (attr) {
-        this.attr = attr
-        this.size = attr.size
-      }
-      this.sizeDirty = false
-      this.mtime = undefined
+  }
+
+  /** Commits every uploaded chunk and the size; uploaded -> committed. Returns the chunk indexes committed. */
+  private async commitUploaded(meta: MetaApi, session: string): Promise<number[]> {
+    const done: Array<Slot & { state: 'uploaded' }> = []
+    for (const slot of this.slots.values()) if (slot.state === ChunkState.uploaded) done.push(slot)
+    done.sort((a, b) => a.ref.idx - b.ref.idx)
+    if (done.length === 0 && !this.sizeDirty) return []
+    const size = this.size
+    let attr: Attr | undefined
+    for (let i = 0; i === 0 || i < done.length; i += COMMIT_PAGE) {
+      const chunks = done.slice(i, i + COMMIT_PAGE).map((s) => s.commit)
+      const reply = await meta.call('commit', { ino: this.attr.ino, session, size, chunks, mtime: this.mtime })
+      attr = reply.attr
     }
-    this.releaseUnneeded()
+    // uploaded -> committed (clean): nothing else ran meanwhile, the lock is ours
+    for (const slot of done) {
+      const idx = slot.ref.idx
+      if (this.slots.get(idx) === slot) this.slots.delete(idx)
+      this.setChunk(slot.ref)
+    }
+    for (const idx of [...this.chunks.keys()]) if (idx * this.chunkSize >= size) this.setChunk({ idx, hash: null, len: 0, nodes: [] })
+    if (attr) {
+      this.attr = attr
+      this.size = attr.size
+    }
+    this.sizeDirty = false
+    this.mtime = undefined
+    return done.map((s) => s.ref.idx)
+  }
+
+  /** After EAGAIN: every uploaded slice becomes a dirty buffer of its whole chunk (base read back). */
+  private async unAppend(): Promise<void> {
+    for (const [idx, slot] of [...this.slots]) {
+      if (slot.state !== ChunkState.uploaded || !slot.commit.expect) continue
+      const len = chunkLen(slot.ref)
+      this.slots.set(idx, { state: ChunkState.loading })
+      const buf = Buffer.alloc(bufferSize(len, this.chunkSize))
+      try {
+        await this.readInto(slot.ref, 0, len, buf)
+      } catch (err) {
+        this.slots.set(idx, slot)
+        throw err
+      }
+      if (slot.commit.hash) this.unneeded.add(slot.commit.hash)
+      this.setDirty(idx, buf, len, 0, undefined)
+    }
+  }
+
+  /**
+   * Compaction (under the lock, after a commit): a committed chunk with slices
+   * that is full, at MAX_SLICES, or (closing) mostly slices is read, uploaded
+   * as one block and committed on the condition that it is still the chunk we
+   * read. Its slice blocks then lose their references in meta and go through
+   * GC like any other. A failure only leaves the chunk fragmented.
+   */
+  private async compactIfDue(meta: MetaApi, session: string, idx: number, closing: boolean): Promise<void> {
+    const ref = this.chunks.get(idx)
+    const n = ref?.slices?.length ?? 0
+    if (!ref?.hash || n === 0 || this.slots.has(idx)) return
+    const len = chunkLen(ref)
+    const atClose = this.wb.opts.compactAtClose ?? COMPACT_AT_CLOSE
+    const due = len >= this.chunkSize || n >= MAX_SLICES || (closing && n >= atClose && len - ref.len >= ref.len)
+    if (!due) return
+    let hash: string | undefined
+    try {
+      const buf = Buffer.alloc(len)
+      await this.readInto(ref, 0, len, buf)
+      const h = sha256hex(buf)
+      await this.wb.slots.acquire()
+      let put: BlockPut
+      try {
+        hash = h
+        put = await this.wb.blocks.put(buf, h)
+      } finally {
+        this.wb.slots.release()
+      }
+      const next: ChunkRef = { idx, hash: h, len, nodes: put.nodes, sums: put.sums }
+      const reply = await meta.call('commit', { ino: this.attr.ino, session, size: this.size, chunks: [{ ...next, expect: { len, last: lastHash(ref)! } }] })
+      hash = undefined
+      this.attr = reply.attr
+      this.size = reply.attr.size
+      this.setChunk(next)
+      this.wb.cache.add(h, buf)
+      this.wb.compactions++
+    } catch (err) {
+      if (hash) this.wb.blocks.release([hash])
+      log.warn(`compaction of chunk ${idx} of inode ${this.attr.ino} failed (${codeOf(err) ?? (err as Error).message}); it stays in ${n + 1} blocks`)
+    }
   }
 
   /**
@@ -412,13 +649,14 @@ export class OpenFile {
   private inlineSmall(): void {
     const slot = this.slots.get(0)
     const small = this.size <= this.wb.inlineMax && this.size <= this.chunkSize
-    if (slot?.state === ChunkState.dirty && small) {
+    if (slot?.state === ChunkState.dirty && slot.from === 0 && small) {
       const len = Math.min(slot.len, this.size)
-      this.slots.set(0, { state: ChunkState.uploaded, ref: { idx: 0, hash: null, len, nodes: [], data: Buffer.from(slot.buf.subarray(0, len)) } })
+      const ref: ChunkRef = { idx: 0, hash: null, len, nodes: [], data: Buffer.from(slot.buf.subarray(0, len)) }
+      this.slots.set(0, { state: ChunkState.uploaded, ref, commit: ref, base: undefined })
       this.wb.dirtyBytes -= slot.buf.length
     } else if (slot?.state === ChunkState.uploaded && slot.ref.data && !small) {
       const data = bytesOf(slot.ref.data)
-      this.setDirty(0, this.copyOf(data, false), data.length)
+      this.setDirty(0, this.copyOf(data, false), data.length, 0, undefined)
     }
   }
 
@@ -432,8 +670,8 @@ export class OpenFile {
       const { attr } = await meta.call('setattr', { ino: this.attr.ino, size })
       const cs = this.chunkSize
       for (const [idx, ref] of [...this.chunks]) {
-        if (idx * cs >= size) this.chunks.delete(idx)
-        else if ((idx + 1) * cs > size) this.chunks.set(idx, clip(ref, size - idx * cs))
+        if (idx * cs >= size) this.setChunk({ idx, hash: null, len: 0, nodes: [] })
+        else if ((idx + 1) * cs > size) this.setChunk(clipRef(ref, size - idx * cs))
       }
       for (const [idx, slot] of [...this.slots]) {
         if (idx * cs >= size) this.dropSlot(idx, slot)
@@ -447,15 +685,24 @@ export class OpenFile {
     })
   }
 
-  /** Cuts chunk `idx` (not clean) to `keep` bytes. */
+  /** Cuts chunk `idx` (not clean) to `keep` bytes; one whose new bytes all go is its (clipped) base again. */
   private clipSlot(idx: number, slot: Slot, keep: number): void {
     if (slot.state === ChunkState.uploaded) {
-      this.slots.set(idx, { state: ChunkState.uploaded, ref: clip(slot.ref, keep) })
+      const at = slot.commit.append ? slot.commit.expect!.len : 0
+      if (slot.commit.append && keep <= at) return this.dropSlot(idx, slot)
+      const commit = slot.commit.append ? { ...slot.commit, len: Math.min(slot.commit.len, keep - at) } : clipRef(slot.commit, keep)
+      this.slots.set(idx, { state: ChunkState.uploaded, ref: clipRef(slot.ref, keep), commit, base: slot.base })
     } else if (slot.state === ChunkState.uploading) {
-      this.supersede(slot.upload)
-      const kept = slot.upload.body.subarray(0, Math.min(keep, slot.upload.body.length))
-      this.setDirty(idx, this.copyOf(kept, false), kept.length)
+      const up = slot.upload
+      this.supersede(up)
+      if (up.from > 0 && keep <= up.from) {
+        this.slots.delete(idx)
+        return
+      }
+      const end = Math.min(keep, up.from + up.body.length)
+      this.setDirty(idx, this.copyOf(up.buf.subarray(0, end), false), end, up.from, up.base)
     } else if (slot.state === ChunkState.dirty) {
+      if (slot.from > 0 && keep <= slot.from) return this.dropSlot(idx, slot)
       if (keep < slot.buf.length) slot.buf.fill(0, keep)
       slot.len = Math.min(slot.len, keep)
     }
@@ -466,7 +713,7 @@ export class OpenFile {
     this.slots.delete(idx)
     if (slot.state === ChunkState.dirty) this.wb.dirtyBytes -= slot.buf.length
     else if (slot.state === ChunkState.uploading) this.supersede(slot.upload)
-    else if (slot.state === ChunkState.uploaded && slot.ref.hash) this.unneeded.add(slot.ref.hash)
+    else if (slot.state === ChunkState.uploaded && slot.commit.hash) this.unneeded.add(slot.commit.hash)
   }
 
   /** Drops all local state (the last handle is gone); uploads not committed are released. */
@@ -482,16 +729,10 @@ export class OpenFile {
     const held = new Set<string>()
     for (const slot of this.slots.values()) {
       if (slot.state === ChunkState.uploading && !slot.upload.superseded) held.add(slot.upload.hash)
-      else if (slot.state === ChunkState.uploaded && slot.ref.hash) held.add(slot.ref.hash)
+      else if (slot.state === ChunkState.uploaded && slot.commit.hash) held.add(slot.commit.hash)
     }
     const gone = [...this.unneeded].filter((h) => !held.has(h))
     this.unneeded.clear()
     if (gone.length) this.wb.blocks.release(gone)
   }
-}
-
-/** `ref` cut to `keep` bytes (truncate never rewrites a block: it clips `len`). */
-function clip(ref: ChunkRef, keep: number): ChunkRef {
-  const len = Math.min(ref.len, keep)
-  return { ...ref, len, data: ref.data?.subarray(0, len) }
 }

@@ -31,6 +31,8 @@ export interface VfsOptions {
   /** Dirty write-back buffers bound in bytes. */
   maxDirtyBytes: number
   maxUploads: number
+  /** Compact appended slices (default true; docs/data-node.md#appends-slices-and-compaction). */
+  compact?: boolean
   readaheadChunks: number
   /** Safety-net TTL of cached entries and attributes. */
   metaTtlMs: number
@@ -107,7 +109,7 @@ export class Vfs {
   ) {
     this.cache = new MetaCache({ ttlMs: opts.metaTtlMs, maxAttrs: 200_000, maxDirs: 10_000 })
     this.blocks = new BlockCache(blockApi, { maxBytes: opts.cacheBytes })
-    this.wb = new Writeback(blockApi, this.blocks, { chunkSize: opts.chunkSize, maxDirtyBytes: opts.maxDirtyBytes, maxUploads: opts.maxUploads })
+    this.wb = new Writeback(blockApi, this.blocks, { chunkSize: opts.chunkSize, maxDirtyBytes: opts.maxDirtyBytes, maxUploads: opts.maxUploads, compact: opts.compact })
   }
 
   invalidate(inv: Invalidation): void {
@@ -573,7 +575,8 @@ export class Vfs {
   async flush(fh: number): Promise<void> {
     const h = this.handle(fh)
     if (!h.wrote) return
-    await h.file.flush(this.meta, this.opts.session)
+    // the last handle's close may compact appended slices (client/open-file.ts)
+    await h.file.flush(this.meta, this.opts.session, h.file.handles === 1)
     this.afterCommit(h.file)
   }
 
@@ -592,7 +595,7 @@ export class Vfs {
       if (this.lost.has(f.attr.ino)) throw fsError('EIO', `inode ${f.attr.ino} was freed while this mount's session had lapsed; its unsaved data is lost`)
       // the last handle also commits what is still dirty (a failed flush before)
       if (h.wrote || (f.handles === 1 && f.isDirty)) {
-        await f.flush(this.meta, this.opts.session)
+        await f.flush(this.meta, this.opts.session, f.handles === 1)
         this.afterCommit(f)
       }
     } finally {

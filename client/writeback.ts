@@ -22,11 +22,20 @@ export interface WritebackOptions {
   maxUploads: number
   /** Files up to this size are committed inline in meta (default INLINE_MAX; tests use less). */
   inlineMax?: number
+  /**
+   * Compact appended slices (docs/data-node.md#appends-slices-and-compaction);
+   * default true. false leaves chunks fragmented (benchmarks of fragmented reads).
+   */
+  compact?: boolean
+  /** Slices a chunk needs before the last close compacts it (default 16; the model test uses fewer). */
+  compactAtClose?: number
 }
 
 export class Writeback {
   readonly slots: Semaphore
   dirtyBytes = 0
+  /** Chunks compacted into one block by this mount (metrics). */
+  compactions = 0
   private readonly files = new Set<Relievable>()
 
   constructor(

@@ -52,6 +52,28 @@ const caller = { uid: u32, gid: u32 }
  */
 export const INLINE_MAX = 64 * 1024
 
+/**
+ * Appended slices (docs/data-node.md#appends-slices-and-compaction): a chunk is
+ * its base block followed by at most MAX_SLICES slices, each a whole block of
+ * `len` bytes placed right after the previous one. Small appends + fsync upload
+ * only their new bytes as a slice; the writer compacts the chunk into one block
+ * once it is full (or too fragmented, or at the last close).
+ */
+export const MAX_SLICES = 1023
+
+const sums = z
+  .custom<Uint8Array>((v) => v instanceof Uint8Array, 'sums must be bytes')
+  .refine((b) => b.length % 4 === 0 && b.length <= 4096, 'sums: 4 bytes per 64 KiB piece, at most 1024 pieces')
+
+/** One appended slice of a chunk (in `ChunkRef.slices`). */
+export const sliceRef = z.object({
+  hash: blockHash,
+  len: size,
+  nodes: z.array(z.string().max(64)).max(16),
+  sums: sums.optional(),
+})
+export type SliceRef = z.infer<typeof sliceRef>
+
 export const chunkRef = z.object({
   idx: z.number().int().min(0).max(0x7fffffff),
   hash: blockHash.nullable(),
@@ -67,10 +89,21 @@ export const chunkRef = z.object({
    * the writer; readers verify every byte they return against it. Absent for
    * holes, inline chunks and blocks written before checksums existed.
    */
-  sums: z
-    .custom<Uint8Array>((v) => v instanceof Uint8Array, 'sums must be bytes')
-    .refine((b) => b.length % 4 === 0 && b.length <= 4096, 'sums: 4 bytes per 64 KiB piece, at most 1024 pieces')
-    .optional(),
+  sums: sums.optional(),
+  /**
+   * Replies: the chunk's slices after its base block (`hash`, `len`), in order;
+   * the chunk holds `len` + the slices' lengths bytes. Never sent in a commit.
+   */
+  slices: z.array(sliceRef).max(MAX_SLICES).optional(),
+  /**
+   * Commits: apply this ref only if the chunk now holds `len` bytes and ends
+   * with block `last` (its last slice, else its base), i.e. is what the writer
+   * built on; else EAGAIN and nothing of the commit is applied. With `append`,
+   * the block is added as a slice at position `expect.len`; without, it
+   * replaces the chunk (compaction).
+   */
+  expect: z.object({ len: size, last: blockHash }).optional(),
+  append: z.boolean().optional(),
 })
 export type ChunkRef = z.infer<typeof chunkRef>
 

@@ -1,14 +1,17 @@
 /**
  * File contents and client sessions: open/release, chunk maps, commit.
  *
- * A commit replaces the listed chunks, moves block references (+1 for the new
- * block, -1 for the replaced one), records replica locations and sets the size,
- * all in one transaction: a reader sees either the old map or the new one.
+ * A commit replaces the listed chunks (or appends a slice to one), moves block
+ * references (+1 for the new block, -1 for each replaced base or slice), records
+ * replica locations and sets the size, all in one transaction: a reader sees
+ * either the old map or the new one. Appends and compactions are conditional
+ * on the chunk being what the writer built on (EAGAIN otherwise;
+ * docs/data-node.md#appends-slices-and-compaction).
  * Sessions are leases: an expired session's open files are released, which may
  * free inodes that were unlinked while open.
  */
 import { fsError } from '../common/errors'
-import { INLINE_MAX, type ChunkRef, type MetaParsed, type MetaReplies } from '../common/protocol'
+import { INLINE_MAX, MAX_SLICES, type ChunkRef, type MetaParsed, type MetaReplies, type SliceRef } from '../common/protocol'
 import type { Changes, MetaEnv } from './context'
 import { isDir, isReg } from '../common/modes'
 import { clipChunks, freeIfUnused, mustInode, refBlock, toAttr, unrefBlock } from './inodes'
@@ -19,6 +22,14 @@ import { clockMs, nowTs } from './time'
 /** Lease given to a session that first shows up in `open` without a `session` call. */
 export const DEFAULT_SESSION_TTL_MS = 60_000
 
+/**
+ * Budget of one chunk-map page in bytes (a reply is at most MAX_MESSAGE_BYTES):
+ * fragmented chunks carry up to MAX_SLICES slices each, so a page ends early
+ * when its slices would not fit. A page always holds at least one chunk.
+ */
+const PAGE_BYTES = 512 * 1024
+const REF_BYTES = 200
+
 async function chunkPage(c: Conn, ino: number, from: number, limit: number): Promise<{ chunks: ChunkRef[]; more: boolean }> {
   const rows = await c.all<{ idx: number; hash: string | null; len: number; data: Buffer | null; sums: Buffer | null }>(
     `SELECT c.idx AS idx, c.hash AS hash, c.len AS len, NULL AS data, b.sums AS sums FROM chunks c LEFT JOIN blocks b ON b.hash = c.hash WHERE c.ino = ? AND c.idx >= ?
@@ -26,14 +37,40 @@ async function chunkPage(c: Conn, ino: number, from: number, limit: number): Pro
      ORDER BY idx LIMIT ?`,
     [ino, from, ino, from, limit + 1],
   )
-  const more = rows.length > limit
-  const page = more ? rows.slice(0, limit) : rows
+  let more = rows.length > limit
+  let page = more ? rows.slice(0, limit) : rows
+  const slices = new Map<number, SliceRef[]>()
   const nodes = new Map<string, string[]>()
   if (page.length) {
+    const first = page[0]!.idx
+    const last = page[page.length - 1]!.idx
+    const sl = await c.all<{ idx: number; hash: string; len: number; sums: Buffer | null }>(
+      'SELECT s.idx AS idx, s.hash AS hash, s.len AS len, b.sums AS sums FROM slices s LEFT JOIN blocks b ON b.hash = s.hash WHERE s.ino = ? AND s.idx BETWEEN ? AND ? ORDER BY s.idx, s.pos',
+      [ino, first, last],
+    )
+    for (const r of sl) {
+      const list = slices.get(r.idx) ?? []
+      list.push({ hash: r.hash, len: r.len, nodes: [], ...(r.sums ? { sums: r.sums } : {}) })
+      slices.set(r.idx, list)
+    }
+    let bytes = 0
+    let n = 0
+    for (const r of page) {
+      let cost = REF_BYTES + (r.data?.length ?? 0) + (r.sums?.length ?? 0)
+      for (const s of slices.get(r.idx) ?? []) cost += REF_BYTES + (s.sums?.length ?? 0)
+      if (n > 0 && bytes + cost > PAGE_BYTES) break
+      bytes += cost
+      n++
+    }
+    if (n < page.length) {
+      page = page.slice(0, n)
+      more = true
+    }
     const reps = await c.all<{ hash: string; node_id: string }>(
       `SELECT r.hash, r.node_id FROM replicas r
-       WHERE r.hash IN (SELECT hash FROM chunks WHERE ino = ? AND idx BETWEEN ? AND ?) ORDER BY r.node_id`,
-      [ino, page[0]!.idx, page[page.length - 1]!.idx],
+       WHERE r.hash IN (SELECT hash FROM chunks WHERE ino = ? AND idx BETWEEN ? AND ? UNION SELECT hash FROM slices WHERE ino = ? AND idx BETWEEN ? AND ?)
+       ORDER BY r.node_id`,
+      [ino, first, page[page.length - 1]!.idx, ino, first, page[page.length - 1]!.idx],
     )
     for (const r of reps) {
       const list = nodes.get(r.hash) ?? []
@@ -41,14 +78,28 @@ async function chunkPage(c: Conn, ino: number, from: number, limit: number): Pro
       nodes.set(r.hash, list)
     }
   }
+  const where = (hash: string) => (nodes.get(hash) ?? []).slice(0, 16)
   return {
-    chunks: page.map((r) =>
-      r.hash === null
-        ? { idx: r.idx, hash: null, len: r.len, nodes: [], data: r.data ?? Buffer.alloc(0) }
-        : { idx: r.idx, hash: r.hash, len: r.len, nodes: (nodes.get(r.hash) ?? []).slice(0, 16), ...(r.sums ? { sums: r.sums } : {}) },
-    ),
+    chunks: page.map((r): ChunkRef => {
+      if (r.hash === null) return { idx: r.idx, hash: null, len: r.len, nodes: [], data: r.data ?? Buffer.alloc(0) }
+      const ref: ChunkRef = { idx: r.idx, hash: r.hash, len: r.len, nodes: where(r.hash), ...(r.sums ? { sums: r.sums } : {}) }
+      const sl = slices.get(r.idx)
+      if (sl) ref.slices = sl.map((s) => ({ ...s, nodes: where(s.hash) }))
+      return ref
+    }),
     more,
   }
+}
+
+/** The chunk as meta holds it: bytes, last block, slice count; undefined when it has no block. */
+async function chunkEnd(tx: Conn, ino: number, idx: number): Promise<{ len: number; last: string; slices: number } | undefined> {
+  const base = await tx.get<{ hash: string; len: number }>('SELECT hash, len FROM chunks WHERE ino = ? AND idx = ?', [ino, idx])
+  if (!base) return undefined
+  const tail = await tx.get<{ pos: number; hash: string; len: number; n: number }>(
+    'SELECT pos, hash, len, (SELECT COUNT(*) FROM slices WHERE ino = ? AND idx = ?) AS n FROM slices WHERE ino = ? AND idx = ? ORDER BY pos DESC LIMIT 1',
+    [ino, idx, ino, idx],
+  )
+  return tail ? { len: tail.pos + tail.len, last: tail.hash, slices: tail.n } : { len: base.len, last: base.hash, slices: 0 }
 }
 
 /** Records that `session` holds `ino` open (keeps an unlinked inode alive). */
@@ -84,6 +135,10 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
       // small files only: meta is not a place for bulk data
       if (b.size > INLINE_MAX) throw fsError('EINVAL', `chunk ${c.idx}: inline data in a file of ${b.size} bytes (at most ${INLINE_MAX})`)
     } else if (c.hash === null && c.len !== 0) throw fsError('EINVAL', `chunk ${c.idx}: a hole has len 0`)
+    if (c.slices !== undefined) throw fsError('EINVAL', `chunk ${c.idx}: slices are added one commit each (append), not listed`)
+    if ((c.expect || c.append) && c.hash === null) throw fsError('EINVAL', `chunk ${c.idx}: expect/append need a block`)
+    if (c.append && !c.expect) throw fsError('EINVAL', `chunk ${c.idx}: an append names the chunk it extends (expect)`)
+    if (c.append && c.expect!.len + c.len > env.chunkSize) throw fsError('EINVAL', `chunk ${c.idx}: append of ${c.len} at ${c.expect!.len} passes the chunk size ${env.chunkSize}`)
     byIdx.set(c.idx, c)
   }
   return env.db.write(async (tx) => {
@@ -91,8 +146,18 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
     if (isDir(row.mode)) throw fsError('EISDIR', `inode ${b.ino} is a directory`)
     if (!isReg(row.mode)) throw fsError('EINVAL', `inode ${b.ino} is not a regular file`)
     const nowMs = clockMs()
+    // conditional refs first, so a refusal leaves nothing half applied (the savepoint rolls back anyway)
     for (const c of byIdx.values()) {
-      const old = await tx.get<{ hash: string }>('SELECT hash FROM chunks WHERE ino = ? AND idx = ?', [b.ino, c.idx])
+      if (!c.expect) continue
+      const now = await chunkEnd(tx, b.ino, c.idx)
+      if (!now || now.len !== c.expect.len || now.last !== c.expect.last) {
+        throw fsError('EAGAIN', `chunk ${c.idx} changed since the writer read it (it expected ${c.expect.len} bytes ending with ${c.expect.last.slice(0, 12)}); rewrite the whole chunk`)
+      }
+      if (c.append && now.slices >= MAX_SLICES) throw fsError('EAGAIN', `chunk ${c.idx} has ${now.slices} slices already (at most ${MAX_SLICES}); rewrite the whole chunk`)
+    }
+    for (const c of byIdx.values()) {
+      const old = c.append ? undefined : await tx.get<{ hash: string }>('SELECT hash FROM chunks WHERE ino = ? AND idx = ?', [b.ino, c.idx])
+      const oldSlices = c.append ? [] : await tx.all<{ hash: string }>('SELECT hash FROM slices WHERE ino = ? AND idx = ?', [b.ino, c.idx])
       await tx.run('DELETE FROM inline_chunks WHERE ino = ? AND idx = ?', [b.ino, c.idx])
       if (c.data !== undefined) {
         await tx.run('DELETE FROM chunks WHERE ino = ? AND idx = ?', [b.ino, c.idx])
@@ -115,16 +180,30 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
         // a writer that reached fewer than R nodes, or a draining one (placed
         // before it left placement): repair adds or moves the copies
         if (c.nodes.length < env.replicas || c.nodes.some((n) => env.nodes.adminOf(n))) await enqueue(tx, [c.hash], nowMs)
-        await tx.run('INSERT INTO chunks (ino, idx, hash, len) VALUES (?, ?, ?, ?) ON CONFLICT (ino, idx) DO UPDATE SET hash = excluded.hash, len = excluded.len', [
-          b.ino,
-          c.idx,
-          c.hash,
-          c.len,
-        ])
+        if (c.append) {
+          await tx.run('INSERT INTO slices (ino, idx, pos, hash, len) VALUES (?, ?, ?, ?, ?)', [b.ino, c.idx, c.expect!.len, c.hash, c.len])
+        } else {
+          await tx.run('INSERT INTO chunks (ino, idx, hash, len) VALUES (?, ?, ?, ?) ON CONFLICT (ino, idx) DO UPDATE SET hash = excluded.hash, len = excluded.len', [
+            b.ino,
+            c.idx,
+            c.hash,
+            c.len,
+          ])
+        }
       } else {
         await tx.run('DELETE FROM chunks WHERE ino = ? AND idx = ?', [b.ino, c.idx])
       }
+      if (oldSlices.length) await tx.run('DELETE FROM slices WHERE ino = ? AND idx = ?', [b.ino, c.idx])
       if (old) await unrefBlock(tx, old.hash, nowMs)
+      for (const sl of oldSlices) await unrefBlock(tx, sl.hash, nowMs)
+    }
+    // a compaction only changes how the bytes are stored: size and times stay
+    // (the chunk map's version, gen, still moves so caches take the new map)
+    const compaction = byIdx.size > 0 && [...byIdx.values()].every((c) => c.expect && !c.append)
+    if (compaction) {
+      await tx.run('UPDATE inodes SET gen = gen + 1 WHERE ino = ?', [b.ino])
+      ch.ino(b.ino)
+      return { attr: toAttr(await mustInode(tx, b.ino)) }
     }
     await clipChunks(tx, b.ino, b.size, env.chunkSize, nowMs)
     const now = nowTs()

@@ -142,10 +142,18 @@ export async function clipChunks(c: Conn, ino: number, size: number, chunkSize: 
   for (const g of gone) await unrefBlock(c, g.hash, nowMs)
   if (gone.length) await c.run('DELETE FROM chunks WHERE ino = ? AND idx >= ?', [ino, firstGone])
   await c.run('DELETE FROM inline_chunks WHERE ino = ? AND idx >= ?', [ino, firstGone])
+  const goneSlices = await c.all<{ hash: string }>('SELECT hash FROM slices WHERE ino = ? AND idx >= ?', [ino, firstGone])
+  for (const g of goneSlices) await unrefBlock(c, g.hash, nowMs)
+  if (goneSlices.length) await c.run('DELETE FROM slices WHERE ino = ? AND idx >= ?', [ino, firstGone])
   if (size % chunkSize !== 0) {
     const last = firstGone - 1
     const keep = size - last * chunkSize
     await c.run('UPDATE chunks SET len = min(len, ?) WHERE ino = ? AND idx = ?', [keep, ino, last])
+    // slices wholly past the cut go, the one across it is shortened (blocks are never rewritten)
+    const cut = await c.all<{ hash: string }>('SELECT hash FROM slices WHERE ino = ? AND idx = ? AND pos >= ?', [ino, last, keep])
+    for (const g of cut) await unrefBlock(c, g.hash, nowMs)
+    if (cut.length) await c.run('DELETE FROM slices WHERE ino = ? AND idx = ? AND pos >= ?', [ino, last, keep])
+    await c.run('UPDATE slices SET len = ? - pos WHERE ino = ? AND idx = ? AND pos + len > ?', [keep, ino, last, keep])
     // substr() counts bytes on a BLOB
     await c.run('UPDATE inline_chunks SET data = substr(data, 1, ?) WHERE ino = ? AND idx = ? AND length(data) > ?', [keep, ino, last, keep])
   }
@@ -167,6 +175,9 @@ export async function freeIfUnused(c: Conn, ino: number, nowMs: number): Promise
   const chunks = await c.all<{ hash: string }>('SELECT hash FROM chunks WHERE ino = ?', [ino])
   for (const ch of chunks) await unrefBlock(c, ch.hash, nowMs)
   await c.run('DELETE FROM chunks WHERE ino = ?', [ino])
+  const slices = await c.all<{ hash: string }>('SELECT hash FROM slices WHERE ino = ?', [ino])
+  for (const sl of slices) await unrefBlock(c, sl.hash, nowMs)
+  await c.run('DELETE FROM slices WHERE ino = ?', [ino])
   await c.run('DELETE FROM inline_chunks WHERE ino = ?', [ino])
   await c.run('DELETE FROM xattrs WHERE ino = ?', [ino])
   await c.run('DELETE FROM inodes WHERE ino = ?', [ino])

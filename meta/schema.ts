@@ -177,6 +177,25 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       ) WITHOUT ROWID;
     `)
   },
+  // v8: appended slices (docs/data-node.md#appends-slices-and-compaction). A
+  // chunk is its `chunks` row (the base block) followed by its slices in `pos`
+  // order, each a whole block of `len` bytes starting at `pos` in the chunk,
+  // so a small append + fsync uploads only its new bytes. Each slice holds one
+  // reference on its block, like a chunk row: GC, pins, reconciliation and
+  // repair see a slice block as any referenced block.
+  async (c) => {
+    await c.exec(`
+      CREATE TABLE slices (
+        ino INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        pos INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        len INTEGER NOT NULL,
+        PRIMARY KEY (ino, idx, pos)
+      ) WITHOUT ROWID;
+      CREATE INDEX slices_hash ON slices (hash);
+    `)
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

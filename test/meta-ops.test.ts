@@ -160,6 +160,37 @@ t.test('metadata operations', async (t) => {
     await t.rejects(commit({ ino: f.ino, session: s, size: 1, chunks: [{ idx: 0, hash: hash(1), len: 5 * 1024 * 1024, nodes: [] }] }), code('EINVAL'))
   })
 
+  t.test('slices: conditional appends, compaction, clip, references (docs/data-node.md#appends-slices-and-compaction)', async (t) => {
+    const f = await mkfile(ROOT_INO, uniq('sl'))
+    const s = uniq('sess')
+    const before = (await m.call('status', {})).blocks
+    await commit({ ino: f.ino, session: s, size: 100, chunks: [{ idx: 0, hash: hash(201), len: 100, nodes: ['a'] }] })
+    const append = (h: number, at: number, last: number, len = 10) =>
+      commit({ ino: f.ino, session: s, size: at + len, chunks: [{ idx: 0, hash: hash(h), len, nodes: ['b'], expect: { len: at, last: hash(last) }, append: true }] })
+    await append(202, 100, 201)
+    await append(203, 110, 202)
+    const p = (await m.call('chunks', { ino: f.ino })).chunks
+    t.same(p, [{ idx: 0, hash: hash(201), len: 100, nodes: ['a'], slices: [{ hash: hash(202), len: 10, nodes: ['b'] }, { hash: hash(203), len: 10, nodes: ['b'] }] }], 'base then slices in order, each with its replicas')
+    t.equal((await m.call('status', {})).blocks, before + 3, 'each slice references its block')
+    await t.rejects(append(204, 110, 202), code('EAGAIN'), 'an append to a chunk that moved on is refused')
+    await t.rejects(append(204, 120, 202), code('EAGAIN'), 'the last block must match too')
+    t.equal((await getattr(f.ino)).size, 120, 'a refused append changed nothing')
+    await m.call('setattr', { ino: f.ino, size: 115 })
+    t.same((await m.call('chunks', { ino: f.ino })).chunks[0]!.slices?.map((x) => x.len), [10, 5], 'truncate clips the slice across the cut')
+    await m.call('setattr', { ino: f.ino, size: 105 })
+    t.same((await m.call('chunks', { ino: f.ino })).chunks[0]!.slices?.map((x) => x.len), [5], 'and drops slices past it')
+    t.equal((await m.call('status', {})).blocks, before + 2, 'a dropped slice gave up its reference')
+    const mtime = (await getattr(f.ino)).mtime
+    const compacted = await commit({ ino: f.ino, session: s, size: 105, chunks: [{ idx: 0, hash: hash(205), len: 105, nodes: ['a'], expect: { len: 105, last: hash(202) } }] })
+    t.same(compacted.attr.mtime, mtime, 'a compaction keeps mtime')
+    t.same((await m.call('chunks', { ino: f.ino })).chunks, [{ idx: 0, hash: hash(205), len: 105, nodes: ['a'] }], 'compaction: one block, no slices')
+    t.equal((await m.call('status', {})).blocks, before + 1, 'the base and slice blocks gave up their references')
+    await t.rejects(commit({ ino: f.ino, session: s, size: 105, chunks: [{ idx: 0, hash: hash(206), len: 105, nodes: ['a'], expect: { len: 105, last: hash(202) } }] }), code('EAGAIN'), 'a compaction of a chunk that changed is refused')
+    await t.rejects(commit({ ino: f.ino, session: s, size: 5, chunks: [{ idx: 0, hash: hash(207), len: 5, nodes: ['a'], append: true }] }), code('EINVAL'), 'an append names what it extends')
+    await t.rejects(commit({ ino: f.ino, session: s, size: 5, chunks: [{ idx: 1, hash: hash(207), len: 5, nodes: ['a'], expect: { len: 0, last: hash(1) }, append: true }] }), code('EAGAIN'), 'a hole cannot be appended to')
+    await m.call('release', { ino: f.ino, session: s })
+  })
+
   t.test('inline chunks: stored in meta, clipped, replaced by a block, refused when misused', async (t) => {
     const f = await mkfile(ROOT_INO, uniq('in'))
     const s = uniq('sess')

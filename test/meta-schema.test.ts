@@ -1,8 +1,9 @@
 /**
  * Schema upgrades (docs/meta.md#schema): a database written by main's v6
  * (pins with counts, suspects, repair_queue, node_admin) upgrades to v7
- * (exactly-once requests, session epochs, engine_state) in place, keeping
- * every row, and a migrated database opens again without changes.
+ * (exactly-once requests, session epochs, engine_state) and a v7 one to v8
+ * (appended slices) in place, keeping every row, and a migrated database
+ * opens again without changes.
  */
 import { join } from 'node:path'
 import t from 'tap'
@@ -35,6 +36,30 @@ t.test('a v6 database upgrades to the current version and keeps its rows', async
   t.same(await db.read.all('SELECT id, expires, epoch, ttl_ms FROM sessions'), [{ id: 's1', expires: 99, epoch: 0, ttl_ms: 60000 }])
   t.same(await db.read.all('SELECT * FROM requests'), [])
   t.same(await db.read.all('SELECT * FROM engine_state'), [])
+})
+
+t.test('a v7 database upgrades to v8 (slices) and keeps its chunk maps', async (t) => {
+  const file = join(t.testdir(), 'meta.db')
+  const v7 = await openDatabase(file, (c) => migrate(c, 7))
+  t.equal((await v7.read.get<{ user_version: number }>('PRAGMA user_version'))?.user_version, 7)
+  await v7.write(async (tx) => {
+    await tx.run("INSERT INTO inodes (mode, nlink, uid, gid, size, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns) VALUES (33188, 1, 0, 0, 10, 1, 0, 1, 0, 1, 0)")
+    await tx.run("INSERT INTO chunks (ino, idx, hash, len) VALUES (2, 0, 'h1', 10)")
+    await tx.run("INSERT INTO blocks (hash, refs, size) VALUES ('h1', 1, 10)")
+    await tx.run("INSERT INTO requests (client, n, op, reply, at) VALUES ('c', 1, 'commit', x'00', 5)")
+  })
+  await v7.close()
+
+  const db = await openDatabase(file, migrate)
+  t.teardown(() => db.close())
+  t.equal((await db.read.get<{ user_version: number }>('PRAGMA user_version'))?.user_version, SCHEMA_VERSION)
+  t.same(await db.read.all('SELECT ino, idx, hash, len FROM chunks'), [{ ino: 2, idx: 0, hash: 'h1', len: 10 }])
+  t.same(await db.read.all('SELECT hash, refs FROM blocks'), [{ hash: 'h1', refs: 1 }])
+  t.same(await db.read.all('SELECT client, n FROM requests'), [{ client: 'c', n: 1 }])
+  // v8: a chunk has no slices until an append adds one
+  t.same(await db.read.all('SELECT * FROM slices'), [])
+  await db.write((tx) => tx.run("INSERT INTO slices (ino, idx, pos, hash, len) VALUES (2, 0, 10, 'h2', 4)"))
+  t.same(await db.read.all('SELECT pos, hash, len FROM slices WHERE ino = 2 AND idx = 0'), [{ pos: 10, hash: 'h2', len: 4 }])
 })
 
 t.test('opening a current database again changes nothing', async (t) => {

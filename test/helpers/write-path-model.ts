@@ -8,7 +8,8 @@
  * made the 10,000 runs ten times slower in the tap process.
  */
 import { createHash } from 'node:crypto'
-import type { Attr, ChunkRef, MetaOp, MetaReplies, MetaRequest } from '../../common/protocol'
+import { MAX_SLICES, type Attr, type ChunkRef, type MetaOp, type MetaReplies, type MetaRequest } from '../../common/protocol'
+import { chunkLen, clipRef, extentsOf, lastHash, withSlice } from '../../common/chunk-extents'
 import { BerthError } from '../../common/errors'
 import { BlockCache } from '../../client/block-cache'
 import { OpenFile } from '../../client/open-file'
@@ -16,6 +17,8 @@ import { Writeback } from '../../client/writeback'
 import type { BlockApi, BlockPut, MetaApi } from '../../client/stores'
 
 export const SESSION = 's1'
+/** Commits of each kind over all runs of this process (the test reports them: the paths were exercised). */
+export const stats = { appends: 0, compactions: 0, refused: 0 }
 const INO = 7
 
 /** mulberry32: small, fast, seedable. */
@@ -55,6 +58,7 @@ export class MemBlocks implements BlockApi {
   readonly pins = new Set<string>()
   failRate = 0
   puts = 0
+  putBytes = 0
   constructor(private readonly w: World) {}
 
   async put(data: Uint8Array, hash?: string): Promise<BlockPut> {
@@ -62,6 +66,7 @@ export class MemBlocks implements BlockApi {
     if (hash !== undefined && hash !== h) this.w.problems.push(`put: given hash ${hash.slice(0, 8)} is not the hash of the bytes`)
     this.pins.add(h)
     this.puts++
+    this.putBytes += data.length
     await this.w.delay()
     // the bytes must not change while they are uploaded (the upload owns them)
     if (sha256(data) !== h) this.w.problems.push('put: bytes changed during the upload')
@@ -83,12 +88,20 @@ export class MemBlocks implements BlockApi {
   }
 }
 
-/** Meta as far as an open file uses it: commit and setattr(size), with meta's clipping rules. */
+/**
+ * Meta as far as an open file uses it: commit (whole chunks, appended slices,
+ * conditional compactions) and setattr(size), with meta's clipping rules.
+ * `refuseRate`: conditional refs are refused with EAGAIN at random, as when
+ * another writer changed the chunk; the writer must rewrite it whole.
+ */
 export class MemMeta implements MetaApi {
   size = 0
   gen = 0
   readonly chunks = new Map<number, ChunkRef>()
   failRate = 0
+  refuseRate = 0
+  appends = 0
+  compactions = 0
   constructor(
     private readonly w: World,
     private readonly store: MemBlocks,
@@ -105,8 +118,21 @@ export class MemMeta implements MetaApi {
     if (this.w.rand() < this.failRate) throw new BerthError('ETIMEDOUT', `injected ${op} failure`)
     if (op === 'commit') {
       const b = body as unknown as Omit<MetaRequest<'commit'>, 'rid'>
+      for (const c of b.chunks) {
+        if (!c.expect) continue
+        const cur = this.chunks.get(c.idx)
+        if (this.w.rand() < this.refuseRate) {
+          stats.refused++
+          throw new BerthError('EAGAIN', `injected: chunk ${c.idx} changed`)
+        }
+        if (!cur?.hash || chunkLen(cur) !== c.expect.len || lastHash(cur) !== c.expect.last || (c.append && (cur.slices?.length ?? 0) >= MAX_SLICES)) {
+          throw new BerthError('EAGAIN', `chunk ${c.idx} is not what the writer expected`)
+        }
+        if (c.append && c.expect.len + c.len > this.cs) this.w.problems.push(`commit: append to chunk ${c.idx} passes the chunk size`)
+      }
       // meta drops the pins in the same transaction: check them all first
       for (const c of b.chunks) if (c.hash && !this.store.pins.has(c.hash)) this.w.problems.push(`commit: chunk ${c.idx}'s block was released before its commit`)
+      const compaction = b.chunks.length > 0 && b.chunks.every((c) => c.expect && !c.append)
       for (const c of b.chunks) {
         if (c.data) {
           if (c.data.length !== c.len) this.w.problems.push(`commit: inline chunk ${c.idx} has ${c.data.length} bytes, len ${c.len}`)
@@ -117,10 +143,22 @@ export class MemMeta implements MetaApi {
           else if (c.len > block.length) this.w.problems.push(`commit: chunk ${c.idx} says len ${c.len}, its block holds ${block.length} bytes`)
           if (!c.sums) this.w.problems.push(`commit: chunk ${c.idx} without sums`)
           this.store.pins.delete(c.hash)
-          this.chunks.set(c.idx, c)
+          const ext = { hash: c.hash, len: c.len, nodes: c.nodes, ...(c.sums ? { sums: c.sums } : {}) }
+          if (c.append) {
+            this.appends++
+            stats.appends++
+            this.chunks.set(c.idx, withSlice(this.chunks.get(c.idx)!, ext))
+          } else {
+            if (c.expect) {
+              this.compactions++
+              stats.compactions++
+            }
+            this.chunks.set(c.idx, { idx: c.idx, ...ext })
+          }
         } else this.chunks.delete(c.idx)
       }
-      this.clip(b.size)
+      if (compaction) this.gen++
+      else this.clip(b.size)
       return { attr: this.attr() } as MetaReplies[Op]
     }
     if (op === 'setattr') {
@@ -136,10 +174,7 @@ export class MemMeta implements MetaApi {
     this.gen++
     for (const [idx, c] of [...this.chunks]) {
       if (idx * this.cs >= size) this.chunks.delete(idx)
-      else if ((idx + 1) * this.cs > size) {
-        const len = Math.min(c.len, size - idx * this.cs)
-        this.chunks.set(idx, { ...c, len, data: c.data?.subarray(0, len) })
-      }
+      else if ((idx + 1) * this.cs > size) this.chunks.set(idx, clipRef(c, size - idx * this.cs))
     }
   }
 
@@ -147,8 +182,12 @@ export class MemMeta implements MetaApi {
   content(): Buffer {
     const out = Buffer.alloc(this.size)
     for (const [idx, c] of this.chunks) {
-      const src = c.data ? Buffer.from(c.data) : c.hash ? this.store.blocks.get(c.hash) : undefined
-      if (src) src.subarray(0, Math.min(c.len, src.length)).copy(out, idx * this.cs)
+      if (c.data) Buffer.from(c.data).subarray(0, c.len).copy(out, idx * this.cs)
+      for (const e of extentsOf(c)) {
+        const src = this.store.blocks.get(e.ref.hash!)
+        if (!src) this.w.problems.push(`content: chunk ${idx} names a block never stored`)
+        else src.subarray(0, Math.min(e.ref.len, src.length)).copy(out, idx * this.cs + e.pos)
+      }
     }
     return out
   }
@@ -179,7 +218,7 @@ export async function scenario(seed: number): Promise<string[]> {
   const store = new MemBlocks(w)
   const meta = new MemMeta(w, store, cs)
   const cache = new BlockCache(store, { maxBytes: cs * (1 + w.int(4)) })
-  const wb = new Writeback(store, cache, { chunkSize: cs, maxDirtyBytes: cs * (1 + w.int(4)), maxUploads: 1 + w.int(3), inlineMax: [0, cs / 2, cs][w.int(3)] })
+  const wb = new Writeback(store, cache, { chunkSize: cs, maxDirtyBytes: cs * (1 + w.int(4)), maxUploads: 1 + w.int(3), inlineMax: [0, cs / 2, cs][w.int(3)], compactAtClose: 1 + w.int(3) })
   const faulty = w.rand() < 0.5
   const errors: string[] = []
 
@@ -227,6 +266,7 @@ export async function scenario(seed: number): Promise<string[]> {
 
   store.failRate = faulty ? 0.15 : 0
   meta.failRate = faulty ? 0.1 : 0
+  meta.refuseRate = w.rand() < 0.3 ? 0.2 : 0
   const steps = 10 + w.int(20)
   for (let step = 0; step < steps && errors.length === 0; step++) {
     const h = handles[w.int(handles.length)]!
@@ -258,7 +298,8 @@ export async function scenario(seed: number): Promise<string[]> {
       run(`step ${step} flush`, f.flush(meta, SESSION))
     } else {
       // close: only a handle that wrote flushes (client/vfs.ts); it is reopened at once
-      if (h.wrote) run(`step ${step} close`, f.flush(meta, SESSION))
+      // the last close may compact chunks left in slices
+      if (h.wrote) run(`step ${step} close`, f.flush(meta, SESSION, w.rand() < 0.5))
       h.wrote = false
     }
     if (w.rand() < 0.3) await quiesce()
@@ -269,6 +310,7 @@ export async function scenario(seed: number): Promise<string[]> {
   // everything flushed without faults: meta holds exactly the model, every pin went
   store.failRate = 0
   meta.failRate = 0
+  meta.refuseRate = 0
   // the first flush may still report an upload that failed before (and retry it)
   await f.flush(meta, SESSION).catch(() => f.flush(meta, SESSION)).catch((err: Error) => errors.push(`final flush: ${err.message}`))
   if (!meta.content().equals(model)) errors.push(`committed content ${JSON.stringify(meta.content().toString('latin1'))} != model ${JSON.stringify(model.toString('latin1'))}`)
@@ -281,7 +323,7 @@ export async function scenario(seed: number): Promise<string[]> {
 
 
 /** Runs seeds `from`..`from + count - 1`; the first problems of the first failing seeds. */
-export async function runSeeds(from: number, count: number): Promise<{ runs: number; failed: number; problems: string[]; ms: number }> {
+export async function runSeeds(from: number, count: number): Promise<{ runs: number; failed: number; problems: string[]; ms: number; stats: typeof stats }> {
   const started = Date.now()
   let failed = 0
   const problems: string[] = []
@@ -292,7 +334,7 @@ export async function runSeeds(from: number, count: number): Promise<{ runs: num
       if (failed <= 5) problems.push(...p.slice(0, 5))
     }
   }
-  return { runs: count, failed, problems, ms: Date.now() - started }
+  return { runs: count, failed, problems, ms: Date.now() - started, stats }
 }
 
 if (require.main === module) {
