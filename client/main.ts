@@ -184,7 +184,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     entryTimeoutS: cfg.entryTimeoutS,
     attrTimeoutS: cfg.attrTimeoutS,
   })
-  const inval = subscribeInvalidations(nc, cfg.cluster, vfs, fuse)
+  const inval = subscribeInvalidations(nc, cfg.cluster, meta.origin, vfs, fuse)
   const lease = new SessionLease(meta, {
     session,
     ttlMs: cfg.sessionTtlMs,
@@ -228,7 +228,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   }
   // Invalidations published while we were disconnected are lost for good:
   // forget every cached entry and attribute when the connection comes back.
-  onReconnect(nc, () => vfs.cache.clear())
+  onReconnect(nc, () => vfs.clearCache())
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     process.on(sig, () => {
       void shutdown(sig).finally(() => process.exit(0))
@@ -259,8 +259,14 @@ function unmount(fuse: FuseSession, mountpoint: string): void {
   }
 }
 
-/** Meta's invalidations drop this client's cache and the kernel's (pushed through the binding). */
-function subscribeInvalidations(nc: NatsConnection, cluster: string, vfs: Vfs, fuse: FuseSession): Subscription {
+/**
+ * Meta's invalidations drop this client's cache and the kernel's (pushed
+ * through the binding). Those of this mount's own requests (`by` is our
+ * origin) are not pushed: the kernel made those changes itself (it drops a
+ * parent's attributes after a create or unlink, and a removed name's dentry),
+ * and a push arriving after it re-read them would only cost another GETATTR.
+ */
+function subscribeInvalidations(nc: NatsConnection, cluster: string, origin: string, vfs: Vfs, fuse: FuseSession): Subscription {
   return nc.subscribe(subjects(cluster).inval, {
     callback: (err, msg) => {
       if (err) return
@@ -276,7 +282,9 @@ function subscribeInvalidations(nc: NatsConnection, cluster: string, vfs: Vfs, f
         ? inv.entries.filter((e): e is [number, string] => Array.isArray(e) && Number.isInteger(e[0]) && e[0] > 0 && typeof e[1] === 'string')
         : []
       const change = { inos: nums(inv?.inos), dirs: nums(inv?.dirs), entries }
-      vfs.invalidate(change)
+      const own = inv?.by === origin
+      vfs.invalidate(change, own)
+      if (own) return
       // the kernel's caches too, from the binding's notifier thread
       for (const [parent, name] of entries) fuse.invalidateEntry(parent, name)
       for (const ino of change.inos) fuse.invalidateInode(ino)

@@ -63,6 +63,8 @@ interface DirStream {
   buffered: Array<{ name: string; attr: Attr }>
   cursor: string | null
   done: boolean
+  /** foreign + changes when the listing started from the top, or -1 when it did not. */
+  epoch: number
 }
 
 const log = logger('client')
@@ -99,6 +101,10 @@ export class Vfs {
   /** Inodes freed while our session lease had lapsed (client/session-lease.ts): their handles fail. */
   private readonly lost = new Set<number>()
   private releaseTimer: NodeJS.Timeout | undefined
+  /** Foreign invalidations applied so far (see invalidate). */
+  private foreign = 0
+  /** Own namespace changes acknowledged so far (a listing page read before one may lack it). */
+  private changes = 0
 
   constructor(
     private readonly meta: MetaApi,
@@ -110,8 +116,22 @@ export class Vfs {
     this.wb = new Writeback(blockApi, this.blocks, { chunkSize: opts.chunkSize, maxDirtyBytes: opts.maxDirtyBytes, maxUploads: opts.maxUploads })
   }
 
-  invalidate(inv: Invalidation): void {
-    this.cache.apply(inv)
+  /**
+   * Meta's invalidation. `own`: caused by this mount's own request (its `by`
+   * is our MetaClient's origin); the VFS applied that change when the reply
+   * came, so directories keep their entries. Any other invalidation counts
+   * as foreign: a reply that was in flight meanwhile may describe a state
+   * older than it, so its directory attributes and listings are not cached.
+   */
+  invalidate(inv: Invalidation, own = false): void {
+    if (!own) this.foreign++
+    this.cache.apply(inv, own)
+  }
+
+  /** Forgets every cached entry and attribute (NATS reconnected: invalidations may have been lost). */
+  clearCache(): void {
+    this.foreign++
+    this.cache.clear()
   }
 
   get openFiles(): number {
@@ -126,7 +146,7 @@ export class Vfs {
     if (ino !== undefined) {
       const attr = this.cache.attr(ino)
       if (attr) return this.overlay(attr)
-    }
+    } else if (this.cache.absent(parent, name)) throw fsError('ENOENT', `no entry "${name}" in ${parent}`)
     try {
       const { attr } = await this.meta.call('lookup', { parent, name })
       this.cache.setEntry(parent, name, attr)
@@ -203,10 +223,40 @@ export class Vfs {
     for (const ino of inos) if (this.files.has(ino)) this.lost.add(ino)
   }
 
-  private remember(parent: number, name: string, attr: Attr): void {
+  /** A new name this mount made: its entry, and the parent's attributes from the reply. */
+  private remember(parent: number, name: string, attr: Attr, dirs: Attr[] | undefined, foreignAtSend: number): void {
+    this.changes++
     this.cache.setEntry(parent, name, attr)
     this.noteParent(parent, name, attr)
-    this.cache.dropAttr(parent)
+    this.dirsChanged(dirs, foreignAtSend, [parent])
+  }
+
+  /**
+   * After a namespace change of this mount: the changed directories'
+   * attributes from its reply (so the kernel's GETATTR of the parent, which
+   * follows every create and unlink, needs no round trip), unless a foreign
+   * invalidation came in while it was in flight (the reply may be older).
+   */
+  private dirsChanged(dirs: Attr[] | undefined, foreignAtSend: number, touched: number[]): void {
+    if (dirs && this.foreign === foreignAtSend) for (const d of dirs) this.cache.setDirAttr(d)
+    else for (const ino of touched) this.cache.dropAttr(ino)
+  }
+
+  /**
+   * A namespace mutation of `dirs` (parents) through meta. On any failure the
+   * directories' cached entries go: the change may or may not have happened
+   * (a timeout), and its invalidation is ours, so it would not drop them.
+   */
+  private async mutate<T>(dirs: number[], fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn()
+    } catch (err) {
+      for (const d of dirs) {
+        this.cache.dropDir(d)
+        this.cache.dropAttr(d)
+      }
+      throw err
+    }
   }
 
   // ---- attributes ----
@@ -255,7 +305,7 @@ export class Vfs {
     const dir = await this.getattr(ino)
     if ((dir.mode & S_IFMT) !== S_IFDIR) throw fsError('ENOTDIR', `inode ${ino} is not a directory`)
     const dh = this.allocFh()
-    this.dirs.set(dh, { ino, pos: 0, buffered: [], cursor: null, done: false })
+    this.dirs.set(dh, { ino, pos: 0, buffered: [], cursor: null, done: false, epoch: -1 })
     return dh
   }
 
@@ -273,7 +323,7 @@ export class Vfs {
     const d = this.dirs.get(dh)
     if (!d) throw fsError('EBADF', `no open directory ${dh}`)
     if (offset !== d.pos) {
-      if (offset < d.pos || offset > d.pos + d.buffered.length) Object.assign(d, { pos: 0, buffered: [], cursor: null, done: false })
+      if (offset < d.pos || offset > d.pos + d.buffered.length) Object.assign(d, { pos: 0, buffered: [], cursor: null, done: false, epoch: -1 })
       // drop what the kernel already kept
       const skip = Math.min(offset - d.pos, d.buffered.length)
       d.buffered.splice(0, skip)
@@ -287,14 +337,21 @@ export class Vfs {
     while (d.pos < offset || (d.buffered.length < min && !d.done)) {
       if (d.buffered.length === 0 && d.done) break
       if (!d.done && d.buffered.length < Math.max(min, offset - d.pos)) {
+        const epoch = this.foreign + this.changes
+        if (d.cursor === null) d.epoch = epoch
         const page: { entries: DirEntry[]; next: string | null } = await this.meta.call('readdir', { ino: d.ino, cursor: d.cursor })
+        // a page read before a change that was acknowledged meanwhile may show
+        // a removed name: the kernel gets it (as from any listing), the cache not
+        const fresh = this.foreign + this.changes === epoch
         for (const e of page.entries) {
-          this.cache.setEntry(d.ino, e.name, e.attr)
+          if (fresh) this.cache.setEntry(d.ino, e.name, e.attr)
           this.noteParent(d.ino, e.name, e.attr)
           d.buffered.push({ name: e.name, attr: this.overlay(e.attr) })
         }
         d.cursor = page.next
         d.done = page.next === null
+        // the whole listing, read while nothing changed: names not in it do not exist
+        if (d.done && d.epoch === this.foreign + this.changes) this.cache.setComplete(d.ino)
       }
       if (d.pos < offset) {
         const skip = Math.min(offset - d.pos, d.buffered.length)
@@ -322,24 +379,32 @@ export class Vfs {
 
   async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Attr> {
     // setgid-directory inheritance is meta's: it sees the parent as it is in the transaction
-    const { attr } = await this.meta.call('mkdir', { parent, name, mode: S_IFDIR | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid })
-    this.remember(parent, name, attr)
+    const since = this.foreign
+    const { attr, dirs } = await this.mutate([parent], () => this.meta.call('mkdir', { parent, name, mode: S_IFDIR | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid }))
+    this.remember(parent, name, attr, dirs, since)
+    // new and empty: a lookup in it needs no round trip until someone else changes it
+    if (this.foreign === since) this.cache.setComplete(attr.ino)
     return attr
   }
 
   /** With `session`, meta also registers the new file as open by this mount (create). */
   async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller, session?: string): Promise<Attr> {
     const type = mode & S_IFMT || S_IFREG
-    const { attr } = await this.meta.call('mknod', { parent, name, mode: type | (mode & PERM_BITS), rdev, uid: caller.uid, gid: caller.gid, session })
-    this.remember(parent, name, attr)
+    const since = this.foreign
+    const { attr, dirs } = await this.mutate([parent], () =>
+      this.meta.call('mknod', { parent, name, mode: type | (mode & PERM_BITS), rdev, uid: caller.uid, gid: caller.gid, session }),
+    )
+    this.remember(parent, name, attr, dirs, since)
     return attr
   }
 
   async rmdir(parent: number, name: string): Promise<void> {
     const ino = this.cache.entry(parent, name)
-    await this.meta.call('rmdir', { parent, name })
+    const since = this.foreign
+    const { dirs } = await this.mutate([parent], () => this.meta.call('rmdir', { parent, name }))
+    this.changes++
     this.cache.dropEntry(parent, name)
-    this.cache.dropAttr(parent)
+    this.dirsChanged(dirs, since, [parent])
     if (ino !== undefined) {
       this.cache.dropAttr(ino)
       this.cache.dropDir(ino)
@@ -348,9 +413,11 @@ export class Vfs {
 
   async unlink(parent: number, name: string): Promise<void> {
     const ino = this.cache.entry(parent, name)
-    await this.meta.call('unlink', { parent, name })
+    const since = this.foreign
+    const { dirs } = await this.mutate([parent], () => this.meta.call('unlink', { parent, name }))
+    this.changes++
     this.cache.dropEntry(parent, name)
-    this.cache.dropAttr(parent)
+    this.dirsChanged(dirs, since, [parent])
     if (ino !== undefined) this.cache.dropAttr(ino)
   }
 
@@ -358,23 +425,30 @@ export class Vfs {
   async rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
     const moved = this.cache.entry(parent, name)
     const replaced = this.cache.entry(newParent, newName)
-    await this.meta.call('rename', { parent, name, newParent, newName, flags })
-    this.cache.dropEntry(parent, name)
-    this.cache.dropEntry(newParent, newName)
-    for (const ino of [parent, newParent, moved, replaced]) if (ino !== undefined) this.cache.dropAttr(ino)
+    const since = this.foreign
+    const { dirs } = await this.mutate([parent, newParent], () => this.meta.call('rename', { parent, name, newParent, newName, flags }))
+    this.changes++
+    // the moved name is not re-entered here: both listings are forgotten
+    // (completeness included), the next lookups ask meta
+    this.cache.dropDir(parent)
+    this.cache.dropDir(newParent)
+    for (const ino of [moved, replaced]) if (ino !== undefined) this.cache.dropAttr(ino)
+    this.dirsChanged(dirs, since, [parent, newParent])
     // a moved directory's ".." changed; its entries did not
     if (moved !== undefined && this.parents.has(moved)) this.parents.set(moved, newParent)
   }
 
   async link(ino: number, newParent: number, newName: string): Promise<Attr> {
-    const { attr } = await this.meta.call('link', { ino, newParent, newName })
-    this.remember(newParent, newName, attr)
+    const since = this.foreign
+    const { attr, dirs } = await this.mutate([newParent], () => this.meta.call('link', { ino, newParent, newName }))
+    this.remember(newParent, newName, attr, dirs, since)
     return this.overlay(attr)
   }
 
   async symlink(target: string, parent: number, name: string, caller: Caller): Promise<Attr> {
-    const { attr } = await this.meta.call('symlink', { parent, name, target, uid: caller.uid, gid: caller.gid })
-    this.remember(parent, name, attr)
+    const since = this.foreign
+    const { attr, dirs } = await this.mutate([parent], () => this.meta.call('symlink', { parent, name, target, uid: caller.uid, gid: caller.gid }))
+    this.remember(parent, name, attr, dirs, since)
     return attr
   }
 

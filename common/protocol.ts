@@ -306,18 +306,28 @@ export interface RepairProgress {
   etaS: number | null
 }
 
+/**
+ * The attributes of the directories a namespace mutation changed, as they are
+ * after its commit: the client caches them, so the kernel's GETATTR of the
+ * parent (it drops the parent's attributes after every create, unlink, ...)
+ * needs no round trip. Optional: an older meta leaves it out.
+ */
+export interface DirAttrs {
+  dirs?: Attr[]
+}
+
 export interface MetaReplies {
   hello: HelloReply
   lookup: { attr: Attr }
   getattr: { attr: Attr }
   setattr: { attr: Attr }
-  mknod: { attr: Attr }
-  mkdir: { attr: Attr }
-  unlink: Record<string, never>
-  rmdir: Record<string, never>
-  rename: Record<string, never>
-  link: { attr: Attr }
-  symlink: { attr: Attr }
+  mknod: { attr: Attr } & DirAttrs
+  mkdir: { attr: Attr } & DirAttrs
+  unlink: DirAttrs
+  rmdir: DirAttrs
+  rename: DirAttrs
+  link: { attr: Attr } & DirAttrs
+  symlink: { attr: Attr } & DirAttrs
   readlink: { target: string }
   readdir: { entries: DirEntry[]; next: string | null }
   statfs: StatfsReply
@@ -485,6 +495,13 @@ export interface Invalidation {
   dirs: number[]
   /** Names that were removed or now name another inode: [parent, name] (clients drop them from the kernel's dentry cache). */
   entries?: Array<[number, string]>
+  /**
+   * The client part of the request id of the mutation that caused this (absent
+   * for meta's own work: session expiry, GC). A mount recognises its own
+   * changes by it: it applied them to its caches already and the kernel made
+   * them itself, so it pushes nothing into the kernel for them.
+   */
+  by?: string
 }
 
 /** HTTP header naming the rest of the replica chain on a block PUT: `id=url,id=url`. */

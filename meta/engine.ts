@@ -140,6 +140,7 @@ export function sqliteEngine(env: MetaEnv, published: (changes: Changes) => void
     const clock = wallClock()
     const id = parseRid((req as { rid?: string }).rid)
     const changes = new Changes()
+    changes.by = id?.client
     const handler = handlers[op] as Handler<Op>
     const outcome = await env.db.write((tx) =>
       withClock(clock, async (): Promise<Outcome> => {

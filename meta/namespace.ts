@@ -68,13 +68,18 @@ function ownership(parent: InodeRow, uid: number, gid: number, mode: number): { 
   return { gid: parent.gid, mode: isDir(mode) ? mode | S_ISGID : mode }
 }
 
+/** A directory row after touchDir(now) and addNlink(delta): what a reply's `dirs` carries, without reading it again. */
+function touched(row: InodeRow, now: Timespec, nlinkDelta = 0): Attr {
+  return toAttr({ ...row, nlink: row.nlink + nlinkDelta, mtime_s: now[0], mtime_ns: now[1], ctime_s: now[0], ctime_ns: now[1] })
+}
+
 async function create(
   tx: Conn,
   parent: number,
   rawName: string,
   ch: Changes,
   make: (parentRow: InodeRow) => { mode: number; uid: number; gid: number; rdev?: number; size?: number; target?: string; nlink: number },
-): Promise<Attr> {
+): Promise<{ attr: Attr; dirs: Attr[] }> {
   const name = validateName(rawName)
   const p = await mustDir(tx, parent)
   if ((await entryIno(tx, parent, name)) !== undefined) throw fsError('EEXIST', `"${name}" exists`)
@@ -87,7 +92,7 @@ async function create(
   await touchDir(tx, parent, now)
   ch.dir(parent)
   ch.ino(parent)
-  return toAttr(await mustInode(tx, ino))
+  return { attr: toAttr(await mustInode(tx, ino)), dirs: [touched(p, now, isDir(spec.mode) ? 1 : 0)] }
 }
 
 const MKNOD_TYPES = new Set([S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK])
@@ -96,29 +101,24 @@ export async function mknod(env: MetaEnv, b: Req<'mknod'>, ch: Changes): Promise
   const type = (b.mode & S_IFMT) || S_IFREG
   if (!MKNOD_TYPES.has(type)) throw fsError('EINVAL', 'mknod makes regular files, FIFOs, sockets and devices; use mkdir/symlink')
   const device = type === S_IFCHR || type === S_IFBLK
-  const attr = await env.db.write(async (tx) => {
+  return env.db.write(async (tx) => {
     const made = await create(tx, b.parent, b.name, ch, () => ({ mode: type | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, rdev: device ? b.rdev : 0, nlink: 1 }))
-    if (b.session !== undefined) await registerOpen(tx, b.session, made.ino)
+    if (b.session !== undefined) await registerOpen(tx, b.session, made.attr.ino)
     return made
   })
-  return { attr }
 }
 
 export async function mkdir(env: MetaEnv, b: Req<'mkdir'>, ch: Changes): Promise<MetaReplies['mkdir']> {
-  const attr = await env.db.write((tx) =>
-    create(tx, b.parent, b.name, ch, () => ({ mode: S_IFDIR | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, nlink: 2 })),
-  )
-  return { attr }
+  return env.db.write((tx) => create(tx, b.parent, b.name, ch, () => ({ mode: S_IFDIR | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, nlink: 2 })))
 }
 
 export async function symlink(env: MetaEnv, b: Req<'symlink'>, ch: Changes): Promise<MetaReplies['symlink']> {
   const bytes = Buffer.byteLength(b.target, 'utf8')
   if (bytes >= PATH_MAX) throw fsError('ENAMETOOLONG', `symlink target over ${PATH_MAX - 1} bytes`)
   if (b.target.includes('\0')) throw fsError('EINVAL', 'symlink target may not contain NUL')
-  const attr = await env.db.write((tx) =>
+  return env.db.write((tx) =>
     create(tx, b.parent, b.name, ch, () => ({ mode: S_IFLNK | 0o777, uid: b.uid, gid: b.gid, size: bytes, target: b.target, nlink: 1 })),
   )
-  return { attr }
 }
 
 export async function readlink(env: MetaEnv, b: Req<'readlink'>): Promise<MetaReplies['readlink']> {
@@ -146,8 +146,8 @@ async function dropDir(tx: Conn, row: InodeRow, parent: number, ch: Changes): Pr
 
 export async function unlink(env: MetaEnv, b: Req<'unlink'>, ch: Changes): Promise<MetaReplies['unlink']> {
   const name = validateName(b.name)
-  await env.db.write(async (tx) => {
-    await mustDir(tx, b.parent)
+  return env.db.write(async (tx) => {
+    const p = await mustDir(tx, b.parent)
     const row = await mustEntry(tx, b.parent, name)
     if (isDir(row.mode)) throw fsError('EISDIR', `"${name}" is a directory`)
     const now = nowTs()
@@ -157,35 +157,36 @@ export async function unlink(env: MetaEnv, b: Req<'unlink'>, ch: Changes): Promi
     ch.dir(b.parent)
     ch.ino(b.parent)
     ch.entry(b.parent, name)
+    return { dirs: [touched(p, now)] }
   })
-  return {}
 }
 
 export async function rmdir(env: MetaEnv, b: Req<'rmdir'>, ch: Changes): Promise<MetaReplies['rmdir']> {
   const name = validateName(b.name)
-  await env.db.write(async (tx) => {
-    await mustDir(tx, b.parent)
+  return env.db.write(async (tx) => {
+    const p = await mustDir(tx, b.parent)
     const row = await mustEntry(tx, b.parent, name)
     if (!isDir(row.mode)) throw fsError('ENOTDIR', `"${name}" is not a directory`)
     if (row.ino === ROOT_INO) throw fsError('EBUSY', 'cannot remove the root')
     if (!(await isEmptyDir(tx, row.ino))) throw fsError('ENOTEMPTY', `"${name}" is not empty`)
+    const now = nowTs()
     await deleteEntry(tx, b.parent, name)
-    await touchDir(tx, b.parent, nowTs())
+    await touchDir(tx, b.parent, now)
     await dropDir(tx, row, b.parent, ch)
     ch.dir(b.parent)
     ch.ino(b.parent)
     ch.entry(b.parent, name)
+    return { dirs: [touched(p, now, -1)] }
   })
-  return {}
 }
 
 export async function link(env: MetaEnv, b: Req<'link'>, ch: Changes): Promise<MetaReplies['link']> {
   const name = validateName(b.newName)
-  const attr = await env.db.write(async (tx) => {
+  return env.db.write(async (tx) => {
     const row = await mustInode(tx, b.ino)
     if (isDir(row.mode)) throw fsError('EPERM', 'hard links to directories are not allowed')
     if (row.nlink <= 0) throw fsError('ENOENT', `inode ${b.ino} was removed`)
-    await mustDir(tx, b.newParent)
+    const p = await mustDir(tx, b.newParent)
     if ((await entryIno(tx, b.newParent, name)) !== undefined) throw fsError('EEXIST', `"${name}" exists`)
     const now = nowTs()
     await insertEntry(tx, b.newParent, name, row.ino)
@@ -194,9 +195,8 @@ export async function link(env: MetaEnv, b: Req<'link'>, ch: Changes): Promise<M
     await touchDir(tx, b.newParent, now)
     ch.ino(row.ino, b.newParent)
     ch.dir(b.newParent)
-    return toAttr(await mustInode(tx, row.ino))
+    return { attr: toAttr(await mustInode(tx, row.ino)), dirs: [touched(p, now)] }
   })
-  return { attr }
 }
 
 /** Whether directory `ino` is `ancestor` or lies below it. */
@@ -220,7 +220,17 @@ export async function rename(env: MetaEnv, b: Req<'rename'>, ch: Changes): Promi
   const newName = validateName(b.newName)
   if (b.flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw fsError('EINVAL', `unknown rename flags ${b.flags}`)
   if (b.flags === (RENAME_NOREPLACE | RENAME_EXCHANGE)) throw fsError('EINVAL', 'RENAME_NOREPLACE and RENAME_EXCHANGE exclude each other')
-  await env.db.write(async (tx) => {
+  return env.db.write(async (tx) => {
+    await renameIn(tx, b, name, newName, ch)
+    // after the change, as the client caches them (the paths above return early)
+    const dirs = [toAttr(await mustInode(tx, b.parent))]
+    if (b.newParent !== b.parent) dirs.push(toAttr(await mustInode(tx, b.newParent)))
+    return { dirs }
+  })
+}
+
+async function renameIn(tx: Conn, b: Req<'rename'>, name: string, newName: string, ch: Changes): Promise<void> {
+  {
     await mustDir(tx, b.parent)
     await mustDir(tx, b.newParent)
     const src = await mustEntry(tx, b.parent, name)
@@ -279,8 +289,7 @@ export async function rename(env: MetaEnv, b: Req<'rename'>, ch: Changes): Promi
     await touchCtime(tx, src.ino, now)
     await touchDir(tx, b.parent, now)
     if (moved) await touchDir(tx, b.newParent, now)
-  })
-  return {}
+  }
 }
 
 export async function readdir(env: MetaEnv, b: Req<'readdir'>): Promise<MetaReplies['readdir']> {
