@@ -75,6 +75,24 @@ export class MetaCache {
     if (d.names.size < MAX_ENTRIES_PER_DIR) d.complete = true
   }
 
+  /**
+   * The whole listing of a complete directory with every entry's attributes,
+   * or undefined when the cache cannot answer it alone (incomplete, or an
+   * entry's attributes were evicted). Insertion order: the kernel needs a
+   * stable order within one directory stream, not a sorted one.
+   */
+  listing(parent: number): Array<{ name: string; attr: Attr }> | undefined {
+    const d = this.dirs.get(parent)
+    if (!d?.complete) return undefined
+    const out: Array<{ name: string; attr: Attr }> = []
+    for (const [name, ino] of d.names) {
+      const attr = this.attrs.get(ino)
+      if (!attr) return undefined
+      out.push({ name, attr })
+    }
+    return out
+  }
+
   dropEntry(parent: number, name: string): void {
     this.dirs.get(parent)?.names.delete(name)
   }

@@ -333,6 +333,14 @@ export class Vfs {
       const self = await this.getattr(d.ino)
       const parent = d.ino === ROOT_INO ? self : await this.getattr(this.parentOf(d.ino))
       d.buffered.push({ name: '.', attr: self }, { name: '..', attr: parent })
+      // a complete directory is listed from the cache (kept exact by
+      // invalidations, like lookups): no round trip per directory for
+      // find, ls -R, cp -r or rm -rf of a tree this mount made or read
+      const cached = this.cache.listing(d.ino)
+      if (cached) {
+        for (const e of cached) d.buffered.push({ name: e.name, attr: this.overlay(e.attr) })
+        d.done = true
+      }
     }
     while (d.pos < offset || (d.buffered.length < min && !d.done)) {
       if (d.buffered.length === 0 && d.done) break
