@@ -9,7 +9,7 @@ import { ROOT_INO, type Attr, type DirEntry, type MetaParsed, type MetaReplies, 
 import type { Changes, MetaEnv } from './context'
 import {
   INODE_COLS,
-  addNlink, clipChunks, deleteEntry, entryIno, freeIfUnused, insertEntry, insertInode, isEmptyDir,
+  addNlink, clipChunks, deleteEntry, entryIno, freeIfUnused, insertEntry, insertInode, isEmptyDir, relink,
   mustDir, mustEntry, mustInode, toAttr, touchCtime, touchDir, type InodeRow,
 } from './inodes'
 import { PERM_BITS, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, isDir, isLnk, isReg } from '../common/modes'
@@ -86,13 +86,19 @@ async function create(
   const spec = make(p)
   const own = ownership(p, spec.uid, spec.gid, spec.mode)
   const now = nowTs()
-  const ino = await insertInode(tx, { ...spec, ...own }, now)
+  const made = { ...spec, ...own }
+  const ino = await insertInode(tx, made, now)
   await insertEntry(tx, parent, name, ino)
-  if (isDir(spec.mode)) await addNlink(tx, parent, 1)
-  await touchDir(tx, parent, now)
+  const subdir = isDir(spec.mode) ? 1 : 0
+  await touchDir(tx, parent, now, subdir)
   ch.dir(parent)
   ch.ino(parent)
-  return { attr: toAttr(await mustInode(tx, ino)), dirs: [touched(p, now, isDir(spec.mode) ? 1 : 0)] }
+  // the row as insertInode wrote it, without reading it back
+  const attr: Attr = {
+    ino, mode: made.mode, nlink: made.nlink, uid: made.uid, gid: made.gid, size: made.size ?? 0, rdev: made.rdev ?? 0,
+    atime: now, mtime: now, ctime: now, gen: 0,
+  }
+  return { attr, dirs: [touched(p, now, subdir)] }
 }
 
 const MKNOD_TYPES = new Set([S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK])
@@ -129,17 +135,15 @@ export async function readlink(env: MetaEnv, b: Req<'readlink'>): Promise<MetaRe
 
 /** Removes one link to a non-directory; the inode goes when unused (freeIfUnused). */
 async function dropLink(tx: Conn, row: InodeRow, now: Timespec, ch: Changes): Promise<void> {
-  await addNlink(tx, row.ino, -1)
-  await touchCtime(tx, row.ino, now)
-  await freeIfUnused(tx, row.ino, clockMs())
+  await relink(tx, row.ino, -1, now)
+  await freeIfUnused(tx, row.ino, clockMs(), row.nlink - 1)
   ch.ino(row.ino)
 }
 
-/** Removes an (empty) directory inode whose entry was already deleted. */
-async function dropDir(tx: Conn, row: InodeRow, parent: number, ch: Changes): Promise<void> {
+/** Removes an (empty) directory inode whose entry was already deleted; the caller drops the parent's link. */
+async function dropDir(tx: Conn, row: InodeRow, ch: Changes): Promise<void> {
   await tx.run('UPDATE inodes SET nlink = 0 WHERE ino = ?', [row.ino])
-  await addNlink(tx, parent, -1)
-  await freeIfUnused(tx, row.ino, clockMs())
+  await freeIfUnused(tx, row.ino, clockMs(), 0)
   ch.ino(row.ino)
   ch.dir(row.ino)
 }
@@ -171,8 +175,8 @@ export async function rmdir(env: MetaEnv, b: Req<'rmdir'>, ch: Changes): Promise
     if (!(await isEmptyDir(tx, row.ino))) throw fsError('ENOTEMPTY', `"${name}" is not empty`)
     const now = nowTs()
     await deleteEntry(tx, b.parent, name)
-    await touchDir(tx, b.parent, now)
-    await dropDir(tx, row, b.parent, ch)
+    await touchDir(tx, b.parent, now, -1)
+    await dropDir(tx, row, ch)
     ch.dir(b.parent)
     ch.ino(b.parent)
     ch.entry(b.parent, name)
@@ -190,8 +194,7 @@ export async function link(env: MetaEnv, b: Req<'link'>, ch: Changes): Promise<M
     if ((await entryIno(tx, b.newParent, name)) !== undefined) throw fsError('EEXIST', `"${name}" exists`)
     const now = nowTs()
     await insertEntry(tx, b.newParent, name, row.ino)
-    await addNlink(tx, row.ino, 1)
-    await touchCtime(tx, row.ino, now)
+    await relink(tx, row.ino, 1, now)
     await touchDir(tx, b.newParent, now)
     ch.ino(row.ino, b.newParent)
     ch.dir(b.newParent)
@@ -277,8 +280,10 @@ async function renameIn(tx: Conn, b: Req<'rename'>, name: string, newName: strin
         throw fsError('EISDIR', `"${newName}" is a directory`)
       }
       await deleteEntry(tx, b.newParent, newName)
-      if (isDir(dst.mode)) await dropDir(tx, dst, b.newParent, ch)
-      else await dropLink(tx, dst, now, ch)
+      if (isDir(dst.mode)) {
+        await addNlink(tx, b.newParent, -1)
+        await dropDir(tx, dst, ch)
+      } else await dropLink(tx, dst, now, ch)
     }
     await deleteEntry(tx, b.parent, name)
     await insertEntry(tx, b.newParent, newName, src.ino)
