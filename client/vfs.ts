@@ -98,6 +98,8 @@ export class Vfs {
   private readonly contentSeen = new Map<number, { gen: number; size: number }>()
   private nextFh = 1
   private readonly releases: number[] = []
+  /** Read-only opens not registered with meta yet (sent with the next release batch): ino -> count. */
+  private readonly holds = new Map<number, number>()
   /** Inodes freed while our session lease had lapsed (client/session-lease.ts): their handles fail. */
   private readonly lost = new Set<number>()
   private releaseTimer: NodeJS.Timeout | undefined
@@ -213,7 +215,8 @@ export class Vfs {
    */
   heldInodes(): Array<{ ino: number; count: number }> {
     const counts = new Map<number, number>()
-    for (const ino of this.files.keys()) counts.set(ino, 1)
+    // a file whose registration is still queued is not counted by meta yet
+    for (const ino of this.files.keys()) if (!this.holds.has(ino)) counts.set(ino, 1)
     for (const ino of this.releases) counts.set(ino, (counts.get(ino) ?? 0) + 1)
     return [...counts].map(([ino, count]) => ({ ino, count }))
   }
@@ -421,6 +424,7 @@ export class Vfs {
 
   async unlink(parent: number, name: string): Promise<void> {
     const ino = this.cache.entry(parent, name)
+    await this.sendHolds()
     const since = this.foreign
     const { dirs } = await this.mutate([parent], () => this.meta.call('unlink', { parent, name }))
     this.changes++
@@ -433,6 +437,7 @@ export class Vfs {
   async rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
     const moved = this.cache.entry(parent, name)
     const replaced = this.cache.entry(newParent, newName)
+    await this.sendHolds()
     const since = this.foreign
     const { dirs } = await this.mutate([parent, newParent], () => this.meta.call('rename', { parent, name, newParent, newName, flags }))
     this.changes++
@@ -524,13 +529,14 @@ export class Vfs {
     let f = this.files.get(attr.ino)
     let keepCache = false
     if (!f) {
-      const reply = await this.meta.call('open', { ino: attr.ino, session: this.opts.session })
+      const reply = await this.openReply(attr.ino, (flags & O_ACCMODE) === 0)
       const chunks = await this.loadChunks(attr.ino, reply.chunks, reply.more)
       f = this.files.get(attr.ino)
       if (!f) {
         f = new OpenFile(reply.attr, this.wb)
         f.refresh(reply.attr, chunks)
         this.files.set(attr.ino, f)
+        if (reply.late) this.hold(attr.ino)
       }
       const seen = this.contentSeen.get(attr.ino)
       keepCache = seen !== undefined && seen.gen === reply.attr.gen && seen.size === reply.attr.size
@@ -559,6 +565,36 @@ export class Vfs {
     } else keepCache = true
     this.noteContent(f.attr)
     return { fh: this.addHandle(f, flags), keepCache }
+  }
+
+  /**
+   * Attributes and first chunk page of an inode being opened, registering the
+   * open with meta. A read-only open of a linked file reads them from meta's
+   * read path and its registration goes with the next release batch (`late`):
+   * no write transaction per `cat`, and a file opened and closed within the
+   * batch delay is never registered at all (docs/semantics.md#writes).
+   */
+  private async openReply(ino: number, readOnly: boolean): Promise<{ attr: Attr; chunks: ChunkRef[]; more: boolean; late: boolean }> {
+    if (readOnly) {
+      const r = await this.meta.call('chunks', { ino, from: 0, withAttr: true })
+      // an unlinked inode is alive only while registered: register it now
+      if (r.attr && r.attr.nlink > 0) return { attr: r.attr, chunks: r.chunks, more: r.more, late: true }
+    }
+    return { ...(await this.meta.call('open', { ino, session: this.opts.session })), late: false }
+  }
+
+  private hold(ino: number): void {
+    this.holds.set(ino, (this.holds.get(ino) ?? 0) + 1)
+    this.releaseTimer ??= setTimeout(() => void this.sendReleases(), RELEASE_DELAY_MS)
+  }
+
+  /**
+   * Before this mount removes a name, its queued registrations go: a file it
+   * opened read-only a moment ago must be held by meta before its last link
+   * goes, or meta would free it under the open handle.
+   */
+  private async sendHolds(): Promise<void> {
+    if (this.holds.size) await this.sendReleases()
   }
 
   /**
@@ -699,6 +735,13 @@ export class Vfs {
    * file. Meta counts opens, so a re-open in between cannot be lost.
    */
   private queueRelease(ino: number): void {
+    // registered late and not sent yet: meta never counted it, nothing to release
+    const held = this.holds.get(ino)
+    if (held !== undefined) {
+      if (held > 1) this.holds.set(ino, held - 1)
+      else this.holds.delete(ino)
+      return
+    }
     this.releases.push(ino)
     if (this.releases.length >= RELEASE_BATCH) void this.sendReleases()
     else this.releaseTimer ??= setTimeout(() => void this.sendReleases(), RELEASE_DELAY_MS)
@@ -708,11 +751,20 @@ export class Vfs {
   async sendReleases(): Promise<void> {
     if (this.releaseTimer) clearTimeout(this.releaseTimer)
     this.releaseTimer = undefined
-    while (this.releases.length) {
+    while (this.releases.length || this.holds.size) {
       const inos = this.releases.splice(0, RELEASE_BATCH)
-      await this.meta.call('release', { session: this.opts.session, inos }).catch((err: unknown) => {
-        log.warn(`release of ${inos.length} inode(s) failed; the session lease will release them: ${(err as Error).message}`)
+      const holds: number[] = []
+      for (const [ino, n] of this.holds) {
+        if (holds.length + n > RELEASE_BATCH) break
+        for (let i = 0; i < n; i++) holds.push(ino)
+        this.holds.delete(ino)
+      }
+      const reply = await this.meta.call('release', { session: this.opts.session, inos, holds }).catch((err: unknown) => {
+        log.warn(`release of ${inos.length} and registration of ${holds.length} inode(s) failed; the session lease will restore them: ${(err as Error).message}`)
       })
+      // unlinked by another client before the registration came: the handle
+      // keeps what it read (inline bytes, chunk map), docs/semantics.md#writes
+      if (reply?.gone?.length) log.warn(`${reply.gone.length} file(s) opened read-only were removed by another client before their open was registered`)
     }
   }
 

@@ -162,14 +162,16 @@ export const metaRequests = {
   /** Registers `session` as holding `ino` open; returns attr and the first page of chunks. */
   open: z.object({ rid, ino, session }),
   /** A page of the chunk map, starting at chunk index `from`. */
-  chunks: z.object({ rid, ino, from: z.number().int().min(0).default(0), limit: z.number().int().min(1).max(MAX_PAGE).default(MAX_PAGE) }),
+  // withAttr: the inode's attributes too (a read-only open in one read, docs/semantics.md#reads)
+  chunks: z.object({ rid, ino, from: z.number().int().min(0).default(0), limit: z.number().int().min(1).max(MAX_PAGE).default(MAX_PAGE), withAttr: z.boolean().optional() }),
   /**
    * Replaces the listed chunks and sets the size, in one transaction. Chunks
    * wholly past `size` are dropped and the last one is clipped to it.
    */
   commit: z.object({ rid, ino, session, size, chunks: z.array(chunkRef).max(MAX_PAGE), mtime: timespec.optional() }),
   /** Releases `ino` and/or every inode in `inos` (clients batch their releases). */
-  release: z.object({ rid, session, ino: ino.optional(), inos: z.array(ino).max(MAX_PAGE).default([]) }),
+  // holds: opens registered late (read-only opens, batched with releases), applied before the releases
+  release: z.object({ rid, session, ino: ino.optional(), inos: z.array(ino).max(MAX_PAGE).default([]), holds: z.array(ino).max(MAX_PAGE).optional() }),
   /**
    * Opens (no `epoch`) or renews (`epoch` from the last reply) a client session.
    * A renewal of a session that expired, or was replaced, fails with ESTALE: its
@@ -336,9 +338,10 @@ export interface MetaReplies {
   listxattr: { names: string[] }
   removexattr: Record<string, never>
   open: { attr: Attr; chunks: ChunkRef[]; more: boolean }
-  chunks: { chunks: ChunkRef[]; more: boolean }
+  chunks: { chunks: ChunkRef[]; more: boolean; attr?: Attr }
   commit: { attr: Attr }
-  release: Record<string, never>
+  /** gone: held inodes that no longer existed (freed before the hold arrived). */
+  release: { gone?: number[] }
   session: { epoch: number }
   sessionRestore: { epoch: number; lost: number[] }
   sessionEnd: Record<string, never>

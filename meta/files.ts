@@ -70,8 +70,9 @@ export async function open(env: MetaEnv, b: MetaParsed<'open'>): Promise<MetaRep
 }
 
 export async function chunks(env: MetaEnv, b: MetaParsed<'chunks'>): Promise<MetaReplies['chunks']> {
-  await mustInode(env.db.read, b.ino)
-  return chunkPage(env.db.read, b.ino, b.from, b.limit)
+  const row = await mustInode(env.db.read, b.ino)
+  const page = await chunkPage(env.db.read, b.ino, b.from, b.limit)
+  return b.withAttr ? { ...page, attr: toAttr(row) } : page
 }
 
 export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes): Promise<MetaReplies['commit']> {
@@ -150,10 +151,16 @@ async function releaseOne(tx: Conn, session: string, ino: number, ch: Changes): 
 
 export async function release(env: MetaEnv, b: MetaParsed<'release'>, ch: Changes): Promise<MetaReplies['release']> {
   const inos = b.ino === undefined ? b.inos : [b.ino, ...b.inos]
-  await env.db.write(async (tx) => {
+  return env.db.write(async (tx) => {
+    // late registrations first: a release in the same batch may be of an earlier open of the same inode
+    const gone: number[] = []
+    for (const ino of b.holds ?? []) {
+      if (await tx.get('SELECT 1 AS x FROM inodes WHERE ino = ?', [ino])) await registerOpen(tx, b.session, ino)
+      else gone.push(ino)
+    }
     for (const ino of inos) await releaseOne(tx, b.session, ino, ch)
+    return gone.length ? { gone } : {}
   })
-  return {}
 }
 
 /**
