@@ -62,6 +62,12 @@ interface Fetch {
   done: number
 }
 
+/** utimensat's times as a commit carries them ('now': meta's clock). */
+export interface CommitTimes {
+  atime?: Timespec | 'now'
+  mtime?: Timespec | 'now'
+}
+
 export class OpenFile {
   attr: Attr
   size: number
@@ -358,12 +364,16 @@ export class OpenFile {
 
   // ---- flush, truncate, discard ----
 
-  /** Waits for uploads, uploads the rest, commits chunks + size in one call. */
-  flush(meta: MetaApi, session: string): Promise<void> {
-    return this.lock.run(() => this.flushLocked(meta, session))
+  /**
+   * Waits for uploads, uploads the rest, commits chunks + size in one call.
+   * `times` (utimensat while writes are pending) go in that same commit;
+   * returns whether there was anything to commit (if not, they were not applied).
+   */
+  flush(meta: MetaApi, session: string, times?: CommitTimes): Promise<boolean> {
+    return this.lock.run(() => this.flushLocked(meta, session, times))
   }
 
-  private async flushLocked(meta: MetaApi, session: string): Promise<void> {
+  private async flushLocked(meta: MetaApi, session: string, times?: CommitTimes): Promise<boolean> {
     this.inlineSmall()
     for (;;) {
       for (const [idx, slot] of [...this.slots]) if (slot.state === ChunkState.dirty) await this.startUpload(idx)
@@ -382,7 +392,8 @@ export class OpenFile {
       const size = this.size
       let attr: Attr | undefined
       for (let i = 0; i === 0 || i < refs.length; i += COMMIT_PAGE) {
-        const reply = await meta.call('commit', { ino: this.attr.ino, session, size, chunks: refs.slice(i, i + COMMIT_PAGE), mtime: this.mtime })
+        const last = i + COMMIT_PAGE >= refs.length
+        const reply = await meta.call('commit', { ino: this.attr.ino, session, size, chunks: refs.slice(i, i + COMMIT_PAGE), mtime: this.mtime, ...(times && last ? { times } : {}) })
         attr = reply.attr
       }
       // uploaded -> committed (clean): nothing else ran meanwhile, the lock is ours
@@ -399,8 +410,11 @@ export class OpenFile {
       }
       this.sizeDirty = false
       this.mtime = undefined
+      this.releaseUnneeded()
+      return true
     }
     this.releaseUnneeded()
+    return false
   }
 
   /**

@@ -293,8 +293,15 @@ export class Vfs {
     if (change.mtime !== undefined) rest.mtime = change.mtime
     if (Object.keys(rest).length === 0) return attr
     const f = this.files.get(ino)
-    // pending data would be committed later with the write time: commit it first
-    if (f && (rest.mtime !== undefined || rest.atime !== undefined)) await f.flush(this.meta, this.opts.session)
+    // pending data would be committed later with the write time: commit it
+    // first, and times alone (tar's futimens after its writes) in that same commit
+    if (f && (rest.mtime !== undefined || rest.atime !== undefined)) {
+      const onlyTimes = rest.mode === undefined && rest.uid === undefined && rest.gid === undefined
+      if (await f.flush(this.meta, this.opts.session, onlyTimes ? { atime: rest.atime, mtime: rest.mtime } : undefined)) {
+        this.afterCommit(f)
+        if (onlyTimes) return f.view()
+      }
+    }
     const reply = await this.meta.call('setattr', { ino, ...rest })
     this.cache.setAttr(reply.attr)
     if (f) f.attr = { ...reply.attr, size: f.attr.size }

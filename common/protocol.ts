@@ -168,7 +168,8 @@ export const metaRequests = {
    * Replaces the listed chunks and sets the size, in one transaction. Chunks
    * wholly past `size` are dropped and the last one is clipped to it.
    */
-  commit: z.object({ rid, ino, session, size, chunks: z.array(chunkRef).max(MAX_PAGE), mtime: timespec.optional() }),
+  // times: utimensat on a file with uncommitted writes, applied in the same transaction (wins over mtime)
+  commit: z.object({ rid, ino, session, size, chunks: z.array(chunkRef).max(MAX_PAGE), mtime: timespec.optional(), times: z.object({ atime: timeSet.optional(), mtime: timeSet.optional() }).optional() }),
   /** Releases `ino` and/or every inode in `inos` (clients batch their releases). */
   // holds: opens registered late (read-only opens, batched with releases), applied before the releases
   release: z.object({ rid, session, ino: ino.optional(), inos: z.array(ino).max(MAX_PAGE).default([]), holds: z.array(ino).max(MAX_PAGE).optional() }),

@@ -129,7 +129,8 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
     }
     await clipChunks(tx, b.ino, b.size, env.chunkSize, nowMs)
     const now = nowTs()
-    const mtime = b.mtime ?? now
+    const set = b.times?.mtime
+    const mtime = set === 'now' ? now : (set ?? b.mtime ?? now)
     await tx.run('UPDATE inodes SET size = ?, gen = gen + 1, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?', [
       b.size,
       mtime[0],
@@ -138,6 +139,8 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
       now[1],
       b.ino,
     ])
+    const atime = b.times?.atime === 'now' ? now : b.times?.atime
+    if (atime) await tx.run('UPDATE inodes SET atime_s = ?, atime_ns = ? WHERE ino = ?', [atime[0], atime[1], b.ino])
     ch.ino(b.ino)
     return { attr: toAttr(await mustInode(tx, b.ino)) }
   })
