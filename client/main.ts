@@ -30,6 +30,7 @@ import { checkMountpoint } from './mountpoint-check'
 import { maskSecrets, splitUrlCredentials } from '../common/mask-secrets'
 import { createClientMetrics } from './metrics'
 import { Vfs } from './vfs'
+import type { MetaApi } from './stores'
 import { SessionLease } from './session-lease'
 import { onReconnect } from '../common/nats-state'
 
@@ -168,7 +169,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   await blocks.start()
   const pinned = new PinnedBlocks(blocks, meta, session)
 
-  const vfs = new Vfs(meta, pinned, {
+  const vfs = new Vfs(process.env.BERTH_TRACE === '1' ? tracedMeta(meta) : meta, pinned, {
     session,
     chunkSize: hello.chunkSize,
     cacheBytes: cfg.cacheBytes,
@@ -245,6 +246,22 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   if (st.ino !== 1) log.warn(`root of ${cfg.mountpoint} reports inode ${st.ino}`)
   emitEvent('ready', { role: 'client', mountpoint: cfg.mountpoint, pid: process.pid, session, ...(metricsHttp ? { metrics: metricsHttp.url } : {}) })
   await nc.closed()
+}
+
+/**
+ * BERTH_TRACE=1: each metadata call of the VFS on stderr as `meta.<op> ms`,
+ * beside the FUSE operations, so a trace shows the round trips per operation.
+ */
+function tracedMeta(meta: MetaClient): MetaApi {
+  return {
+    call(op, body, opts) {
+      const started = process.hrtime.bigint()
+      const done = () => process.stderr.write(`meta.${op} ${(Number(process.hrtime.bigint() - started) / 1e6).toFixed(2)}\n`)
+      const p = meta.call(op, body, opts)
+      p.then(done, done)
+      return p
+    },
+  }
 }
 
 /**
