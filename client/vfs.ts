@@ -70,7 +70,15 @@ interface DirStream {
 const log = logger('client')
 const PARENTS_MAX = 100_000
 const CONTENT_SEEN_MAX = 100_000
-const RELEASE_DELAY_MS = 10
+/**
+ * How long releases (and late registrations of read-only opens) wait to be
+ * batched. At 10 ms a shell loop of small files sent one release transaction
+ * per file (each file takes longer than that), half of meta's writes; at
+ * 100 ms they go together, and a file opened read-only and closed within it
+ * is never registered. The window a late registration leaves is this long
+ * (docs/semantics.md#writes).
+ */
+const RELEASE_DELAY_MS = 100
 const RELEASE_BATCH = 500
 /** A read within this distance of the previous one counts as sequential. */
 const SEQUENTIAL_WINDOW = 1024 * 1024
