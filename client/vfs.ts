@@ -600,7 +600,7 @@ export class Vfs {
 
   private hold(ino: number): void {
     this.holds.set(ino, (this.holds.get(ino) ?? 0) + 1)
-    this.releaseTimer ??= setTimeout(() => void this.sendReleases(), RELEASE_DELAY_MS)
+    this.releaseTimer ??= setTimeout(() => void this.sendBatch(), RELEASE_DELAY_MS)
   }
 
   /**
@@ -758,30 +758,40 @@ export class Vfs {
       return
     }
     this.releases.push(ino)
-    if (this.releases.length >= RELEASE_BATCH) void this.sendReleases()
-    else this.releaseTimer ??= setTimeout(() => void this.sendReleases(), RELEASE_DELAY_MS)
+    if (this.releases.length >= RELEASE_BATCH) void this.sendBatch()
+    else this.releaseTimer ??= setTimeout(() => void this.sendBatch(), RELEASE_DELAY_MS)
   }
 
   /** Sends queued releases now (also at unmount). Failures are logged: the session lease cleans up. */
   async sendReleases(): Promise<void> {
+    while (this.releases.length || this.holds.size) await this.sendBatch()
+  }
+
+  /**
+   * One release call with what is queued now (the timer's job). What is
+   * queued while it is in flight waits for the next timer: under a stream of
+   * opens and closes that is one call per RELEASE_DELAY_MS, not one per reply.
+   */
+  private async sendBatch(): Promise<void> {
     if (this.releaseTimer) clearTimeout(this.releaseTimer)
     this.releaseTimer = undefined
-    while (this.releases.length || this.holds.size) {
-      const inos = this.releases.splice(0, RELEASE_BATCH)
-      const holds: number[] = []
-      for (const [ino, n] of this.holds) {
-        if (holds.length + n > RELEASE_BATCH) break
-        for (let i = 0; i < n; i++) holds.push(ino)
-        this.holds.delete(ino)
-      }
-      const reply = await this.meta.call('release', { session: this.opts.session, inos, holds }).catch((err: unknown) => {
-        log.warn(`release of ${inos.length} and registration of ${holds.length} inode(s) failed; the session lease will restore them: ${(err as Error).message}`)
-      })
-      // unlinked by another client before the registration came: the handle
-      // keeps what it read (inline bytes, chunk map), docs/semantics.md#writes
-      if (reply?.gone?.length) log.warn(`${reply.gone.length} file(s) opened read-only were removed by another client before their open was registered`)
+    const inos = this.releases.splice(0, RELEASE_BATCH)
+    const holds: number[] = []
+    for (const [ino, n] of this.holds) {
+      if (holds.length > 0 && holds.length + n > RELEASE_BATCH) break
+      for (let i = 0; i < n; i++) holds.push(ino)
+      this.holds.delete(ino)
     }
+    if (inos.length === 0 && holds.length === 0) return
+    const reply = await this.meta.call('release', { session: this.opts.session, inos, holds }).catch((err: unknown) => {
+      log.warn(`release of ${inos.length} and registration of ${holds.length} inode(s) failed; the session lease will restore them: ${(err as Error).message}`)
+    })
+    // unlinked by another client before the registration came: the handle
+    // keeps what it read (inline bytes, chunk map), docs/semantics.md#writes
+    if (reply?.gone?.length) log.warn(`${reply.gone.length} file(s) opened read-only were removed by another client before their open was registered`)
+    if (this.releases.length || this.holds.size) this.releaseTimer ??= setTimeout(() => void this.sendBatch(), RELEASE_DELAY_MS)
   }
+
 
   private afterCommit(f: OpenFile): void {
     this.cache.setAttr(f.attr)
