@@ -10,6 +10,7 @@ interface Command {
 
 const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
   up: { summary: 'start a local cluster (nats-server, meta, data nodes) and mount it', load: () => require('./up') as Command },
+  'init-cluster': { summary: 'write nats.conf and per-role env files for a multi-host cluster, start nothing', load: () => require('./init-cluster') as Command },
   meta: {
     summary: 'run the metadata service; or: berth meta dump|load (backup and restore of the namespace)',
     load: () => ({ run: (argv) => ((require('./meta-dump') as typeof import('./meta-dump')).isDumpOrLoad(argv) ? (require('./meta-dump') as Command) : (require('../meta/main') as Command)).run(argv) }),
@@ -29,7 +30,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
 }
 
 function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`)
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`)
   return `usage: berth <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n` +
     'Run `berth <command> --help` for its options; `berth --version` for the version.\n' +
     'Exit status: 0 success, 1 failure (the reason on stderr), 2 bad usage.\n'

@@ -18,7 +18,7 @@ export interface NatsUsers {
 }
 
 export interface NatsServerHandle {
-  /** nats://127.0.0.1:PORT (no credentials in it). */
+  /** nats://HOST:PORT (no credentials in it; HOST 127.0.0.1 unless given). */
   url: string
   port: number
   users: NatsUsers
@@ -104,8 +104,12 @@ export interface ClusterRoute {
   routes: number[]
 }
 
-/** nats-server config text; `port` may be -1 for a random free port. */
-export function natsConfig(opts: { port: number; storeDir: string; users: NatsUsers; cluster?: string; route?: ClusterRoute }): string {
+/**
+ * nats-server config text; `port` may be -1 for a random free port. `host`:
+ * the address clients connect to (default 127.0.0.1; another host's meta,
+ * nodes and mounts need an address they can reach, docs/deploy.md).
+ */
+export function natsConfig(opts: { port: number; storeDir: string; users: NatsUsers; cluster?: string; route?: ClusterRoute; host?: string }): string {
   const u = opts.users
   const q = (s: string) => JSON.stringify(s)
   const perms = rolePermissions(opts.cluster, { meta: u.meta.user, node: u.node.user, client: u.client.user })
@@ -118,7 +122,7 @@ export function natsConfig(opts: { port: number; storeDir: string; users: NatsUs
           `cluster { name: "berth", listen: "127.0.0.1:${r.port}", routes: [${r.routes.map((p) => q(`nats-route://127.0.0.1:${p}`)).join(', ')}] }`,
         ]
       : []),
-    `listen: 127.0.0.1:${opts.port}`,
+    `listen: ${hostPort(opts.host ?? '127.0.0.1', opts.port)}`,
     `max_payload: ${MAX_MESSAGE_BYTES + 64 * 1024}`,
     `jetstream { store_dir: ${q(opts.storeDir)}, max_memory_store: 64MB, max_file_store: 256MB }`,
     'authorization {',
@@ -130,6 +134,11 @@ export function natsConfig(opts: { port: number; storeDir: string; users: NatsUs
     '}',
     '',
   ].join('\n')
+}
+
+/** HOST:PORT, with an IPv6 address in brackets. */
+export function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }
 
 export async function freeLocalPort(): Promise<number> {
@@ -187,13 +196,13 @@ export async function launchNatsCluster(opts: { dir: string; n?: number; users?:
   }
 }
 
-export async function launchNatsServer(opts: { dir: string; port?: number; users?: NatsUsers; cluster?: string; readyTimeoutMs?: number; route?: ClusterRoute }): Promise<NatsServerHandle> {
+export async function launchNatsServer(opts: { dir: string; port?: number; users?: NatsUsers; cluster?: string; readyTimeoutMs?: number; route?: ClusterRoute; host?: string }): Promise<NatsServerHandle> {
   const bin = natsServerPath()
   if (!bin) throw new Error(NATS_INSTALL_HINT)
   mkdirSync(opts.dir, { recursive: true })
   const users = opts.users ?? generateUsers()
   const confPath = join(opts.dir, 'nats.conf')
-  writeFileSync(confPath, natsConfig({ port: opts.port ?? -1, storeDir: join(opts.dir, 'jetstream'), users, cluster: opts.cluster, route: opts.route }), { mode: 0o600 })
+  writeFileSync(confPath, natsConfig({ port: opts.port ?? -1, storeDir: join(opts.dir, 'jetstream'), users, cluster: opts.cluster, route: opts.route, host: opts.host }), { mode: 0o600 })
   const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] })
   const port = await new Promise<number>((resolve, reject) => {
     let log = ''
@@ -222,7 +231,7 @@ export async function launchNatsServer(opts: { dir: string; port?: number; users
   })
   let stopping: Promise<void> | undefined
   return {
-    url: `nats://127.0.0.1:${port}`,
+    url: `nats://${hostPort(opts.host ?? '127.0.0.1', port)}`,
     port,
     users,
     child,

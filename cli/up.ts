@@ -5,19 +5,21 @@
  * unmounts (flushing dirty data) and stops every child, newest first.
  *
  * State kept in DIR between runs: meta/meta.db, node-<i>/ (blocks and node id),
- * secret (data-plane token), nats-state.json (NATS port and users, so mounts and
- * other hosts survive a restart), client.env for `berth status`, `berth mount`
- * and scripts, logs/<child>.log. DIR/up.pid locks the folder (cli/up-lock.ts);
+ * secret (data-plane token), nats-state.json (NATS port, --listen address and
+ * users, so mounts and other hosts survive a restart), client.env for `berth
+ * status`, `berth mount` and scripts, node.env for data nodes on other hosts,
+ * logs/<child>.log. DIR/up.pid locks the folder (cli/up-lock.ts);
  * every child that dies is restarted with backoff (cli/supervise.ts).
  */
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { formatCredentialsFile } from '../common/credentials'
 import { DEFAULT_REPLICAS } from '../common/protocol'
 import { DEFAULT_CLUSTER } from '../common/wire'
-import { launchNatsServer, type NatsServerHandle, type NatsUsers } from './nats-server'
+import { hostPort, launchNatsServer, type NatsServerHandle, type NatsUsers } from './nats-server'
 import { spawnService, type ServiceHandle } from './spawn-service'
 import { BerthError } from '../common/errors'
 import { acquireUpLock } from './up-lock'
@@ -28,8 +30,8 @@ import { loadOrCreateNatsState } from './up-state'
 import { Supervised } from './supervise'
 import { intFlag } from '../common/flags'
 
-const HELP = `usage: berth up [--dir DIR] [--nodes 3] [--replicas 2] [--mount DIR | --no-mount] [-o OPTS] [--ha]
-Starts a local cluster on 127.0.0.1: nats-server, one meta, N data nodes; mounts it.
+const HELP = `usage: berth up [--dir DIR] [--nodes 3] [--replicas 2] [--mount DIR | --no-mount] [-o OPTS] [--ha] [--listen HOST]
+Starts a local cluster on 127.0.0.1 (or --listen HOST): nats-server, one meta, N data nodes; mounts it.
   --ha             replicated meta: 3 clustered nats-servers (JetStream), 2 meta
                    replicas (one leads by lease, docs/meta.md#replication); a
                    replica that dies is started again and rejoins as a follower
@@ -40,6 +42,10 @@ Starts a local cluster on 127.0.0.1: nats-server, one meta, N data nodes; mounts
   --no-mount       start the cluster only
   -o OPTS          mount options, as for \`berth mount -o\` (allow_other, nonempty, ...)
   --nats-port N    NATS port (default: chosen at the first start, then kept in DIR)
+  --listen HOST    the address NATS and the data nodes listen on and advertise: an IP
+                   address of this host that other hosts reach (default 127.0.0.1,
+                   kept in DIR); other hosts' nodes and mounts use DIR/node.env and
+                   DIR/client.env (docs/deploy.md)
   --cluster NAME   subject prefix (default berth)
   --json           also print one JSON line {"event":"ready",...} on stdout (for supervisors)
 Children that die are restarted; their logs are in DIR/logs/.
@@ -56,6 +62,8 @@ interface UpConfig {
   mount: string | null
   mountOptions: string[]
   natsPort: number | null
+  /** --listen; null: the one kept in DIR (127.0.0.1 at first). */
+  listen: string | null
   json: boolean
   cluster: string
   ha: boolean
@@ -74,6 +82,7 @@ function parseConfig(argv: string[]): UpConfig | null {
       cluster: { type: 'string', default: DEFAULT_CLUSTER },
       o: { type: 'string', short: 'o', multiple: true },
       'nats-port': { type: 'string' },
+      listen: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -88,10 +97,22 @@ function parseConfig(argv: string[]): UpConfig | null {
     mount: values['no-mount'] ? null : resolve(values.mount),
     mountOptions: values.o ?? [],
     natsPort: values['nats-port'] === undefined ? null : intFlag('--nats-port', values['nats-port'], 4222, 1, 65535),
+    listen: values.listen === undefined ? null : listenHost(values.listen),
     json: values.json,
     cluster: values.cluster,
     ha: values.ha,
   })
+}
+
+/**
+ * `--listen`: one address to listen on and to advertise, so it must be an
+ * address of this host (a wildcard cannot be advertised).
+ */
+function listenHost(v: string): string {
+  const host = v.startsWith('[') && v.endsWith(']') ? v.slice(1, -1) : v
+  if (!isIP(host)) throw new BerthError('EINVAL', `--listen must be an IP address of this host (e.g. 10.0.0.5), got "${v}"`)
+  if (host === '0.0.0.0' || host === '::') throw new BerthError('EINVAL', `--listen ${v}: give the address other hosts reach (e.g. 10.0.0.5); NATS and the nodes also advertise it, and a wildcard cannot be advertised`)
+  return host
 }
 
 /** The data-plane token survives restarts so nodes and meta always agree. */
@@ -151,11 +172,11 @@ export async function run(argv: string[]): Promise<void> {
 
   try {
     const secret = loadOrCreateSecret(cfg.dir)
-    const state = await loadOrCreateNatsState(cfg.dir, cfg.natsPort, cfg.ha ? 3 : 1)
+    const state = await loadOrCreateNatsState(cfg.dir, cfg.natsPort, cfg.ha ? 3 : 1, cfg.listen)
     const startNats = (i: number) => async () => {
       const port = state.ports[i]!
       const route = state.routes ? { serverName: `berth-nats-${i}`, port: state.routes[i]!, routes: state.routes } : undefined
-      const h = await launchNatsServer({ dir: join(cfg.dir, cfg.ha ? `nats-${i}` : 'nats'), cluster: cfg.cluster, port, users: state.users, route }).catch((err: unknown) => {
+      const h = await launchNatsServer({ dir: join(cfg.dir, cfg.ha ? `nats-${i}` : 'nats'), cluster: cfg.cluster, port, users: state.users, route, host: state.host }).catch((err: unknown) => {
         throw new BerthError('EIO', `${(err as Error).message.trim()}\n  hint: is port ${port} taken by another program? start with --nats-port N (kept for later starts)`)
       })
       logs.follow(cfg.ha ? `nats-${i}` : 'nats', h.child.stderr)
@@ -177,6 +198,15 @@ export async function run(argv: string[]): Promise<void> {
       BERTH_NATS_URL: natsUrl,
       BERTH_NATS_USER: users.client.user,
       BERTH_NATS_PASS: users.client.pass,
+      BERTH_CLUSTER: cfg.cluster,
+    }), { mode: 0o600 })
+    // what a data node on another host needs (docs/deploy.md): berth node reads these variables
+    const nodeEnv = join(cfg.dir, 'node.env')
+    writeFileSync(nodeEnv, formatCredentialsFile({
+      BERTH_NATS_URL: natsUrl,
+      BERTH_NATS_USER: users.node.user,
+      BERTH_NATS_PASS: users.node.pass,
+      BERTH_SECRET: secret,
       BERTH_CLUSTER: cfg.cluster,
     }), { mode: 0o600 })
 
@@ -204,7 +234,7 @@ export async function run(argv: string[]): Promise<void> {
     const metas = await Promise.all(Array.from({ length: cfg.ha ? 2 : 1 }, (_, i) => supervise(cfg.ha ? `meta-${i}` : 'meta', metaArgs(i), 'meta')))
     const nodes = await Promise.all(
       Array.from({ length: cfg.nodes }, (_, i) =>
-        supervise(`node-${i}`, ['node', ...common, '--dir', join(cfg.dir, `node-${i}`), '--listen', '127.0.0.1:0'], 'node'),
+        supervise(`node-${i}`, ['node', ...common, '--dir', join(cfg.dir, `node-${i}`), '--listen', hostPort(state.host, 0)], 'node'),
       ),
     )
     if (cfg.mount) {
@@ -216,6 +246,7 @@ export async function run(argv: string[]): Promise<void> {
       `berth up: cluster "${cfg.cluster}" ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
       `  NATS          ${natsUrl} (kept across restarts)`,
       `  credentials   ${credentials}`,
+      ...(state.host !== '127.0.0.1' ? [`  other hosts   nodes: ${nodeEnv} (node role and secret); mounts: ${credentials} (docs/deploy.md)`] : []),
       cfg.ha
         ? `  meta          2 replicas (--ha), pids ${metas.map((m) => m.current.pid).join(', ')}, dbs ${cfg.dir}/meta-{0,1}/meta.db; NATS cluster of 3`
         : `  meta          pid ${metas[0]!.current.pid}, db ${join(cfg.dir, 'meta', 'meta.db')}`,

@@ -32,6 +32,7 @@ export const ERRNO = {
   ENOTEMPTY: 39,
   ELOOP: 40,
   ENODATA: 61,
+  EPROTO: 71,
   EOVERFLOW: 75,
   EMSGSIZE: 90,
   ENOTSUP: 95,

@@ -6,6 +6,8 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { NatsConnection } from 'nats'
+import { announcedProtocol, refuseMeta, releaseName } from './compat'
+import { BerthError } from './errors'
 import type { MetaOp, MetaReplies, MetaRequest } from './protocol'
 import { request, subjects, type Subjects } from './wire'
 
@@ -43,7 +45,9 @@ export class MetaClient {
     // increasing order, so its first one is the lowest still pending.
     const ack: number = this.pending.values().next().value ?? n
     const rid = `${this.origin}.${n.toString(36)}.${ack.toString(36)}`
-    const done = request<MetaReplies[Op]>(this.nc, this.subjects.meta(op), { ...body, rid }, {
+    // hello announces what this client speaks; meta refuses it (EPROTO) if out of range
+    const announce = op === 'hello' ? { protocol: announcedProtocol(), release: releaseName() } : {}
+    const sent = request<MetaReplies[Op]>(this.nc, this.subjects.meta(op), { ...announce, ...body, rid }, {
       timeoutMs: this.opts.timeoutMs ?? 5000,
       deadlineMs: opts.deadlineMs ?? this.opts.deadlineMs ?? 30_000,
       retryTimeouts: true,
@@ -51,7 +55,14 @@ export class MetaClient {
     // a request that failed at its deadline may still be applied: its number
     // leaves the pending set only when no retry of it can come any more
     const settle = () => this.pending.delete(n)
-    done.then(settle, settle)
-    return done
+    sent.then(settle, settle)
+    if (op !== 'hello') return sent
+    // and refuses a meta older than itself (an old meta does not check)
+    return sent.then((reply) => {
+      const hello = reply as MetaReplies['hello']
+      const refused = refuseMeta(hello, { protocol: announcedProtocol(), release: releaseName() })
+      if (refused) throw new BerthError('EPROTO', refused)
+      return reply
+    })
   }
 }

@@ -128,7 +128,12 @@ export type NodeState = (typeof NODE_STATES)[number]
 
 /** Every metadata operation: request schema and reply type. */
 export const metaRequests = {
-  hello: z.object({ rid, session: session.optional() }),
+  /**
+   * `protocol` and `release`: what the caller speaks and runs (common/compat.ts);
+   * absent from releases before the check (protocol 1). Meta refuses a protocol
+   * outside its range with EPROTO.
+   */
+  hello: z.object({ rid, session: session.optional(), protocol: z.number().int().min(0).max(1_000_000).optional(), release: z.string().max(128).optional() }),
   lookup: z.object({ rid, parent: ino, name }),
   getattr: z.object({ rid, ino }),
   setattr: z.object({
@@ -235,6 +240,11 @@ export interface HelloReply {
   chunkSize: number
   replicas: number
   nodes: NodeInfo[]
+  /** The protocol meta speaks and the oldest it serves (common/compat.ts); absent from metas before the check. */
+  protocol?: number
+  minProtocol?: number
+  /** Meta's release, "0.1.0 (commit ...)". */
+  release?: string
 }
 
 export interface StatfsReply {
@@ -445,6 +455,9 @@ export const heartbeat = z.object({
   fsId: z.string().max(128).optional(),
   /** Bytes available on that filesystem (statfs bavail * bsize). */
   fsFree: size.optional(),
+  /** The protocol and release the node runs (common/compat.ts); absent from nodes before the check (protocol 1). */
+  protocol: z.number().int().min(0).max(1_000_000).optional(),
+  release: z.string().max(128).optional(),
 })
 export type Heartbeat = z.infer<typeof heartbeat>
 export const HEARTBEAT_MS = 2000
@@ -469,6 +482,8 @@ export const nodeCommand = z.discriminatedUnion('op', [
   z.object({ op: z.literal('verify'), hashes: z.array(blockHash).max(64) }),
   /** Operator drain: stop (or resume) taking placements and new copies; heartbeats say `draining`. */
   z.object({ op: z.literal('drain'), on: z.boolean() }),
+  /** Meta does not serve this node's protocol (common/compat.ts): the node logs `reason` and exits. */
+  z.object({ op: z.literal('refuse'), reason: z.string().max(1024) }),
 ])
 export type NodeCommand = z.input<typeof nodeCommand>
 /** One stored copy in an inventory page. */
@@ -489,6 +504,7 @@ export interface NodeCommandReplies {
   /** `bad`: corrupt or short, moved to trash; `missing`: not stored here. */
   verify: { bad: string[]; missing: string[] }
   drain: { draining: boolean }
+  refuse: { ok: true }
 }
 
 /** `<cluster>.inval`: published by meta after each mutation. */

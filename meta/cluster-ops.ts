@@ -1,5 +1,7 @@
 /** Cluster-wide replies: hello, statfs, status. Read-only. */
-import type { MetaReplies, NodeInfo, RepairProgress } from '../common/protocol'
+import { MIN_PEER_PROTOCOL, PROTOCOL, refusePeer, releaseName } from '../common/compat'
+import { BerthError } from '../common/errors'
+import type { MetaParsed, MetaReplies, NodeInfo, RepairProgress } from '../common/protocol'
 import { NAME_MAX } from '../common/names'
 import type { MetaEnv } from './context'
 import { rawCapacity } from './capacity'
@@ -12,8 +14,24 @@ export const STATFS_BSIZE = 4096
 /** The inode budget statfs reports (f_files); inode numbers themselves reach the kernel as 64-bit node ids. */
 const MAX_INODES = 2 ** 32 - 1
 
-export function hello(env: MetaEnv): MetaReplies['hello'] {
-  return { cluster: env.cluster, metaId: env.metaId, token: env.secret, chunkSize: env.chunkSize, replicas: env.replicas, nodes: env.nodes.list() }
+/**
+ * The first call of every client: refused (EPROTO, before the token is handed
+ * out) when the client's protocol is outside what this meta serves.
+ */
+export function hello(env: MetaEnv, body: Pick<MetaParsed<'hello'>, 'protocol' | 'release'>): MetaReplies['hello'] {
+  const refused = refusePeer('client', 'this client', body)
+  if (refused) throw new BerthError('EPROTO', refused)
+  return {
+    cluster: env.cluster,
+    metaId: env.metaId,
+    token: env.secret,
+    chunkSize: env.chunkSize,
+    replicas: env.replicas,
+    nodes: env.nodes.list(),
+    protocol: PROTOCOL,
+    minProtocol: MIN_PEER_PROTOCOL,
+    release: releaseName(),
+  }
 }
 
 /** Replicas a block can have right now: R, capped by the live node count. */

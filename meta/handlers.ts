@@ -18,7 +18,7 @@ export type Handler<Op extends MetaOp> = (env: MetaEnv, body: MetaParsed<Op>, ch
 export type Handlers = { [Op in MetaOp]: Handler<Op> }
 
 export const handlers: Handlers = {
-  hello: (env) => hello(env),
+  hello: (env, body) => hello(env, body),
   lookup,
   getattr,
   setattr,

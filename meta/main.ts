@@ -27,6 +27,7 @@ import { nodeAsker } from './node-commands'
 import { MoveMeter } from './move-meter'
 import { loadNodeAdmin } from './node-admin'
 import { NodeTable } from './nodes'
+import { PeerGate } from './peer-gate'
 import { DEFAULT_REBALANCE } from './rebalance'
 import { migrate } from './schema'
 import { publishChanges } from './server'
@@ -107,11 +108,14 @@ export async function run(argv: string[]): Promise<void> {
   })
   const metricsHttp = cfg.metricsListen ? await serveMetrics(metrics.registry, cfg.metricsListen) : null
   if (metricsHttp) log.info(`metrics at ${metricsHttp.url}`)
+  // nodes of a protocol meta does not serve are refused, never seen (meta/peer-gate.ts)
+  const gate = new PeerGate(nodeAsker(nc, cfg.cluster), log)
   nc.subscribe(s.heartbeat, {
     callback: (err, msg) => {
       if (err) return
       try {
-        nodes.seen(parseBody(heartbeat, msg.data))
+        const hb = parseBody(heartbeat, msg.data)
+        if (gate.admit(hb)) nodes.seen(hb)
       } catch (e) {
         log.debug(`ignored bad heartbeat: ${(e as Error).message}`)
       }

@@ -1,7 +1,7 @@
 /**
  * Direct commands to one node on `<cluster>.node.<id>.cmd` (from meta's GC,
  * reconciliation and repair, and from fsck): clock, delete (conditional),
- * replicate, inventory, has, verify. Every body is validated; a bad one gets
+ * replicate, inventory, has, verify, drain, refuse. Every body is validated; a bad one gets
  * an EBADMSG reply and the node keeps serving.
  */
 import type { NatsConnection, Subscription } from 'nats'
@@ -24,6 +24,8 @@ export interface CommandDeps {
   verify(hash: string): Promise<'good' | 'bad' | 'missing'>
   /** Operator drain on or off; returns whether the node now drains. */
   drain?(on: boolean): boolean
+  /** Meta refuses this node's protocol: log the reason and stop. */
+  refuse?(reason: string): void
   clock?: () => number
 }
 
@@ -69,6 +71,10 @@ export function serveCommands(deps: CommandDeps): Subscription {
       case 'drain': {
         if (!deps.drain) throw new BerthError('ENOSYS', 'this node cannot drain')
         return { draining: deps.drain(cmd.on) } satisfies NodeCommandReplies['drain']
+      }
+      case 'refuse': {
+        deps.refuse?.(cmd.reason)
+        return { ok: true } satisfies NodeCommandReplies['refuse']
       }
       case 'replicate': {
         const size = await store.stat(cmd.hash)

@@ -5,6 +5,7 @@
 import { statfs } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { NodeHttp } from '../common/block-client'
+import { announcedProtocol, releaseName } from '../common/compat'
 import { emitEvent, logger } from '../common/log'
 import { connectNats } from '../common/nats-connect'
 import { HEARTBEAT_MS, type Heartbeat, type NodeState } from '../common/protocol'
@@ -81,7 +82,9 @@ export async function run(argv: string[]): Promise<void> {
   const startedAt = Date.now()
   peers = new Peers(nc, subj.heartbeat, log)
   const fsId = filesystemId(cfg.dir)
-  const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt, fsId, fsFree, ...(cfg.zone ? { zone: cfg.zone } : {}) })
+  const protocol = announcedProtocol()
+  const release = releaseName()
+  const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt, fsId, fsFree, protocol, release, ...(cfg.zone ? { zone: cfg.zone } : {}) })
   peers.start(self)
 
   const placement = new Placement({ nc, subject: subj.place, self: { id, url, ...(cfg.zone ? { zone: cfg.zone } : {}) }, free, live: () => peers.live(), log })
@@ -123,7 +126,18 @@ export async function run(argv: string[]): Promise<void> {
     }
     return s === 'draining'
   }
-  const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log, verify: (h) => scrubber.check(h), drain })
+  // meta does not serve this node's protocol (common/compat.ts): say why and stop, exit status 1
+  let stopNow: (() => void) | undefined
+  let refused = false
+  const refuse = (reason: string): void => {
+    if (refused) return
+    refused = true
+    log.error(reason)
+    process.exitCode = 1
+    // after the reply is on its way
+    setTimeout(() => stopNow?.(), 50)
+  }
+  const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log, verify: (h) => scrubber.check(h), drain, refuse })
   scrubber.start()
   const purge = setInterval(
     () => {
@@ -147,6 +161,8 @@ export async function run(argv: string[]): Promise<void> {
     }
     process.on('SIGTERM', stop)
     process.on('SIGINT', stop)
+    stopNow = stop
+    if (refused) stop()
     nc.closed().then(() => {
       if (!draining) log.error('NATS connection closed for good; stopping')
       stop()
@@ -167,7 +183,7 @@ export async function run(argv: string[]): Promise<void> {
     server.closeIdleConnections()
   })
   await http.close()
-  log.info(`node ${id} stopped`)
+  log.info(`node ${id} stopped${refused ? ' (refused by meta)' : ''}`)
   // A stray handle (a client that never hangs up) must not keep a stopped node alive.
   setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref()
 }

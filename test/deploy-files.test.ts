@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import t from 'tap'
+import { unitCommand } from './helpers/unit-command'
 
 const REPO = resolve(__dirname, '..', '..')
 const SYSTEMD_DIR = join(REPO, 'tools', 'systemd')
@@ -45,6 +46,51 @@ t.test('systemd-analyze verify accepts the shipped .mount and .automount', { ski
   t.match(typo.out, /Unknown key 'Tpye'/, 'a misspelt key is reported')
   copyFileSync(join(SYSTEMD_DIR, 'mnt-berth.mount'), join(bad, 'mnt-other.mount'))
   t.not(verify(bad, ['mnt-other.mount']).code, 0, 'a name that does not match Where= fails')
+})
+
+const SERVICES = ['berth-meta.service', 'berth-nats.service', 'berth-node.service']
+
+/** The units with /usr/local/bin/berth pointing at this checkout (verify wants an executable there). */
+function servicesHere(dir: string, edit: (text: string) => string = (x) => x): void {
+  for (const u of SERVICES) writeFileSync(join(dir, u), edit(readFileSync(join(SYSTEMD_DIR, u), 'utf8').replaceAll('/usr/local/bin/berth', join(REPO, 'bin', 'berth.js'))))
+}
+
+t.test('systemd-analyze verify accepts the nats, meta and node services', { skip: !ci && !has('systemd-analyze') ? 'systemd-analyze not installed (apt-get install systemd)' : !existsSync('/usr/sbin/nats-server') ? 'nats-server not at /usr/sbin (apt-get install nats-server)' : false }, async (t) => {
+  t.same(readdirSync(SYSTEMD_DIR).filter((f) => f.endsWith('.service')).sort(), SERVICES)
+  const here = join(t.testdir(), 'ok')
+  mkdirSync(here)
+  servicesHere(here)
+  const ok = verify(here, SERVICES)
+  t.equal(ok.code, 0, 'exit 0')
+  t.equal(ok.out, '', 'no warnings')
+  for (const u of SERVICES) t.match(readFileSync(join(SYSTEMD_DIR, u), 'utf8'), /^EnvironmentFile=\/etc\/berth\/\w+\.env$|^ExecStart=\/usr\/sbin\/nats-server -c \/etc\/berth\/nats\.conf$/m, `${u}: reads /etc/berth`)
+
+  const bad = join(t.testdir(), 'bad')
+  mkdirSync(bad)
+  servicesHere(bad, (x) => x.replace('RestartSec=', 'RestratSec='))
+  t.match(verify(bad, ['berth-meta.service']).out, /Unknown key name 'RestratSec'|Unknown key 'RestratSec'/, 'a misspelt key is reported')
+})
+
+t.test("the services' command lines are ones berth accepts, with init-cluster's env files", async (t) => {
+  const dir = t.testdir()
+  const init = run(process.execPath, [join(REPO, 'bin', 'berth.js'), 'init-cluster', '--dir', join(dir, 'etc'), '--listen', '10.0.0.5'])
+  t.equal(init.code, 0, init.out)
+  // what an operator adds on a node host
+  writeFileSync(join(dir, 'etc', 'node.env'), `${readFileSync(join(dir, 'etc', 'node.env'), 'utf8')}BERTH_NODE_ADVERTISE=http://10.0.0.6:7001\n`)
+  const paths = (p: string) => p.replace('/etc/berth/', `${join(dir, 'etc')}/`).replace('/var/lib/berth/', `${join(dir, 'var')}/`).replace('/usr/local/bin/berth', join(REPO, 'bin', 'berth.js'))
+  for (const [unit, role] of [['berth-meta.service', 'meta'], ['berth-node.service', 'node']] as const) {
+    const cmd = unitCommand(join(SYSTEMD_DIR, unit), paths)
+    t.equal(cmd.argv[1], role)
+    t.equal(cmd.env.BERTH_NATS_USER, role, `${unit}: ${role} credentials from /etc/berth/${role}.env`)
+    t.ok(cmd.env.BERTH_SECRET, `${unit}: the secret too`)
+    // unknown flags fail before --help is looked at: exit 0 means every flag is known
+    const r = run(process.execPath, [...cmd.argv, '--help'], { ...process.env, ...cmd.env })
+    t.equal(r.code, 0, `${cmd.argv.slice(1).join(' ')}: flags accepted (${r.out.split('\n')[0]})`)
+  }
+  const node = unitCommand(join(SYSTEMD_DIR, 'berth-node.service'), paths)
+  t.same(node.argv.slice(node.argv.indexOf('--listen'), node.argv.indexOf('--listen') + 4), ['--listen', '0.0.0.0:7001', '--advertise', 'http://10.0.0.6:7001'], 'listens on every address, advertises the one in node.env')
+  const nats = unitCommand(join(SYSTEMD_DIR, 'berth-nats.service'), paths)
+  t.match(readFileSync(nats.argv[2]!, 'utf8'), /^listen: 0\.0\.0\.0:4222$/m, 'nats-server reads the generated nats.conf')
 })
 
 t.test('the fstab line becomes a remote automount through systemd-fstab-generator', { skip: !ci && !existsSync(GENERATOR) ? 'systemd-fstab-generator not installed' : false }, async (t) => {

@@ -66,7 +66,7 @@ t.test('a 4th node joins 3 holding data: usage even within 10%, never below R', 
       // progress is visible the way an operator sees it (status/--watch): report it now and then
       lastProgress = Date.now()
       progressLines++
-      t.comment(`rebalance: ${st.rebalance.from} -> ${st.rebalance.to}, ${(st.rebalance.bytes / 1048576).toFixed(0)} MiB to go, ETA ${st.rebalance.etaS ?? '?'} s`)
+      t.comment(`rebalance: ${st.rebalance.from} -> ${st.rebalance.to}, ${(st.rebalance.bytes / 1048576).toFixed(0)} MiB to go, ETA ${st.rebalance.etaS === null ? '?' : st.rebalance.etaS.toFixed(0)} s`)
     }
     const live = st.nodes.filter((n) => n.alive)
     const mean = live.reduce((s, n) => s + n.used, 0) / live.length
