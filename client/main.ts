@@ -30,6 +30,7 @@ import { checkMountpoint } from './mountpoint-check'
 import { maskSecrets, splitUrlCredentials } from '../common/mask-secrets'
 import { createClientMetrics } from './metrics'
 import { Vfs } from './vfs'
+import type { MetaApi } from './stores'
 import { SessionLease } from './session-lease'
 import { onReconnect } from '../common/nats-state'
 
@@ -168,7 +169,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   await blocks.start()
   const pinned = new PinnedBlocks(blocks, meta, session)
 
-  const vfs = new Vfs(meta, pinned, {
+  const vfs = new Vfs(process.env.BERTH_TRACE === '1' ? tracedMeta(meta) : meta, pinned, {
     session,
     chunkSize: hello.chunkSize,
     cacheBytes: cfg.cacheBytes,
@@ -185,7 +186,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     entryTimeoutS: cfg.entryTimeoutS,
     attrTimeoutS: cfg.attrTimeoutS,
   })
-  const inval = subscribeInvalidations(nc, cfg.cluster, vfs, fuse)
+  const inval = subscribeInvalidations(nc, cfg.cluster, meta.origin, vfs, fuse)
   const lease = new SessionLease(meta, {
     session,
     ttlMs: cfg.sessionTtlMs,
@@ -229,7 +230,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   }
   // Invalidations published while we were disconnected are lost for good:
   // forget every cached entry and attribute when the connection comes back.
-  onReconnect(nc, () => vfs.cache.clear())
+  onReconnect(nc, () => vfs.clearCache())
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     process.on(sig, () => {
       void shutdown(sig).finally(() => process.exit(0))
@@ -249,6 +250,22 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
 }
 
 /**
+ * BERTH_TRACE=1: each metadata call of the VFS on stderr as `meta.<op> ms`,
+ * beside the FUSE operations, so a trace shows the round trips per operation.
+ */
+function tracedMeta(meta: MetaClient): MetaApi {
+  return {
+    call(op, body, opts) {
+      const started = process.hrtime.bigint()
+      const done = () => process.stderr.write(`meta.${op} ${(Number(process.hrtime.bigint() - started) / 1e6).toFixed(2)}\n`)
+      const p = meta.call(op, body, opts)
+      p.then(done, done)
+      return p
+    },
+  }
+}
+
+/**
  * Unmounts; if the kernel refuses (busy), detaches lazily like `umount -l`.
  * fuse_session_unmount reports nothing, so the mount table says whether it worked.
  */
@@ -260,8 +277,14 @@ function unmount(fuse: FuseSession, mountpoint: string): void {
   }
 }
 
-/** Meta's invalidations drop this client's cache and the kernel's (pushed through the binding). */
-function subscribeInvalidations(nc: NatsConnection, cluster: string, vfs: Vfs, fuse: FuseSession): Subscription {
+/**
+ * Meta's invalidations drop this client's cache and the kernel's (pushed
+ * through the binding). Those of this mount's own requests (`by` is our
+ * origin) are not pushed: the kernel made those changes itself (it drops a
+ * parent's attributes after a create or unlink, and a removed name's dentry),
+ * and a push arriving after it re-read them would only cost another GETATTR.
+ */
+function subscribeInvalidations(nc: NatsConnection, cluster: string, origin: string, vfs: Vfs, fuse: FuseSession): Subscription {
   return nc.subscribe(subjects(cluster).inval, {
     callback: (err, msg) => {
       if (err) return
@@ -277,7 +300,9 @@ function subscribeInvalidations(nc: NatsConnection, cluster: string, vfs: Vfs, f
         ? inv.entries.filter((e): e is [number, string] => Array.isArray(e) && Number.isInteger(e[0]) && e[0] > 0 && typeof e[1] === 'string')
         : []
       const change = { inos: nums(inv?.inos), dirs: nums(inv?.dirs), entries }
-      vfs.invalidate(change)
+      const own = inv?.by === origin
+      vfs.invalidate(change, own)
+      if (own) return
       // the kernel's caches too, from the binding's notifier thread
       for (const [parent, name] of entries) fuse.invalidateEntry(parent, name)
       for (const ino of change.inos) fuse.invalidateInode(ino)

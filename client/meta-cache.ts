@@ -3,6 +3,15 @@
  * inode attributes. Both are dropped by the meta service's invalidation
  * messages and expire after a TTL as a safety net for lost messages, so a
  * change made by another client is seen within `ttlMs` at worst.
+ *
+ * A directory's entries may be marked complete: this mount created it (empty)
+ * or listed all of it, and every change since came through this mount (its
+ * own changes are applied here as they are acknowledged; any other client's
+ * change to the directory arrives as an invalidation naming it, which drops
+ * the directory's entries, completeness included). A name missing from a
+ * complete directory is known absent without asking meta: the kernel looks up
+ * every name before it creates it, so this saves one round trip per create,
+ * mkdir and symlink in a directory this mount made or read.
  */
 import { LRUCache } from 'lru-cache'
 import type { Attr, Invalidation } from '../common/protocol'
@@ -16,32 +25,76 @@ export interface MetaCacheOptions {
 /** Directories bigger than this are not cached entry by entry (memory bound). */
 const MAX_ENTRIES_PER_DIR = 100_000
 
+interface DirEntries {
+  names: Map<string, number>
+  /** Every entry of the directory is in `names`. */
+  complete: boolean
+}
+
 export class MetaCache {
   private readonly attrs: LRUCache<number, Attr>
-  private readonly dirs: LRUCache<number, Map<string, number>>
+  private readonly dirs: LRUCache<number, DirEntries>
 
   constructor(opts: MetaCacheOptions) {
     this.attrs = new LRUCache<number, Attr>({ max: opts.maxAttrs, ttl: opts.ttlMs })
-    this.dirs = new LRUCache<number, Map<string, number>>({ max: opts.maxDirs, ttl: opts.ttlMs })
+    this.dirs = new LRUCache<number, DirEntries>({ max: opts.maxDirs, ttl: opts.ttlMs })
   }
 
   entry(parent: number, name: string): number | undefined {
-    return this.dirs.get(parent)?.get(name)
+    return this.dirs.get(parent)?.names.get(name)
+  }
+
+  /** `name` is known not to exist in `parent` (the directory's listing is complete here). */
+  absent(parent: number, name: string): boolean {
+    const d = this.dirs.get(parent)
+    return d !== undefined && d.complete && !d.names.has(name)
+  }
+
+  private dir(parent: number): DirEntries {
+    let d = this.dirs.get(parent)
+    if (!d) {
+      d = { names: new Map(), complete: false }
+      this.dirs.set(parent, d)
+    }
+    return d
   }
 
   setEntry(parent: number, name: string, attr: Attr): void {
-    let dir = this.dirs.get(parent)
-    if (!dir) {
-      dir = new Map()
-      this.dirs.set(parent, dir)
+    const d = this.dir(parent)
+    if (d.names.size >= MAX_ENTRIES_PER_DIR) {
+      d.names.clear()
+      d.complete = false
     }
-    if (dir.size >= MAX_ENTRIES_PER_DIR) dir.clear()
-    dir.set(name, attr.ino)
+    d.names.set(name, attr.ino)
     this.attrs.set(attr.ino, attr)
   }
 
+  /** Marks `parent`'s listing complete: call only when every entry is in the cache (or it is new and empty). */
+  setComplete(parent: number): void {
+    const d = this.dir(parent)
+    if (d.names.size < MAX_ENTRIES_PER_DIR) d.complete = true
+  }
+
+  /**
+   * The whole listing of a complete directory with every entry's attributes,
+   * or undefined when the cache cannot answer it alone (incomplete, or an
+   * entry's attributes were evicted). Insertion order: the kernel needs a
+   * stable order within one directory stream, not a sorted one.
+   */
+  listing(parent: number): Array<{ name: string; attr: Attr }> | undefined {
+    const d = this.dirs.get(parent)
+    if (!d?.complete) return undefined
+    const out: Array<{ name: string; attr: Attr }> = []
+    for (const [name, ino] of d.names) {
+      const attr = this.attrs.get(ino)
+      if (!attr) return undefined
+      out.push({ name, attr })
+    }
+    return out
+  }
+
   dropEntry(parent: number, name: string): void {
-    this.dirs.get(parent)?.delete(name)
+    this.dirs.get(parent)?.names.delete(name)
   }
 
   attr(ino: number): Attr | undefined {
@@ -49,6 +102,17 @@ export class MetaCache {
   }
 
   setAttr(attr: Attr): void {
+    this.attrs.set(attr.ino, attr)
+  }
+
+  /**
+   * A directory's attributes from a mutation's reply. Replies to one mount's
+   * mutations of one directory may be handled out of commit order (two in
+   * flight), so an older ctime never replaces a newer one.
+   */
+  setDirAttr(attr: Attr): void {
+    const had = this.attrs.get(attr.ino)
+    if (had && (had.ctime[0] > attr.ctime[0] || (had.ctime[0] === attr.ctime[0] && had.ctime[1] > attr.ctime[1]))) return
     this.attrs.set(attr.ino, attr)
   }
 
@@ -60,11 +124,20 @@ export class MetaCache {
     this.dirs.delete(ino)
   }
 
-  apply(inv: Invalidation): void {
+  /**
+   * Applies meta's invalidation. `own`: caused by this mount's request, whose
+   * entry changes the VFS applied itself when it was acknowledged; its
+   * directories keep their entries (and completeness), only attributes go.
+   */
+  apply(inv: Invalidation, own = false): void {
     for (const ino of inv.inos) this.attrs.delete(ino)
-    for (const [parent, name] of inv.entries ?? []) this.dropEntry(parent, name)
+    for (const [parent, name] of inv.entries ?? []) {
+      this.dropEntry(parent, name)
+      const d = own ? undefined : this.dirs.get(parent)
+      if (d) d.complete = false
+    }
     for (const dir of inv.dirs) {
-      this.dirs.delete(dir)
+      if (!own) this.dirs.delete(dir)
       this.attrs.delete(dir)
     }
   }

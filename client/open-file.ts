@@ -93,6 +93,12 @@ async function eachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
 }
 
+/** utimensat's times as a commit carries them ('now': meta's clock). */
+export interface CommitTimes {
+  atime?: Timespec | 'now'
+  mtime?: Timespec | 'now'
+}
+
 export class OpenFile {
   attr: Attr
   size: number
@@ -509,19 +515,26 @@ export class OpenFile {
   /**
    * Waits for uploads, uploads the rest, commits chunks + size in one call,
    * then compacts chunks that are due. `closing`: the last handle is closing.
+   * `times` (utimensat while writes are pending) go in that same commit;
+   * returns whether there was anything to commit (if not, they were not applied).
    */
-  flush(meta: MetaApi, session: string, closing = false): Promise<void> {
-    return this.lock.run(() => this.flushLocked(meta, session, closing))
+  flush(meta: MetaApi, session: string, opts: { closing?: boolean; times?: CommitTimes } = {}): Promise<boolean> {
+    return this.lock.run(() => this.flushLocked(meta, session, opts.closing === true, opts.times))
   }
 
-  private async flushLocked(meta: MetaApi, session: string, closing = false): Promise<void> {
+  private async flushLocked(meta: MetaApi, session: string, closing: boolean, times?: CommitTimes): Promise<boolean> {
     const committed: number[] = []
+    let any = false
     for (let attempt = 0; ; attempt++) {
       this.inlineSmall()
       for (const [idx, slot] of [...this.slots]) if (slot.state === ChunkState.dirty) await this.wholeIfDue(idx)
       await this.uploadAll()
       try {
-        committed.push(...(await this.commitUploaded(meta, session)))
+        const done = await this.commitUploaded(meta, session, times)
+        if (done) {
+          any = true
+          committed.push(...done)
+        }
         break
       } catch (err) {
         // a chunk we appended to (or compacted) changed in meta: rewrite it whole
@@ -535,6 +548,7 @@ export class OpenFile {
       for (const idx of [...due].sort((a, b) => a - b)) await this.compactIfDue(meta, session, idx, closing)
     }
     this.releaseUnneeded()
+    return any
   }
 
   /** Uploads every dirty chunk and waits for all uploads; throws the first upload error. */
@@ -551,17 +565,21 @@ export class OpenFile {
     }
   }
 
-  /** Commits every uploaded chunk and the size; uploaded -> committed. Returns the chunk indexes committed. */
-  private async commitUploaded(meta: MetaApi, session: string): Promise<number[]> {
+  /**
+   * Commits every uploaded chunk and the size (and `times`, with the last page);
+   * uploaded -> committed. Returns the chunk indexes committed, null if there was nothing to commit.
+   */
+  private async commitUploaded(meta: MetaApi, session: string, times?: CommitTimes): Promise<number[] | null> {
     const done: Array<Slot & { state: 'uploaded' }> = []
     for (const slot of this.slots.values()) if (slot.state === ChunkState.uploaded) done.push(slot)
     done.sort((a, b) => a.ref.idx - b.ref.idx)
-    if (done.length === 0 && !this.sizeDirty) return []
+    if (done.length === 0 && !this.sizeDirty) return null
     const size = this.size
     let attr: Attr | undefined
     for (let i = 0; i === 0 || i < done.length; i += COMMIT_PAGE) {
       const chunks = done.slice(i, i + COMMIT_PAGE).map((s) => s.commit)
-      const reply = await meta.call('commit', { ino: this.attr.ino, session, size, chunks, mtime: this.mtime })
+      const last = i + COMMIT_PAGE >= done.length
+      const reply = await meta.call('commit', { ino: this.attr.ino, session, size, chunks, mtime: this.mtime, ...(times && last ? { times } : {}) })
       attr = reply.attr
     }
     // uploaded -> committed (clean): nothing else ran meanwhile, the lock is ours
@@ -666,7 +684,7 @@ export class OpenFile {
    */
   truncate(meta: MetaApi, session: string, size: number): Promise<Attr> {
     return this.lock.run(async () => {
-      await this.flushLocked(meta, session)
+      await this.flushLocked(meta, session, false)
       const { attr } = await meta.call('setattr', { ino: this.attr.ino, size })
       const cs = this.chunkSize
       for (const [idx, ref] of [...this.chunks]) {

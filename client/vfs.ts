@@ -65,12 +65,22 @@ interface DirStream {
   buffered: Array<{ name: string; attr: Attr }>
   cursor: string | null
   done: boolean
+  /** foreign + changes when the listing started from the top, or -1 when it did not. */
+  epoch: number
 }
 
 const log = logger('client')
 const PARENTS_MAX = 100_000
 const CONTENT_SEEN_MAX = 100_000
-const RELEASE_DELAY_MS = 10
+/**
+ * How long releases (and late registrations of read-only opens) wait to be
+ * batched. At 10 ms a shell loop of small files sent one release transaction
+ * per file (each file takes longer than that), half of meta's writes; at
+ * 100 ms they go together, and a file opened read-only and closed within it
+ * is never registered. The window a late registration leaves is this long
+ * (docs/semantics.md#writes).
+ */
+const RELEASE_DELAY_MS = 100
 const RELEASE_BATCH = 500
 /** A read within this distance of the previous one counts as sequential. */
 const SEQUENTIAL_WINDOW = 1024 * 1024
@@ -98,9 +108,15 @@ export class Vfs {
   private readonly contentSeen = new Map<number, { gen: number; size: number }>()
   private nextFh = 1
   private readonly releases: number[] = []
+  /** Read-only opens not registered with meta yet (sent with the next release batch): ino -> count. */
+  private readonly holds = new Map<number, number>()
   /** Inodes freed while our session lease had lapsed (client/session-lease.ts): their handles fail. */
   private readonly lost = new Set<number>()
   private releaseTimer: NodeJS.Timeout | undefined
+  /** Foreign invalidations applied so far (see invalidate). */
+  private foreign = 0
+  /** Own namespace changes acknowledged so far (a listing page read before one may lack it). */
+  private changes = 0
 
   constructor(
     private readonly meta: MetaApi,
@@ -112,8 +128,22 @@ export class Vfs {
     this.wb = new Writeback(blockApi, this.blocks, { chunkSize: opts.chunkSize, maxDirtyBytes: opts.maxDirtyBytes, maxUploads: opts.maxUploads, compact: opts.compact })
   }
 
-  invalidate(inv: Invalidation): void {
-    this.cache.apply(inv)
+  /**
+   * Meta's invalidation. `own`: caused by this mount's own request (its `by`
+   * is our MetaClient's origin); the VFS applied that change when the reply
+   * came, so directories keep their entries. Any other invalidation counts
+   * as foreign: a reply that was in flight meanwhile may describe a state
+   * older than it, so its directory attributes and listings are not cached.
+   */
+  invalidate(inv: Invalidation, own = false): void {
+    if (!own) this.foreign++
+    this.cache.apply(inv, own)
+  }
+
+  /** Forgets every cached entry and attribute (NATS reconnected: invalidations may have been lost). */
+  clearCache(): void {
+    this.foreign++
+    this.cache.clear()
   }
 
   get openFiles(): number {
@@ -128,7 +158,7 @@ export class Vfs {
     if (ino !== undefined) {
       const attr = this.cache.attr(ino)
       if (attr) return this.overlay(attr)
-    }
+    } else if (this.cache.absent(parent, name)) throw fsError('ENOENT', `no entry "${name}" in ${parent}`)
     try {
       const { attr } = await this.meta.call('lookup', { parent, name })
       this.cache.setEntry(parent, name, attr)
@@ -195,7 +225,8 @@ export class Vfs {
    */
   heldInodes(): Array<{ ino: number; count: number }> {
     const counts = new Map<number, number>()
-    for (const ino of this.files.keys()) counts.set(ino, 1)
+    // a file whose registration is still queued is not counted by meta yet
+    for (const ino of this.files.keys()) if (!this.holds.has(ino)) counts.set(ino, 1)
     for (const ino of this.releases) counts.set(ino, (counts.get(ino) ?? 0) + 1)
     return [...counts].map(([ino, count]) => ({ ino, count }))
   }
@@ -205,10 +236,40 @@ export class Vfs {
     for (const ino of inos) if (this.files.has(ino)) this.lost.add(ino)
   }
 
-  private remember(parent: number, name: string, attr: Attr): void {
+  /** A new name this mount made: its entry, and the parent's attributes from the reply. */
+  private remember(parent: number, name: string, attr: Attr, dirs: Attr[] | undefined, foreignAtSend: number): void {
+    this.changes++
     this.cache.setEntry(parent, name, attr)
     this.noteParent(parent, name, attr)
-    this.cache.dropAttr(parent)
+    this.dirsChanged(dirs, foreignAtSend, [parent])
+  }
+
+  /**
+   * After a namespace change of this mount: the changed directories'
+   * attributes from its reply (so the kernel's GETATTR of the parent, which
+   * follows every create and unlink, needs no round trip), unless a foreign
+   * invalidation came in while it was in flight (the reply may be older).
+   */
+  private dirsChanged(dirs: Attr[] | undefined, foreignAtSend: number, touched: number[]): void {
+    if (dirs && this.foreign === foreignAtSend) for (const d of dirs) this.cache.setDirAttr(d)
+    else for (const ino of touched) this.cache.dropAttr(ino)
+  }
+
+  /**
+   * A namespace mutation of `dirs` (parents) through meta. On any failure the
+   * directories' cached entries go: the change may or may not have happened
+   * (a timeout), and its invalidation is ours, so it would not drop them.
+   */
+  private async mutate<T>(dirs: number[], fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn()
+    } catch (err) {
+      for (const d of dirs) {
+        this.cache.dropDir(d)
+        this.cache.dropAttr(d)
+      }
+      throw err
+    }
   }
 
   // ---- attributes ----
@@ -242,8 +303,15 @@ export class Vfs {
     if (change.mtime !== undefined) rest.mtime = change.mtime
     if (Object.keys(rest).length === 0) return attr
     const f = this.files.get(ino)
-    // pending data would be committed later with the write time: commit it first
-    if (f && (rest.mtime !== undefined || rest.atime !== undefined)) await f.flush(this.meta, this.opts.session)
+    // pending data would be committed later with the write time: commit it
+    // first, and times alone (tar's futimens after its writes) in that same commit
+    if (f && (rest.mtime !== undefined || rest.atime !== undefined)) {
+      const onlyTimes = rest.mode === undefined && rest.uid === undefined && rest.gid === undefined
+      if (await f.flush(this.meta, this.opts.session, { times: onlyTimes ? { atime: rest.atime, mtime: rest.mtime } : undefined })) {
+        this.afterCommit(f)
+        if (onlyTimes) return f.view()
+      }
+    }
     const reply = await this.meta.call('setattr', { ino, ...rest })
     this.cache.setAttr(reply.attr)
     if (f) f.attr = { ...reply.attr, size: f.attr.size }
@@ -257,7 +325,7 @@ export class Vfs {
     const dir = await this.getattr(ino)
     if ((dir.mode & S_IFMT) !== S_IFDIR) throw fsError('ENOTDIR', `inode ${ino} is not a directory`)
     const dh = this.allocFh()
-    this.dirs.set(dh, { ino, pos: 0, buffered: [], cursor: null, done: false })
+    this.dirs.set(dh, { ino, pos: 0, buffered: [], cursor: null, done: false, epoch: -1 })
     return dh
   }
 
@@ -275,7 +343,7 @@ export class Vfs {
     const d = this.dirs.get(dh)
     if (!d) throw fsError('EBADF', `no open directory ${dh}`)
     if (offset !== d.pos) {
-      if (offset < d.pos || offset > d.pos + d.buffered.length) Object.assign(d, { pos: 0, buffered: [], cursor: null, done: false })
+      if (offset < d.pos || offset > d.pos + d.buffered.length) Object.assign(d, { pos: 0, buffered: [], cursor: null, done: false, epoch: -1 })
       // drop what the kernel already kept
       const skip = Math.min(offset - d.pos, d.buffered.length)
       d.buffered.splice(0, skip)
@@ -285,18 +353,33 @@ export class Vfs {
       const self = await this.getattr(d.ino)
       const parent = d.ino === ROOT_INO ? self : await this.getattr(this.parentOf(d.ino))
       d.buffered.push({ name: '.', attr: self }, { name: '..', attr: parent })
+      // a complete directory is listed from the cache (kept exact by
+      // invalidations, like lookups): no round trip per directory for
+      // find, ls -R, cp -r or rm -rf of a tree this mount made or read
+      const cached = this.cache.listing(d.ino)
+      if (cached) {
+        for (const e of cached) d.buffered.push({ name: e.name, attr: this.overlay(e.attr) })
+        d.done = true
+      }
     }
     while (d.pos < offset || (d.buffered.length < min && !d.done)) {
       if (d.buffered.length === 0 && d.done) break
       if (!d.done && d.buffered.length < Math.max(min, offset - d.pos)) {
+        const epoch = this.foreign + this.changes
+        if (d.cursor === null) d.epoch = epoch
         const page: { entries: DirEntry[]; next: string | null } = await this.meta.call('readdir', { ino: d.ino, cursor: d.cursor })
+        // a page read before a change that was acknowledged meanwhile may show
+        // a removed name: the kernel gets it (as from any listing), the cache not
+        const fresh = this.foreign + this.changes === epoch
         for (const e of page.entries) {
-          this.cache.setEntry(d.ino, e.name, e.attr)
+          if (fresh) this.cache.setEntry(d.ino, e.name, e.attr)
           this.noteParent(d.ino, e.name, e.attr)
           d.buffered.push({ name: e.name, attr: this.overlay(e.attr) })
         }
         d.cursor = page.next
         d.done = page.next === null
+        // the whole listing, read while nothing changed: names not in it do not exist
+        if (d.done && d.epoch === this.foreign + this.changes) this.cache.setComplete(d.ino)
       }
       if (d.pos < offset) {
         const skip = Math.min(offset - d.pos, d.buffered.length)
@@ -324,24 +407,32 @@ export class Vfs {
 
   async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Attr> {
     // setgid-directory inheritance is meta's: it sees the parent as it is in the transaction
-    const { attr } = await this.meta.call('mkdir', { parent, name, mode: S_IFDIR | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid })
-    this.remember(parent, name, attr)
+    const since = this.foreign
+    const { attr, dirs } = await this.mutate([parent], () => this.meta.call('mkdir', { parent, name, mode: S_IFDIR | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid }))
+    this.remember(parent, name, attr, dirs, since)
+    // new and empty: a lookup in it needs no round trip until someone else changes it
+    if (this.foreign === since) this.cache.setComplete(attr.ino)
     return attr
   }
 
   /** With `session`, meta also registers the new file as open by this mount (create). */
   async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller, session?: string): Promise<Attr> {
     const type = mode & S_IFMT || S_IFREG
-    const { attr } = await this.meta.call('mknod', { parent, name, mode: type | (mode & PERM_BITS), rdev, uid: caller.uid, gid: caller.gid, session })
-    this.remember(parent, name, attr)
+    const since = this.foreign
+    const { attr, dirs } = await this.mutate([parent], () =>
+      this.meta.call('mknod', { parent, name, mode: type | (mode & PERM_BITS), rdev, uid: caller.uid, gid: caller.gid, session }),
+    )
+    this.remember(parent, name, attr, dirs, since)
     return attr
   }
 
   async rmdir(parent: number, name: string): Promise<void> {
     const ino = this.cache.entry(parent, name)
-    await this.meta.call('rmdir', { parent, name })
+    const since = this.foreign
+    const { dirs } = await this.mutate([parent], () => this.meta.call('rmdir', { parent, name }))
+    this.changes++
     this.cache.dropEntry(parent, name)
-    this.cache.dropAttr(parent)
+    this.dirsChanged(dirs, since, [parent])
     if (ino !== undefined) {
       this.cache.dropAttr(ino)
       this.cache.dropDir(ino)
@@ -350,9 +441,12 @@ export class Vfs {
 
   async unlink(parent: number, name: string): Promise<void> {
     const ino = this.cache.entry(parent, name)
-    await this.meta.call('unlink', { parent, name })
+    await this.sendHolds()
+    const since = this.foreign
+    const { dirs } = await this.mutate([parent], () => this.meta.call('unlink', { parent, name }))
+    this.changes++
     this.cache.dropEntry(parent, name)
-    this.cache.dropAttr(parent)
+    this.dirsChanged(dirs, since, [parent])
     if (ino !== undefined) this.cache.dropAttr(ino)
   }
 
@@ -360,23 +454,31 @@ export class Vfs {
   async rename(parent: number, name: string, newParent: number, newName: string, flags = 0): Promise<void> {
     const moved = this.cache.entry(parent, name)
     const replaced = this.cache.entry(newParent, newName)
-    await this.meta.call('rename', { parent, name, newParent, newName, flags })
-    this.cache.dropEntry(parent, name)
-    this.cache.dropEntry(newParent, newName)
-    for (const ino of [parent, newParent, moved, replaced]) if (ino !== undefined) this.cache.dropAttr(ino)
+    await this.sendHolds()
+    const since = this.foreign
+    const { dirs } = await this.mutate([parent, newParent], () => this.meta.call('rename', { parent, name, newParent, newName, flags }))
+    this.changes++
+    // the moved name is not re-entered here: both listings are forgotten
+    // (completeness included), the next lookups ask meta
+    this.cache.dropDir(parent)
+    this.cache.dropDir(newParent)
+    for (const ino of [moved, replaced]) if (ino !== undefined) this.cache.dropAttr(ino)
+    this.dirsChanged(dirs, since, [parent, newParent])
     // a moved directory's ".." changed; its entries did not
     if (moved !== undefined && this.parents.has(moved)) this.parents.set(moved, newParent)
   }
 
   async link(ino: number, newParent: number, newName: string): Promise<Attr> {
-    const { attr } = await this.meta.call('link', { ino, newParent, newName })
-    this.remember(newParent, newName, attr)
+    const since = this.foreign
+    const { attr, dirs } = await this.mutate([newParent], () => this.meta.call('link', { ino, newParent, newName }))
+    this.remember(newParent, newName, attr, dirs, since)
     return this.overlay(attr)
   }
 
   async symlink(target: string, parent: number, name: string, caller: Caller): Promise<Attr> {
-    const { attr } = await this.meta.call('symlink', { parent, name, target, uid: caller.uid, gid: caller.gid })
-    this.remember(parent, name, attr)
+    const since = this.foreign
+    const { attr, dirs } = await this.mutate([parent], () => this.meta.call('symlink', { parent, name, target, uid: caller.uid, gid: caller.gid }))
+    this.remember(parent, name, attr, dirs, since)
     return attr
   }
 
@@ -444,13 +546,14 @@ export class Vfs {
     let f = this.files.get(attr.ino)
     let keepCache = false
     if (!f) {
-      const reply = await this.meta.call('open', { ino: attr.ino, session: this.opts.session })
+      const reply = await this.openReply(attr.ino, (flags & O_ACCMODE) === 0)
       const chunks = await this.loadChunks(attr.ino, reply.chunks, reply.more)
       f = this.files.get(attr.ino)
       if (!f) {
         f = new OpenFile(reply.attr, this.wb)
         f.refresh(reply.attr, chunks)
         this.files.set(attr.ino, f)
+        if (reply.late) this.hold(attr.ino)
       }
       const seen = this.contentSeen.get(attr.ino)
       keepCache = seen !== undefined && seen.gen === reply.attr.gen && seen.size === reply.attr.size
@@ -479,6 +582,36 @@ export class Vfs {
     } else keepCache = true
     this.noteContent(f.attr)
     return { fh: this.addHandle(f, flags), keepCache }
+  }
+
+  /**
+   * Attributes and first chunk page of an inode being opened, registering the
+   * open with meta. A read-only open of a linked file reads them from meta's
+   * read path and its registration goes with the next release batch (`late`):
+   * no write transaction per `cat`, and a file opened and closed within the
+   * batch delay is never registered at all (docs/semantics.md#writes).
+   */
+  private async openReply(ino: number, readOnly: boolean): Promise<{ attr: Attr; chunks: ChunkRef[]; more: boolean; late: boolean }> {
+    if (readOnly) {
+      const r = await this.meta.call('chunks', { ino, from: 0, withAttr: true })
+      // an unlinked inode is alive only while registered: register it now
+      if (r.attr && r.attr.nlink > 0) return { attr: r.attr, chunks: r.chunks, more: r.more, late: true }
+    }
+    return { ...(await this.meta.call('open', { ino, session: this.opts.session })), late: false }
+  }
+
+  private hold(ino: number): void {
+    this.holds.set(ino, (this.holds.get(ino) ?? 0) + 1)
+    this.releaseTimer ??= setTimeout(() => void this.sendBatch(), RELEASE_DELAY_MS)
+  }
+
+  /**
+   * Before this mount removes a name, its queued registrations go: a file it
+   * opened read-only a moment ago must be held by meta before its last link
+   * goes, or meta would free it under the open handle.
+   */
+  private async sendHolds(): Promise<void> {
+    if (this.holds.size) await this.sendReleases()
   }
 
   /**
@@ -576,7 +709,7 @@ export class Vfs {
     const h = this.handle(fh)
     if (!h.wrote) return
     // the last handle's close may compact appended slices (client/open-file.ts)
-    await h.file.flush(this.meta, this.opts.session, h.file.handles === 1)
+    await h.file.flush(this.meta, this.opts.session, { closing: h.file.handles === 1 })
     this.afterCommit(h.file)
   }
 
@@ -595,7 +728,7 @@ export class Vfs {
       if (this.lost.has(f.attr.ino)) throw fsError('EIO', `inode ${f.attr.ino} was freed while this mount's session had lapsed; its unsaved data is lost`)
       // the last handle also commits what is still dirty (a failed flush before)
       if (h.wrote || (f.handles === 1 && f.isDirty)) {
-        await f.flush(this.meta, this.opts.session, f.handles === 1)
+        await f.flush(this.meta, this.opts.session, { closing: f.handles === 1 })
         this.afterCommit(f)
       }
     } finally {
@@ -620,22 +753,48 @@ export class Vfs {
    * file. Meta counts opens, so a re-open in between cannot be lost.
    */
   private queueRelease(ino: number): void {
+    // registered late and not sent yet: meta never counted it, nothing to release
+    const held = this.holds.get(ino)
+    if (held !== undefined) {
+      if (held > 1) this.holds.set(ino, held - 1)
+      else this.holds.delete(ino)
+      return
+    }
     this.releases.push(ino)
-    if (this.releases.length >= RELEASE_BATCH) void this.sendReleases()
-    else this.releaseTimer ??= setTimeout(() => void this.sendReleases(), RELEASE_DELAY_MS)
+    if (this.releases.length >= RELEASE_BATCH) void this.sendBatch()
+    else this.releaseTimer ??= setTimeout(() => void this.sendBatch(), RELEASE_DELAY_MS)
   }
 
   /** Sends queued releases now (also at unmount). Failures are logged: the session lease cleans up. */
   async sendReleases(): Promise<void> {
+    while (this.releases.length || this.holds.size) await this.sendBatch()
+  }
+
+  /**
+   * One release call with what is queued now (the timer's job). What is
+   * queued while it is in flight waits for the next timer: under a stream of
+   * opens and closes that is one call per RELEASE_DELAY_MS, not one per reply.
+   */
+  private async sendBatch(): Promise<void> {
     if (this.releaseTimer) clearTimeout(this.releaseTimer)
     this.releaseTimer = undefined
-    while (this.releases.length) {
-      const inos = this.releases.splice(0, RELEASE_BATCH)
-      await this.meta.call('release', { session: this.opts.session, inos }).catch((err: unknown) => {
-        log.warn(`release of ${inos.length} inode(s) failed; the session lease will release them: ${(err as Error).message}`)
-      })
+    const inos = this.releases.splice(0, RELEASE_BATCH)
+    const holds: number[] = []
+    for (const [ino, n] of this.holds) {
+      if (holds.length > 0 && holds.length + n > RELEASE_BATCH) break
+      for (let i = 0; i < n; i++) holds.push(ino)
+      this.holds.delete(ino)
     }
+    if (inos.length === 0 && holds.length === 0) return
+    const reply = await this.meta.call('release', { session: this.opts.session, inos, holds }).catch((err: unknown) => {
+      log.warn(`release of ${inos.length} and registration of ${holds.length} inode(s) failed; the session lease will restore them: ${(err as Error).message}`)
+    })
+    // unlinked by another client before the registration came: the handle
+    // keeps what it read (inline bytes, chunk map), docs/semantics.md#writes
+    if (reply?.gone?.length) log.warn(`${reply.gone.length} file(s) opened read-only were removed by another client before their open was registered`)
+    if (this.releases.length || this.holds.size) this.releaseTimer ??= setTimeout(() => void this.sendBatch(), RELEASE_DELAY_MS)
   }
+
 
   private afterCommit(f: OpenFile): void {
     this.cache.setAttr(f.attr)

@@ -16,10 +16,22 @@
  */
 import { versionInfo } from '../cli/version'
 
-/** The protocol this build speaks. */
-export const PROTOCOL = 1
-/** The oldest client or node protocol this meta serves. */
-export const MIN_PEER_PROTOCOL = 1
+/**
+ * The protocol this build speaks. 2: commit carries utimensat's times,
+ * release carries late open registrations (holds), chunks may return the
+ * attributes, namespace replies the changed directories, invalidations their
+ * origin (`by`). A protocol-1 meta would drop the times of a futimens made
+ * before close, so a client of 2 must not use one (it refuses it, see above);
+ * a meta of 2 still serves clients of 1, which send none of these.
+ */
+export const PROTOCOL = 2
+/**
+ * The oldest protocol this meta serves, per kind of peer. Clients: 2, because
+ * a file may now hold chunks in slices (appends, docs/data-node.md#appends): a
+ * client of 1 ignores the slices and would read zeros past a chunk's first
+ * block. Nodes: 1 (nothing a node does changed), so meta can be upgraded first.
+ */
+export const MIN_PEER_PROTOCOL: Readonly<Record<PeerKind, number>> = { client: 2, node: 1 }
 /** What a peer that announces no protocol speaks (releases before the check). */
 export const UNANNOUNCED_PROTOCOL = 1
 
@@ -60,12 +72,13 @@ export interface Announced {
  */
 export function refusePeer(kind: PeerKind, who: string, peer: Announced, metaRelease = releaseName()): string | null {
   const p = peer.protocol ?? UNANNOUNCED_PROTOCOL
-  if (p >= MIN_PEER_PROTOCOL && p <= PROTOCOL) return null
+  const min = MIN_PEER_PROTOCOL[kind]
+  if (p >= min && p <= PROTOCOL) return null
   const theirs = `${who} speaks berth protocol ${p} (berth ${peer.release ?? 'unknown release'})`
-  const ours = `meta (berth ${metaRelease}) serves protocols ${MIN_PEER_PROTOCOL} to ${PROTOCOL}`
+  const ours = `meta (berth ${metaRelease}) serves ${kind}s of protocols ${min} to ${PROTOCOL}`
   const fix =
-    p < MIN_PEER_PROTOCOL
-      ? `upgrade the ${kind === 'node' ? 'node' : 'client (berth on the mounting host)'} to a release that speaks protocol ${MIN_PEER_PROTOCOL} or later`
+    p < min
+      ? `upgrade the ${kind === 'node' ? 'node' : 'client (berth on the mounting host)'} to a release that speaks protocol ${min} or later`
       : `upgrade meta first (rolling order: meta, then nodes, then clients), or run a ${kind} of a release that speaks protocol ${PROTOCOL}`
   return `refused by meta: ${theirs}; ${ours}: ${fix} (docs/deploy.md#upgrading)`
 }

@@ -21,7 +21,11 @@ export interface MetaClientOptions {
 
 export class MetaClient {
   readonly subjects: Subjects
-  private readonly prefix = randomBytes(9).toString('base64url')
+  /**
+   * The client part of every request id (and of meta's invalidations caused by
+   * them, Invalidation.by): how a mount tells its own changes from others'.
+   */
+  readonly origin = randomBytes(9).toString('base64url')
   private seq = 0
   /** Request numbers not answered yet (their answers must stay remembered). */
   private readonly pending = new Set<number>()
@@ -40,7 +44,7 @@ export class MetaClient {
     // meta may forget those (meta/requests.ts). Numbers enter the set in
     // increasing order, so its first one is the lowest still pending.
     const ack: number = this.pending.values().next().value ?? n
-    const rid = `${this.prefix}.${n.toString(36)}.${ack.toString(36)}`
+    const rid = `${this.origin}.${n.toString(36)}.${ack.toString(36)}`
     // hello announces what this client speaks; meta refuses it (EPROTO) if out of range
     const announce = op === 'hello' ? { protocol: announcedProtocol(), release: releaseName() } : {}
     const sent = request<MetaReplies[Op]>(this.nc, this.subjects.meta(op), { ...announce, ...body, rid }, {

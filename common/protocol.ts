@@ -200,14 +200,17 @@ export const metaRequests = {
   /** Registers `session` as holding `ino` open; returns attr and the first page of chunks. */
   open: z.object({ rid, ino, session }),
   /** A page of the chunk map, starting at chunk index `from`. */
-  chunks: z.object({ rid, ino, from: z.number().int().min(0).default(0), limit: z.number().int().min(1).max(MAX_PAGE).default(MAX_PAGE) }),
+  // withAttr: the inode's attributes too (a read-only open in one read, docs/semantics.md#reads)
+  chunks: z.object({ rid, ino, from: z.number().int().min(0).default(0), limit: z.number().int().min(1).max(MAX_PAGE).default(MAX_PAGE), withAttr: z.boolean().optional() }),
   /**
    * Replaces the listed chunks and sets the size, in one transaction. Chunks
    * wholly past `size` are dropped and the last one is clipped to it.
    */
-  commit: z.object({ rid, ino, session, size, chunks: z.array(chunkRef).max(MAX_PAGE), mtime: timespec.optional() }),
+  // times: utimensat on a file with uncommitted writes, applied in the same transaction (wins over mtime)
+  commit: z.object({ rid, ino, session, size, chunks: z.array(chunkRef).max(MAX_PAGE), mtime: timespec.optional(), times: z.object({ atime: timeSet.optional(), mtime: timeSet.optional() }).optional() }),
   /** Releases `ino` and/or every inode in `inos` (clients batch their releases). */
-  release: z.object({ rid, session, ino: ino.optional(), inos: z.array(ino).max(MAX_PAGE).default([]) }),
+  // holds: opens registered late (read-only opens, batched with releases), applied before the releases
+  release: z.object({ rid, session, ino: ino.optional(), inos: z.array(ino).max(MAX_PAGE).default([]), holds: z.array(ino).max(MAX_PAGE).optional() }),
   /**
    * Opens (no `epoch`) or renews (`epoch` from the last reply) a client session.
    * A renewal of a session that expired, or was replaced, fails with ESTALE: its
@@ -349,18 +352,28 @@ export interface RepairProgress {
   etaS: number | null
 }
 
+/**
+ * The attributes of the directories a namespace mutation changed, as they are
+ * after its commit: the client caches them, so the kernel's GETATTR of the
+ * parent (it drops the parent's attributes after every create, unlink, ...)
+ * needs no round trip. Optional: an older meta leaves it out.
+ */
+export interface DirAttrs {
+  dirs?: Attr[]
+}
+
 export interface MetaReplies {
   hello: HelloReply
   lookup: { attr: Attr }
   getattr: { attr: Attr }
   setattr: { attr: Attr }
-  mknod: { attr: Attr }
-  mkdir: { attr: Attr }
-  unlink: Record<string, never>
-  rmdir: Record<string, never>
-  rename: Record<string, never>
-  link: { attr: Attr }
-  symlink: { attr: Attr }
+  mknod: { attr: Attr } & DirAttrs
+  mkdir: { attr: Attr } & DirAttrs
+  unlink: DirAttrs
+  rmdir: DirAttrs
+  rename: DirAttrs
+  link: { attr: Attr } & DirAttrs
+  symlink: { attr: Attr } & DirAttrs
   readlink: { target: string }
   readdir: { entries: DirEntry[]; next: string | null }
   statfs: StatfsReply
@@ -369,9 +382,10 @@ export interface MetaReplies {
   listxattr: { names: string[] }
   removexattr: Record<string, never>
   open: { attr: Attr; chunks: ChunkRef[]; more: boolean }
-  chunks: { chunks: ChunkRef[]; more: boolean }
+  chunks: { chunks: ChunkRef[]; more: boolean; attr?: Attr }
   commit: { attr: Attr }
-  release: Record<string, never>
+  /** gone: held inodes that no longer existed (freed before the hold arrived). */
+  release: { gone?: number[] }
   session: { epoch: number }
   sessionRestore: { epoch: number; lost: number[] }
   sessionEnd: Record<string, never>
@@ -534,6 +548,13 @@ export interface Invalidation {
   dirs: number[]
   /** Names that were removed or now name another inode: [parent, name] (clients drop them from the kernel's dentry cache). */
   entries?: Array<[number, string]>
+  /**
+   * The client part of the request id of the mutation that caused this (absent
+   * for meta's own work: session expiry, GC). A mount recognises its own
+   * changes by it: it applied them to its caches already and the kernel made
+   * them itself, so it pushes nothing into the kernel for them.
+   */
+  by?: string
 }
 
 /** HTTP header naming the rest of the replica chain on a block PUT: `id=url,id=url`. */

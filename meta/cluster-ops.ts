@@ -29,7 +29,7 @@ export function hello(env: MetaEnv, body: Pick<MetaParsed<'hello'>, 'protocol' |
     replicas: env.replicas,
     nodes: env.nodes.list(),
     protocol: PROTOCOL,
-    minProtocol: MIN_PEER_PROTOCOL,
+    minProtocol: MIN_PEER_PROTOCOL.client,
     release: releaseName(),
   }
 }

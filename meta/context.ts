@@ -53,6 +53,8 @@ export class Changes {
   readonly dirs = new Set<number>()
   /** Names removed or replaced: [parent, name]. New names need none (nobody caches a miss). */
   readonly entries: Array<[number, string]> = []
+  /** The request id's client part of the mutation (Invalidation.by). */
+  by: string | undefined
   ino(...inos: number[]): void {
     for (const i of inos) this.inos.add(i)
   }

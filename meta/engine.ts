@@ -140,6 +140,7 @@ export function sqliteEngine(env: MetaEnv, published: (changes: Changes) => void
     const clock = wallClock()
     const id = parseRid((req as { rid?: string }).rid)
     const changes = new Changes()
+    changes.by = id?.client
     const handler = handlers[op] as Handler<Op>
     const outcome = await env.db.write((tx) =>
       withClock(clock, async (): Promise<Outcome> => {
@@ -149,17 +150,18 @@ export function sqliteEngine(env: MetaEnv, published: (changes: Changes) => void
         // what it did but its answer is still remembered, in the same commit
         await tx.run('SAVEPOINT request')
         let out: Outcome
+        let release = 'RELEASE request;'
         try {
           out = { ok: true, value: await handler({ ...env, db: inTransaction(env.db, tx) }, req, changes) }
-          await tx.run('RELEASE request')
         } catch (err) {
           const refused = outcomeOf(err)
           if (!refused) throw err // internal failure: nothing is kept, a retry runs again
-          await tx.run('ROLLBACK TO request')
-          await tx.run('RELEASE request')
+          release = 'ROLLBACK TO request; RELEASE request;'
           out = refused
         }
-        if (id && remembered(op)) await remember(tx, id, op, out, clock.ms)
+        // the savepoint ends in the same trip to SQLite that stores the answer
+        if (id && remembered(op)) await remember(tx, id, op, out, clock.ms, release + ' ')
+        else await tx.exec(release)
         return out
       }),
     )

@@ -121,8 +121,9 @@ export async function open(env: MetaEnv, b: MetaParsed<'open'>): Promise<MetaRep
 }
 
 export async function chunks(env: MetaEnv, b: MetaParsed<'chunks'>): Promise<MetaReplies['chunks']> {
-  await mustInode(env.db.read, b.ino)
-  return chunkPage(env.db.read, b.ino, b.from, b.limit)
+  const row = await mustInode(env.db.read, b.ino)
+  const page = await chunkPage(env.db.read, b.ino, b.from, b.limit)
+  return b.withAttr ? { ...page, attr: toAttr(row) } : page
 }
 
 export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes): Promise<MetaReplies['commit']> {
@@ -207,7 +208,8 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
     }
     await clipChunks(tx, b.ino, b.size, env.chunkSize, nowMs)
     const now = nowTs()
-    const mtime = b.mtime ?? now
+    const set = b.times?.mtime
+    const mtime = set === 'now' ? now : (set ?? b.mtime ?? now)
     await tx.run('UPDATE inodes SET size = ?, gen = gen + 1, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?', [
       b.size,
       mtime[0],
@@ -216,6 +218,8 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
       now[1],
       b.ino,
     ])
+    const atime = b.times?.atime === 'now' ? now : b.times?.atime
+    if (atime) await tx.run('UPDATE inodes SET atime_s = ?, atime_ns = ? WHERE ino = ?', [atime[0], atime[1], b.ino])
     ch.ino(b.ino)
     return { attr: toAttr(await mustInode(tx, b.ino)) }
   })
@@ -229,10 +233,16 @@ async function releaseOne(tx: Conn, session: string, ino: number, ch: Changes): 
 
 export async function release(env: MetaEnv, b: MetaParsed<'release'>, ch: Changes): Promise<MetaReplies['release']> {
   const inos = b.ino === undefined ? b.inos : [b.ino, ...b.inos]
-  await env.db.write(async (tx) => {
+  return env.db.write(async (tx) => {
+    // late registrations first: a release in the same batch may be of an earlier open of the same inode
+    const gone: number[] = []
+    for (const ino of b.holds ?? []) {
+      if (await tx.get('SELECT 1 AS x FROM inodes WHERE ino = ?', [ino])) await registerOpen(tx, b.session, ino)
+      else gone.push(ino)
+    }
     for (const ino of inos) await releaseOne(tx, b.session, ino, ch)
+    return gone.length ? { gone } : {}
   })
-  return {}
 }
 
 /**

@@ -67,10 +67,13 @@ export async function entryIno(c: Conn, parent: number, name: string): Promise<n
   return (await c.get<{ ino: number }>('SELECT ino FROM dentries WHERE parent = ? AND name = ?', [parent, name]))?.ino
 }
 
+const ENTRY_COLS = INODE_COLS.split(', ').map((col) => `i.${col}`).join(', ')
+
+/** The inode `name` in `parent` names (one statement: every statement is a trip to SQLite's thread). */
 export async function mustEntry(c: Conn, parent: number, name: string): Promise<InodeRow> {
-  const ino = await entryIno(c, parent, name)
-  if (ino === undefined) throw fsError('ENOENT', `no entry "${name}" in ${parent}`)
-  return mustInode(c, ino)
+  const row = await c.get<InodeRow>(`SELECT ${ENTRY_COLS} FROM dentries d JOIN inodes i ON i.ino = d.ino WHERE d.parent = ? AND d.name = ?`, [parent, name])
+  if (!row) throw fsError('ENOENT', `no entry "${name}" in ${parent}`)
+  return row
 }
 
 export interface NewInode {
@@ -101,9 +104,14 @@ export async function deleteEntry(c: Conn, parent: number, name: string): Promis
   await c.run('DELETE FROM dentries WHERE parent = ? AND name = ?', [parent, name])
 }
 
-/** A directory's entries changed: mtime and ctime move. */
-export async function touchDir(c: Conn, ino: number, now: Timespec): Promise<void> {
-  await c.run('UPDATE inodes SET mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?', [now[0], now[1], now[0], now[1], ino])
+/** A directory's entries changed: mtime and ctime move, and its link count by `nlinkDelta` (subdirectories). */
+export async function touchDir(c: Conn, ino: number, now: Timespec, nlinkDelta = 0): Promise<void> {
+  await c.run('UPDATE inodes SET nlink = nlink + ?, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?', [nlinkDelta, now[0], now[1], now[0], now[1], ino])
+}
+
+/** One link fewer (or more) and ctime now, in one statement. */
+export async function relink(c: Conn, ino: number, delta: number, now: Timespec): Promise<void> {
+  await c.run('UPDATE inodes SET nlink = nlink + ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?', [delta, now[0], now[1], ino])
 }
 
 export async function touchCtime(c: Conn, ino: number, now: Timespec): Promise<void> {
@@ -168,18 +176,19 @@ export async function openCount(c: Conn, ino: number): Promise<number> {
  * its chunks give up their block references, its xattrs go. Returns whether
  * it was freed.
  */
-export async function freeIfUnused(c: Conn, ino: number, nowMs: number): Promise<boolean> {
-  const row = await c.get<{ nlink: number }>('SELECT nlink FROM inodes WHERE ino = ?', [ino])
-  if (!row || row.nlink > 0) return false
+export async function freeIfUnused(c: Conn, ino: number, nowMs: number, knownNlink?: number): Promise<boolean> {
+  // the caller that just changed the link count knows it
+  const nlink = knownNlink ?? (await c.get<{ nlink: number }>('SELECT nlink FROM inodes WHERE ino = ?', [ino]))?.nlink
+  if (nlink === undefined || nlink > 0) return false
   if ((await openCount(c, ino)) > 0) return false
   const chunks = await c.all<{ hash: string }>('SELECT hash FROM chunks WHERE ino = ?', [ino])
   for (const ch of chunks) await unrefBlock(c, ch.hash, nowMs)
-  await c.run('DELETE FROM chunks WHERE ino = ?', [ino])
+  if (chunks.length) await c.run('DELETE FROM chunks WHERE ino = ?', [ino])
   const slices = await c.all<{ hash: string }>('SELECT hash FROM slices WHERE ino = ?', [ino])
   for (const sl of slices) await unrefBlock(c, sl.hash, nowMs)
-  await c.run('DELETE FROM slices WHERE ino = ?', [ino])
-  await c.run('DELETE FROM inline_chunks WHERE ino = ?', [ino])
-  await c.run('DELETE FROM xattrs WHERE ino = ?', [ino])
-  await c.run('DELETE FROM inodes WHERE ino = ?', [ino])
+  if (slices.length) await c.run('DELETE FROM slices WHERE ino = ?', [ino])
+  // one trip for the three deletes; an inode number is a safe integer literal
+  if (!Number.isSafeInteger(ino)) throw new Error(`bad inode number ${ino}`)
+  await c.exec(`DELETE FROM inline_chunks WHERE ino = ${ino}; DELETE FROM xattrs WHERE ino = ${ino}; DELETE FROM inodes WHERE ino = ${ino};`)
   return true
 }

@@ -9,7 +9,7 @@ import { ROOT_INO, type Attr, type DirEntry, type MetaParsed, type MetaReplies, 
 import type { Changes, MetaEnv } from './context'
 import {
   INODE_COLS,
-  addNlink, clipChunks, deleteEntry, entryIno, freeIfUnused, insertEntry, insertInode, isEmptyDir,
+  addNlink, clipChunks, deleteEntry, entryIno, freeIfUnused, insertEntry, insertInode, isEmptyDir, relink,
   mustDir, mustEntry, mustInode, toAttr, touchCtime, touchDir, type InodeRow,
 } from './inodes'
 import { PERM_BITS, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, isDir, isLnk, isReg } from '../common/modes'
@@ -68,26 +68,37 @@ function ownership(parent: InodeRow, uid: number, gid: number, mode: number): { 
   return { gid: parent.gid, mode: isDir(mode) ? mode | S_ISGID : mode }
 }
 
+/** A directory row after touchDir(now) and addNlink(delta): what a reply's `dirs` carries, without reading it again. */
+function touched(row: InodeRow, now: Timespec, nlinkDelta = 0): Attr {
+  return toAttr({ ...row, nlink: row.nlink + nlinkDelta, mtime_s: now[0], mtime_ns: now[1], ctime_s: now[0], ctime_ns: now[1] })
+}
+
 async function create(
   tx: Conn,
   parent: number,
   rawName: string,
   ch: Changes,
   make: (parentRow: InodeRow) => { mode: number; uid: number; gid: number; rdev?: number; size?: number; target?: string; nlink: number },
-): Promise<Attr> {
+): Promise<{ attr: Attr; dirs: Attr[] }> {
   const name = validateName(rawName)
   const p = await mustDir(tx, parent)
   if ((await entryIno(tx, parent, name)) !== undefined) throw fsError('EEXIST', `"${name}" exists`)
   const spec = make(p)
   const own = ownership(p, spec.uid, spec.gid, spec.mode)
   const now = nowTs()
-  const ino = await insertInode(tx, { ...spec, ...own }, now)
+  const made = { ...spec, ...own }
+  const ino = await insertInode(tx, made, now)
   await insertEntry(tx, parent, name, ino)
-  if (isDir(spec.mode)) await addNlink(tx, parent, 1)
-  await touchDir(tx, parent, now)
+  const subdir = isDir(spec.mode) ? 1 : 0
+  await touchDir(tx, parent, now, subdir)
   ch.dir(parent)
   ch.ino(parent)
-  return toAttr(await mustInode(tx, ino))
+  // the row as insertInode wrote it, without reading it back
+  const attr: Attr = {
+    ino, mode: made.mode, nlink: made.nlink, uid: made.uid, gid: made.gid, size: made.size ?? 0, rdev: made.rdev ?? 0,
+    atime: now, mtime: now, ctime: now, gen: 0,
+  }
+  return { attr, dirs: [touched(p, now, subdir)] }
 }
 
 const MKNOD_TYPES = new Set([S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK])
@@ -96,29 +107,24 @@ export async function mknod(env: MetaEnv, b: Req<'mknod'>, ch: Changes): Promise
   const type = (b.mode & S_IFMT) || S_IFREG
   if (!MKNOD_TYPES.has(type)) throw fsError('EINVAL', 'mknod makes regular files, FIFOs, sockets and devices; use mkdir/symlink')
   const device = type === S_IFCHR || type === S_IFBLK
-  const attr = await env.db.write(async (tx) => {
+  return env.db.write(async (tx) => {
     const made = await create(tx, b.parent, b.name, ch, () => ({ mode: type | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, rdev: device ? b.rdev : 0, nlink: 1 }))
-    if (b.session !== undefined) await registerOpen(tx, b.session, made.ino)
+    if (b.session !== undefined) await registerOpen(tx, b.session, made.attr.ino)
     return made
   })
-  return { attr }
 }
 
 export async function mkdir(env: MetaEnv, b: Req<'mkdir'>, ch: Changes): Promise<MetaReplies['mkdir']> {
-  const attr = await env.db.write((tx) =>
-    create(tx, b.parent, b.name, ch, () => ({ mode: S_IFDIR | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, nlink: 2 })),
-  )
-  return { attr }
+  return env.db.write((tx) => create(tx, b.parent, b.name, ch, () => ({ mode: S_IFDIR | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, nlink: 2 })))
 }
 
 export async function symlink(env: MetaEnv, b: Req<'symlink'>, ch: Changes): Promise<MetaReplies['symlink']> {
   const bytes = Buffer.byteLength(b.target, 'utf8')
   if (bytes >= PATH_MAX) throw fsError('ENAMETOOLONG', `symlink target over ${PATH_MAX - 1} bytes`)
   if (b.target.includes('\0')) throw fsError('EINVAL', 'symlink target may not contain NUL')
-  const attr = await env.db.write((tx) =>
+  return env.db.write((tx) =>
     create(tx, b.parent, b.name, ch, () => ({ mode: S_IFLNK | 0o777, uid: b.uid, gid: b.gid, size: bytes, target: b.target, nlink: 1 })),
   )
-  return { attr }
 }
 
 export async function readlink(env: MetaEnv, b: Req<'readlink'>): Promise<MetaReplies['readlink']> {
@@ -129,25 +135,23 @@ export async function readlink(env: MetaEnv, b: Req<'readlink'>): Promise<MetaRe
 
 /** Removes one link to a non-directory; the inode goes when unused (freeIfUnused). */
 async function dropLink(tx: Conn, row: InodeRow, now: Timespec, ch: Changes): Promise<void> {
-  await addNlink(tx, row.ino, -1)
-  await touchCtime(tx, row.ino, now)
-  await freeIfUnused(tx, row.ino, clockMs())
+  await relink(tx, row.ino, -1, now)
+  await freeIfUnused(tx, row.ino, clockMs(), row.nlink - 1)
   ch.ino(row.ino)
 }
 
-/** Removes an (empty) directory inode whose entry was already deleted. */
-async function dropDir(tx: Conn, row: InodeRow, parent: number, ch: Changes): Promise<void> {
+/** Removes an (empty) directory inode whose entry was already deleted; the caller drops the parent's link. */
+async function dropDir(tx: Conn, row: InodeRow, ch: Changes): Promise<void> {
   await tx.run('UPDATE inodes SET nlink = 0 WHERE ino = ?', [row.ino])
-  await addNlink(tx, parent, -1)
-  await freeIfUnused(tx, row.ino, clockMs())
+  await freeIfUnused(tx, row.ino, clockMs(), 0)
   ch.ino(row.ino)
   ch.dir(row.ino)
 }
 
 export async function unlink(env: MetaEnv, b: Req<'unlink'>, ch: Changes): Promise<MetaReplies['unlink']> {
   const name = validateName(b.name)
-  await env.db.write(async (tx) => {
-    await mustDir(tx, b.parent)
+  return env.db.write(async (tx) => {
+    const p = await mustDir(tx, b.parent)
     const row = await mustEntry(tx, b.parent, name)
     if (isDir(row.mode)) throw fsError('EISDIR', `"${name}" is a directory`)
     const now = nowTs()
@@ -157,46 +161,45 @@ export async function unlink(env: MetaEnv, b: Req<'unlink'>, ch: Changes): Promi
     ch.dir(b.parent)
     ch.ino(b.parent)
     ch.entry(b.parent, name)
+    return { dirs: [touched(p, now)] }
   })
-  return {}
 }
 
 export async function rmdir(env: MetaEnv, b: Req<'rmdir'>, ch: Changes): Promise<MetaReplies['rmdir']> {
   const name = validateName(b.name)
-  await env.db.write(async (tx) => {
-    await mustDir(tx, b.parent)
+  return env.db.write(async (tx) => {
+    const p = await mustDir(tx, b.parent)
     const row = await mustEntry(tx, b.parent, name)
     if (!isDir(row.mode)) throw fsError('ENOTDIR', `"${name}" is not a directory`)
     if (row.ino === ROOT_INO) throw fsError('EBUSY', 'cannot remove the root')
     if (!(await isEmptyDir(tx, row.ino))) throw fsError('ENOTEMPTY', `"${name}" is not empty`)
+    const now = nowTs()
     await deleteEntry(tx, b.parent, name)
-    await touchDir(tx, b.parent, nowTs())
-    await dropDir(tx, row, b.parent, ch)
+    await touchDir(tx, b.parent, now, -1)
+    await dropDir(tx, row, ch)
     ch.dir(b.parent)
     ch.ino(b.parent)
     ch.entry(b.parent, name)
+    return { dirs: [touched(p, now, -1)] }
   })
-  return {}
 }
 
 export async function link(env: MetaEnv, b: Req<'link'>, ch: Changes): Promise<MetaReplies['link']> {
   const name = validateName(b.newName)
-  const attr = await env.db.write(async (tx) => {
+  return env.db.write(async (tx) => {
     const row = await mustInode(tx, b.ino)
     if (isDir(row.mode)) throw fsError('EPERM', 'hard links to directories are not allowed')
     if (row.nlink <= 0) throw fsError('ENOENT', `inode ${b.ino} was removed`)
-    await mustDir(tx, b.newParent)
+    const p = await mustDir(tx, b.newParent)
     if ((await entryIno(tx, b.newParent, name)) !== undefined) throw fsError('EEXIST', `"${name}" exists`)
     const now = nowTs()
     await insertEntry(tx, b.newParent, name, row.ino)
-    await addNlink(tx, row.ino, 1)
-    await touchCtime(tx, row.ino, now)
+    await relink(tx, row.ino, 1, now)
     await touchDir(tx, b.newParent, now)
     ch.ino(row.ino, b.newParent)
     ch.dir(b.newParent)
-    return toAttr(await mustInode(tx, row.ino))
+    return { attr: toAttr(await mustInode(tx, row.ino)), dirs: [touched(p, now)] }
   })
-  return { attr }
 }
 
 /** Whether directory `ino` is `ancestor` or lies below it. */
@@ -220,7 +223,17 @@ export async function rename(env: MetaEnv, b: Req<'rename'>, ch: Changes): Promi
   const newName = validateName(b.newName)
   if (b.flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw fsError('EINVAL', `unknown rename flags ${b.flags}`)
   if (b.flags === (RENAME_NOREPLACE | RENAME_EXCHANGE)) throw fsError('EINVAL', 'RENAME_NOREPLACE and RENAME_EXCHANGE exclude each other')
-  await env.db.write(async (tx) => {
+  return env.db.write(async (tx) => {
+    await renameIn(tx, b, name, newName, ch)
+    // after the change, as the client caches them (the paths above return early)
+    const dirs = [toAttr(await mustInode(tx, b.parent))]
+    if (b.newParent !== b.parent) dirs.push(toAttr(await mustInode(tx, b.newParent)))
+    return { dirs }
+  })
+}
+
+async function renameIn(tx: Conn, b: Req<'rename'>, name: string, newName: string, ch: Changes): Promise<void> {
+  {
     await mustDir(tx, b.parent)
     await mustDir(tx, b.newParent)
     const src = await mustEntry(tx, b.parent, name)
@@ -267,8 +280,10 @@ export async function rename(env: MetaEnv, b: Req<'rename'>, ch: Changes): Promi
         throw fsError('EISDIR', `"${newName}" is a directory`)
       }
       await deleteEntry(tx, b.newParent, newName)
-      if (isDir(dst.mode)) await dropDir(tx, dst, b.newParent, ch)
-      else await dropLink(tx, dst, now, ch)
+      if (isDir(dst.mode)) {
+        await addNlink(tx, b.newParent, -1)
+        await dropDir(tx, dst, ch)
+      } else await dropLink(tx, dst, now, ch)
     }
     await deleteEntry(tx, b.parent, name)
     await insertEntry(tx, b.newParent, newName, src.ino)
@@ -279,8 +294,7 @@ export async function rename(env: MetaEnv, b: Req<'rename'>, ch: Changes): Promi
     await touchCtime(tx, src.ino, now)
     await touchDir(tx, b.parent, now)
     if (moved) await touchDir(tx, b.newParent, now)
-  })
-  return {}
+  }
 }
 
 export async function readdir(env: MetaEnv, b: Req<'readdir'>): Promise<MetaReplies['readdir']> {

@@ -20,7 +20,7 @@ function isMetaOp(op: string): op is MetaOp {
 
 export function publishChanges(nc: NatsConnection, cluster: string, ch: Changes): void {
   if (ch.empty || nc.isClosed()) return
-  const inval: Invalidation = { inos: [...ch.inos], dirs: [...ch.dirs], ...(ch.entries.length ? { entries: ch.entries } : {}) }
+  const inval: Invalidation = { inos: [...ch.inos], dirs: [...ch.dirs], ...(ch.entries.length ? { entries: ch.entries } : {}), ...(ch.by ? { by: ch.by } : {}) }
   nc.publish(subjects(cluster).inval, encode(inval))
 }
 

@@ -78,10 +78,10 @@ t.test('metas started at the same instant: exactly one serves; a retry after fai
   const send = <Op extends 'rename' | 'mknod'>(op: Op, body: MetaRequest<Op>) =>
     request<MetaReplies[Op]>(nc, subjects('berth').meta(op), body, { timeoutMs: 3000, deadlineMs: 30_000, retryTimeouts: true })
   const a = (await send('mknod', { rid: 'ha1.1.1', parent: ROOT_INO, name: 'a', mode: 0o100644, ...who })).attr
-  await send('rename', { rid: 'ha1.2.2', parent: ROOT_INO, name: 'a', newParent: ROOT_INO, newName: 'b' })
+  const first = await send('rename', { rid: 'ha1.2.2', parent: ROOT_INO, name: 'a', newParent: ROOT_INO, newName: 'b' })
   const a2 = (await send('mknod', { rid: 'ha2.1.1', parent: ROOT_INO, name: 'a', mode: 0o100644, ...who })).attr
   await metas.find((x) => x.ready.metaId === leaderId)!.kill()
-  t.same(await send('rename', { rid: 'ha1.2.2', parent: ROOT_INO, name: 'a', newParent: ROOT_INO, newName: 'b' }), { ok: true }, 'the new leader answers the retry from the replicated request table')
+  t.same(await send('rename', { rid: 'ha1.2.2', parent: ROOT_INO, name: 'a', newParent: ROOT_INO, newName: 'b' }), first, 'the new leader answers the retry from the replicated request table')
   t.equal((await m.call('lookup', { parent: ROOT_INO, name: 'a' })).attr.ino, a2.ino, 'the new "a" was not moved')
   t.equal((await m.call('lookup', { parent: ROOT_INO, name: 'b' })).attr.ino, a.ino, '"b" is the renamed file')
   t.not((await m.call('status', {})).metaId, leaderId, 'a follower took over')

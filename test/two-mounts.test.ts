@@ -105,4 +105,27 @@ t.test('two mounts of one cluster', async (t) => {
     t.same(readdirSync(join(b.dir, 'newdir')), ['inner.txt'], 'its contents on B')
     t.equal(await readFile(join(b.dir, 'newdir', 'inner.txt'), 'utf8'), 'inside\n')
   })
+
+  await t.test('a directory B made or listed whole answers misses locally, until A changes it', async (t) => {
+    // B makes "mine" (complete: new and empty) and lists "listed" whole
+    await mkdir(join(b.dir, 'mine'))
+    await mkdir(join(a.dir, 'listed'))
+    await writeFile(join(a.dir, 'listed', 'one.txt'), '1\n')
+    await within(2000, () => existsSync(join(b.dir, 'listed')))
+    t.same(readdirSync(join(b.dir, 'listed')), ['one.txt'], 'B lists it')
+    for (const dir of ['mine', 'listed']) {
+      t.notOk(existsSync(join(b.dir, dir, 'late.txt')), `${dir}/late.txt missing on B (a local miss)`)
+      await writeFile(join(a.dir, dir, 'late.txt'), `${dir}\n`)
+      const took = await within(2000, () => existsSync(join(b.dir, dir, 'late.txt')))
+      t.not(took, null, `created on A, seen on B${took === null ? '' : ` after ${took} ms`}`)
+      t.equal(await readFile(join(b.dir, dir, 'late.txt'), 'utf8'), `${dir}\n`, 'and read there')
+      t.ok(readdirSync(join(b.dir, dir)).includes('late.txt'), 'and listed there')
+    }
+    // B's own changes keep its directory complete and exact
+    await writeFile(join(b.dir, 'mine', 'own.txt'), 'own\n')
+    await rename(join(b.dir, 'mine', 'own.txt'), join(b.dir, 'mine', 'moved.txt'))
+    t.same(readdirSync(join(b.dir, 'mine')).sort(), ['late.txt', 'moved.txt'], 'B lists its own create and rename')
+    t.equal(await readFile(join(b.dir, 'mine', 'moved.txt'), 'utf8'), 'own\n', 'the moved name resolves on B')
+    t.same(readdirSync(join(a.dir, 'mine')).sort(), ['late.txt', 'moved.txt'], 'and on A')
+  })
 })

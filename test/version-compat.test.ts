@@ -25,7 +25,7 @@ function berth(c: TestCluster, args: string[], env: NodeJS.ProcessEnv, timeoutMs
 t.test('the rules, as pure functions', async (t) => {
   t.equal(refusePeer('client', 'this client', { protocol: PROTOCOL }), null, 'same protocol: served')
   t.equal(refusePeer('node', 'node n', {}), null, 'a peer that announces nothing speaks protocol 1: served')
-  t.match(refusePeer('client', 'this client', { protocol: MIN_PEER_PROTOCOL - 1, release: '0.0.1 (commit old)' }), /this client speaks berth protocol \d+ \(berth 0\.0\.1 \(commit old\)\); meta \(berth .*\) serves protocols \d+ to \d+: upgrade the client/)
+  t.match(refusePeer('client', 'this client', { protocol: MIN_PEER_PROTOCOL.client - 1, release: '0.0.1 (commit old)' }), /this client speaks berth protocol \d+ \(berth 0\.0\.1 \(commit old\)\); meta \(berth .*\) serves clients of protocols \d+ to \d+: upgrade the client/)
   t.match(refusePeer('node', 'node n', { protocol: PROTOCOL + 1 }), /upgrade meta first/)
   t.equal(refuseMeta({ protocol: PROTOCOL }, { protocol: PROTOCOL, release: 'x' }), null)
   t.match(refuseMeta({}, { protocol: 2, release: '0.2.0' }), /meta speaks berth protocol 1 \(berth release before version checks\), this client speaks 2 \(berth 0\.2\.0\): upgrade meta first/, 'a client refuses a meta older than itself')
@@ -38,9 +38,9 @@ t.test('meta refuses a client or node of an unsupported protocol, with what to u
   t.teardown(() => fusermountUz(mnt))
   const conn = ['--nats', c.nats.url]
 
-  const old = await berth(c, ['mount', c.nats.url, mnt], { ...c.env('client'), BERTH_FAKE_PROTOCOL: String(MIN_PEER_PROTOCOL - 1) })
+  const old = await berth(c, ['mount', c.nats.url, mnt], { ...c.env('client'), BERTH_FAKE_PROTOCOL: String(MIN_PEER_PROTOCOL.client - 1) })
   t.not(old.code, 0, `an old client's mount fails (exit ${old.code}, ${old.ms} ms)`)
-  t.match(old.stderr, new RegExp(`this client speaks berth protocol ${MIN_PEER_PROTOCOL - 1} .*serves protocols ${MIN_PEER_PROTOCOL} to ${PROTOCOL}: upgrade the client`), 'naming both protocols and what to upgrade')
+  t.match(old.stderr, new RegExp(`this client speaks berth protocol ${MIN_PEER_PROTOCOL.client - 1} .*serves clients of protocols ${MIN_PEER_PROTOCOL.client} to ${PROTOCOL}: upgrade the client`), 'naming both protocols and what to upgrade')
   t.ok(old.ms < 15_000, 'within seconds')
   t.comment(`old client: ${old.stderr.trim()}`)
 
@@ -54,7 +54,7 @@ t.test('meta refuses a client or node of an unsupported protocol, with what to u
   // a node of an old protocol: refused, stops with status 1 and says why; meta never lists it
   const started = Date.now()
   const node = spawn(process.execPath, [BERTH_BIN, 'node', '--nats', c.nats.url, '--dir', join(c.dir, 'old-node'), '--listen', '127.0.0.1:0'], {
-    env: { ...process.env, ...c.env('node'), BERTH_FAKE_PROTOCOL: String(MIN_PEER_PROTOCOL - 1) },
+    env: { ...process.env, ...c.env('node'), BERTH_FAKE_PROTOCOL: String(MIN_PEER_PROTOCOL.node - 1) },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   t.teardown(() => {
@@ -72,7 +72,7 @@ t.test('meta refuses a client or node of an unsupported protocol, with what to u
   })
   t.comment(`old node: ${err.trim().split('\n').find((l) => l.includes('refused by meta')) ?? err}`)
   t.equal(code, 1, `the old node exits 1 (after ${Date.now() - started} ms)`)
-  t.match(err, new RegExp(`refused by meta: node \\S+ \\(http://127\\.0\\.0\\.1:\\d+\\) speaks berth protocol ${MIN_PEER_PROTOCOL - 1} .*upgrade the node`), 'its stderr says why')
+  t.match(err, new RegExp(`refused by meta: node \\S+ \\(http://127\\.0\\.0\\.1:\\d+\\) speaks berth protocol ${MIN_PEER_PROTOCOL.node - 1} .*upgrade the node`), 'its stderr says why')
   const meta = await c.metaClient()
   const ids = (await meta.call('status', {})).nodes.map((n) => n.id)
   t.same(ids, [c.nodes[0]!.ready.id], 'meta lists only the node it serves')

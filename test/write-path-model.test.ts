@@ -66,7 +66,7 @@ t.test('appends upload only their bytes as slices; a chunk is rewritten whole on
   t.equal(store.putBytes, 2 + 6 * 2 + 16 + 2 + 2 * 2, 'bytes uploaded: each byte about twice, never the whole chunk per append')
   t.equal(meta.chunks.get(0)?.slices, undefined, 'the full chunk 0 is one block again')
   t.equal(meta.chunks.get(1)?.slices?.length, 2, 'chunk 1 is in slices while the file is open')
-  await f.flush(meta, SESSION, true)
+  await f.flush(meta, SESSION, { closing: true })
   t.equal(meta.compactions, 1, 'the last close compacted chunk 1 (conditional commit)')
   t.equal(meta.chunks.get(1)?.slices, undefined, 'chunk 1 is one block')
   t.equal(meta.content().toString(), text)

@@ -299,7 +299,7 @@ export async function scenario(seed: number): Promise<string[]> {
     } else {
       // close: only a handle that wrote flushes (client/vfs.ts); it is reopened at once
       // the last close may compact chunks left in slices
-      if (h.wrote) run(`step ${step} close`, f.flush(meta, SESSION, w.rand() < 0.5))
+      if (h.wrote) run(`step ${step} close`, f.flush(meta, SESSION, { closing: w.rand() < 0.5 }))
       h.wrote = false
     }
     if (w.rand() < 0.3) await quiesce()
