@@ -5,6 +5,10 @@
  *   `berth status`, and every file reads back with its hash verified;
  * - `berth node forget` of a dead node is refused until its blocks have their
  *   copies elsewhere, then removes it.
+ * The drain's rate is reported beside the disk's own fsync'd write MB/s;
+ * BERTH_DRAIN_MB sets the data written before the drain (default about
+ * 7.5 MiB in 256 KiB files; above 64, 4 MiB files), BERTH_REPAIR_MBPS meta's
+ * --repair-mbps (default 64, meta's own default; 0 = unlimited).
  */
 import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -16,10 +20,11 @@ import type { BlockClient } from '../common/block-client'
 import type { MetaClient } from '../common/meta-client'
 import { ROOT_INO, type StatusReply } from '../common/protocol'
 import { startCluster, type TestCluster } from './helpers/cluster'
-import { blockClient, eventually, nodeDirs, pinned } from './helpers/lifecycle'
+import { blockClient, diskBytes, diskWriteMBps, eventually, nodeDirs, pinned } from './helpers/lifecycle'
 
 const REG = 0o100644
-const FAST = ['--reconcile-interval-ms', '2000', '--repair-interval-ms', '300', '--gc-grace-ms', '500']
+const FAST = ['--reconcile-interval-ms', '2000', '--repair-interval-ms', '300', '--gc-grace-ms', '500', '--repair-mbps', process.env.BERTH_REPAIR_MBPS ?? '64']
+const DRAIN_MB = Number(process.env.BERTH_DRAIN_MB ?? 0)
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 
 function berth(c: TestCluster, args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -60,8 +65,12 @@ t.test('drain while a writer writes, then decommission', async (t) => {
   const bc = await blockClient(t, c, 3)
   const meta = await c.metaClient()
   const files: Array<{ ino: number; hash: string }> = []
-  for (let i = 0; i < 30; i++) files.push(await writeFile(bc, meta, randomBytes(256 * 1024 + i)))
+  if (DRAIN_MB > 64) for (let i = 0; i < Math.ceil(DRAIN_MB / 4); i++) files.push(await writeFile(bc, meta, randomBytes(4 * 1024 * 1024)))
+  else for (let i = 0; i < 30; i++) files.push(await writeFile(bc, meta, randomBytes(256 * 1024 + i)))
   const victim = idOf(nodeDirs(c)[0]!)
+  const onVictim = diskBytes(nodeDirs(c)[0]!).blocks
+  const disk = diskWriteMBps(c.dir, Math.min(256, Math.max(16, DRAIN_MB)) * 1024 * 1024)
+  const drainStart = Date.now()
 
   let writing = true
   const writer = (async () => {
@@ -77,9 +86,11 @@ t.test('drain while a writer writes, then decommission', async (t) => {
     const s = await meta.call('status', {})
     return s.drains.find((d) => d.node === victim)?.blocks === 0
   }, 5 * 60_000, 500)
+  const drainS = (Date.now() - drainStart) / 1000
   writing = false
   await writer
   t.ok(drained, 'no block left on the drained node')
+  t.comment(`drained ${(onVictim / 1e6).toFixed(0)} MB (plus what the writer placed there before the drain began) in ${drainS.toFixed(1)} s = ${(onVictim / 1e6 / drainS).toFixed(1)} MB/s with --repair-mbps ${process.env.BERTH_REPAIR_MBPS ?? '64'}; disk fsync'd write ${disk.toFixed(1)} MB/s`)
   const s = await meta.call('status', {})
   t.equal(s.drains.find((d) => d.node === victim)?.blocks, 0, 'still empty after the writer stopped')
   t.equal(s.underReplicated, 0, 'nothing under-replicated')

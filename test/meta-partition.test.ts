@@ -84,8 +84,8 @@ t.test('the leader meta cut off from NATS: a new leader serves; the old one appe
   const idB = metaIdOf(metaB)
   t.ok(idA && idB, `metas ${idA} on ${hostA.ip}, ${idB} on ${hostB.ip}`)
 
-  // the writer: mknod for 25 s; A is cut 4 s in and healed 12 s later
-  const writer = lab.spawnIn(client, process.execPath, [CLIENT_JS, 'write', url, 'w', '30000'], { env: { ...process.env, ...roleEnv(users, 'client', secret) }, stdio: ['ignore', 'pipe', 'pipe'] })
+  // the writer: mknod for 24 s; A is cut 3 s after its first line and healed 10 s later
+  const writer = lab.spawnIn(client, process.execPath, [CLIENT_JS, 'write', url, 'w', '24000'], { env: { ...process.env, ...roleEnv(users, 'client', secret) }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   writer.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c))
@@ -98,7 +98,7 @@ t.test('the leader meta cut off from NATS: a new leader serves; the old one appe
   t.equal(first.leader, idA, 'A (started first) leads before the cut')
   const cutAt = Date.now()
   lab.cut(hostA)
-  await sleep(12_000)
+  await sleep(10_000)
   lab.heal(hostA)
   const healAt = Date.now()
   t.equal(await writerDone, 0, `the writer ran to its end ${err ? `(stderr: ${err.slice(0, 500)})` : ''}`)

@@ -51,7 +51,7 @@ t.test('real programs on a mount: git clone/status, and a C build', { timeout: 3
     const there = timed(`${GIT} clone -q ${src} ${join(m.dir, 'clone')}`)
     t.equal(sh(`${GIT} status --porcelain`, join(m.dir, 'clone')), '', 'git status on the mount: clean')
     t.equal(sh(`${GIT} ls-files | wc -l`, join(m.dir, 'clone')).trim(), String(GIT_FILES), `${GIT_FILES} files tracked`)
-    sh(`${GIT} fsck --strict -q`, join(m.dir, 'clone'))
+    sh(`${GIT} fsck --strict --no-progress`, join(m.dir, 'clone'))
     t.equal(sh(`diff -r --exclude=.git ${join(local, 'clone')} ${join(m.dir, 'clone')} && echo same`).trim(), 'same', 'the same files as the local clone')
     const st = timed(`${GIT} status --porcelain`, join(m.dir, 'clone'))
     const stLocal = timed(`${GIT} status --porcelain`, join(local, 'clone'))
