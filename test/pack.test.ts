@@ -19,7 +19,9 @@ const enabled = process.env.BERTH_TEST_PACK === '1'
 
 function run(cmd: string, args: string[], opts: { cwd?: string; timeoutMs: number }): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+    // not tap's NODE_OPTIONS (its loaders): under them npm's prepack build (tsc 7, an ES module bin) fails with ERR_REQUIRE_CYCLE_MODULE
+    const { NODE_OPTIONS: _tapLoaders, ...env } = process.env
+    const child = spawn(cmd, args, { cwd: opts.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
     child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c))

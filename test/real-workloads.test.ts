@@ -63,7 +63,7 @@ t.test('real programs on a mount: git clone/status, and a C build', { timeout: 3
     const build = (root: string) => {
       mkdirSync(root, { recursive: true })
       const x = timed(`tar -xzf ${SQLITE_TGZ} --strip-components=1`, root)
-      const conf = timed('./configure -q > configure.log 2>&1', root)
+      const conf = timed('./configure > configure.log 2>&1', root)
       const make = timed('make -j2 > make.log 2>&1', root)
       return { x: x.s, conf: conf.s, make: make.s, version: sh(`./sqlite3 :memory: "select sqlite_version(), 6*7"`, root).trim(), files: sh('find . -type f ! -name "*.log" | sort', root) }
     }
