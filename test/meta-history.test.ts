@@ -16,6 +16,7 @@ import t from 'tap'
 import { MetaClient } from '../common/meta-client'
 import { ROOT_INO, type MetaReplies } from '../common/protocol'
 import type { ServiceHandle } from '../cli/spawn-service'
+import { seededRandom } from '../tools/bench/pattern'
 import { startCluster } from './helpers/cluster'
 
 const DURATION_MS = Number(process.env.BERTH_HISTORY_MS ?? 30_000)
@@ -24,17 +25,6 @@ const SEED = Number(process.env.BERTH_HISTORY_SEED ?? Math.floor(Math.random() *
 /** Pause between faults: 20-40 s in a long run, 5-10 s in the short one CI runs. */
 const FAULT_GAP_MS: [number, number] = DURATION_MS >= 120_000 ? [20_000, 40_000] : [5_000, 10_000]
 
-/** mulberry32: a small seeded generator, so a failing fault sequence can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 const who = { uid: 0, gid: 0 }
 
 interface Model {
@@ -109,7 +99,7 @@ t.test('history: every acknowledged operation exactly once across meta and NATS 
   // fault loop: kill -9 a meta replica (restarted at once, it rejoins as a follower) or a NATS
   // server (restarted a few seconds later, it rejoins the cluster), chosen by the seeded generator
   t.comment(`fault seed ${SEED} (BERTH_HISTORY_SEED=${SEED} replays it)`)
-  const rnd = seeded(SEED)
+  const rnd = seededRandom(SEED)
   const faults: string[] = []
   for (;;) {
     const gap = FAULT_GAP_MS[0] + rnd() * (FAULT_GAP_MS[1] - FAULT_GAP_MS[0])

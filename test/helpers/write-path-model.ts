@@ -7,6 +7,7 @@
  * COUNT` prints a JSON summary): tap's async hooks track every promise and
  * made the 10,000 runs ten times slower in the tap process.
  */
+import { seededRandom } from '../../tools/bench/pattern'
 import { createHash } from 'node:crypto'
 import { MAX_SLICES, type Attr, type ChunkRef, type MetaOp, type MetaReplies, type MetaRequest } from '../../common/protocol'
 import { chunkLen, clipRef, extentsOf, lastHash, withSlice } from '../../common/chunk-extents'
@@ -21,17 +22,6 @@ export const SESSION = 's1'
 export const stats = { appends: 0, compactions: 0, refused: 0 }
 const INO = 7
 
-/** mulberry32: small, fast, seedable. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 const hop = () => new Promise<void>((r) => setImmediate(r))
@@ -41,7 +31,7 @@ export class World {
   /** Violations of the stores' contracts, reported by the test. */
   readonly problems: string[] = []
   constructor(seed: number) {
-    this.rand = prng(seed)
+    this.rand = seededRandom(seed)
   }
   int(n: number): number {
     return Math.floor(this.rand() * n)
