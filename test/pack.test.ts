@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { readyLine } from './helpers/ready-line'
 
 const ROOT = join(__dirname, '..', '..')
 const enabled = process.env.BERTH_TEST_PACK === '1'
@@ -58,16 +59,7 @@ t.test('npm pack + npm install -g gives a working berth', { skip: enabled ? fals
   })
   let err = ''
   up.stderr.setEncoding('utf8').on('data', (c: string) => (err += c))
-  const ready = await new Promise<{ credentials: string }>((resolve, reject) => {
-    let out = ''
-    up.stdout.setEncoding('utf8').on('data', (c: string) => {
-      out += c
-      const line = out.split('\n').find((l) => l.includes('"event":"ready"'))
-      if (line) resolve(JSON.parse(line))
-    })
-    up.once('exit', (code) => reject(new Error(`installed berth up exited ${code}\n${err}`)))
-    setTimeout(() => reject(new Error(`installed berth up not ready in 60 s\n${err}`)), 60_000)
-  })
+  const ready = await readyLine<{ credentials: string }>(up, 60_000, () => err, 'installed berth up')
   const status = await run(berth, ['status', '--credentials', ready.credentials], { timeoutMs: 30_000 })
   t.equal(status.code, 0, `installed berth status: ${status.err}`)
   t.match(status.out, /nodes: 1 live of 1|nodes: 0 live of/, 'status answers')
