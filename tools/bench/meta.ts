@@ -4,18 +4,26 @@
  * dir, no data nodes), at concurrency 1 and 16; beside it the same machine's
  * local disk doing the nearest equivalent (create an empty file; stat).
  *
- *   node dist/tools/bench/meta.js [--count 2000] [--dir DIR] [--ha]
+ *   node dist/tools/bench/meta.js [--count 2000] [--dir DIR] [--ha] [--mount]
  *
  * --ha adds the same rows against replicated meta (3 clustered nats-servers,
  * 2 metas, log and lease replicated 3 ways) in the same run, and their ratio.
+ *
+ * --mount adds, for each shape, the same through FUSE: `berth mount` A creates
+ * empty files (open O_EXCL + close: one mknod-with-open and a batched release),
+ * and a second mount B, whose caches have never seen those names, stats each
+ * (one lookup per file reaches meta; a stat on A would be served from A's
+ * caches and measure nothing of meta). libuv's pool is widened to 16 threads
+ * so concurrency 16 really has 16 syscalls in flight.
  *
  * Every meta create is a committed transaction (WAL; with meta's default
  * --sync normal it survives kill -9 of meta but is not fsynced per commit, see
  * docs/meta.md#durability); "local create" is the like-for-like row, "local
  * create+fsync" what --sync full compares with.
  */
+import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { open, stat } from 'node:fs/promises'
+import { mkdir, open, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -23,7 +31,10 @@ import { MetaClient } from '../../common/meta-client'
 import { connectNats } from '../../common/nats-connect'
 import { ROOT_INO } from '../../common/protocol'
 import { launchNatsCluster, launchNatsServer, type NatsUsers } from '../../cli/nats-server'
-import { spawnService } from '../../cli/spawn-service'
+import { spawnService, type ServiceHandle } from '../../cli/spawn-service'
+
+// before the first fs call: the pool is sized when first used (--mount's concurrency 16)
+process.env.UV_THREADPOOL_SIZE ??= '16'
 
 interface Row {
   what: string
@@ -63,13 +74,34 @@ async function replicated(dir: string): Promise<Setup> {
   return { url: nats.url, users: nats.users, metaArgs: [['--db', join(dir, 'meta', 'a.db'), ...ha], ['--db', join(dir, 'meta', 'b.db'), ...ha]], stop: () => nats.stop() }
 }
 
-async function measureMeta(label: string, setup: Setup, count: number, rows: Row[]): Promise<void> {
+/** `berth mount --foreground` on a fresh directory; the stop unmounts (and `fusermount3 -uz` if the client died). */
+async function mount(setup: Setup, dir: string, stops: Array<() => Promise<unknown>>): Promise<string> {
+  mkdirSync(dir, { recursive: true })
+  stops.unshift(async () => spawnSync('fusermount3', ['-uz', dir], { stdio: 'ignore' }))
+  const env = { BERTH_NATS_USER: setup.users.client.user, BERTH_NATS_PASS: setup.users.client.pass, BERTH_LOG: 'warn' }
+  const client: ServiceHandle = await spawnService(['mount', setup.url, dir, '--foreground', '--cluster', 'berth'], { env, readyTimeoutMs: 60_000 })
+  stops.unshift(() => client.stop())
+  return dir
+}
+
+async function measureMeta(label: string, setup: Setup, count: number, rows: Row[], mountDir: string | null): Promise<void> {
   const stops: Array<() => Promise<unknown>> = [() => setup.stop()]
   try {
     const env = { BERTH_NATS_USER: setup.users.meta.user, BERTH_NATS_PASS: setup.users.meta.pass, BERTH_SECRET: 'b'.repeat(32), BERTH_LOG: 'warn' }
     for (const args of setup.metaArgs) {
       const meta = await spawnService(['meta', '--nats', setup.url, ...args], { env, readyTimeoutMs: 60_000 })
       stops.unshift(() => meta.stop())
+    }
+    if (mountDir) {
+      const a = await mount(setup, join(mountDir, 'a'), stops)
+      const b = await mount(setup, join(mountDir, 'b'), stops)
+      for (const concurrency of [1, 16]) {
+        await mkdir(join(a, `m${concurrency}`))
+        const create = await pool(count, concurrency, async (i) => (await open(join(a, `m${concurrency}`, `f${i}`), 'wx')).close())
+        rows.push({ what: `${label} mount create`, concurrency, opsPerSec: create })
+        const statB = await pool(count, concurrency, (i) => stat(join(b, `m${concurrency}`, `f${i}`)))
+        rows.push({ what: `${label} mount stat`, concurrency, opsPerSec: statB })
+      }
     }
     const nc = await connectNats({ url: setup.url, name: 'bench-meta', ...setup.users.client })
     stops.unshift(() => nc.close())
@@ -90,15 +122,21 @@ async function measureMeta(label: string, setup: Setup, count: number, rows: Row
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { count: { type: 'string', default: '2000' }, dir: { type: 'string' }, ha: { type: 'boolean', default: false } } })
+  const { values } = parseArgs({ options: { count: { type: 'string', default: '2000' }, dir: { type: 'string' }, ha: { type: 'boolean', default: false }, mount: { type: 'boolean', default: false } } })
   const count = Number(values.count)
   if (!Number.isInteger(count) || count < 1) throw new Error('--count must be a positive integer')
   const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'berth-bench-meta-'))
   const rows: Row[] = []
   try {
-    await measureMeta('meta', await single(join(dir, 'single')), count, rows)
-    // --ha: the same operations against replicated meta, in the same run, and the ratio
-    if (values.ha) await measureMeta('meta --ha', await replicated(join(dir, 'ha')), count, rows)
+    // mountpoints outside `dir`, so removing it never walks into a mount
+    const mounts = values.mount ? mkdtempSync(join(tmpdir(), 'berth-bench-mnt-')) : null
+    try {
+      await measureMeta('meta', await single(join(dir, 'single')), count, rows, mounts && join(mounts, 'single'))
+      // --ha: the same operations against replicated meta, in the same run, and the ratio
+      if (values.ha) await measureMeta('meta --ha', await replicated(join(dir, 'ha')), count, rows, mounts && join(mounts, 'ha'))
+    } finally {
+      if (mounts) rmSync(mounts, { recursive: true, force: true })
+    }
 
     for (const concurrency of [1, 16]) {
       const d = join(dir, 'local', `c${concurrency}`)
