@@ -11,7 +11,8 @@
  * Times are reported beside the local ones, never asserted.
  */
 import { execSync } from 'node:child_process'
-import { existsSync, mkdirSync, readdirSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import { startCluster } from './helpers/cluster'
@@ -39,10 +40,16 @@ const GIT = 'git -c user.email=t@example.invalid -c user.name=t -c init.defaultB
 t.test('real programs on a mount: git clone/status, and a C build', { timeout: 3_600_000 }, async (t) => {
   const c = await startCluster(t, { nodes: 2, replicas: 2 })
   const m = await mountCluster(t, c)
-  const local = t.testdir()
+  // not t.testdir(): a second call wipes the folder the cluster's nodes keep their blocks in
+  // (their PUTs then fail with ENOENT; only files over 64 KiB, kept on nodes, noticed)
+  const local = mkdtempSync(join(tmpdir(), 'berth-real-local-'))
+  t.teardown(() => rmSync(local, { recursive: true, force: true }))
   t.teardown(() => {
     // which operation failed, and why, is in the client's and meta's logs
-    if (!t.passing()) t.comment(`client stderr:\n${m.client.stderr().slice(-6000)}\nmeta stderr:\n${c.meta.stderr().slice(-3000)}`)
+    if (!t.passing()) {
+      t.comment(`client stderr:\n${m.client.stderr().slice(-6000)}\nmeta stderr:\n${c.meta.stderr().slice(-3000)}`)
+      c.nodes.forEach((n, i) => t.comment(`node ${i} stderr:\n${n.stderr().slice(-3000)}`))
+    }
   })
 
   await t.test(`git clone of a ${GIT_FILES}-file repository, git status, git fsck`, async (t) => {

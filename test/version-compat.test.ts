@@ -5,7 +5,8 @@
  * non-zero with a message naming both sides and what to upgrade.
  */
 import { execFile, spawn } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
@@ -33,9 +34,12 @@ t.test('the rules, as pure functions', async (t) => {
 
 t.test('meta refuses a client or node of an unsupported protocol, with what to upgrade', async (t) => {
   const c = await startCluster(t, { nodes: 1 })
-  const mnt = join(t.testdir(), 'mnt')
-  mkdirSync(mnt)
-  t.teardown(() => fusermountUz(mnt))
+  // not t.testdir(): a second call wipes the cluster's folder (startCluster's)
+  const mnt = mkdtempSync(join(tmpdir(), 'berth-compat-mnt-'))
+  t.teardown(() => {
+    fusermountUz(mnt)
+    rmSync(mnt, { recursive: true, force: true })
+  })
   const conn = ['--nats', c.nats.url]
 
   const old = await berth(c, ['mount', c.nats.url, mnt], { ...c.env('client'), BERTH_FAKE_PROTOCOL: String(MIN_PEER_PROTOCOL.client - 1) })

@@ -36,6 +36,10 @@ export async function startNats(t: Test, dir = t.testdir()): Promise<NatsServerH
   return nats
 }
 
+/**
+ * The cluster lives in `t.testdir()`: the same test must not call
+ * `t.testdir()` again (tap empties the folder, and the nodes' blocks with it).
+ */
 export async function startCluster(t: Test, opts: { nodes?: number; replicas?: number; metaArgs?: string[]; nodeArgs?: string[]; natsServers?: number } = {}): Promise<TestCluster> {
   const dir = t.testdir()
   let natsCluster: NatsClusterHandle | null = null
