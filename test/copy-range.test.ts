@@ -170,6 +170,9 @@ async function sharesBlocks(t: Test, c: TestCluster, m: TestMount): Promise<void
   const trace = spawnSync('strace', ['-f', '-e', 'trace=copy_file_range', 'cp', '--reflink=auto', join(m.dir, 'big'), join(m.dir, 'probe')], { encoding: 'utf8' })
   if (trace.status === 0) t.match(trace.stderr, /copy_file_range\(.*\) = \d+/, 'cp --reflink=auto calls copy_file_range on the mount')
   rmSync(join(m.dir, 'probe'))
+  const always = spawnSync('cp', ['--reflink=always', join(m.dir, 'big'), join(m.dir, 'probe')], { encoding: 'utf8' })
+  t.match(always.stderr, /Operation not supported/, 'cp --reflink=always (FICLONE): EOPNOTSUPP, the kernel has no FUSE reflink')
+  rmSync(join(m.dir, 'probe'), { force: true })
 
   const disk0 = nodeDirs(c).map((d) => diskBytes(d).blocks)
   const in0 = await bytesIn(c)
