@@ -16,6 +16,7 @@ import t, { type Test } from 'tap'
 import { pieceSums } from '../common/checksums'
 import { BerthError, codeOf } from '../common/errors'
 import { metaRequests, ROOT_INO, type MetaOp, type MetaParsed, type MetaReplies, type MetaRequest } from '../common/protocol'
+import { planClone } from '../client/copy-range'
 import type { BlockApi, BlockPut, MetaApi } from '../client/stores'
 import { Vfs } from '../client/vfs'
 import type { MetaEnv } from '../meta/context'
@@ -104,6 +105,18 @@ async function setup(t: Test) {
   const refs = async (hash: string) => (await db.read.get<{ refs: number }>('SELECT refs FROM blocks WHERE hash = ?', [hash]))?.refs ?? 0
   return { db, engine, meta, blocks, vfs, file, read, copy, refs }
 }
+
+t.test('which chunks a copy clones', async (t) => {
+  const C = CHUNK
+  t.same(planClone(C, 0, 0, 3 * C, 3 * C, 0), { head: 0, from: 0, to: 0, count: 3, bytes: 3 * C }, 'aligned whole chunks')
+  t.same(planClone(C, 100, C + 100, 3 * C, 10 * C, 0), { head: C - 100, from: 1, to: 2, count: 2, bytes: 2 * C }, 'the same place in a chunk: a head by hand, then whole chunks')
+  t.equal(planClone(C, 100, 200, 3 * C, 10 * C, 0), null, 'different places in a chunk: nothing cloned')
+  t.same(planClone(C, 0, 0, 2.5 * C, 2.5 * C, C), { head: 0, from: 0, to: 0, count: 3, bytes: 2.5 * C }, "the source's last partial chunk past the destination's end")
+  t.same(planClone(C, 0, 0, 2.5 * C, 2.5 * C, 3 * C), { head: 0, from: 0, to: 0, count: 2, bytes: 2 * C }, "not inside it: the destination's bytes after it stay")
+  t.same(planClone(C, 0, 0, 2.5 * C, 9 * C, 0), { head: 0, from: 0, to: 0, count: 2, bytes: 2 * C }, "a partial chunk that is not the source's end: by hand")
+  t.equal(planClone(C, 0, 0, C - 1, C - 1, 0)?.count, 1, 'a one-chunk file')
+  t.equal(planClone(C, 10, 10, C - 20, 10 * C, 0), null, 'a range inside one chunk: nothing cloned')
+})
 
 t.test('clonechunks: the destination names the same blocks; refusals apply nothing', async (t) => {
   const { engine, meta, vfs, file, read, copy, refs } = await setup(t)
