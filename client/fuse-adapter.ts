@@ -306,6 +306,9 @@ export class FuseSession {
         })
       case OP.FALLOCATE:
         return this.op('fallocate', slot, () => v.fallocate(n(1), n(2), n(3), n(4)), this.ok(slot))
+      case OP.COPY_FILE_RANGE:
+        // (ino_in, fh_in, off_in, ino_out, fh_out, off_out, len, flags): answered with the bytes copied
+        return this.op('copy_file_range', slot, () => v.copyFileRange(n(1), n(2), n(4), n(5), n(6), n(7)), (count) => this.b.replyWrite(slot, count))
       default:
         if (slot >= 0) this.b.replyErr(slot, ERRNO.ENOSYS)
     }

@@ -179,7 +179,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     readaheadChunks: cfg.readaheadChunks,
     metaTtlMs: cfg.metaTtlMs,
   })
-  const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks), cfg.metricsListen) : null
+  const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks, vfs.copier), cfg.metricsListen) : null
   const fuse = new FuseSession(vfs, {
     allowOther: cfg.allowOther,
     readOnly: cfg.readOnly,

@@ -6,8 +6,9 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { collectProcessMetrics, derivedCounter } from '../common/prom'
 import { observeOps } from './fuse-adapter'
 import type { BlockCache } from './block-cache'
+import type { RangeCopier } from './copy-range'
 
-export function createClientMetrics(cache: BlockCache): Registry {
+export function createClientMetrics(cache: BlockCache, copier?: RangeCopier): Registry {
   const registry = new Registry()
   collectProcessMetrics(registry, 'berth_client_')
   const registers = [registry]
@@ -23,6 +24,11 @@ export function createClientMetrics(cache: BlockCache): Registry {
   const counter = (name: string, help: string, get: () => number) => derivedCounter(registers, name, help, get)
   counter('berth_client_block_cache_hits_total', 'Block reads answered from the cache', () => cache.hits)
   counter('berth_client_block_cache_misses_total', 'Block reads that fetched from a data node', () => cache.misses)
+  if (copier) {
+    // copy_file_range: what was shared by meta, what had to be read and written
+    counter('berth_client_copy_cloned_chunks_total', 'Chunks copy_file_range cloned in meta (blocks shared, no bytes moved)', () => copier.clonedChunks)
+    counter('berth_client_copy_copied_bytes_total', 'Bytes copy_file_range read and wrote through the client (not chunk-aligned, or not clonable)', () => copier.copiedBytes)
+  }
   new Gauge({
     name: 'berth_client_block_cache_bytes',
     help: 'Bytes held in the block cache',

@@ -259,6 +259,43 @@ export class OpenFile {
     }
   }
 
+  // ---- copy_file_range inside the cluster (client/copy-range.ts) ----
+
+  /** Runs `fn` holding this file's lock; a copy between two files takes both, lower inode first. */
+  locked<T>(fn: () => Promise<T>): Promise<T> {
+    return this.lock.run(fn)
+  }
+
+  /** With the lock held (`locked`): commits everything pending, so meta's chunk map is this mount's. */
+  async flushHeld(meta: MetaApi, session: string): Promise<boolean> {
+    return this.flushLocked(meta, session, false)
+  }
+
+  /**
+   * With the lock held, after a flush: the committed ref of chunk `idx`
+   * (undefined: a hole). A chunk that is not clean (a write came after the
+   * flush) throws: the caller must not clone what this mount has not committed.
+   */
+  committedChunk(idx: number): ChunkRef | undefined {
+    if (this.slots.has(idx)) throw new Error(`chunk ${idx} of inode ${this.attr.ino} is ${this.stateOf(idx)}, not committed`)
+    return this.chunks.get(idx)
+  }
+
+  /**
+   * With the lock held: meta made chunks `to`, `to + 1`, ... name what `refs`
+   * name (clonechunks), and `attr` is this file after it. The local map takes
+   * the same refs, so reads here see the copy without asking meta.
+   */
+  applyClone(to: number, refs: Array<ChunkRef | undefined>, attr: Attr): void {
+    refs.forEach((ref, i) => {
+      const idx = to + i
+      this.setChunk(ref ? { ...ref, idx } : { idx, hash: null, len: 0, nodes: [] })
+    })
+    for (const idx of [...this.chunks.keys()]) if (idx * this.chunkSize >= attr.size) this.setChunk({ idx, hash: null, len: 0, nodes: [] })
+    this.attr = attr
+    this.size = attr.size
+  }
+
   /** Chunk bytes [lo, hi) of `ref` into `into` at the same offsets (read-modify-write, compaction). */
   private async readInto(ref: ChunkRef, lo: number, hi: number, into: Buffer): Promise<void> {
     const fetches: Fetch[] = []

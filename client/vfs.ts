@@ -14,6 +14,7 @@ import { BerthError, fsError } from '../common/errors'
 import { logger } from '../common/log'
 import { PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../common/modes'
 import { BlockCache } from './block-cache'
+import { MAX_COPY, RangeCopier } from './copy-range'
 import { MetaCache } from './meta-cache'
 import { OpenFile, Writeback } from './open-file'
 import type { BlockApi, MetaApi } from './stores'
@@ -91,6 +92,7 @@ const FALLOC_FL_PUNCH_HOLE = 2
 /** What a punched range is overwritten with, a piece at a time (read only: writes copy from it). */
 const ZEROS = Buffer.alloc(1024 * 1024)
 const O_APPEND = 0o2000
+const O_WRONLY = 1
 
 /** Names the kernel asks about on every write; answered locally (docs/semantics.md#xattrs). */
 const LOCAL_XATTR_PREFIXES = ['security.', 'system.']
@@ -99,6 +101,8 @@ export class Vfs {
   readonly cache: MetaCache
   readonly blocks: BlockCache
   private readonly wb: Writeback
+  /** copy_file_range (client/copy-range.ts). */
+  readonly copier: RangeCopier
   private readonly files = new Map<number, OpenFile>()
   private readonly handles = new Map<number, Handle>()
   private readonly dirs = new Map<number, DirStream>()
@@ -125,6 +129,7 @@ export class Vfs {
   ) {
     this.cache = new MetaCache({ ttlMs: opts.metaTtlMs, maxAttrs: 200_000, maxDirs: 10_000 })
     this.blocks = new BlockCache(blockApi, { maxBytes: opts.cacheBytes })
+    this.copier = new RangeCopier(meta, opts.session, opts.chunkSize)
     this.wb = new Writeback(blockApi, this.blocks, { chunkSize: opts.chunkSize, maxDirtyBytes: opts.maxDirtyBytes, maxUploads: opts.maxUploads, compact: opts.compact })
   }
 
@@ -702,6 +707,31 @@ export class Vfs {
     }
     if (mode & FALLOC_FL_KEEP_SIZE || end <= h.file.size) return
     await this.setattr(h.file.attr.ino, { size: end }, fh)
+  }
+
+  /**
+   * copy_file_range(2): whole chunks at matching alignment are cloned by meta
+   * (the copy shares blocks), the rest is read and written here
+   * (client/copy-range.ts). Returns the bytes copied; fewer than asked is
+   * normal (the caller loops). The kernel checked the handles' modes, flags
+   * and same-file overlap before asking; they are checked again because its
+   * view of the size may be older than this mount's.
+   */
+  async copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, len: number, flags: number): Promise<number> {
+    const hIn = this.handle(fhIn)
+    const hOut = this.handle(fhOut)
+    if (flags !== 0) throw fsError('EINVAL', `copy_file_range flags ${flags}`)
+    if ((hIn.flags & O_ACCMODE) === O_WRONLY) throw fsError('EBADF', 'source handle is write-only')
+    if ((hOut.flags & O_ACCMODE) === 0) throw fsError('EBADF', 'destination handle is read-only')
+    if (hOut.flags & O_APPEND) throw fsError('EBADF', 'destination handle is O_APPEND')
+    if (offIn < 0 || offOut < 0) throw fsError('EINVAL', 'negative offset')
+    const src = hIn.file
+    const dst = hOut.file
+    const n = Math.min(len, Math.max(0, src.size - offIn), MAX_COPY)
+    if (n <= 0) return 0
+    if (src === dst && offIn < offOut + n && offOut < offIn + n) throw fsError('EINVAL', 'overlapping ranges of one file')
+    hOut.wrote = true
+    return this.copier.copy(src, offIn, dst, offOut, n, (f) => this.afterCommit(f))
   }
 
   /** close(): commits what this handle wrote; a handle that wrote nothing does not flush. */

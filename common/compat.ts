@@ -24,6 +24,9 @@ import { versionInfo } from '../cli/version'
  * before close, so a client of 2 must not use one (it refuses it, see above);
  * a meta of 2 still serves clients of 1, which send none of these.
  */
+// Not bumped for `clonechunks` (copy_file_range inside the cluster): a new op
+// changes no existing message, a meta without it answers ENOSYS (unknown
+// operation) and the client then copies by read + write (client/copy-range.ts).
 export const PROTOCOL = 2
 /**
  * The oldest protocol this meta serves, per kind of peer. Clients: 2, because

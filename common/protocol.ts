@@ -25,6 +25,11 @@ export const DEFAULT_REPLICAS = 2
 export const MAX_MESSAGE_BYTES = 1024 * 1024
 /** Upper bound for readdir pages and chunk-map pages. */
 export const MAX_PAGE = 1000
+/**
+ * Chunks per clonechunks call (16 GiB at 4 MiB chunks): one transaction copies
+ * at most this many chunk rows with their slices.
+ */
+export const MAX_CLONE_CHUNKS = 4096
 /** Bytes of a namespace dump per dumpRead reply (well under MAX_MESSAGE_BYTES). */
 export const DUMP_PAGE = 512 * 1024
 
@@ -208,6 +213,27 @@ export const metaRequests = {
    */
   // times: utimensat on a file with uncommitted writes, applied in the same transaction (wins over mtime)
   commit: z.object({ rid, ino, session, size, chunks: z.array(chunkRef).max(MAX_PAGE), mtime: timespec.optional(), times: z.object({ atime: timeSet.optional(), mtime: timeSet.optional() }).optional() }),
+  /**
+   * copy_file_range inside the cluster (docs/semantics.md#writes): chunks
+   * `from`..`from + count - 1` of `src` become chunks `to`.. of `dst`, naming
+   * the same blocks (base and slices; each gains a reference), and `dst`'s size
+   * becomes `size`, its mtime `mtime` (the writer's clock, as a write), in one
+   * transaction. Only if `src` is still at content version `srcGen` (what the
+   * caller read its chunk map at): EAGAIN otherwise, nothing applied. A chunk
+   * kept inline in meta is refused (EINVAL): only files over 64 KiB are cloned.
+   * Metas before this op answer ENOSYS; the client then copies by read + write.
+   */
+  clonechunks: z.object({
+    rid,
+    src: ino,
+    srcGen: size,
+    from: z.number().int().min(0).max(0x7fffffff),
+    count: z.number().int().min(1).max(MAX_CLONE_CHUNKS),
+    dst: ino,
+    to: z.number().int().min(0).max(0x7fffffff),
+    size,
+    mtime: timespec.optional(),
+  }),
   /** Releases `ino` and/or every inode in `inos` (clients batch their releases). */
   // holds: opens registered late (read-only opens, batched with releases), applied before the releases
   release: z.object({ rid, session, ino: ino.optional(), inos: z.array(ino).max(MAX_PAGE).default([]), holds: z.array(ino).max(MAX_PAGE).optional() }),
@@ -384,6 +410,8 @@ export interface MetaReplies {
   open: { attr: Attr; chunks: ChunkRef[]; more: boolean }
   chunks: { chunks: ChunkRef[]; more: boolean; attr?: Attr }
   commit: { attr: Attr }
+  /** dst's attributes after the clone. */
+  clonechunks: { attr: Attr }
   /** gone: held inodes that no longer existed (freed before the hold arrived). */
   release: { gone?: number[] }
   session: { epoch: number }

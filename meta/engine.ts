@@ -64,6 +64,8 @@ export interface MetaEngine {
   chunks: Call<'chunks'>
   /** Replaces chunks and sets the size in one transaction: ENOENT, EISDIR, EINVAL. */
   commit: Call<'commit'>
+  /** copy_file_range: chunks of one file become chunks of another, sharing blocks: EAGAIN (source changed), EINVAL, EISDIR, ENOENT. */
+  clonechunks: Call<'clonechunks'>
   /** Drops open registrations; frees inodes unlinked and no longer open anywhere. */
   release: Call<'release'>
   /** Registers (no epoch) or renews a session lease: ESTALE (expired or replaced). */

@@ -225,6 +225,62 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
   })
 }
 
+/**
+ * copy_file_range inside the cluster: chunks of `src` become chunks of `dst`
+ * naming the same blocks (docs/semantics.md#writes). One transaction, only if
+ * `src` is still at `srcGen` (the chunk map the client planned the copy on).
+ * The destination chunks it replaces lose their references as in a commit;
+ * the size, mtime and ctime change as in a commit (the client sends the size
+ * it sees and its clock as mtime; ctime is meta's).
+ */
+export async function clonechunks(env: MetaEnv, b: MetaParsed<'clonechunks'>, ch: Changes): Promise<MetaReplies['clonechunks']> {
+  const cs = env.chunkSize
+  if ((b.to + b.count - 1) * cs >= b.size) throw fsError('EINVAL', `clone to chunks ${b.to}..${b.to + b.count - 1}: size ${b.size} ends before the last of them`)
+  if (b.src === b.dst && b.from < b.to + b.count && b.to < b.from + b.count) throw fsError('EINVAL', `clone of chunks ${b.from}.. onto ${b.to}.. of one file overlaps`)
+  return env.db.write(async (tx) => {
+    const src = await mustInode(tx, b.src)
+    const dst = b.dst === b.src ? src : await mustInode(tx, b.dst)
+    for (const [row, what] of [[src, 'source'], [dst, 'destination']] as const) {
+      if (isDir(row.mode)) throw fsError('EISDIR', `${what} inode ${row.ino} is a directory`)
+      if (!isReg(row.mode)) throw fsError('EINVAL', `${what} inode ${row.ino} is not a regular file`)
+    }
+    if (src.gen !== b.srcGen) throw fsError('EAGAIN', `inode ${b.src} changed since the copy was planned (gen ${src.gen}, expected ${b.srcGen})`)
+    const last = b.from + b.count - 1
+    if (await tx.get('SELECT 1 AS x FROM inline_chunks WHERE ino = ? AND idx BETWEEN ? AND ?', [b.src, b.from, last])) {
+      throw fsError('EINVAL', `inode ${b.src} keeps chunks ${b.from}..${last} in meta (a file of at most 64 KiB): copy it by read and write`)
+    }
+    // read the source rows first: with src = dst the ranges do not overlap, but the writes below must not see each other
+    const bases = await tx.all<{ idx: number; hash: string; len: number }>('SELECT idx, hash, len FROM chunks WHERE ino = ? AND idx BETWEEN ? AND ?', [b.src, b.from, last])
+    const slices = await tx.all<{ idx: number; pos: number; hash: string; len: number }>('SELECT idx, pos, hash, len FROM slices WHERE ino = ? AND idx BETWEEN ? AND ?', [b.src, b.from, last])
+    const nowMs = clockMs()
+    const shift = b.to - b.from
+    const dstLast = b.to + b.count - 1
+    // the destination's chunks in the range go, as a commit replacing them would drop them
+    const oldBases = await tx.all<{ hash: string }>('SELECT hash FROM chunks WHERE ino = ? AND idx BETWEEN ? AND ?', [b.dst, b.to, dstLast])
+    const oldSlices = await tx.all<{ hash: string }>('SELECT hash FROM slices WHERE ino = ? AND idx BETWEEN ? AND ?', [b.dst, b.to, dstLast])
+    await tx.run('DELETE FROM chunks WHERE ino = ? AND idx BETWEEN ? AND ?', [b.dst, b.to, dstLast])
+    await tx.run('DELETE FROM slices WHERE ino = ? AND idx BETWEEN ? AND ?', [b.dst, b.to, dstLast])
+    await tx.run('DELETE FROM inline_chunks WHERE ino = ? AND idx BETWEEN ? AND ?', [b.dst, b.to, dstLast])
+    // references first, then the old ones go: a block both held keeps its count above zero throughout
+    for (const r of bases) {
+      await refBlock(tx, r.hash, r.len)
+      await tx.run('INSERT INTO chunks (ino, idx, hash, len) VALUES (?, ?, ?, ?)', [b.dst, r.idx + shift, r.hash, r.len])
+    }
+    for (const r of slices) {
+      await refBlock(tx, r.hash, r.len)
+      await tx.run('INSERT INTO slices (ino, idx, pos, hash, len) VALUES (?, ?, ?, ?, ?)', [b.dst, r.idx + shift, r.pos, r.hash, r.len])
+    }
+    for (const o of oldBases) await unrefBlock(tx, o.hash, nowMs)
+    for (const o of oldSlices) await unrefBlock(tx, o.hash, nowMs)
+    await clipChunks(tx, b.dst, b.size, cs, nowMs)
+    const now = nowTs()
+    const mtime = b.mtime ?? now
+    await tx.run('UPDATE inodes SET size = ?, gen = gen + 1, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?', [b.size, mtime[0], mtime[1], now[0], now[1], b.dst])
+    ch.ino(b.dst)
+    return { attr: toAttr(await mustInode(tx, b.dst)) }
+  })
+}
+
 async function releaseOne(tx: Conn, session: string, ino: number, ch: Changes): Promise<void> {
   await tx.run('UPDATE open_files SET count = count - 1 WHERE session = ? AND ino = ?', [session, ino])
   await tx.run('DELETE FROM open_files WHERE session = ? AND ino = ? AND count <= 0', [session, ino])

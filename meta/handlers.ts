@@ -9,7 +9,7 @@ import { badCopy, inventory } from './copies'
 import { dumpEnd, dumpRead, dumpStart } from './dump'
 import { gcPlan, gcRun } from './gc-ops'
 import { nodeAdmin } from './node-admin'
-import { chunks, commit, open, pin, release, sessionEnd, unpin } from './files'
+import { chunks, clonechunks, commit, open, pin, release, sessionEnd, unpin } from './files'
 import { session, sessionRestore } from './sessions'
 import { getattr, link, lookup, mkdir, mknod, readdir, readlink, rename, rmdir, setattr, symlink, unlink } from './namespace'
 import { getxattr, listxattr, removexattr, setxattr } from './xattrs'
@@ -39,6 +39,7 @@ export const handlers: Handlers = {
   open,
   chunks,
   commit,
+  clonechunks,
   release,
   session,
   sessionRestore,

@@ -37,6 +37,7 @@ enum {
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH,
   OP_RELEASE, OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_STATFS, OP_SETXATTR,
   OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE, OP_FALLOCATE, OP_FORGET,
+  OP_COPY_FILE_RANGE,
 };
 
 /* Attributes travel from JS as a Float64Array of these fields. */
@@ -323,6 +324,20 @@ static void ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 }
 #undef OP
 
+/*
+ * Answered with replyWrite (fuse_reply_write: the bytes copied). The kernel
+ * has checked the handles' modes, the flags and same-file overlap, flushed
+ * its own cached pages of both ranges and holds the destination's inode lock
+ * meanwhile; it drops the destination's pages of the range afterwards.
+ */
+#define OP OP_COPY_FILE_RANGE
+static void ll_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct fuse_file_info *fi_in, fuse_ino_t ino_out,
+                               off_t off_out, struct fuse_file_info *fi_out, size_t len, int flags) {
+  ARGS(num((double)ino_in), num(FH(fi_in)), num((double)off_in), num((double)ino_out), num(FH(fi_out)), num((double)off_out),
+       num((double)len), num(flags));
+}
+#undef OP
+
 static const struct fuse_lowlevel_ops ops = {
   .init = ll_init, .lookup = ll_lookup, .forget = ll_forget, .forget_multi = ll_forget_multi,
   .getattr = ll_getattr, .setattr = ll_setattr, .readlink = ll_readlink, .mknod = ll_mknod,
@@ -332,7 +347,7 @@ static const struct fuse_lowlevel_ops ops = {
   .readdir = ll_readdir, .readdirplus = ll_readdirplus, .releasedir = ll_releasedir,
   .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr,
   .listxattr = ll_listxattr, .removexattr = ll_removexattr, .create = ll_create,
-  .fallocate = ll_fallocate,
+  .fallocate = ll_fallocate, .copy_file_range = ll_copy_file_range,
   /* no getlk/setlk/flock: the kernel keeps locks local (docs/semantics.md#limits) */
 };
 
