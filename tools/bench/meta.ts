@@ -1,5 +1,5 @@
 /**
- * Metadata benchmark: create (mknod) and getattr operations per second over
+ * Metadata benchmark: create (mknod), getattr, unlink, mkdir and rmdir operations per second over
  * NATS against a `berth meta` it starts itself (nats-server + meta in a temp
  * dir, no data nodes), at concurrency 1 and 16; beside it the same machine's
  * local disk doing the nearest equivalent (create an empty file; stat).
@@ -83,6 +83,12 @@ async function measureMeta(label: string, setup: Setup, count: number, rows: Row
       rows.push({ what: `${label} create (mknod)`, concurrency, opsPerSec: create })
       const getattr = await pool(count, concurrency, (i) => m.call('getattr', { ino: inos[i]! }))
       rows.push({ what: `${label} getattr`, concurrency, opsPerSec: getattr })
+      const unlink = await pool(count, concurrency, (i) => m.call('unlink', { parent: d.ino, name: `f${i}` }))
+      rows.push({ what: `${label} unlink`, concurrency, opsPerSec: unlink })
+      const mkdir = await pool(count, concurrency, (i) => m.call('mkdir', { parent: d.ino, name: `d${i}`, mode: 0o755, uid: 0, gid: 0 }))
+      rows.push({ what: `${label} mkdir`, concurrency, opsPerSec: mkdir })
+      const rmdir = await pool(count, concurrency, (i) => m.call('rmdir', { parent: d.ino, name: `d${i}` }))
+      rows.push({ what: `${label} rmdir`, concurrency, opsPerSec: rmdir })
     }
   } finally {
     for (const stop of stops) await stop().catch(() => undefined)
