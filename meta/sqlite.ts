@@ -39,6 +39,24 @@ function isRead(sql: string): boolean {
 
 type Statement = BetterSqlite3.Statement<Params, unknown>
 
+/**
+ * better-sqlite3 binds every JS number as REAL, where the sqlite3 package bound
+ * whole numbers as INTEGER; in SQL that differs (`'n' || ?` gives 'n4.0',
+ * `? / 2` keeps the fraction, typeof() says real). Whole numbers go as BigInt,
+ * which it binds as INTEGER. Captured writes keep the caller's values.
+ */
+function bindable(params: Params): Params {
+  let out: Params | undefined
+  for (let i = 0; i < params.length; i++) {
+    const p = params[i]
+    if (typeof p === 'number' && Number.isSafeInteger(p)) {
+      out ??= params.slice()
+      out[i] = BigInt(p)
+    }
+  }
+  return out ?? params
+}
+
 export class Conn {
   private readonly stmts = new Map<string, Statement>()
   /**
@@ -63,10 +81,10 @@ export class Conn {
     const s = this.stmt(sql)
     // like the sqlite3 package, a statement that returns no rows (an UPDATE) answers []
     if (!s.reader) {
-      s.run(...params)
+      s.run(...bindable(params))
       return []
     }
-    return s.all(...params) as T[]
+    return s.all(...bindable(params)) as T[]
   }
 
   async get<T>(sql: string, params: Params = []): Promise<T | undefined> {
@@ -75,7 +93,7 @@ export class Conn {
 
   async run(sql: string, params: Params = []): Promise<RunResult> {
     if (this.capture && !isRead(sql)) this.capture.push(['run', sql, params])
-    const r = this.stmt(sql).run(...params)
+    const r = this.stmt(sql).run(...bindable(params))
     return { changes: r.changes, lastID: Number(r.lastInsertRowid) }
   }
 

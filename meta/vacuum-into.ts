@@ -7,15 +7,23 @@
  */
 import { Worker } from 'node:worker_threads'
 
-/** The worker: opens its own read-only connection, copies, closes. */
+/**
+ * The worker: opens its own read-only connection, copies, closes, and posts
+ * its error (if any) itself, so the message arrives even where a preloaded
+ * hook turns an uncaught exception into a bare exit code.
+ */
 const WORKER = `
-const { workerData } = require('node:worker_threads')
-const Database = require(workerData.module)
-const db = new Database(workerData.file, { readonly: true, fileMustExist: true, timeout: 5000 })
+const { parentPort, workerData } = require('node:worker_threads')
 try {
-  db.prepare('VACUUM INTO ?').run(workerData.to)
-} finally {
-  db.close()
+  const Database = require(workerData.module)
+  const db = new Database(workerData.file, { readonly: true, fileMustExist: true, timeout: 5000 })
+  try {
+    db.prepare('VACUUM INTO ?').run(workerData.to)
+  } finally {
+    db.close()
+  }
+} catch (err) {
+  parentPort.postMessage(String(err && err.message ? err.message : err))
 }
 `
 
@@ -24,11 +32,12 @@ export function vacuumInto(file: string, to: string): Promise<void> {
   return new Promise((resolve, reject) => {
     // the module by its resolved path: an eval'd worker resolves bare names from the working directory
     const worker = new Worker(WORKER, { eval: true, workerData: { module: require.resolve('better-sqlite3'), file, to } })
-    let failed: unknown
-    worker.once('error', (err) => (failed = err))
+    let failed: Error | undefined
+    worker.on('message', (message: string) => (failed = new Error(`VACUUM INTO ${to}: ${message}`)))
+    worker.once('error', (err) => (failed ??= err))
     worker.once('exit', (code) => {
       if (code === 0 && failed === undefined) resolve()
-      else reject(failed instanceof Error ? failed : new Error(`VACUUM INTO ${to}: worker exited with code ${code}`))
+      else reject(failed ?? new Error(`VACUUM INTO ${to}: worker exited with code ${code}`))
     })
   })
 }
