@@ -75,7 +75,8 @@ async function pass(env: MetaEnv): Promise<CensusResult> {
   const live = env.nodes.live()
   const key = liveKey(env)
   const want = wantedReplicas(env, live)
-  const row = await env.db.read.get<{ blocks: number; bytes: number | null; under: number | null; belowR: number | null }>(
+  // a scan of every referenced block: off meta's thread (meta/scan-reader.ts)
+  const row = await env.db.scan.get<{ blocks: number; bytes: number | null; under: number | null; belowR: number | null }>(
     `SELECT COUNT(*) AS blocks, SUM(size) AS bytes, SUM(c < ?) AS under, SUM(c < ?) AS belowR FROM (
        SELECT b.size AS size,
          (SELECT COUNT(*) FROM replicas r WHERE r.hash = b.hash AND r.node_id IN (SELECT value FROM json_each(?))) AS c
@@ -99,7 +100,7 @@ async function pass(env: MetaEnv): Promise<CensusResult> {
 async function sameZoneBlocks(env: MetaEnv): Promise<number> {
   const zones = Object.fromEntries(env.nodes.live().flatMap((n) => (n.zone ? [[n.id, n.zone]] : [])))
   if (new Set(Object.values(zones)).size < 2) return 0
-  const row = await env.db.read.get<{ n: number }>(
+  const row = await env.db.scan.get<{ n: number }>(
     `SELECT COUNT(*) AS n FROM (
        SELECT r.hash FROM replicas r JOIN json_each(?) z ON z.key = r.node_id JOIN blocks b ON b.hash = r.hash AND b.refs > 0
        GROUP BY r.hash HAVING COUNT(*) >= 2 AND COUNT(DISTINCT z.value) < 2)`,

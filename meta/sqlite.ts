@@ -21,6 +21,8 @@
  * query runs to completion (`all`), so no statement keeps a read snapshot open.
  */
 import BetterSqlite3 from 'better-sqlite3'
+import { ScanReader } from './scan-reader'
+import { bindable } from './sql-bind'
 
 export type SqlValue = string | number | bigint | Buffer | Uint8Array | null
 export type Params = SqlValue[]
@@ -38,24 +40,6 @@ function isRead(sql: string): boolean {
 }
 
 type Statement = BetterSqlite3.Statement<Params, unknown>
-
-/**
- * better-sqlite3 binds every JS number as REAL, where the sqlite3 package bound
- * whole numbers as INTEGER; in SQL that differs (`'n' || ?` gives 'n4.0',
- * `? / 2` keeps the fraction, typeof() says real). Whole numbers go as BigInt,
- * which it binds as INTEGER. Captured writes keep the caller's values.
- */
-function bindable(params: Params): Params {
-  let out: Params | undefined
-  for (let i = 0; i < params.length; i++) {
-    const p = params[i]
-    if (typeof p === 'number' && Number.isSafeInteger(p)) {
-      out ??= params.slice()
-      out[i] = BigInt(p)
-    }
-  }
-  return out ?? params
-}
 
 export class Conn {
   private readonly stmts = new Map<string, Statement>()
@@ -122,6 +106,8 @@ export async function openReadOnly(file: string): Promise<Conn> {
 export interface Database {
   /** Read-only queries; sees the last committed transaction. */
   readonly read: Conn
+  /** Read-only queries that scan whole tables, on a worker thread (meta/scan-reader.ts). */
+  readonly scan: Pick<Conn, 'all' | 'get'>
   /**
    * Runs `fn` in one write transaction, after every earlier one finished.
    * `replay`: the writes come from the replicated log (a follower applying
@@ -161,6 +147,7 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
   await writer.exec(pragmas(opts.sync ?? 'full'))
   await migrate(writer)
   const reader = openConn(file, { readonly: true })
+  const scan = new ScanReader(file)
 
   interface Job {
     replay: boolean
@@ -241,6 +228,7 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
 
   return {
     read: reader,
+    scan,
     write<T>(fn: (tx: Conn) => Promise<T>, opts: { replay?: boolean } = {}): Promise<T> {
       if (closing) return Promise.reject(new Error('database is closing'))
       return new Promise<T>((resolve, reject) => {
@@ -255,6 +243,7 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
     close() {
       closing ??= (async () => {
         while (draining) await draining
+        await scan.close()
         await reader.close()
         await writer.close()
       })()

@@ -81,3 +81,12 @@ t.test('VACUUM INTO on a worker thread copies the committed state', async (t) =>
   t.same(await copy.all('SELECT k, v FROM kv'), [{ k: 'a', v: Buffer.from('blob') }])
   await t.rejects(vacuumInto(join(dir, 'missing.db'), join(dir, 'x.db')), /unable to open|no such file|SQLITE_CANTOPEN/i, 'a missing database fails the copy, saying why')
 })
+
+t.test('scans run on a worker thread and see the committed state', async (t) => {
+  const { db } = await scratch(t)
+  t.same(await db.scan.get('SELECT COUNT(*) AS n FROM kv'), { n: 0 })
+  await db.write((tx) => tx.run('INSERT INTO kv (k, v) VALUES (?, ?), (?, ?)', ['a', 3, 'b', 4]))
+  t.same(await db.scan.get('SELECT COUNT(*) AS n, SUM(v) AS s, typeof(?) AS bound FROM kv', [7]), { n: 2, s: 7, bound: 'integer' })
+  await t.rejects(db.scan.all('SELECT nope FROM kv'), /no such column/)
+  t.same(await db.scan.all('SELECT k FROM kv ORDER BY k'), [{ k: 'a' }, { k: 'b' }], 'a failed query leaves the worker serving')
+})
