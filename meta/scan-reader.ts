@@ -25,7 +25,9 @@ parentPort.on('message', ({ id, sql, params }) => {
     db ??= new Database(workerData.file, { readonly: true, fileMustExist: true, timeout: 5000 })
     let s = stmts.get(sql)
     if (!s) stmts.set(sql, (s = db.prepare(sql)))
-    parentPort.postMessage({ id, rows: s.all(...params) })
+    const t0 = performance.now()
+    const rows = s.all(...params)
+    parentPort.postMessage({ id, rows, ms: performance.now() - t0 })
   } catch (err) {
     parentPort.postMessage({ id, error: String(err && err.message ? err.message : err) })
   }
@@ -35,23 +37,35 @@ parentPort.on('message', ({ id, sql, params }) => {
 interface Reply {
   id: number
   rows?: unknown[]
+  /** How long the query ran in the worker (not the wait for it). */
+  ms?: number
   error?: string
+}
+
+export interface Timed<T> {
+  rows: T[]
+  ms: number
 }
 
 export class ScanReader {
   private worker: Worker | null = null
   private next = 0
-  private readonly pending = new Map<number, { resolve: (rows: unknown[]) => void; reject: (err: Error) => void }>()
+  private readonly pending = new Map<number, { resolve: (r: Timed<unknown>) => void; reject: (err: Error) => void }>()
   private closed = false
 
   constructor(private readonly file: string) {}
 
-  all<T>(sql: string, params: Params = []): Promise<T[]> {
+  async all<T>(sql: string, params: Params = []): Promise<T[]> {
+    return (await this.timed<T>(sql, params)).rows
+  }
+
+  /** The rows and how long the query ran in the worker (a worker's start-up is not counted). */
+  timed<T>(sql: string, params: Params = []): Promise<Timed<T>> {
     if (this.closed) return Promise.reject(new Error('database is closing'))
     const w = this.start()
     const id = this.next++
-    return new Promise<T[]>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (rows: unknown[]) => void, reject })
+    return new Promise<Timed<T>>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (r: Timed<unknown>) => void, reject })
       w.postMessage({ id, sql, params: bindable(params) })
     })
   }
@@ -78,7 +92,7 @@ export class ScanReader {
       if (!p) return
       this.pending.delete(m.id)
       if (m.error !== undefined) p.reject(new Error(m.error))
-      else p.resolve(m.rows ?? [])
+      else p.resolve({ rows: m.rows ?? [], ms: m.ms ?? 0 })
     })
     w.on('error', (err) => this.failAll(err))
     w.on('exit', () => {

@@ -107,7 +107,7 @@ export interface Database {
   /** Read-only queries; sees the last committed transaction. */
   readonly read: Conn
   /** Read-only queries that scan whole tables, on a worker thread (meta/scan-reader.ts). */
-  readonly scan: Pick<Conn, 'all' | 'get'>
+  readonly scan: ScanReader
   /**
    * Runs `fn` in one write transaction, after every earlier one finished.
    * `replay`: the writes come from the replicated log (a follower applying
