@@ -14,8 +14,9 @@
  * package, which made a 10-16-statement mutation wait for 20-32 event-loop
  * wake-ups (docs/bench.md, "meta on a synchronous SQLite binding"). The
  * methods stay async so callers are unchanged; errors arrive as rejections.
- * What must not hold this thread for long (VACUUM INTO for snapshots and
- * dumps) runs in a worker thread instead (meta/vacuum-into.ts).
+ * What must not hold this thread for long runs on worker threads instead:
+ * VACUUM INTO for snapshots and dumps (meta/vacuum-into.ts) and queries that
+ * scan whole tables (`scan`, meta/scan-reader.ts).
  *
  * Statements are prepared once per connection and cached by SQL text. Every
  * query runs to completion (`all`), so no statement keeps a read snapshot open.
@@ -94,7 +95,7 @@ export class Conn {
 }
 
 function openConn(file: string, opts: { readonly: boolean }): Conn {
-  // timeout: SQLite's busy timeout, 5 s (another process, e.g. `berth meta dump`'s copy, may hold a lock)
+  // timeout: SQLite's busy timeout, 5 s (another connection, e.g. a VACUUM INTO copy, may hold a lock for a moment)
   return new Conn(new BetterSqlite3(file, { readonly: opts.readonly, fileMustExist: opts.readonly, timeout: 5000 }))
 }
 
