@@ -440,9 +440,12 @@ export class BlockClient {
         const code = (err as BerthError).code
         if (code === 'ENOSPC' && (failed.size > 0 || holders.size > 0)) {
           // Everyone left was excluded: forget the failures and try again
-          // later (the live view may also shrink to what can be had).
+          // later (the live view may also shrink to what can be had). This
+          // ENOSPC means "nobody left to place on", not a node out of space:
+          // it is not kept as the last error, or a put that runs out of time
+          // here would be reported as a full disk.
           failed.clear()
-          last = err
+          last ??= new BerthError('EIO', `put ${h.slice(0, 12)}: no other node to place the missing copies on`, { cause: err })
           await pause()
           continue
         }

@@ -134,14 +134,13 @@ export class Replica {
       this.d.fatal(`the log starts at ${first} but this replica has applied only ${this.applied}: restarting from the snapshot (docs/meta.md#snapshots)`)
       return
     }
-    // reads in flight together, applied together: a follower keeps up with a
-    // leader that appends one entry per group commit
+    // read in batches (one pull each), applied a batch per transaction: a follower
+    // keeps up with a leader that appends one entry per group commit
     while (this.applied < last) {
       const from = this.applied + 1
-      const to = Math.min(last, this.applied + CATCH_UP_BATCH)
-      const entries = await Promise.all(Array.from({ length: to - from + 1 }, (_, i) => this.d.log.read(from + i)))
+      const entries = await this.d.log.readRange(from, Math.min(last, this.applied + CATCH_UP_BATCH))
       await applyEntries(this.d.db, from, entries)
-      this.applied = to
+      this.applied = from + entries.length - 1
     }
   }
 
@@ -165,6 +164,7 @@ export class Replica {
       this.d.logger.warn('lease expired while catching up; staying a follower')
       return
     }
+    this.d.log.dropCursor()
     this.d.db.setCommitHook((tx, writes) => this.append(tx, writes), (err) => this.d.fatal('COMMIT failed after its writes were appended to the log', err))
     this.role = 'leader'
     this.d.logger.info(`leading from log sequence ${this.applied} (took ${Math.round(performance.now() - started)} ms to catch up and fence)`)

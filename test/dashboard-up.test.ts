@@ -10,6 +10,7 @@ import t from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
 import { parseConfig } from '../meta/config'
 import type { DashboardLeaderState } from '../meta/dashboard/types'
+import { readyLine } from './helpers/ready-line'
 
 t.test('berth up prints the dashboard address with its token, and it answers', async (t) => {
   const dir = join(t.testdir(), 'cluster')
@@ -19,16 +20,7 @@ t.test('berth up prints the dashboard address with its token, and it answers', a
   t.teardown(() => {
     if (up.exitCode === null) up.kill('SIGKILL')
   })
-  const ready = await new Promise<{ ui: string[]; uiToken: string }>((resolve, reject) => {
-    let out = ''
-    up.stdout.setEncoding('utf8').on('data', (c: string) => {
-      out += c
-      const line = out.split('\n').find((l) => l.includes('"event":"ready"'))
-      if (line) resolve(JSON.parse(line))
-    })
-    up.once('exit', (code) => reject(new Error(`berth up exited ${code}\n${stderr}`)))
-    setTimeout(() => reject(new Error(`berth up not ready in 60 s\n${stderr}`)), 60_000)
-  })
+  const ready = await readyLine<{ ui: string[]; uiToken: string }>(up, 60_000, () => stderr)
   const m = /^ {2}dashboard +(http:\/\/127\.0\.0\.1:(\d+)\/\?token=(\S+))$/m.exec(stderr)
   t.ok(m, 'the ready output has the dashboard line')
   if (!m) return t.comment(stderr)

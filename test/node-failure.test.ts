@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs'
 import t from 'tap'
 import { request as httpRequest } from 'undici'
 import { BlockClient } from '../common/block-client'
+import type { BerthError } from '../common/errors'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { startCluster, type TestCluster } from './helpers/cluster'
@@ -67,6 +68,26 @@ t.test('no replica can serve: EIO', async (t) => {
   const c = await startCluster(t, { nodes: 1 })
   const bc = await client(t, c)
   await t.rejects(bc.get(sha(Buffer.from('never stored')), [String(c.nodes[0]!.ready.id)]), { code: 'EIO' })
+})
+
+t.test('a node gone mid-put: a put that runs out of time says so, not that a disk is full', async (t) => {
+  // One of two nodes dies while the client still counts it live (7 s), so a
+  // put wants two copies: the chain stores one, the dead node refuses, and
+  // placement, with both excluded, answers ENOSPC ("nobody left to place
+  // on"). That is no node out of space: a put that ends on it must time out.
+  const c = await startCluster(t, { nodes: 2 })
+  const bc = new BlockClient(await c.connect('client'), { cluster: c.cluster, token: c.secret, replicas: 2, deadlineMs: 3000 })
+  t.teardown(() => bc.close())
+  await bc.start()
+  for (let i = 0; i < 100 && bc.liveNodes().size < 2; i++) await sleep(100)
+  await c.nodes[0]!.kill()
+  const err = await bc.put(randomBytes(10_000)).then(
+    () => null,
+    (e: unknown) => e as BerthError,
+  )
+  t.ok(err, 'the put fails within its 3 s deadline (the dead node still counts as live)')
+  t.not(err?.code, 'ENOSPC', `not ENOSPC: ${err?.code} ${err?.message}`)
+  t.equal(err?.code, 'ETIMEDOUT', 'a timeout')
 })
 
 t.test('restart keeps node id and blocks; SIGTERM exits 0', async (t) => {

@@ -13,15 +13,17 @@ import { spawn } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { readyLine } from './helpers/ready-line'
 
 const ROOT = join(__dirname, '..', '..')
 const enabled = process.env.BERTH_TEST_PACK === '1'
 
 function run(cmd: string, args: string[], opts: { cwd?: string; timeoutMs: number }): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve) => {
-    // not tap's NODE_OPTIONS (its loaders): under them npm's prepack build (tsc 7, an ES module bin) fails with ERR_REQUIRE_CYCLE_MODULE
-    const { NODE_OPTIONS: _tapLoaders, ...env } = process.env
-    const child = spawn(cmd, args, { cwd: opts.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    // not tap's NODE_OPTIONS (its loaders): under them npm's prepack build (tsc 7, an ES module bin) fails with
+    // ERR_REQUIRE_CYCLE_MODULE. Dropping it from `env` is not enough: tap's process-info hook wraps spawn and puts
+    // it back, so `env -u` removes it in the child itself.
+    const child = spawn('env', ['-u', 'NODE_OPTIONS', cmd, ...args], { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
     child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c))
@@ -37,13 +39,13 @@ function run(cmd: string, args: string[], opts: { cwd?: string; timeoutMs: numbe
 t.test('npm pack + npm install -g gives a working berth', { skip: enabled ? false : 'set BERTH_TEST_PACK=1 (installs from the npm registry, compiles native modules: minutes)', timeout: 40 * 60_000 }, async (t) => {
   const dir = t.testdir()
   const pack = await run('npm', ['pack', '--pack-destination', dir], { cwd: ROOT, timeoutMs: 5 * 60_000 })
-  t.equal(pack.code, 0, `npm pack: ${pack.err.slice(-2000)}`)
+  t.equal(pack.code, 0, 'npm pack exits 0', { stderr: pack.code === 0 ? undefined : pack.err.slice(-2000) })
   const tarball = readdirSync(dir).find((f) => f.endsWith('.tgz'))
   t.ok(tarball, 'a tarball')
   if (!tarball) return
   const prefix = join(dir, 'prefix')
   const install = await run('npm', ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', join(dir, tarball)], { timeoutMs: 35 * 60_000 })
-  t.equal(install.code, 0, `npm install -g: ${install.err.slice(-3000)}`)
+  t.equal(install.code, 0, 'npm install -g exits 0', { stderr: install.code === 0 ? undefined : install.err.slice(-3000) })
   const berth = join(prefix, 'bin', 'berth')
 
   const version = await run(berth, ['--version'], { timeoutMs: 30_000 })
@@ -58,18 +60,9 @@ t.test('npm pack + npm install -g gives a working berth', { skip: enabled ? fals
   })
   let err = ''
   up.stderr.setEncoding('utf8').on('data', (c: string) => (err += c))
-  const ready = await new Promise<{ credentials: string }>((resolve, reject) => {
-    let out = ''
-    up.stdout.setEncoding('utf8').on('data', (c: string) => {
-      out += c
-      const line = out.split('\n').find((l) => l.includes('"event":"ready"'))
-      if (line) resolve(JSON.parse(line))
-    })
-    up.once('exit', (code) => reject(new Error(`installed berth up exited ${code}\n${err}`)))
-    setTimeout(() => reject(new Error(`installed berth up not ready in 60 s\n${err}`)), 60_000)
-  })
+  const ready = await readyLine<{ credentials: string }>(up, 60_000, () => err, 'installed berth up')
   const status = await run(berth, ['status', '--credentials', ready.credentials], { timeoutMs: 30_000 })
-  t.equal(status.code, 0, `installed berth status: ${status.err}`)
+  t.equal(status.code, 0, 'installed berth status exits 0', { stderr: status.code === 0 ? undefined : status.err })
   t.match(status.out, /nodes: 1 live of 1|nodes: 0 live of/, 'status answers')
   const exited = new Promise<number | null>((resolve) => up.once('exit', (c) => resolve(c)))
   up.kill('SIGTERM')

@@ -56,6 +56,10 @@ t.test('real programs on a mount: git clone/status, and a C build', { timeout: 3
   const c = await startCluster(t, { nodes: 2, replicas: 2 })
   const m = await mountCluster(t, c)
   const local = t.testdir()
+  t.teardown(() => {
+    // which operation failed, and why, is in the client's and meta's logs
+    if (!t.passing()) t.comment(`client stderr:\n${m.client.stderr().slice(-6000)}\nmeta stderr:\n${c.meta.stderr().slice(-3000)}`)
+  })
 
   await t.test(`git clone of a ${GIT_FILES}-file repository, git status, git fsck`, async (t) => {
     const src = join(local, 'src-repo')

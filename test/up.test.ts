@@ -9,6 +9,7 @@ import t, { type Test } from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
 import { isMounted, readPid } from '../client/mount-state'
 import { fusermountUz } from './helpers/mount'
+import { readyLine } from './helpers/ready-line'
 
 /** Pids of all descendants of `pid`, from /proc. */
 function descendants(pid: number): number[] {
@@ -112,18 +113,8 @@ async function startUp(t: Test, dir: string, extra: string[] = [], o: { nodes?: 
   t.teardown(() => {
     if (up.exitCode === null) up.kill('SIGKILL')
   })
-  const ready = await new Promise<{ nats: string; credentials: string; nodes: Array<{ url: string }> }>((resolve, reject) => {
-    let out = ''
-    up.stdout.setEncoding('utf8').on('data', (c: string) => {
-      out += c
-      const line = out.split('\n').find((l) => l.includes('"event":"ready"'))
-      if (line) resolve(JSON.parse(line))
-    })
-    up.once('exit', (code) => reject(new Error(`berth up exited ${code}\n${stderr}`)))
-    // --ha starts three clustered nats-servers and waits for JetStream: more on a loaded machine
-    const readyMs = extra.includes('--ha') ? 120_000 : 40_000
-    setTimeout(() => reject(new Error(`berth up not ready in ${readyMs / 1000} s\n${stderr}`)), readyMs)
-  })
+  // --ha starts three clustered nats-servers and waits for JetStream: more on a loaded machine
+  const ready = await readyLine<{ nats: string; credentials: string; nodes: Array<{ url: string }> }>(up, extra.includes('--ha') ? 120_000 : 40_000, () => stderr)
   return {
     up,
     ready,

@@ -9,7 +9,8 @@ import { startCluster } from './helpers/cluster'
 import { mountCluster } from './helpers/mount'
 import { APPENDER, compareLines, line, LINE, runNode } from './helpers/write-path-procs'
 
-const RUNS = Number(process.env.WRITE_PATH_RUNS ?? 20)
+// 10 runs in CI (each ~2.5 s); WRITE_PATH_RUNS=20 as the race was accepted at (docs/testing.md)
+const RUNS = Number(process.env.WRITE_PATH_RUNS ?? 10)
 const APPEND_LINES = 200
 
 t.test('O_APPEND writers on one mount (issue 7)', async (t) => {
