@@ -15,12 +15,11 @@ import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
 import { copyFile, open, stat } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import sqlite3 from 'sqlite3'
 import { BerthError } from '../common/errors'
 import type { MetaClient } from '../common/meta-client'
 import { ROOT_INO, type DumpInfo } from '../common/protocol'
 import { migrate, SCHEMA_VERSION } from '../meta/schema'
-import { Conn, openDatabase } from '../meta/sqlite'
+import { openDatabase, openReadOnly } from '../meta/sqlite'
 import { CONNECTION_HELP, CONNECTION_OPTIONS, connectClient } from './client-connection'
 import { Progress } from './progress'
 import { bytes } from './status'
@@ -130,12 +129,6 @@ async function transfer(meta: MetaClient, info: DumpInfo, out: string, showProgr
   } finally {
     progress.done()
   }
-}
-
-function openReadOnly(file: string): Promise<Conn> {
-  return new Promise((res, rej) => {
-    const db = new sqlite3.Database(file, sqlite3.OPEN_READONLY, (err) => (err ? rej(err) : res(new Conn(db))))
-  })
 }
 
 const REQUIRED_TABLES = ['inodes', 'dentries', 'chunks', 'blocks', 'replicas'] as const

@@ -74,7 +74,8 @@ export async function collectGarbage(env: Pick<MetaEnv, 'db'>, ask: AskNode, log
  */
 export async function gcBacklog(env: Pick<MetaEnv, 'db'>, graceMs: number, orphanAgeMs: number): Promise<GcPlan> {
   const cutoff = Date.now() - graceMs
-  const rows = await env.db.read.all<{ kind: 'due' | 'grace' | 'pinned'; blocks: number; bytes: number; oldest: number | null }>(
+  // a scan of every unreferenced block: off meta's thread (meta/scan-reader.ts)
+  const rows = await env.db.scan.all<{ kind: 'due' | 'grace' | 'pinned'; blocks: number; bytes: number; oldest: number | null }>(
     `SELECT CASE WHEN EXISTS (SELECT 1 FROM pins p WHERE p.hash = b.hash) THEN 'pinned'
                  WHEN b.zero_since IS NOT NULL AND b.zero_since <= ? THEN 'due' ELSE 'grace' END AS kind,
             COUNT(*) AS blocks, COALESCE(SUM(b.size), 0) AS bytes, MIN(b.zero_since) AS oldest

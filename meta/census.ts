@@ -4,8 +4,9 @@
  * blocks whose copies share one zone). One pass computes them all, and a pass
  * is reused for ten times as long as it took: a cluster with a few blocks gets
  * fresh figures on every call, while one with millions of blocks spends at most
- * about a tenth of meta's reads on them however often status and Prometheus
- * poll; a change in the live nodes starts a new pass. Repair itself never waits on this: it works from its queue
+ * about a tenth of the scan worker's time (meta/scan-reader.ts: never meta's
+ * own thread) on them however often status and Prometheus poll; a change in
+ * the live nodes starts a new pass. Repair itself never waits on this: it works from its queue
  * (meta/repair-queue.ts). Concurrent callers share one pass.
  */
 import { wantedReplicas } from './cluster-ops'
@@ -75,35 +76,38 @@ async function pass(env: MetaEnv): Promise<CensusResult> {
   const live = env.nodes.live()
   const key = liveKey(env)
   const want = wantedReplicas(env, live)
-  const row = await env.db.read.get<{ blocks: number; bytes: number | null; under: number | null; belowR: number | null }>(
+  // a scan of every referenced block: off meta's thread (meta/scan-reader.ts)
+  const counted = await env.db.scan.timed<{ blocks: number; bytes: number | null; under: number | null; belowR: number | null }>(
     `SELECT COUNT(*) AS blocks, SUM(size) AS bytes, SUM(c < ?) AS under, SUM(c < ?) AS belowR FROM (
        SELECT b.size AS size,
          (SELECT COUNT(*) FROM replicas r WHERE r.hash = b.hash AND r.node_id IN (SELECT value FROM json_each(?))) AS c
        FROM blocks b WHERE b.refs > 0)`,
     [want, env.replicas, JSON.stringify(live.map((n) => n.id))],
   )
-  const sameZone = await sameZoneBlocks(env)
+  const row = counted.rows[0]
+  const zones = await sameZoneBlocks(env)
   return {
     blocks: row?.blocks ?? 0,
     bytes: row?.bytes ?? 0,
     underReplicated: row?.under ?? 0,
     belowR: row?.belowR ?? 0,
-    sameZone,
+    sameZone: zones.n,
     at: started,
-    tookMs: Date.now() - started,
+    // the queries' own time, not the wait for the worker (its start-up would stretch the reuse)
+    tookMs: counted.ms + zones.ms,
     live: key,
   }
 }
 
 /** Referenced blocks whose 2+ live copies all sit in one zone while 2+ zones are live. */
-async function sameZoneBlocks(env: MetaEnv): Promise<number> {
+async function sameZoneBlocks(env: MetaEnv): Promise<{ n: number; ms: number }> {
   const zones = Object.fromEntries(env.nodes.live().flatMap((n) => (n.zone ? [[n.id, n.zone]] : [])))
-  if (new Set(Object.values(zones)).size < 2) return 0
-  const row = await env.db.read.get<{ n: number }>(
+  if (new Set(Object.values(zones)).size < 2) return { n: 0, ms: 0 }
+  const r = await env.db.scan.timed<{ n: number }>(
     `SELECT COUNT(*) AS n FROM (
        SELECT r.hash FROM replicas r JOIN json_each(?) z ON z.key = r.node_id JOIN blocks b ON b.hash = r.hash AND b.refs > 0
        GROUP BY r.hash HAVING COUNT(*) >= 2 AND COUNT(DISTINCT z.value) < 2)`,
     [JSON.stringify(zones)],
   )
-  return row?.n ?? 0
+  return { n: r.rows[0]?.n ?? 0, ms: r.ms }
 }

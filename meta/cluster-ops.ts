@@ -48,7 +48,7 @@ export async function statfs(env: MetaEnv): Promise<MetaReplies['statfs']> {
   const inline = await inlineBytes(env)
   const blocks = Math.floor((raw.capacity / r + inline) / STATFS_BSIZE)
   const bfree = Math.floor(raw.free / r / STATFS_BSIZE)
-  const inodes = (await env.db.read.get<{ n: number }>('SELECT COUNT(*) AS n FROM inodes'))?.n ?? 0
+  const inodes = (await env.db.scan.get<{ n: number }>('SELECT COUNT(*) AS n FROM inodes'))?.n ?? 0
   return { bsize: STATFS_BSIZE, blocks, bfree, bavail: bfree, files: MAX_INODES, ffree: Math.max(0, MAX_INODES - inodes), namemax: NAME_MAX }
 }
 
@@ -61,14 +61,14 @@ const INLINE_CACHE_MS = 2000
 export async function inlineBytes(env: MetaEnv): Promise<number> {
   const hit = inlineCache.get(env)
   if (hit && Date.now() - hit.at < INLINE_CACHE_MS) return hit.bytes
-  const bytes = (await env.db.read.get<{ n: number }>('SELECT COALESCE(SUM(length(data)), 0) AS n FROM inline_chunks'))?.n ?? 0
+  const bytes = (await env.db.scan.get<{ n: number }>('SELECT COALESCE(SUM(length(data)), 0) AS n FROM inline_chunks'))?.n ?? 0
   inlineCache.set(env, { at: Date.now(), bytes })
   return bytes
 }
 
 export async function status(env: MetaEnv): Promise<MetaReplies['status']> {
-  const c = env.db.read
-  const count = async (sql: string) => (await c.get<{ n: number }>(sql))?.n ?? 0
+  // counts scan their tables: off meta's thread (meta/scan-reader.ts)
+  const count = async (sql: string) => (await env.db.scan.get<{ n: number }>(sql))?.n ?? 0
   const blocks = await census(env)
   return {
     metaId: env.metaId,

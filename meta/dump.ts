@@ -2,23 +2,24 @@
  * Operator requests of `berth meta dump`: a consistent copy of the namespace
  * while meta serves.
  *
- * dumpStart opens a read-only connection of its own and runs `VACUUM INTO` a
- * file next to the database: SQLite writes the copy from one read transaction,
- * so it is one committed state (WAL readers never wait for, nor block, the
- * writer), compacted, and independent of the WAL. The dedicated connection
- * keeps meta's reader free for requests meanwhile. The caller then pages the
- * file with dumpRead (NATS bodies are bounded) and ends with dumpEnd, which
- * deletes it. A dump nobody reads for DUMP_IDLE_MS is deleted too, and copies
- * a crashed meta left behind are removed at the next dumpStart.
+ * dumpStart runs `VACUUM INTO` a file next to the database, on a connection
+ * of its own on a worker thread (meta/vacuum-into.ts): SQLite writes the copy
+ * from one read transaction, so it is one committed state (WAL readers never
+ * wait for, nor block, the writer), compacted, and independent of the WAL.
+ * The worker keeps meta's thread and its reader free for requests meanwhile.
+ * The caller then pages the file with dumpRead (NATS bodies are bounded) and
+ * ends with dumpEnd, which deletes it. A dump nobody reads for DUMP_IDLE_MS is
+ * deleted too, and copies a crashed meta left behind are removed at the next
+ * dumpStart.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { open, readdir, rm, stat, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import sqlite3 from 'sqlite3'
 import { fsError } from '../common/errors'
 import type { MetaParsed, MetaReplies } from '../common/protocol'
 import type { MetaEnv } from './context'
-import { Conn } from './sqlite'
+import { openReadOnly } from './sqlite'
+import { vacuumInto } from './vacuum-into'
 
 const DUMP_IDLE_MS = 10 * 60_000
 
@@ -42,12 +43,6 @@ async function databaseFile(env: MetaEnv): Promise<string> {
   const file = rows.find((r) => r.name === 'main')?.file
   if (!file) throw fsError('ENOSYS', 'meta runs on an in-memory database: nothing to dump')
   return file
-}
-
-function openReadOnly(file: string): Promise<Conn> {
-  return new Promise((resolve, reject) => {
-    const db = new sqlite3.Database(file, sqlite3.OPEN_READONLY, (err) => (err ? reject(err) : resolve(new Conn(db))))
-  })
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -90,17 +85,19 @@ export async function dumpStart(env: MetaEnv): Promise<MetaReplies['dumpStart']>
   }
   const id = randomBytes(8).toString('hex')
   const path = `${db}.dump-${id}`
-  const conn = await openReadOnly(db)
   let schemaVersion: number
   const at = Date.now()
   try {
-    await conn.run('VACUUM INTO ?', [path])
-    schemaVersion = (await conn.get<{ user_version: number }>('PRAGMA user_version'))?.user_version ?? 0
+    await vacuumInto(db, path)
+    const copy = await openReadOnly(path)
+    try {
+      schemaVersion = (await copy.get<{ user_version: number }>('PRAGMA user_version'))?.user_version ?? 0
+    } finally {
+      await copy.close()
+    }
   } catch (err) {
     await rm(path, { force: true })
     throw err
-  } finally {
-    await conn.close().catch(() => undefined)
   }
   const size = (await stat(path)).size
   const sha256 = await sha256File(path)

@@ -1,5 +1,5 @@
 /**
- * A small promise layer over the sqlite3 package.
+ * A small promise layer over better-sqlite3.
  *
  * Design: two connections to one WAL database. The reader serves read-only
  * operations and always sees the last committed state; the writer runs every
@@ -8,11 +8,22 @@
  * with another's). Operations queued together share one short transaction
  * (group commit, see drain()).
  *
+ * better-sqlite3 runs each statement synchronously on this thread: a
+ * statement costs what SQLite spends on it (tens of microseconds here), not a
+ * trip to libuv's thread pool and back per statement as with the sqlite3
+ * package, which made a 10-16-statement mutation wait for 20-32 event-loop
+ * wake-ups (docs/bench.md, "meta on a synchronous SQLite binding"). The
+ * methods stay async so callers are unchanged; errors arrive as rejections.
+ * What must not hold this thread for long runs on worker threads instead:
+ * VACUUM INTO for snapshots and dumps (meta/vacuum-into.ts) and queries that
+ * scan whole tables (`scan`, meta/scan-reader.ts).
+ *
  * Statements are prepared once per connection and cached by SQL text. Every
- * query runs to completion (`all`), because a half-read statement would keep
- * its read snapshot open and later reads on the connection would go stale.
+ * query runs to completion (`all`), so no statement keeps a read snapshot open.
  */
-import sqlite3 from 'sqlite3'
+import BetterSqlite3 from 'better-sqlite3'
+import { ScanReader } from './scan-reader'
+import { bindable } from './sql-bind'
 
 export type SqlValue = string | number | bigint | Buffer | Uint8Array | null
 export type Params = SqlValue[]
@@ -29,67 +40,75 @@ function isRead(sql: string): boolean {
   return /^\s*(SELECT|PRAGMA|EXPLAIN)\b/i.test(sql)
 }
 
+type Statement = BetterSqlite3.Statement<Params, unknown>
+
 export class Conn {
-  private readonly stmts = new Map<string, sqlite3.Statement>()
+  private readonly stmts = new Map<string, Statement>()
   /**
    * While set, every write statement run on this connection is appended here
    * (meta/log/: a replicated group carries the writes, with every value bound).
    */
   capture: Write[] | null = null
 
-  constructor(readonly db: sqlite3.Database) {}
+  constructor(readonly db: BetterSqlite3.Database) {}
 
-  private stmt(sql: string): sqlite3.Statement {
+  private stmt(sql: string): Statement {
     let s = this.stmts.get(sql)
     if (!s) {
-      s = this.db.prepare(sql)
+      s = this.db.prepare<Params, unknown>(sql)
       this.stmts.set(sql, s)
     }
     return s
   }
 
-  all<T>(sql: string, params: Params = []): Promise<T[]> {
+  async all<T>(sql: string, params: Params = []): Promise<T[]> {
     if (this.capture && !isRead(sql)) this.capture.push(['run', sql, params])
-    return new Promise((resolve, reject) => {
-      this.stmt(sql).all<T>(params, (err, rows) => (err ? reject(err) : resolve(rows)))
-    })
+    const s = this.stmt(sql)
+    // like the sqlite3 package, a statement that returns no rows (an UPDATE) answers []
+    if (!s.reader) {
+      s.run(...bindable(params))
+      return []
+    }
+    return s.all(...bindable(params)) as T[]
   }
 
   async get<T>(sql: string, params: Params = []): Promise<T | undefined> {
     return (await this.all<T>(sql, params))[0]
   }
 
-  run(sql: string, params: Params = []): Promise<RunResult> {
+  async run(sql: string, params: Params = []): Promise<RunResult> {
     if (this.capture && !isRead(sql)) this.capture.push(['run', sql, params])
-    return new Promise((resolve, reject) => {
-      this.stmt(sql).run(params, function (err) {
-        if (err) reject(err)
-        else resolve({ changes: this.changes, lastID: this.lastID })
-      })
-    })
+    const r = this.stmt(sql).run(...bindable(params))
+    return { changes: r.changes, lastID: Number(r.lastInsertRowid) }
   }
 
-  exec(sql: string): Promise<void> {
+  async exec(sql: string): Promise<void> {
     if (this.capture && !isRead(sql)) this.capture.push(['exec', sql])
-    return new Promise((resolve, reject) => this.db.exec(sql, (err) => (err ? reject(err) : resolve())))
+    this.db.exec(sql)
   }
 
   async close(): Promise<void> {
-    for (const s of this.stmts.values()) await new Promise<void>((resolve) => s.finalize(() => resolve()))
+    // prepared statements are finalized with the connection
     this.stmts.clear()
-    await new Promise<void>((resolve, reject) => this.db.close((err) => (err ? reject(err) : resolve())))
+    if (this.db.open) this.db.close()
   }
 }
 
-function openConn(file: string, mode: number): Promise<Conn> {
-  return new Promise((resolve, reject) => {
-    const db = new sqlite3.Database(file, mode, (err) => (err ? reject(err) : resolve(new Conn(db))))
-  })
+function openConn(file: string, opts: { readonly: boolean }): Conn {
+  // timeout: SQLite's busy timeout, 5 s (another connection, e.g. a VACUUM INTO copy, may hold a lock for a moment)
+  return new Conn(new BetterSqlite3(file, { readonly: opts.readonly, fileMustExist: opts.readonly, timeout: 5000 }))
+}
+
+/** A read-only connection of its own to a database file (dumps, checks of a copy). */
+export async function openReadOnly(file: string): Promise<Conn> {
+  return openConn(file, { readonly: true })
 }
 
 export interface Database {
   /** Read-only queries; sees the last committed transaction. */
   readonly read: Conn
+  /** Read-only queries that scan whole tables, on a worker thread (meta/scan-reader.ts). */
+  readonly scan: ScanReader
   /**
    * Runs `fn` in one write transaction, after every earlier one finished.
    * `replay`: the writes come from the replicated log (a follower applying
@@ -125,11 +144,11 @@ function pragmas(sync: 'normal' | 'full'): string {
 }
 
 export async function openDatabase(file: string, migrate: (c: Conn) => Promise<void>, opts: { sync?: 'normal' | 'full' } = {}): Promise<Database> {
-  const writer = await openConn(file, sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE)
+  const writer = openConn(file, { readonly: false })
   await writer.exec(pragmas(opts.sync ?? 'full'))
   await migrate(writer)
-  const reader = await openConn(file, sqlite3.OPEN_READONLY)
-  await reader.exec('PRAGMA busy_timeout = 5000;')
+  const reader = openConn(file, { readonly: true })
+  const scan = new ScanReader(file)
 
   interface Job {
     replay: boolean
@@ -210,6 +229,7 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
 
   return {
     read: reader,
+    scan,
     write<T>(fn: (tx: Conn) => Promise<T>, opts: { replay?: boolean } = {}): Promise<T> {
       if (closing) return Promise.reject(new Error('database is closing'))
       return new Promise<T>((resolve, reject) => {
@@ -224,6 +244,7 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
     close() {
       closing ??= (async () => {
         while (draining) await draining
+        await scan.close()
         await reader.close()
         await writer.close()
       })()

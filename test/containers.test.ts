@@ -86,7 +86,7 @@ async function must(t: Test, what: string, p: Promise<Run>): Promise<Run> {
 /**
  * dockerd's images and build cache persist in the test cache folder (beside the
  * debootstrap tarball), so a later run reuses the base images and the `npm ci`
- * layer (compiling sqlite3 takes minutes) while package-lock.json is unchanged.
+ * layer (compiling better-sqlite3 takes minutes) while package-lock.json is unchanged.
  * Containers and volumes do not survive: the test ends with `down -v`, and
  * untagged images older than 3 days are pruned so the cache does not grow
  * run after run.
@@ -128,19 +128,19 @@ function stopLeftoverDockerd(dir: string): void {
 }
 
 /**
- * The image build installs sqlite3, whose install script downloads a prebuilt
- * addon from GitHub (unreachable here) and otherwise compiles SQLite from
- * source: 6-10 minutes on this machine, most of the test. This machine's own
+ * The image build installs better-sqlite3, whose install script downloads a
+ * prebuilt addon from GitHub (unreachable here) and otherwise compiles SQLite
+ * from source: minutes on this machine, most of the test. This machine's own
  * addon (same Node ABI, same Debian release as the stand-in base image) is
  * served as prebuild-install's mirror instead, as a release asset would be:
- * any `*.tar.gz` path gets a tarball holding build/Release/node_sqlite3.node.
+ * any `*.tar.gz` path gets a tarball holding build/Release/better_sqlite3.node.
  */
-async function sqlite3Mirror(t: Test): Promise<{ url: string; requests: string[] }> {
-  const addonDir = join(REPO, 'node_modules', 'sqlite3')
-  const tgz = spawnSync('tar', ['-C', addonDir, '-czf', '-', 'build/Release/node_sqlite3.node'], { maxBuffer: 64 * 1024 * 1024 })
+async function sqliteMirror(t: Test): Promise<{ url: string; requests: string[] }> {
+  const addonDir = join(REPO, 'node_modules', 'better-sqlite3')
+  const tgz = spawnSync('tar', ['-C', addonDir, '-czf', '-', 'build/Release/better_sqlite3.node'], { maxBuffer: 64 * 1024 * 1024 })
   const requests: string[] = []
   if (tgz.status !== 0) {
-    t.comment(`no sqlite3 addon to serve (${tgz.stderr.toString().trim()}): the build compiles it`)
+    t.comment(`no better-sqlite3 addon to serve (${tgz.stderr.toString().trim()}): the build compiles it`)
     return { url: '', requests }
   }
   const server = createServer((req, res) => {
@@ -253,14 +253,14 @@ t.test('compose: build, up, mount, copy, scale to 4, down + up keeps every file,
     await sh(DOCKER, ['container', 'prune', '-f'], env, 60_000)
     // Untagged images older than 3 days only: the build stage's layers are
     // untagged too (the final stage does not descend from them), and they are
-    // the cache worth keeping (npm ci compiling sqlite3).
+    // the cache worth keeping (npm ci compiling better-sqlite3).
     await sh(DOCKER, ['image', 'prune', '-f', '--filter', 'until=72h'], env, 120_000)
   })
 
   const base = await must(t, 'build-base-image', sh(join(REPO, 'test', 'compose', 'build-base-image'), [], env, 10 * 60_000))
   t.comment(base.stderr.trim())
 
-  const mirror = await sqlite3Mirror(t)
+  const mirror = await sqliteMirror(t)
 
   // credentials: random per run, never the example values
   const pw = () => `p${randomBytes(12).toString('hex')}`
@@ -277,7 +277,7 @@ t.test('compose: build, up, mount, copy, scale to 4, down + up keeps every file,
       'BERTH_REPLICAS=2',
       `BERTH_TEST_NATS_PORT=${natsPort}`,
       `BERTH_TEST_NATS_HTTP_PORT=${await freePort()}`,
-      `BERTH_TEST_SQLITE3_MIRROR=${mirror.url}`,
+      `BERTH_TEST_SQLITE_MIRROR=${mirror.url}`,
       '',
     ].join('\n'),
     { mode: 0o600 },
@@ -293,7 +293,7 @@ t.test('compose: build, up, mount, copy, scale to 4, down + up keeps every file,
 
   await must(t, 'docker-compose config -q (compose.yml + override)', sh(COMPOSE, compose('config', '-q'), env, 60_000))
   await must(t, 'docker-compose build', sh(COMPOSE, compose('build', 'meta'), env, 10 * 60_000))
-  t.comment(`sqlite3 prebuilt served to the build: ${mirror.requests.join(', ') || 'not asked for (cached layer, or compiled)'}`)
+  t.comment(`better-sqlite3 prebuilt served to the build: ${mirror.requests.join(', ') || 'not asked for (cached layer, or compiled)'}`)
   const size = await must(t, 'image size', sh(DOCKER, ['image', 'inspect', 'berth:latest', '--format', '{{.Size}}'], env, 30_000))
   const baseSize = await must(t, 'base image size', sh(DOCKER, ['image', 'inspect', 'node:20-bookworm-slim', '--format', '{{.Size}}'], env, 30_000))
   const mb = (r: Run) => Number(r.stdout.trim()) / 1e6

@@ -5,8 +5,8 @@
  * cluster that `berth status` sees.
  *
  * Gated by BERTH_TEST_PACK=1: the install fetches the dependencies from the npm
- * registry (nothing else: sqlite3's prebuilt download falls back to compiling
- * against the system's Node headers) and compiling the native modules takes
+ * registry (nothing else: better-sqlite3's prebuilt download falls back to
+ * compiling its bundled SQLite against the system's Node headers) and compiling the native modules takes
  * 5-20 minutes on a small machine, too slow for every run.
  */
 import { spawn } from 'node:child_process'

@@ -7,18 +7,20 @@
  * entry (new, or down while the log was trimmed) starts from the snapshot and
  * applies the tail.
  *
- * A snapshot is `VACUUM INTO` on a connection of its own: a consistent copy
- * of one read transaction, taken while the leader keeps committing. Every row
- * of the database is replicated state (requests, sessions, engine_state
- * included) and `engine_state.applied` is written in the same transaction as
- * the entries it counts, so the copy says itself which entry it follows.
+ * A snapshot is `VACUUM INTO` on a connection of its own, on a worker thread
+ * (meta/vacuum-into.ts): a consistent copy of one read transaction, taken
+ * while the leader keeps committing. Every row of the database is replicated
+ * state (requests, sessions, engine_state included) and `engine_state.applied`
+ * is written in the same transaction as the entries it counts, so the copy
+ * says itself which entry it follows.
  */
 import { createReadStream, renameSync, rmSync, statSync } from 'node:fs'
 import { open as openFile } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import type { ReadableStream as WebReadableStream } from 'node:stream/web'
 import { StorageType, type NatsConnection, type ObjectStore } from 'nats'
-import sqlite3 from 'sqlite3'
+import { openReadOnly } from '../sqlite'
+import { vacuumInto } from '../vacuum-into'
 
 export const SNAPSHOT_NAME = 'latest'
 
@@ -32,45 +34,21 @@ export interface SnapshotInfo {
   bytes: number
 }
 
-function sql(db: sqlite3.Database, text: string): Promise<void> {
-  return new Promise((resolve, reject) => db.exec(text, (err) => (err ? reject(err) : resolve())))
-}
-
-function getOne<T>(db: sqlite3.Database, text: string): Promise<T | undefined> {
-  return new Promise((resolve, reject) => db.get<T>(text, (err, row) => (err ? reject(err) : resolve(row))))
-}
-
-function openDb(file: string, mode: number): Promise<sqlite3.Database> {
-  return new Promise((resolve, reject) => {
-    const db = new sqlite3.Database(file, mode, (err) => (err ? reject(err) : resolve(db)))
-  })
-}
-
-function closeDb(db: sqlite3.Database): Promise<void> {
-  return new Promise((resolve) => db.close(() => resolve()))
-}
-
 /** The applied log sequence recorded in a database file (0 when none). */
 export async function appliedIn(file: string): Promise<number> {
-  const db = await openDb(file, sqlite3.OPEN_READONLY)
+  const db = await openReadOnly(file)
   try {
-    const row = await getOne<{ value: number }>(db, "SELECT value FROM engine_state WHERE key = 'applied'")
+    const row = await db.get<{ value: number }>("SELECT value FROM engine_state WHERE key = 'applied'")
     return row?.value ?? 0
   } finally {
-    await closeDb(db)
+    await db.close()
   }
 }
 
 /** Copies the live database at `file` into `to` (one consistent read transaction). */
 export async function copyDatabase(file: string, to: string): Promise<void> {
   rmSync(to, { force: true })
-  const db = await openDb(file, sqlite3.OPEN_READONLY)
-  try {
-    await sql(db, 'PRAGMA busy_timeout = 5000;')
-    await sql(db, `VACUUM INTO '${to.replace(/'/g, "''")}'`)
-  } finally {
-    await closeDb(db)
-  }
+  await vacuumInto(file, to)
 }
 
 /** Removes a database file and its WAL and shared-memory files. */

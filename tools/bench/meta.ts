@@ -1,5 +1,5 @@
 /**
- * Metadata benchmark: create (mknod) and getattr operations per second over
+ * Metadata benchmark: create (mknod), getattr, unlink, mkdir and rmdir operations per second over
  * NATS against a `berth meta` it starts itself (nats-server + meta in a temp
  * dir, no data nodes), at concurrency 1 and 16; beside it the same machine's
  * local disk doing the nearest equivalent (create an empty file; stat).
@@ -110,33 +110,46 @@ async function startTarget(label: string, setup: Setup, mountDir: string | null,
 /** One workload at one concurrency on one target; returns ops/s. Each call works in a directory of its own. */
 type Phase = { what: string; concurrency: number; run: (t: Target, count: number, tag: string) => Promise<number> }
 
-function phases(withMount: boolean): Phase[] {
-  const out: Phase[] = []
+/** Phases that go together (a create, then what reads or removes what it made), run on one target after the other. */
+function phases(withMount: boolean): Phase[][] {
+  const out: Phase[][] = []
   const inos = new Map<string, number[]>()
+  const dirs = new Map<string, number>()
   for (const concurrency of [1, 16]) {
-    out.push({
-      what: 'create (mknod)',
-      concurrency,
-      run: async (t, count, tag) => {
-        const d = (await t.m.call('mkdir', { parent: ROOT_INO, name: tag, mode: 0o755, uid: 0, gid: 0 })).attr
-        const got: number[] = []
-        inos.set(`${t.label}/${tag}`, got)
-        return pool(count, concurrency, async (i) => {
-          got[i] = (await t.m.call('mknod', { parent: d.ino, name: `f${i}`, mode: 0o100644, uid: 0, gid: 0 })).attr.ino
-        })
+    const dirOf = (t: Target, tag: string) => dirs.get(`${t.label}/${tag}`)!
+    out.push([
+      {
+        what: 'create (mknod)',
+        concurrency,
+        run: async (t, count, tag) => {
+          const d = (await t.m.call('mkdir', { parent: ROOT_INO, name: tag, mode: 0o755, uid: 0, gid: 0 })).attr
+          const got: number[] = []
+          inos.set(`${t.label}/${tag}`, got)
+          dirs.set(`${t.label}/${tag}`, d.ino)
+          return pool(count, concurrency, async (i) => {
+            got[i] = (await t.m.call('mknod', { parent: d.ino, name: `f${i}`, mode: 0o100644, uid: 0, gid: 0 })).attr.ino
+          })
+        },
       },
-    })
-    out.push({ what: 'getattr', concurrency, run: (t, count, tag) => pool(count, concurrency, (i) => t.m.call('getattr', { ino: inos.get(`${t.label}/${tag}`)![i]! })) })
+      { what: 'getattr', concurrency, run: (t, count, tag) => pool(count, concurrency, (i) => t.m.call('getattr', { ino: inos.get(`${t.label}/${tag}`)![i]! })) },
+      { what: 'unlink', concurrency, run: (t, count, tag) => pool(count, concurrency, (i) => t.m.call('unlink', { parent: dirOf(t, tag), name: `f${i}` })) },
+      {
+        what: 'mkdir',
+        concurrency,
+        run: (t, count, tag) => pool(count, concurrency, (i) => t.m.call('mkdir', { parent: dirOf(t, tag), name: `d${i}`, mode: 0o755, uid: 0, gid: 0 })),
+      },
+      { what: 'rmdir', concurrency, run: (t, count, tag) => pool(count, concurrency, (i) => t.m.call('rmdir', { parent: dirOf(t, tag), name: `d${i}` })) },
+    ])
     if (!withMount) continue
-    out.push({
+    out.push([{
       what: 'mount create',
       concurrency,
       run: async (t, count, tag) => {
         await mkdir(join(t.mounts!.a, `m${tag}`))
         return pool(count, concurrency, async (i) => (await open(join(t.mounts!.a, `m${tag}`, `f${i}`), 'wx')).close())
       },
-    })
-    out.push({ what: 'mount stat', concurrency, run: (t, count, tag) => pool(count, concurrency, (i) => stat(join(t.mounts!.b, `m${tag}`, `f${i}`))) })
+    },
+    { what: 'mount stat', concurrency, run: (t, count, tag) => pool(count, concurrency, (i) => stat(join(t.mounts!.b, `m${tag}`, `f${i}`))) }])
   }
   return out
 }
@@ -155,13 +168,14 @@ function median(xs: number[]): number {
  */
 async function measure(targets: Target[], count: number, rounds: number, withMount: boolean, rows: Row[]): Promise<void> {
   const samples = new Map<string, number[]>()
-  const list = phases(withMount)
+  const groups = phases(withMount)
+  const list = groups.flat()
   for (let r = 0; r < rounds; r++) {
     const order = r % 2 ? [...targets].reverse() : targets
-    for (let i = 0; i < list.length; i += 2) {
-      // a create and the read of what it made go together, on one target after the other
+    for (const group of groups) {
+      // a create and the reads and removals of what it made go together, on one target after the other
       for (const t of order) {
-        for (const p of list.slice(i, i + 2)) {
+        for (const p of group) {
           const tag = `r${r}c${p.concurrency}`
           const key = `${t.label} ${p.what}|${p.concurrency}`
           samples.set(key, [...(samples.get(key) ?? []), await p.run(t, count, tag)])
