@@ -31,7 +31,13 @@ t.test('a fresh client reads blocks whose replica it has not heard from yet', as
     const reader = new BlockClient(await c.connect('client'), { cluster: c.cluster, token: c.secret, replicas: 1 })
     await reader.start()
     const known = reader.liveNodes().size
-    const got = await Promise.all(blocks.map((b) => reader.get(b.hash, b.nodes)))
+    const got = await Promise.all(blocks.map((b) => reader.get(b.hash, b.nodes))).catch((err: unknown) => {
+      // which nodes this reader heard, and what the nodes logged meanwhile
+      t.comment(`reader heard: ${[...reader.liveNodes().keys()].join(', ')}; blocks on: ${blocks.map((b) => b.nodes.join('+')).join(', ')}`)
+      c.nodes.forEach((n, i) => t.comment(`node ${i} (${String(n.ready.id)}) stderr:\n${n.stderr().slice(-2000)}`))
+      t.comment(`meta stderr:\n${c.meta.stderr().slice(-2000)}`)
+      throw err
+    })
     t.ok(
       got.every((buf, i) => buf.equals(blocks[i]!.data)),
       `round ${round}: every block read back (client knew ${known} of 3 nodes when it started reading)`,
