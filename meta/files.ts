@@ -179,8 +179,12 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
           await tx.run('INSERT INTO replicas (hash, node_id, since) VALUES (?, ?, ?) ON CONFLICT (hash, node_id) DO UPDATE SET since = excluded.since', [c.hash, node, nowMs])
         }
         // a writer that reached fewer than R nodes, or a draining one (placed
-        // before it left placement): repair adds or moves the copies
-        if (c.nodes.length < env.replicas || c.nodes.some((n) => env.nodes.adminOf(n))) await enqueue(tx, [c.hash], nowMs)
+        // before it left placement): repair adds or moves the copies. More
+        // than R listed (a deduplicated block committed again with copies on
+        // other nodes, or a chain's late copy beside the one placed instead):
+        // repair trims them; no other event would ever queue the block.
+        const listed = (await tx.get<{ n: number }>('SELECT COUNT(*) AS n FROM replicas WHERE hash = ?', [c.hash]))?.n ?? 0
+        if (c.nodes.length < env.replicas || listed > env.replicas || c.nodes.some((n) => env.nodes.adminOf(n))) await enqueue(tx, [c.hash], nowMs)
         if (c.append) {
           await tx.run('INSERT INTO slices (ino, idx, pos, hash, len) VALUES (?, ?, ?, ?, ?)', [b.ino, c.idx, c.expect!.len, c.hash, c.len])
         } else {
