@@ -6,7 +6,7 @@
  * - a node declared dead or back (meta/live-set.ts): all of its blocks, listed
  *   through the replicas_node index;
  * - a copy reported bad (badCopy) or missing (reconciliation);
- * - a commit with fewer copies than R.
+ * - a commit with fewer copies than R, or one that leaves more than R listed.
  * The repair loop (meta/repair.ts) takes due entries oldest first and removes
  * an entry only if it was not queued again meanwhile (`since` unchanged).
  */
