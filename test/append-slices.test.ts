@@ -24,6 +24,7 @@ import { chunkLen } from '../common/chunk-extents'
 import type { ChunkRef } from '../common/protocol'
 import { berthCli } from './helpers/berth-cli'
 import { startCluster, type TestCluster } from './helpers/cluster'
+import { chunkMap } from './helpers/chunk-map'
 import { diskBytes, eventually, nodeDirs } from './helpers/lifecycle'
 import { mountCluster } from './helpers/mount'
 
@@ -84,17 +85,6 @@ function readBack(path: string): { mbps: number; exact: boolean; size: number } 
   let exact = size === N * SIZE
   for (let i = 0; exact && i < N; i++) exact = buf.subarray(i * SIZE, (i + 1) * SIZE).equals(piece(i))
   return { mbps: size / 1e6 / s, exact, size }
-}
-
-async function chunkMap(c: TestCluster, ino: number): Promise<ChunkRef[]> {
-  const meta = await c.metaClient()
-  const out: ChunkRef[] = []
-  for (let from = 0; ; ) {
-    const page = await meta.call('chunks', { ino, from, limit: 1000 })
-    out.push(...page.chunks)
-    if (!page.more || page.chunks.length === 0) return out
-    from = page.chunks[page.chunks.length - 1]!.idx + 1
-  }
 }
 
 t.test(`${N} appends of 4 KiB with fsync after each`, { timeout: Math.max(240_000, N * 250) }, async (t) => {

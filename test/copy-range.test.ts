@@ -29,6 +29,7 @@ import type { ChunkRef } from '../common/protocol'
 import { MiB, Pattern } from '../tools/bench/pattern'
 import { berthCli } from './helpers/berth-cli'
 import { startCluster, type TestCluster } from './helpers/cluster'
+import { chunkMap } from './helpers/chunk-map'
 import { diskBytes, nodeDirs, sleep } from './helpers/lifecycle'
 import { mountCluster, type TestMount } from './helpers/mount'
 
@@ -85,17 +86,6 @@ async function bytesIn(c: TestCluster): Promise<number> {
     sum += m ? Number(m[1]) : 0
   }
   return sum
-}
-
-async function chunkMap(c: TestCluster, ino: number): Promise<ChunkRef[]> {
-  const meta = await c.metaClient()
-  const out: ChunkRef[] = []
-  for (let from = 0; ; ) {
-    const page = await meta.call('chunks', { ino, from, limit: 1000 })
-    out.push(...page.chunks)
-    if (!page.more || page.chunks.length === 0) return out
-    from = page.chunks[page.chunks.length - 1]!.idx + 1
-  }
 }
 
 /** A chunk as its blocks: what two chunk maps must share after a clone. */
