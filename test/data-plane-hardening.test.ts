@@ -109,3 +109,41 @@ t.test('stalled uploads are dropped after the idle timeout: real writes get thro
   const r = await bounded(bc.put(data), 90_000)
   t.ok(r.ok, `a real write succeeds despite 45 stalled uploads (${r.ok ? `${r.ms} ms` : r.code})`)
 })
+
+t.test('a refused PUT (503) reaches a client that is still sending its body', async (t) => {
+  // one upload at a time, and a stalled one holds that slot
+  const c = await startCluster(t, { nodes: 1, replicas: 1, nodeArgs: ['--max-puts', '1'] })
+  const { port } = new URL(String(c.nodes[0]!.ready.url))
+  const open = (): Socket => {
+    const s = connect(Number(port), '127.0.0.1')
+    t.teardown(() => s.destroy())
+    return s
+  }
+  const head = (name: string, length: number) =>
+    `PUT /v1/blocks/${sha(Buffer.from(name))} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${c.secret}\r\ncontent-length: ${length}\r\n\r\n`
+  const holder = open()
+  holder.on('error', () => undefined)
+  holder.write(`${head('holder', 4 * MiB)}xyz`)
+  await new Promise((r) => setTimeout(r, 300))
+  // The refused client sends part of its body, the answer arrives while it
+  // is not reading, then it sends more. Had the node closed the connection
+  // with the body unread, its kernel would reset it and the 503 be lost.
+  const s = open()
+  let answer = ''
+  let error = ''
+  s.on('data', (d: Buffer) => (answer += d.toString('latin1')))
+  s.on('error', (err) => (error = err.message))
+  s.pause()
+  s.write(head('refused', 4 * MiB))
+  s.write(randomBytes(1 * MiB))
+  await new Promise((r) => setTimeout(r, 500))
+  s.write(randomBytes(1 * MiB))
+  await new Promise((r) => setTimeout(r, 300))
+  s.resume()
+  await new Promise((r) => setTimeout(r, 300))
+  t.match(answer, /^HTTP\/1\.1 503 /, `the 503 was read (error: ${error || 'none'})`)
+  t.match(answer, /retry-after: 1/i, 'with Retry-After')
+  // the rest of the body goes too, and the connection stays usable
+  s.write(randomBytes(2 * MiB))
+  t.equal(error, '', 'no reset')
+})
