@@ -229,7 +229,14 @@ async function refuseIfServed(nc: NatsConnection, cfg: MetaConfig): Promise<void
 }
 
 const DRAIN_MS = 5000
-const JETSTREAM_WAIT_MS = 30_000
+/**
+ * How long --ha waits for JetStream to place the log, lease and snapshots
+ * (R3 needs three servers that know each other). Servers of one cluster start
+ * in any order and, on a loaded machine, were seen to need more than 30 s to
+ * offer placement; a meta that gave up then left nothing serving.
+ */
+const JETSTREAM_WAIT_MS = 120_000
+const JETSTREAM_WAIT_LOG_MS = 10_000
 
 interface HaParts {
   log: MetaLog
@@ -265,13 +272,18 @@ async function restoreIfBehind(db: Database, ha: HaParts, cfg: MetaConfig): Prom
 }
 
 async function retryFor<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
-  const until = Date.now() + ms
+  const started = Date.now()
+  const until = started + ms
+  let told = started
   for (;;) {
     try {
       return await fn()
     } catch (err) {
       if (Date.now() > until) throw new BerthError('EIO', `JetStream: cannot open ${what}: ${(err as Error).message}`, { cause: err })
-      log.debug(`JetStream not ready for ${what} yet: ${(err as Error).message}`)
+      if (Date.now() - told >= JETSTREAM_WAIT_LOG_MS) {
+        told = Date.now()
+        log.warn(`still waiting for JetStream to open ${what} (${Math.round((told - started) / 1000)} s): ${(err as Error).message}`)
+      } else log.debug(`JetStream not ready for ${what} yet: ${(err as Error).message}`)
       await new Promise((r) => setTimeout(r, 500))
     }
   }

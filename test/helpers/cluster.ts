@@ -69,7 +69,8 @@ export async function startCluster(t: Test, opts: { nodes?: number; replicas?: n
     env,
     async startMeta(o = {}) {
       const args = ['meta', '--nats', nats.url, '--db', o.db ?? join(dir, 'meta.db'), '--replicas', String(opts.replicas ?? 2), ...(opts.metaArgs ?? []), ...(o.args ?? [])]
-      const meta = await spawnService(args, { env: env('meta'), readyTimeoutMs: 60_000 })
+      // --ha waits up to 120 s for JetStream placement (meta/main.ts)
+      const meta = await spawnService(args, { env: env('meta'), readyTimeoutMs: natsCluster ? 150_000 : 60_000 })
       t.teardown(() => meta.stop())
       return meta
     },
