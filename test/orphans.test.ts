@@ -7,9 +7,10 @@
  * the copy's size (default 256 MiB in CI; 1024 is the size it was accepted at).
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import t from 'tap'
 import { startCluster } from './helpers/cluster'
 import { diskBytes, eventually, nodeDirs } from './helpers/lifecycle'
@@ -64,5 +65,39 @@ t.test('kill -9 of a client mid-copy: orphans reclaimed after the orphan age', {
   const st = await meta.call('status', {})
   t.comment(`after ${((Date.now() - started) / 1000).toFixed(0)} s: ${used()} bytes of blocks on the nodes, ${trash()} in trash; committed files need ${st.bytes} x 2 = ${st.bytes * 2}`)
   t.ok(back, 'disk usage back to what the committed files need')
+  if (!back) t.comment(leftovers(c.dir, nodeDirs(c)))
+  if (!back) t.comment(`meta stderr: ${c.meta.stderr().slice(-6000)}`)
   t.ok(atKill - used() >= half / 2, 'most of the uncommitted upload was reclaimed')
 })
+
+/** Every block copy on the nodes with meta's rows for it: what a leftover is. */
+function leftovers(dir: string, nodes: string[]): string {
+  const copies = new Map<string, string[]>()
+  for (const n of nodes) {
+    const root = join(n, 'blocks')
+    for (const a of readdirSync(root)) {
+      for (const b of readdirSync(join(root, a))) {
+        for (const h of readdirSync(join(root, a, b))) {
+          const st = statSync(join(root, a, b, h), { throwIfNoEntry: false })
+          if (st) copies.set(h, [...(copies.get(h) ?? []), `${n.split('/').pop()}(${st.size}B, mtime ${st.mtime.toISOString()})`])
+        }
+      }
+    }
+  }
+  const db = new Database(join(dir, 'meta.db'), { readonly: true, fileMustExist: true })
+  try {
+    const lines = [...copies].map(([h, where]) => {
+      const block = db.prepare('SELECT refs, size FROM blocks WHERE hash = ?').get(h)
+      const rows = db.prepare('SELECT node_id, since FROM replicas WHERE hash = ?').all(h)
+      const pins = db.prepare('SELECT * FROM pins WHERE hash = ?').all(h)
+      const queue = db.prepare('SELECT * FROM repair_queue WHERE hash = ?').all(h)
+      return `${h.slice(0, 12)}: copies ${where.join(' ')}; block ${JSON.stringify(block)}; rows ${JSON.stringify(rows)}; pins ${JSON.stringify(pins)}; queue ${JSON.stringify(queue)}`
+    })
+    const nodeRows = db.prepare('SELECT * FROM node_admin').all()
+    return [`node_admin: ${JSON.stringify(nodeRows)}`, ...lines].join('\n')
+  } catch (err) {
+    return `leftovers: ${(err as Error).message}`
+  } finally {
+    db.close()
+  }
+}
