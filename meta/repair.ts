@@ -72,16 +72,23 @@ export class Repair {
   ) {}
 
   async pass(stopped: () => boolean): Promise<void> {
-    await this.verifySuspects(stopped)
-    await this.liveSetEvents()
+    // One view of the live set for the whole pass. Decisions (a block at R,
+    // done) are only sound against the view whose changes were turned into
+    // events: a node that drops out of a later view, unseen by the watch,
+    // would make a block with a copy too many look done, and nothing would
+    // queue it again (the orphans test's 4 MiB leftover). A node that dies
+    // during the pass fails its copies (retried) and is an event next pass.
+    const live = this.env.nodes.live()
+    await this.verifySuspects(stopped, live)
+    await this.liveSetEvents(live)
     await enforceDrains(this.env)
-    await this.work(stopped)
+    await this.work(stopped, live)
     // rebalance only on a cluster with no repair due (its trims included)
     if (this.rebalance && !stopped() && !(await due(this.env.db.read, 1)).length) await this.rebalance.pass(stopped)
   }
 
-  private async liveSetEvents(): Promise<void> {
-    const live = this.env.nodes.live().map((n) => n.id)
+  private async liveSetEvents(liveNodes: NodeInfo[]): Promise<void> {
+    const live = liveNodes.map((n) => n.id)
     const { died, joined } = this.watch.change(live)
     // nodes that died while no meta was watching never "die" in front of this
     // one: after a full dead-node interval every live node has been heard
@@ -102,8 +109,8 @@ export class Repair {
     })
   }
 
-  private async verifySuspects(stopped: () => boolean): Promise<void> {
-    const live = new Set(this.env.nodes.live().map((n) => n.id))
+  private async verifySuspects(stopped: () => boolean, liveNodes: NodeInfo[]): Promise<void> {
+    const live = new Set(liveNodes.map((n) => n.id))
     const rows = await this.env.db.read.all<{ hash: string; node_id: string }>('SELECT hash, node_id FROM suspects ORDER BY since LIMIT ?', [PAGE])
     for (const s of rows) {
       if (stopped()) return
@@ -130,10 +137,13 @@ export class Repair {
   }
 
   /** Works the due queue until it is empty or a batch changes nothing. */
-  private async work(stopped: () => boolean): Promise<void> {
+  private async work(stopped: () => boolean, live: NodeInfo[]): Promise<void> {
     for (;;) {
       if (stopped()) return
-      const live = this.env.nodes.live()
+      // SQLite calls settle as microtasks: without a turn of the event loop
+      // between batches, a long queue would keep heartbeats and requests
+      // waiting until the whole queue was worked
+      await new Promise((r) => setImmediate(r))
       const entries = await due(this.env.db.read, BATCH)
       if (!entries.length) return
       const slots = new MoveSlots(this.opts.perNode ?? 2, this.opts.parallel ?? 16)
@@ -207,8 +217,13 @@ export class Repair {
     }
     // Over R but pinned (an upload in flight, or a session that died with it):
     // keep it queued, or the extra copy would outlive the pin with no event to
-    // bring it back here.
-    await db.write((tx) => (counted.length < R ? park(tx, e) : counted.length > R && v.pinned ? retryLater(tx, e) : dequeue(tx, e)))
+    // bring it back here. Not settled: the next pass looks again (counting it
+    // as settled made one pass spin on it until the pin went).
+    if (counted.length > R && v.pinned) {
+      await db.write((tx) => retryLater(tx, e))
+      return false
+    }
+    await db.write((tx) => (counted.length < R ? park(tx, e) : dequeue(tx, e)))
     return true
   }
 

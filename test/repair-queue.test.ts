@@ -192,3 +192,30 @@ t.test('rate limit spaces copies out', async (t) => {
   t.equal(s.fake.copies.length, 8)
   t.ok(took >= 3500, `8 x 4 MiB at 8 MB/s took ${took} ms`)
 })
+
+t.test('a pinned block over R: the pass ends and keeps it queued; once unpinned it is trimmed', async (t) => {
+  // one block on n0 and n1, deduplicated by an upload in flight onto n2:
+  // three rows, pinned by the uploading session
+  const s = await setup(t, 1, 2)
+  const hash = (0).toString(16).padStart(64, '0')
+  s.alive.add('n2')
+  s.beat()
+  await s.db.write(async (tx) => {
+    await tx.run(`INSERT INTO replicas (hash, node_id, since) VALUES (?, 'n2', 0)`, [hash])
+    await tx.run(`INSERT INTO pins (hash, session, since) VALUES (?, 'uploader', 0)`, [hash])
+    await tx.run(`INSERT INTO repair_queue (hash, since, parked) VALUES (?, 0, 0)`, [hash])
+  })
+  const stopped = () => false
+  // before the fix this pass never ended: the entry counted as settled, so
+  // the batch loop took it again at once, and again
+  const r = await Promise.race([s.repair.pass(stopped).then(() => 'ended'), new Promise((ok) => setTimeout(() => ok('still running after 10 s'), 10_000))])
+  t.equal(r, 'ended', 'the pass ended')
+  t.equal(s.stats.trimmed, 0, 'a pinned copy is not trimmed')
+  t.match(await queued(s.db.read), { due: 1 }, 'still queued')
+  await s.db.write((tx) => tx.run('DELETE FROM pins WHERE hash = ?', [hash]))
+  await s.repair.pass(stopped)
+  const rows = await s.db.read.get<{ n: number }>('SELECT COUNT(*) AS n FROM replicas WHERE hash = ?', [hash])
+  t.equal(rows?.n, 2, 'back to R copies once unpinned')
+  t.equal(s.stats.trimmed, 1)
+  t.match(await queued(s.db.read), { due: 0, parked: 0 }, 'queue empty')
+})
