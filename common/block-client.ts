@@ -250,6 +250,9 @@ interface Peer {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 /** After a failure a node is tried last for this long. */
 const SUSPECT_MS = 5000
+/** First and longest pause between tries of a read whose replica failed in a way that may pass. */
+const RETRY_FIRST_MS = 100
+const RETRY_MAX_MS = 2000
 /** A (hash, node) reported bad is not reported again, and is asked last, for this long. */
 const BAD_COPY_MS = 60_000
 const BAD_COPY_MAX = 10_000
@@ -501,22 +504,37 @@ export class BlockClient {
     return pieces.subarray(from, from + opts.length)
   }
 
-  /** get() with a check: the first copy passing `check` (null = good), retried while listed replicas are still unheard. */
+  /**
+   * get() with a check: the first copy passing `check` (null = good), tried
+   * again until the deadline while a listed replica is still unheard or a
+   * node failed in a way that may pass (no answer, reset, 5xx).
+   */
   private async fetchVerified(hash: string, nodes: string[], range: Range, check: (buf: Buffer) => string | null): Promise<Buffer> {
     const deadline = Date.now() + this.deadlineMs
     if (this.liveNodes().size === 0) await this.waitForPeers(Math.min(HEARTBEAT_MS + 1000, this.deadlineMs))
+    let backoff = RETRY_FIRST_MS
     for (;;) {
       const got = await this.getOnce(hash, nodes, range, check, deadline)
       if (got.buf) return got.buf
+      if (Date.now() >= deadline) throw got.err
       // A listed replica we have not heard from yet (this client just started,
       // or the node is restarting) may still serve it: wait for heartbeats and
-      // try again, until the deadline. When every listed replica is live and
-      // failed, the block is gone and waiting would not help.
+      // try again.
       const live = this.liveNodes()
       const unheard = nodes.filter((id) => !live.has(id))
-      if (unheard.length === 0 || Date.now() >= deadline) throw got.err
-      const heard = () => unheard.some((id) => this.liveNodes().has(id))
-      await this.waitForPeers(Math.min(HEARTBEAT_MS + 500, deadline - Date.now()), heard)
+      if (unheard.length) {
+        const heard = () => unheard.some((id) => this.liveNodes().has(id))
+        await this.waitForPeers(Math.min(HEARTBEAT_MS + 500, deadline - Date.now()), heard)
+        continue
+      }
+      // Every listed replica is live. Copies that are missing or bad are
+      // final (waiting would not bring them back), but a node that did not
+      // answer, reset the connection or was busy may answer the next try: on
+      // a loaded machine the only holder of a block did exactly that, and the
+      // read failed at once with EIO (test/block-client-retry.test.ts).
+      if (!got.transient) throw got.err
+      await new Promise((r) => setTimeout(r, Math.min(backoff, Math.max(0, deadline - Date.now()))))
+      backoff = Math.min(backoff * 2, RETRY_MAX_MS)
     }
   }
 
@@ -526,7 +544,7 @@ export class BlockClient {
    * only once a good copy has been read: then the good one proves them bad (a
    * wrong checksum in meta, or a flaky network, must not condemn every copy).
    */
-  private async getOnce(hash: string, nodes: string[], range: Range, check: (buf: Buffer) => string | null, deadline: number): Promise<{ buf?: Buffer; err?: unknown }> {
+  private async getOnce(hash: string, nodes: string[], range: Range, check: (buf: Buffer) => string | null, deadline: number): Promise<{ buf?: Buffer; err?: unknown; transient?: boolean }> {
     const live = this.liveNodes()
     const given = nodes.filter((id, i) => live.has(id) && nodes.indexOf(id) === i)
     const others = [...live.keys()].filter((id) => !given.includes(id))
@@ -539,6 +557,7 @@ export class BlockClient {
       if (nodes.includes(id)) bad.push({ hash, node: id, reason })
     }
     let last: unknown = null
+    let transient = false
     for (const { id } of order) {
       const left = deadline - Date.now()
       if (left <= 0) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }) }
@@ -553,7 +572,11 @@ export class BlockClient {
         // 404: the node lost it; 416: its copy ends before the range (truncated)
         if (code === 'ENOENT') condemn(id, 'missing')
         else if (code === 'ERANGE') condemn(id, 'short: range past the end of the copy')
-        else this.suspect(id)
+        else {
+          this.suspect(id)
+          // a listed replica (or any node, for a block listed nowhere) may answer the next try
+          if (nodes.length === 0 || nodes.includes(id)) transient = true
+        }
         last = err
         continue
       }
@@ -568,7 +591,7 @@ export class BlockClient {
       last = new BerthError('EHASH', `node ${id} sent bad bytes for ${hash.slice(0, 12)}: ${why}`)
     }
     if (Date.now() >= deadline) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }) }
-    return { err: new BerthError('EIO', `get ${hash.slice(0, 12)}: no live node has a good copy (tried ${order.length})`, { cause: last }) }
+    return { err: new BerthError('EIO', `get ${hash.slice(0, 12)}: no live node has a good copy (tried ${order.length}: ${order.map((o) => o.id).join(', ')})`, { cause: last }), transient }
   }
 
   /** No pins at this layer (client/pinned-blocks.ts adds them). */

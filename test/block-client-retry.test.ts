@@ -1,0 +1,79 @@
+/**
+ * A read whose replica fails in a way that may pass (connection reset, 5xx,
+ * no answer) is tried again until the client's deadline; a replica that says
+ * the copy is missing (404) is final. The replica here is a stand-in node: a
+ * real HTTP server that announces itself with real heartbeats on NATS, so the
+ * test can choose exactly how each request fails.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import t, { type Test } from 'tap'
+import { BlockClient } from '../common/block-client'
+import type { BerthError } from '../common/errors'
+import type { Heartbeat } from '../common/protocol'
+import { encode, subjects } from '../common/wire'
+import { startCluster, type TestCluster } from './helpers/cluster'
+
+type Answer = 'reset' | 500 | 404 | 'data'
+
+/**
+ * A stand-in data node holding `block`: answers GETs with `script` in order
+ * (then normally: the block, or 404 for any other), heard through heartbeats.
+ */
+async function standIn(t: Test, c: TestCluster, id: string, block: { hash: string; data: Buffer }, script: Answer[]) {
+  const gets = new Map<string, number>()
+  const server = createServer((req, res) => {
+    const asked = (req.url ?? '').slice('/v1/blocks/'.length)
+    gets.set(asked, (gets.get(asked) ?? 0) + 1)
+    const answer = script.shift() ?? (req.url === `/v1/blocks/${block.hash}` ? 'data' : 404)
+    const data = block.data
+    if (answer === 'reset') return req.socket.destroy()
+    if (answer === 'data') {
+      res.writeHead(200, { 'content-length': String(data.length) })
+      return res.end(data)
+    }
+    res.writeHead(answer, { 'content-length': '2', connection: 'close' })
+    res.end('{}')
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())))
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const nc = await c.connect('node')
+  const hb: Heartbeat = { id, url, capacity: 1e9, used: 0, blocks: 1, state: 'up', startedAt: Date.now() }
+  const beat = () => nc.publish(subjects(c.cluster).heartbeat, encode(hb))
+  beat()
+  const timer = setInterval(beat, 500)
+  t.teardown(() => clearInterval(timer))
+  return { gets: (hash: string) => gets.get(hash) ?? 0 }
+}
+
+t.test('a replica that resets or fails with 5xx is tried again; a 404 is final', async (t) => {
+  const c = await startCluster(t, { nodes: 0, replicas: 1 })
+  const block = (n: number) => {
+    const data = randomBytes(n)
+    return { data, hash: createHash('sha256').update(data).digest('hex') }
+  }
+  const held = block(10_000)
+  const lost = block(10_001)
+  const flaky = await standIn(t, c, 'flaky', held, ['reset', 500, 'reset'])
+  // "gone" should hold `lost` but has lost it: it holds nothing
+  const gone = await standIn(t, c, 'gone', block(1), [])
+  const reader = new BlockClient(await c.connect('client'), { cluster: c.cluster, token: c.secret, replicas: 1, deadlineMs: 20_000 })
+  t.teardown(() => reader.close())
+  await reader.start()
+  for (let i = 0; i < 50 && reader.liveNodes().size < 2; i++) await new Promise((r) => setTimeout(r, 100))
+
+  const got = await reader.get(held.hash, ['flaky'])
+  t.ok(got.equals(held.data), 'read back after a reset, a 500 and another reset')
+  t.equal(flaky.gets(held.hash), 4, 'the flaky replica was asked four times')
+
+  // listed on "gone" only, which says 404; "flaky" is tried as well (any live
+  // node may hold a copy meta has not listed) and says 404 too
+  const err = (await reader.get(lost.hash, ['gone']).then(
+    () => null,
+    (e: unknown) => e,
+  )) as BerthError | null
+  t.equal(err?.code, 'EIO', `a missing copy fails the read (${err?.message ?? 'no error'})`)
+  t.equal(gone.gets(lost.hash), 1, 'the replica that said 404 was asked once')
+})
