@@ -4,6 +4,7 @@
  */
 import { statfs } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
 import { NodeHttp } from '../common/block-client'
 import { announcedProtocol, releaseName } from '../common/compat'
 import { emitEvent, logger } from '../common/log'
@@ -19,6 +20,7 @@ import { loadNodeId } from './node-id'
 import { Peers } from './peers'
 import { Placement } from './placement'
 import { Scrubber } from './scrub'
+import { StoreRootWatch } from './store-root-watch'
 import { filesystemId } from './fs-identity'
 
 async function fsAvailable(dir: string): Promise<number> {
@@ -89,8 +91,26 @@ export async function run(argv: string[]): Promise<void> {
 
   const placement = new Placement({ nc, subject: subj.place, self: { id, url, ...(cfg.zone ? { zone: cfg.zone } : {}) }, free, live: () => peers.live(), log })
   placement.set(state() === 'up')
+  // This node cannot go on (meta does not serve its protocol, common/compat.ts;
+  // its block folder is gone): say why and stop, exit status 1
+  let stopNow: (() => void) | undefined
+  let refused = false
+  const failStop = (reason: string): void => {
+    if (refused) return
+    refused = true
+    log.error(reason)
+    process.exitCode = 1
+    // after the reply is on its way
+    setTimeout(() => stopNow?.(), 50)
+  }
+  const refuse = failStop
   let lastState = state()
+  const rootWatch = await StoreRootWatch.open(join(cfg.dir, 'blocks'))
   const refresh = setInterval(() => {
+    rootWatch.check().then(
+      (why) => why && failStop(`${why}: stopping, so that meta declares this node dead and re-protects its blocks elsewhere`),
+      (err: unknown) => log.warn('block folder check failed', err),
+    )
     fsAvailable(cfg.dir).then(
       (n) => {
         fsFree = n
@@ -125,17 +145,6 @@ export async function run(argv: string[]): Promise<void> {
       peers?.publishNow()
     }
     return s === 'draining'
-  }
-  // meta does not serve this node's protocol (common/compat.ts): say why and stop, exit status 1
-  let stopNow: (() => void) | undefined
-  let refused = false
-  const refuse = (reason: string): void => {
-    if (refused) return
-    refused = true
-    log.error(reason)
-    process.exitCode = 1
-    // after the reply is on its way
-    setTimeout(() => stopNow?.(), 50)
   }
   const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log, verify: (h) => scrubber.check(h), drain, refuse })
   scrubber.start()
@@ -183,7 +192,7 @@ export async function run(argv: string[]): Promise<void> {
     server.closeIdleConnections()
   })
   await http.close()
-  log.info(`node ${id} stopped${refused ? ' (refused by meta)' : ''}`)
+  log.info(`node ${id} stopped${refused ? ' (could not go on: see the error above)' : ''}`)
   // A stray handle (a client that never hangs up) must not keep a stopped node alive.
   setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref()
 }
