@@ -51,7 +51,7 @@ export async function run(argv: string[]): Promise<void> {
   const s = subjects(cfg.cluster)
 
   mkdirSync(dirname(cfg.db), { recursive: true })
-  let db = await openDatabase(cfg.db, migrate, { sync: cfg.sync })
+  let db = await openDatabase(cfg.db, migrate, { sync: cfg.sync, onCheckpointError: checkpointWarning })
   let nc: NatsConnection
   try {
     nc = await connectNats({ url: cfg.natsUrl, name: `berth-meta-${metaId}`, ...cfg.auth })
@@ -268,7 +268,11 @@ async function restoreIfBehind(db: Database, ha: HaParts, cfg: MetaConfig): Prom
   await db.close()
   const got = await ha.snapshots.restore(cfg.db)
   log.info(`restored the snapshot at log sequence ${got?.seq ?? 0} (${got?.bytes ?? 0} bytes); this replica had applied ${applied}, the log starts at ${first}`)
-  return openDatabase(cfg.db, migrate, { sync: cfg.sync })
+  return openDatabase(cfg.db, migrate, { sync: cfg.sync, onCheckpointError: checkpointWarning })
+}
+
+function checkpointWarning(message: string): void {
+  log.warn(`WAL checkpoint on the worker failed (the writer's own checkpoint bounds the WAL): ${message}`)
 }
 
 async function retryFor<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
