@@ -96,6 +96,12 @@ export interface ServeOptions {
   queue?: string
   /** Called for failures that are not the caller's fault (for logs and metrics). */
   onError?: (err: unknown, subject: string) => void
+  /**
+   * Runs right before each reply is published, in the same synchronous step:
+   * whatever it publishes leaves in the same socket write as the reply, ahead
+   * of it (meta's invalidations, meta/server.ts).
+   */
+  beforeReply?: () => void
 }
 
 /**
@@ -135,6 +141,7 @@ export function serve(
         }
         if (msg.reply) {
           try {
+            opts.beforeReply?.()
             msg.respond(reply)
           } catch (e) {
             opts.onError?.(e, msg.subject)

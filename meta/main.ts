@@ -30,7 +30,7 @@ import { NodeTable } from './nodes'
 import { PeerGate } from './peer-gate'
 import { DEFAULT_REBALANCE } from './rebalance'
 import { migrate } from './schema'
-import { publishChanges } from './server'
+import { InvalidationOutbox } from './server'
 import { sqliteEngine } from './engine'
 import { Lease } from './lease'
 import { MetaLog } from './log/stream'
@@ -95,8 +95,10 @@ export async function run(argv: string[]): Promise<void> {
   const stats = new LifecycleStats()
   const metrics = createMetaMetrics(env, stats)
   const sampler = dashboardSampler(cfg, env)
-  const engine = sqliteEngine(env, (changes) => publishChanges(nc, cfg.cluster, changes))
+  const outbox = new InvalidationOutbox(nc, cfg.cluster)
+  const engine = sqliteEngine(env, (changes) => outbox.add(changes))
   const serving = new Serving(nc, env, engine, log, {
+    outbox,
     observe: withSampler(metrics.observe, sampler),
     maintenance: {
       gcGraceMs: cfg.gcGraceMs,
