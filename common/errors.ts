@@ -66,8 +66,21 @@ export class BerthError extends Error {
   }
 }
 
+/**
+ * An errno answer (ENOENT, EEXIST, ...). Without a stack trace, except EIO:
+ * these are answers, never logged with a stack, and capturing one cost tens
+ * of microseconds on every lookup of a name about to be created (profile of a
+ * mount creating files, docs/bench.md "Metadata latency").
+ */
 export function fsError(code: ErrorCode, message: string): BerthError {
-  return new BerthError(code, message)
+  if (code === 'EIO') return new BerthError(code, message)
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return new BerthError(code, message)
+  } finally {
+    Error.stackTraceLimit = limit
+  }
 }
 
 export function isErrorCode(value: unknown): value is ErrorCode {

@@ -11,7 +11,7 @@ import { whenConnected } from './nats-state'
 import { Packr } from 'msgpackr'
 import { ErrorCode as NatsErrorCode, type Msg, type NatsConnection, type Subscription } from 'nats'
 import type { ZodType } from 'zod'
-import { BerthError, codeOf, isErrorCode, type ErrorCode } from './errors'
+import { BerthError, codeOf, fsError, isErrorCode, type ErrorCode } from './errors'
 import { MAX_MESSAGE_BYTES } from './protocol'
 
 export const DEFAULT_CLUSTER = 'berth'
@@ -71,7 +71,7 @@ export function unwrap<T>(data: Uint8Array): T {
   const env = body as { ok: boolean; code?: unknown; message?: unknown }
   if (env.ok === true) return body as T
   const code = isErrorCode(env.code) ? env.code : 'EIO'
-  throw new BerthError(code, typeof env.message === 'string' ? env.message : code)
+  throw fsError(code, typeof env.message === 'string' ? env.message : code)
 }
 
 /** Decodes and validates a request body; throws EBADMSG with the reason. */
@@ -96,6 +96,12 @@ export interface ServeOptions {
   queue?: string
   /** Called for failures that are not the caller's fault (for logs and metrics). */
   onError?: (err: unknown, subject: string) => void
+  /**
+   * Runs right before each reply is published, in the same synchronous step:
+   * whatever it publishes leaves in the same socket write as the reply, ahead
+   * of it (meta's invalidations, meta/server.ts).
+   */
+  beforeReply?: () => void
 }
 
 /**
@@ -135,6 +141,7 @@ export function serve(
         }
         if (msg.reply) {
           try {
+            opts.beforeReply?.()
             msg.respond(reply)
           } catch (e) {
             opts.onError?.(e, msg.subject)

@@ -152,18 +152,16 @@ export function sqliteEngine(env: MetaEnv, published: (changes: Changes) => void
         // what it did but its answer is still remembered, in the same commit
         await tx.run('SAVEPOINT request')
         let out: Outcome
-        let release = 'RELEASE request;'
         try {
           out = { ok: true, value: await handler({ ...env, db: inTransaction(env.db, tx) }, req, changes) }
         } catch (err) {
           const refused = outcomeOf(err)
           if (!refused) throw err // internal failure: nothing is kept, a retry runs again
-          release = 'ROLLBACK TO request; RELEASE request;'
+          await tx.run('ROLLBACK TO request')
           out = refused
         }
-        // the savepoint ends in the same trip to SQLite that stores the answer
-        if (id && remembered(op)) await remember(tx, id, op, out, clock.ms, release + ' ')
-        else await tx.exec(release)
+        await tx.run('RELEASE request')
+        if (id && remembered(op)) await remember(tx, id, op, out, clock.ms)
         return out
       }),
     )

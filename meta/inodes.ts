@@ -187,8 +187,9 @@ export async function freeIfUnused(c: Conn, ino: number, nowMs: number, knownNli
   const slices = await c.all<{ hash: string }>('SELECT hash FROM slices WHERE ino = ?', [ino])
   for (const sl of slices) await unrefBlock(c, sl.hash, nowMs)
   if (slices.length) await c.run('DELETE FROM slices WHERE ino = ?', [ino])
-  // one trip for the three deletes; an inode number is a safe integer literal
-  if (!Number.isSafeInteger(ino)) throw new Error(`bad inode number ${ino}`)
-  await c.exec(`DELETE FROM inline_chunks WHERE ino = ${ino}; DELETE FROM xattrs WHERE ino = ${ino}; DELETE FROM inodes WHERE ino = ${ino};`)
+  // prepared, not one script: a script is compiled anew on every call
+  await c.run('DELETE FROM inline_chunks WHERE ino = ?', [ino])
+  await c.run('DELETE FROM xattrs WHERE ino = ?', [ino])
+  await c.run('DELETE FROM inodes WHERE ino = ?', [ino])
   return true
 }

@@ -30,7 +30,7 @@ import { NodeTable } from './nodes'
 import { PeerGate } from './peer-gate'
 import { DEFAULT_REBALANCE } from './rebalance'
 import { migrate } from './schema'
-import { publishChanges } from './server'
+import { InvalidationOutbox } from './server'
 import { sqliteEngine } from './engine'
 import { Lease } from './lease'
 import { MetaLog } from './log/stream'
@@ -51,7 +51,7 @@ export async function run(argv: string[]): Promise<void> {
   const s = subjects(cfg.cluster)
 
   mkdirSync(dirname(cfg.db), { recursive: true })
-  let db = await openDatabase(cfg.db, migrate, { sync: cfg.sync })
+  let db = await openDatabase(cfg.db, migrate, { sync: cfg.sync, onCheckpointError: checkpointWarning })
   let nc: NatsConnection
   try {
     nc = await connectNats({ url: cfg.natsUrl, name: `berth-meta-${metaId}`, ...cfg.auth })
@@ -95,8 +95,10 @@ export async function run(argv: string[]): Promise<void> {
   const stats = new LifecycleStats()
   const metrics = createMetaMetrics(env, stats)
   const sampler = dashboardSampler(cfg, env)
-  const engine = sqliteEngine(env, (changes) => publishChanges(nc, cfg.cluster, changes))
+  const outbox = new InvalidationOutbox(nc, cfg.cluster)
+  const engine = sqliteEngine(env, (changes) => outbox.add(changes))
   const serving = new Serving(nc, env, engine, log, {
+    outbox,
     observe: withSampler(metrics.observe, sampler),
     maintenance: {
       gcGraceMs: cfg.gcGraceMs,
@@ -268,7 +270,11 @@ async function restoreIfBehind(db: Database, ha: HaParts, cfg: MetaConfig): Prom
   await db.close()
   const got = await ha.snapshots.restore(cfg.db)
   log.info(`restored the snapshot at log sequence ${got?.seq ?? 0} (${got?.bytes ?? 0} bytes); this replica had applied ${applied}, the log starts at ${first}`)
-  return openDatabase(cfg.db, migrate, { sync: cfg.sync })
+  return openDatabase(cfg.db, migrate, { sync: cfg.sync, onCheckpointError: checkpointWarning })
+}
+
+function checkpointWarning(message: string): void {
+  log.warn(`WAL checkpoint on the worker failed (the writer's own checkpoint bounds the WAL): ${message}`)
 }
 
 async function retryFor<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {

@@ -135,8 +135,8 @@ export async function readlink(env: MetaEnv, b: Req<'readlink'>): Promise<MetaRe
 
 /** Removes one link to a non-directory; the inode goes when unused (freeIfUnused). */
 async function dropLink(tx: Conn, row: InodeRow, now: Timespec, ch: Changes): Promise<void> {
-  await relink(tx, row.ino, -1, now)
-  await freeIfUnused(tx, row.ino, clockMs(), row.nlink - 1)
+  // the last link of an inode nobody holds open: it is deleted, not updated first
+  if (!(await freeIfUnused(tx, row.ino, clockMs(), row.nlink - 1))) await relink(tx, row.ino, -1, now)
   ch.ino(row.ino)
 }
 

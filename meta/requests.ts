@@ -44,26 +44,16 @@ export async function recall(tx: Conn, id: RequestId, op: string): Promise<Outco
 }
 
 /**
- * Stores the answer. `before` (SQL without parameters, e.g. releasing the
- * request's savepoint) runs in the same trip to SQLite: the statements go as
- * one script with literal values, so a mutation pays one trip here, not three.
+ * Stores the answer, and drops the answers the client has acknowledged.
+ * Prepared statements with bound values: on better-sqlite3 a statement costs
+ * no trip to another thread, and a script with the reply as a hex literal was
+ * compiled anew for every request (about 45 us of each mutation's 0.3 ms).
  */
-export async function remember(tx: Conn, id: RequestId, op: string, outcome: Outcome, nowMs: number, before = ''): Promise<void> {
+export async function remember(tx: Conn, id: RequestId, op: string, outcome: Outcome, nowMs: number): Promise<void> {
   const reply = Buffer.from(encode(outcome))
-  const prune = id.ack !== null
-  if (!SAFE_TEXT.test(id.client) || !SAFE_TEXT.test(op) || !Number.isSafeInteger(id.n) || !Number.isSafeInteger(nowMs)) {
-    if (before) await tx.exec(before)
-    await tx.run('INSERT OR REPLACE INTO requests (client, n, op, reply, at) VALUES (?, ?, ?, ?, ?)', [id.client, id.n, op, reply, nowMs])
-    if (prune) await tx.run('DELETE FROM requests WHERE client = ? AND n < ?', [id.client, Math.min(id.ack!, id.n)])
-    return
-  }
-  let sql = `${before}INSERT OR REPLACE INTO requests (client, n, op, reply, at) VALUES ('${id.client}', ${id.n}, '${op}', X'${reply.toString('hex')}', ${nowMs});`
-  if (prune) sql += ` DELETE FROM requests WHERE client = '${id.client}' AND n < ${Math.min(id.ack!, id.n)};`
-  await tx.exec(sql)
+  await tx.run('INSERT OR REPLACE INTO requests (client, n, op, reply, at) VALUES (?, ?, ?, ?, ?)', [id.client, id.n, op, reply, nowMs])
+  if (id.ack !== null) await tx.run('DELETE FROM requests WHERE client = ? AND n < ?', [id.client, Math.min(id.ack, id.n)])
 }
-
-/** Text that is safe as a SQL string literal as it is (request-id clients and op names). */
-const SAFE_TEXT = /^[A-Za-z0-9_-]{1,64}$/
 
 /** Drops answers older than REQUEST_MEMORY_MS; returns how many. */
 export async function forgetOld(tx: Conn, nowMs: number): Promise<number> {

@@ -16,7 +16,7 @@ import type { EngineHandle } from './engine'
 import type { LifecycleStats } from './lifecycle-stats'
 import { Maintenance, type MaintenanceOptions } from './maintenance'
 import { loadNodeAdmin } from './node-admin'
-import { serveMeta, type MetaServer } from './server'
+import { serveMeta, type InvalidationOutbox, type MetaServer } from './server'
 import { graceSessions } from './sessions'
 
 const PRUNE_MS = 60_000
@@ -27,6 +27,8 @@ export interface ServingOptions {
   /** Counters of the background work, kept across leaderships (metrics). */
   stats: LifecycleStats
   observe?: (op: string, seconds: number, code: string | null) => void
+  /** The engine's invalidations, sent with the next reply (meta/server.ts). */
+  outbox?: InvalidationOutbox
 }
 
 export class Serving {
@@ -55,7 +57,7 @@ export class Serving {
     // operators' node states as the log left them (a follower applied them without marking its table)
     await loadNodeAdmin(this.env)
     this.probe = serve(this.nc, subjects(this.env.cluster).metaLeader, {}, () => ({ metaId: this.env.metaId }))
-    this.server = serveMeta(this.nc, this.env, this.engine, this.log, this.opts.observe)
+    this.server = serveMeta(this.nc, this.env, this.engine, this.log, this.opts.observe, this.opts.outbox)
     this.maintenance = new Maintenance(this.nc, this.env, this.log, this.opts.maintenance, this.opts.stats)
     this.maintenance.start()
     this.prune = setInterval(() => {

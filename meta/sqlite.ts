@@ -22,6 +22,7 @@
  * query runs to completion (`all`), so no statement keeps a read snapshot open.
  */
 import BetterSqlite3 from 'better-sqlite3'
+import { Checkpointer, WAL_BACKSTOP_PAGES, type CheckpointerStats } from './checkpointer'
 import { ScanReader } from './scan-reader'
 import { bindable } from './sql-bind'
 
@@ -116,6 +117,8 @@ export interface Database {
    * the commit hook, which on a follower refuses every other write.
    */
   write<T>(fn: (tx: Conn) => Promise<T>, opts?: { replay?: boolean }): Promise<T>
+  /** Checkpoints the worker made (meta/checkpointer.ts). */
+  readonly checkpoints: CheckpointerStats
   /** Waits for queued writes, then closes both connections. Safe to call twice. */
   close(): Promise<void>
   /**
@@ -140,15 +143,27 @@ const MAX_GROUP = 64
  * FULL adds an fsync per commit (group commit shares it between operations).
  */
 function pragmas(sync: 'normal' | 'full'): string {
-  return `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF;`
+  return (
+    `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF;` +
+    // checkpoints run on a worker (meta/checkpointer.ts); the writer's own is the WAL's size bound
+    ` PRAGMA wal_autocheckpoint = ${WAL_BACKSTOP_PAGES};`
+  )
 }
 
-export async function openDatabase(file: string, migrate: (c: Conn) => Promise<void>, opts: { sync?: 'normal' | 'full' } = {}): Promise<Database> {
+export interface OpenOptions {
+  sync?: 'normal' | 'full'
+  /** Hears a checkpoint worker's failure (checkpoints then fall to the writer's backstop). */
+  onCheckpointError?: (message: string) => void
+}
+
+export async function openDatabase(file: string, migrate: (c: Conn) => Promise<void>, opts: OpenOptions = {}): Promise<Database> {
   const writer = openConn(file, { readonly: false })
   await writer.exec(pragmas(opts.sync ?? 'full'))
   await migrate(writer)
   const reader = openConn(file, { readonly: true })
   const scan = new ScanReader(file)
+  // started by the first write: a database only read (a dump's copy) needs none
+  const checkpointer = new Checkpointer(file, opts.onCheckpointError)
 
   interface Job {
     replay: boolean
@@ -230,8 +245,10 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
   return {
     read: reader,
     scan,
+    checkpoints: checkpointer.stats,
     write<T>(fn: (tx: Conn) => Promise<T>, opts: { replay?: boolean } = {}): Promise<T> {
       if (closing) return Promise.reject(new Error('database is closing'))
+      checkpointer.start()
       return new Promise<T>((resolve, reject) => {
         queue.push({ replay: opts.replay === true, fn, resolve: resolve as (v: unknown) => void, reject })
         draining ??= drain()
@@ -244,6 +261,7 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
     close() {
       closing ??= (async () => {
         while (draining) await draining
+        await checkpointer.close()
         await scan.close()
         await reader.close()
         await writer.close()

@@ -501,4 +501,22 @@ t.test('metadata operations', async (t) => {
     t.ok(got[1]!.inos.includes(d.ino), 'setattr invalidates the inode')
     t.same(got[2]!.entries, [[ROOT_INO, name]], 'rmdir names the removed entry')
   })
+
+  t.test("a mutation's invalidation reaches its client before the reply (meta sends both in one write)", async (t) => {
+    const heard: string[] = []
+    const sub = m.nc.subscribe(m.subjects.inval, {
+      callback: (_err, msg) => {
+        const inv = decode(msg.data) as { entries?: Array<[number, string]> }
+        for (const [, n] of inv.entries ?? []) heard.push(n)
+      },
+    })
+    t.teardown(() => sub.unsubscribe())
+    await m.nc.flush()
+    for (let i = 0; i < 20; i++) {
+      const name = uniq('order')
+      await mkdir(ROOT_INO, name)
+      await m.call('rmdir', { parent: ROOT_INO, name })
+      t.ok(heard.includes(name), `rmdir ${i}: invalidation heard when the reply came`)
+    }
+  })
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { BerthError, toErrno } from '../common/errors'
+import { BerthError, fsError, toErrno } from '../common/errors'
 import { validateName } from '../common/names'
 import { metaRequests } from '../common/protocol'
 import { decode, encode, errorReply, parseBody, unwrap } from '../common/wire'
@@ -31,4 +31,12 @@ t.test('names', async (t) => {
   t.throws(() => validateName('x'.repeat(256)), { code: 'ENAMETOOLONG' })
   t.throws(() => validateName('é'.repeat(128)), { code: 'ENAMETOOLONG' }, '256 bytes of UTF-8')
   t.equal(validateName('x'.repeat(255)), 'x'.repeat(255))
+})
+
+t.test('errno answers are built without a stack trace (they are answers, not faults); EIO keeps its stack', async (t) => {
+  const answer = fsError('ENOENT', 'no entry "x" in 1')
+  t.equal(answer.code, 'ENOENT')
+  t.equal(answer.stack, 'BerthError: no entry "x" in 1', 'only the header line')
+  t.match(fsError('EIO', 'lost').stack ?? '', /\n\s+at /, 'EIO has frames')
+  t.ok(Error.stackTraceLimit > 0, 'the limit is restored')
 })

@@ -1,0 +1,61 @@
+/**
+ * WAL checkpoints run on a worker thread (meta/checkpointer.ts), not in the
+ * COMMIT of a request: the worker copies committed pages into the database
+ * file while the writer keeps committing, the writer's own checkpoint is only
+ * the WAL's size bound, nothing committed is lost across a close and reopen,
+ * and close() stops the worker (twice is fine).
+ */
+import { statSync } from 'node:fs'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { WAL_BACKSTOP_PAGES } from '../meta/checkpointer'
+import { openDatabase } from '../meta/sqlite'
+
+const schema = (c: { exec(sql: string): Promise<void> }) => c.exec('CREATE TABLE IF NOT EXISTS kv (k INTEGER PRIMARY KEY, v BLOB)')
+
+async function scratch(t: Test) {
+  const file = join(t.testdir(), 'meta.db')
+  const db = await openDatabase(file, schema, { sync: 'normal' })
+  t.teardown(() => db.close())
+  return { file, db }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+t.test('the worker copies committed pages into the database file; the writer checkpoints only at the backstop', async (t) => {
+  const { file, db } = await scratch(t)
+  t.equal((await db.write((tx) => tx.get<{ wal_autocheckpoint: number }>('PRAGMA wal_autocheckpoint')))?.wal_autocheckpoint, WAL_BACKSTOP_PAGES)
+  const before = statSync(file).size
+  // more pages than SQLite's default automatic checkpoint (1000), one commit each
+  for (let i = 0; i < 300; i++) await db.write((tx) => tx.run('INSERT INTO kv (k, v) VALUES (?, ?)', [i, Buffer.alloc(16 * 1024, i)]))
+  for (let waited = 0; db.checkpoints.runs === 0 && waited < 5000; waited += 50) await sleep(50)
+  t.ok(db.checkpoints.runs > 0, `the worker checkpointed (${db.checkpoints.runs} runs, ${db.checkpoints.pages} pages)`)
+  t.ok(statSync(file).size > before + 1024 * 1024, 'the committed pages reached the database file')
+  t.equal((await db.read.get<{ n: number }>('SELECT count(*) AS n FROM kv'))?.n, 300)
+})
+
+t.test('under continuous commits the WAL stays near the backstop; everything committed survives close and reopen', async (t) => {
+  const { file, db } = await scratch(t)
+  const blob = Buffer.alloc(512 * 1024, 7)
+  // 1.5x the backstop's bytes, in commits that never pause for the worker
+  const commits = Math.ceil((WAL_BACKSTOP_PAGES * 4096 * 1.5) / blob.length)
+  let maxWal = 0
+  for (let i = 0; i < commits; i++) {
+    await db.write((tx) => tx.run('INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)', [i % 50, blob]))
+    maxWal = Math.max(maxWal, statSync(`${file}-wal`).size)
+  }
+  // one commit's pages past the bound at most (SQLite checks after the commit that crosses it)
+  t.ok(maxWal <= (WAL_BACKSTOP_PAGES + 2 * (blob.length / 4096 + 16)) * 4120, `WAL at most ${maxWal} bytes`)
+  await db.close()
+  await db.close() // twice is fine
+  const again = await openDatabase(file, schema, { sync: 'normal' })
+  t.teardown(() => again.close())
+  t.equal((await again.read.get<{ n: number }>('SELECT count(*) AS n FROM kv'))?.n, 50)
+})
+
+t.test('a database that is only read starts no worker', async (t) => {
+  const { db } = await scratch(t)
+  await db.read.all('SELECT * FROM kv')
+  await sleep(250)
+  t.equal(db.checkpoints.runs, 0)
+})
