@@ -48,3 +48,27 @@ export async function loadOrCreateDashboard(dir: string, metas: number, wantedPo
 export function dashboardUrl(port: number, token?: string): string {
   return `http://127.0.0.1:${port}/${token ? `?token=${encodeURIComponent(token)}` : ''}`
 }
+
+/**
+ * Meta `i`'s dashboard port was taken between the moment it was chosen and
+ * meta's bind (another process's socket got it: seen once in the test suite,
+ * where many processes bind and connect at once): a new free port, kept in
+ * ui.json so later starts use it.
+ */
+export async function replaceDashboardPort(dir: string, ui: UpDashboard, i: number): Promise<number> {
+  const port = await freeLocalPort()
+  ui.ports[i] = port
+  const statePath = join(dir, 'ui.json')
+  let kept: number[] = []
+  try {
+    const v = JSON.parse(readFileSync(statePath, 'utf8')) as { ports?: unknown }
+    if (Array.isArray(v.ports) && v.ports.every((p) => Number.isInteger(p))) kept = v.ports as number[]
+  } catch {
+    // absent or damaged: written anew below
+  }
+  const ports = [...kept]
+  for (let k = 0; k < ui.ports.length; k++) ports[k] = ui.ports[k]!
+  writeFileSync(`${statePath}.tmp`, JSON.stringify({ ports }) + '\n')
+  renameSync(`${statePath}.tmp`, statePath)
+  return port
+}

@@ -30,7 +30,7 @@ import { berthCommandHint } from './up-hints'
 import { loadOrCreateNatsState } from './up-state'
 import { Supervised } from './supervise'
 import { intFlag } from '../common/flags'
-import { dashboardUrl, loadOrCreateDashboard } from './up-ui'
+import { dashboardUrl, loadOrCreateDashboard, replaceDashboardPort } from './up-ui'
 
 const HELP = `usage: berth up [--dir DIR] [--nodes 3] [--replicas 2] [--mount DIR | --no-mount] [-o OPTS] [--ha] [--listen HOST]
 Starts a local cluster on 127.0.0.1 (or --listen HOST): nats-server, one meta, N data nodes; mounts it.
@@ -221,9 +221,9 @@ export async function run(argv: string[]): Promise<void> {
     // generous: on a busy machine a node can take well over 15 s to load; a
     // child that fails says why at once ({event:failed} or its exit), so this
     // only bounds a real hang
-    const supervise = async (name: string, args: string[], role: keyof NatsUsers, readyTimeoutMs = 60_000) => {
+    const supervise = async (name: string, args: string[] | (() => string[]), role: keyof NatsUsers, readyTimeoutMs = 60_000) => {
       const start = async () => {
-        const h = await spawnService(args, { env: env(role), readyTimeoutMs }).catch((err: unknown) => {
+        const h = await spawnService(typeof args === 'function' ? args() : args, { env: env(role), readyTimeoutMs }).catch((err: unknown) => {
           logs.follow(name, null, (err as Error).message + '\n')
           throw err
         })
@@ -240,7 +240,21 @@ export async function run(argv: string[]): Promise<void> {
       cfg.ha
         ? ['meta', ...common, '--db', join(cfg.dir, `meta-${i}`, 'meta.db'), '--replicas', String(cfg.replicas), '--ha', '--log-replicas', '3', ...uiArgs(i)]
         : ['meta', ...common, '--db', join(cfg.dir, 'meta', 'meta.db'), '--replicas', String(cfg.replicas), ...uiArgs(i)]
-    const metas = await Promise.all(Array.from({ length: cfg.ha ? 2 : 1 }, (_, i) => supervise(cfg.ha ? `meta-${i}` : 'meta', metaArgs(i), 'meta')))
+    // a dashboard port berth up chose (not --ui-port) that another process took
+    // before meta bound it: a new one, at most twice
+    const superviseMeta = async (i: number) => {
+      for (let moved = 0; ; moved++) {
+        try {
+          return await supervise(cfg.ha ? `meta-${i}` : 'meta', () => metaArgs(i), 'meta')
+        } catch (err) {
+          const taken = new RegExp(`EADDRINUSE.*127\\.0\\.0\\.1:${ui.ports[i]!}\\b`).test((err as Error).message)
+          if (!taken || moved >= 2 || (i === 0 && cfg.uiPort !== null)) throw err
+          const was = ui.ports[i]!
+          say(`dashboard port ${was} of meta ${i} was taken meanwhile; using ${await replaceDashboardPort(cfg.dir, ui, i)}`)
+        }
+      }
+    }
+    const metas = await Promise.all(Array.from({ length: cfg.ha ? 2 : 1 }, (_, i) => superviseMeta(i)))
     const nodes = await Promise.all(
       Array.from({ length: cfg.nodes }, (_, i) =>
         supervise(`node-${i}`, ['node', ...common, '--dir', join(cfg.dir, `node-${i}`), '--listen', hostPort(state.host, 0)], 'node'),

@@ -3,7 +3,8 @@
  * SIGTERM leaves no child process behind.
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, promises as fs, readdirSync, readFileSync } from 'node:fs'
+import { mkdirSync, promises as fs, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
@@ -247,4 +248,20 @@ t.test('berth up --ha: three clustered nats-servers, two meta replicas; a killed
   const running = descendants(u.up.pid!)
   t.equal(await u.stop(), 0, 'berth up exits 0 on SIGTERM')
   t.same(running.filter(alive), [], 'no child process left behind')
+})
+
+t.test('berth up: a kept dashboard port taken by another process moves to a free one', async (t) => {
+  const dir = join(t.testdir(), 'cluster')
+  mkdirSync(dir, { recursive: true })
+  // another process holds the port ui.json keeps for meta's dashboard
+  const holder = createServer()
+  await new Promise<void>((ok) => holder.listen(0, '127.0.0.1', ok))
+  t.teardown(() => new Promise<void>((ok) => holder.close(() => ok())))
+  const taken = (holder.address() as AddressInfo).port
+  writeFileSync(join(dir, 'ui.json'), JSON.stringify({ ports: [taken] }) + '\n')
+  const u = await startUp(t, dir, ['--no-mount'], { nodes: 1, log: 'warn' })
+  t.match(u.stderr(), new RegExp(`dashboard port ${taken} of meta 0 was taken meanwhile; using \\d+`), 'says so')
+  const kept = JSON.parse(readFileSync(join(dir, 'ui.json'), 'utf8')) as { ports: number[] }
+  t.not(kept.ports[0], taken, 'ui.json keeps the new port')
+  t.equal(await u.stop(), 0, 'stops cleanly')
 })
