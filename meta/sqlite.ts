@@ -154,6 +154,8 @@ export interface OpenOptions {
   sync?: 'normal' | 'full'
   /** Hears a checkpoint worker's failure (checkpoints then fall to the writer's backstop). */
   onCheckpointError?: (message: string) => void
+  /** The worker's checkpoint interval (tests: a long one leaves only the writer's backstop). */
+  checkpointMs?: number
 }
 
 export async function openDatabase(file: string, migrate: (c: Conn) => Promise<void>, opts: OpenOptions = {}): Promise<Database> {
@@ -163,7 +165,7 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
   const reader = openConn(file, { readonly: true })
   const scan = new ScanReader(file)
   // started by the first write: a database only read (a dump's copy) needs none
-  const checkpointer = new Checkpointer(file, opts.onCheckpointError)
+  const checkpointer = new Checkpointer(file, opts.onCheckpointError, opts.checkpointMs)
 
   interface Job {
     replay: boolean
