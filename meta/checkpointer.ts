@@ -34,6 +34,13 @@ export const CHECKPOINT_MS = 100
 
 /** The writer's own automatic checkpoint (pages of 4 KiB): the WAL's size bound. */
 export const WAL_BACKSTOP_PAGES = 10_000
+/**
+ * The writer's `journal_size_limit`: when the WAL restarts after a burst past
+ * the backstop, its file is cut back to this. Without it the file keeps its
+ * largest size, and the worker, which leaves a WAL file past this size to the
+ * writer, would never checkpoint again after the first burst.
+ */
+export const WAL_BACKSTOP_BYTES = WAL_BACKSTOP_PAGES * 4096
 
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads')
@@ -90,7 +97,7 @@ export class Checkpointer {
   start(): void {
     if (this.worker || this.exited) return
     // the module by its resolved path: an eval'd worker resolves bare names from the working directory
-    const w = new Worker(WORKER, { eval: true, workerData: { module: require.resolve('better-sqlite3'), file: this.file, intervalMs: this.intervalMs, backstopBytes: WAL_BACKSTOP_PAGES * 4096 } })
+    const w = new Worker(WORKER, { eval: true, workerData: { module: require.resolve('better-sqlite3'), file: this.file, intervalMs: this.intervalMs, backstopBytes: WAL_BACKSTOP_BYTES } })
     w.unref()
     w.on('message', (m: { pages?: number; error?: string }) => {
       if (m.error !== undefined) this.onError(m.error)

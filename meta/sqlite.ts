@@ -22,7 +22,7 @@
  * query runs to completion (`all`), so no statement keeps a read snapshot open.
  */
 import BetterSqlite3 from 'better-sqlite3'
-import { Checkpointer, WAL_BACKSTOP_PAGES, type CheckpointerStats } from './checkpointer'
+import { Checkpointer, WAL_BACKSTOP_BYTES, WAL_BACKSTOP_PAGES, type CheckpointerStats } from './checkpointer'
 import { ScanReader } from './scan-reader'
 import { bindable } from './sql-bind'
 
@@ -146,7 +146,7 @@ function pragmas(sync: 'normal' | 'full'): string {
   return (
     `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF;` +
     // checkpoints run on a worker (meta/checkpointer.ts); the writer's own is the WAL's size bound
-    ` PRAGMA wal_autocheckpoint = ${WAL_BACKSTOP_PAGES};`
+    ` PRAGMA wal_autocheckpoint = ${WAL_BACKSTOP_PAGES}; PRAGMA journal_size_limit = ${WAL_BACKSTOP_BYTES};`
   )
 }
 

@@ -65,3 +65,19 @@ t.test('a database that is only read starts no worker', async (t) => {
   await sleep(250)
   t.equal(db.checkpoints.runs, 0)
 })
+
+t.test('after a burst past the backstop the WAL file is cut back and the worker checkpoints again', async (t) => {
+  const { file, db } = await scratch(t)
+  const blob = Buffer.alloc(512 * 1024, 9)
+  // a burst of 1.5x the backstop's bytes, faster than the worker copies
+  const commits = Math.ceil((WAL_BACKSTOP_PAGES * 4096 * 1.5) / blob.length)
+  for (let i = 0; i < commits; i++) await db.write((tx) => tx.run('INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)', [i % 50, blob]))
+  // then an ordinary trickle: the worker takes the checkpoints over again
+  const runs = db.checkpoints.runs
+  for (let i = 0; i < 40 && db.checkpoints.runs === runs; i++) {
+    await db.write((tx) => tx.run('INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)', [1000 + i, Buffer.alloc(8192, i)]))
+    await sleep(100)
+  }
+  t.ok(db.checkpoints.runs > runs, `the worker checkpointed after the burst (${db.checkpoints.runs - runs} runs)`)
+  t.ok(statSync(`${file}-wal`).size <= WAL_BACKSTOP_PAGES * 4120, `the WAL file was cut back (${statSync(`${file}-wal`).size} bytes)`)
+})
