@@ -26,22 +26,29 @@ export async function loadOrCreateDashboard(dir: string, metas: number, wantedPo
     token = randomBytes(24).toString('base64url')
     writeFileSync(tokenFile, token + '\n', { mode: 0o600 })
   }
-  const statePath = join(dir, 'ui.json')
-  let kept: number[] = []
-  try {
-    const v = JSON.parse(readFileSync(statePath, 'utf8')) as { ports?: unknown }
-    if (Array.isArray(v.ports) && v.ports.every((p) => Number.isInteger(p))) kept = v.ports as number[]
-  } catch {
-    // absent or damaged: new ports (the token file is what matters to a bookmark's holder)
-  }
+  const kept = keptPorts(dir)
   const ports = [...kept]
   if (wantedPort !== null) ports[0] = wantedPort
   while (ports.length < metas) ports.push(await freeLocalPort())
-  if (JSON.stringify(ports) !== JSON.stringify(kept)) {
-    writeFileSync(`${statePath}.tmp`, JSON.stringify({ ports }) + '\n')
-    renameSync(`${statePath}.tmp`, statePath)
-  }
+  if (JSON.stringify(ports) !== JSON.stringify(kept)) keepPorts(dir, ports)
   return { tokenFile, token, ports: ports.slice(0, metas) }
+}
+
+/** DIR/ui.json's ports; none when absent or damaged (the token file is what matters to a bookmark's holder). */
+function keptPorts(dir: string): number[] {
+  try {
+    const v = JSON.parse(readFileSync(join(dir, 'ui.json'), 'utf8')) as { ports?: unknown }
+    if (Array.isArray(v.ports) && v.ports.every((p) => Number.isInteger(p))) return v.ports as number[]
+  } catch {
+    // absent or damaged
+  }
+  return []
+}
+
+function keepPorts(dir: string, ports: number[]): void {
+  const statePath = join(dir, 'ui.json')
+  writeFileSync(`${statePath}.tmp`, JSON.stringify({ ports }) + '\n')
+  renameSync(`${statePath}.tmp`, statePath)
 }
 
 /** The address `berth up` prints: with the token, which the page moves into sessionStorage. */
@@ -58,17 +65,9 @@ export function dashboardUrl(port: number, token?: string): string {
 export async function replaceDashboardPort(dir: string, ui: UpDashboard, i: number): Promise<number> {
   const port = await freeLocalPort()
   ui.ports[i] = port
-  const statePath = join(dir, 'ui.json')
-  let kept: number[] = []
-  try {
-    const v = JSON.parse(readFileSync(statePath, 'utf8')) as { ports?: unknown }
-    if (Array.isArray(v.ports) && v.ports.every((p) => Number.isInteger(p))) kept = v.ports as number[]
-  } catch {
-    // absent or damaged: written anew below
-  }
-  const ports = [...kept]
-  for (let k = 0; k < ui.ports.length; k++) ports[k] = ui.ports[k]!
-  writeFileSync(`${statePath}.tmp`, JSON.stringify({ ports }) + '\n')
-  renameSync(`${statePath}.tmp`, statePath)
+  // ports kept for more metas than run now (a folder once started with --ha) stay
+  const ports = keptPorts(dir)
+  ui.ports.forEach((p, k) => (ports[k] = p))
+  keepPorts(dir, ports)
   return port
 }

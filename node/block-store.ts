@@ -82,7 +82,8 @@ async function fsyncDir(path: string): Promise<void> {
 }
 
 export class FileBlockStore implements BlockStore {
-  private readonly blocksDir: string
+  /** DIR/blocks: every stored block, under two levels of fan-out folders. */
+  readonly blocksDir: string
   private readonly tmpDir: string
   private readonly trashDir: string
   private readonly locks = new HashLocks()

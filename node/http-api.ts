@@ -203,11 +203,8 @@ export function createHttpApi(deps: HttpApiDeps): Server {
     const drain = Number.isSafeInteger(declared) && declared <= deps.maxBlock && req.headers['transfer-encoding'] === undefined
     sendJson(res, status, body, !drain)
     if (!drain || req.complete) return
-    let idle = setTimeout(() => req.destroy(), deps.putIdleMs)
-    req.on('data', () => {
-      clearTimeout(idle)
-      idle = setTimeout(() => req.destroy(), deps.putIdleMs)
-    })
+    const idle = setTimeout(() => req.destroy(), deps.putIdleMs)
+    req.on('data', () => idle.refresh())
     req.once('close', () => clearTimeout(idle))
     req.resume()
   }

@@ -4,7 +4,6 @@
  */
 import { statfs } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
 import { NodeHttp } from '../common/block-client'
 import { announcedProtocol, releaseName } from '../common/compat'
 import { emitEvent, logger } from '../common/log'
@@ -103,9 +102,8 @@ export async function run(argv: string[]): Promise<void> {
     // after the reply is on its way
     setTimeout(() => stopNow?.(), 50)
   }
-  const refuse = failStop
   let lastState = state()
-  const rootWatch = await StoreRootWatch.open(join(cfg.dir, 'blocks'))
+  const rootWatch = await StoreRootWatch.open(store.blocksDir)
   const refresh = setInterval(() => {
     rootWatch.check().then(
       (why) => why && failStop(`${why}: stopping, so that meta declares this node dead and re-protects its blocks elsewhere`),
@@ -146,7 +144,7 @@ export async function run(argv: string[]): Promise<void> {
     }
     return s === 'draining'
   }
-  const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log, verify: (h) => scrubber.check(h), drain, refuse })
+  const commands = serveCommands({ nc, subject: subj.nodeCmd(id), store, http, log, verify: (h) => scrubber.check(h), drain, refuse: failStop })
   scrubber.start()
   const purge = setInterval(
     () => {
