@@ -517,11 +517,13 @@ export class BlockClient {
       const got = await this.getOnce(hash, nodes, range, check, deadline)
       if (got.buf) return got.buf
       if (Date.now() >= deadline) throw got.err
-      // A listed replica we have not heard from yet (this client just started,
-      // or the node is restarting) may still serve it: wait for heartbeats and
-      // try again.
-      const live = this.liveNodes()
-      const unheard = nodes.filter((id) => !live.has(id))
+      // A listed replica this pass did not ask, because we had not heard from
+      // it (this client just started, or the node is restarting), may still
+      // serve it: wait for its heartbeat and try again. Judged by the live set
+      // the pass used, not a fresh one: a heartbeat that arrived while the pass
+      // ran makes the replica live now, but it was never asked (a fresh
+      // reader failed exactly so, test/block-client-retry.test.ts).
+      const unheard = nodes.filter((id) => !got.asked.has(id))
       if (unheard.length) {
         const heard = () => unheard.some((id) => this.liveNodes().has(id))
         await this.waitForPeers(Math.min(HEARTBEAT_MS + 500, deadline - Date.now()), heard)
@@ -544,8 +546,9 @@ export class BlockClient {
    * only once a good copy has been read: then the good one proves them bad (a
    * wrong checksum in meta, or a flaky network, must not condemn every copy).
    */
-  private async getOnce(hash: string, nodes: string[], range: Range, check: (buf: Buffer) => string | null, deadline: number): Promise<{ buf?: Buffer; err?: unknown; transient?: boolean }> {
+  private async getOnce(hash: string, nodes: string[], range: Range, check: (buf: Buffer) => string | null, deadline: number): Promise<{ buf?: Buffer; err?: unknown; transient?: boolean; asked: ReadonlySet<string> }> {
     const live = this.liveNodes()
+    const asked = new Set(live.keys())
     const given = nodes.filter((id, i) => live.has(id) && nodes.indexOf(id) === i)
     const others = [...live.keys()].filter((id) => !given.includes(id))
     // Stable within each group: preferred replicas first, suspects and known-bad copies to the back.
@@ -560,7 +563,7 @@ export class BlockClient {
     let transient = false
     for (const { id } of order) {
       const left = deadline - Date.now()
-      if (left <= 0) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }) }
+      if (left <= 0) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }), asked }
       const url = live.get(id)
       if (!url) continue
       let buf: Buffer
@@ -583,15 +586,15 @@ export class BlockClient {
       const why = check(buf)
       if (why === null) {
         for (const b of bad) this.reportBad(b)
-        return { buf }
+        return { buf, asked }
       }
       condemn(id, why)
       // The copy is bad, not the node (isBad() sends this copy to the back once
       // reported): suspecting the node would also reorder reads of its good copies.
       last = new BerthError('EHASH', `node ${id} sent bad bytes for ${hash.slice(0, 12)}: ${why}`)
     }
-    if (Date.now() >= deadline) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }) }
-    return { err: new BerthError('EIO', `get ${hash.slice(0, 12)}: no live node has a good copy (tried ${order.length}: ${order.map((o) => o.id).join(', ')})`, { cause: last }), transient }
+    if (Date.now() >= deadline) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }), asked }
+    return { err: new BerthError('EIO', `get ${hash.slice(0, 12)}: no live node has a good copy (tried ${order.length}: ${order.map((o) => o.id).join(', ')})`, { cause: last }), transient, asked }
   }
 
   /** No pins at this layer (client/pinned-blocks.ts adds them). */

@@ -21,11 +21,12 @@ type Answer = 'reset' | 500 | 404 | 'data'
  * A stand-in data node holding `block`: answers GETs with `script` in order
  * (then normally: the block, or 404 for any other), heard through heartbeats.
  */
-async function standIn(t: Test, c: TestCluster, id: string, block: { hash: string; data: Buffer }, script: Answer[]) {
+async function standIn(t: Test, c: TestCluster, id: string, block: { hash: string; data: Buffer }, script: Answer[], opts: StandInOptions = {}) {
   const gets = new Map<string, number>()
-  const server = createServer((req, res) => {
+  const server = createServer(async (req, res) => {
     const asked = (req.url ?? '').slice('/v1/blocks/'.length)
     gets.set(asked, (gets.get(asked) ?? 0) + 1)
+    await opts.beforeAnswer?.()
     const answer = script.shift() ?? (req.url === `/v1/blocks/${block.hash}` ? 'data' : 404)
     const data = block.data
     if (answer === 'reset') return req.socket.destroy()
@@ -42,10 +43,22 @@ async function standIn(t: Test, c: TestCluster, id: string, block: { hash: strin
   const nc = await c.connect('node')
   const hb: Heartbeat = { id, url, capacity: 1e9, used: 0, blocks: 1, state: 'up', startedAt: Date.now() }
   const beat = () => nc.publish(subjects(c.cluster).heartbeat, encode(hb))
-  beat()
-  const timer = setInterval(beat, 500)
+  let timer: NodeJS.Timeout | undefined
+  const startBeating = () => {
+    if (timer) return
+    beat()
+    timer = setInterval(beat, 500)
+  }
+  if (!opts.silent) startBeating()
   t.teardown(() => clearInterval(timer))
-  return { gets: (hash: string) => gets.get(hash) ?? 0 }
+  return { gets: (hash: string) => gets.get(hash) ?? 0, startBeating }
+}
+
+interface StandInOptions {
+  /** no heartbeats until startBeating() */
+  silent?: boolean
+  /** runs before every answer: the test's hook into the middle of a read */
+  beforeAnswer?: () => Promise<void>
 }
 
 t.test('a replica that resets or fails with 5xx is tried again; a 404 is final', async (t) => {
@@ -76,4 +89,30 @@ t.test('a replica that resets or fails with 5xx is tried again; a 404 is final',
   )) as BerthError | null
   t.equal(err?.code, 'EIO', `a missing copy fails the read (${err?.message ?? 'no error'})`)
   t.equal(gone.gets(lost.hash), 1, 'the replica that said 404 was asked once')
+})
+
+t.test('a replica first heard while a read asks the other nodes is asked before the read fails', async (t) => {
+  // The exact interleaving of a CI failure (block-client-fresh): a fresh
+  // reader knows only "other"; the block sits on "holder", whose first
+  // heartbeat arrives while "other" is being asked. "other" says 404; the read
+  // must go on to "holder", not fail because every listed replica is live now.
+  const c = await startCluster(t, { nodes: 0, replicas: 1 })
+  const data = randomBytes(10_000)
+  const held = { data, hash: createHash('sha256').update(data).digest('hex') }
+  const reader = new BlockClient(await c.connect('client'), { cluster: c.cluster, token: c.secret, replicas: 1, deadlineMs: 20_000 })
+  t.teardown(() => reader.close())
+  const holder = await standIn(t, c, 'holder', held, [], { silent: true })
+  const other = await standIn(t, c, 'other', { hash: '0'.repeat(64), data: Buffer.alloc(1) }, [], {
+    beforeAnswer: async () => {
+      holder.startBeating()
+      for (let i = 0; i < 100 && !reader.liveNodes().has('holder'); i++) await new Promise((r) => setTimeout(r, 20))
+    },
+  })
+  await reader.start()
+  t.notOk(reader.liveNodes().has('holder'), 'the reader has not heard the holder when the read starts')
+
+  const got = await reader.get(held.hash, ['holder'])
+  t.ok(got.equals(held.data), 'read back from the holder')
+  t.equal(other.gets(held.hash), 1, 'the other node was asked once (and said 404)')
+  t.equal(holder.gets(held.hash), 1, 'the holder was asked once')
 })
