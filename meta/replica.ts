@@ -18,6 +18,7 @@
  * writes nothing but the entries it applies. All transitions and ticks run on
  * one promise chain, so they never interleave.
  */
+import { ErrorCode } from 'nats'
 import { NoReply } from '../common/wire'
 import type { Logger } from '../common/log'
 import type { Lease } from './lease'
@@ -104,7 +105,12 @@ export class Replica {
   }
 
   private serial(fn: () => Promise<void>): Promise<void> {
-    const p = this.chain.then(fn).catch((err: unknown) => this.d.logger.warn('replica step failed', err))
+    const p = this.chain.then(fn).catch((err: unknown) => {
+      // the log unanswered (its stream electing a leader after a server died):
+      // one line, not a stack per 1 s try (meta/log/stream.ts API_TIMEOUT_MS)
+      if ((err as { code?: string }).code === ErrorCode.Timeout) this.d.logger.warn('replica step: the log did not answer (JetStream electing a stream leader?); trying again')
+      else this.d.logger.warn('replica step failed', err)
+    })
     this.chain = p
     return p
   }

@@ -26,6 +26,17 @@ export function streamName(cluster: string): string {
   return `BERTH_META_${cluster.replace(/[^A-Za-z0-9_-]/g, '_')}`
 }
 
+/**
+ * Per-call limit of the log's JetStream API calls (stream info, get, trim).
+ * nats.js waits 5 s by default; while the stream has no leader (its server
+ * died; JetStream's own election takes several seconds) every call goes
+ * unanswered, and a replica step that waited out two such calls added 10 s to
+ * a failover (kill -9 of the stream leader's server: 10.6 s to the first
+ * mutation served). With 1 s a step fails fast and the next tick (200 ms)
+ * asks again; a call slower than that on a loaded machine only costs a retry.
+ */
+const API_TIMEOUT_MS = 1000
+
 /** How long a batched read waits for entries the log said it holds before it settles for fewer. */
 const READ_WAIT_MS = 2000
 
@@ -47,7 +58,7 @@ export class MetaLog {
 
   /** Binds to the cluster's log, creating it on first use. */
   static async open(nc: NatsConnection, cluster: string, replicas: number): Promise<MetaLog> {
-    const jsm = await nc.jetstreamManager()
+    const jsm = await nc.jetstreamManager({ timeout: API_TIMEOUT_MS })
     const log = new MetaLog(nc.jetstream(), jsm, cluster)
     try {
       await jsm.streams.info(log.name)
