@@ -143,7 +143,10 @@ export class OpenFile {
   view(): Attr {
     if (!this.isDirty && this.size === this.attr.size) return this.attr
     const mtime = this.mtime ?? this.attr.mtime
-    return { ...this.attr, size: this.size, mtime, ctime: mtime }
+    // a write changes ctime too; a status change after it (chmod, chown) is later still
+    const a = this.attr.ctime
+    const ctime = a[0] > mtime[0] || (a[0] === mtime[0] && a[1] > mtime[1]) ? a : mtime
+    return { ...this.attr, size: this.size, mtime, ctime }
   }
 
   /**

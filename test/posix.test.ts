@@ -185,6 +185,7 @@ t.test('POSIX conformance against a local directory', async (t) => {
 
   await t.test('as root: ownership, setgid, trusted.* xattrs', async (t) => {
     t.equal(got.root['root chown'], '12345:23456')
+    t.equal(got.root['root fchown of an open file to the owner it has: ctime moves, on the fd and after close'], 'owner=0:0 fd=true closed=true mode=100600')
     t.equal(got.root['root lchown a symlink'], 'link=4000:4001 target=12345:777')
     t.equal(got.root['root chown clears suid, keeps sgid without group exec'], 'mode=102744')
     t.equal(got.root['root write keeps suid'], 'mode=106755')

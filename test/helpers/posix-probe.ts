@@ -517,6 +517,18 @@ function rootOnly(): void {
     const s = fs.statSync(r('f'))
     return `${s.uid}:${s.gid}`
   })
+  step('root fchown of an open file to the owner it has: ctime moves, on the fd and after close', () => {
+    // tar and cp -a as root do this for every file; berth defers the meta trip (docs/semantics.md)
+    const fd = fs.openSync(r('own'), 'w', 0o600)
+    fs.writeSync(fd, 'data')
+    const before = fs.fstatSync(fd, { bigint: true }).ctimeNs
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 30)
+    fs.fchownSync(fd, 0, 0)
+    const onFd = fs.fstatSync(fd, { bigint: true })
+    fs.closeSync(fd)
+    const after = fs.statSync(r('own'), { bigint: true })
+    return `owner=${onFd.uid}:${onFd.gid} fd=${onFd.ctimeNs > before} closed=${after.ctimeNs > before} mode=${oct(after.mode)}`
+  })
   step('root chown -1 keeps', () => {
     fs.chownSync(r('f'), -1, 777)
     const s = fs.statSync(r('f'))
