@@ -65,6 +65,11 @@ function bufferSize(need: number, chunkSize: number): number {
   return Math.min(size, chunkSize)
 }
 
+/** `o` without its undefined fields (messages carry no explicit undefined). */
+function dropUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
 export function nowTimespec(): Timespec {
   const ms = Date.now()
   return [Math.floor(ms / 1000), (ms % 1000) * 1_000_000]
@@ -99,9 +104,26 @@ export interface CommitTimes {
   mtime?: Timespec | 'now'
 }
 
+/** Attribute changes of a fresh file, sent with its first commit (OpenFile.defer). */
+export interface PendingAttrs {
+  /** Permission bits (and setuid/setgid/sticky), without the file type. */
+  mode?: number
+  uid?: number
+  gid?: number
+  times?: CommitTimes
+}
+
 export class OpenFile {
   attr: Attr
   size: number
+  /**
+   * Created by this mount and not committed since: meta holds it empty, so
+   * nobody can read anything of it yet, and its chmod/chown/utimens can wait
+   * for the first commit (close or fsync) with the data. tar x changes every
+   * file it creates so; one commit instead of three trips (docs/semantics.md).
+   */
+  fresh = false
+  private pending: PendingAttrs | undefined
   /** Clean and committed chunks: the chunk map as meta has it. */
   readonly chunks = new Map<number, ChunkRef>()
   /** Every chunk not clean: loading, dirty, uploading or uploaded. */
@@ -131,8 +153,39 @@ export class OpenFile {
   }
 
   get isDirty(): boolean {
-    return this.sizeDirty || this.slots.size > 0 || this.uploads.size > 0
+    return this.sizeDirty || this.slots.size > 0 || this.uploads.size > 0 || this.pending !== undefined
   }
+
+  /** Attribute changes waiting for the first commit. */
+  get hasPending(): boolean {
+    return this.pending !== undefined
+  }
+
+  /**
+   * Under the lock: keeps `change` for the first commit if this file is still
+   * fresh (false otherwise: the caller sends it to meta now). A later change
+   * of the same attribute replaces the earlier one, as it would in meta.
+   */
+  defer(change: PendingAttrs): Promise<boolean> {
+    return this.lock.run(async () => {
+      if (!this.fresh) return false
+      const p: PendingAttrs = { ...this.pending }
+      if (change.mode !== undefined) p.mode = change.mode & 0o7777
+      if (change.uid !== undefined) p.uid = change.uid
+      if (change.gid !== undefined) p.gid = change.gid
+      if (change.times) {
+        p.times = { ...p.times, ...change.times }
+        // an explicit mtime replaces the last write's; a later write replaces it again (write)
+        if (change.times.mtime !== undefined) this.mtime = change.times.mtime === 'now' ? nowTimespec() : change.times.mtime
+      }
+      this.pending = p
+      this.changedAt = nowTimespec()
+      return true
+    })
+  }
+
+  /** When a deferred change was made (the ctime shown until the commit). */
+  private changedAt: Timespec | undefined
 
   /** The state of chunk `idx` (tests and metrics). */
   stateOf(idx: number): string {
@@ -144,9 +197,19 @@ export class OpenFile {
     if (!this.isDirty && this.size === this.attr.size) return this.attr
     const mtime = this.mtime ?? this.attr.mtime
     // a write changes ctime too; a status change after it (chmod, chown) is later still
-    const a = this.attr.ctime
-    const ctime = a[0] > mtime[0] || (a[0] === mtime[0] && a[1] > mtime[1]) ? a : mtime
-    return { ...this.attr, size: this.size, mtime, ctime }
+    const ctime = [this.attr.ctime, this.changedAt].reduce<Timespec>((a, b) => (b && (b[0] > a[0] || (b[0] === a[0] && b[1] > a[1])) ? b : a), mtime)
+    const p = this.pending
+    const atime = p?.times?.atime === undefined ? this.attr.atime : p.times.atime === 'now' ? ctime : p.times.atime
+    return {
+      ...this.attr,
+      size: this.size,
+      mtime,
+      ctime,
+      atime,
+      mode: p?.mode === undefined ? this.attr.mode : (this.attr.mode & ~0o7777) | p.mode,
+      uid: p?.uid ?? this.attr.uid,
+      gid: p?.gid ?? this.attr.gid,
+    }
   }
 
   /**
@@ -346,6 +409,8 @@ export class OpenFile {
         this.size = Math.max(this.size, off + step)
         this.sizeDirty = true
         this.mtime = nowTimespec()
+        // this write's time replaces a deferred utimens's mtime (not its atime)
+        if (this.pending?.times?.mtime !== undefined) this.pending = { ...this.pending, times: { ...this.pending.times, mtime: undefined } }
         if (inChunk + step === cs) {
           await this.wholeIfDue(idx)
           await this.startUpload(idx)
@@ -613,15 +678,24 @@ export class OpenFile {
     const done: Array<Slot & { state: 'uploaded' }> = []
     for (const slot of this.slots.values()) if (slot.state === ChunkState.uploaded) done.push(slot)
     done.sort((a, b) => a.ref.idx - b.ref.idx)
-    if (done.length === 0 && !this.sizeDirty) return null
+    const pending = this.pending
+    if (done.length === 0 && !this.sizeDirty && !pending) return null
     const size = this.size
+    // deferred attributes go with the last page (times given by the caller are newer)
+    const allTimes = pending?.times || times ? dropUndefined({ ...pending?.times, ...times }) : undefined
+    const attrs = pending ? dropUndefined({ mode: pending.mode, uid: pending.uid, gid: pending.gid }) : {}
     let attr: Attr | undefined
     for (let i = 0; i === 0 || i < done.length; i += COMMIT_PAGE) {
       const chunks = done.slice(i, i + COMMIT_PAGE).map((s) => s.commit)
       const last = i + COMMIT_PAGE >= done.length
-      const reply = await meta.call('commit', { ino: this.attr.ino, session, size, chunks, mtime: this.mtime, ...(times && last ? { times } : {}) })
+      const reply = await meta.call('commit', { ino: this.attr.ino, session, size, chunks, mtime: this.mtime, ...(allTimes && last ? { times: allTimes } : {}), ...(last ? attrs : {}) })
       attr = reply.attr
     }
+    if (this.pending === pending) {
+      this.pending = undefined
+      this.changedAt = undefined
+    }
+    this.fresh = false
     // uploaded -> committed (clean): nothing else ran meanwhile, the lock is ours
     for (const slot of done) {
       const idx = slot.ref.idx

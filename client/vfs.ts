@@ -310,6 +310,11 @@ export class Vfs {
     if (change.mtime !== undefined) rest.mtime = change.mtime
     if (Object.keys(rest).length === 0) return attr
     const f = this.files.get(ino)
+    // a file this mount created and has not committed: meta holds it empty,
+    // so its chmod, chown and utimens wait for its first commit (open-file.ts)
+    if (f?.fresh && (await f.defer({ mode: rest.mode, uid: rest.uid, gid: rest.gid, times: rest.atime !== undefined || rest.mtime !== undefined ? dropUndef({ atime: rest.atime, mtime: rest.mtime }) : undefined }))) {
+      return f.view()
+    }
     if (f && isNoopChown(rest, attr)) {
       // tar and cp -a as root chown every file they create to the owner it
       // already has, then fchmod it: Linux changes nothing but ctime, which
@@ -541,6 +546,7 @@ export class Vfs {
     // one meta transaction creates and opens; a new file has no chunks to load
     const attr = await this.mknod(parent, name, (mode & PERM_BITS) | S_IFREG, 0, caller, this.opts.session)
     const f = new OpenFile(attr, this.wb)
+    f.fresh = true
     this.files.set(attr.ino, f)
     return { fh: this.addHandle(f, flags), attr }
   }
@@ -751,7 +757,8 @@ export class Vfs {
   /** close(): commits what this handle wrote; a handle that wrote nothing does not flush. */
   async flush(fh: number): Promise<void> {
     const h = this.handle(fh)
-    if (h.wrote) {
+    // deferred attribute changes of a fresh file are committed at its close too (touch)
+    if (h.wrote || h.file.hasPending) {
       // the last handle's close may compact appended slices (client/open-file.ts)
       if (await h.file.flush(this.meta, this.opts.session, { closing: h.file.handles === 1 })) this.ctimeDue.delete(h.file.attr.ino)
       this.afterCommit(h.file)
@@ -883,6 +890,10 @@ export class Vfs {
  * A chown to the owner and group the file already has, nothing else, on a
  * file without setuid/setgid bits (a chown clears those, a real change).
  */
+function dropUndef<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T
+}
+
 function isNoopChown(change: Omit<SetattrChange, 'size'>, attr: Attr): boolean {
   const keys = Object.keys(change)
   if (keys.length === 0 || !keys.every((k) => k === 'uid' || k === 'gid')) return false

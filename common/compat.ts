@@ -24,10 +24,12 @@ import { versionInfo } from '../cli/version'
  * before close, so a client of 2 must not use one (it refuses it, see above);
  * a meta of 2 still serves clients of 1, which send none of these.
  */
+// 3: commit carries a fresh file's deferred chmod/chown (mode, uid, gid); a
+// meta of 2 would drop them, so a client of 3 refuses it like any older meta.
 // Not bumped for `clonechunks` (copy_file_range inside the cluster): a new op
 // changes no existing message, a meta without it answers ENOSYS (unknown
 // operation) and the client then copies by read + write (client/copy-range.ts).
-export const PROTOCOL = 2
+export const PROTOCOL = 3
 /**
  * The oldest protocol this meta serves, per kind of peer. Clients: 2, because
  * a file may now hold chunks in slices (appends, docs/data-node.md#appends): a

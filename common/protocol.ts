@@ -212,7 +212,19 @@ export const metaRequests = {
    * wholly past `size` are dropped and the last one is clipped to it.
    */
   // times: utimensat on a file with uncommitted writes, applied in the same transaction (wins over mtime)
-  commit: z.object({ rid, ino, session, size, chunks: z.array(chunkRef).max(MAX_PAGE), mtime: timespec.optional(), times: z.object({ atime: timeSet.optional(), mtime: timeSet.optional() }).optional() }),
+  commit: z.object({
+    rid,
+    ino,
+    session,
+    size,
+    chunks: z.array(chunkRef).max(MAX_PAGE),
+    mtime: timespec.optional(),
+    times: z.object({ atime: timeSet.optional(), mtime: timeSet.optional() }).optional(),
+    // a fresh file's chmod/chown, deferred to its first commit (protocol 3, client/open-file.ts)
+    mode: z.number().int().min(0).max(0o7777).optional(),
+    uid: u32.optional(),
+    gid: u32.optional(),
+  }),
   /**
    * copy_file_range inside the cluster (docs/semantics.md#writes): chunks
    * `from`..`from + count - 1` of `src` become chunks `to`.. of `dst`, naming
