@@ -79,5 +79,12 @@ t.test('after a burst past the backstop the WAL file is cut back and the worker 
     await sleep(100)
   }
   t.ok(db.checkpoints.runs > runs, `the worker checkpointed after the burst (${db.checkpoints.runs - runs} runs)`)
+  // SQLite cuts the file back at the first commit that starts the WAL over
+  // after a complete checkpoint (journal_size_limit), not at the checkpoint
+  // itself: the trickle goes on until one has (CI once checked in between)
+  for (let i = 0; i < 40 && statSync(`${file}-wal`).size > WAL_BACKSTOP_PAGES * 4120; i++) {
+    await db.write((tx) => tx.run('INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)', [2000 + i, Buffer.alloc(8192, i)]))
+    await sleep(100)
+  }
   t.ok(statSync(`${file}-wal`).size <= WAL_BACKSTOP_PAGES * 4120, `the WAL file was cut back (${statSync(`${file}-wal`).size} bytes)`)
 })
