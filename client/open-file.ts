@@ -66,7 +66,7 @@ function bufferSize(need: number, chunkSize: number): number {
 }
 
 /** `o` without its undefined fields (messages carry no explicit undefined). */
-function dropUndefined<T extends object>(o: T): Partial<T> {
+export function dropUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
 }
 
@@ -124,6 +124,8 @@ export class OpenFile {
    */
   fresh = false
   private pending: PendingAttrs | undefined
+  /** When a deferred change was made (the ctime shown until the commit). */
+  private changedAt: Timespec | undefined
   /** Clean and committed chunks: the chunk map as meta has it. */
   readonly chunks = new Map<number, ChunkRef>()
   /** Every chunk not clean: loading, dirty, uploading or uploaded. */
@@ -183,9 +185,6 @@ export class OpenFile {
       return true
     })
   }
-
-  /** When a deferred change was made (the ctime shown until the commit). */
-  private changedAt: Timespec | undefined
 
   /** The state of chunk `idx` (tests and metrics). */
   stateOf(idx: number): string {

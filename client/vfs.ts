@@ -16,7 +16,7 @@ import { PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID } from '
 import { BlockCache } from './block-cache'
 import { MAX_COPY, RangeCopier } from './copy-range'
 import { MetaCache } from './meta-cache'
-import { nowTimespec, OpenFile, Writeback } from './open-file'
+import { dropUndefined, nowTimespec, OpenFile, Writeback } from './open-file'
 import type { BlockApi, MetaApi } from './stores'
 
 export interface Caller {
@@ -312,8 +312,9 @@ export class Vfs {
     const f = this.files.get(ino)
     // a file this mount created and has not committed: meta holds it empty,
     // so its chmod, chown and utimens wait for its first commit (open-file.ts)
-    if (f?.fresh && (await f.defer({ mode: rest.mode, uid: rest.uid, gid: rest.gid, times: rest.atime !== undefined || rest.mtime !== undefined ? dropUndef({ atime: rest.atime, mtime: rest.mtime }) : undefined }))) {
-      return f.view()
+    if (f?.fresh) {
+      const times = rest.atime !== undefined || rest.mtime !== undefined ? dropUndefined({ atime: rest.atime, mtime: rest.mtime }) : undefined
+      if (await f.defer({ mode: rest.mode, uid: rest.uid, gid: rest.gid, times })) return f.view()
     }
     if (f && isNoopChown(rest, attr)) {
       // tar and cp -a as root chown every file they create to the owner it
@@ -890,10 +891,6 @@ export class Vfs {
  * A chown to the owner and group the file already has, nothing else, on a
  * file without setuid/setgid bits (a chown clears those, a real change).
  */
-function dropUndef<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T
-}
-
 function isNoopChown(change: Omit<SetattrChange, 'size'>, attr: Attr): boolean {
   const keys = Object.keys(change)
   if (keys.length === 0 || !keys.every((k) => k === 'uid' || k === 'gid')) return false
