@@ -34,6 +34,7 @@ import { chunkLen, clipRef, extentsOf, lastHash, withSlice } from '../common/chu
 import { MAX_SLICES, type Attr, type ChunkRef, type Timespec } from '../common/protocol'
 import { BerthError, codeOf } from '../common/errors'
 import { logger } from '../common/log'
+import { PERM_BITS, S_IFMT } from '../common/modes'
 import { ChunkState, type Slot, type Upload } from './chunk-state'
 import { Mutex } from './semaphore'
 import type { BlockPut, MetaApi } from './stores'
@@ -68,6 +69,11 @@ function bufferSize(need: number, chunkSize: number): number {
 /** `o` without its undefined fields (messages carry no explicit undefined). */
 export function dropUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+/** The later of two times (`b` may be absent). */
+function later(a: Timespec, b: Timespec | undefined): Timespec {
+  return b && (b[0] > a[0] || (b[0] === a[0] && b[1] > a[1])) ? b : a
 }
 
 export function nowTimespec(): Timespec {
@@ -172,7 +178,7 @@ export class OpenFile {
     return this.lock.run(async () => {
       if (!this.fresh) return false
       const p: PendingAttrs = { ...this.pending }
-      if (change.mode !== undefined) p.mode = change.mode & 0o7777
+      if (change.mode !== undefined) p.mode = change.mode & PERM_BITS
       if (change.uid !== undefined) p.uid = change.uid
       if (change.gid !== undefined) p.gid = change.gid
       if (change.times) {
@@ -196,7 +202,7 @@ export class OpenFile {
     if (!this.isDirty && this.size === this.attr.size) return this.attr
     const mtime = this.mtime ?? this.attr.mtime
     // a write changes ctime too; a status change after it (chmod, chown) is later still
-    const ctime = [this.attr.ctime, this.changedAt].reduce<Timespec>((a, b) => (b && (b[0] > a[0] || (b[0] === a[0] && b[1] > a[1])) ? b : a), mtime)
+    const ctime = later(later(mtime, this.attr.ctime), this.changedAt)
     const p = this.pending
     const atime = p?.times?.atime === undefined ? this.attr.atime : p.times.atime === 'now' ? ctime : p.times.atime
     return {
@@ -205,7 +211,7 @@ export class OpenFile {
       mtime,
       ctime,
       atime,
-      mode: p?.mode === undefined ? this.attr.mode : (this.attr.mode & ~0o7777) | p.mode,
+      mode: p?.mode === undefined ? this.attr.mode : (this.attr.mode & S_IFMT) | p.mode,
       uid: p?.uid ?? this.attr.uid,
       gid: p?.gid ?? this.attr.gid,
     }

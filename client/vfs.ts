@@ -12,11 +12,11 @@ import type { Attr, ChunkRef, DirEntry, Invalidation, StatfsReply } from '../com
 import { ROOT_INO } from '../common/protocol'
 import { BerthError, fsError } from '../common/errors'
 import { logger } from '../common/log'
-import { PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID } from '../common/modes'
+import { PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../common/modes'
 import { BlockCache } from './block-cache'
 import { MAX_COPY, RangeCopier } from './copy-range'
 import { MetaCache } from './meta-cache'
-import { dropUndefined, nowTimespec, OpenFile, Writeback } from './open-file'
+import { dropUndefined, OpenFile, Writeback } from './open-file'
 import type { BlockApi, MetaApi } from './stores'
 
 export interface Caller {
@@ -116,8 +116,6 @@ export class Vfs {
   private readonly holds = new Map<number, number>()
   /** Inodes freed while our session lease had lapsed (client/session-lease.ts): their handles fail. */
   private readonly lost = new Set<number>()
-  /** Open files whose ctime a skipped no-op chown left due in meta (setattr, settleCtime). */
-  private readonly ctimeDue = new Set<number>()
   private releaseTimer: NodeJS.Timeout | undefined
   /** Foreign invalidations applied so far (see invalidate). */
   private foreign = 0
@@ -316,17 +314,6 @@ export class Vfs {
       const times = rest.atime !== undefined || rest.mtime !== undefined ? dropUndefined({ atime: rest.atime, mtime: rest.mtime }) : undefined
       if (await f.defer({ mode: rest.mode, uid: rest.uid, gid: rest.gid, times })) return f.view()
     }
-    if (f && isNoopChown(rest, attr)) {
-      // tar and cp -a as root chown every file they create to the owner it
-      // already has, then fchmod it: Linux changes nothing but ctime, which
-      // the next change of this open file sets anyway. So no meta trip now;
-      // the ctime is due, settled by that change or at the latest by the
-      // file's close or fsync (settleCtime). One trip per extracted file less.
-      f.attr = { ...f.attr, ctime: nowTimespec() }
-      this.cache.setAttr(f.attr)
-      this.ctimeDue.add(ino)
-      return f.view()
-    }
     // pending data would be committed later with the write time: commit it
     // first, and times alone (tar's futimens after its writes) in that same commit
     if (f && (rest.mtime !== undefined || rest.atime !== undefined)) {
@@ -337,7 +324,6 @@ export class Vfs {
       }
     }
     const reply = await this.meta.call('setattr', { ino, ...rest })
-    this.ctimeDue.delete(ino)
     this.cache.setAttr(reply.attr)
     if (f) f.attr = { ...reply.attr, size: f.attr.size }
     return this.overlay(reply.attr)
@@ -759,37 +745,17 @@ export class Vfs {
   async flush(fh: number): Promise<void> {
     const h = this.handle(fh)
     // deferred attribute changes of a fresh file are committed at its close too (touch)
-    if (h.wrote || h.file.hasPending) {
-      // the last handle's close may compact appended slices (client/open-file.ts)
-      if (await h.file.flush(this.meta, this.opts.session, { closing: h.file.handles === 1 })) this.ctimeDue.delete(h.file.attr.ino)
-      this.afterCommit(h.file)
-    }
-    await this.settleCtime(h.file)
+    if (!h.wrote && !h.file.hasPending) return
+    // the last handle's close may compact appended slices (client/open-file.ts)
+    await h.file.flush(this.meta, this.opts.session, { closing: h.file.handles === 1 })
+    this.afterCommit(h.file)
   }
 
   /** fsync commits the file whatever the handle did (fsync of a read-only fd is valid). */
   async fsync(fh: number): Promise<void> {
     const f = this.handle(fh).file
-    if (await f.flush(this.meta, this.opts.session)) this.ctimeDue.delete(f.attr.ino)
+    await f.flush(this.meta, this.opts.session)
     this.afterCommit(f)
-    await this.settleCtime(f)
-  }
-
-  /**
-   * A no-op chown left this file's ctime due (setattr) and nothing has
-   * changed the file in meta since: change it now, with the same chown.
-   */
-  private async settleCtime(f: OpenFile): Promise<void> {
-    const ino = f.attr.ino
-    if (!this.ctimeDue.delete(ino)) return
-    try {
-      const reply = await this.meta.call('setattr', { ino, uid: f.attr.uid, gid: f.attr.gid })
-      this.cache.setAttr(reply.attr)
-      f.attr = { ...reply.attr, size: f.attr.size }
-    } catch (err) {
-      // a ctime, nothing else: the close that carries it must not fail for it
-      log.warn(`inode ${ino}: the ctime of a chown that changed nothing was not stored`, err)
-    }
   }
 
   async release(fh: number): Promise<void> {
@@ -800,10 +766,9 @@ export class Vfs {
       if (this.lost.has(f.attr.ino)) throw fsError('EIO', `inode ${f.attr.ino} was freed while this mount's session had lapsed; its unsaved data is lost`)
       // the last handle also commits what is still dirty (a failed flush before)
       if (h.wrote || (f.handles === 1 && f.isDirty)) {
-        if (await f.flush(this.meta, this.opts.session, { closing: f.handles === 1 })) this.ctimeDue.delete(f.attr.ino)
+        await f.flush(this.meta, this.opts.session, { closing: f.handles === 1 })
         this.afterCommit(f)
       }
-      if (f.handles === 1) await this.settleCtime(f)
     } finally {
       this.unref(f)
     }
@@ -885,18 +850,6 @@ export class Vfs {
     )
     return errors
   }
-}
-
-/**
- * A chown to the owner and group the file already has, nothing else, on a
- * file without setuid/setgid bits (a chown clears those, a real change).
- */
-function isNoopChown(change: Omit<SetattrChange, 'size'>, attr: Attr): boolean {
-  const keys = Object.keys(change)
-  if (keys.length === 0 || !keys.every((k) => k === 'uid' || k === 'gid')) return false
-  if (change.uid !== undefined && change.uid !== attr.uid) return false
-  if (change.gid !== undefined && change.gid !== attr.gid) return false
-  return (attr.mode & (S_ISUID | S_ISGID)) === 0
 }
 
 export function splitPath(path: string): string[] {

@@ -546,9 +546,10 @@ export class BlockClient {
    * only once a good copy has been read: then the good one proves them bad (a
    * wrong checksum in meta, or a flaky network, must not condemn every copy).
    */
-  private async getOnce(hash: string, nodes: string[], range: Range, check: (buf: Buffer) => string | null, deadline: number): Promise<{ buf?: Buffer; err?: unknown; transient?: boolean; asked: ReadonlySet<string> }> {
+  private async getOnce(hash: string, nodes: string[], range: Range, check: (buf: Buffer) => string | null, deadline: number): Promise<{ buf?: Buffer; err?: unknown; transient?: boolean; asked: ReadonlyMap<string, string> }> {
     const live = this.liveNodes()
-    const asked = new Set(live.keys())
+    // the nodes this pass asks (or would have, had the deadline allowed)
+    const asked: ReadonlyMap<string, string> = live
     const given = nodes.filter((id, i) => live.has(id) && nodes.indexOf(id) === i)
     const others = [...live.keys()].filter((id) => !given.includes(id))
     // Stable within each group: preferred replicas first, suspects and known-bad copies to the back.

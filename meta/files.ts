@@ -13,7 +13,7 @@
 import { fsError } from '../common/errors'
 import { INLINE_MAX, MAX_SLICES, type ChunkRef, type MetaParsed, type MetaReplies, type SliceRef } from '../common/protocol'
 import type { Changes, MetaEnv } from './context'
-import { isDir, isReg, S_IFMT } from '../common/modes'
+import { isDir, isReg, PERM_BITS, S_IFMT } from '../common/modes'
 import { clipChunks, freeIfUnused, mustInode, refBlock, toAttr, unrefBlock } from './inodes'
 import type { Conn } from './sqlite'
 import { enqueue } from './repair-queue'
@@ -225,9 +225,10 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
     const atime = b.times?.atime === 'now' ? now : b.times?.atime
     if (atime) await tx.run('UPDATE inodes SET atime_s = ?, atime_ns = ? WHERE ino = ?', [atime[0], atime[1], b.ino])
     // a fresh file's chmod/chown, which its writer deferred to this commit (the kernel checked them)
-    if (b.mode !== undefined) await tx.run('UPDATE inodes SET mode = ? WHERE ino = ?', [(row.mode & S_IFMT) | (b.mode & 0o7777), b.ino])
-    if (b.uid !== undefined) await tx.run('UPDATE inodes SET uid = ? WHERE ino = ?', [b.uid, b.ino])
-    if (b.gid !== undefined) await tx.run('UPDATE inodes SET gid = ? WHERE ino = ?', [b.gid, b.ino])
+    if (b.mode !== undefined || b.uid !== undefined || b.gid !== undefined) {
+      const mode = b.mode === undefined ? row.mode : (row.mode & S_IFMT) | (b.mode & PERM_BITS)
+      await tx.run('UPDATE inodes SET mode = ?, uid = ?, gid = ? WHERE ino = ?', [mode, b.uid ?? row.uid, b.gid ?? row.gid, b.ino])
+    }
     ch.ino(b.ino)
     return { attr: toAttr(await mustInode(tx, b.ino)) }
   })
