@@ -102,8 +102,9 @@ export function bytes(n: number): string {
 export function formatReplication(leader: string, r: ReplicationReport): string[] {
   const log = `log ${r.logFirstSeq !== undefined ? `${r.logFirstSeq}..` : 'up to '}${r.lastLogSeq}`
   const snap = r.snapshotSeq ? `, snapshot at ${r.snapshotSeq}` : ''
+  const to = r.appendsTo ? `; appends to ${r.appendsTo}` : ''
   return [
-    `replicated (--ha): ${leader} leads, lease held ${(r.leaseAgeMs / 1000).toFixed(1)} s; ${log}${snap}`,
+    `replicated (--ha): ${leader} leads, lease held ${(r.leaseAgeMs / 1000).toFixed(1)} s; ${log}${snap}${to}`,
     ...(r.replicas ?? []).map((p) => `  replica ${p.metaId}  ${p.role.padEnd(8)}  applied ${p.applied}  lag ${p.lag}  (reported ${(p.seenMsAgo / 1000).toFixed(1)} s ago)`),
   ]
 }

@@ -25,6 +25,8 @@ export interface NatsSettings extends NatsAuth {
   name: string
   /** Give up connecting at start after this long; reconnects afterwards are unbounded. */
   connectTimeoutMs?: number
+  /** Connect to server `onlyServer` (0-based) of the URL list alone (meta's append route). */
+  onlyServer?: number
 }
 
 /**
@@ -61,10 +63,16 @@ export function natsAuthFromEnv(flags: NatsAuth, env: NodeJS.ProcessEnv = proces
   }
 }
 
+/** The server URLs of a comma-separated list, credentials taken out. */
+export function natsServers(url: string): string[] {
+  return splitUrlCredentials(url).url.split(',').map((u) => u.trim()).filter(Boolean)
+}
+
 export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
   // user:pass@ in the URL is what the user typed last: it wins over env and files
   const fromUrl = splitUrlCredentials(s.url)
-  const servers = fromUrl.url.split(',').map((u) => u.trim()).filter(Boolean)
+  const listed = natsServers(s.url)
+  const servers = s.onlyServer === undefined ? listed : listed.slice(s.onlyServer, s.onlyServer + 1)
   const shown = fromUrl.url
   const user = fromUrl.user ?? s.user
   const pass = fromUrl.user !== undefined ? fromUrl.pass : s.pass
@@ -87,7 +95,7 @@ export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
       pass: pass || undefined,
       token: token || undefined,
       authenticator,
-      inboxPrefix: s.inboxPrefix || inboxPrefixFor(s.user || userInUrl(servers)),
+      inboxPrefix: s.inboxPrefix || inboxPrefixFor(s.user || userInUrl(listed)),
       timeout: s.connectTimeoutMs ?? 10_000,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,

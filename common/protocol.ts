@@ -367,6 +367,8 @@ export interface ReplicationReport {
   /** Sequence of the stored snapshot (null: none yet) and the log's first entry. */
   snapshotSeq?: number | null
   logFirstSeq?: number
+  /** NATS server the leader sends its appends to directly, the log's stream leader (meta/log/append-route.ts); absent: through its own connection. */
+  appendsTo?: string
 }
 
 export interface DrainProgress {

@@ -16,7 +16,7 @@ import { ErrorCode as NatsErrorCode, type NatsConnection } from 'nats'
 import { BerthError } from '../common/errors'
 import { emitEvent, logger } from '../common/log'
 import { serveMetrics } from '../common/metrics-http'
-import { connectNats } from '../common/nats-connect'
+import { connectNats, natsServers } from '../common/nats-connect'
 import { heartbeat } from '../common/protocol'
 import { decode, encode, parseBody, subjects } from '../common/wire'
 import { parseConfig, type MetaConfig } from './config'
@@ -39,6 +39,7 @@ import { ReplicaPeers } from './replica-peers'
 import { bounded, Serving } from './serving'
 import { openDatabase, type Database } from './sqlite'
 import { SnapshotStore } from './log/snapshot'
+import { AppendRoute } from './log/append-route'
 import { appliedSeq } from './log/apply'
 import { dashboardSampler, startDashboard, withSampler } from './dashboard'
 
@@ -146,7 +147,7 @@ export async function run(argv: string[]): Promise<void> {
   })
 
   if (ha && cfg.ha) {
-    const { log: metaLog, lease, snapshots } = ha
+    const { log: metaLog, lease, snapshots, route } = ha
     const snap = cfg.ha
     replica = new Replica({
       db,
@@ -181,6 +182,7 @@ export async function run(argv: string[]): Promise<void> {
           replicas: seenPeers.list(last),
           snapshotSeq: replica?.snapshotSeq ?? null,
           ...(bounds ? { logFirstSeq: bounds.first } : {}),
+          ...(route?.appendsTo ? { appendsTo: route.appendsTo } : {}),
         }
       },
     }
@@ -202,6 +204,7 @@ export async function run(argv: string[]): Promise<void> {
   // so each NATS step gets a bound and the database is closed regardless.
   peers?.stop()
   if (replica) await bounded(replica.stop(), DRAIN_MS * 2)
+  if (ha?.route) await bounded(ha.route.close(), DRAIN_MS)
   await serving.stop()
   metricsHttp?.server.close()
   await dashboard?.close()
@@ -244,6 +247,8 @@ interface HaParts {
   log: MetaLog
   lease: Lease
   snapshots: SnapshotStore
+  /** Appends straight to the stream leader's server (null: one server listed). */
+  route: AppendRoute | null
 }
 
 async function openHa(nc: NatsConnection, cfg: MetaConfig, metaId: string, ha: NonNullable<MetaConfig['ha']>): Promise<HaParts> {
@@ -251,7 +256,19 @@ async function openHa(nc: NatsConnection, cfg: MetaConfig, metaId: string, ha: N
   const metaLog = await retryFor(JETSTREAM_WAIT_MS, 'the log stream', () => MetaLog.open(nc, cfg.cluster, ha.logReplicas))
   const lease = await retryFor(JETSTREAM_WAIT_MS, 'the lease bucket', () => Lease.open(nc, cfg.cluster, metaId, { ttlMs: ha.leaseTtlMs, replicas: ha.logReplicas }))
   const snapshots = await retryFor(JETSTREAM_WAIT_MS, 'the snapshot store', () => SnapshotStore.open(nc, cfg.cluster, ha.logReplicas))
-  return { log: metaLog, lease, snapshots }
+  const servers = natsServers(cfg.natsUrl).length
+  const route =
+    servers > 1
+      ? new AppendRoute({
+          servers,
+          connectTo: (i) => connectNats({ url: cfg.natsUrl, name: `berth-meta-${metaId}-append`, ...cfg.auth, onlyServer: i, connectTimeoutMs: 2000 }),
+          streamLeader: () => metaLog.streamLeader(),
+          fallback: nc.jetstream(),
+          logger: log,
+        })
+      : null
+  if (route) metaLog.routeAppends(route)
+  return { log: metaLog, lease, snapshots, route }
 }
 
 /**

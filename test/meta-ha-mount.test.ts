@@ -19,40 +19,13 @@ import { ROOT_INO } from '../common/protocol'
 import type { ServiceHandle } from '../cli/spawn-service'
 import { berthJson } from './helpers/berth-cli'
 import { startCluster, type TestCluster } from './helpers/cluster'
-import { streamName } from '../meta/log/stream'
 import { eventually } from './helpers/lifecycle'
 import { mountCluster } from './helpers/mount'
+import { streamLeaderOn } from './helpers/stream-leader'
 import { makeTree } from './helpers/tree'
 
 const ENTRIES = Number(process.env.BERTH_HA_ENTRIES ?? 300)
 const HA = ['--ha', '--log-replicas', '3', '--lease-ttl-ms', '3000']
-
-/**
- * Moves the meta log's JetStream stream leader onto server `name` (asking the
- * current leader to step down until the election lands there); false if it
- * did not within a few tries.
- */
-async function streamLeaderOn(c: TestCluster, name: string): Promise<boolean> {
-  const nc = await c.connect('meta')
-  try {
-    const jsm = await nc.jetstreamManager()
-    const stream = streamName(c.cluster)
-    for (let i = 0; i < 12; i++) {
-      // right after a step-down the stream may have no leader for a moment
-      const leader = await jsm.streams.info(stream).then((info) => info.cluster?.leader, () => undefined)
-      if (leader === name) return true
-      if (leader === undefined) {
-        await new Promise((r) => setTimeout(r, 500))
-        continue
-      }
-      await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, undefined, { timeout: 5000 }).catch(() => undefined)
-      await new Promise((r) => setTimeout(r, 500))
-    }
-    return false
-  } finally {
-    await nc.close()
-  }
-}
 
 /** Every one of `n` replicas reports in and none lags more than a few entries behind the leader. */
 async function caughtUp(mc: MetaClient, n: number): Promise<boolean> {

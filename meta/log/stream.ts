@@ -8,6 +8,7 @@
  */
 import { StorageType, type Consumer, type JetStreamClient, type JetStreamManager, type NatsConnection } from 'nats'
 import { decode, encode } from '../../common/wire'
+import type { AppendRoute } from './append-route'
 import type { Write } from '../sqlite'
 
 export interface LogEntry {
@@ -46,6 +47,8 @@ export class MetaLog {
   /** The follower's cursor: an ordered consumer positioned at `cursorSeq` (see readRange). */
   private cursor: Consumer | null = null
   private cursorSeq = 0
+  /** Where appends go out (meta/log/append-route.ts); null: on the replica's own connection. */
+  private route: AppendRoute | null = null
 
   private constructor(
     private readonly js: JetStreamClient,
@@ -77,8 +80,24 @@ export class MetaLog {
 
   /** Appends `entry` if the log's last sequence is `after`; resolves with its sequence. */
   async append(entry: LogEntry, after: number): Promise<number> {
-    const ack = await this.js.publish(this.subject, encode(entry), { expect: { lastSequence: after }, timeout: 5000 })
-    return ack.seq
+    const js = this.route?.current() ?? this.js
+    try {
+      const ack = await js.publish(this.subject, encode(entry), { expect: { lastSequence: after }, timeout: 5000 })
+      return ack.seq
+    } catch (err) {
+      this.route?.failed()
+      throw err
+    }
+  }
+
+  /** Sends appends through `route` from now on. */
+  routeAppends(route: AppendRoute): void {
+    this.route = route
+  }
+
+  /** Server name of the stream's leader (undefined while it has none). */
+  async streamLeader(): Promise<string | undefined> {
+    return (await this.jsm.streams.info(this.name)).cluster?.leader
   }
 
   /** First and last sequence held (first > last when empty). */

@@ -1,0 +1,46 @@
+/**
+ * The leader's appends go straight to the NATS server that leads the log's
+ * JetStream stream (meta/log/append-route.ts), and follow that stream leader
+ * when JetStream moves it. Three clustered nats-servers, one meta with --ha
+ * (log R3). The stream leader is moved onto each server in turn; each time
+ * `status` must name that server as where appends go, after a few mutations.
+ * Every mutation meanwhile is answered and lands exactly once.
+ */
+import t from 'tap'
+import { ROOT_INO } from '../common/protocol'
+import { startCluster } from './helpers/cluster'
+import { eventually } from './helpers/lifecycle'
+import { streamLeader, streamLeaderOn } from './helpers/stream-leader'
+
+t.test('appends follow the log stream leader onto each server', { timeout: 240_000 }, async (t) => {
+  const c = await startCluster(t, { nodes: 0, natsServers: 3, metaArgs: ['--ha', '--log-replicas', '3', '--lease-ttl-ms', '3000'] })
+  const mc = await c.metaClient({ deadlineMs: 60_000 })
+  let made = 0
+  /** One mutation (answered), then where the leader says its appends go. */
+  const appendsTo = async (): Promise<string | undefined> => {
+    await mc.call('mkdir', { parent: ROOT_INO, name: `d${made}`, mode: 0o755, uid: 0, gid: 0 })
+    made++
+    return (await mc.call('status', {})).replication?.appendsTo
+  }
+
+  const first = await streamLeader(c)
+  t.ok(first, `the log has a stream leader (${first})`)
+  t.ok(await eventually(async () => (await appendsTo()) === (await streamLeader(c)), 20_000, 200), 'appends go to the server JetStream chose')
+
+  // the first server is where every process connects (noRandomize): appends to
+  // another server are the case the route exists for, so visit all three
+  for (const server of ['berth-nats-1', 'berth-nats-2', 'berth-nats-0']) {
+    t.ok(await streamLeaderOn(c, server), `the log's stream leader moved to ${server}`)
+    t.ok(await eventually(async () => (await appendsTo()) === server, 20_000, 200), `appends go to ${server}`)
+  }
+
+  const names: string[] = []
+  for (let cursor: string | null = null; ; ) {
+    const page: { entries: Array<{ name: string }>; next: string | null } = await mc.call('readdir', { ino: ROOT_INO, cursor })
+    names.push(...page.entries.map((e) => e.name))
+    if (!(cursor = page.next)) break
+  }
+  const dirs = names.filter((n) => /^d\d+$/.test(n))
+  t.equal(dirs.length, made, `each of the ${made} answered mkdirs is there once`)
+  t.same(new Set(dirs).size, dirs.length, 'no name twice')
+})
