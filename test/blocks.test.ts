@@ -4,7 +4,7 @@
  * (hash mismatch, no/wrong token, oversize, bad names) leave nothing behind.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { existsSync, readdirSync } from 'node:fs'
+import { existsSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import t from 'tap'
@@ -75,6 +75,21 @@ t.test('data plane', async (t) => {
     t.ok((await bc.get(hash, holders)).equals(data), 'BlockClient.get returns the block')
     t.ok((await bc.get(hash, [])).equals(data), 'found without hints by asking every live node')
     t.same(await bc.get(hash, holders, { offset: 1000, length: 10 }), data.subarray(1000, 1010), 'range through the client')
+  })
+
+  t.test('a whole-block get skips a copy whose bytes do not hash to its name', async (t) => {
+    for (const size of [100_000, 600_000]) {
+      const data = randomBytes(size)
+      const { hash, nodes: holders } = await bc.put(data)
+      const [first, second] = holders.map((id) => nodes.find((n) => n.id === id)!)
+      const file = (n: { dir: string }) => join(n.dir, 'blocks', hash.slice(0, 2), hash.slice(2, 4), hash)
+      const flipped = Buffer.from(data)
+      flipped[size >> 1] ^= 0xff
+      writeFileSync(file(first!), flipped)
+      t.ok((await bc.get(hash, [first!.id, second!.id])).equals(data), `${size} bytes: the good copy is returned, the bad one skipped`)
+      writeFileSync(file(second!), flipped)
+      await t.rejects(bc.get(hash, [first!.id, second!.id]), { code: 'EIO' }, `${size} bytes: every copy bad is EIO, never the bad bytes`)
+    }
   })
 
   t.test('a second PUT of the same block is deduplicated', async (t) => {
