@@ -34,6 +34,11 @@ export function trackConnection(nc: NatsConnection): void {
   })().catch(() => undefined)
 }
 
+/** Whether `nc` is connected now (a connection not tracked counts as connected). */
+export function isConnected(nc: NatsConnection): boolean {
+  return states.get(nc)?.up ?? true
+}
+
 /** Resolves when `nc` is connected, or after `ms` (whichever comes first). */
 export function whenConnected(nc: NatsConnection, ms: number): Promise<void> {
   const state = states.get(nc)

@@ -16,8 +16,10 @@
  * So while a replica leads, it keeps one more connection per server of its
  * URL list (opened on first use, so followers open none) and publishes on
  * the one whose server leads the stream, as the stream's info names it, asked
- * every REFRESH_MS. Until that is known, or if that server is unreachable,
- * appends go out on the replica's own connection, as before.
+ * every REFRESH_MS. Until that is known, while that link is disconnected (its
+ * one server is down: the own connection moves to another server of its list
+ * at once, a one-server link cannot), and for FAILED_LINK_MS after an append
+ * failed on it, appends go out on the replica's own connection, as before.
  *
  * Nothing about safety changes: every append still carries
  * `expect.lastSequence`, and the stream refuses it whichever server it came
@@ -25,6 +27,7 @@
  */
 import type { JetStreamClient, NatsConnection } from 'nats'
 import type { Logger } from '../../common/log'
+import { isConnected } from '../../common/nats-state'
 
 /** How often a leading replica asks which server leads the stream. */
 const REFRESH_MS = 2000
@@ -32,6 +35,13 @@ const REFRESH_MS = 2000
 const IDLE_MS = 30_000
 /** After failing to connect to a server, wait this long before trying it again. */
 const CONNECT_RETRY_MS = 10_000
+/**
+ * A link an append failed on is not chosen again for this long: a link that
+ * connects but does not deliver (a half-open connection, a server cut off
+ * from the cluster) would otherwise depose every new leader in turn, where
+ * the own connection may still reach the stream leader through a route.
+ */
+const FAILED_LINK_MS = 30_000
 
 export interface AppendRouteDeps {
   /** How many servers the replica's URL list names. */
@@ -52,11 +62,14 @@ interface Link {
   name: string | undefined
   connecting: Promise<void> | null
   failedAt: number
+  /** An append failed on it at this time (FAILED_LINK_MS). */
+  appendFailedAt: number
 }
 
 export class AppendRoute {
   private readonly links: Link[]
   private chosen: JetStreamClient
+  private chosenLink: Link | null = null
   private chosenName: string | undefined
   private lastUse = -Infinity
   private refreshing: Promise<void> | null = null
@@ -67,7 +80,7 @@ export class AppendRoute {
 
   constructor(private readonly d: AppendRouteDeps) {
     this.chosen = d.fallback
-    this.links = Array.from({ length: d.servers > 1 ? d.servers : 0 }, () => ({ nc: null, js: null, name: undefined, connecting: null, failedAt: -Infinity }))
+    this.links = Array.from({ length: d.servers > 1 ? d.servers : 0 }, () => ({ nc: null, js: null, name: undefined, connecting: null, failedAt: -Infinity, appendFailedAt: -Infinity }))
   }
 
   /** Server name the appends go to straight now (undefined: the own connection). */
@@ -81,6 +94,9 @@ export class AppendRoute {
    */
   current(): JetStreamClient {
     this.lastUse = performance.now()
+    // a link that lost its server since the last refresh: the own connection
+    // reconnects to another server of its list at once, a one-server link cannot
+    if (this.chosenLink && !this.usable(this.chosenLink)) this.choose(null, undefined)
     if (this.links.length && !this.refreshing && !this.closed && performance.now() - this.refreshedAt >= REFRESH_MS) {
       this.refreshing = this.refresh().finally(() => {
         this.refreshing = null
@@ -89,11 +105,21 @@ export class AppendRoute {
     return this.chosen
   }
 
-  /** An append failed: choose again at the next use (the stream may have a new leader). */
+  /** An append failed: avoid the link it went out on for a while; choose again at the next use. */
   failed(): void {
+    if (this.chosenLink) this.chosenLink.appendFailedAt = performance.now()
     this.refreshedAt = -Infinity
-    this.chosen = this.d.fallback
-    this.chosenName = undefined
+    this.choose(null, undefined)
+  }
+
+  private usable(l: Link): boolean {
+    return l.js !== null && l.nc !== null && !l.nc.isClosed() && isConnected(l.nc) && performance.now() - l.appendFailedAt >= FAILED_LINK_MS
+  }
+
+  private choose(link: Link | null, name: string | undefined): void {
+    this.chosenLink = link
+    this.chosen = link?.js ?? this.d.fallback
+    this.chosenName = link ? name : undefined
   }
 
   async close(): Promise<void> {
@@ -105,8 +131,7 @@ export class AppendRoute {
   private async closeLinks(): Promise<void> {
     clearInterval(this.idleTimer)
     this.idleTimer = undefined
-    this.chosen = this.d.fallback
-    this.chosenName = undefined
+    this.choose(null, undefined)
     await Promise.all(
       this.links.map(async (l) => {
         await l.connecting
@@ -130,11 +155,9 @@ export class AppendRoute {
     } catch {
       return // unanswered (an election): keep the last choice; the next refresh asks again
     }
-    const link = this.links.find((l) => l.js && l.name === leader && l.nc && !l.nc.isClosed())
-    const next = link?.js ?? this.d.fallback
-    if (leader !== this.chosenName) this.d.logger.debug(`appends now go to ${link ? `server ${leader}, the log's stream leader` : 'the own connection'}`)
-    this.chosen = next
-    this.chosenName = link ? leader : undefined
+    const link = this.links.find((l) => l.name === leader && this.usable(l)) ?? null
+    if (link !== this.chosenLink) this.d.logger.debug(`appends now go to ${link ? `server ${leader}, the log's stream leader` : 'the own connection'}`)
+    this.choose(link, leader)
   }
 
   private async ensure(l: Link, i: number): Promise<void> {
