@@ -27,7 +27,7 @@
  */
 import type { JetStreamClient, NatsConnection } from 'nats'
 import type { Logger } from '../../common/log'
-import { isConnected } from '../../common/nats-state'
+import { isConnected, onReconnect } from '../../common/nats-state'
 
 /** How often a leading replica asks which server leads the stream. */
 const REFRESH_MS = 2000
@@ -174,6 +174,10 @@ export class AppendRoute {
         l.nc = nc
         l.js = nc.jetstream()
         l.name = nc.info?.server_name
+        // a URL that names several servers (a DNS name) may reconnect to another one
+        onReconnect(nc, () => {
+          if (l.nc === nc) l.name = nc.info?.server_name
+        })
       } catch (err) {
         l.failedAt = performance.now()
         this.d.logger.debug(`append route: cannot reach server ${i + 1} of the list: ${(err as Error).message}`)
