@@ -4,8 +4,11 @@
  * socket), builds local stand-ins for the base images (no registry is reached,
  * nothing is pulled: test/compose/build-base-image), builds docker/Dockerfile
  * through compose, and runs every service on the host network on 127.0.0.1
- * (test/compose/host-network.yml). Then, from the host: `berth mount`, copy files
- * in and read them back, scale data to 4 and see the new node take writes,
+ * (test/compose/host-network.yml): three NATS servers, two meta replicas (--ha)
+ * and the data nodes. Then, from the host: `berth mount`; kill -9 the leader
+ * meta's process, then the follower's, and see compose start each again and
+ * the cluster serve throughout; copy files in and read them back, scale data
+ * to 4 and see the new node take writes,
  * `down` + `up` and find every file intact (volumes), and tear it all down.
  *
  * Needs root and Debian's docker.io, docker-compose (v1) and debootstrap
@@ -238,7 +241,7 @@ function sums(dir: string): Map<string, string> {
   return out
 }
 
-t.test('compose: build, up, mount, copy, scale to 4, down + up keeps every file, down -v', async (t) => {
+t.test('compose: build, up, mount, kill -9 of each meta replica, copy, scale to 4, down + up keeps every file, down -v', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'berth-docker-'))
   t.teardown(() => {
     // dockerd is stopped by then (teardowns run in reverse order); its overlay mounts are gone
@@ -264,7 +267,11 @@ t.test('compose: build, up, mount, copy, scale to 4, down + up keeps every file,
 
   // credentials: random per run, never the example values
   const pw = () => `p${randomBytes(12).toString('hex')}`
-  const natsPort = await freePort()
+  // three NATS servers on the host network, each with its client, monitoring and route port
+  const natsPorts = [await freePort(), await freePort(), await freePort()]
+  const httpPorts = [await freePort(), await freePort(), await freePort()]
+  const routePorts = [await freePort(), await freePort(), await freePort()]
+  const natsUrl = natsPorts.map((p) => `nats://127.0.0.1:${p}`).join(',')
   const pass = { meta: pw(), node: pw(), client: pw() }
   const envFile = join(root, 'compose.env')
   writeFileSync(
@@ -275,8 +282,9 @@ t.test('compose: build, up, mount, copy, scale to 4, down + up keeps every file,
       `BERTH_NATS_CLIENT_PASS=${pass.client}`,
       `BERTH_SECRET=${pw()}`,
       'BERTH_REPLICAS=2',
-      `BERTH_TEST_NATS_PORT=${natsPort}`,
-      `BERTH_TEST_NATS_HTTP_PORT=${await freePort()}`,
+      ...[0, 1, 2].flatMap((i) => [`BERTH_TEST_NATS_PORT_${i}=${natsPorts[i]}`, `BERTH_TEST_NATS_HTTP_PORT_${i}=${httpPorts[i]}`, `BERTH_TEST_NATS_ROUTE_PORT_${i}=${routePorts[i]}`]),
+      `BERTH_TEST_NATS_URL=${natsUrl}`,
+      `BERTH_TEST_NATS_ROUTES=${routePorts.map((p) => `nats://127.0.0.1:${p}`).join(',')}`,
       `BERTH_TEST_SQLITE_MIRROR=${mirror.url}`,
       '',
     ].join('\n'),
@@ -301,7 +309,6 @@ t.test('compose: build, up, mount, copy, scale to 4, down + up keeps every file,
   const user = await must(t, 'image user', sh(DOCKER, ['image', 'inspect', 'berth:latest', '--format', '{{.Config.User}} {{json .Config.Entrypoint}} {{json .Config.Healthcheck.Test}}'], env, 30_000))
   t.match(user.stdout, /^berth \["berth"\] \[.*healthcheck/, 'non-root user, entry point berth, HEALTHCHECK')
 
-  const natsUrl = `nats://127.0.0.1:${natsPort}`
   const creds = join(root, 'client.env')
   writeFileSync(creds, `BERTH_NATS_USER=client\nBERTH_NATS_PASS=${pass.client}\n`, { mode: 0o600 })
   const mnt = join(root, 'mnt')
@@ -325,6 +332,63 @@ t.test('compose: build, up, mount, copy, scale to 4, down + up keeps every file,
     return s.nodes.filter((n) => n.alive).length === 3 ? s : undefined
   })
   t.equal(st3.nodes.length, 3, 'three data nodes')
+  // replicated meta: two replicas, one leading. A kill -9 of a replica's
+  // process (a crash; `docker kill` would count as a stop, which the restart
+  // policy honours) gets its container started again by `restart:
+  // unless-stopped`. First the leader: another replica serves meanwhile and the
+  // restarted one reports back; then the follower: it rejoins as a follower.
+  const replicated = await waitFor('two meta replicas reporting', 120_000, async () => {
+    const s = await status(env, natsUrl, creds)
+    return (s.replication?.replicas ?? []).length === 2 ? s : undefined
+  })
+  t.ok(replicated.replication, `meta ${replicated.metaId} leads: ${replicated.replication?.replicas?.map((r) => `${r.metaId} ${r.role}`).join(', ')}`)
+  const metaContainers = (await must(t, 'meta containers', sh(COMPOSE, compose('ps', '-q', 'meta'), env, 30_000))).stdout.trim().split('\n').filter(Boolean)
+  t.equal(metaContainers.length, 2, 'two meta containers')
+  /** The metaId the container's current berth meta process announced (each start draws a new one). */
+  const metaIdIn = async (container: string): Promise<string | undefined> => {
+    const logs = await sh(DOCKER, ['logs', container], env, 30_000)
+    return [...`${logs.stdout}${logs.stderr}`.matchAll(/ as (meta-[0-9a-f]+) /g)].pop()?.[1]
+  }
+  const inspect = async (container: string, field: string): Promise<string> => {
+    const r = await sh(DOCKER, ['inspect', '--format', `{{${field}}}`, container], env, 30_000)
+    if (r.code !== 0) throw new Error(`docker inspect ${field}: ${r.stderr}`)
+    return r.stdout.trim()
+  }
+  /** kill -9 of the container's berth process; resolves once compose has started it again and it announced a new metaId. */
+  const crash = async (container: string, was: string): Promise<string> => {
+    const restarts = Number(await inspect(container, '.RestartCount'))
+    process.kill(Number(await inspect(container, '.State.Pid')), 'SIGKILL')
+    return waitFor(`container ${container.slice(0, 12)} started again`, 60_000, async () => {
+      const id = await metaIdIn(container)
+      return Number(await inspect(container, '.RestartCount')) > restarts && id && id !== was ? id : undefined
+    })
+  }
+  const roles = (s: StatusReply) => (s.replication?.replicas ?? []).map((r) => `${r.metaId} ${r.role} lag ${r.lag}`).join(', ')
+  const idOf = new Map<string, string>()
+  for (const c of metaContainers) idOf.set(c, (await metaIdIn(c)) ?? '')
+  const leaderContainer = metaContainers.find((c) => idOf.get(c) === replicated.metaId)
+  const followerContainer = metaContainers.find((c) => c !== leaderContainer)!
+  t.ok(leaderContainer, `the leader runs in container ${leaderContainer?.slice(0, 12)}`)
+
+  const restartedLeader = await crash(leaderContainer!, replicated.metaId)
+  writeFileSync(join(mnt, 'after-leader-kill'), 'still writable\n')
+  const afterLeader = await waitFor('a leader serving and the restarted replica reporting', 120_000, async () => {
+    const s = await status(env, natsUrl, creds)
+    const reps = s.replication?.replicas ?? []
+    return s.metaId !== replicated.metaId && reps.length === 2 && reps.some((r) => r.metaId === restartedLeader) && reps.every((r) => r.lag <= 5) ? s : undefined
+  })
+  t.pass(`after kill -9 of the leader, compose started it again as ${restartedLeader}; ${afterLeader.metaId} leads: ${roles(afterLeader)}`)
+  t.equal(readFileSync(join(mnt, 'after-leader-kill'), 'utf8'), 'still writable\n', 'a write made during the failover reads back')
+
+  const followerNow = afterLeader.metaId === restartedLeader ? followerContainer : leaderContainer!
+  const restartedFollower = await crash(followerNow, (await metaIdIn(followerNow))!)
+  const afterFollower = await waitFor('the restarted follower reporting', 120_000, async () => {
+    const s = await status(env, natsUrl, creds)
+    const reps = s.replication?.replicas ?? []
+    return reps.length === 2 && reps.some((r) => r.metaId === restartedFollower) && reps.every((r) => r.lag <= 5) ? s : undefined
+  })
+  t.equal(afterFollower.metaId, afterLeader.metaId, 'kill -9 of the follower: the leader did not change')
+  t.equal(afterFollower.replication?.replicas?.find((r) => r.metaId === restartedFollower)?.role, 'follower', `the follower, started again as ${restartedFollower}, rejoined as a follower: ${roles(afterFollower)}`)
 
   // copy a tree in with cp, read it back with sha256sum
   const src = join(root, 'src')

@@ -112,13 +112,15 @@ t.test('docker-compose config -q: compose.yml, and with the test override', { sk
   const alone = run(COMPOSE, [...base, 'config', '-q'])
   t.equal(alone.code, 0, `compose.yml: ${alone.out}`)
   const env = join(t.testdir(), 'test.env')
-  writeFileSync(env, `${readFileSync(example, 'utf8')}\nBERTH_TEST_NATS_PORT=14222\nBERTH_TEST_NATS_HTTP_PORT=18222\n`)
+  const ports = [0, 1, 2].map((i) => `BERTH_TEST_NATS_PORT_${i}=${14222 + i}\nBERTH_TEST_NATS_HTTP_PORT_${i}=${18222 + i}\nBERTH_TEST_NATS_ROUTE_PORT_${i}=${16222 + i}\n`).join('')
+  const urls = 'BERTH_TEST_NATS_URL=nats://127.0.0.1:14222,nats://127.0.0.1:14223,nats://127.0.0.1:14224\nBERTH_TEST_NATS_ROUTES=nats://127.0.0.1:16222,nats://127.0.0.1:16223,nats://127.0.0.1:16224\n'
+  writeFileSync(env, `${readFileSync(example, 'utf8')}\n${ports}${urls}`)
   const withOverride = run(COMPOSE, ['-f', 'compose.yml', '-f', 'test/compose/host-network.yml', '--env-file', env, '--project-directory', REPO, 'config', '-q'])
   t.equal(withOverride.code, 0, `compose.yml + host-network.yml: ${withOverride.out}`)
 
   // the services really end up on the host network only with the override
   const merged = run(COMPOSE, ['-f', 'compose.yml', '-f', 'test/compose/host-network.yml', '--env-file', env, '--project-directory', REPO, 'config'])
-  t.equal((merged.out.match(/network_mode: host/g) ?? []).length, 3, 'override: nats, meta and data on the host network')
+  t.equal((merged.out.match(/network_mode: host/g) ?? []).length, 5, 'override: the three NATS servers, meta and data on the host network')
   const plain = run(COMPOSE, [...base, 'config'])
   t.notMatch(plain.out, /network_mode/, 'compose.yml itself keeps normal networks')
 
