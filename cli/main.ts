@@ -12,7 +12,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
   up: { summary: 'start a local cluster (nats-server, meta, data nodes) and mount it', load: () => require('./up') as Command },
   'init-cluster': { summary: 'write nats.conf and per-role env files for a multi-host cluster, start nothing', load: () => require('./init-cluster') as Command },
   meta: {
-    summary: 'run the metadata service; or: berth meta dump|load (backup and restore of the namespace)',
+    summary: 'run the metadata service; or: berth meta dump|load, also named backup|restore (backup and restore of the namespace)',
     load: () => ({ run: (argv) => ((require('./meta-dump') as typeof import('./meta-dump')).isDumpOrLoad(argv) ? (require('./meta-dump') as Command) : (require('../meta/main') as Command)).run(argv) }),
   },
   node: {

@@ -1,6 +1,6 @@
 /**
- * `berth meta dump` and `berth meta load`: backup and restore of the
- * namespace (docs/operations.md#backup-and-restore).
+ * `berth meta dump` and `berth meta load` (also named `backup` and `restore`):
+ * backup and restore of the namespace (docs/operations.md#backup-and-restore).
  *
  * dump asks the serving meta for a consistent SQLite copy (meta/dump.ts:
  * VACUUM INTO from one read transaction, while meta keeps serving), pages it
@@ -26,6 +26,7 @@ import { bytes } from './status'
 
 const HELP = `usage: berth meta dump [--out FILE] [--json] [--no-progress] [connection options]
        berth meta load FILE --db PATH [--json]
+       (berth meta backup and berth meta restore are the same two commands)
 
 dump   a consistent copy of the namespace (an SQLite database) from the serving
        meta, taken while it keeps serving; written to FILE (default
@@ -44,11 +45,15 @@ ${CONNECTION_HELP}
 Exit status: 0 on success, 1 on failure (nothing is written then), 2 on bad usage.
 `
 
+/** The command each name runs: backup and restore are what people look for first. */
+const VERBS: Readonly<Record<string, 'dump' | 'load'>> = { dump: 'dump', backup: 'dump', load: 'load', restore: 'load' }
+
 export function isDumpOrLoad(argv: string[]): boolean {
-  return argv[0] === 'dump' || argv[0] === 'load'
+  return Object.hasOwn(VERBS, argv[0] ?? '')
 }
 
 export async function run(argv: string[]): Promise<void> {
+  const verb = VERBS[argv[0] ?? '']
   const { values, positionals } = parseArgs({
     args: argv.slice(1),
     allowPositionals: true,
@@ -61,13 +66,13 @@ export async function run(argv: string[]): Promise<void> {
       help: { type: 'boolean', default: false },
     },
   })
-  const usage = argv[0] === 'dump' ? positionals.length !== 0 || values.db !== undefined : positionals.length !== 1 || !values.db || values.out !== undefined
+  const usage = verb === 'dump' ? positionals.length !== 0 || values.db !== undefined : positionals.length !== 1 || !values.db || values.out !== undefined
   if (values.help || usage) {
     process.stdout.write(HELP)
     if (!values.help) process.exitCode = 2
     return
   }
-  if (argv[0] === 'dump') await dump(values)
+  if (verb === 'dump') await dump(values)
   else await load(positionals[0]!, values.db!, values.json)
 }
 

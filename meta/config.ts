@@ -14,7 +14,7 @@ import { intFlag } from '../common/flags'
 export const USAGE = `usage: berth meta --nats URL --db FILE [options]
 
 Runs the metadata service of one cluster (only one may serve a cluster).
-Backup and restore of its database: berth meta dump|load (berth meta dump --help).
+Backup and restore of its database: berth meta dump|load, also named backup|restore (berth meta dump --help).
 
   --nats URL            NATS server(s), comma separated
   --db FILE             SQLite database file (created on first start)

@@ -133,7 +133,8 @@ t.test('a file deleted after the dump and collected by GC comes back from the no
   const data = randomBytes(6 * 1024 * 1024)
   writeFileSync(join(m.dir, 'precious.bin'), data)
   const dumpFile = join(c.dir, 'dump.db')
-  t.equal((await berthCli(c, ['meta', 'dump', '--out', dumpFile, '--no-progress'])).code, 0, 'dumped')
+  // the same commands under the names people look for first
+  t.equal((await berthCli(c, ['meta', 'backup', '--out', dumpFile, '--no-progress'])).code, 0, 'dumped (berth meta backup)')
   await unlink(join(m.dir, 'precious.bin'))
   await m.unmount()
   const nodeDirs = [0, 1].map((i) => join(c.dir, `node${i}`))
@@ -144,7 +145,7 @@ t.test('a file deleted after the dump and collected by GC comes back from the no
   await c.meta.stop()
   for (const n of c.nodes) await n.stop()
   const fresh = join(c.dir, 'meta-restored.db')
-  t.equal((await berthCli(null, ['meta', 'load', dumpFile, '--db', fresh])).code, 0, 'loaded')
+  t.equal((await berthCli(null, ['meta', 'restore', dumpFile, '--db', fresh])).code, 0, 'loaded (berth meta restore)')
   for (const d of nodeDirs) {
     const r = spawnSync('bash', ['-euc', untrashScript()], { cwd: d, encoding: 'utf8' })
     t.equal(r.status, 0, `untrash in ${d}: ${r.stderr}`)
