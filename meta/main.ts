@@ -17,7 +17,7 @@ import { BerthError } from '../common/errors'
 import { emitEvent, logger } from '../common/log'
 import { serveMetrics } from '../common/metrics-http'
 import { connectNats, natsServers } from '../common/nats-connect'
-import { heartbeat } from '../common/protocol'
+import { heartbeat, ROOT_INO } from '../common/protocol'
 import { decode, encode, parseBody, subjects } from '../common/wire'
 import { parseConfig, type MetaConfig } from './config'
 import type { MetaEnv } from './context'
@@ -67,6 +67,7 @@ export async function run(argv: string[]): Promise<void> {
     else {
       ha = await openHa(nc, cfg, metaId, cfg.ha)
       db = await restoreIfBehind(db, ha, cfg)
+      await refuseUnloggedNamespace(db, cfg)
     }
   } catch (err) {
     await nc.close()
@@ -288,6 +289,21 @@ async function restoreIfBehind(db: Database, ha: HaParts, cfg: MetaConfig): Prom
   const got = await ha.snapshots.restore(cfg.db)
   log.info(`restored the snapshot at log sequence ${got?.seq ?? 0} (${got?.bytes ?? 0} bytes); this replica had applied ${applied}, the log starts at ${first}`)
   return openDatabase(cfg.db, migrate, { sync: cfg.sync, onCheckpointError: checkpointWarning })
+}
+
+/**
+ * A replica that has applied nothing of the log must hold nothing but the
+ * empty namespace a new database starts with. A database made by a meta
+ * without --ha (or copied in from elsewhere) holds files the log does not
+ * have: leading, it would serve them while every other replica, replaying
+ * the log, never learns of them; following, it would keep them beside what
+ * the log says. Refused, before anything is appended.
+ */
+async function refuseUnloggedNamespace(db: Database, cfg: MetaConfig): Promise<void> {
+  if ((await appliedSeq(db)) > 0) return
+  const row = await db.read.get<{ n: number }>('SELECT COUNT(*) AS n FROM inodes WHERE ino != ?', [ROOT_INO])
+  if ((row?.n ?? 0) === 0) return
+  throw new BerthError('EINVAL', `${cfg.db} holds ${row!.n} inodes that are not in the replicated log (made by a meta without --ha?): a --ha replica must start on a new database (docs/meta.md#replication)`)
 }
 
 function checkpointWarning(message: string): void {

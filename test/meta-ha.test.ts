@@ -4,6 +4,7 @@
  * kill -9 of the leader and the follower takes over (failover time reported);
  * the old leader rejoins as a follower and catches up.
  */
+import { join } from 'node:path'
 import t from 'tap'
 import { ROOT_INO, type MetaReplies, type MetaRequest } from '../common/protocol'
 import { request, subjects } from '../common/wire'
@@ -85,4 +86,16 @@ t.test('metas started at the same instant: exactly one serves; a retry after fai
   t.equal((await m.call('lookup', { parent: ROOT_INO, name: 'a' })).attr.ino, a2.ino, 'the new "a" was not moved')
   t.equal((await m.call('lookup', { parent: ROOT_INO, name: 'b' })).attr.ino, a.ino, '"b" is the renamed file')
   t.not((await m.call('status', {})).metaId, leaderId, 'a follower took over')
+})
+
+t.test('a database made without --ha is refused by a --ha replica, and left as it was', async (t) => {
+  const c = await startCluster(t, { nodes: 0 })
+  const m = await c.metaClient()
+  const made = await m.call('mknod', { parent: ROOT_INO, name: 'kept', mode: 0o100644, ...who })
+  await c.meta.stop()
+  // it would lead with a file the log never had, or follow with it beside the log
+  await t.rejects(c.startMeta({ args: HA }), /not in the replicated log/, 'meta --ha on it exits with the reason')
+  await c.startMeta({ db: join(c.dir, 'meta.db') })
+  const m2 = await c.metaClient()
+  t.equal((await m2.call('getattr', { ino: made.attr.ino })).attr.ino, made.attr.ino, 'a meta without --ha still serves the file')
 })
