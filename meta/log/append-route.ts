@@ -25,7 +25,7 @@
  * `expect.lastSequence`, and the stream refuses it whichever server it came
  * through.
  */
-import type { JetStreamClient, NatsConnection } from 'nats'
+import { NatsError, type JetStreamClient, type NatsConnection } from 'nats'
 import type { Logger } from '../../common/log'
 import { isConnected, onReconnect } from '../../common/nats-state'
 
@@ -36,7 +36,8 @@ const IDLE_MS = 30_000
 /** After failing to connect to a server, wait this long before trying it again. */
 const CONNECT_RETRY_MS = 10_000
 /**
- * A link an append failed on is not chosen again for this long: a link that
+ * A link an append failed on (no answer from the stream; a refusal by the
+ * fence is an answer) is not chosen again for this long: a link that
  * connects but does not deliver (a half-open connection, a server cut off
  * from the cluster) would otherwise depose every new leader in turn, where
  * the own connection may still reach the stream leader through a route.
@@ -68,9 +69,8 @@ interface Link {
 
 export class AppendRoute {
   private readonly links: Link[]
-  private chosen: JetStreamClient
-  private chosenLink: Link | null = null
-  private chosenName: string | undefined
+  /** The link appends go out on (null: the own connection). */
+  private chosen: Link | null = null
   private lastUse = -Infinity
   private refreshing: Promise<void> | null = null
   private refreshedAt = -Infinity
@@ -79,13 +79,12 @@ export class AppendRoute {
   private idleTimer: NodeJS.Timeout | undefined
 
   constructor(private readonly d: AppendRouteDeps) {
-    this.chosen = d.fallback
     this.links = Array.from({ length: d.servers > 1 ? d.servers : 0 }, () => ({ nc: null, js: null, name: undefined, connecting: null, failedAt: -Infinity, appendFailedAt: -Infinity }))
   }
 
   /** Server name the appends go to straight now (undefined: the own connection). */
   get appendsTo(): string | undefined {
-    return this.chosenName
+    return this.chosen?.name
   }
 
   /**
@@ -96,30 +95,33 @@ export class AppendRoute {
     this.lastUse = performance.now()
     // a link that lost its server since the last refresh: the own connection
     // reconnects to another server of its list at once, a one-server link cannot
-    if (this.chosenLink && !this.usable(this.chosenLink)) this.choose(null, undefined)
+    if (this.chosen && !this.usable(this.chosen)) this.chosen = null
     if (this.links.length && !this.refreshing && !this.closed && performance.now() - this.refreshedAt >= REFRESH_MS) {
       this.refreshing = this.refresh().finally(() => {
         this.refreshing = null
       })
     }
-    return this.chosen
+    return this.chosen?.js ?? this.d.fallback
   }
 
-  /** An append failed: avoid the link it went out on for a while; choose again at the next use. */
-  failed(): void {
-    if (this.chosenLink) this.chosenLink.appendFailedAt = performance.now()
+  /**
+   * An append published on `js` failed with `err`: ask again which server
+   * leads at the next use. Unless the stream answered (a refusal by the
+   * fence: this replica was deposed, the link works), avoid the link it went
+   * out on for a while: the choice may have moved on since, so the link is
+   * the one `js` belongs to, not the one chosen now.
+   */
+  failed(js: JetStreamClient, err: unknown): void {
     this.refreshedAt = -Infinity
-    this.choose(null, undefined)
+    if (err instanceof NatsError && err.isJetStreamError()) return
+    const link = this.links.find((l) => l.js === js)
+    if (!link) return
+    link.appendFailedAt = performance.now()
+    if (this.chosen === link) this.chosen = null
   }
 
   private usable(l: Link): boolean {
     return l.js !== null && l.nc !== null && !l.nc.isClosed() && isConnected(l.nc) && performance.now() - l.appendFailedAt >= FAILED_LINK_MS
-  }
-
-  private choose(link: Link | null, name: string | undefined): void {
-    this.chosenLink = link
-    this.chosen = link?.js ?? this.d.fallback
-    this.chosenName = link ? name : undefined
   }
 
   async close(): Promise<void> {
@@ -131,7 +133,7 @@ export class AppendRoute {
   private async closeLinks(): Promise<void> {
     clearInterval(this.idleTimer)
     this.idleTimer = undefined
-    this.choose(null, undefined)
+    this.chosen = null
     await Promise.all(
       this.links.map(async (l) => {
         await l.connecting
@@ -156,8 +158,8 @@ export class AppendRoute {
       return // unanswered (an election): keep the last choice; the next refresh asks again
     }
     const link = this.links.find((l) => l.name === leader && this.usable(l)) ?? null
-    if (link !== this.chosenLink) this.d.logger.debug(`appends now go to ${link ? `server ${leader}, the log's stream leader` : 'the own connection'}`)
-    this.choose(link, leader)
+    if (link !== this.chosen) this.d.logger.debug(`appends now go to ${link ? `server ${leader}, the log's stream leader` : 'the own connection'}`)
+    this.chosen = link
   }
 
   private async ensure(l: Link, i: number): Promise<void> {

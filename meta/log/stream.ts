@@ -85,7 +85,7 @@ export class MetaLog {
       const ack = await js.publish(this.subject, encode(entry), { expect: { lastSequence: after }, timeout: 5000 })
       return ack.seq
     } catch (err) {
-      this.route?.failed()
+      this.route?.failed(js, err)
       throw err
     }
   }
