@@ -341,7 +341,8 @@ t.test('compose: build, up, mount, kill -9 of each meta replica, copy, scale to 
     const s = await status(env, natsUrl, creds)
     return (s.replication?.replicas ?? []).length === 2 ? s : undefined
   })
-  t.ok(replicated.replication, `meta ${replicated.metaId} leads: ${replicated.replication?.replicas?.map((r) => `${r.metaId} ${r.role}`).join(', ')}`)
+  // (the wait above already asked for the report of two replicas)
+  t.same(replicated.replication?.replicas?.filter((r) => r.role === 'leader').map((r) => r.metaId), [replicated.metaId], `exactly one leads, the one answering: ${replicated.replication?.replicas?.map((r) => `${r.metaId} ${r.role}`).join(', ')}`)
   const metaContainers = (await must(t, 'meta containers', sh(COMPOSE, compose('ps', '-q', 'meta'), env, 30_000))).stdout.trim().split('\n').filter(Boolean)
   t.equal(metaContainers.length, 2, 'two meta containers')
   /** The metaId the container's current berth meta process announced (each start draws a new one). */
