@@ -14,6 +14,12 @@ import { DEFAULT_CLUSTER } from '../common/wire'
 import { intFlag } from '../common/flags'
 
 const DEFAULT_CREDENTIALS = '.berth/client.env'
+/**
+ * Unlinks in flight ahead of meta (client/unlink-pipeline.ts): enough for
+ * meta's group commit to batch `rm -rf`'s stream, few enough that a failure
+ * reported after the fact concerns a handful of names.
+ */
+const UNLINK_WINDOW = 64
 
 export const HELP = `usage: berth mount [NATS_URL] MOUNTPOINT [-o opt,...] [options]
 Mounts a berth cluster as a POSIX directory. Without NATS_URL, the URL comes
@@ -23,7 +29,9 @@ from the credentials file (default ./.berth/client.env, written by \`berth up\`)
                      cache_mb=N, write_mb=N, deadline_ms=N, cluster=NAME,
                      metrics=HOST:PORT (serve GET /metrics, Prometheus),
                      entry_timeout=S, attr_timeout=S (kernel cache, seconds: 1),
-                     nocompact (leave appended slices fragmented: benchmarks)
+                     nocompact (leave appended slices fragmented: benchmarks),
+                     sync_unlink (every unlink waits for meta; default: up to
+                     64 answered ahead, docs/semantics.md#unlink)
                      (mount(8) options like _netdev, rw, defaults are ignored)
   --foreground       stay attached; print {"event":"ready",...} once mounted
   --deadline-ms N    how long an operation waits for an unreachable cluster (30000)
@@ -67,6 +75,8 @@ export interface MountConfig {
   entryTimeoutS: number
   attrTimeoutS: number
   sessionTtlMs: number
+  /** Unlinks answered before meta applies them, at most this many in flight; 0: none (`-o sync_unlink`). */
+  unlinkWindow: number
   /** Where to serve GET /metrics; null: not served. */
   metricsListen: { host: string; port: number } | null
   /** The argv to re-spawn in the foreground (daemon mode). */
@@ -142,6 +152,7 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     entryTimeoutS: seconds('entry_timeout', opts.get('entry_timeout'), 1),
     attrTimeoutS: seconds('attr_timeout', opts.get('attr_timeout'), 1),
     sessionTtlMs,
+    unlinkWindow: opts.has('sync_unlink') ? 0 : UNLINK_WINDOW,
     argv,
   })
 }

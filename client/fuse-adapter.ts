@@ -278,6 +278,8 @@ export class FuseSession {
         return this.op('release', slot, () => v.release(n(1)), this.ok(slot))
       case OP.FSYNC:
         return this.op('fsync', slot, () => v.fsync(n(1)), this.ok(slot))
+      case OP.FSYNCDIR:
+        return this.op('fsyncdir', slot, () => v.fsyncdir(n(0)), this.ok(slot))
       case OP.OPENDIR:
         return this.op('opendir', slot, () => v.opendir(n(0)), (dh) => {
           if (!this.b.replyOpen(slot, dh, 0)) v.releasedir(dh)

@@ -178,6 +178,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     compact: cfg.compact,
     readaheadChunks: cfg.readaheadChunks,
     metaTtlMs: cfg.metaTtlMs,
+    unlinkWindow: cfg.unlinkWindow,
   })
   const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks, vfs.copier), cfg.metricsListen) : null
   const fuse = new FuseSession(vfs, {
@@ -186,6 +187,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     entryTimeoutS: cfg.entryTimeoutS,
     attrTimeoutS: cfg.attrTimeoutS,
   })
+  vfs.kernel = fuse
   const inval = subscribeInvalidations(nc, cfg.cluster, meta.origin, vfs, fuse)
   const lease = new SessionLease(meta, {
     session,
@@ -214,6 +216,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     closing ??= (async () => {
       log.info(`unmounting ${cfg.mountpoint} (${why})`)
       const errors = await vfs.flushAll()
+      await vfs.settleUnlinks()
       await vfs.sendReleases()
       await pinned.sendUnpins()
       for (const e of errors) log.error('flush before unmount failed', e)

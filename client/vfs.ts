@@ -12,12 +12,13 @@ import type { Attr, ChunkRef, DirEntry, Invalidation, StatfsReply } from '../com
 import { ROOT_INO } from '../common/protocol'
 import { BerthError, fsError } from '../common/errors'
 import { logger } from '../common/log'
-import { PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../common/modes'
+import { isDir, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../common/modes'
 import { BlockCache } from './block-cache'
 import { MAX_COPY, RangeCopier } from './copy-range'
 import { MetaCache } from './meta-cache'
-import { dropUndefined, OpenFile, Writeback } from './open-file'
+import { dropUndefined, nowTimespec, OpenFile, Writeback } from './open-file'
 import type { BlockApi, MetaApi } from './stores'
+import { UnlinkPipeline, type UnlinkOutcome } from './unlink-pipeline'
 
 export interface Caller {
   uid: number
@@ -37,6 +38,17 @@ export interface VfsOptions {
   readaheadChunks: number
   /** Safety-net TTL of cached entries and attributes. */
   metaTtlMs: number
+  /**
+   * Unlinks answered before meta applies them, at most this many in flight
+   * (client/unlink-pipeline.ts); 0 or unset: every unlink waits for meta.
+   */
+  unlinkWindow?: number
+}
+
+/** Where the VFS reaches the kernel's caches (the FUSE session; none in tests without a mount). */
+export interface KernelCaches {
+  invalidateInode(ino: number): void
+  invalidateEntry(parent: number, name: string): void
 }
 
 
@@ -121,15 +133,28 @@ export class Vfs {
   private foreign = 0
   /** Own namespace changes acknowledged so far (a listing page read before one may lack it). */
   private changes = 0
+  /** Meta, behind the unlink pipeline's barrier when unlinks go ahead. */
+  private readonly meta: MetaApi
+  private readonly pipeline: UnlinkPipeline | null
+  /** Directory -> its unlinks in flight (its cached attributes are a prediction meanwhile). */
+  private readonly unlinksIn = new Map<number, number>()
+  /** Directory -> the first unlink answered ahead in it that meta then refused (its next fsync reports it). */
+  private readonly unlinkErrors = new Map<number, BerthError>()
+  /** Unlinks answered ahead that meta refused or never answered (metrics, tests). */
+  unlinksFailedAfterReply = 0
+  /** Set once mounted: meta's final directory attributes are pushed there after unlinks ahead. */
+  kernel: KernelCaches | null = null
 
   constructor(
-    private readonly meta: MetaApi,
+    meta: MetaApi,
     blockApi: BlockApi,
     readonly opts: VfsOptions,
   ) {
+    this.pipeline = opts.unlinkWindow ? new UnlinkPipeline(meta, opts.unlinkWindow) : null
+    this.meta = this.pipeline ?? meta
     this.cache = new MetaCache({ ttlMs: opts.metaTtlMs, maxAttrs: 200_000, maxDirs: 10_000 })
     this.blocks = new BlockCache(blockApi, { maxBytes: opts.cacheBytes })
-    this.copier = new RangeCopier(meta, opts.session, opts.chunkSize)
+    this.copier = new RangeCopier(this.meta, opts.session, opts.chunkSize)
     this.wb = new Writeback(blockApi, this.blocks, { chunkSize: opts.chunkSize, maxDirtyBytes: opts.maxDirtyBytes, maxUploads: opts.maxUploads, compact: opts.compact })
   }
 
@@ -142,6 +167,10 @@ export class Vfs {
    */
   invalidate(inv: Invalidation, own = false): void {
     if (!own) this.foreign++
+    // a directory with unlinks in flight keeps its predicted attributes until
+    // the last of them settles (its own earlier unlinks' invalidations would
+    // drop them, and the kernel's next permission check would wait for meta)
+    if (own && this.unlinksIn.size) inv = { ...inv, dirs: inv.dirs.filter((d) => !this.unlinksIn.has(d)) }
     this.cache.apply(inv, own)
   }
 
@@ -452,6 +481,14 @@ export class Vfs {
 
   async unlink(parent: number, name: string): Promise<void> {
     const ino = this.cache.entry(parent, name)
+    const attr = ino === undefined ? undefined : this.cache.attr(ino)
+    const dir = this.cache.attr(parent)
+    // ahead only when the outcome is known: the name and its inode are in
+    // the cache (kept exact by invalidations), it is no directory (EISDIR),
+    // not open here (meta must hold it before its last link goes), and the
+    // kernel has checked write permission and the sticky bit itself
+    // (default_permissions)
+    if (this.pipeline && attr && dir && !isDir(attr.mode) && !this.files.has(attr.ino)) return this.unlinkAhead(this.pipeline, parent, name, attr.ino, dir)
     await this.sendHolds()
     const since = this.foreign
     const { dirs } = await this.mutate([parent], () => this.meta.call('unlink', { parent, name }))
@@ -459,6 +496,67 @@ export class Vfs {
     this.cache.dropEntry(parent, name)
     this.dirsChanged(dirs, since, [parent])
     if (ino !== undefined) this.cache.dropAttr(ino)
+  }
+
+  /**
+   * An unlink answered before meta applies it (client/unlink-pipeline.ts):
+   * this mount's caches change now as they would at meta's reply; the
+   * directory's mtime and ctime are this mount's clock until the last unlink
+   * in flight in it settles, then meta's.
+   */
+  private async unlinkAhead(pipeline: UnlinkPipeline, parent: number, name: string, ino: number, dir: Attr): Promise<void> {
+    const since = this.foreign
+    this.changes++
+    this.cache.dropEntry(parent, name)
+    this.cache.dropAttr(ino)
+    const now = nowTimespec()
+    this.cache.setAttr({ ...dir, mtime: now, ctime: now })
+    this.unlinksIn.set(parent, (this.unlinksIn.get(parent) ?? 0) + 1)
+    await pipeline.send({ parent, name }, (outcome) => this.unlinkSettled(parent, name, outcome, since))
+  }
+
+  private unlinkSettled(parent: number, name: string, outcome: UnlinkOutcome, since: number): void {
+    const left = (this.unlinksIn.get(parent) ?? 1) - 1
+    if (left > 0) this.unlinksIn.set(parent, left)
+    else this.unlinksIn.delete(parent)
+    // ENOENT: the name was gone already (another client removed it, or a
+    // retry found its first attempt applied): the state is the one reported
+    const failed = !outcome.ok && (outcome.error as BerthError).code !== 'ENOENT'
+    if (failed) {
+      this.unlinksFailedAfterReply++
+      const err = outcome.error as BerthError
+      log.error(`unlink of "${name}" in directory ${parent} was answered before meta applied it, and meta then failed it (${err.code ?? 'error'}: ${err.message}); the name may be back`)
+      if (!this.unlinkErrors.has(parent)) this.unlinkErrors.set(parent, fsError('EIO', `an earlier unlink of "${name}" in this directory failed after it returned: ${err.message}`))
+      this.cache.dropDir(parent)
+      this.cache.dropAttr(parent)
+      this.kernel?.invalidateEntry(parent, name)
+      this.kernel?.invalidateInode(parent)
+      return
+    }
+    if (left > 0) return
+    // the last one in flight here: meta's attributes replace the prediction
+    const real = outcome.ok ? outcome.reply.dirs?.find((d) => d.ino === parent) : undefined
+    if (real && this.foreign === since) this.cache.setAttr(real)
+    else this.cache.dropAttr(parent)
+    this.kernel?.invalidateInode(parent)
+  }
+
+  /**
+   * fsync of a directory: every unlink this mount answered ahead has reached
+   * meta; reports (once) one of them in this directory that meta failed.
+   */
+  async fsyncdir(ino: number): Promise<void> {
+    await this.pipeline?.settled()
+    const err = this.unlinkErrors.get(ino)
+    if (err) {
+      this.unlinkErrors.delete(ino)
+      throw err
+    }
+  }
+
+  /** Resolves once every unlink answered ahead has settled (unmount). */
+  async settleUnlinks(): Promise<void> {
+    await this.pipeline?.settled()
   }
 
   /** flags: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2), as renameat2; meta implements both. */
@@ -754,6 +852,8 @@ export class Vfs {
   /** fsync commits the file whatever the handle did (fsync of a read-only fd is valid). */
   async fsync(fh: number): Promise<void> {
     const f = this.handle(fh).file
+    // and what this mount removed before it (as a journaling local disk does)
+    await this.pipeline?.settled()
     await f.flush(this.meta, this.opts.session)
     this.afterCommit(f)
   }

@@ -37,7 +37,7 @@ enum {
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH,
   OP_RELEASE, OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_STATFS, OP_SETXATTR,
   OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE, OP_FALLOCATE, OP_FORGET,
-  OP_COPY_FILE_RANGE,
+  OP_COPY_FILE_RANGE, OP_FSYNCDIR,
 };
 
 /* Attributes travel from JS as a Float64Array of these fields. */
@@ -274,6 +274,11 @@ static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
   ARGS(num((double)ino), num(FH(fi)), num(datasync));
 }
 #undef OP
+#define OP OP_FSYNCDIR
+static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  ARGS(num((double)ino), num(FH(fi)), num(datasync));
+}
+#undef OP
 #define OP OP_OPENDIR
 static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ARGS(num((double)ino), num(fi->flags)); }
 #undef OP
@@ -344,7 +349,7 @@ static const struct fuse_lowlevel_ops ops = {
   .mkdir = ll_mkdir, .unlink = ll_unlink, .rmdir = ll_rmdir, .symlink = ll_symlink,
   .rename = ll_rename, .link = ll_link, .open = ll_open, .read = ll_read, .write = ll_write,
   .flush = ll_flush, .release = ll_release, .fsync = ll_fsync, .opendir = ll_opendir,
-  .readdir = ll_readdir, .readdirplus = ll_readdirplus, .releasedir = ll_releasedir,
+  .readdir = ll_readdir, .readdirplus = ll_readdirplus, .releasedir = ll_releasedir, .fsyncdir = ll_fsyncdir,
   .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr,
   .listxattr = ll_listxattr, .removexattr = ll_removexattr, .create = ll_create,
   .fallocate = ll_fallocate, .copy_file_range = ll_copy_file_range,

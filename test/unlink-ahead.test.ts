@@ -1,0 +1,136 @@
+// Unlinks answered before meta applies them (client/unlink-pipeline.ts,
+// docs/semantics.md#unlink), on real mounts of a real cluster. Meta is
+// stopped with SIGSTOP to hold the exact interleavings: an unlink returns
+// while meta cannot answer, a later request of the same mount waits for it,
+// and one that meta never answers comes back at the directory's fsync.
+import { existsSync, readdirSync } from 'node:fs'
+import { mkdir, open, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { startCluster, type TestCluster } from './helpers/cluster'
+import { eventually, sleep } from './helpers/lifecycle'
+import { mountCluster } from './helpers/mount'
+
+/** Holds meta (SIGSTOP) until the returned function is called; always resumed at teardown. */
+function pauseMeta(t: Test, c: TestCluster): () => void {
+  let paused = true
+  const resume = () => {
+    if (!paused) return
+    paused = false
+    process.kill(c.meta.pid, 'SIGCONT')
+  }
+  process.kill(c.meta.pid, 'SIGSTOP')
+  t.teardown(resume)
+  return resume
+}
+
+/** `p` settled within `ms`: 'done', 'failed', or 'pending'. */
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<'done' | 'failed' | 'pending'> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<'pending'>((r) => (timer = setTimeout(() => r('pending'), ms)))
+  const out = await Promise.race([p.then(() => 'done' as const, () => 'failed' as const), late])
+  clearTimeout(timer)
+  return out
+}
+
+t.test('unlinks ahead of meta', async (t) => {
+  const c = await startCluster(t, { nodes: 2 })
+  const a = await mountCluster(t, c)
+  const b = await mountCluster(t, c)
+
+  await t.test('an unlink returns while meta is stopped; a later lookup of the same mount waits for it', async (t) => {
+    const d = join(a.dir, 'held')
+    await mkdir(d)
+    await writeFile(join(d, 'x'), 'x\n')
+    await writeFile(join(d, 'y'), 'y\n')
+    t.same(readdirSync(join(b.dir, 'held')).sort(), ['x', 'y'], 'B lists both names')
+    // A knows both names (it made them) and lists the directory from its cache
+    const resume = pauseMeta(t, c)
+    const gone = unlink(join(d, 'x'))
+    t.equal(await settledWithin(gone, 5000), 'done', 'unlink returned with meta stopped')
+    // asked asynchronously: a call that waited for meta would otherwise hold this process
+    const looked = stat(join(d, 'x')).then(() => 'exists', (err: NodeJS.ErrnoException) => err.code)
+    t.equal(await settledWithin(looked, 5000), 'done', 'A answers a lookup of the name with meta stopped')
+    t.equal(await looked, 'ENOENT', 'A: the name is gone at once')
+    const listed = readdir(d)
+    t.equal(await settledWithin(listed, 5000), 'done', 'A lists the directory with meta stopped')
+    t.same(await listed, ['y'], 'A lists the directory without it')
+    // B asks meta (its listing is not complete after the invalidation
+    // cannot come): blocks until meta runs again, then sees the unlink
+    resume()
+    await gone
+    t.ok(await eventually(() => !existsSync(join(b.dir, 'held', 'x')), 5000, 20), 'B sees the name gone once meta runs')
+    t.ok(existsSync(join(b.dir, 'held', 'y')), 'B still has the other name')
+  })
+
+  await t.test('a request after an unlink is answered after meta applied the unlink', async (t) => {
+    const d = join(a.dir, 'order')
+    await mkdir(join(b.dir, 'order'))
+    await writeFile(join(b.dir, 'order', 'f'), 'f\n')
+    // A learns the name by lookup only: its listing of the directory is not
+    // complete, so the stat below has to ask meta
+    await stat(join(d, 'f'))
+    const resume = pauseMeta(t, c)
+    t.equal(await settledWithin(unlink(join(d, 'f')), 5000), 'done', 'unlink returned with meta stopped')
+    const looked = stat(join(d, 'f')).then(
+      () => 'exists',
+      (err: NodeJS.ErrnoException) => err.code,
+    )
+    t.equal(await settledWithin(looked, 500), 'pending', 'the lookup waits (meta is stopped)')
+    resume()
+    // meta reads on a connection of its own: without the mount's barrier the
+    // lookup would be answered from before the unlink's commit
+    t.equal(await looked, 'ENOENT', 'the lookup sees the unlink')
+  })
+
+  await t.test('unlink and create of one name in a loop keeps their order', async (t) => {
+    const d = join(a.dir, 'churn')
+    await mkdir(d)
+    const f = join(d, 'f')
+    for (let i = 0; i < 200; i++) {
+      await writeFile(f, `v${i}\n`, { flag: 'wx' })
+      await unlink(f)
+    }
+    await writeFile(f, 'last\n', { flag: 'wx' })
+    t.equal(await readFile(join(b.dir, 'churn', 'f'), 'utf8'), 'last\n', 'B reads the last version')
+    t.same(await readdir(join(b.dir, 'churn')), ['f'], 'B lists one name')
+  })
+
+  await t.test('rm -rf of a tree: every rmdir after its files, nothing left on either mount', async (t) => {
+    const root = join(a.dir, 'tree')
+    for (let i = 0; i < 6; i++) {
+      const sub = join(root, `d${i}`, 'inner')
+      await mkdir(sub, { recursive: true })
+      for (let j = 0; j < 60; j++) await writeFile(join(sub, `f${j}`), `${i}.${j}\n`)
+      for (let j = 0; j < 20; j++) await writeFile(join(root, `d${i}`, `g${j}`), `${i}.${j}\n`)
+    }
+    await rm(root, { recursive: true })
+    t.notOk(existsSync(root), 'A: gone')
+    t.notOk(existsSync(join(b.dir, 'tree')), 'B: gone')
+  })
+
+  await t.test('an unlink meta never answers: the directory\'s fsync reports EIO once, and the mount asks meta again', async (t) => {
+    const m = await mountCluster(t, c, { args: ['--deadline-ms', '1500'] })
+    const d = join(m.dir, 'lost')
+    await mkdir(d)
+    await writeFile(join(d, 'x'), 'x\n')
+    const resume = pauseMeta(t, c)
+    t.equal(await settledWithin(unlink(join(d, 'x')), 5000), 'done', 'unlink returned with meta stopped')
+    const dirFd = await open(d, 'r')
+    t.teardown(() => dirFd.close().catch(() => undefined))
+    // fsync waits for the unlink, which fails at the 1.5 s deadline
+    const synced = dirFd.sync().then(
+      () => 'ok',
+      (err: NodeJS.ErrnoException) => err.code,
+    )
+    t.equal(await settledWithin(synced, 15_000), 'done', 'fsync of the directory returned')
+    t.equal(await synced, 'EIO', 'fsync of the directory reports the failed unlink')
+    t.match(m.client.stderr(), /answered before meta applied it, and meta then failed it/, 'the mount logged it')
+    resume()
+    t.equal(await dirFd.sync().then(() => 'ok', (err: NodeJS.ErrnoException) => err.code), 'ok', 'reported once')
+    // whether meta applied the stale request when it woke or not, both
+    // mounts now say the same (the failing mount dropped what it cached)
+    await sleep(300)
+    t.equal(existsSync(join(d, 'x')), existsSync(join(b.dir, 'lost', 'x')), 'both mounts agree on the name')
+  })
+})
