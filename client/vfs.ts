@@ -170,7 +170,10 @@ export class Vfs {
     // a directory with unlinks in flight keeps its predicted attributes until
     // the last of them settles (its own earlier unlinks' invalidations would
     // drop them, and the kernel's next permission check would wait for meta)
-    if (own && this.unlinksIn.size) inv = { ...inv, dirs: inv.dirs.filter((d) => !this.unlinksIn.has(d)) }
+    if (own && this.unlinksIn.size) {
+      const predicted = (ino: number) => !this.unlinksIn.has(ino)
+      inv = { ...inv, inos: inv.inos.filter(predicted), dirs: inv.dirs.filter(predicted) }
+    }
     this.cache.apply(inv, own)
   }
 
