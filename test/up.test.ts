@@ -2,10 +2,11 @@
  * `berth up --no-mount`: ready quickly, `berth status` sees every node, and
  * SIGTERM leaves no child process behind.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { execFile, spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, promises as fs, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
 import { isMounted, readPid } from '../client/mount-state'
@@ -120,6 +121,32 @@ async function startUp(t: Test, dir: string, extra: string[] = [], o: { nodes?: 
     up,
     ready,
     stderr: () => stderr,
+    /**
+     * Resolves true once berth up's stderr matches `re`, false after `ms` (or
+     * when it exits without). stderr reaches this process only through 'data'
+     * events, so a line berth up printed long ago is not in stderr() until the
+     * event loop has run: wait here rather than test stderr() right after a
+     * blocking call (spawnSync) or a wait on something else.
+     */
+    waitStderr(re: RegExp, ms: number): Promise<boolean> {
+      if (re.test(stderr)) return Promise.resolve(true)
+      return new Promise<boolean>((resolve) => {
+        // registered after startUp's listener: `stderr` already holds the chunk
+        const onData = () => {
+          if (re.test(stderr)) finish(true)
+        }
+        const onExit = () => finish(re.test(stderr))
+        const timer = setTimeout(() => finish(false), ms)
+        const finish = (found: boolean) => {
+          clearTimeout(timer)
+          up.stderr.off('data', onData)
+          up.off('exit', onExit)
+          resolve(found)
+        }
+        up.stderr.on('data', onData)
+        up.once('exit', onExit)
+      })
+    },
     async stop(): Promise<number | null> {
       if (up.exitCode !== null) return up.exitCode
       const exited = new Promise<number | null>((resolve) => up.once('exit', (c) => resolve(c)))
@@ -130,6 +157,7 @@ async function startUp(t: Test, dir: string, extra: string[] = [], o: { nodes?: 
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+const execFileAsync = promisify(execFile)
 
 t.test('berth up owns its folder: one per --dir, same port and credentials after a restart, dead children restarted', async (t) => {
   const root = t.testdir()
@@ -164,7 +192,7 @@ t.test('berth up owns its folder: one per --dir, same port and credentials after
   const nodePid = Number(/node 0 .*pid (\d+)\)/.exec(first.stderr())?.[1])
   t.ok(nodePid > 0, 'node 0 pid shown')
   process.kill(nodePid, 'SIGKILL')
-  for (let i = 0; i < 100 && !/node-0 restarted/.test(first.stderr()); i++) await sleep(200)
+  await first.waitStderr(/node-0 restarted/, 60_000)
   t.match(first.stderr(), /node-0 \(pid \d+\) exited unexpectedly \(SIGKILL\); restarting in 1 s/, 'the death is logged')
   t.match(first.stderr(), /node-0 restarted \(pid \d+\)/, 'and the node restarted')
   t.notMatch(first.stderr(), /expired \d+ session/, 'routine meta housekeeping stays off the terminal')
@@ -212,13 +240,19 @@ t.test('berth up --ha: three clustered nats-servers, two meta replicas; a killed
   t.equal(u.ready.nats.split(',').length, 3, `three NATS servers (${u.ready.nats})`)
   const children = descendants(u.up.pid!)
   type Status = { metaId: string; replication?: { replicas?: Array<{ metaId: string; role: string; lag: number }> } }
-  const status = (): Status | null => {
-    const r = spawnSync(process.execPath, [BERTH_BIN, 'status', '--json', '--credentials', u.ready.credentials], { encoding: 'utf8' })
-    return r.status === 0 ? (JSON.parse(r.stdout) as Status) : null
+  // asynchronous, so berth up's stderr keeps being read while a status call
+  // waits (one right after the leader is killed waits out the failover)
+  const status = async (): Promise<Status | null> => {
+    try {
+      const r = await execFileAsync(process.execPath, [BERTH_BIN, 'status', '--json', '--credentials', u.ready.credentials], { encoding: 'utf8', timeout: 60_000 })
+      return JSON.parse(r.stdout) as Status
+    } catch {
+      return null
+    }
   }
   const twoReplicas = async (what: string, also: (s: Status) => boolean = () => true): Promise<Status> => {
-    for (let i = 0; i < 240; i++) {
-      const s = status()
+    for (const end = Date.now() + 120_000; Date.now() < end; ) {
+      const s = await status()
       if (s?.replication?.replicas?.length === 2 && also(s)) return s
       await sleep(500)
     }
@@ -241,10 +275,20 @@ t.test('berth up --ha: three clustered nats-servers, two meta replicas; a killed
   })
   t.equal(metaPids.length, 2, 'two meta replica processes')
   const ids = new Set(before.replication!.replicas!.map((r) => r.metaId))
-  process.kill(metaPids[0]!, 'SIGKILL')
+  const killed = metaPids[0]!
+  process.kill(killed, 'SIGKILL')
   const after = await twoReplicas('a killed replica comes back and both report again', (s) => s.replication!.replicas!.some((r) => !ids.has(r.metaId)) && s.replication!.replicas!.every((r) => r.lag === 0))
   t.ok(after.replication!.replicas!.some((r) => !ids.has(r.metaId)), 'the restarted replica reports under a new id')
-  t.match(u.stderr(), /meta-[01] \(pid \d+\) exited unexpectedly/, 'berth up says it restarts the replica')
+  // berth up prints the death as it happens and the restart a second later;
+  // the replica reporting again says nothing about whether this process has
+  // read those lines yet (a status call can outlast the whole restart): wait
+  // for them, as the plain case waits for node-0's
+  const died = new RegExp(`meta-([01]) \\(pid ${killed}\\) exited unexpectedly \\(SIGKILL\\); restarting in 1 s`)
+  const saidDied = await u.waitStderr(died, 60_000)
+  t.ok(saidDied, `berth up says it restarts the replica it lost (pid ${killed}; waited up to 60 s for the line)`, saidDied ? {} : { stderr: u.stderr().slice(-3000) })
+  const which = died.exec(u.stderr())?.[1] ?? '[01]'
+  const saidRestarted = await u.waitStderr(new RegExp(`meta-${which} restarted \\(pid \\d+\\)`), 60_000)
+  t.ok(saidRestarted, `and that meta-${which} restarted (waited up to 60 s for the line)`, saidRestarted ? {} : { stderr: u.stderr().slice(-3000) })
   const running = descendants(u.up.pid!)
   t.equal(await u.stop(), 0, 'berth up exits 0 on SIGTERM')
   t.same(running.filter(alive), [], 'no child process left behind')
