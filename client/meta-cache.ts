@@ -93,6 +93,12 @@ export class MetaCache {
     return out
   }
 
+  /** `dir` is known to have no entries (complete here, and none left). */
+  empty(dir: number): boolean {
+    const d = this.dirs.get(dir)
+    return d !== undefined && d.complete && d.names.size === 0
+  }
+
   dropEntry(parent: number, name: string): void {
     this.dirs.get(parent)?.names.delete(name)
   }

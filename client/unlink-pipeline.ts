@@ -1,5 +1,6 @@
 /**
- * Unlinks answered before meta has applied them (docs/semantics.md#unlink).
+ * Unlinks (and rmdirs of directories this mount emptied) answered before
+ * meta has applied them (docs/semantics.md#unlink).
  *
  * `rm -rf` removes one name per syscall and waits for each; at one meta trip
  * per unlink (about 1 ms here, 0.4 ms of it inside meta) the trip is the whole
@@ -27,7 +28,10 @@ import type { MetaApi } from './stores'
 
 const log = logger('client')
 
-export type UnlinkOutcome = { ok: true; reply: MetaReplies['unlink'] } | { ok: false; error: unknown }
+/** What may go ahead: removals whose outcome the mount predicted (both reply with the parent's attributes). */
+export type AheadOp = 'unlink' | 'rmdir'
+
+export type UnlinkOutcome = { ok: true; reply: MetaReplies[AheadOp] } | { ok: false; error: unknown }
 
 export class UnlinkPipeline implements MetaApi {
   /** Unlinks in flight, each with what follows its answer; they never reject. */
@@ -57,19 +61,19 @@ export class UnlinkPipeline implements MetaApi {
   }
 
   /**
-   * Sends `unlink` of `name` in `parent` and resolves once it is in flight
-   * (after a slot frees when `window` are). `after` hears its outcome; it must
-   * not throw (a throw is logged).
+   * Sends `op` (unlink or rmdir) of `name` in `parent` and resolves once it
+   * is in flight (after a slot frees when `window` are). `after` hears its
+   * outcome; it must not throw (a throw is logged).
    */
-  async send(body: { parent: number; name: string }, after: (outcome: UnlinkOutcome) => void): Promise<void> {
+  async send(op: AheadOp, body: { parent: number; name: string }, after: (outcome: UnlinkOutcome) => void): Promise<void> {
     while (this.inflight.size >= this.window) await Promise.race(this.inflight)
     const p: Promise<void> = this.meta
-      .call('unlink', body)
+      .call(op, body)
       .then(
         (reply) => after({ ok: true, reply }),
         (error: unknown) => after({ ok: false, error }),
       )
-      .catch((err: unknown) => log.error('handling an unlink outcome failed', err))
+      .catch((err: unknown) => log.error(`handling an ${op} outcome failed`, err))
       .finally(() => this.inflight.delete(p))
     this.inflight.add(p)
   }

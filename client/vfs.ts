@@ -18,7 +18,7 @@ import { MAX_COPY, RangeCopier } from './copy-range'
 import { MetaCache } from './meta-cache'
 import { dropUndefined, nowTimespec, OpenFile, Writeback } from './open-file'
 import type { BlockApi, MetaApi } from './stores'
-import { UnlinkPipeline, type UnlinkOutcome } from './unlink-pipeline'
+import { UnlinkPipeline, type AheadOp, type UnlinkOutcome } from './unlink-pipeline'
 
 export interface Caller {
   uid: number
@@ -471,6 +471,14 @@ export class Vfs {
 
   async rmdir(parent: number, name: string): Promise<void> {
     const ino = this.cache.entry(parent, name)
+    const attr = ino === undefined ? undefined : this.cache.attr(ino)
+    const dir = this.cache.attr(parent)
+    // ahead when the directory is known empty: complete in the cache with no
+    // entry left (the last ones may be unlinks still in flight, which meta
+    // applies first); any other mount's create in it would have dropped that
+    if (this.pipeline && attr && dir && isDir(attr.mode) && attr.ino !== ROOT_INO && this.cache.empty(attr.ino)) {
+      return this.removeAhead(this.pipeline, 'rmdir', parent, name, attr.ino, dir)
+    }
     const since = this.foreign
     const { dirs } = await this.mutate([parent], () => this.meta.call('rmdir', { parent, name }))
     this.changes++
@@ -491,7 +499,7 @@ export class Vfs {
     // not open here (meta must hold it before its last link goes), and the
     // kernel has checked write permission and the sticky bit itself
     // (default_permissions)
-    if (this.pipeline && attr && dir && !isDir(attr.mode) && !this.files.has(attr.ino)) return this.unlinkAhead(this.pipeline, parent, name, attr.ino, dir)
+    if (this.pipeline && attr && dir && !isDir(attr.mode) && !this.files.has(attr.ino)) return this.removeAhead(this.pipeline, 'unlink', parent, name, attr.ino, dir)
     await this.sendHolds()
     const since = this.foreign
     const { dirs } = await this.mutate([parent], () => this.meta.call('unlink', { parent, name }))
@@ -502,23 +510,28 @@ export class Vfs {
   }
 
   /**
-   * An unlink answered before meta applies it (client/unlink-pipeline.ts):
-   * this mount's caches change now as they would at meta's reply; the
-   * directory's mtime and ctime are this mount's clock until the last unlink
-   * in flight in it settles, then meta's.
+   * An unlink or rmdir answered before meta applies it
+   * (client/unlink-pipeline.ts): this mount's caches change now as they
+   * would at meta's reply; the directory's mtime and ctime are this mount's
+   * clock (and an rmdir's nlink one less) until the last removal in flight
+   * in it settles, then meta's.
    */
-  private async unlinkAhead(pipeline: UnlinkPipeline, parent: number, name: string, ino: number, dir: Attr): Promise<void> {
+  private async removeAhead(pipeline: UnlinkPipeline, op: AheadOp, parent: number, name: string, ino: number, dir: Attr): Promise<void> {
     const since = this.foreign
     this.changes++
     this.cache.dropEntry(parent, name)
     this.cache.dropAttr(ino)
+    if (op === 'rmdir') {
+      this.cache.dropDir(ino)
+      this.parents.delete(ino)
+    }
     const now = nowTimespec()
-    this.cache.setAttr({ ...dir, mtime: now, ctime: now })
+    this.cache.setAttr({ ...dir, mtime: now, ctime: now, nlink: op === 'rmdir' ? dir.nlink - 1 : dir.nlink })
     this.unlinksIn.set(parent, (this.unlinksIn.get(parent) ?? 0) + 1)
-    await pipeline.send({ parent, name }, (outcome) => this.unlinkSettled(parent, name, outcome, since))
+    await pipeline.send(op, { parent, name }, (outcome) => this.unlinkSettled(op, parent, name, outcome, since))
   }
 
-  private unlinkSettled(parent: number, name: string, outcome: UnlinkOutcome, since: number): void {
+  private unlinkSettled(op: AheadOp, parent: number, name: string, outcome: UnlinkOutcome, since: number): void {
     const left = (this.unlinksIn.get(parent) ?? 1) - 1
     if (left > 0) this.unlinksIn.set(parent, left)
     else this.unlinksIn.delete(parent)
@@ -528,8 +541,8 @@ export class Vfs {
     if (failed) {
       this.unlinksFailedAfterReply++
       const err = outcome.error as BerthError
-      log.error(`unlink of "${name}" in directory ${parent} was answered before meta applied it, and meta then failed it (${err.code ?? 'error'}: ${err.message}); the name may be back`)
-      if (!this.unlinkErrors.has(parent)) this.unlinkErrors.set(parent, fsError('EIO', `an earlier unlink of "${name}" in this directory failed after it returned: ${err.message}`))
+      log.error(`${op} of "${name}" in directory ${parent} was answered before meta applied it, and meta then failed it (${err.code ?? 'error'}: ${err.message}); the name may be back`)
+      if (!this.unlinkErrors.has(parent)) this.unlinkErrors.set(parent, fsError('EIO', `an earlier ${op} of "${name}" in this directory failed after it returned: ${err.message}`))
       this.cache.dropDir(parent)
       this.cache.dropAttr(parent)
       this.kernel?.invalidateEntry(parent, name)
@@ -539,7 +552,8 @@ export class Vfs {
     if (left > 0) return
     // the last one in flight here: meta's attributes replace the prediction
     const real = outcome.ok ? outcome.reply.dirs?.find((d) => d.ino === parent) : undefined
-    if (real && this.foreign === since) this.cache.setAttr(real)
+    // (not for a directory removed meanwhile: its attributes are gone for good)
+    if (real && this.foreign === since && this.cache.attr(parent)) this.cache.setAttr(real)
     else this.cache.dropAttr(parent)
     this.kernel?.invalidateInode(parent)
   }

@@ -4,7 +4,7 @@
 // while meta cannot answer, a later request of the same mount waits for it,
 // and one that meta never answers comes back at the directory's fsync.
 import { existsSync, readdirSync } from 'node:fs'
-import { mkdir, open, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { mkdir, open, readFile, readdir, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { startCluster, type TestCluster } from './helpers/cluster'
@@ -107,6 +107,41 @@ t.test('unlinks ahead of meta', async (t) => {
     await rm(root, { recursive: true })
     t.notOk(existsSync(root), 'A: gone')
     t.notOk(existsSync(join(b.dir, 'tree')), 'B: gone')
+  })
+
+  await t.test('rmdir of a directory this mount emptied goes ahead too, after the unlinks in it', async (t) => {
+    const d = join(a.dir, 'emptied')
+    await mkdir(join(d, 'sub'), { recursive: true })
+    for (let i = 0; i < 5; i++) await writeFile(join(d, 'sub', `f${i}`), 'x')
+    const resume = pauseMeta(t, c)
+    const removed = (async () => {
+      for (let i = 0; i < 5; i++) await unlink(join(d, 'sub', `f${i}`))
+      await rmdir(join(d, 'sub'))
+    })()
+    t.equal(await settledWithin(removed, 5000), 'done', 'unlinks and rmdir returned with meta stopped')
+    const listed = readdir(d)
+    t.equal(await settledWithin(listed, 5000), 'done', 'A lists the parent with meta stopped')
+    t.same(await listed, [], 'A: the directory is gone')
+    resume()
+    t.ok(await eventually(() => !existsSync(join(b.dir, 'emptied', 'sub')), 5000, 20), 'B sees it gone once meta runs')
+  })
+
+  await t.test('an rmdir ahead that meta refuses (another mount created a file in it first) is reported at the parent\'s fsync', async (t) => {
+    const d = join(a.dir, 'raced')
+    await mkdir(join(d, 'sub'), { recursive: true })
+    // B lists sub whole: its lookup before the create is answered locally
+    t.same(await readdir(join(b.dir, 'raced', 'sub')), [], 'B lists sub empty')
+    const resume = pauseMeta(t, c)
+    const created = writeFile(join(b.dir, 'raced', 'sub', 'late'), 'late\n')
+    t.equal(await settledWithin(created, 300), 'pending', 'B\'s create waits for meta')
+    t.equal(await settledWithin(rmdir(join(d, 'sub')), 5000), 'done', 'A\'s rmdir returned with meta stopped')
+    const parentFd = await open(d, 'r')
+    t.teardown(() => parentFd.close().catch(() => undefined))
+    resume()
+    await created
+    t.equal(await parentFd.sync().then(() => 'ok', (err: NodeJS.ErrnoException) => err.code), 'EIO', 'fsync of the parent reports the refused rmdir')
+    t.match(a.client.stderr(), /rmdir of "sub" in directory \d+ was answered before meta applied it, and meta then failed it \(ENOTEMPTY/, 'the mount logged it')
+    t.same(await readdir(join(d, 'sub')), ['late'], 'A sees the directory again, with B\'s file')
   })
 
   await t.test('an unlink meta never answers: the directory\'s fsync reports EIO once, and the mount asks meta again', async (t) => {
