@@ -143,8 +143,13 @@ export class OpenFile {
   mtime: Timespec | undefined
   readonly lock = new Mutex()
   private uploadError: unknown
-  /** Uploaded hashes no chunk will commit: released after the next flush (if no chunk holds them again). */
-  private readonly unneeded = new Set<string>()
+  /**
+   * One entry per upload no chunk will commit: meta counts a session's pins
+   * per upload, so each such upload's pin is released once, after the next
+   * flush. An entry whose hash a chunk holds again waits until it does not
+   * (defence: that chunk's own pin is never the one dropped).
+   */
+  private unneeded: string[] = []
   /** Indexes of committed chunks that have slices (compaction candidates at the last close). */
   private readonly sliced = new Set<number>()
 
@@ -459,7 +464,7 @@ export class OpenFile {
       const viewLen = view ? chunkLen(view) : 0
       const valid = view ? Math.min(viewLen, Math.max(0, this.size - idx * this.chunkSize)) : 0
       if (whole || !view || valid === 0 || (!view.hash && !view.data)) {
-        if (slot?.state === ChunkState.uploaded && slot.commit.hash) this.unneeded.add(slot.commit.hash)
+        if (slot?.state === ChunkState.uploaded && slot.commit.hash) this.unneeded.push(slot.commit.hash)
         this.setDirty(idx, Buffer.alloc(whole || big ? this.chunkSize : MIN_BUFFER), 0, 0, undefined)
         continue
       }
@@ -486,7 +491,7 @@ export class OpenFile {
         else this.slots.delete(idx)
         throw err
       }
-      if (slot?.state === ChunkState.uploaded && slot.commit.hash) this.unneeded.add(slot.commit.hash)
+      if (slot?.state === ChunkState.uploaded && slot.commit.hash) this.unneeded.push(slot.commit.hash)
       this.setDirty(idx, buf, valid, from, base)
     }
   }
@@ -541,7 +546,7 @@ export class OpenFile {
   /** The upload's result will not be committed: release its pin (after the next flush). */
   private supersede(up: Upload): void {
     up.superseded = true
-    this.unneeded.add(up.hash)
+    this.unneeded.push(up.hash)
   }
 
   // ---- uploads ----
@@ -610,7 +615,8 @@ export class OpenFile {
    * unless a retry holds the same hash by then.
    */
   private uploadFailed(up: Upload, err: unknown): void {
-    this.unneeded.add(up.hash)
+    // a superseded upload is in `unneeded` already (supersede)
+    if (!up.superseded) this.unneeded.push(up.hash)
     const slot = this.slots.get(up.idx)
     if (up.superseded || slot?.state !== ChunkState.uploading || slot.upload !== up) {
       this.wb.dirtyBytes -= up.buf.length
@@ -730,7 +736,7 @@ export class OpenFile {
         this.slots.set(idx, slot)
         throw err
       }
-      if (slot.commit.hash) this.unneeded.add(slot.commit.hash)
+      if (slot.commit.hash) this.unneeded.push(slot.commit.hash)
       this.setDirty(idx, buf, len, 0, undefined)
     }
   }
@@ -850,7 +856,7 @@ export class OpenFile {
     this.slots.delete(idx)
     if (slot.state === ChunkState.dirty) this.wb.dirtyBytes -= slot.buf.length
     else if (slot.state === ChunkState.uploading) this.supersede(slot.upload)
-    else if (slot.state === ChunkState.uploaded && slot.commit.hash) this.unneeded.add(slot.commit.hash)
+    else if (slot.state === ChunkState.uploaded && slot.commit.hash) this.unneeded.push(slot.commit.hash)
   }
 
   /** Drops all local state (the last handle is gone); uploads not committed are released. */
@@ -860,16 +866,16 @@ export class OpenFile {
     this.releaseUnneeded()
   }
 
-  /** Releases pins of uploads nothing will commit; a hash a chunk holds again stays. */
+  /** Releases pins of uploads nothing will commit; one whose hash a chunk holds again stays for later. */
   private releaseUnneeded(): void {
-    if (this.unneeded.size === 0) return
+    if (this.unneeded.length === 0) return
     const held = new Set<string>()
     for (const slot of this.slots.values()) {
       if (slot.state === ChunkState.uploading && !slot.upload.superseded) held.add(slot.upload.hash)
       else if (slot.state === ChunkState.uploaded && slot.commit.hash) held.add(slot.commit.hash)
     }
-    const gone = [...this.unneeded].filter((h) => !held.has(h))
-    this.unneeded.clear()
+    const gone = this.unneeded.filter((h) => !held.has(h))
+    this.unneeded = this.unneeded.filter((h) => held.has(h))
     if (gone.length) this.wb.blocks.release(gone)
   }
 }

@@ -42,14 +42,43 @@ export class World {
   }
 }
 
-/** Block store with pins as meta keeps them: a set per session. */
+/**
+ * Pins as meta keeps them (meta/files.ts): a count per hash for the session,
+ * one per upload; each commit of the hash or release drops one.
+ */
+export class PinCounts {
+  private readonly counts = new Map<string, number>()
+  constructor(private readonly w: World) {}
+  add(h: string): void {
+    this.counts.set(h, (this.counts.get(h) ?? 0) + 1)
+  }
+  has(h: string): boolean {
+    return (this.counts.get(h) ?? 0) > 0
+  }
+  /** One pin of `h` goes (`what` names who dropped it, for the problem report). */
+  delete(h: string, what: string): void {
+    const n = this.counts.get(h) ?? 0
+    if (n === 0) this.w.problems.push(`${what}: ${h.slice(0, 8)} has no pin left to drop`)
+    if (n <= 1) this.counts.delete(h)
+    else this.counts.set(h, n - 1)
+  }
+  get size(): number {
+    let n = 0
+    for (const c of this.counts.values()) n += c
+    return n
+  }
+}
+
+/** Block store with pins as meta keeps them: counted per upload. */
 export class MemBlocks implements BlockApi {
   readonly blocks = new Map<string, Buffer>()
-  readonly pins = new Set<string>()
+  readonly pins: PinCounts
   failRate = 0
   puts = 0
   putBytes = 0
-  constructor(private readonly w: World) {}
+  constructor(private readonly w: World) {
+    this.pins = new PinCounts(w)
+  }
 
   async put(data: Uint8Array, hash?: string): Promise<BlockPut> {
     const h = sha256(data)
@@ -66,7 +95,7 @@ export class MemBlocks implements BlockApi {
   }
 
   release(hashes: string[]): void {
-    for (const h of hashes) this.pins.delete(h)
+    for (const h of hashes) this.pins.delete(h, 'release')
   }
 
   async get(hash: string, _nodes: string[], opts?: { offset?: number; length?: number }): Promise<Buffer> {
@@ -132,7 +161,7 @@ export class MemMeta implements MetaApi {
           if (!block) this.w.problems.push(`commit: chunk ${c.idx} names a block never stored`)
           else if (c.len > block.length) this.w.problems.push(`commit: chunk ${c.idx} says len ${c.len}, its block holds ${block.length} bytes`)
           if (!c.sums) this.w.problems.push(`commit: chunk ${c.idx} without sums`)
-          this.store.pins.delete(c.hash)
+          this.store.pins.delete(c.hash, `commit of chunk ${c.idx}`)
           const ext = { hash: c.hash, len: c.len, nodes: c.nodes, ...(c.sums ? { sums: c.sums } : {}) }
           if (c.append) {
             this.appends++
