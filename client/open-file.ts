@@ -37,7 +37,7 @@ import { logger } from '../common/log'
 import { PERM_BITS, S_IFMT } from '../common/modes'
 import { ChunkState, type Slot, type Upload } from './chunk-state'
 import { Mutex } from './semaphore'
-import type { BlockPut, MetaApi } from './stores'
+import { tookNoPin, type BlockPut, type MetaApi } from './stores'
 import type { Writeback } from './writeback'
 
 export { Writeback } from './writeback'
@@ -543,10 +543,13 @@ export class OpenFile {
     slot.buf = grown
   }
 
-  /** The upload's result will not be committed: release its pin (after the next flush). */
+  /**
+   * The upload's result will not be committed: its pin goes once it has
+   * settled (uploaded or uploadFailed), not before: its pin call may still
+   * be on its way, or may fail and take no pin at all.
+   */
   private supersede(up: Upload): void {
     up.superseded = true
-    this.unneeded.push(up.hash)
   }
 
   // ---- uploads ----
@@ -596,7 +599,10 @@ export class OpenFile {
   private uploaded(up: Upload, block: { hash: string; len: number; nodes: string[]; sums: Uint8Array }): void {
     this.wb.dirtyBytes -= up.buf.length
     const slot = this.slots.get(up.idx)
-    if (up.superseded || slot?.state !== ChunkState.uploading || slot.upload !== up) return
+    if (up.superseded || slot?.state !== ChunkState.uploading || slot.upload !== up) {
+      this.unneeded.push(up.hash)
+      return
+    }
     if (up.from > 0 && up.base) {
       const commit: ChunkRef = { idx: up.idx, ...block, expect: { len: up.from, last: lastHash(up.base)! }, append: true }
       this.slots.set(up.idx, { state: ChunkState.uploaded, ref: withSlice(up.base, block), commit, base: up.base })
@@ -615,8 +621,8 @@ export class OpenFile {
    * unless a retry holds the same hash by then.
    */
   private uploadFailed(up: Upload, err: unknown): void {
-    // a superseded upload is in `unneeded` already (supersede)
-    if (!up.superseded) this.unneeded.push(up.hash)
+    // one whose pin was never taken has nothing to release
+    if (!tookNoPin(err)) this.unneeded.push(up.hash)
     const slot = this.slots.get(up.idx)
     if (up.superseded || slot?.state !== ChunkState.uploading || slot.upload !== up) {
       this.wb.dirtyBytes -= up.buf.length

@@ -8,7 +8,7 @@
  */
 import { sha256hex, type BlockClient } from '../common/block-client'
 import { logger } from '../common/log'
-import type { BlockApi, BlockPut, MetaApi } from './stores'
+import { markNotPinned, type BlockApi, type BlockPut, type MetaApi } from './stores'
 
 const log = logger('client')
 const UNPIN_BATCH = 1000
@@ -25,7 +25,11 @@ export class PinnedBlocks implements BlockApi {
 
   async put(data: Uint8Array, hash?: string): Promise<BlockPut> {
     const h = hash ?? sha256hex(data)
-    await this.meta.call('pin', { session: this.session, hashes: [h] })
+    // a pin that failed was never taken: releasing it would drop another
+    // upload's pin of the same content (meta counts them per session)
+    await this.meta.call('pin', { session: this.session, hashes: [h] }).catch((err: unknown) => {
+      throw markNotPinned(err)
+    })
     return this.inner.put(data, h)
   }
 

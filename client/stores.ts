@@ -18,11 +18,25 @@ export interface BlockPut {
   sums: Uint8Array
 }
 
+/** Set on an error of BlockApi.put that came before its pin was taken: there is no pin to release. */
+const NOT_PINNED = Symbol('berth.notPinned')
+
+/** `err` (thrown by `put`'s pin step) marked as having taken no pin; returned for `throw`. */
+export function markNotPinned(err: unknown): unknown {
+  if (typeof err === 'object' && err !== null) Object.defineProperty(err, NOT_PINNED, { value: true })
+  return err
+}
+
+export function tookNoPin(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { [NOT_PINNED]?: boolean })[NOT_PINNED] === true
+}
+
 export interface BlockApi {
   /**
    * Stores `data` durably on min(R, live) nodes; resolves with its hash, the
    * nodes and its piece sums. The block is pinned for this session from before
    * the upload until it is committed or released (GC cannot take it meanwhile).
+   * A failure before the pin was taken is marked (tookNoPin): nothing to release.
    */
   put(data: Uint8Array, hash?: string): Promise<BlockPut>
   /**

@@ -15,7 +15,7 @@ import { BerthError } from '../../common/errors'
 import { BlockCache } from '../../client/block-cache'
 import { OpenFile } from '../../client/open-file'
 import { Writeback } from '../../client/writeback'
-import type { BlockApi, BlockPut, MetaApi } from '../../client/stores'
+import { markNotPinned, type BlockApi, type BlockPut, type MetaApi } from '../../client/stores'
 
 export const SESSION = 's1'
 /** Commits of each kind over all runs of this process (the test reports them: the paths were exercised). */
@@ -83,6 +83,9 @@ export class MemBlocks implements BlockApi {
   async put(data: Uint8Array, hash?: string): Promise<BlockPut> {
     const h = sha256(data)
     if (hash !== undefined && hash !== h) this.w.problems.push(`put: given hash ${hash.slice(0, 8)} is not the hash of the bytes`)
+    // the pin request itself may fail (meta unreachable): no pin was taken
+    await this.w.delay()
+    if (this.w.rand() < this.failRate / 3) throw markNotPinned(new BerthError('ETIMEDOUT', 'injected pin failure'))
     this.pins.add(h)
     this.puts++
     this.putBytes += data.length
