@@ -24,9 +24,11 @@
  *   (EAGAIN: the chunk is rewritten whole). A chunk that fills up, reaches
  *   MAX_SLICES, or (at the last close) holds mostly slices is compacted: read,
  *   uploaded as one block and committed conditionally, once.
- * - Hashes uploaded but never to be committed (superseded, truncated away,
- *   discarded) are released after the next flush, unless a chunk still holds
- *   them; the write-back buffers and in-flight uploads are bounded by the
+ * - Uploads never to be committed (superseded, truncated away, discarded)
+ *   give back their pin, one per upload as meta counts them, once the upload
+ *   has settled (none if the pin call itself failed): after the next flush,
+ *   or at once when the file is discarded, and not while a chunk still holds
+ *   the same hash; the write-back buffers and in-flight uploads are bounded by the
  *   Writeback shared by all files (backpressure: write() waits).
  */
 import { sha256hex } from '../common/block-client'
@@ -150,6 +152,8 @@ export class OpenFile {
    * (defence: that chunk's own pin is never the one dropped).
    */
   private unneeded: string[] = []
+  /** The last handle is gone (discard): no flush will release what settles later. */
+  private discarded = false
   /** Indexes of committed chunks that have slices (compaction candidates at the last close). */
   private readonly sliced = new Set<number>()
 
@@ -552,6 +556,12 @@ export class OpenFile {
     up.superseded = true
   }
 
+  /** A given-up upload has settled: its pin goes with the next flush, or now if no flush will come. */
+  private givenUp(hash: string): void {
+    this.unneeded.push(hash)
+    if (this.discarded) this.releaseUnneeded()
+  }
+
   // ---- uploads ----
 
   /** Writeback pressure: uploads one dirty chunk; false if none. */
@@ -600,7 +610,7 @@ export class OpenFile {
     this.wb.dirtyBytes -= up.buf.length
     const slot = this.slots.get(up.idx)
     if (up.superseded || slot?.state !== ChunkState.uploading || slot.upload !== up) {
-      this.unneeded.push(up.hash)
+      this.givenUp(up.hash)
       return
     }
     if (up.from > 0 && up.base) {
@@ -622,7 +632,7 @@ export class OpenFile {
    */
   private uploadFailed(up: Upload, err: unknown): void {
     // one whose pin was never taken has nothing to release
-    if (!tookNoPin(err)) this.unneeded.push(up.hash)
+    if (!tookNoPin(err)) this.givenUp(up.hash)
     const slot = this.slots.get(up.idx)
     if (up.superseded || slot?.state !== ChunkState.uploading || slot.upload !== up) {
       this.wb.dirtyBytes -= up.buf.length
@@ -867,6 +877,7 @@ export class OpenFile {
 
   /** Drops all local state (the last handle is gone); uploads not committed are released. */
   discard(): void {
+    this.discarded = true
     for (const [idx, slot] of [...this.slots]) this.dropSlot(idx, slot)
     this.sizeDirty = false
     this.releaseUnneeded()
