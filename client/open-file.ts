@@ -627,8 +627,8 @@ export class OpenFile {
 
   /**
    * uploading -> dirty again with the same bytes; the next flush reports the
-   * error and retries. The pin taken for the failed upload is released
-   * unless a retry holds the same hash by then.
+   * error and retries. The failed upload's pin (if its pin call took one)
+   * goes like any given-up upload's (givenUp).
    */
   private uploadFailed(up: Upload, err: unknown): void {
     // one whose pin was never taken has nothing to release

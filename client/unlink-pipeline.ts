@@ -44,11 +44,6 @@ export class UnlinkPipeline implements MetaApi {
     if (!(window >= 1)) throw new RangeError(`unlink window must be at least 1, got ${window}`)
   }
 
-  /** Unlinks sent and not settled yet. */
-  get pending(): number {
-    return this.inflight.size
-  }
-
   /** MetaApi: waits for the unlinks sent before this call, then makes it. */
   async call<Op extends MetaOp>(op: Op, body: Omit<MetaRequest<Op>, 'rid'>, opts?: { deadlineMs?: number }): Promise<MetaReplies[Op]> {
     if (this.inflight.size) await this.settled()

@@ -140,8 +140,6 @@ export class Vfs {
   private readonly unlinksIn = new Map<number, number>()
   /** Directory -> the first unlink answered ahead in it that meta then refused (its next fsync reports it). */
   private readonly unlinkErrors = new Map<number, BerthError>()
-  /** Unlinks answered ahead that meta refused or never answered (metrics, tests). */
-  unlinksFailedAfterReply = 0
   /** Set once mounted: meta's final directory attributes are pushed there after unlinks ahead. */
   kernel: KernelCaches | null = null
 
@@ -476,7 +474,7 @@ export class Vfs {
     // ahead when the directory is known empty: complete in the cache with no
     // entry left (the last ones may be unlinks still in flight, which meta
     // applies first); any other mount's create in it would have dropped that
-    if (this.pipeline && attr && dir && isDir(attr.mode) && attr.ino !== ROOT_INO && this.cache.empty(attr.ino)) {
+    if (this.pipeline && attr && dir && isDir(attr.mode) && this.cache.empty(attr.ino)) {
       return this.removeAhead(this.pipeline, 'rmdir', parent, name, attr.ino, dir)
     }
     const since = this.foreign
@@ -539,7 +537,6 @@ export class Vfs {
     // retry found its first attempt applied): the state is the one reported
     const failed = !outcome.ok && (outcome.error as BerthError).code !== 'ENOENT'
     if (failed) {
-      this.unlinksFailedAfterReply++
       const err = outcome.error as BerthError
       log.error(`${op} of "${name}" in directory ${parent} was answered before meta applied it, and meta then failed it (${err.code ?? 'error'}: ${err.message}); the name may be back`)
       if (!this.unlinkErrors.has(parent)) this.unlinkErrors.set(parent, fsError('EIO', `an earlier ${op} of "${name}" in this directory failed after it returned: ${err.message}`))
