@@ -83,6 +83,34 @@ t.test('unlinks ahead of meta', async (t) => {
     t.equal(await looked, 'ENOENT', 'the lookup sees the unlink')
   })
 
+  await t.test('a file\'s fsync waits for the unlinks in flight; -o sync_unlink sends none ahead', async (t) => {
+    const m = await mountCluster(t, c)
+    const d = join(m.dir, 'waits')
+    await mkdir(d)
+    await writeFile(join(d, 'x'), 'x\n')
+    await writeFile(join(d, 'clean'), 'clean\n')
+    const fd = await open(join(d, 'clean'), 'r+')
+    t.teardown(() => fd.close().catch(() => undefined))
+    let resume = pauseMeta(t, c)
+    t.equal(await settledWithin(unlink(join(d, 'x')), 5000), 'done', 'unlink returned with meta stopped')
+    // the file is clean: its fsync has nothing of its own to commit
+    const synced = fd.sync()
+    t.equal(await settledWithin(synced, 500), 'pending', 'fsync of another file waits for the unlink')
+    resume()
+    await synced
+    t.notOk(existsSync(join(b.dir, 'waits', 'x')), 'and once it returned, another mount sees the unlink')
+    await fd.close()
+
+    const s = await mountCluster(t, c, { args: ['-o', 'sync_unlink'] })
+    await writeFile(join(s.dir, 'waits', 'z'), 'z\n')
+    resume = pauseMeta(t, c)
+    const waited = unlink(join(s.dir, 'waits', 'z'))
+    t.equal(await settledWithin(waited, 500), 'pending', 'with -o sync_unlink, an unlink waits for meta')
+    resume()
+    await waited
+    t.notOk(existsSync(join(b.dir, 'waits', 'z')), 'and is applied when it returns')
+  })
+
   await t.test('unlink and create of one name in a loop keeps their order', async (t) => {
     const d = join(a.dir, 'churn')
     await mkdir(d)
