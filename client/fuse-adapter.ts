@@ -280,14 +280,15 @@ export class FuseSession {
         return this.op('fsync', slot, () => v.fsync(n(1)), this.ok(slot))
       case OP.FSYNCDIR:
         return this.op('fsyncdir', slot, () => v.fsyncdir(n(0)), this.ok(slot))
+      // Only from a kernel without FUSE_NO_OPENDIR_SUPPORT (before 5.1): the
+      // binding answers opendir with ENOSYS otherwise. Listings are found by
+      // inode either way, and the kernel keeps them as it does without opendir.
       case OP.OPENDIR:
-        return this.op('opendir', slot, () => v.opendir(n(0)), (dh) => {
-          if (!this.b.replyOpen(slot, dh, 0)) v.releasedir(dh)
-        })
+        return this.op('opendir', slot, async () => 0, () => this.b.replyOpen(slot, 0, OPEN_FLAGS.KEEP_CACHE | OPEN_FLAGS.CACHE_DIR))
       case OP.READDIR:
-        return this.readdir(slot, n(1), n(2), n(3), n(4))
+        return this.readdir(slot, n(0), n(2), n(3), n(4))
       case OP.RELEASEDIR:
-        return this.op('releasedir', slot, async () => v.releasedir(n(1)), this.ok(slot))
+        return this.op('releasedir', slot, async () => undefined, this.ok(slot))
       case OP.STATFS:
         return this.op('statfs', slot, () => v.statfs(), (st) =>
           this.b.replyStatfs(slot, Float64Array.of(st.bsize, st.bsize, st.blocks, st.bfree, st.bavail, st.files, st.ffree, st.ffree, st.namemax)),
@@ -323,10 +324,10 @@ export class FuseSession {
     else this.b.replyBuf(slot, value, value.length)
   }
 
-  private readdir(slot: number, dh: number, size: number, offset: number, plus: number): void {
+  private readdir(slot: number, ino: number, size: number, offset: number, plus: number): void {
     // a plain entry takes 24 + name bytes, a plus entry 152 + name: ask meta for about what fits
     const min = Math.max(1, Math.floor(size / (plus ? 160 : 32)))
-    this.op(plus ? 'readdirplus' : 'readdir', slot, () => this.vfs.readdir(dh, offset, min), (entries) => {
+    this.op(plus ? 'readdirplus' : 'readdir', slot, () => this.vfs.readdir(ino, offset, min), (entries) => {
       const attrs = new Float64Array(entries.length * ATTR_FIELDS)
       const offsets = new Float64Array(entries.length)
       entries.forEach((e, i) => {

@@ -26,7 +26,7 @@ export const A = {
 export const ATTR_FIELDS = 15
 
 /** Bits of replyOpen/replyCreate's flags. */
-export const OPEN_FLAGS = { DIRECT_IO: 1, KEEP_CACHE: 2 } as const
+export const OPEN_FLAGS = { DIRECT_IO: 1, KEEP_CACHE: 2, CACHE_DIR: 4 } as const
 
 /** setattr's to_set bits (fuse_lowlevel.h). */
 export const SET = { MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5, ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8 } as const

@@ -19,6 +19,7 @@ import { MetaCache } from './meta-cache'
 import { dropUndefined, nowTimespec, OpenFile, Writeback } from './open-file'
 import type { BlockApi, MetaApi } from './stores'
 import { UnlinkPipeline, type AheadOp, type UnlinkOutcome } from './unlink-pipeline'
+import { DirStreams, type DirStream } from './dir-streams'
 
 export interface Caller {
   uid: number
@@ -71,17 +72,6 @@ export interface SetattrChange {
   mtime?: [number, number] | 'now'
 }
 
-/** An open directory: a window of entries at positions pos, pos+1, ... and meta's cursor after them. */
-interface DirStream {
-  ino: number
-  pos: number
-  buffered: Array<{ name: string; attr: Attr }>
-  cursor: string | null
-  done: boolean
-  /** foreign + changes when the listing started from the top, or -1 when it did not. */
-  epoch: number
-}
-
 const log = logger('client')
 const PARENTS_MAX = 100_000
 const CONTENT_SEEN_MAX = 100_000
@@ -117,7 +107,8 @@ export class Vfs {
   readonly copier: RangeCopier
   private readonly files = new Map<number, OpenFile>()
   private readonly handles = new Map<number, Handle>()
-  private readonly dirs = new Map<number, DirStream>()
+  /** Listings in progress, by (inode, offset): the kernel sends no opendir (client/dir-streams.ts). */
+  private readonly dirs = new DirStreams()
   /** Directory -> the directory it was found in (".." entries). */
   private readonly parents = new Map<number, number>()
   /** Inode -> gen and size the kernel's page cache was filled from (FOPEN_KEEP_CACHE). */
@@ -361,35 +352,26 @@ export class Vfs {
 
   // ---- directories ----
 
-  /** A directory stream: entries are fetched from meta a page at a time, never the whole listing. */
-  async opendir(ino: number): Promise<number> {
-    const dir = await this.getattr(ino)
-    if ((dir.mode & S_IFMT) !== S_IFDIR) throw fsError('ENOTDIR', `inode ${ino} is not a directory`)
-    const dh = this.allocFh()
-    this.dirs.set(dh, { ino, pos: 0, buffered: [], cursor: null, done: false, epoch: -1 })
-    return dh
-  }
-
-  releasedir(dh: number): void {
-    this.dirs.delete(dh)
-  }
-
   /**
-   * Entries from position `offset` on (the kernel hands back the position
-   * after the last entry it kept). Position i is entry i of "." , "..", then
-   * meta's order; a backwards seek restarts the listing from meta. At least
-   * `min` entries are returned unless the directory ends first.
+   * Entries of directory `ino` from position `offset` on (the kernel hands
+   * back the position after the last entry it kept), fetched from meta a page
+   * at a time, never the whole listing. Position i is entry i of ".", "..",
+   * then meta's order; a seek to a position no listing in progress is at
+   * starts the listing over. At least `min` entries are returned unless the
+   * directory ends first.
    */
-  async readdir(dh: number, offset: number, min: number): Promise<Array<{ name: string; attr: Attr; next: number }>> {
-    const d = this.dirs.get(dh)
-    if (!d) throw fsError('EBADF', `no open directory ${dh}`)
-    if (offset !== d.pos) {
-      if (offset < d.pos || offset > d.pos + d.buffered.length) Object.assign(d, { pos: 0, buffered: [], cursor: null, done: false, epoch: -1 })
-      // drop what the kernel already kept
-      const skip = Math.min(offset - d.pos, d.buffered.length)
-      d.buffered.splice(0, skip)
-      d.pos += skip
-    }
+  async readdir(ino: number, offset: number, min: number): Promise<Array<{ name: string; attr: Attr; next: number }>> {
+    const d = this.dirs.take(ino, offset)
+    const entries = await this.fillListing(d, offset, min)
+    this.dirs.put(d, entries.length === 0)
+    return entries
+  }
+
+  private async fillListing(d: DirStream, offset: number, min: number): Promise<Array<{ name: string; attr: Attr; next: number }>> {
+    // drop what the kernel already kept
+    const kept = Math.min(offset - d.pos, d.buffered.length)
+    d.buffered.splice(0, kept)
+    d.pos += kept
     if (d.pos === 0 && d.buffered.length === 0 && !d.done && d.cursor === null) {
       const self = await this.getattr(d.ino)
       const parent = d.ino === ROOT_INO ? self : await this.getattr(this.parentOf(d.ino))

@@ -63,6 +63,7 @@ static struct {
   int mounted;
   struct fuse_buf buf; /* libfuse's receive buffer, reused for every request */
   unsigned max_write;
+  int no_opendir;      /* the kernel takes ENOSYS from opendir as "send no opendir/releasedir" */
 } S;
 
 #define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, #call " failed"); return NULL; } } while (0)
@@ -161,6 +162,13 @@ static void ll_init(void *ud, struct fuse_conn_info *conn) {
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+  /*
+   * Directories need no handle (JS finds a listing by inode and offset), so
+   * the first opendir is answered ENOSYS and the kernel sends no more opendir
+   * or releasedir: two round trips fewer per directory listed. The kernel then
+   * opens directories with FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR.
+   */
+  S.no_opendir = !!(conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT);
   /* libfuse asks the kernel for max_pages to match max_write (its buffer holds 1 MiB + header). */
   conn->max_write = S.max_write;
   conn->max_read = S.max_write;
@@ -280,7 +288,13 @@ static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 }
 #undef OP
 #define OP OP_OPENDIR
-static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ARGS(num((double)ino), num(fi->flags)); }
+static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (S.no_opendir) {
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
+  ARGS(num((double)ino), num(fi->flags));
+}
 #undef OP
 
 #define OP OP_READDIR
@@ -689,12 +703,14 @@ static void fill_entry(struct fuse_entry_param *e, const struct stat *st, double
 /* Bits of replyOpen/replyCreate's `flags`. */
 #define OPEN_DIRECT_IO 1
 #define OPEN_KEEP_CACHE 2
+#define OPEN_CACHE_DIR 4
 
 static void fill_open(struct fuse_file_info *fi, double fh, int flags) {
   memset(fi, 0, sizeof *fi);
   fi->fh = (uint64_t)fh;
   fi->direct_io = !!(flags & OPEN_DIRECT_IO);
   fi->keep_cache = !!(flags & OPEN_KEEP_CACHE);
+  fi->cache_readdir = !!(flags & OPEN_CACHE_DIR);
 }
 
 /* replyErr(slot, errno): 0 is success for ops without a result. */
