@@ -15,27 +15,59 @@
  * name this mount already removed, and a request that depends on an unlink
  * (rmdir of the parent, a create of the same name) comes after it.
  *
+ * Removals go to meta in batches (the `removes` request): one is sent at
+ * once when fewer than MAX_REQUESTS requests are out; the ones that come
+ * while they are wait and go together in the next request. A busy `rm -rf`
+ * thus costs meta one request, one transaction savepoint pair and one reply
+ * per batch instead of per name. A meta without `removes` answers ENOSYS, and
+ * the mount then sends them one by one.
+ *
  * States of one unlink sent ahead:
  *
- *   waiting for a slot --(fewer than `window` in flight)--> in flight
- *   in flight --(meta answers, or its deadline passes)--> settled (`after` runs)
+ *   waiting for a slot --(fewer than `window` taken)--> queued
+ *   queued --(a request slot is free)--> in a request to meta
+ *   in a request --(meta answers, or its deadline passes)--> settled (`after` runs)
  *
- * The caller's syscall returns when the unlink enters "in flight".
+ * The caller's syscall returns when the unlink is queued; at most `window`
+ * are queued or in requests.
  */
 import type { MetaOp, MetaReplies, MetaRequest } from '../common/protocol'
+import { MAX_REMOVES } from '../common/protocol'
+import { BerthError, fsError, isErrorCode } from '../common/errors'
 import { logger } from '../common/log'
 import type { MetaApi } from './stores'
 
 const log = logger('client')
+
+/** Requests of removals out at once: one being applied while the next fills. */
+const MAX_REQUESTS = 2
 
 /** What may go ahead: removals whose outcome the mount predicted (both reply with the parent's attributes). */
 export type AheadOp = 'unlink' | 'rmdir'
 
 export type UnlinkOutcome = { ok: true; reply: MetaReplies[AheadOp] } | { ok: false; error: unknown }
 
+interface Removal {
+  /** Order of sending: the barrier waits for removals up to a sequence number. */
+  seq: number
+  op: AheadOp
+  body: { parent: number; name: string }
+  after: (outcome: UnlinkOutcome) => void
+}
+
 export class UnlinkPipeline implements MetaApi {
-  /** Unlinks in flight, each with what follows its answer; they never reject. */
-  private readonly inflight = new Set<Promise<void>>()
+  /** Removals not sent yet, in the order their syscalls returned. */
+  private readonly queue: Removal[] = []
+  /** Requests out (they never reject), each with the first sequence number it carries. */
+  private readonly requests = new Map<Promise<void>, number>()
+  private nextSeq = 0
+  /** Callers of settled(), each waiting for the removals up to `upTo`. */
+  private barrier: Array<{ upTo: number; resolve: () => void }> = []
+  /** Removals queued or in requests (at most `window`). */
+  private taken = 0
+  private readonly slotWaiters: Array<() => void> = []
+  /** false once meta answered ENOSYS to `removes` (an older meta). */
+  private batches = true
 
   constructor(
     private readonly meta: MetaApi,
@@ -46,30 +78,93 @@ export class UnlinkPipeline implements MetaApi {
 
   /** MetaApi: waits for the unlinks sent before this call, then makes it. */
   async call<Op extends MetaOp>(op: Op, body: Omit<MetaRequest<Op>, 'rid'>, opts?: { deadlineMs?: number }): Promise<MetaReplies[Op]> {
-    if (this.inflight.size) await this.settled()
+    if (this.taken) await this.settled()
     return this.meta.call(op, body, opts)
   }
 
-  /** Resolves once every unlink sent so far has settled (fsync, fsyncdir, unmount). */
-  async settled(): Promise<void> {
-    await Promise.all([...this.inflight])
+  /**
+   * Resolves once every unlink sent so far has settled (fsync, fsyncdir,
+   * unmount); not the ones sent after, so a steady `rm -rf` does not hold
+   * another process's request back.
+   */
+  settled(): Promise<void> {
+    const upTo = this.nextSeq - 1
+    if (this.oldest() > upTo) return Promise.resolve()
+    return new Promise((resolve) => this.barrier.push({ upTo, resolve }))
+  }
+
+  /** The sequence number of the oldest removal not settled (Infinity: none). */
+  private oldest(): number {
+    let oldest = this.queue[0]?.seq ?? Infinity
+    for (const first of this.requests.values()) oldest = Math.min(oldest, first)
+    return oldest
   }
 
   /**
    * Sends `op` (unlink or rmdir) of `name` in `parent` and resolves once it
-   * is in flight (after a slot frees when `window` are). `after` hears its
+   * is queued (after a slot frees when `window` are taken). `after` hears its
    * outcome; it must not throw (a throw is logged).
    */
   async send(op: AheadOp, body: { parent: number; name: string }, after: (outcome: UnlinkOutcome) => void): Promise<void> {
-    while (this.inflight.size >= this.window) await Promise.race(this.inflight)
-    const p: Promise<void> = this.meta
-      .call(op, body)
-      .then(
-        (reply) => after({ ok: true, reply }),
-        (error: unknown) => after({ ok: false, error }),
-      )
-      .catch((err: unknown) => log.error(`handling an ${op} outcome failed`, err))
-      .finally(() => this.inflight.delete(p))
-    this.inflight.add(p)
+    while (this.taken >= this.window) await new Promise<void>((resolve) => this.slotWaiters.push(resolve))
+    this.taken++
+    this.queue.push({ seq: this.nextSeq++, op, body, after })
+    this.pump()
+  }
+
+  private pump(): void {
+    while (this.requests.size < MAX_REQUESTS && this.queue.length) {
+      const batch = this.queue.splice(0, this.batches ? MAX_REMOVES : 1)
+      const p: Promise<void> = this.apply(batch)
+        .catch((err: unknown) => log.error('handling removals failed', err))
+        .finally(() => {
+          this.requests.delete(p)
+          this.taken -= batch.length
+          for (const wake of this.slotWaiters.splice(0, batch.length)) wake()
+          this.pump()
+          const oldest = this.oldest()
+          const done = this.barrier.filter((w) => w.upTo < oldest)
+          this.barrier = this.barrier.filter((w) => w.upTo >= oldest)
+          for (const w of done) w.resolve()
+        })
+      this.requests.set(p, batch[0]!.seq)
+    }
+  }
+
+  /** One request for `batch`, and each removal's outcome to its `after`. */
+  private async apply(batch: Removal[]): Promise<void> {
+    const outcomes = await this.outcomes(batch)
+    batch.forEach((r, i) => {
+      try {
+        r.after(outcomes[i]!)
+      } catch (err) {
+        log.error(`handling an ${r.op} outcome failed`, err)
+      }
+    })
+  }
+
+  private async outcomes(batch: Removal[]): Promise<UnlinkOutcome[]> {
+    if (batch.length === 1 || !this.batches) return Promise.all(batch.map((r) => this.one(r)))
+    try {
+      const { results } = await this.meta.call('removes', { items: batch.map((r) => ({ op: r.op, ...r.body })) })
+      return batch.map((_, i) => {
+        const res = results[i]
+        if (res === undefined) return { ok: false, error: fsError('EIO', `meta answered ${results.length} of ${batch.length} removals`) }
+        if ('error' in res) return { ok: false, error: new BerthError(isErrorCode(res.error.code) ? res.error.code : 'EIO', res.error.message) }
+        return { ok: true, reply: res }
+      })
+    } catch (error) {
+      if ((error as BerthError).code !== 'ENOSYS') return batch.map(() => ({ ok: false, error }))
+      log.info('meta does not take removals in one request (an older meta): sending them one by one')
+      this.batches = false
+      return Promise.all(batch.map((r) => this.one(r)))
+    }
+  }
+
+  private one(r: Removal): Promise<UnlinkOutcome> {
+    return this.meta.call(r.op, r.body).then(
+      (reply): UnlinkOutcome => ({ ok: true, reply }),
+      (error: unknown): UnlinkOutcome => ({ ok: false, error }),
+    )
   }
 }

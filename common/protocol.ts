@@ -25,6 +25,8 @@ export const DEFAULT_REPLICAS = 2
 export const MAX_MESSAGE_BYTES = 1024 * 1024
 /** Upper bound for readdir pages and chunk-map pages. */
 export const MAX_PAGE = 1000
+/** Removals in one `removes` request. */
+export const MAX_REMOVES = 256
 /**
  * Chunks per clonechunks call (16 GiB at 4 MiB chunks): one transaction copies
  * at most this many chunk rows with their slices.
@@ -190,6 +192,13 @@ export const metaRequests = {
   mkdir: z.object({ rid, parent: ino, name, mode: u32, ...caller }),
   unlink: z.object({ rid, parent: ino, name }),
   rmdir: z.object({ rid, parent: ino, name }),
+  /**
+   * Unlinks and rmdirs a mount answered ahead (client/unlink-pipeline.ts), in
+   * one request: applied in order, each on its own (a refused one leaves the
+   * others), with one answer each. A meta without it answers ENOSYS and the
+   * mount sends them one by one (no protocol bump: no message changed).
+   */
+  removes: z.object({ rid, items: z.array(z.object({ op: z.enum(['unlink', 'rmdir']), parent: ino, name })).min(1).max(MAX_REMOVES) }),
   /** flags: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2) as in renameat2. */
   rename: z.object({ rid, parent: ino, name, newParent: ino, newName: name, flags: u32.default(0) }),
   link: z.object({ rid, ino, newParent: ino, newName: name }),
@@ -411,6 +420,8 @@ export interface MetaReplies {
   mkdir: { attr: Attr } & DirAttrs
   unlink: DirAttrs
   rmdir: DirAttrs
+  /** One per item, in order: its reply, or the error that refused it. */
+  removes: { results: Array<DirAttrs | { error: { code: string; message: string } }> }
   rename: DirAttrs
   link: { attr: Attr } & DirAttrs
   symlink: { attr: Attr } & DirAttrs

@@ -67,4 +67,10 @@ export class Changes {
   get empty(): boolean {
     return this.inos.size === 0 && this.dirs.size === 0
   }
+  /** Adds what `other` changed (one item of a batch, once it committed). */
+  absorb(other: Changes): void {
+    for (const i of other.inos) this.inos.add(i)
+    for (const d of other.dirs) this.dirs.add(d)
+    this.entries.push(...other.entries)
+  }
 }

@@ -38,6 +38,8 @@ export interface MetaEngine {
   unlink: Call<'unlink'>
   /** Removes an empty directory: ENOENT, ENOTEMPTY, ENOTDIR, EBUSY (root). */
   rmdir: Call<'rmdir'>
+  /** Unlinks and rmdirs in order, each on its own; a refused item answers with its error in `results`. */
+  removes: Call<'removes'>
   /** renameat2 with NOREPLACE/EXCHANGE: ENOENT, EEXIST, ENOTEMPTY, EISDIR, ENOTDIR, EINVAL (into itself). */
   rename: Call<'rename'>
   /** New name for an existing non-directory: EEXIST, ENOENT, EPERM (directory), EMLINK. */

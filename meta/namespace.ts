@@ -3,10 +3,10 @@
  * symlinks, listing. Each mutation is one write transaction; it records what
  * changed in `Changes` so the caller can publish an invalidation after commit.
  */
-import { fsError } from '../common/errors'
+import { BerthError, fsError } from '../common/errors'
 import { validateName, PATH_MAX } from '../common/names'
 import { ROOT_INO, type Attr, type DirEntry, type MetaParsed, type MetaReplies, type Timespec } from '../common/protocol'
-import type { Changes, MetaEnv } from './context'
+import { Changes, type MetaEnv } from './context'
 import {
   INODE_COLS,
   addNlink, clipChunks, deleteEntry, entryIno, freeIfUnused, insertEntry, insertInode, isEmptyDir, relink,
@@ -181,6 +181,34 @@ export async function rmdir(env: MetaEnv, b: Req<'rmdir'>, ch: Changes): Promise
     ch.ino(b.parent)
     ch.entry(b.parent, name)
     return { dirs: [touched(p, now, -1)] }
+  })
+}
+
+/**
+ * Removals a mount answered ahead, in one request: each item runs as its own
+ * unlink or rmdir inside a savepoint, so a refused one (ENOTEMPTY, ENOENT)
+ * rolls back only itself and answers with its error; the others stand. What
+ * each committed item changed joins the request's invalidation.
+ */
+export async function removes(env: MetaEnv, b: Req<'removes'>, ch: Changes): Promise<MetaReplies['removes']> {
+  return env.db.write(async (tx) => {
+    const results: MetaReplies['removes']['results'] = []
+    for (const item of b.items) {
+      const mine = new Changes()
+      await tx.run('SAVEPOINT item')
+      try {
+        const body = { rid: b.rid, parent: item.parent, name: item.name }
+        results.push(item.op === 'unlink' ? await unlink(env, body, mine) : await rmdir(env, body, mine))
+        await tx.run('RELEASE item')
+        ch.absorb(mine)
+      } catch (err) {
+        if (!(err instanceof BerthError)) throw err // internal failure: the whole request fails, a retry runs it again
+        await tx.run('ROLLBACK TO item')
+        await tx.run('RELEASE item')
+        results.push({ error: { code: err.code, message: err.message } })
+      }
+    }
+    return { results }
   })
 }
 

@@ -269,6 +269,46 @@ t.test('metadata operations', async (t) => {
     await t.rejects(getattr(d.ino), code('ENOENT'))
   })
 
+  t.test('removes: unlinks and rmdirs in order, each on its own, one invalidation and one remembered answer', async (t) => {
+    const dn = uniq('rm')
+    const d = await mkdir(ROOT_INO, dn)
+    const sub = await mkdir(d.ino, 'sub')
+    const kept = await mkdir(d.ino, 'kept')
+    await mkfile(kept.ino, 'inside')
+    for (const f of ['a', 'b', 'c']) await mkfile(d.ino, f)
+    await mkfile(sub.ino, 'x')
+    const inval = m.nc.subscribe(m.subjects.inval, { max: 1 })
+    await m.nc.flush()
+    const body = {
+      rid: uniq('r'),
+      items: [
+        { op: 'unlink' as const, parent: d.ino, name: 'a' },
+        { op: 'rmdir' as const, parent: d.ino, name: 'sub' }, // not empty yet
+        { op: 'unlink' as const, parent: sub.ino, name: 'x' },
+        { op: 'rmdir' as const, parent: d.ino, name: 'sub' }, // now it is
+        { op: 'unlink' as const, parent: d.ino, name: 'nope' },
+        { op: 'rmdir' as const, parent: d.ino, name: 'kept' },
+        { op: 'unlink' as const, parent: d.ino, name: 'b' },
+      ],
+    }
+    type Results = Array<{ dirs?: Attr[] } | { error: { code: string; message: string } }>
+    const { results } = await request<{ results: Results }>(m.nc, m.subjects.meta('removes'), body)
+    t.same(results.map((r) => ('error' in r ? r.error.code : 'ok')), ['ok', 'ENOTEMPTY', 'ok', 'ok', 'ENOENT', 'ENOTEMPTY', 'ok'], 'each item answered in order')
+    const last = results[6] as { dirs: Attr[] }
+    t.equal(last.dirs[0]!.ino, d.ino, "an item's reply carries its parent's attributes")
+    t.equal(last.dirs[0]!.nlink, 3, 'after the rmdir that stood: nlink 2 + kept')
+    const names = (await m.call('readdir', { ino: d.ino })).entries.map((e) => e.name).sort()
+    t.same(names, ['c', 'kept'], 'what stood is gone, what was refused is there')
+    const again = await request<{ results: Results }>(m.nc, m.subjects.meta('removes'), body)
+    t.same(again.results, results, 'a repeated request id gets the first answers')
+    for await (const msg of inval) {
+      const got = decode(msg.data) as { inos: number[]; dirs: number[]; entries: Array<[number, string]> }
+      t.same(got.entries, [[d.ino, 'a'], [sub.ino, 'x'], [d.ino, 'sub'], [d.ino, 'b']], 'one invalidation names every removed entry, none refused')
+      t.ok(got.dirs.includes(d.ino) && got.dirs.includes(sub.ino), 'and the directories')
+    }
+    await t.rejects(request(m.nc, m.subjects.meta('removes'), { rid: uniq('r'), items: [] }), code('EBADMSG'), 'an empty batch is refused')
+  })
+
   t.test('symlink and readlink', async (t) => {
     const name = uniq('sl')
     const l = (await m.call('symlink', { parent: ROOT_INO, name, target: '../some/where', ...who })).attr
