@@ -15,7 +15,7 @@ import { intFlag } from '../common/flags'
 
 const DEFAULT_CREDENTIALS = '.berth/client.env'
 /**
- * Unlinks in flight ahead of meta (client/unlink-pipeline.ts): enough for
+ * Unlinks in flight ahead of meta (client/ahead-pipeline.ts): enough for
  * meta's group commit to batch `rm -rf`'s stream, few enough that a failure
  * reported after the fact concerns a handful of names.
  */

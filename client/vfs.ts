@@ -12,13 +12,15 @@ import type { Attr, ChunkRef, DirEntry, Invalidation, StatfsReply } from '../com
 import { ROOT_INO } from '../common/protocol'
 import { BerthError, fsError } from '../common/errors'
 import { logger } from '../common/log'
-import { isDir, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../common/modes'
+import { isDir, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID } from '../common/modes'
+import { validateName } from '../common/names'
 import { BlockCache } from './block-cache'
 import { MAX_COPY, RangeCopier } from './copy-range'
 import { MetaCache } from './meta-cache'
 import { dropUndefined, nowTimespec, OpenFile, Writeback } from './open-file'
 import type { BlockApi, MetaApi } from './stores'
-import { UnlinkPipeline, type AheadOp, type UnlinkOutcome } from './unlink-pipeline'
+import { AheadPipeline, type AheadOp, type AheadOutcome } from './ahead-pipeline'
+import { InoPool } from './ino-pool'
 import { DirStreams, type DirStream } from './dir-streams'
 
 export interface Caller {
@@ -41,7 +43,7 @@ export interface VfsOptions {
   metaTtlMs: number
   /**
    * Unlinks answered before meta applies them, at most this many in flight
-   * (client/unlink-pipeline.ts); 0 or unset: every unlink waits for meta.
+   * (client/ahead-pipeline.ts); 0 or unset: every unlink waits for meta.
    */
   unlinkWindow?: number
 }
@@ -96,6 +98,16 @@ const ZEROS = Buffer.alloc(1024 * 1024)
 const O_APPEND = 0o2000
 const O_WRONLY = 1
 
+/** A name meta takes (common/names.ts): the kernel checks none of this for FUSE. */
+function validName(name: string): boolean {
+  try {
+    validateName(name)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** Names the kernel asks about on every write; answered locally (docs/semantics.md#xattrs). */
 const LOCAL_XATTR_PREFIXES = ['security.', 'system.']
 
@@ -126,11 +138,13 @@ export class Vfs {
   private changes = 0
   /** Meta, behind the unlink pipeline's barrier when unlinks go ahead. */
   private readonly meta: MetaApi
-  private readonly pipeline: UnlinkPipeline | null
+  private readonly pipeline: AheadPipeline | null
+  /** Inode numbers for mkdirs ahead (null: every mkdir waits for meta). */
+  private readonly inoPool: InoPool | null
   /** Directory -> its unlinks in flight (its cached attributes are a prediction meanwhile). */
-  private readonly unlinksIn = new Map<number, number>()
+  private readonly aheadIn = new Map<number, number>()
   /** Directory -> the first unlink answered ahead in it that meta then refused (its next fsync reports it). */
-  private readonly unlinkErrors = new Map<number, BerthError>()
+  private readonly aheadErrors = new Map<number, BerthError>()
   /** Set once mounted: meta's final directory attributes are pushed there after unlinks ahead. */
   kernel: KernelCaches | null = null
 
@@ -139,8 +153,9 @@ export class Vfs {
     blockApi: BlockApi,
     readonly opts: VfsOptions,
   ) {
-    this.pipeline = opts.unlinkWindow ? new UnlinkPipeline(meta, opts.unlinkWindow) : null
+    this.pipeline = opts.unlinkWindow ? new AheadPipeline(meta, opts.unlinkWindow) : null
     this.meta = this.pipeline ?? meta
+    this.inoPool = this.pipeline ? new InoPool(this.pipeline, opts.session) : null
     this.cache = new MetaCache({ ttlMs: opts.metaTtlMs, maxAttrs: 200_000, maxDirs: 10_000 })
     this.blocks = new BlockCache(blockApi, { maxBytes: opts.cacheBytes })
     this.copier = new RangeCopier(this.meta, opts.session, opts.chunkSize)
@@ -159,8 +174,8 @@ export class Vfs {
     // a directory with unlinks in flight keeps its predicted attributes until
     // the last of them settles (its own earlier unlinks' invalidations would
     // drop them, and the kernel's next permission check would wait for meta)
-    if (own && this.unlinksIn.size) {
-      const predicted = (ino: number) => !this.unlinksIn.has(ino)
+    if (own && this.aheadIn.size) {
+      const predicted = (ino: number) => !this.aheadIn.has(ino)
       inv = { ...inv, inos: inv.inos.filter(predicted), dirs: inv.dirs.filter(predicted) }
     }
     this.cache.apply(inv, own)
@@ -429,12 +444,68 @@ export class Vfs {
   }
 
   async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Attr> {
+    const dir = this.cache.attr(parent)
+    // ahead when the outcome is known: the parent's listing is whole here and
+    // lacks the name (no EEXIST), its attributes are cached (setgid
+    // inheritance), the name is one meta takes, and the kernel has checked
+    // write permission (default_permissions)
+    if (this.pipeline && this.inoPool && dir && this.cache.absent(parent, name) && validName(name)) {
+      const ino = this.inoPool.take()
+      if (ino !== undefined) return this.mkdirAhead(this.pipeline, parent, name, mode, caller, ino, dir)
+    }
     // setgid-directory inheritance is meta's: it sees the parent as it is in the transaction
     const since = this.foreign
     const { attr, dirs } = await this.mutate([parent], () => this.meta.call('mkdir', { parent, name, mode: S_IFDIR | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid }))
     this.remember(parent, name, attr, dirs, since)
     // new and empty: a lookup in it needs no round trip until someone else changes it
     if (this.foreign === since) this.cache.setComplete(attr.ino)
+    return attr
+  }
+
+  /**
+   * A mkdir answered before meta applies it (client/ahead-pipeline.ts), with
+   * an inode number meta reserved for this session: the new directory is
+   * cached as meta will make it (empty and complete, setgid inherited), the
+   * parent as predicted (one link more, mtime and ctime this mount's clock)
+   * until the last change in flight in it settles, then meta's.
+   */
+  private async mkdirAhead(pipeline: AheadPipeline, parent: number, name: string, mode: number, caller: Caller, ino: number, dir: Attr): Promise<Attr> {
+    const since = this.foreign
+    const now = nowTimespec()
+    const setgid = (dir.mode & S_ISGID) !== 0
+    const attr: Attr = {
+      ino,
+      mode: S_IFDIR | (mode & PERM_BITS) | (setgid ? S_ISGID : 0),
+      nlink: 2,
+      uid: caller.uid,
+      gid: setgid ? dir.gid : caller.gid,
+      size: 0,
+      rdev: 0,
+      atime: now,
+      mtime: now,
+      ctime: now,
+      gen: 0,
+    }
+    this.changes++
+    this.cache.setEntry(parent, name, attr)
+    this.cache.setComplete(ino)
+    this.noteParent(parent, name, attr)
+    this.cache.setAttr({ ...dir, mtime: now, ctime: now, nlink: dir.nlink + 1 })
+    this.aheadIn.set(parent, (this.aheadIn.get(parent) ?? 0) + 1)
+    const item = { op: 'mkdir' as const, parent, name, mode: S_IFDIR | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid, ino, session: this.opts.session }
+    await pipeline.send(item, (outcome) => {
+      if (outcome.ok && outcome.reply.attr && this.foreign === since && this.cache.attr(ino)) {
+        // meta's times replace the prediction, here and in the kernel
+        this.cache.setAttr(outcome.reply.attr)
+        this.kernel?.invalidateInode(ino)
+      }
+      if (!outcome.ok) {
+        this.cache.dropDir(ino)
+        this.cache.dropAttr(ino)
+        if ((outcome.error as BerthError).code === 'EINVAL') this.inoPool?.reset()
+      }
+      this.aheadSettled('mkdir', parent, name, outcome, since)
+    })
     return attr
   }
 
@@ -491,12 +562,12 @@ export class Vfs {
 
   /**
    * An unlink or rmdir answered before meta applies it
-   * (client/unlink-pipeline.ts): this mount's caches change now as they
+   * (client/ahead-pipeline.ts): this mount's caches change now as they
    * would at meta's reply; the directory's mtime and ctime are this mount's
    * clock (and an rmdir's nlink one less) until the last removal in flight
    * in it settles, then meta's.
    */
-  private async removeAhead(pipeline: UnlinkPipeline, op: AheadOp, parent: number, name: string, ino: number, dir: Attr): Promise<void> {
+  private async removeAhead(pipeline: AheadPipeline, op: 'unlink' | 'rmdir', parent: number, name: string, ino: number, dir: Attr): Promise<void> {
     const since = this.foreign
     this.changes++
     this.cache.dropEntry(parent, name)
@@ -507,21 +578,22 @@ export class Vfs {
     }
     const now = nowTimespec()
     this.cache.setAttr({ ...dir, mtime: now, ctime: now, nlink: op === 'rmdir' ? dir.nlink - 1 : dir.nlink })
-    this.unlinksIn.set(parent, (this.unlinksIn.get(parent) ?? 0) + 1)
-    await pipeline.send(op, { parent, name }, (outcome) => this.unlinkSettled(op, parent, name, outcome, since))
+    this.aheadIn.set(parent, (this.aheadIn.get(parent) ?? 0) + 1)
+    await pipeline.send({ op, parent, name }, (outcome) => this.aheadSettled(op, parent, name, outcome, since))
   }
 
-  private unlinkSettled(op: AheadOp, parent: number, name: string, outcome: UnlinkOutcome, since: number): void {
-    const left = (this.unlinksIn.get(parent) ?? 1) - 1
-    if (left > 0) this.unlinksIn.set(parent, left)
-    else this.unlinksIn.delete(parent)
-    // ENOENT: the name was gone already (another client removed it, or a
-    // retry found its first attempt applied): the state is the one reported
-    const failed = !outcome.ok && (outcome.error as BerthError).code !== 'ENOENT'
+  private aheadSettled(op: AheadOp, parent: number, name: string, outcome: AheadOutcome, since: number): void {
+    const left = (this.aheadIn.get(parent) ?? 1) - 1
+    if (left > 0) this.aheadIn.set(parent, left)
+    else this.aheadIn.delete(parent)
+    // ENOENT of a removal: the name was gone already (another client removed
+    // it, or a retry found its first attempt applied): the state is the one reported
+    const failed = !outcome.ok && (op === 'mkdir' || (outcome.error as BerthError).code !== 'ENOENT')
     if (failed) {
       const err = outcome.error as BerthError
-      log.error(`${op} of "${name}" in directory ${parent} was answered before meta applied it, and meta then failed it (${err.code ?? 'error'}: ${err.message}); the name may be back`)
-      if (!this.unlinkErrors.has(parent)) this.unlinkErrors.set(parent, fsError('EIO', `an earlier ${op} of "${name}" in this directory failed after it returned: ${err.message}`))
+      const after = op === 'mkdir' ? 'the directory may not exist' : 'the name may be back'
+      log.error(`${op} of "${name}" in directory ${parent} was answered before meta applied it, and meta then failed it (${err.code ?? 'error'}: ${err.message}); ${after}`)
+      if (!this.aheadErrors.has(parent)) this.aheadErrors.set(parent, fsError('EIO', `an earlier ${op} of "${name}" in this directory failed after it returned: ${err.message}`))
       this.cache.dropDir(parent)
       this.cache.dropAttr(parent)
       this.kernel?.invalidateEntry(parent, name)
@@ -543,9 +615,9 @@ export class Vfs {
    */
   async fsyncdir(ino: number): Promise<void> {
     await this.pipeline?.settled()
-    const err = this.unlinkErrors.get(ino)
+    const err = this.aheadErrors.get(ino)
     if (err) {
-      this.unlinkErrors.delete(ino)
+      this.aheadErrors.delete(ino)
       throw err
     }
   }

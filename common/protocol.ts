@@ -25,8 +25,10 @@ export const DEFAULT_REPLICAS = 2
 export const MAX_MESSAGE_BYTES = 1024 * 1024
 /** Upper bound for readdir pages and chunk-map pages. */
 export const MAX_PAGE = 1000
-/** Removals in one `removes` request. */
-export const MAX_REMOVES = 256
+/** Operations in one `ahead` request. */
+export const MAX_AHEAD = 256
+/** Inode numbers one `inos` request may reserve. */
+export const MAX_RESERVED_INOS = 1024
 /**
  * Chunks per clonechunks call (16 GiB at 4 MiB chunks): one transaction copies
  * at most this many chunk rows with their slices.
@@ -189,16 +191,36 @@ export const metaRequests = {
   /** Regular files, FIFOs, sockets, device nodes: the type is in `mode`. */
   /** With `session`, the new file is also opened by it (create = mknod + open in one transaction). */
   mknod: z.object({ rid, parent: ino, name, mode: u32, rdev: u32.default(0), ...caller, session: session.optional() }),
-  mkdir: z.object({ rid, parent: ino, name, mode: u32, ...caller }),
+  /**
+   * With `ino` and `session`: the inode number is one meta reserved for that
+   * session (`inos`), used in increasing order, so a mount can answer mkdir
+   * before meta applied it (client/unlink-pipeline.ts).
+   */
+  mkdir: z.object({ rid, parent: ino, name, mode: u32, ...caller, ino: ino.optional(), session: session.optional() }),
+  /** Reserves `count` inode numbers for `session`'s mkdirs ahead; replaces what it had left. */
+  inos: z.object({ rid, session, count: z.number().int().min(1).max(MAX_RESERVED_INOS) }),
   unlink: z.object({ rid, parent: ino, name }),
   rmdir: z.object({ rid, parent: ino, name }),
   /**
-   * Unlinks and rmdirs a mount answered ahead (client/unlink-pipeline.ts), in
-   * one request: applied in order, each on its own (a refused one leaves the
-   * others), with one answer each. A meta without it answers ENOSYS and the
-   * mount sends them one by one (no protocol bump: no message changed).
+   * Unlinks, rmdirs and mkdirs a mount answered ahead
+   * (client/unlink-pipeline.ts), in one request: applied in order, each on its
+   * own (a refused one leaves the others), with one answer each. A meta
+   * without it answers ENOSYS and the mount sends them one by one (no
+   * protocol bump: no message changed).
    */
-  removes: z.object({ rid, items: z.array(z.object({ op: z.enum(['unlink', 'rmdir']), parent: ino, name })).min(1).max(MAX_REMOVES) }),
+  ahead: z.object({
+    rid,
+    items: z
+      .array(
+        z.discriminatedUnion('op', [
+          z.object({ op: z.literal('unlink'), parent: ino, name }),
+          z.object({ op: z.literal('rmdir'), parent: ino, name }),
+          z.object({ op: z.literal('mkdir'), parent: ino, name, mode: u32, ...caller, ino, session }),
+        ]),
+      )
+      .min(1)
+      .max(MAX_AHEAD),
+  }),
   /** flags: RENAME_NOREPLACE (1), RENAME_EXCHANGE (2) as in renameat2. */
   rename: z.object({ rid, parent: ino, name, newParent: ino, newName: name, flags: u32.default(0) }),
   link: z.object({ rid, ino, newParent: ino, newName: name }),
@@ -420,8 +442,9 @@ export interface MetaReplies {
   mkdir: { attr: Attr } & DirAttrs
   unlink: DirAttrs
   rmdir: DirAttrs
-  /** One per item, in order: its reply, or the error that refused it. */
-  removes: { results: Array<DirAttrs | { error: { code: string; message: string } }> }
+  inos: { first: number; count: number }
+  /** One per item, in order: its reply (a mkdir's carries `attr`), or the error that refused it. */
+  ahead: { results: Array<({ attr?: Attr } & DirAttrs) | { error: { code: string; message: string } }> }
   rename: DirAttrs
   link: { attr: Attr } & DirAttrs
   symlink: { attr: Attr } & DirAttrs

@@ -32,14 +32,16 @@ export interface MetaEngine {
   setattr: Call<'setattr'>
   /** Creates a file, FIFO, socket or device (and opens it for `session`): EEXIST, ENOENT, ENOTDIR. */
   mknod: Call<'mknod'>
-  /** Creates a directory: EEXIST, ENOENT, ENOTDIR, EMLINK. */
+  /** Creates a directory (with a reserved inode number: EINVAL when it is not): EEXIST, ENOENT, ENOTDIR, EMLINK. */
   mkdir: Call<'mkdir'>
   /** Removes a non-directory name; the inode lives while open: ENOENT, EISDIR, ENOTDIR. */
   unlink: Call<'unlink'>
   /** Removes an empty directory: ENOENT, ENOTEMPTY, ENOTDIR, EBUSY (root). */
   rmdir: Call<'rmdir'>
-  /** Unlinks and rmdirs in order, each on its own; a refused item answers with its error in `results`. */
-  removes: Call<'removes'>
+  /** Unlinks, rmdirs and mkdirs in order, each on its own; a refused item answers with its error in `results`. */
+  ahead: Call<'ahead'>
+  /** Reserves inode numbers for a session's mkdirs ahead: ESTALE (no such session). */
+  inos: Call<'inos'>
   /** renameat2 with NOREPLACE/EXCHANGE: ENOENT, EEXIST, ENOTEMPTY, EISDIR, ENOTDIR, EINVAL (into itself). */
   rename: Call<'rename'>
   /** New name for an existing non-directory: EEXIST, ENOENT, EPERM (directory), EMLINK. */

@@ -11,7 +11,7 @@ import { gcPlan, gcRun } from './gc-ops'
 import { nodeAdmin } from './node-admin'
 import { chunks, clonechunks, commit, open, pin, release, sessionEnd, unpin } from './files'
 import { session, sessionRestore } from './sessions'
-import { getattr, link, lookup, mkdir, mknod, readdir, readlink, removes, rename, rmdir, setattr, symlink, unlink } from './namespace'
+import { ahead, getattr, inos, link, lookup, mkdir, mknod, readdir, readlink, rename, rmdir, setattr, symlink, unlink } from './namespace'
 import { getxattr, listxattr, removexattr, setxattr } from './xattrs'
 
 export type Handler<Op extends MetaOp> = (env: MetaEnv, body: MetaParsed<Op>, changes: Changes) => Promise<MetaReplies[Op]> | MetaReplies[Op]
@@ -26,7 +26,8 @@ export const handlers: Handlers = {
   mkdir,
   unlink,
   rmdir,
-  removes,
+  ahead,
+  inos,
   rename,
   link,
   symlink,

@@ -86,14 +86,35 @@ export interface NewInode {
   target?: string | null
 }
 
-export async function insertInode(c: Conn, n: NewInode, now: Timespec): Promise<number> {
+/** `ino`: a number reserved and claimed already (claimReservedIno); otherwise the next of AUTOINCREMENT's. */
+export async function insertInode(c: Conn, n: NewInode, now: Timespec, ino?: number): Promise<number> {
   const [s, ns] = now
   const r = await c.run(
-    `INSERT INTO inodes (mode, nlink, uid, gid, size, rdev, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, gen, target)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`,
-    [n.mode, n.nlink, n.uid, n.gid, n.size ?? 0, n.rdev ?? 0, s, ns, s, ns, s, ns, n.target ?? null],
+    `INSERT INTO inodes (ino, mode, nlink, uid, gid, size, rdev, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, gen, target)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`,
+    [ino ?? null, n.mode, n.nlink, n.uid, n.gid, n.size ?? 0, n.rdev ?? 0, s, ns, s, ns, s, ns, n.target ?? null],
   )
   return r.lastID
+}
+
+/**
+ * Reserves `count` inode numbers for `session` (replacing what it had left):
+ * AUTOINCREMENT's counter moves past them, so no other inode gets them.
+ */
+export async function reserveInos(c: Conn, session: string, count: number): Promise<{ first: number; count: number }> {
+  const seq = (await c.get<{ seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'inodes'"))?.seq
+  if (seq === undefined) throw fsError('EIO', 'no inode counter (the namespace has no root?)')
+  const first = seq + 1
+  await c.run("UPDATE sqlite_sequence SET seq = ? WHERE name = 'inodes'", [seq + count])
+  const r = await c.run('UPDATE sessions SET ino_next = ?, ino_last = ? WHERE id = ?', [first, seq + count, session])
+  if (r.changes === 0) throw fsError('ESTALE', `no session ${session} (expired or ended)`)
+  return { first, count }
+}
+
+/** Takes `ino` out of `session`'s reservation (it and every number below it): EINVAL when it is not there. */
+export async function claimReservedIno(c: Conn, session: string, ino: number): Promise<void> {
+  const r = await c.run('UPDATE sessions SET ino_next = ? + 1 WHERE id = ? AND ino_next <= ? AND ? <= ino_last', [ino, session, ino, ino])
+  if (r.changes === 0) throw fsError('EINVAL', `inode number ${ino} is not reserved for session ${session} (or was used)`)
 }
 
 export async function insertEntry(c: Conn, parent: number, name: string, ino: number): Promise<void> {

@@ -9,8 +9,8 @@ import { ROOT_INO, type Attr, type DirEntry, type MetaParsed, type MetaReplies, 
 import { Changes, type MetaEnv } from './context'
 import {
   INODE_COLS,
-  addNlink, clipChunks, deleteEntry, entryIno, freeIfUnused, insertEntry, insertInode, isEmptyDir, relink,
-  mustDir, mustEntry, mustInode, toAttr, touchCtime, touchDir, type InodeRow,
+  addNlink, claimReservedIno, clipChunks, deleteEntry, entryIno, freeIfUnused, insertEntry, insertInode, isEmptyDir, relink,
+  mustDir, mustEntry, mustInode, reserveInos, toAttr, touchCtime, touchDir, type InodeRow,
 } from './inodes'
 import { PERM_BITS, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, isDir, isLnk, isReg } from '../common/modes'
 import { registerOpen } from './files'
@@ -79,6 +79,7 @@ async function create(
   rawName: string,
   ch: Changes,
   make: (parentRow: InodeRow) => { mode: number; uid: number; gid: number; rdev?: number; size?: number; target?: string; nlink: number },
+  reserved?: { ino: number; session: string },
 ): Promise<{ attr: Attr; dirs: Attr[] }> {
   const name = validateName(rawName)
   const p = await mustDir(tx, parent)
@@ -87,7 +88,8 @@ async function create(
   const own = ownership(p, spec.uid, spec.gid, spec.mode)
   const now = nowTs()
   const made = { ...spec, ...own }
-  const ino = await insertInode(tx, made, now)
+  if (reserved) await claimReservedIno(tx, reserved.session, reserved.ino)
+  const ino = await insertInode(tx, made, now, reserved?.ino)
   await insertEntry(tx, parent, name, ino)
   const subdir = isDir(spec.mode) ? 1 : 0
   await touchDir(tx, parent, now, subdir)
@@ -115,7 +117,14 @@ export async function mknod(env: MetaEnv, b: Req<'mknod'>, ch: Changes): Promise
 }
 
 export async function mkdir(env: MetaEnv, b: Req<'mkdir'>, ch: Changes): Promise<MetaReplies['mkdir']> {
-  return env.db.write((tx) => create(tx, b.parent, b.name, ch, () => ({ mode: S_IFDIR | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, nlink: 2 })))
+  if ((b.ino === undefined) !== (b.session === undefined)) throw fsError('EINVAL', 'mkdir takes a reserved inode number with its session, or neither')
+  const reserved = b.ino !== undefined && b.session !== undefined ? { ino: b.ino, session: b.session } : undefined
+  return env.db.write((tx) => create(tx, b.parent, b.name, ch, () => ({ mode: S_IFDIR | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, nlink: 2 }), reserved))
+}
+
+/** Inode numbers for a session's mkdirs ahead (meta/inodes.ts reserveInos). */
+export async function inos(env: MetaEnv, b: Req<'inos'>): Promise<MetaReplies['inos']> {
+  return env.db.write((tx) => reserveInos(tx, b.session, b.count))
 }
 
 export async function symlink(env: MetaEnv, b: Req<'symlink'>, ch: Changes): Promise<MetaReplies['symlink']> {
@@ -185,20 +194,20 @@ export async function rmdir(env: MetaEnv, b: Req<'rmdir'>, ch: Changes): Promise
 }
 
 /**
- * Removals a mount answered ahead, in one request: each item runs as its own
- * unlink or rmdir inside a savepoint, so a refused one (ENOTEMPTY, ENOENT)
- * rolls back only itself and answers with its error; the others stand. What
- * each committed item changed joins the request's invalidation.
+ * Namespace changes a mount answered ahead, in one request: each item runs as
+ * its own unlink, rmdir or mkdir inside a savepoint, so a refused one
+ * (ENOTEMPTY, ENOENT, EEXIST) rolls back only itself and answers with its
+ * error; the others stand. What each committed item changed joins the
+ * request's invalidation.
  */
-export async function removes(env: MetaEnv, b: Req<'removes'>, ch: Changes): Promise<MetaReplies['removes']> {
+export async function ahead(env: MetaEnv, b: Req<'ahead'>, ch: Changes): Promise<MetaReplies['ahead']> {
   return env.db.write(async (tx) => {
-    const results: MetaReplies['removes']['results'] = []
+    const results: MetaReplies['ahead']['results'] = []
     for (const item of b.items) {
       const mine = new Changes()
       await tx.run('SAVEPOINT item')
       try {
-        const body = { rid: b.rid, parent: item.parent, name: item.name }
-        results.push(item.op === 'unlink' ? await unlink(env, body, mine) : await rmdir(env, body, mine))
+        results.push(await applyAhead(env, b.rid, item, mine))
         await tx.run('RELEASE item')
         ch.absorb(mine)
       } catch (err) {
@@ -210,6 +219,17 @@ export async function removes(env: MetaEnv, b: Req<'removes'>, ch: Changes): Pro
     }
     return { results }
   })
+}
+
+function applyAhead(env: MetaEnv, rid: string | undefined, item: Req<'ahead'>['items'][number], ch: Changes): Promise<MetaReplies['ahead']['results'][number]> {
+  switch (item.op) {
+    case 'unlink':
+      return unlink(env, { rid, parent: item.parent, name: item.name }, ch)
+    case 'rmdir':
+      return rmdir(env, { rid, parent: item.parent, name: item.name }, ch)
+    case 'mkdir':
+      return mkdir(env, { rid, ...item }, ch)
+  }
 }
 
 export async function link(env: MetaEnv, b: Req<'link'>, ch: Changes): Promise<MetaReplies['link']> {

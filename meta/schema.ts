@@ -196,6 +196,16 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       CREATE INDEX slices_hash ON slices (hash);
     `)
   },
+  // v9: inode numbers reserved for a session's mkdirs ahead (the `inos`
+  // request): ino_next .. ino_last, used in increasing order; empty when
+  // ino_next > ino_last. Taken from AUTOINCREMENT's counter, so no other
+  // inode ever gets them, and claimed one at a time, so none is used twice.
+  async (c) => {
+    await c.exec(`
+      ALTER TABLE sessions ADD COLUMN ino_next INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE sessions ADD COLUMN ino_last INTEGER NOT NULL DEFAULT -1;
+    `)
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

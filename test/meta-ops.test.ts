@@ -269,7 +269,7 @@ t.test('metadata operations', async (t) => {
     await t.rejects(getattr(d.ino), code('ENOENT'))
   })
 
-  t.test('removes: unlinks and rmdirs in order, each on its own, one invalidation and one remembered answer', async (t) => {
+  t.test('ahead: unlinks and rmdirs in order, each on its own, one invalidation and one remembered answer', async (t) => {
     const dn = uniq('rm')
     const d = await mkdir(ROOT_INO, dn)
     const sub = await mkdir(d.ino, 'sub')
@@ -292,21 +292,54 @@ t.test('metadata operations', async (t) => {
       ],
     }
     type Results = Array<{ dirs?: Attr[] } | { error: { code: string; message: string } }>
-    const { results } = await request<{ results: Results }>(m.nc, m.subjects.meta('removes'), body)
+    const { results } = await request<{ results: Results }>(m.nc, m.subjects.meta('ahead'), body)
     t.same(results.map((r) => ('error' in r ? r.error.code : 'ok')), ['ok', 'ENOTEMPTY', 'ok', 'ok', 'ENOENT', 'ENOTEMPTY', 'ok'], 'each item answered in order')
     const last = results[6] as { dirs: Attr[] }
     t.equal(last.dirs[0]!.ino, d.ino, "an item's reply carries its parent's attributes")
     t.equal(last.dirs[0]!.nlink, 3, 'after the rmdir that stood: nlink 2 + kept')
     const names = (await m.call('readdir', { ino: d.ino })).entries.map((e) => e.name).sort()
     t.same(names, ['c', 'kept'], 'what stood is gone, what was refused is there')
-    const again = await request<{ results: Results }>(m.nc, m.subjects.meta('removes'), body)
+    const again = await request<{ results: Results }>(m.nc, m.subjects.meta('ahead'), body)
     t.same(again.results, results, 'a repeated request id gets the first answers')
     for await (const msg of inval) {
       const got = decode(msg.data) as { inos: number[]; dirs: number[]; entries: Array<[number, string]> }
       t.same(got.entries, [[d.ino, 'a'], [sub.ino, 'x'], [d.ino, 'sub'], [d.ino, 'b']], 'one invalidation names every removed entry, none refused')
       t.ok(got.dirs.includes(d.ino) && got.dirs.includes(sub.ino), 'and the directories')
     }
-    await t.rejects(request(m.nc, m.subjects.meta('removes'), { rid: uniq('r'), items: [] }), code('EBADMSG'), 'an empty batch is refused')
+    await t.rejects(request(m.nc, m.subjects.meta('ahead'), { rid: uniq('r'), items: [] }), code('EBADMSG'), 'an empty batch is refused')
+  })
+
+  t.test('inos: numbers reserved for a session, claimed once each, in increasing order, by mkdir', async (t) => {
+    const session = uniq('s')
+    await m.call('session', { session, ttlMs: 60_000 })
+    await t.rejects(m.call('inos', { session: uniq('nobody'), count: 4 }), code('ESTALE'), 'no such session')
+    const r = await m.call('inos', { session, count: 4 })
+    t.equal(r.count, 4)
+    const other = await m.call('mkdir', { parent: ROOT_INO, name: uniq('auto'), mode: 0o755, ...who })
+    t.ok(other.attr.ino > r.first + 3, 'an ordinary mkdir gets a number past the reservation')
+    const dn = uniq('res')
+    const made = await m.call('mkdir', { parent: ROOT_INO, name: dn, mode: 0o755, ...who, ino: r.first + 1, session })
+    t.equal(made.attr.ino, r.first + 1, 'mkdir takes the reserved number')
+    t.equal((await m.call('lookup', { parent: ROOT_INO, name: dn })).attr.ino, r.first + 1)
+    await t.rejects(m.call('mkdir', { parent: ROOT_INO, name: uniq('x'), mode: 0o755, ...who, ino: r.first, session }), code('EINVAL'), 'a number below one used is gone')
+    await t.rejects(m.call('mkdir', { parent: ROOT_INO, name: uniq('x'), mode: 0o755, ...who, ino: r.first + 1, session }), code('EINVAL'), 'used once only')
+    await t.rejects(m.call('mkdir', { parent: ROOT_INO, name: uniq('x'), mode: 0o755, ...who, ino: other.attr.ino, session }), code('EINVAL'), 'not reserved')
+    await t.rejects(m.call('mkdir', { parent: ROOT_INO, name: dn, mode: 0o755, ...who, ino: r.first + 2, session }), code('EEXIST'))
+    const again = await m.call('mkdir', { parent: ROOT_INO, name: uniq('y'), mode: 0o755, ...who, ino: r.first + 2, session })
+    t.equal(again.attr.ino, r.first + 2, 'a refused mkdir did not use its number')
+    await t.rejects(m.call('mkdir', { parent: ROOT_INO, name: uniq('x'), mode: 0o755, ...who, ino: r.first + 3 }), code('EINVAL'), 'a number without its session')
+    const next = await m.call('inos', { session, count: 2 })
+    t.ok(next.first > other.attr.ino, 'a new reservation comes after everything handed out')
+    await t.rejects(m.call('mkdir', { parent: ROOT_INO, name: uniq('x'), mode: 0o755, ...who, ino: r.first + 3, session }), code('EINVAL'), 'and replaces what was left')
+    const batch = await request<{ results: Array<{ attr?: Attr } | { error: { code: string } }> }>(m.nc, m.subjects.meta('ahead'), {
+      rid: uniq('r'),
+      items: [
+        { op: 'mkdir', parent: ROOT_INO, name: uniq('b'), mode: 0o700, ...who, ino: next.first, session },
+        { op: 'mkdir', parent: ROOT_INO, name: dn, mode: 0o700, ...who, ino: next.first + 1, session },
+        { op: 'rmdir', parent: ROOT_INO, name: dn },
+      ],
+    })
+    t.same(batch.results.map((x) => ('error' in x ? x.error.code : (x.attr?.ino ?? 'ok'))), [next.first, 'EEXIST', 'ok'], 'mkdirs ride in ahead too')
   })
 
   t.test('symlink and readlink', async (t) => {

@@ -1,5 +1,6 @@
-// Unlinks answered before meta applies them (client/unlink-pipeline.ts,
-// docs/semantics.md#unlink), on real mounts of a real cluster. Meta is
+// Unlinks, rmdirs and mkdirs answered before meta applies them
+// (client/ahead-pipeline.ts, docs/semantics.md#unlink and #mkdir), on real
+// mounts of a real cluster. Meta is
 // stopped with SIGSTOP to hold the exact interleavings: an unlink returns
 // while meta cannot answer, a later request of the same mount waits for it,
 // and one that meta never answers comes back at the directory's fsync.
@@ -170,6 +171,48 @@ t.test('unlinks ahead of meta', async (t) => {
     t.equal(await parentFd.sync().then(() => 'ok', (err: NodeJS.ErrnoException) => err.code), 'EIO', 'fsync of the parent reports the refused rmdir')
     t.match(a.client.stderr(), /rmdir of "sub" in directory \d+ was answered before meta applied it, and meta then failed it \(ENOTEMPTY/, 'the mount logged it')
     t.same(await readdir(join(d, 'sub')), ['late'], 'A sees the directory again, with B\'s file')
+  })
+
+  await t.test('mkdir -p returns while meta is stopped; B sees the same tree, same inode numbers, once meta runs', async (t) => {
+    const top = join(a.dir, 'made')
+    await mkdir(top)
+    await mkdir(join(top, 'primer')) // the first mkdir waits for meta and has inode numbers reserved meanwhile
+    await sleep(200)
+    const resume = pauseMeta(t, c)
+    const made = mkdir(join(top, 'x', 'y', 'z'), { recursive: true })
+    t.equal(await settledWithin(made, 5000), 'done', 'mkdir -p returned with meta stopped')
+    const seen = stat(join(top, 'x', 'y', 'z'))
+    t.equal(await settledWithin(seen, 5000), 'done', 'and A stats the new directory with meta stopped')
+    const mine = await seen
+    t.ok(mine.isDirectory() && mine.nlink === 2, 'a new empty directory')
+    t.equal((await stat(join(top, 'x'))).nlink, 3, 'its parent has one link more')
+    resume()
+    await writeFile(join(top, 'x', 'y', 'z', 'f'), 'f\n') // waits for the mkdirs (barrier)
+    const theirs = await stat(join(b.dir, 'made', 'x', 'y', 'z'))
+    t.equal(theirs.ino, mine.ino, 'B sees the directory with the inode number A gave the kernel')
+    t.same(await readdir(join(b.dir, 'made', 'x', 'y', 'z')), ['f'], 'and what A made in it')
+    const synced = await open(top, 'r')
+    t.equal(await synced.sync().then(() => 'ok', (err: NodeJS.ErrnoException) => err.code), 'ok', 'nothing failed')
+    await synced.close()
+  })
+
+  await t.test('a mkdir ahead that meta refuses (another mount made the name first) is reported at the parent\'s fsync', async (t) => {
+    const d = join(a.dir, 'clash')
+    await mkdir(d)
+    await mkdir(join(d, 'primer'))
+    t.same(await readdir(join(b.dir, 'clash')), ['primer'], 'B lists it whole')
+    await sleep(200)
+    const resume = pauseMeta(t, c)
+    const theirs = writeFile(join(b.dir, 'clash', 'same'), 'B\n')
+    t.equal(await settledWithin(theirs, 300), 'pending', "B's create waits for meta")
+    t.equal(await settledWithin(mkdir(join(d, 'same')), 5000), 'done', "A's mkdir returned with meta stopped")
+    const parentFd = await open(d, 'r')
+    t.teardown(() => parentFd.close().catch(() => undefined))
+    resume()
+    await theirs
+    t.equal(await parentFd.sync().then(() => 'ok', (err: NodeJS.ErrnoException) => err.code), 'EIO', 'fsync of the parent reports the refused mkdir')
+    t.match(a.client.stderr(), /mkdir of "same" in directory \d+ was answered before meta applied it, and meta then failed it \(EEXIST/, 'the mount logged it')
+    t.ok(await eventually(async () => (await stat(join(d, 'same'))).isFile(), 3000, 50), "A sees B's file under the name")
   })
 
   await t.test('an unlink meta never answers: the directory\'s fsync reports EIO once, and the mount asks meta again', async (t) => {

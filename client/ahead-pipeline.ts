@@ -1,6 +1,7 @@
 /**
- * Unlinks (and rmdirs of directories this mount emptied) answered before
- * meta has applied them (docs/semantics.md#unlink).
+ * Namespace changes answered before meta has applied them: unlinks, rmdirs
+ * of directories this mount emptied (docs/semantics.md#unlink) and mkdirs in
+ * directories whose listing this mount has whole (docs/semantics.md#mkdir).
  *
  * `rm -rf` removes one name per syscall and waits for each; at one meta trip
  * per unlink (about 1 ms here, 0.4 ms of it inside meta) the trip is the whole
@@ -15,12 +16,12 @@
  * name this mount already removed, and a request that depends on an unlink
  * (rmdir of the parent, a create of the same name) comes after it.
  *
- * Removals go to meta in batches (the `removes` request): one is sent at
- * once when fewer than MAX_REQUESTS requests are out; the ones that come
- * while they are wait and go together in the next request. A busy `rm -rf`
- * thus costs meta one request, one transaction savepoint pair and one reply
- * per batch instead of per name. A meta without `removes` answers ENOSYS, and
- * the mount then sends them one by one.
+ * They go to meta in batches (the `ahead` request): one is sent at once
+ * when fewer than MAX_REQUESTS requests are out; the ones that come while
+ * they are wait and go together in the next request. A busy `rm -rf` or
+ * `mkdir -p` thus costs meta one request, one transaction savepoint pair and
+ * one reply per batch instead of per name. A meta without `ahead` answers
+ * ENOSYS, and the mount then sends them one by one.
  *
  * States of one unlink sent ahead:
  *
@@ -31,8 +32,8 @@
  * The caller's syscall returns when the unlink is queued; at most `window`
  * are queued or in requests.
  */
-import type { MetaOp, MetaReplies, MetaRequest } from '../common/protocol'
-import { MAX_REMOVES } from '../common/protocol'
+import type { Attr, DirAttrs, MetaOp, MetaReplies, MetaRequest } from '../common/protocol'
+import { MAX_AHEAD } from '../common/protocol'
 import { BerthError, fsError, isErrorCode } from '../common/errors'
 import { logger } from '../common/log'
 import type { MetaApi } from './stores'
@@ -42,22 +43,27 @@ const log = logger('client')
 /** Requests of removals out at once: one being applied while the next fills. */
 const MAX_REQUESTS = 2
 
-/** What may go ahead: removals whose outcome the mount predicted (both reply with the parent's attributes). */
-export type AheadOp = 'unlink' | 'rmdir'
+/** What may go ahead: changes whose outcome the mount predicted. */
+export type AheadItem =
+  | { op: 'unlink' | 'rmdir'; parent: number; name: string }
+  | { op: 'mkdir'; parent: number; name: string; mode: number; uid: number; gid: number; ino: number; session: string }
+export type AheadOp = AheadItem['op']
 
-export type UnlinkOutcome = { ok: true; reply: MetaReplies[AheadOp] } | { ok: false; error: unknown }
+/** Every one answers with the changed directories' attributes; a mkdir also with the new directory's. */
+export type AheadReply = DirAttrs & { attr?: Attr }
 
-interface Removal {
-  /** Order of sending: the barrier waits for removals up to a sequence number. */
+export type AheadOutcome = { ok: true; reply: AheadReply } | { ok: false; error: unknown }
+
+interface Queued {
+  /** Order of sending: the barrier waits for changes up to a sequence number. */
   seq: number
-  op: AheadOp
-  body: { parent: number; name: string }
-  after: (outcome: UnlinkOutcome) => void
+  item: AheadItem
+  after: (outcome: AheadOutcome) => void
 }
 
-export class UnlinkPipeline implements MetaApi {
+export class AheadPipeline implements MetaApi {
   /** Removals not sent yet, in the order their syscalls returned. */
-  private readonly queue: Removal[] = []
+  private readonly queue: Queued[] = []
   /** Requests out (they never reject), each with the first sequence number it carries. */
   private readonly requests = new Map<Promise<void>, number>()
   private nextSeq = 0
@@ -101,22 +107,22 @@ export class UnlinkPipeline implements MetaApi {
   }
 
   /**
-   * Sends `op` (unlink or rmdir) of `name` in `parent` and resolves once it
-   * is queued (after a slot frees when `window` are taken). `after` hears its
-   * outcome; it must not throw (a throw is logged).
+   * Sends `item` and resolves once it is queued (after a slot frees when
+   * `window` are taken). `after` hears its outcome; it must not throw (a
+   * throw is logged).
    */
-  async send(op: AheadOp, body: { parent: number; name: string }, after: (outcome: UnlinkOutcome) => void): Promise<void> {
+  async send(item: AheadItem, after: (outcome: AheadOutcome) => void): Promise<void> {
     while (this.taken >= this.window) await new Promise<void>((resolve) => this.slotWaiters.push(resolve))
     this.taken++
-    this.queue.push({ seq: this.nextSeq++, op, body, after })
+    this.queue.push({ seq: this.nextSeq++, item, after })
     this.pump()
   }
 
   private pump(): void {
     while (this.requests.size < MAX_REQUESTS && this.queue.length) {
-      const batch = this.queue.splice(0, this.batches ? MAX_REMOVES : 1)
+      const batch = this.queue.splice(0, this.batches ? MAX_AHEAD : 1)
       const p: Promise<void> = this.apply(batch)
-        .catch((err: unknown) => log.error('handling removals failed', err))
+        .catch((err: unknown) => log.error('handling changes sent ahead failed', err))
         .finally(() => {
           this.requests.delete(p)
           this.taken -= batch.length
@@ -131,23 +137,23 @@ export class UnlinkPipeline implements MetaApi {
     }
   }
 
-  /** One request for `batch`, and each removal's outcome to its `after`. */
-  private async apply(batch: Removal[]): Promise<void> {
+  /** One request for `batch`, and each change's outcome to its `after`. */
+  private async apply(batch: Queued[]): Promise<void> {
     const outcomes = await this.outcomes(batch)
     batch.forEach((r, i) => {
       try {
         r.after(outcomes[i]!)
       } catch (err) {
-        log.error(`handling an ${r.op} outcome failed`, err)
+        log.error(`handling an ${r.item.op} outcome failed`, err)
       }
     })
   }
 
-  private async outcomes(batch: Removal[]): Promise<UnlinkOutcome[]> {
-    if (batch.length === 1 || !this.batches) return Promise.all(batch.map((r) => this.one(r)))
+  private async outcomes(batch: Queued[]): Promise<AheadOutcome[]> {
+    if (batch.length === 1 || !this.batches) return Promise.all(batch.map((r) => this.one(r.item)))
     try {
-      const { results } = await this.meta.call('removes', { items: batch.map((r) => ({ op: r.op, ...r.body })) })
-      return batch.map((_, i) => {
+      const { results } = await this.meta.call('ahead', { items: batch.map((r) => r.item) })
+      return batch.map((_, i): AheadOutcome => {
         const res = results[i]
         if (res === undefined) return { ok: false, error: fsError('EIO', `meta answered ${results.length} of ${batch.length} removals`) }
         if ('error' in res) return { ok: false, error: new BerthError(isErrorCode(res.error.code) ? res.error.code : 'EIO', res.error.message) }
@@ -155,16 +161,23 @@ export class UnlinkPipeline implements MetaApi {
       })
     } catch (error) {
       if ((error as BerthError).code !== 'ENOSYS') return batch.map(() => ({ ok: false, error }))
-      log.info('meta does not take removals in one request (an older meta): sending them one by one')
+      log.info('meta does not take changes in one request (an older meta): sending them one by one')
       this.batches = false
-      return Promise.all(batch.map((r) => this.one(r)))
+      return Promise.all(batch.map((r) => this.one(r.item)))
     }
   }
 
-  private one(r: Removal): Promise<UnlinkOutcome> {
-    return this.meta.call(r.op, r.body).then(
-      (reply): UnlinkOutcome => ({ ok: true, reply }),
-      (error: unknown): UnlinkOutcome => ({ ok: false, error }),
+  private one(item: AheadItem): Promise<AheadOutcome> {
+    const reply: Promise<AheadReply> = item.op === 'mkdir' ? this.meta.call('mkdir', strip(item)) : this.meta.call(item.op, strip(item))
+    return reply.then(
+      (reply): AheadOutcome => ({ ok: true, reply }),
+      (error: unknown): AheadOutcome => ({ ok: false, error }),
     )
   }
+}
+
+/** The item as its own request's body. */
+function strip<T extends AheadItem>(item: T): Omit<T, 'op'> {
+  const { op: _op, ...body } = item
+  return body
 }

@@ -1,15 +1,15 @@
 /**
- * client/unlink-pipeline.ts as pure logic, against a meta whose answers the
+ * client/ahead-pipeline.ts as pure logic, against a meta whose answers the
  * test releases one by one: removals go one at a time while requests are
  * free and together once they are not; each item's answer reaches its own
  * caller; the barrier waits for earlier removals only; an older meta without
- * `removes` gets them one by one; `window` bounds what is taken.
+ * `ahead` gets them one by one; `window` bounds what is taken.
  */
 import t from 'tap'
 import { fsError } from '../common/errors'
 import type { MetaOp, MetaReplies } from '../common/protocol'
 import type { MetaApi } from '../client/stores'
-import { UnlinkPipeline, type UnlinkOutcome } from '../client/unlink-pipeline'
+import { AheadPipeline, type AheadOutcome } from '../client/ahead-pipeline'
 
 interface Pending {
   op: MetaOp
@@ -33,9 +33,9 @@ const itemsOf = (p: Pending) => (p.body as { items: Array<{ name: string }> }).i
 
 t.test('one at a time while requests are free, then together; answers reach each caller', async (t) => {
   const { meta, calls } = fakeMeta()
-  const p = new UnlinkPipeline(meta, 64)
-  const heard = new Map<string, UnlinkOutcome>()
-  const send = (name: string) => p.send('unlink', { parent: 1, name }, (o) => heard.set(name, o))
+  const p = new AheadPipeline(meta, 64)
+  const heard = new Map<string, AheadOutcome>()
+  const send = (name: string) => p.send({ op: 'unlink', parent: 1, name }, (o) => heard.set(name, o))
   await send('a')
   await send('b')
   t.same(calls.map((c) => c.op), ['unlink', 'unlink'], 'the first two go at once, each alone')
@@ -43,7 +43,7 @@ t.test('one at a time while requests are free, then together; answers reach each
   t.equal(calls.length, 2, 'the next ones wait for a request to end')
   calls[0]!.resolve({ dirs: [] })
   await tick()
-  t.equal(calls[2]!.op, 'removes', 'then go in one request')
+  t.equal(calls[2]!.op, 'ahead', 'then go in one request')
   t.same(itemsOf(calls[2]!), ['c', 'd', 'e'], 'in order')
   t.ok(heard.get('a')?.ok, "a's answer heard")
   calls[2]!.resolve({ results: [{ dirs: [] }, { error: { code: 'ENOTEMPTY', message: 'not empty' } }, { dirs: [] }] })
@@ -56,9 +56,9 @@ t.test('one at a time while requests are free, then together; answers reach each
 
 t.test('a failed request fails each of its items', async (t) => {
   const { meta, calls } = fakeMeta()
-  const p = new UnlinkPipeline(meta, 64)
-  const heard: UnlinkOutcome[] = []
-  for (const n of ['a', 'b', 'c', 'd']) await p.send('unlink', { parent: 1, name: n }, (o) => heard.push(o))
+  const p = new AheadPipeline(meta, 64)
+  const heard: AheadOutcome[] = []
+  for (const n of ['a', 'b', 'c', 'd']) await p.send({ op: 'unlink', parent: 1, name: n }, (o) => heard.push(o))
   calls[0]!.resolve({ dirs: [] })
   calls[1]!.resolve({ dirs: [] })
   await tick()
@@ -69,13 +69,13 @@ t.test('a failed request fails each of its items', async (t) => {
 
 t.test('the barrier waits for the removals before it, not after', async (t) => {
   const { meta, calls } = fakeMeta()
-  const p = new UnlinkPipeline(meta, 64)
+  const p = new AheadPipeline(meta, 64)
   const noop = () => undefined
-  await p.send('unlink', { parent: 1, name: 'a' }, noop)
+  await p.send({ op: 'unlink', parent: 1, name: 'a' }, noop)
   let looked = false
   const lookup = p.call('getattr', { ino: 1 }).then(() => (looked = true))
-  await p.send('unlink', { parent: 1, name: 'b' }, noop)
-  await p.send('unlink', { parent: 1, name: 'c' }, noop)
+  await p.send({ op: 'unlink', parent: 1, name: 'b' }, noop)
+  await p.send({ op: 'unlink', parent: 1, name: 'c' }, noop)
   await tick()
   t.same(calls.map((c) => c.op), ['unlink', 'unlink'], 'getattr not sent while a is out')
   calls[0]!.resolve({ dirs: [] })
@@ -85,7 +85,7 @@ t.test('the barrier waits for the removals before it, not after', async (t) => {
   calls.find((c) => c.op === 'getattr')!.resolve({ attr: {} })
   await lookup
   t.ok(looked)
-  for (const c of calls) c.resolve(c.op === 'removes' ? { results: [{ dirs: [] }] } : { dirs: [] })
+  for (const c of calls) c.resolve(c.op === 'ahead' ? { results: [{ dirs: [] }] } : { dirs: [] })
   await tick()
   for (const c of calls) c.resolve({ results: [{ dirs: [] }] })
   await p.settled()
@@ -93,19 +93,19 @@ t.test('the barrier waits for the removals before it, not after', async (t) => {
 
 t.test('an older meta without removes: one by one from then on', async (t) => {
   const { meta, calls } = fakeMeta()
-  const p = new UnlinkPipeline(meta, 64)
+  const p = new AheadPipeline(meta, 64)
   const heard: string[] = []
-  for (const n of ['a', 'b', 'c', 'd']) await p.send('unlink', { parent: 1, name: n }, (o) => o.ok && heard.push(n))
+  for (const n of ['a', 'b', 'c', 'd']) await p.send({ op: 'unlink', parent: 1, name: n }, (o) => o.ok && heard.push(n))
   calls[0]!.resolve({ dirs: [] })
   await tick()
-  calls[2]!.reject(fsError('ENOSYS', 'unknown metadata operation "removes"'))
+  calls[2]!.reject(fsError('ENOSYS', 'unknown metadata operation "ahead"'))
   await tick()
   t.same(calls.slice(3).map((c) => c.op), ['unlink', 'unlink'], 'the batch again, one by one')
   for (const c of calls.slice(1)) c.resolve({ dirs: [] })
   await tick()
-  for (const n of ['e', 'f', 'g']) await p.send('unlink', { parent: 1, name: n }, (o) => o.ok && heard.push(n))
+  for (const n of ['e', 'f', 'g']) await p.send({ op: 'unlink', parent: 1, name: n }, (o) => o.ok && heard.push(n))
   await tick()
-  t.notOk(calls.slice(5).some((c) => c.op === 'removes'), 'no removes request any more')
+  t.notOk(calls.slice(5).some((c) => c.op === 'ahead'), 'no removes request any more')
   for (let i = 0; i < 5; i++) {
     for (const c of calls) c.resolve({ dirs: [] })
     await tick()
@@ -116,18 +116,18 @@ t.test('an older meta without removes: one by one from then on', async (t) => {
 
 t.test('window: at most that many taken; the next caller waits for a slot', async (t) => {
   const { meta, calls } = fakeMeta()
-  const p = new UnlinkPipeline(meta, 3)
+  const p = new AheadPipeline(meta, 3)
   const noop = () => undefined
-  for (const n of ['a', 'b', 'c']) await p.send('unlink', { parent: 1, name: n }, noop)
+  for (const n of ['a', 'b', 'c']) await p.send({ op: 'unlink', parent: 1, name: n }, noop)
   let fourth = false
-  const waiting = p.send('unlink', { parent: 1, name: 'd' }, noop).then(() => (fourth = true))
+  const waiting = p.send({ op: 'unlink', parent: 1, name: 'd' }, noop).then(() => (fourth = true))
   await tick()
   t.notOk(fourth, 'the fourth waits')
   calls[0]!.resolve({ dirs: [] })
   await waiting
   t.ok(fourth, 'and goes once one settled')
   for (let i = 0; i < 4; i++) {
-    for (const c of calls) c.resolve(c.op === 'removes' ? { results: itemsOf(c).map(() => ({ dirs: [] })) } : { dirs: [] })
+    for (const c of calls) c.resolve(c.op === 'ahead' ? { results: itemsOf(c).map(() => ({ dirs: [] })) } : { dirs: [] })
     await tick()
   }
   await p.settled()
