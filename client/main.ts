@@ -232,7 +232,8 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     return closing
   }
   // Invalidations published while we were disconnected are lost for good:
-  // forget every cached entry and attribute when the connection comes back.
+  // forget every cached entry and attribute (and the kernel's directory
+  // attributes and listings) when the connection comes back.
   onReconnect(nc, () => vfs.clearCache())
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     process.on(sig, () => {
@@ -282,7 +283,7 @@ function unmount(fuse: FuseSession, mountpoint: string): void {
 
 /**
  * Meta's invalidations drop this client's cache and the kernel's (pushed
- * through the binding). Those of this mount's own requests (`by` is our
+ * through the binding); one with `all` drops all of it (Vfs.clearCache). Those of this mount's own requests (`by` is our
  * origin) are not pushed: the kernel made those changes itself (it drops a
  * parent's attributes after a create or unlink, and a removed name's dentry),
  * and a push arriving after it re-read them would only cost another GETATTR.
@@ -298,6 +299,13 @@ function subscribeInvalidations(nc: NatsConnection, cluster: string, origin: str
         return
       }
       const inv = body as Partial<Invalidation>
+      // a meta process started serving: whatever its predecessor committed
+      // without publishing is unknown, so forget everything (the kernel's too)
+      if (inv?.all === true) {
+        log.info('meta started serving: metadata cache dropped')
+        vfs.clearCache()
+        return
+      }
       const nums = (v: unknown): number[] => (Array.isArray(v) ? v.filter((x): x is number => Number.isInteger(x) && x > 0) : [])
       const entries = Array.isArray(inv?.entries)
         ? inv.entries.filter((e): e is [number, string] => Array.isArray(e) && Number.isInteger(e[0]) && e[0] > 0 && typeof e[1] === 'string')
