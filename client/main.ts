@@ -23,7 +23,7 @@ import { serveMetrics } from '../common/metrics-http'
 import { connectNats } from '../common/nats-connect'
 import type { Invalidation } from '../common/protocol'
 import { decode, subjects } from '../common/wire'
-import { HELP, parseMountArgs, type MountConfig } from './config'
+import { HELP, META_CACHE_TTL_OLD_META_S, META_CACHE_TTL_S, metaTtlMs, parseMountArgs, type MountConfig } from './config'
 import { FuseSession } from './fuse-adapter'
 import { isMounted, lazyUnmount, removePid, writePid } from './mount-state'
 import { checkMountpoint } from './mountpoint-check'
@@ -169,6 +169,9 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   await blocks.start()
   const pinned = new PinnedBlocks(blocks, meta, session)
 
+  if (cfg.metaTtlMs === null && hello.forgetsOnServe !== true) {
+    log.warn(`meta (berth ${hello.release ?? 'unknown release'}) does not announce its forget-everything message: metadata cache TTL ${META_CACHE_TTL_OLD_META_S} s instead of ${META_CACHE_TTL_S} s (upgrade meta, or set -o meta_cache_ttl)`)
+  }
   const vfs = new Vfs(process.env.BERTH_TRACE === '1' ? tracedMeta(meta) : meta, pinned, {
     session,
     chunkSize: hello.chunkSize,
@@ -177,7 +180,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     maxUploads: cfg.maxUploads,
     compact: cfg.compact,
     readaheadChunks: cfg.readaheadChunks,
-    metaTtlMs: cfg.metaTtlMs,
+    metaTtlMs: metaTtlMs(cfg, hello.forgetsOnServe === true),
     unlinkWindow: cfg.unlinkWindow,
   })
   const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks, vfs.copier), cfg.metricsListen) : null
