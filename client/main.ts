@@ -286,10 +286,11 @@ function unmount(fuse: FuseSession, mountpoint: string): void {
 
 /**
  * Meta's invalidations drop this client's cache and the kernel's (pushed
- * through the binding); one with `all` drops all of it (Vfs.clearCache). Those of this mount's own requests (`by` is our
- * origin) are not pushed: the kernel made those changes itself (it drops a
- * parent's attributes after a create or unlink, and a removed name's dentry),
- * and a push arriving after it re-read them would only cost another GETATTR.
+ * through the binding); one with `all` drops all of it (Vfs.clearCache).
+ * Those of this mount's own requests (`by` is our origin) are not pushed:
+ * the kernel made those changes itself (it drops a parent's attributes after
+ * a create or unlink, and a removed name's dentry), and a push arriving after
+ * it re-read them would only cost another GETATTR.
  */
 function subscribeInvalidations(nc: NatsConnection, cluster: string, origin: string, vfs: Vfs, fuse: FuseSession): Subscription {
   return nc.subscribe(subjects(cluster).inval, {
@@ -302,10 +303,10 @@ function subscribeInvalidations(nc: NatsConnection, cluster: string, origin: str
         return
       }
       const inv = body as Partial<Invalidation>
-      // a meta process started serving: whatever its predecessor committed
-      // without publishing is unknown, so forget everything (the kernel's too)
+      // a meta process started serving (or its connection came back): what was
+      // committed without an invalidation is unknown, so forget everything
       if (inv?.all === true) {
-        log.info('meta started serving: metadata cache dropped')
+        log.info('meta asked every mount to forget its cache (it started serving or reconnected): metadata cache dropped')
         vfs.clearCache()
         return
       }

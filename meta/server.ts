@@ -34,8 +34,9 @@ export function publishChanges(nc: NatsConnection, cluster: string, ch: Changes)
  * mutation's invalidation with it, and the retry of the request is answered
  * from the request table, which publishes nothing. Published on the
  * connection the replies use, so it is on the wire before any reply of this
- * process (NATS keeps one connection's messages in order for a subscriber);
- * while that connection is down nats.js buffers it and sends it first.
+ * process (NATS keeps one connection's messages in order for a subscriber).
+ * What is published while that connection is down, nats.js discards when it
+ * reconnects, so Serving publishes it again after every reconnect.
  */
 export function publishForgetAll(nc: Pick<NatsConnection, 'publish' | 'isClosed'>, cluster: string): void {
   if (nc.isClosed()) return
