@@ -20,6 +20,17 @@ const DEFAULT_CREDENTIALS = '.berth/client.env'
  * reported after the fact concerns a handful of names.
  */
 const UNLINK_WINDOW = 64
+/**
+ * The metadata cache's TTL (`-o meta_cache_ttl`). Meta's invalidations keep
+ * the cache exact, a reconnect drops it, and so does meta's forget-everything
+ * message when a meta process starts serving (a meta that died between a
+ * commit and its invalidation); the TTL is left to bound only a bug. At 30 s a
+ * `cp -r` or `find` after a long `tar x` asked meta again for most listings.
+ */
+export const META_CACHE_TTL_S = 300
+/** What a meta that predates the forget-everything message gets (HelloReply.forgetsOnServe). */
+export const META_CACHE_TTL_OLD_META_S = 30
+const META_CACHE_TTL_MAX_S = 86_400
 
 export const HELP = `usage: berth mount [NATS_URL] MOUNTPOINT [-o opt,...] [options]
 Mounts a berth cluster as a POSIX directory. Without NATS_URL, the URL comes
@@ -29,6 +40,9 @@ from the credentials file (default ./.berth/client.env, written by \`berth up\`)
                      cache_mb=N, write_mb=N, deadline_ms=N, cluster=NAME,
                      metrics=HOST:PORT (serve GET /metrics, Prometheus),
                      entry_timeout=S, attr_timeout=S (kernel cache, seconds: 1),
+                     meta_cache_ttl=S (this client's metadata cache, seconds,
+                     at least 1: 300; kept exact by meta's invalidations, the
+                     TTL only bounds a lost one)
                      nocompact (leave appended slices fragmented: benchmarks),
                      sync_unlink (every unlink waits for meta; default: up to
                      64 answered ahead, docs/semantics.md#unlink)
@@ -70,7 +84,12 @@ export interface MountConfig {
   /** Compact appended slices (`-o nocompact` turns it off, for benchmarks of fragmented reads). */
   compact: boolean
   readaheadChunks: number
-  metaTtlMs: number
+  /**
+   * The metadata cache's TTL from `-o meta_cache_ttl`; null: not given, so
+   * META_CACHE_TTL_S, or META_CACHE_TTL_OLD_META_S with a meta that does not
+   * announce its forget-everything message (metaTtlMs below).
+   */
+  metaTtlMs: number | null
   /** How long the kernel trusts names and attributes; meta's invalidations are pushed into it sooner. */
   entryTimeoutS: number
   attrTimeoutS: number
@@ -146,15 +165,39 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     maxUploads: 4,
     compact: !opts.has('nocompact'),
     readaheadChunks: 2,
-    // invalidations keep the cache exact; the TTL only bounds the damage of a
-    // lost one (the whole cache is also dropped on every NATS reconnect)
-    metaTtlMs: 30_000,
+    metaTtlMs: metaCacheTtlMs(opts.get('meta_cache_ttl')),
     entryTimeoutS: seconds('entry_timeout', opts.get('entry_timeout'), 1),
     attrTimeoutS: seconds('attr_timeout', opts.get('attr_timeout'), 1),
     sessionTtlMs,
     unlinkWindow: opts.has('sync_unlink') ? 0 : UNLINK_WINDOW,
     argv,
   })
+}
+
+/**
+ * `-o meta_cache_ttl=S`: seconds from 1 to a day, decimals allowed; null when
+ * absent. 0 is refused rather than read as "no TTL" or "no cache": the TTL is
+ * what bounds a lost invalidation, and a cache that expires at once would
+ * send every lookup to meta (entry_timeout=0 is the knob for that).
+ */
+export function metaCacheTtlMs(raw: string | undefined): number | null {
+  if (raw === undefined) return null
+  const v = Number(raw)
+  if (raw.trim() === '' || !Number.isFinite(v) || v < 1 || v > META_CACHE_TTL_MAX_S) {
+    throw new BerthError('EINVAL', `-o meta_cache_ttl: seconds from 1 to ${META_CACHE_TTL_MAX_S} expected, got "${raw}"`)
+  }
+  return Math.round(v * 1000)
+}
+
+/**
+ * The TTL the mount uses: the option's, else the long default when meta
+ * publishes its forget-everything message on starting to serve, else the
+ * short one (a meta that predates it leaves a lost invalidation bounded by
+ * the TTL alone).
+ */
+export function metaTtlMs(cfg: Pick<MountConfig, 'metaTtlMs'>, metaForgetsOnServe: boolean): number {
+  if (cfg.metaTtlMs !== null) return cfg.metaTtlMs
+  return (metaForgetsOnServe ? META_CACHE_TTL_S : META_CACHE_TTL_OLD_META_S) * 1000
 }
 
 function seconds(name: string, raw: string | undefined, dflt: number): number {

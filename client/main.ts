@@ -23,7 +23,7 @@ import { serveMetrics } from '../common/metrics-http'
 import { connectNats } from '../common/nats-connect'
 import type { Invalidation } from '../common/protocol'
 import { decode, subjects } from '../common/wire'
-import { HELP, parseMountArgs, type MountConfig } from './config'
+import { HELP, META_CACHE_TTL_OLD_META_S, META_CACHE_TTL_S, metaTtlMs, parseMountArgs, type MountConfig } from './config'
 import { FuseSession } from './fuse-adapter'
 import { isMounted, lazyUnmount, removePid, writePid } from './mount-state'
 import { checkMountpoint } from './mountpoint-check'
@@ -169,6 +169,9 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   await blocks.start()
   const pinned = new PinnedBlocks(blocks, meta, session)
 
+  if (cfg.metaTtlMs === null && hello.forgetsOnServe !== true) {
+    log.warn(`meta (berth ${hello.release ?? 'unknown release'}) does not announce its forget-everything message: metadata cache TTL ${META_CACHE_TTL_OLD_META_S} s instead of ${META_CACHE_TTL_S} s (upgrade meta, or set -o meta_cache_ttl)`)
+  }
   const vfs = new Vfs(process.env.BERTH_TRACE === '1' ? tracedMeta(meta) : meta, pinned, {
     session,
     chunkSize: hello.chunkSize,
@@ -177,7 +180,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     maxUploads: cfg.maxUploads,
     compact: cfg.compact,
     readaheadChunks: cfg.readaheadChunks,
-    metaTtlMs: cfg.metaTtlMs,
+    metaTtlMs: metaTtlMs(cfg, hello.forgetsOnServe === true),
     unlinkWindow: cfg.unlinkWindow,
   })
   const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks, vfs.copier), cfg.metricsListen) : null
@@ -232,7 +235,8 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     return closing
   }
   // Invalidations published while we were disconnected are lost for good:
-  // forget every cached entry and attribute when the connection comes back.
+  // forget every cached entry and attribute (and the kernel's directory
+  // attributes and listings) when the connection comes back.
   onReconnect(nc, () => vfs.clearCache())
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     process.on(sig, () => {
@@ -282,10 +286,11 @@ function unmount(fuse: FuseSession, mountpoint: string): void {
 
 /**
  * Meta's invalidations drop this client's cache and the kernel's (pushed
- * through the binding). Those of this mount's own requests (`by` is our
- * origin) are not pushed: the kernel made those changes itself (it drops a
- * parent's attributes after a create or unlink, and a removed name's dentry),
- * and a push arriving after it re-read them would only cost another GETATTR.
+ * through the binding); one with `all` drops all of it (Vfs.clearCache).
+ * Those of this mount's own requests (`by` is our origin) are not pushed:
+ * the kernel made those changes itself (it drops a parent's attributes after
+ * a create or unlink, and a removed name's dentry), and a push arriving after
+ * it re-read them would only cost another GETATTR.
  */
 function subscribeInvalidations(nc: NatsConnection, cluster: string, origin: string, vfs: Vfs, fuse: FuseSession): Subscription {
   return nc.subscribe(subjects(cluster).inval, {
@@ -298,6 +303,13 @@ function subscribeInvalidations(nc: NatsConnection, cluster: string, origin: str
         return
       }
       const inv = body as Partial<Invalidation>
+      // a meta process started serving (or its connection came back): what was
+      // committed without an invalidation is unknown, so forget everything
+      if (inv?.all === true) {
+        log.info('meta asked every mount to forget its cache (it started serving or reconnected): metadata cache dropped')
+        vfs.clearCache()
+        return
+      }
       const nums = (v: unknown): number[] => (Array.isArray(v) ? v.filter((x): x is number => Number.isInteger(x) && x > 0) : [])
       const entries = Array.isArray(inv?.entries)
         ? inv.entries.filter((e): e is [number, string] => Array.isArray(e) && Number.isInteger(e[0]) && e[0] > 0 && typeof e[1] === 'string')

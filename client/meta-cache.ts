@@ -1,8 +1,10 @@
 /**
  * Client metadata cache: directory entries (parent ino -> name -> ino) and
  * inode attributes. Both are dropped by the meta service's invalidation
- * messages and expire after a TTL as a safety net for lost messages, so a
- * change made by another client is seen within `ttlMs` at worst.
+ * messages, entirely on a NATS reconnect and on meta's forget-everything
+ * message (sent whenever a meta process starts serving), and expire after a
+ * TTL as a safety net, so a change made by another client is seen within
+ * `ttlMs` at worst even if an invalidation was lost some other way (a bug).
  *
  * A directory's entries may be marked complete: this mount created it (empty)
  * or listed all of it, and every change since came through this mount (its
@@ -146,6 +148,11 @@ export class MetaCache {
       if (!own) this.dirs.delete(dir)
       this.attrs.delete(dir)
     }
+  }
+
+  /** Directories with cached entries (any the kernel may hold a listing of, unless evicted). */
+  directories(): number[] {
+    return [...this.dirs.keys()]
   }
 
   clear(): void {

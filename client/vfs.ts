@@ -181,10 +181,23 @@ export class Vfs {
     this.cache.apply(inv, own)
   }
 
-  /** Forgets every cached entry and attribute (NATS reconnected: invalidations may have been lost). */
+  /**
+   * Forgets every cached entry and attribute (NATS reconnected, or meta's
+   * forget-everything message: invalidations may have been lost), and drops
+   * the kernel's attributes and listings of every directory this mount knows:
+   * a listing the kernel keeps (FOPEN_CACHE_DIR) would otherwise last until a
+   * refreshed mtime differs, up to `attr_timeout` later. The kernel has no
+   * "drop everything" notification in libfuse 3.14, and pushing every file
+   * would also throw away page caches that open() revalidates anyway; so
+   * entries and file attributes the kernel holds live out their
+   * `entry_timeout`/`attr_timeout` (1 s), and are then asked of meta.
+   */
   clearCache(): void {
+    const known = new Set<number>([ROOT_INO, ...this.cache.directories(), ...this.parents.keys()])
     this.foreign++
     this.cache.clear()
+    const kernel = this.kernel
+    if (kernel) for (const dir of known) kernel.invalidateInode(dir)
   }
 
   get openFiles(): number {

@@ -347,6 +347,13 @@ export interface HelloReply {
   minProtocol?: number
   /** Meta's release, "0.1.0 (commit ...)". */
   release?: string
+  /**
+   * This meta publishes `Invalidation.all` when it starts serving. A client
+   * keeps its long default cache TTL only then; a meta that predates it
+   * (absent) leaves lost invalidations bounded by the TTL alone, so the
+   * client falls back to the short one (client/config.ts).
+   */
+  forgetsOnServe?: true
 }
 
 export interface StatfsReply {
@@ -631,6 +638,20 @@ export interface Invalidation {
    * them itself, so it pushes nothing into the kernel for them.
    */
   by?: string
+  /**
+   * Forget everything: drop every cached entry and attribute (and push the
+   * kernel's out too), as on a NATS reconnect. Published once by a meta
+   * process when it starts serving (a single meta at start, a replica when it
+   * becomes the leader), before it answers any request: a meta that died
+   * between committing a mutation and publishing its invalidation left other
+   * mounts with a stale entry that nothing else would drop (the client's
+   * retry is answered from the request table and publishes nothing).
+   * Sent with empty `inos` and `dirs`, so a client that predates the field
+   * applies nothing and keeps its stale entry until its own TTL (30 s in
+   * those releases), exactly as before: ignoring it is safe, so PROTOCOL is
+   * not bumped.
+   */
+  all?: true
 }
 
 /** HTTP header naming the rest of the replica chain on a block PUT: `id=url,id=url`. */

@@ -31,6 +31,8 @@ export function hello(env: MetaEnv, body: Pick<MetaParsed<'hello'>, 'protocol' |
     protocol: PROTOCOL,
     minProtocol: MIN_PEER_PROTOCOL.client,
     release: releaseName(),
+    // meta/serving.ts publishes Invalidation.all before it serves (clients keep a long cache TTL)
+    forgetsOnServe: true,
   }
 }
 

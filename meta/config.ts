@@ -82,6 +82,13 @@ export interface MetaConfig {
   /** The dashboard (meta/dashboard/server.ts): where it listens and the read-only token it asks for. */
   readonly ui: Readonly<{ listen: { host: string; port: number }; token: string }> | null
   readonly auth: Readonly<NatsAuth>
+  /**
+   * Test only: BERTH_TEST_DROP_INVALIDATIONS=1 makes the outbox publish no
+   * mutation's invalidation (meta/server.ts), as if meta died after every
+   * commit; the forget-all at the start of serving still goes out. Like
+   * BERTH_FAKE_PROTOCOL (common/compat.ts), never set it in production.
+   */
+  readonly testDropInvalidations: boolean
   /** Replicated mode: null for the single meta of today. */
   readonly ha: Readonly<{ logReplicas: number; leaseTtlMs: number; snapshotEntries: number; snapshotIntervalMs: number; snapshotKeep: number }> | null
 }
@@ -164,6 +171,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     metricsListen: metricsListen ? parseListen(metricsListen, '--metrics-listen') : null,
     ui: uiConfig(values['ui-listen'] ?? env.BERTH_UI_LISTEN, values['ui-token-file'], env),
     auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
+    testDropInvalidations: env.BERTH_TEST_DROP_INVALIDATIONS === '1',
     ha: values.ha
       ? Object.freeze({
           logReplicas: intFlag('--log-replicas', values['log-replicas'], 1, 1, 5),

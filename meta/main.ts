@@ -97,7 +97,8 @@ export async function run(argv: string[]): Promise<void> {
   const stats = new LifecycleStats()
   const metrics = createMetaMetrics(env, stats)
   const sampler = dashboardSampler(cfg, env)
-  const outbox = new InvalidationOutbox(nc, cfg.cluster)
+  if (cfg.testDropInvalidations) log.warn('BERTH_TEST_DROP_INVALIDATIONS=1: no mutation publishes its invalidation (tests only; mounts stay stale)')
+  const outbox = new InvalidationOutbox(nc, cfg.cluster, cfg.testDropInvalidations)
   const engine = sqliteEngine(env, (changes) => outbox.add(changes))
   const serving = new Serving(nc, env, engine, log, {
     outbox,

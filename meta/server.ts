@@ -28,6 +28,23 @@ export function publishChanges(nc: NatsConnection, cluster: string, ch: Changes)
 }
 
 /**
+ * Tells every mount to forget its whole metadata cache (`Invalidation.all`).
+ * Called when this process starts serving, before it subscribes to requests:
+ * a meta that died after a commit and before its outbox was flushed took that
+ * mutation's invalidation with it, and the retry of the request is answered
+ * from the request table, which publishes nothing. Published on the
+ * connection the replies use, so it is on the wire before any reply of this
+ * process (NATS keeps one connection's messages in order for a subscriber).
+ * What is published while that connection is down, nats.js discards when it
+ * reconnects, so Serving publishes it again after every reconnect.
+ */
+export function publishForgetAll(nc: Pick<NatsConnection, 'publish' | 'isClosed'>, cluster: string): void {
+  if (nc.isClosed()) return
+  const all: Invalidation = { inos: [], dirs: [], all: true }
+  nc.publish(subjects(cluster).inval, encode(all))
+}
+
+/**
  * Invalidations of request mutations, sent together with the next reply.
  *
  * Published at once, a mutation's invalidation left in a socket write of its
@@ -47,13 +64,19 @@ export class InvalidationOutbox {
   private readonly pending: Uint8Array[] = []
   private scheduled = false
 
+  /**
+   * `dropAll`: test only (BERTH_TEST_DROP_INVALIDATIONS=1, meta/config.ts):
+   * publish nothing, as if meta died after each commit before its flush, so
+   * a test can hold the case publishForgetAll exists for. Never in production.
+   */
   constructor(
     private readonly nc: Pick<NatsConnection, 'publish' | 'isClosed'>,
     private readonly cluster: string,
+    private readonly dropAll = false,
   ) {}
 
   add(ch: Changes): void {
-    if (ch.empty) return
+    if (ch.empty || this.dropAll) return
     this.pending.push(encode(invalidation(ch)))
     if (this.scheduled) return
     this.scheduled = true

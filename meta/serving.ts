@@ -16,7 +16,8 @@ import type { EngineHandle } from './engine'
 import type { LifecycleStats } from './lifecycle-stats'
 import { Maintenance, type MaintenanceOptions } from './maintenance'
 import { loadNodeAdmin } from './node-admin'
-import { serveMeta, type InvalidationOutbox, type MetaServer } from './server'
+import { onReconnect } from '../common/nats-state'
+import { publishForgetAll, serveMeta, type InvalidationOutbox, type MetaServer } from './server'
 import { graceSessions } from './sessions'
 
 const PRUNE_MS = 60_000
@@ -43,7 +44,14 @@ export class Serving {
     private readonly engine: EngineHandle,
     private readonly log: Logger,
     private readonly opts: ServingOptions,
-  ) {}
+  ) {
+    // Invalidations published while meta's connection was down are lost (nats.js
+    // discards what it buffered when it reconnects), and a mount on another NATS
+    // server saw no reconnect of its own: have every mount forget everything.
+    onReconnect(nc, () => {
+      if (this.active) publishForgetAll(this.nc, this.env.cluster)
+    })
+  }
 
   get active(): boolean {
     return this.server !== null
@@ -57,6 +65,10 @@ export class Serving {
     // operators' node states as the log left them (a follower applied them without marking its table)
     await loadNodeAdmin(this.env)
     this.probe = serve(this.nc, subjects(this.env.cluster).metaLeader, {}, () => ({ metaId: this.env.metaId }))
+    // Before the first request can arrive (same connection, so ahead of every
+    // reply): the previous meta, or this one before a restart, may have
+    // committed a mutation and died before publishing its invalidation.
+    publishForgetAll(this.nc, this.env.cluster)
     this.server = serveMeta(this.nc, this.env, this.engine, this.log, this.opts.observe, this.opts.outbox)
     this.maintenance = new Maintenance(this.nc, this.env, this.log, this.opts.maintenance, this.opts.stats)
     this.maintenance.start()

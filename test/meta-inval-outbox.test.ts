@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { Changes } from '../meta/context'
-import { InvalidationOutbox } from '../meta/server'
+import { InvalidationOutbox, publishForgetAll } from '../meta/server'
 import { decode } from '../common/wire'
 
 function fakeNats() {
@@ -45,4 +45,19 @@ t.test('a turn of the event loop sends what no reply took along', async (t) => {
   out.add(changed(12))
   await new Promise((r) => setImmediate(r))
   t.same(sent.map((m) => (m.body as { inos: number[] }).inos), [[12]])
+})
+
+t.test('forget everything: one message with `all` and nothing an older client would act on', async (t) => {
+  const { nc, sent } = fakeNats()
+  publishForgetAll(nc, 'c')
+  t.same(sent, [{ subject: 'c.inval', body: { inos: [], dirs: [], all: true } }], 'empty inos and dirs: a client that ignores `all` changes nothing')
+})
+
+t.test('the test hook (BERTH_TEST_DROP_INVALIDATIONS) drops every mutation\'s invalidation', async (t) => {
+  const { nc, sent } = fakeNats()
+  const out = new InvalidationOutbox(nc, 'c', true)
+  out.add(changed(13))
+  out.flush()
+  await new Promise((r) => setImmediate(r))
+  t.equal(sent.length, 0, 'nothing published')
 })

@@ -23,7 +23,7 @@ export interface TestCluster {
   nodes: ServiceHandle[]
   /** Environment that gives a child process the credentials of `role`. */
   env(role: keyof NatsUsers): NodeJS.ProcessEnv
-  startMeta(opts?: { db?: string; args?: string[] }): Promise<ServiceHandle>
+  startMeta(opts?: { db?: string; args?: string[]; env?: NodeJS.ProcessEnv }): Promise<ServiceHandle>
   startNode(opts?: { dir?: string; args?: string[] }): Promise<ServiceHandle>
   /** A NATS connection as `role`, closed at teardown. */
   connect(role?: keyof NatsUsers): Promise<NatsConnection>
@@ -40,7 +40,8 @@ export async function startNats(t: Test, dir = t.testdir()): Promise<NatsServerH
  * The cluster lives in `t.testdir()`: the same test must not call
  * `t.testdir()` again (tap empties the folder, and the nodes' blocks with it).
  */
-export async function startCluster(t: Test, opts: { nodes?: number; replicas?: number; metaArgs?: string[]; nodeArgs?: string[]; natsServers?: number } = {}): Promise<TestCluster> {
+/** `metaEnv`: extra environment of every meta (test hooks such as BERTH_TEST_DROP_INVALIDATIONS). */
+export async function startCluster(t: Test, opts: { nodes?: number; replicas?: number; metaArgs?: string[]; metaEnv?: NodeJS.ProcessEnv; nodeArgs?: string[]; natsServers?: number } = {}): Promise<TestCluster> {
   const dir = t.testdir()
   let natsCluster: NatsClusterHandle | null = null
   let nats: Pick<NatsServerHandle, 'url' | 'users' | 'stop' | 'port'>
@@ -70,7 +71,7 @@ export async function startCluster(t: Test, opts: { nodes?: number; replicas?: n
     async startMeta(o = {}) {
       const args = ['meta', '--nats', nats.url, '--db', o.db ?? join(dir, 'meta.db'), '--replicas', String(opts.replicas ?? 2), ...(opts.metaArgs ?? []), ...(o.args ?? [])]
       // --ha waits up to 120 s for JetStream placement (meta/main.ts)
-      const meta = await spawnService(args, { env: env('meta'), readyTimeoutMs: natsCluster ? 150_000 : 60_000 })
+      const meta = await spawnService(args, { env: { ...env('meta'), ...opts.metaEnv, ...o.env }, readyTimeoutMs: natsCluster ? 150_000 : 60_000 })
       t.teardown(() => meta.stop())
       return meta
     },

@@ -1,0 +1,28 @@
+/**
+ * `berth mount -o meta_cache_ttl=S` (client/config.ts): the metadata cache's
+ * TTL in seconds, at least 1; 300 s by default with a meta that publishes its
+ * forget-everything message when it starts serving, 30 s with one that does not.
+ */
+import t from 'tap'
+import { HELP, metaCacheTtlMs, metaTtlMs, parseMountArgs } from '../client/config'
+
+const parse = (...o: string[]) => parseMountArgs(['nats://127.0.0.1:4222', '/mnt/x', ...o.flatMap((x) => ['-o', x])], {})!
+
+t.test('meta_cache_ttl: default, seconds, and what the mount then uses', async (t) => {
+  t.equal(parse().metaTtlMs, null, 'not given: null (decided once meta said hello)')
+  t.equal(metaTtlMs(parse(), true), 300_000, 'default with a meta that forgets on serve: 300 s')
+  t.equal(metaTtlMs(parse(), false), 30_000, 'default with an older meta: 30 s')
+  t.equal(parse('meta_cache_ttl=600').metaTtlMs, 600_000, '600 s')
+  t.equal(parse('ro,meta_cache_ttl=1.5,attr_timeout=2').metaTtlMs, 1500, 'decimals, among other options')
+  t.equal(metaTtlMs(parse('meta_cache_ttl=45'), false), 45_000, 'an explicit TTL is kept whatever meta says')
+  t.equal(parse('meta_cache_ttl=86400').metaTtlMs, 86_400_000, 'a day at most')
+  t.match(HELP, /meta_cache_ttl=S/, '`berth mount --help` lists it')
+})
+
+t.test('meta_cache_ttl: bad values are refused with the option and the range', async (t) => {
+  for (const bad of ['0', '0.5', '-1', '', 'abc', 'NaN', 'Infinity', '86401', '1e9']) {
+    t.throws(() => parse(`meta_cache_ttl=${bad}`), { code: 'EINVAL', message: /-o meta_cache_ttl: seconds from 1 to 86400 expected/ }, `"${bad}" refused`)
+  }
+  t.throws(() => parse('meta_cache_ttl'), { code: 'EINVAL' }, 'no value refused')
+  t.equal(metaCacheTtlMs(undefined), null, 'absent: null')
+})
