@@ -15,9 +15,10 @@ import { intFlag } from '../common/flags'
 
 const DEFAULT_CREDENTIALS = '.berth/client.env'
 /**
- * Unlinks in flight ahead of meta (client/ahead-pipeline.ts): enough for
- * meta's group commit to batch `rm -rf`'s stream, few enough that a failure
- * reported after the fact concerns a handful of names.
+ * Unlinks, rmdirs and mkdirs in flight ahead of meta
+ * (client/ahead-pipeline.ts): enough for batches to fill while a request is
+ * out, few enough that a failure reported after the fact concerns a handful
+ * of names.
  */
 const UNLINK_WINDOW = 64
 /**
@@ -44,8 +45,9 @@ from the credentials file (default ./.berth/client.env, written by \`berth up\`)
                      at least 1: 300; kept exact by meta's invalidations, the
                      TTL only bounds a lost one)
                      nocompact (leave appended slices fragmented: benchmarks),
-                     sync_unlink (every unlink waits for meta; default: up to
-                     64 answered ahead, docs/semantics.md#unlink)
+                     sync_unlink (every unlink, rmdir and mkdir waits for
+                     meta; default: up to 64 answered ahead,
+                     docs/semantics.md#unlink and #mkdir)
                      (mount(8) options like _netdev, rw, defaults are ignored)
   --foreground       stay attached; print {"event":"ready",...} once mounted
   --deadline-ms N    how long an operation waits for an unreachable cluster (30000)
