@@ -43,13 +43,20 @@ const log = logger('client')
 /** Requests of removals out at once: one being applied while the next fills. */
 const MAX_REQUESTS = 2
 
-/** What may go ahead: changes whose outcome the mount predicted. */
+type CommitBody = Omit<MetaRequest<'commit'>, 'rid'>
+
+/**
+ * What may go ahead: changes whose outcome the mount predicted, and the
+ * commit of a small file created ahead (its caller waits for the answer, but
+ * not for a trip of its own: it rides behind the create).
+ */
 export type AheadItem =
   | { op: 'unlink' | 'rmdir'; parent: number; name: string }
-  | { op: 'mkdir'; parent: number; name: string; mode: number; uid: number; gid: number; ino: number; session: string }
+  | { op: 'mkdir' | 'mknod'; parent: number; name: string; mode: number; uid: number; gid: number; ino: number; session: string }
+  | ({ op: 'commit' } & CommitBody)
 export type AheadOp = AheadItem['op']
 
-/** Every one answers with the changed directories' attributes; a mkdir also with the new directory's. */
+/** Namespace changes answer with the changed directories' attributes; a mkdir or mknod, and a commit, with the inode's. */
 export type AheadReply = DirAttrs & { attr?: Attr }
 
 export type AheadOutcome = { ok: true; reply: AheadReply } | { ok: false; error: unknown }
@@ -82,10 +89,25 @@ export class AheadPipeline implements MetaApi {
     if (!(window >= 1)) throw new RangeError(`unlink window must be at least 1, got ${window}`)
   }
 
-  /** MetaApi: waits for the unlinks sent before this call, then makes it. */
+  /**
+   * MetaApi: waits for the changes sent before this call, then makes it. A
+   * small commit (one chunk: a small file's close) joins the queue behind
+   * them instead, so a file created ahead and closed at once costs one trip.
+   */
   async call<Op extends MetaOp>(op: Op, body: Omit<MetaRequest<Op>, 'rid'>, opts?: { deadlineMs?: number }): Promise<MetaReplies[Op]> {
+    if (this.taken && op === 'commit' && this.batches && opts === undefined) {
+      const commit = body as unknown as CommitBody
+      if (commit.chunks.length <= 1) return (await this.queued({ op: 'commit', ...commit })) as MetaReplies[Op]
+    }
     if (this.taken) await this.settled()
     return this.meta.call(op, body, opts)
+  }
+
+  /** Sends `item` behind the queue and resolves with its answer (rejects with its error). */
+  private queued(item: AheadItem): Promise<AheadReply> {
+    return new Promise((resolve, reject) => {
+      this.send(item, (outcome) => (outcome.ok ? resolve(outcome.reply) : reject(outcome.error))).catch(reject)
+    })
   }
 
   /**
@@ -120,7 +142,7 @@ export class AheadPipeline implements MetaApi {
 
   private pump(): void {
     while (this.requests.size < MAX_REQUESTS && this.queue.length) {
-      const batch = this.queue.splice(0, this.batches ? MAX_AHEAD : 1)
+      const batch = this.queue.splice(0, this.batches ? batchLength(this.queue) : 1)
       const p: Promise<void> = this.apply(batch)
         .catch((err: unknown) => log.error('handling changes sent ahead failed', err))
         .finally(() => {
@@ -168,7 +190,8 @@ export class AheadPipeline implements MetaApi {
   }
 
   private one(item: AheadItem): Promise<AheadOutcome> {
-    const reply: Promise<AheadReply> = item.op === 'mkdir' ? this.meta.call('mkdir', strip(item)) : this.meta.call(item.op, strip(item))
+    const reply: Promise<AheadReply> =
+      item.op === 'commit' ? this.meta.call('commit', strip(item)) : item.op === 'mkdir' || item.op === 'mknod' ? this.meta.call(item.op, strip(item)) : this.meta.call(item.op, strip(item))
     return reply.then(
       (reply): AheadOutcome => ({ ok: true, reply }),
       (error: unknown): AheadOutcome => ({ ok: false, error }),
@@ -180,4 +203,24 @@ export class AheadPipeline implements MetaApi {
 function strip<T extends AheadItem>(item: T): Omit<T, 'op'> {
   const { op: _op, ...body } = item
   return body
+}
+
+/** Requests stay well under NATS's 1 MiB payload: a commit may carry 64 KiB of inline bytes. */
+const BATCH_BYTES = 512 * 1024
+
+/** How many of the queue's first items go in one request (at least one). */
+function batchLength(queue: Queued[]): number {
+  let bytes = 0
+  let n = 0
+  while (n < queue.length && n < MAX_AHEAD) {
+    bytes += estimatedBytes(queue[n]!.item)
+    if (n > 0 && bytes > BATCH_BYTES) break
+    n++
+  }
+  return n
+}
+
+function estimatedBytes(item: AheadItem): number {
+  if (item.op !== 'commit') return 128 + item.name.length * 3
+  return 256 + item.chunks.reduce((sum, c) => sum + 256 + (c.data?.length ?? 0), 0)
 }

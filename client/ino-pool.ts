@@ -4,10 +4,11 @@
  * (client/ahead-pipeline.ts, docs/semantics.md#mkdir).
  *
  * A new reservation replaces what the session had left at meta, so one is
- * asked for only once every number of the last has been handed out, and it
- * goes behind the pipeline's barrier: by the time meta applies it, every
- * mkdir that used an older number has been applied. Until it is back,
- * mkdirs wait for meta as before.
+ * asked for only once every number of the last has been handed out and
+ * every change using one is queued in the pipeline (`sent`), and it goes
+ * behind the pipeline's barrier: by the time meta applies it, every change
+ * that used an older number has been applied. Until it is back, mkdirs and
+ * creates wait for meta as before.
  *
  *   empty --(take: ask meta)--> asking --(reply)--> holding --(last one taken)--> empty
  *   asking --(failure, e.g. an older meta: ENOSYS)--> off (never asked again) or empty
@@ -25,21 +26,32 @@ export class InoPool {
   private last = -1
   private asking = false
   private off = false
+  /** Numbers taken whose change is not in the pipeline's queue yet. */
+  private unsent = 0
 
   constructor(
     private readonly meta: MetaApi,
     private readonly session: string,
   ) {}
 
-  /** A reserved number, or undefined (none held now: the caller waits for meta instead). */
+  /** A reserved number, or undefined (none held now: the caller waits for meta instead); `sent` must follow. */
   take(): number | undefined {
     if (this.next <= this.last) {
-      const ino = this.next++
-      if (this.next > this.last) this.refill()
-      return ino
+      this.unsent++
+      return this.next++
     }
-    this.refill()
+    this.refillWhenSent()
     return undefined
+  }
+
+  /** The change that took a number is queued (or was given up). */
+  sent(): void {
+    this.unsent--
+    this.refillWhenSent()
+  }
+
+  private refillWhenSent(): void {
+    if (this.next > this.last && this.unsent === 0) this.refill()
   }
 
   /** What is held may not be meta's any more (a mkdir with one was refused): start again. */

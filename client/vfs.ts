@@ -464,7 +464,7 @@ export class Vfs {
     // write permission (default_permissions)
     if (this.pipeline && this.inoPool && dir && this.cache.absent(parent, name) && validName(name)) {
       const ino = this.inoPool.take()
-      if (ino !== undefined) return this.mkdirAhead(this.pipeline, parent, name, mode, caller, ino, dir)
+      if (ino !== undefined) return this.makeAhead(this.pipeline, 'mkdir', parent, name, mode, caller, ino, dir)
     }
     // setgid-directory inheritance is meta's: it sees the parent as it is in the transaction
     const since = this.foreign
@@ -476,20 +476,22 @@ export class Vfs {
   }
 
   /**
-   * A mkdir answered before meta applies it (client/ahead-pipeline.ts), with
-   * an inode number meta reserved for this session: the new directory is
-   * cached as meta will make it (empty and complete, setgid inherited), the
-   * parent as predicted (one link more, mtime and ctime this mount's clock)
-   * until the last change in flight in it settles, then meta's.
+   * A mkdir or a create answered before meta applies it
+   * (client/ahead-pipeline.ts), with an inode number meta reserved for this
+   * session: the new inode is cached as meta will make it (a directory empty
+   * and complete; setgid inherited), the parent as predicted (mtime and ctime
+   * this mount's clock, a subdirectory's link) until the last change in
+   * flight in it settles, then meta's.
    */
-  private async mkdirAhead(pipeline: AheadPipeline, parent: number, name: string, mode: number, caller: Caller, ino: number, dir: Attr): Promise<Attr> {
+  private async makeAhead(pipeline: AheadPipeline, op: 'mkdir' | 'mknod', parent: number, name: string, mode: number, caller: Caller, ino: number, dir: Attr): Promise<Attr> {
     const since = this.foreign
     const now = nowTimespec()
     const setgid = (dir.mode & S_ISGID) !== 0
+    const type = op === 'mkdir' ? S_IFDIR : S_IFREG
     const attr: Attr = {
       ino,
-      mode: S_IFDIR | (mode & PERM_BITS) | (setgid ? S_ISGID : 0),
-      nlink: 2,
+      mode: type | (mode & PERM_BITS) | (setgid && op === 'mkdir' ? S_ISGID : 0),
+      nlink: op === 'mkdir' ? 2 : 1,
       uid: caller.uid,
       gid: setgid ? dir.gid : caller.gid,
       size: 0,
@@ -501,12 +503,14 @@ export class Vfs {
     }
     this.changes++
     this.cache.setEntry(parent, name, attr)
-    this.cache.setComplete(ino)
-    this.noteParent(parent, name, attr)
-    this.cache.setAttr({ ...dir, mtime: now, ctime: now, nlink: dir.nlink + 1 })
+    if (op === 'mkdir') {
+      this.cache.setComplete(ino)
+      this.noteParent(parent, name, attr)
+    }
+    this.cache.setAttr({ ...dir, mtime: now, ctime: now, nlink: dir.nlink + (op === 'mkdir' ? 1 : 0) })
     this.aheadIn.set(parent, (this.aheadIn.get(parent) ?? 0) + 1)
-    const item = { op: 'mkdir' as const, parent, name, mode: S_IFDIR | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid, ino, session: this.opts.session }
-    await pipeline.send(item, (outcome) => {
+    const item = { op, parent, name, mode: type | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid, ino, session: this.opts.session }
+    const queued = pipeline.send(item, (outcome) => {
       if (outcome.ok && outcome.reply.attr && this.foreign === since && this.cache.attr(ino)) {
         // meta's times replace the prediction, here and in the kernel
         this.cache.setAttr(outcome.reply.attr)
@@ -517,8 +521,10 @@ export class Vfs {
         this.cache.dropAttr(ino)
         if ((outcome.error as BerthError).code === 'EINVAL') this.inoPool?.reset()
       }
-      this.aheadSettled('mkdir', parent, name, outcome, since)
+      this.aheadSettled(op, parent, name, outcome, since)
     })
+    // a new reservation must come after every change that used the last one
+    await queued.finally(() => this.inoPool?.sent())
     return attr
   }
 
@@ -601,10 +607,10 @@ export class Vfs {
     else this.aheadIn.delete(parent)
     // ENOENT of a removal: the name was gone already (another client removed
     // it, or a retry found its first attempt applied): the state is the one reported
-    const failed = !outcome.ok && (op === 'mkdir' || (outcome.error as BerthError).code !== 'ENOENT')
+    const failed = !outcome.ok && (op === 'mkdir' || op === 'mknod' || (outcome.error as BerthError).code !== 'ENOENT')
     if (failed) {
       const err = outcome.error as BerthError
-      const after = op === 'mkdir' ? 'the directory may not exist' : 'the name may be back'
+      const after = op === 'mkdir' ? 'the directory may not exist' : op === 'mknod' ? 'the file may not exist, and its close fails' : 'the name may be back'
       log.error(`${op} of "${name}" in directory ${parent} was answered before meta applied it, and meta then failed it (${err.code ?? 'error'}: ${err.message}); ${after}`)
       if (!this.aheadErrors.has(parent)) this.aheadErrors.set(parent, fsError('EIO', `an earlier ${op} of "${name}" in this directory failed after it returned: ${err.message}`))
       this.cache.dropDir(parent)
@@ -709,8 +715,16 @@ export class Vfs {
   // ---- files ----
 
   async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<{ fh: number; attr: Attr }> {
+    // ahead when the outcome is known, as for mkdir: its close then rides
+    // behind it (a small file's commit joins the queue), one trip for both
+    const dir = this.cache.attr(parent)
+    let ino: number | undefined
+    if (this.pipeline && this.inoPool && dir && this.cache.absent(parent, name) && validName(name)) ino = this.inoPool.take()
     // one meta transaction creates and opens; a new file has no chunks to load
-    const attr = await this.mknod(parent, name, (mode & PERM_BITS) | S_IFREG, 0, caller, this.opts.session)
+    const attr =
+      this.pipeline && dir && ino !== undefined
+        ? await this.makeAhead(this.pipeline, 'mknod', parent, name, mode, caller, ino, dir)
+        : await this.mknod(parent, name, (mode & PERM_BITS) | S_IFREG, 0, caller, this.opts.session)
     const f = new OpenFile(attr, this.wb)
     f.fresh = true
     this.files.set(attr.ino, f)

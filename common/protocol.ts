@@ -168,6 +168,20 @@ export type NodeAdminState = (typeof NODE_ADMIN_STATES)[number]
 export const NODE_STATES = ['up', 'full', 'draining'] as const
 export type NodeState = (typeof NODE_STATES)[number]
 
+const commitBody = z.object({
+  rid,
+  ino,
+  session,
+  size,
+  chunks: z.array(chunkRef).max(MAX_PAGE),
+  mtime: timespec.optional(),
+  times: z.object({ atime: timeSet.optional(), mtime: timeSet.optional() }).optional(),
+  // a fresh file's chmod/chown, deferred to its first commit (protocol 3, client/open-file.ts)
+  mode: z.number().int().min(0).max(0o7777).optional(),
+  uid: u32.optional(),
+  gid: u32.optional(),
+})
+
 /** Every metadata operation: request schema and reply type. */
 export const metaRequests = {
   /**
@@ -190,7 +204,8 @@ export const metaRequests = {
   }),
   /** Regular files, FIFOs, sockets, device nodes: the type is in `mode`. */
   /** With `session`, the new file is also opened by it (create = mknod + open in one transaction). */
-  mknod: z.object({ rid, parent: ino, name, mode: u32, rdev: u32.default(0), ...caller, session: session.optional() }),
+  /** With `ino` (and `session`): an inode number reserved for that session (`inos`), as for mkdir. */
+  mknod: z.object({ rid, parent: ino, name, mode: u32, rdev: u32.default(0), ...caller, session: session.optional(), ino: ino.optional() }),
   /**
    * With `ino` and `session`: the inode number is one meta reserved for that
    * session (`inos`), used in increasing order, so a mount can answer mkdir
@@ -216,6 +231,8 @@ export const metaRequests = {
           z.object({ op: z.literal('unlink'), parent: ino, name }),
           z.object({ op: z.literal('rmdir'), parent: ino, name }),
           z.object({ op: z.literal('mkdir'), parent: ino, name, mode: u32, ...caller, ino, session }),
+          z.object({ op: z.literal('mknod'), parent: ino, name, mode: u32, rdev: u32.default(0), ...caller, ino, session }),
+          commitBody.extend({ op: z.literal('commit') }),
         ]),
       )
       .min(1)
@@ -243,19 +260,7 @@ export const metaRequests = {
    * wholly past `size` are dropped and the last one is clipped to it.
    */
   // times: utimensat on a file with uncommitted writes, applied in the same transaction (wins over mtime)
-  commit: z.object({
-    rid,
-    ino,
-    session,
-    size,
-    chunks: z.array(chunkRef).max(MAX_PAGE),
-    mtime: timespec.optional(),
-    times: z.object({ atime: timeSet.optional(), mtime: timeSet.optional() }).optional(),
-    // a fresh file's chmod/chown, deferred to its first commit (protocol 3, client/open-file.ts)
-    mode: z.number().int().min(0).max(0o7777).optional(),
-    uid: u32.optional(),
-    gid: u32.optional(),
-  }),
+  commit: commitBody,
   /**
    * copy_file_range inside the cluster (docs/semantics.md#writes): chunks
    * `from`..`from + count - 1` of `src` become chunks `to`.. of `dst`, naming
@@ -450,8 +455,8 @@ export interface MetaReplies {
   unlink: DirAttrs
   rmdir: DirAttrs
   inos: { first: number; count: number }
-  /** One per item, in order: its reply (a mkdir's carries `attr`), or the error that refused it. */
-  ahead: { results: Array<({ attr?: Attr } & DirAttrs) | { error: { code: string; message: string } }> }
+  /** One per item, in order: its reply (a mkdir's or mknod's carries `attr`, a commit's is its own), or the error that refused it. */
+  ahead: { results: Array<({ attr?: Attr } & DirAttrs) | MetaReplies['commit'] | { error: { code: string; message: string } }> }
   rename: DirAttrs
   link: { attr: Attr } & DirAttrs
   symlink: { attr: Attr } & DirAttrs

@@ -13,7 +13,7 @@ import {
   mustDir, mustEntry, mustInode, reserveInos, toAttr, touchCtime, touchDir, type InodeRow,
 } from './inodes'
 import { PERM_BITS, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, isDir, isLnk, isReg } from '../common/modes'
-import { registerOpen } from './files'
+import { commit, registerOpen } from './files'
 import type { Conn } from './sqlite'
 import { clockMs, nowTs } from './time'
 
@@ -109,8 +109,10 @@ export async function mknod(env: MetaEnv, b: Req<'mknod'>, ch: Changes): Promise
   const type = (b.mode & S_IFMT) || S_IFREG
   if (!MKNOD_TYPES.has(type)) throw fsError('EINVAL', 'mknod makes regular files, FIFOs, sockets and devices; use mkdir/symlink')
   const device = type === S_IFCHR || type === S_IFBLK
+  if (b.ino !== undefined && b.session === undefined) throw fsError('EINVAL', 'mknod takes a reserved inode number with its session')
+  const reserved = b.ino !== undefined && b.session !== undefined ? { ino: b.ino, session: b.session } : undefined
   return env.db.write(async (tx) => {
-    const made = await create(tx, b.parent, b.name, ch, () => ({ mode: type | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, rdev: device ? b.rdev : 0, nlink: 1 }))
+    const made = await create(tx, b.parent, b.name, ch, () => ({ mode: type | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, rdev: device ? b.rdev : 0, nlink: 1 }), reserved)
     if (b.session !== undefined) await registerOpen(tx, b.session, made.attr.ino)
     return made
   })
@@ -194,9 +196,10 @@ export async function rmdir(env: MetaEnv, b: Req<'rmdir'>, ch: Changes): Promise
 }
 
 /**
- * Namespace changes a mount answered ahead, in one request: each item runs as
- * its own unlink, rmdir or mkdir inside a savepoint, so a refused one
- * (ENOTEMPTY, ENOENT, EEXIST) rolls back only itself and answers with its
+ * Changes a mount answered ahead, in one request: each item runs as its own
+ * unlink, rmdir, mkdir, mknod (a create) or commit (the close of a file it
+ * created ahead, which waits for its answer) inside a savepoint, so a refused
+ * one (ENOTEMPTY, ENOENT, EEXIST) rolls back only itself and answers with its
  * error; the others stand. What each committed item changed joins the
  * request's invalidation.
  */
@@ -229,6 +232,10 @@ function applyAhead(env: MetaEnv, rid: string | undefined, item: Req<'ahead'>['i
       return rmdir(env, { rid, parent: item.parent, name: item.name }, ch)
     case 'mkdir':
       return mkdir(env, { rid, ...item }, ch)
+    case 'mknod':
+      return mknod(env, { rid, ...item }, ch)
+    case 'commit':
+      return commit(env, { rid, ...item }, ch)
   }
 }
 

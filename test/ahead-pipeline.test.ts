@@ -10,6 +10,7 @@ import { fsError } from '../common/errors'
 import type { MetaOp, MetaReplies } from '../common/protocol'
 import type { MetaApi } from '../client/stores'
 import { AheadPipeline, type AheadOutcome } from '../client/ahead-pipeline'
+import { InoPool } from '../client/ino-pool'
 
 interface Pending {
   op: MetaOp
@@ -131,4 +132,67 @@ t.test('window: at most that many taken; the next caller waits for a slot', asyn
     await tick()
   }
   await p.settled()
+})
+
+t.test("a small commit joins the queue behind the changes before it and gets its own answer; others wait at the barrier", async (t) => {
+  const { meta, calls } = fakeMeta()
+  const p = new AheadPipeline(meta, 64)
+  const made: AheadOutcome[] = []
+  await p.send({ op: 'mknod', parent: 1, name: 'f', mode: 0o100644, uid: 0, gid: 0, ino: 9, session: 's' }, (o) => made.push(o))
+  await p.send({ op: 'unlink', parent: 1, name: 'g' }, () => undefined)
+  const small = p.call('commit', { ino: 9, session: 's', size: 1, chunks: [{ idx: 0, hash: null, len: 1, nodes: [], data: new Uint8Array(1) }] })
+  const big = p.call('commit', { ino: 9, session: 's', size: 2, chunks: [{ idx: 0, hash: null, len: 0, nodes: [] }, { idx: 1, hash: null, len: 0, nodes: [] }] })
+  await tick()
+  t.same(calls.map((c) => c.op), ['mknod', 'unlink'], 'both requests out: the commits wait')
+  calls[0]!.resolve({ attr: { ino: 9 }, dirs: [] })
+  await tick()
+  t.equal(calls[2]!.op, 'commit', 'the small commit goes next, alone in its request, without waiting for the unlink')
+  calls[2]!.resolve({ attr: { ino: 9, size: 1 } })
+  t.same(await small, { attr: { ino: 9, size: 1 } }, 'and resolves with its own answer')
+  t.equal(calls.length, 3, 'the larger commit still waits for the unlink before it')
+  calls[1]!.resolve({ dirs: [] })
+  await tick()
+  await tick()
+  t.equal(calls[3]!.op, 'commit', 'then goes')
+  calls[3]!.resolve({ attr: { ino: 9, size: 2 } })
+  await big
+  t.ok(made[0]?.ok, "the create's answer heard")
+})
+
+t.test('a commit whose create meta refused fails with the error meta gave it', async (t) => {
+  const { meta, calls } = fakeMeta()
+  const p = new AheadPipeline(meta, 64)
+  await p.send({ op: 'unlink', parent: 1, name: 'x' }, () => undefined)
+  await p.send({ op: 'unlink', parent: 1, name: 'y' }, () => undefined)
+  await p.send({ op: 'mknod', parent: 1, name: 'f', mode: 0o100644, uid: 0, gid: 0, ino: 9, session: 's' }, () => undefined)
+  const commit = p.call('commit', { ino: 9, session: 's', size: 0, chunks: [] })
+  calls[0]!.resolve({ dirs: [] })
+  await tick()
+  t.equal(calls[2]!.op, 'ahead', 'the create and the commit in one request')
+  t.same((calls[2]!.body as { items: Array<{ op: string }> }).items.map((i) => i.op), ['mknod', 'commit'])
+  calls[2]!.resolve({ results: [{ error: { code: 'EEXIST', message: 'exists' } }, { error: { code: 'ENOENT', message: 'no inode 9' } }] })
+  await t.rejects(commit, { code: 'ENOENT' })
+  calls[1]!.resolve({ dirs: [] })
+  await p.settled()
+})
+
+t.test('InoPool: a new reservation only once every number handed out is queued, then behind them', async (t) => {
+  const { meta, calls } = fakeMeta()
+  const pool = new InoPool(meta, 's')
+  t.equal(pool.take(), undefined, 'nothing held: the first caller waits for meta')
+  t.same(calls.map((c) => c.op), ['inos'], 'and a reservation is asked for')
+  calls[0]!.resolve({ first: 100, count: 2 })
+  await tick()
+  t.equal(pool.take(), 100)
+  t.equal(pool.take(), 101)
+  t.equal(pool.take(), undefined, 'all handed out')
+  t.equal(calls.length, 1, 'no new reservation while a number is not queued yet (it would replace the one in use)')
+  pool.sent()
+  t.equal(calls.length, 1)
+  pool.sent()
+  t.equal(calls.length, 2, 'asked once both are queued')
+  calls[1]!.reject(fsError('ENOSYS', 'unknown metadata operation "inos"'))
+  await tick()
+  t.equal(pool.take(), undefined)
+  t.equal(calls.length, 2, 'an older meta: never asked again')
 })

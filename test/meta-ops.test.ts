@@ -340,6 +340,19 @@ t.test('metadata operations', async (t) => {
       ],
     })
     t.same(batch.results.map((x) => ('error' in x ? x.error.code : (x.attr?.ino ?? 'ok'))), [next.first, 'EEXIST', 'ok'], 'mkdirs ride in ahead too')
+    const more = await m.call('inos', { session, count: 2 })
+    const fname = uniq('created')
+    const files = await request<{ results: Array<{ attr?: Attr } | { error: { code: string } }> }>(m.nc, m.subjects.meta('ahead'), {
+      rid: uniq('r'),
+      items: [
+        { op: 'mknod', parent: ROOT_INO, name: fname, mode: REG | 0o644, ...who, ino: more.first, session },
+        { op: 'commit', ino: more.first, session, size: 3, chunks: [{ idx: 0, hash: null, len: 3, nodes: [], data: new Uint8Array([1, 2, 3]) }] },
+        { op: 'commit', ino: more.first + 1, session, size: 1, chunks: [] },
+      ],
+    })
+    t.same(files.results.map((x) => ('error' in x ? x.error.code : (x.attr?.ino ?? 'ok'))), [more.first, more.first, 'ENOENT'], 'a create and its commit ride together; a commit of a file never made fails')
+    t.equal((await getattr(more.first)).size, 3, 'the commit stood')
+    await t.rejects(m.call('mknod', { parent: ROOT_INO, name: uniq('x'), mode: REG | 0o644, ...who, ino: more.first + 1 }), code('EINVAL'), 'mknod: a number without its session')
   })
 
   t.test('symlink and readlink', async (t) => {

@@ -215,6 +215,45 @@ t.test('unlinks ahead of meta', async (t) => {
     t.ok(await eventually(async () => (await stat(join(d, 'same'))).isFile(), 3000, 50), "A sees B's file under the name")
   })
 
+  await t.test('a file created while meta is stopped: open returns, its close waits for meta (close-to-open), then B reads it', async (t) => {
+    const d = join(a.dir, 'created')
+    await mkdir(d)
+    await writeFile(join(d, 'primer'), 'p\n') // waits for meta, and has inode numbers reserved meanwhile
+    await sleep(200)
+    const resume = pauseMeta(t, c)
+    const opened = open(join(d, 'f'), 'wx')
+    t.equal(await settledWithin(opened, 5000), 'done', 'the create returned with meta stopped')
+    const fd = await opened
+    await fd.write('hello\n')
+    const closed = fd.close()
+    t.equal(await settledWithin(closed, 500), 'pending', 'its close waits for meta')
+    resume()
+    await closed
+    t.equal(await readFile(join(b.dir, 'created', 'f'), 'utf8'), 'hello\n', 'B reads what A closed')
+    t.equal((await stat(join(b.dir, 'created', 'f'))).ino, (await stat(join(d, 'f'))).ino, 'the same inode number on both mounts')
+  })
+
+  await t.test('a create ahead that meta refuses (another mount made the name first): its close fails, never silently', async (t) => {
+    const d = join(a.dir, 'twice')
+    await mkdir(d)
+    await writeFile(join(d, 'primer'), 'p\n')
+    t.same(await readdir(join(b.dir, 'twice')), ['primer'], 'B lists it whole')
+    await sleep(200)
+    const resume = pauseMeta(t, c)
+    const theirs = writeFile(join(b.dir, 'twice', 'same'), 'B\n')
+    t.equal(await settledWithin(theirs, 300), 'pending', "B's create waits for meta")
+    const opened = open(join(d, 'same'), 'wx')
+    t.equal(await settledWithin(opened, 5000), 'done', "A's create returned with meta stopped")
+    const fd = await opened
+    await fd.write('A\n')
+    resume()
+    await theirs
+    const closed = await fd.close().then(() => 'ok', (err: NodeJS.ErrnoException) => err.code)
+    t.not(closed, 'ok', `A's close fails (${closed})`)
+    t.match(a.client.stderr(), /mknod of "same" in directory \d+ was answered before meta applied it, and meta then failed it \(EEXIST/, 'the mount logged it')
+    t.ok(await eventually(async () => (await readFile(join(d, 'same'), 'utf8')) === 'B\n', 3000, 50), "A reads B's file under the name")
+  })
+
   await t.test('an unlink meta never answers: the directory\'s fsync reports EIO once, and the mount asks meta again', async (t) => {
     const m = await mountCluster(t, c, { args: ['--deadline-ms', '1500'] })
     const d = join(m.dir, 'lost')
