@@ -45,8 +45,8 @@ from the credentials file (default ./.berth/client.env, written by \`berth up\`)
                      at least 1: 300; kept exact by meta's invalidations, the
                      TTL only bounds a lost one)
                      nocompact (leave appended slices fragmented: benchmarks),
-                     sync_unlink (every unlink, rmdir and mkdir waits for
-                     meta; default: up to 64 answered ahead,
+                     sync_unlink (every unlink, rmdir, mkdir and create
+                     waits for meta; default: up to 64 answered ahead,
                      docs/semantics.md#unlink and #mkdir)
                      (mount(8) options like _netdev, rw, defaults are ignored)
   --foreground       stay attached; print {"event":"ready",...} once mounted
