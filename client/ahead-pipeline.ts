@@ -23,14 +23,20 @@
  * one reply per batch instead of per name. A meta without `ahead` answers
  * ENOSYS, and the mount then sends them one by one.
  *
- * States of one unlink sent ahead:
+ * Two requests may be out at once: meta applies them in the order they
+ * arrive (one connection, one write queue). Only a request lost with the
+ * connection and retried after the next one was applied is reordered; the
+ * later one then fails as any late failure does (logged, EIO at the
+ * directory's fsync, an error at the file's close).
+ *
+ * States of one change sent ahead:
  *
  *   waiting for a slot --(fewer than `window` taken)--> queued
  *   queued --(a request slot is free)--> in a request to meta
  *   in a request --(meta answers, or its deadline passes)--> settled (`after` runs)
  *
- * The caller's syscall returns when the unlink is queued; at most `window`
- * are queued or in requests.
+ * The caller's syscall returns when the change is queued (a commit's caller
+ * when it settled); at most `window` are queued or in requests.
  */
 import type { Attr, DirAttrs, MetaOp, MetaReplies, MetaRequest } from '../common/protocol'
 import { MAX_AHEAD } from '../common/protocol'
@@ -40,7 +46,7 @@ import type { MetaApi } from './stores'
 
 const log = logger('client')
 
-/** Requests of removals out at once: one being applied while the next fills. */
+/** Requests of changes out at once: one being applied while the next fills. */
 const MAX_REQUESTS = 2
 
 type CommitBody = Omit<MetaRequest<'commit'>, 'rid'>
@@ -69,24 +75,24 @@ interface Queued {
 }
 
 export class AheadPipeline implements MetaApi {
-  /** Removals not sent yet, in the order their syscalls returned. */
+  /** Changes not sent yet, in the order their syscalls returned. */
   private readonly queue: Queued[] = []
   /** Requests out (they never reject), each with the first sequence number it carries. */
   private readonly requests = new Map<Promise<void>, number>()
   private nextSeq = 0
-  /** Callers of settled(), each waiting for the removals up to `upTo`. */
+  /** Callers of settled(), each waiting for the changes up to `upTo`. */
   private barrier: Array<{ upTo: number; resolve: () => void }> = []
-  /** Removals queued or in requests (at most `window`). */
+  /** Changes queued or in requests (at most `window`). */
   private taken = 0
   private readonly slotWaiters: Array<() => void> = []
-  /** false once meta answered ENOSYS to `removes` (an older meta). */
+  /** false once meta answered ENOSYS to `ahead` (an older meta). */
   private batches = true
 
   constructor(
     private readonly meta: MetaApi,
     readonly window: number,
   ) {
-    if (!(window >= 1)) throw new RangeError(`unlink window must be at least 1, got ${window}`)
+    if (!(window >= 1)) throw new RangeError(`window must be at least 1, got ${window}`)
   }
 
   /**
@@ -111,7 +117,7 @@ export class AheadPipeline implements MetaApi {
   }
 
   /**
-   * Resolves once every unlink sent so far has settled (fsync, fsyncdir,
+   * Resolves once every change sent so far has settled (fsync, fsyncdir,
    * unmount); not the ones sent after, so a steady `rm -rf` does not hold
    * another process's request back.
    */
@@ -121,7 +127,7 @@ export class AheadPipeline implements MetaApi {
     return new Promise((resolve) => this.barrier.push({ upTo, resolve }))
   }
 
-  /** The sequence number of the oldest removal not settled (Infinity: none). */
+  /** The sequence number of the oldest change not settled (Infinity: none). */
   private oldest(): number {
     let oldest = this.queue[0]?.seq ?? Infinity
     for (const first of this.requests.values()) oldest = Math.min(oldest, first)
@@ -177,7 +183,7 @@ export class AheadPipeline implements MetaApi {
       const { results } = await this.meta.call('ahead', { items: batch.map((r) => r.item) })
       return batch.map((_, i): AheadOutcome => {
         const res = results[i]
-        if (res === undefined) return { ok: false, error: fsError('EIO', `meta answered ${results.length} of ${batch.length} removals`) }
+        if (res === undefined) return { ok: false, error: fsError('EIO', `meta answered ${results.length} of ${batch.length} changes`) }
         if ('error' in res) return { ok: false, error: new BerthError(isErrorCode(res.error.code) ? res.error.code : 'EIO', res.error.message) }
         return { ok: true, reply: res }
       })
