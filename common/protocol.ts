@@ -202,24 +202,28 @@ export const metaRequests = {
     atime: timeSet.optional(),
     mtime: timeSet.optional(),
   }),
-  /** Regular files, FIFOs, sockets, device nodes: the type is in `mode`. */
-  /** With `session`, the new file is also opened by it (create = mknod + open in one transaction). */
-  /** With `ino` (and `session`): an inode number reserved for that session (`inos`), as for mkdir. */
+  /**
+   * Regular files, FIFOs, sockets, device nodes: the type is in `mode`. With
+   * `session`, the new file is also opened by it (create = mknod + open in one
+   * transaction); with `ino` too, its number is one reserved for that session
+   * (`inos`), as for mkdir.
+   */
   mknod: z.object({ rid, parent: ino, name, mode: u32, rdev: u32.default(0), ...caller, session: session.optional(), ino: ino.optional() }),
   /**
    * With `ino` and `session`: the inode number is one meta reserved for that
    * session (`inos`), used in increasing order, so a mount can answer mkdir
-   * before meta applied it (client/unlink-pipeline.ts).
+   * before meta applied it (client/ahead-pipeline.ts).
    */
   mkdir: z.object({ rid, parent: ino, name, mode: u32, ...caller, ino: ino.optional(), session: session.optional() }),
-  /** Reserves `count` inode numbers for `session`'s mkdirs ahead; replaces what it had left. */
+  /** Reserves `count` inode numbers for `session`'s mkdirs and creates ahead; replaces what it had left. */
   inos: z.object({ rid, session, count: z.number().int().min(1).max(MAX_RESERVED_INOS) }),
   unlink: z.object({ rid, parent: ino, name }),
   rmdir: z.object({ rid, parent: ino, name }),
   /**
-   * Unlinks, rmdirs and mkdirs a mount answered ahead
-   * (client/unlink-pipeline.ts), in one request: applied in order, each on its
-   * own (a refused one leaves the others), with one answer each. A meta
+   * Unlinks, rmdirs, mkdirs and creates a mount answered ahead, and the
+   * commits of small files closed behind them (client/ahead-pipeline.ts), in
+   * one request: applied in order, each on its own (a refused one leaves the
+   * others), with one answer each. A meta
    * without it answers ENOSYS and the mount sends them one by one (no
    * protocol bump: no message changed).
    */
