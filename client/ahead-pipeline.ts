@@ -195,10 +195,21 @@ export class AheadPipeline implements MetaApi {
     }
   }
 
+  /** `item` as a request of its own (the op it names: one branch per shape of body). */
+  private request(item: AheadItem): Promise<AheadReply> {
+    switch (item.op) {
+      case 'commit':
+        return this.meta.call(item.op, strip(item))
+      case 'mkdir':
+      case 'mknod':
+        return this.meta.call(item.op, strip(item))
+      default:
+        return this.meta.call(item.op, strip(item))
+    }
+  }
+
   private one(item: AheadItem): Promise<AheadOutcome> {
-    const reply: Promise<AheadReply> =
-      item.op === 'commit' ? this.meta.call('commit', strip(item)) : item.op === 'mkdir' || item.op === 'mknod' ? this.meta.call(item.op, strip(item)) : this.meta.call(item.op, strip(item))
-    return reply.then(
+    return this.request(item).then(
       (reply): AheadOutcome => ({ ok: true, reply }),
       (error: unknown): AheadOutcome => ({ ok: false, error }),
     )

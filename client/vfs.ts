@@ -12,7 +12,7 @@ import type { Attr, ChunkRef, DirEntry, Invalidation, StatfsReply } from '../com
 import { ROOT_INO } from '../common/protocol'
 import { BerthError, fsError } from '../common/errors'
 import { logger } from '../common/log'
-import { isDir, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID } from '../common/modes'
+import { inheritedOwnership, isDir, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../common/modes'
 import { validateName } from '../common/names'
 import { BlockCache } from './block-cache'
 import { MAX_COPY, RangeCopier } from './copy-range'
@@ -457,15 +457,8 @@ export class Vfs {
   }
 
   async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Attr> {
-    const dir = this.cache.attr(parent)
-    // ahead when the outcome is known: the parent's listing is whole here and
-    // lacks the name (no EEXIST), its attributes are cached (setgid
-    // inheritance), the name is one meta takes, and the kernel has checked
-    // write permission (default_permissions)
-    if (this.pipeline && this.inoPool && dir && this.cache.absent(parent, name) && validName(name)) {
-      const ino = this.inoPool.take()
-      if (ino !== undefined) return this.makeAhead(this.pipeline, 'mkdir', parent, name, mode, caller, ino, dir)
-    }
+    const ahead = this.newAhead(parent, name)
+    if (ahead) return this.makeAhead(ahead.pipeline, 'mkdir', parent, name, mode, caller, ahead.ino, ahead.dir)
     // setgid-directory inheritance is meta's: it sees the parent as it is in the transaction
     const since = this.foreign
     const { attr, dirs } = await this.mutate([parent], () => this.meta.call('mkdir', { parent, name, mode: S_IFDIR | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid }))
@@ -473,6 +466,20 @@ export class Vfs {
     // new and empty: a lookup in it needs no round trip until someone else changes it
     if (this.foreign === since) this.cache.setComplete(attr.ino)
     return attr
+  }
+
+  /**
+   * What a mkdir or create needs to go ahead, when its outcome is known: the
+   * parent's listing is whole here and lacks the name (no EEXIST), its
+   * attributes are cached (setgid inheritance), the name is one meta takes,
+   * the kernel has checked write permission (default_permissions), and a
+   * reserved inode number is at hand (`InoPool.sent` must follow).
+   */
+  private newAhead(parent: number, name: string): { pipeline: AheadPipeline; ino: number; dir: Attr } | null {
+    const dir = this.cache.attr(parent)
+    if (!this.pipeline || !this.inoPool || !dir || !this.cache.absent(parent, name) || !validName(name)) return null
+    const ino = this.inoPool.take()
+    return ino === undefined ? null : { pipeline: this.pipeline, ino, dir }
   }
 
   /**
@@ -486,14 +493,14 @@ export class Vfs {
   private async makeAhead(pipeline: AheadPipeline, op: 'mkdir' | 'mknod', parent: number, name: string, mode: number, caller: Caller, ino: number, dir: Attr): Promise<Attr> {
     const since = this.foreign
     const now = nowTimespec()
-    const setgid = (dir.mode & S_ISGID) !== 0
     const type = op === 'mkdir' ? S_IFDIR : S_IFREG
+    const own = inheritedOwnership(dir, caller.gid, type | (mode & PERM_BITS))
     const attr: Attr = {
       ino,
-      mode: type | (mode & PERM_BITS) | (setgid && op === 'mkdir' ? S_ISGID : 0),
+      mode: own.mode,
       nlink: op === 'mkdir' ? 2 : 1,
       uid: caller.uid,
-      gid: setgid ? dir.gid : caller.gid,
+      gid: own.gid,
       size: 0,
       rdev: 0,
       atime: now,
@@ -715,16 +722,13 @@ export class Vfs {
   // ---- files ----
 
   async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<{ fh: number; attr: Attr }> {
-    // ahead when the outcome is known, as for mkdir: its close then rides
-    // behind it (a small file's commit joins the queue), one trip for both
-    const dir = this.cache.attr(parent)
-    let ino: number | undefined
-    if (this.pipeline && this.inoPool && dir && this.cache.absent(parent, name) && validName(name)) ino = this.inoPool.take()
-    // one meta transaction creates and opens; a new file has no chunks to load
-    const attr =
-      this.pipeline && dir && ino !== undefined
-        ? await this.makeAhead(this.pipeline, 'mknod', parent, name, mode, caller, ino, dir)
-        : await this.mknod(parent, name, (mode & PERM_BITS) | S_IFREG, 0, caller, this.opts.session)
+    // ahead as a mkdir goes: its close then rides behind it (a small file's
+    // commit joins the queue), one trip for both; otherwise one meta
+    // transaction creates and opens. A new file has no chunks to load.
+    const ahead = this.newAhead(parent, name)
+    const attr = ahead
+      ? await this.makeAhead(ahead.pipeline, 'mknod', parent, name, mode, caller, ahead.ino, ahead.dir)
+      : await this.mknod(parent, name, (mode & PERM_BITS) | S_IFREG, 0, caller, this.opts.session)
     const f = new OpenFile(attr, this.wb)
     f.fresh = true
     this.files.set(attr.ino, f)

@@ -13,3 +13,14 @@ export const PERM_BITS = 0o7777
 export const isDir = (mode: number) => (mode & S_IFMT) === S_IFDIR
 export const isReg = (mode: number) => (mode & S_IFMT) === S_IFREG
 export const isLnk = (mode: number) => (mode & S_IFMT) === S_IFLNK
+
+/**
+ * Group and mode of a new entry in a directory (BSD/Linux semantics): under a
+ * setgid directory it takes the directory's group, and a new directory keeps
+ * the setgid bit. Meta applies it; a mount predicting a mkdir or create ahead
+ * of meta applies the same.
+ */
+export function inheritedOwnership(parent: { mode: number; gid: number }, gid: number, mode: number): { gid: number; mode: number } {
+  if (!(parent.mode & S_ISGID)) return { gid, mode }
+  return { gid: parent.gid, mode: isDir(mode) ? mode | S_ISGID : mode }
+}

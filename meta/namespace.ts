@@ -3,7 +3,8 @@
  * symlinks, listing. Each mutation is one write transaction; it records what
  * changed in `Changes` so the caller can publish an invalidation after commit.
  */
-import { BerthError, fsError } from '../common/errors'
+import { fsError } from '../common/errors'
+import { outcomeOf } from './requests'
 import { validateName, PATH_MAX } from '../common/names'
 import { ROOT_INO, type Attr, type DirEntry, type MetaParsed, type MetaReplies, type Timespec } from '../common/protocol'
 import { Changes, type MetaEnv } from './context'
@@ -12,7 +13,7 @@ import {
   addNlink, claimReservedIno, clipChunks, deleteEntry, entryIno, freeIfUnused, insertEntry, insertInode, isEmptyDir, relink,
   mustDir, mustEntry, mustInode, reserveInos, toAttr, touchCtime, touchDir, type InodeRow,
 } from './inodes'
-import { PERM_BITS, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, isDir, isLnk, isReg } from '../common/modes'
+import { PERM_BITS, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, inheritedOwnership, isDir, isLnk, isReg } from '../common/modes'
 import { commit, registerOpen } from './files'
 import type { Conn } from './sqlite'
 import { clockMs, nowTs } from './time'
@@ -62,12 +63,6 @@ export async function setattr(env: MetaEnv, b: Req<'setattr'>, ch: Changes): Pro
   })
 }
 
-/** Owner and setgid inheritance for a new entry in `parent` (BSD/Linux semantics). */
-function ownership(parent: InodeRow, uid: number, gid: number, mode: number): { gid: number; mode: number } {
-  if (!(parent.mode & S_ISGID)) return { gid, mode }
-  return { gid: parent.gid, mode: isDir(mode) ? mode | S_ISGID : mode }
-}
-
 /** A directory row after touchDir(now) and addNlink(delta): what a reply's `dirs` carries, without reading it again. */
 function touched(row: InodeRow, now: Timespec, nlinkDelta = 0): Attr {
   return toAttr({ ...row, nlink: row.nlink + nlinkDelta, mtime_s: now[0], mtime_ns: now[1], ctime_s: now[0], ctime_ns: now[1] })
@@ -85,7 +80,7 @@ async function create(
   const p = await mustDir(tx, parent)
   if ((await entryIno(tx, parent, name)) !== undefined) throw fsError('EEXIST', `"${name}" exists`)
   const spec = make(p)
-  const own = ownership(p, spec.uid, spec.gid, spec.mode)
+  const own = inheritedOwnership(p, spec.gid, spec.mode)
   const now = nowTs()
   const made = { ...spec, ...own }
   if (reserved) await claimReservedIno(tx, reserved.session, reserved.ino)
@@ -214,10 +209,11 @@ export async function ahead(env: MetaEnv, b: Req<'ahead'>, ch: Changes): Promise
         await tx.run('RELEASE item')
         ch.absorb(mine)
       } catch (err) {
-        if (!(err instanceof BerthError)) throw err // internal failure: the whole request fails, a retry runs it again
+        const refused = outcomeOf(err)
+        if (!refused || refused.ok) throw err // internal failure: the whole request fails, a retry runs it again
         await tx.run('ROLLBACK TO item')
         await tx.run('RELEASE item')
-        results.push({ error: { code: err.code, message: err.message } })
+        results.push({ error: { code: refused.code, message: refused.message } })
       }
     }
     return { results }

@@ -196,3 +196,24 @@ t.test('InoPool: a new reservation only once every number handed out is queued, 
   t.equal(pool.take(), undefined)
   t.equal(calls.length, 2, 'an older meta: never asked again')
 })
+
+t.test('a batch stays under about 512 KiB: small commits with 64 KiB inline go a few per request', async (t) => {
+  const { meta, calls } = fakeMeta()
+  const p = new AheadPipeline(meta, 64)
+  for (const n of ['a', 'b']) await p.send({ op: 'unlink', parent: 1, name: n }, () => undefined)
+  const data = new Uint8Array(64 * 1024)
+  const commits = Array.from({ length: 20 }, (_, i) => p.call('commit', { ino: 100 + i, session: 's', size: data.length, chunks: [{ idx: 0, hash: null, len: data.length, nodes: [], data }] }))
+  await tick()
+  calls[0]!.resolve({ dirs: [] })
+  await tick()
+  const first = calls[2]!
+  t.equal(first.op, 'ahead')
+  const n = (first.body as { items: unknown[] }).items.length
+  t.ok(n > 1 && n < 20, `the queued commits split: ${n} in the first request`)
+  for (let i = 0; i < 10; i++) {
+    for (const c of calls) c.resolve(c.op === 'ahead' ? { results: (c.body as { items: unknown[] }).items.map(() => ({ attr: {} })) } : { dirs: [] })
+    await tick()
+  }
+  await Promise.all(commits)
+  t.ok(calls.filter((c) => c.op === 'ahead' || c.op === 'commit').length >= 3, 'in several requests')
+})
