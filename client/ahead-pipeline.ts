@@ -32,6 +32,8 @@
  * States of one change sent ahead:
  *
  *   waiting for a slot --(fewer than `window` taken)--> queued
+ *   queued, held --(another change queued behind, a caller waits for the
+ *                   queue, or HOLD_MS passed)--> queued
  *   queued --(a request slot is free)--> in a request to meta
  *   in a request --(meta answers, or its deadline passes)--> settled (`after` runs)
  *
@@ -48,6 +50,16 @@ const log = logger('client')
 
 /** Requests of changes out at once: one being applied while the next fills. */
 const MAX_REQUESTS = 2
+
+/**
+ * How long a held change (a create, whose file's close usually follows
+ * within a millisecond) may wait in the queue for company. Sent alone, a
+ * create and the commit at its close are two requests, two transactions and
+ * two invalidations; held, they are one. Other mounts see the new name up to
+ * this much later; anything of this mount that waits for the queue
+ * (settled(): fsync, fsyncdir, any other meta request) sends it at once.
+ */
+export const HOLD_MS = 10
 
 type CommitBody = Omit<MetaRequest<'commit'>, 'rid'>
 
@@ -72,6 +84,8 @@ interface Queued {
   seq: number
   item: AheadItem
   after: (outcome: AheadOutcome) => void
+  /** Waits up to HOLD_MS for another change to go with (send's `hold`). */
+  hold: boolean
 }
 
 export class AheadPipeline implements MetaApi {
@@ -87,6 +101,8 @@ export class AheadPipeline implements MetaApi {
   private readonly slotWaiters: Array<() => void> = []
   /** false once meta answered ENOSYS to `ahead` (an older meta). */
   private batches = true
+  /** Set while the queue holds only held changes: sends them when HOLD_MS has passed. */
+  private holdTimer: NodeJS.Timeout | null = null
 
   constructor(
     private readonly meta: MetaApi,
@@ -124,6 +140,7 @@ export class AheadPipeline implements MetaApi {
   settled(): Promise<void> {
     const upTo = this.nextSeq - 1
     if (this.oldest() > upTo) return Promise.resolve()
+    this.release() // someone waits for the held ones: they go now
     return new Promise((resolve) => this.barrier.push({ upTo, resolve }))
   }
 
@@ -137,17 +154,31 @@ export class AheadPipeline implements MetaApi {
   /**
    * Sends `item` and resolves once it is queued (after a slot frees when
    * `window` are taken). `after` hears its outcome; it must not throw (a
-   * throw is logged).
+   * throw is logged). `hold`: the change may wait up to HOLD_MS for others
+   * to go with it (the commit of the file it creates) while nothing else is
+   * queued.
    */
-  async send(item: AheadItem, after: (outcome: AheadOutcome) => void): Promise<void> {
+  async send(item: AheadItem, after: (outcome: AheadOutcome) => void, opts: { hold?: boolean } = {}): Promise<void> {
     while (this.taken >= this.window) await new Promise<void>((resolve) => this.slotWaiters.push(resolve))
     this.taken++
-    this.queue.push({ seq: this.nextSeq++, item, after })
+    this.queue.push({ seq: this.nextSeq++, item, after, hold: opts.hold === true })
+    this.pump()
+  }
+
+  /** Held changes stop waiting and go with the next request. */
+  private release(): void {
+    for (const q of this.queue) q.hold = false
+    if (this.holdTimer) clearTimeout(this.holdTimer)
+    this.holdTimer = null
     this.pump()
   }
 
   private pump(): void {
     while (this.requests.size < MAX_REQUESTS && this.queue.length) {
+      if (this.queue.every((q) => q.hold)) {
+        this.holdTimer ??= setTimeout(() => this.release(), HOLD_MS).unref()
+        return
+      }
       const batch = this.queue.splice(0, this.batches ? batchLength(this.queue) : 1)
       const p: Promise<void> = this.apply(batch)
         .catch((err: unknown) => log.error('handling changes sent ahead failed', err))

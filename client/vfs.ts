@@ -529,7 +529,7 @@ export class Vfs {
         if ((outcome.error as BerthError).code === 'EINVAL') this.inoPool?.reset()
       }
       this.aheadSettled(op, parent, name, outcome, since)
-    })
+    }, { hold: op === 'mknod' }) // a create waits for its close's commit: one request for both
     // a new reservation must come after every change that used the last one
     await queued.finally(() => this.inoPool?.sent())
     return attr

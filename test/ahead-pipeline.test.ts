@@ -3,13 +3,14 @@
  * test releases one by one: removals go one at a time while requests are
  * free and together once they are not; each item's answer reaches its own
  * caller; the barrier waits for earlier removals only; an older meta without
- * `ahead` gets them one by one; `window` bounds what is taken.
+ * `ahead` gets them one by one; `window` bounds what is taken; a held create
+ * waits for its commit.
  */
 import t from 'tap'
 import { fsError } from '../common/errors'
 import type { MetaOp, MetaReplies } from '../common/protocol'
 import type { MetaApi } from '../client/stores'
-import { AheadPipeline, type AheadOutcome } from '../client/ahead-pipeline'
+import { AheadPipeline, HOLD_MS, type AheadOutcome } from '../client/ahead-pipeline'
 import { InoPool } from '../client/ino-pool'
 
 interface Pending {
@@ -216,4 +217,40 @@ t.test('a batch stays under about 512 KiB: small commits with 64 KiB inline go a
   }
   await Promise.all(commits)
   t.ok(calls.filter((c) => c.op === 'ahead' || c.op === 'commit').length >= 3, 'in several requests')
+})
+
+t.test('a held create waits for its commit and goes with it; a waiter or HOLD_MS sends it alone', async (t) => {
+  const { meta, calls } = fakeMeta()
+  const p = new AheadPipeline(meta, 64)
+  const noop = () => undefined
+  const create = (name: string, ino: number) =>
+    p.send({ op: 'mknod', parent: 1, name, mode: 0o100644, uid: 0, gid: 0, ino, session: 's' }, noop, { hold: true })
+  const commit = { ino: 10, size: 1, chunks: [{ idx: 0, hash: null, len: 1, data: new Uint8Array([120]) }], session: 's' }
+
+  await create('f', 10)
+  await tick()
+  t.equal(calls.length, 0, 'held: nothing sent while no other change is queued')
+  const closed = p.call('commit', commit as never)
+  await tick()
+  t.equal(calls.length, 1, 'the commit behind it sends both')
+  t.equal(calls[0]!.op, 'ahead', 'in one request')
+  t.same((calls[0]!.body as { items: Array<{ op: string }> }).items.map((i) => i.op), ['mknod', 'commit'], 'create first')
+  calls[0]!.resolve({ results: [{ dirs: [], attr: {} }, { attr: { ino: 10 } }] })
+  t.same(await closed, { attr: { ino: 10 } }, "the commit's caller hears its own answer")
+
+  await create('g', 11)
+  const waiter = p.settled()
+  await tick()
+  t.equal(calls.length, 2, 'a caller waiting for the queue sends a held create at once')
+  t.equal(calls[1]!.op, 'mknod', 'alone, as its own request')
+  calls[1]!.resolve({ dirs: [] })
+  await waiter
+
+  await create('h', 12)
+  await tick()
+  t.equal(calls.length, 2, 'held again')
+  await new Promise((r) => setTimeout(r, HOLD_MS + 20))
+  t.equal(calls.length, 3, `sent alone once ${HOLD_MS} ms passed`)
+  calls[2]!.resolve({ dirs: [] })
+  await p.settled()
 })
