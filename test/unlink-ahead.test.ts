@@ -233,6 +233,24 @@ t.test('unlinks ahead of meta', async (t) => {
     t.equal((await stat(join(b.dir, 'created', 'f'))).ino, (await stat(join(d, 'f'))).ino, 'the same inode number on both mounts')
   })
 
+  await t.test('a create left open goes to meta by itself (HOLD_MS): B sees the name while A still has the file open', async (t) => {
+    const d = join(a.dir, 'held-create')
+    await mkdir(d)
+    await writeFile(join(d, 'primer'), 'p\n')
+    t.same(await readdir(join(b.dir, 'held-create')), ['primer'], 'B lists it whole')
+    await sleep(200)
+    const fd = await open(join(d, 'open'), 'wx')
+    try {
+      await fd.write('partial\n')
+      const seen = await eventually(async () => (await readdir(join(b.dir, 'held-create'))).includes('open'), 5000, 20)
+      t.ok(seen, 'B lists the new name before A closes it')
+      t.equal((await stat(join(b.dir, 'held-create', 'open'))).size, 0, 'empty there until the close (close-to-open)')
+    } finally {
+      await fd.close()
+    }
+    t.equal(await readFile(join(b.dir, 'held-create', 'open'), 'utf8'), 'partial\n', 'B reads it after the close')
+  })
+
   await t.test('a create ahead that meta refuses (another mount made the name first): its close fails, never silently', async (t) => {
     const d = join(a.dir, 'twice')
     await mkdir(d)
