@@ -233,12 +233,21 @@ t.test('unlinks ahead of meta', async (t) => {
     t.equal((await stat(join(b.dir, 'created', 'f'))).ino, (await stat(join(d, 'f'))).ino, 'the same inode number on both mounts')
   })
 
-  await t.test('a create left open goes to meta by itself (HOLD_MS): B sees the name while A still has the file open', async (t) => {
-    const d = join(a.dir, 'held-create')
+  /**
+   * A directory A made, with one file: its close waited for meta, and A has
+   * inode numbers reserved by the time it returns; B has listed it whole.
+   */
+  async function primedDir(t: Test, name: string): Promise<string> {
+    const d = join(a.dir, name)
     await mkdir(d)
     await writeFile(join(d, 'primer'), 'p\n')
-    t.same(await readdir(join(b.dir, 'held-create')), ['primer'], 'B lists it whole')
+    t.same(await readdir(join(b.dir, name)), ['primer'], 'B lists it whole')
     await sleep(200)
+    return d
+  }
+
+  await t.test('a create left open goes to meta by itself (HOLD_MS): B sees the name while A still has the file open', async (t) => {
+    const d = await primedDir(t, 'held-create')
     const fd = await open(join(d, 'open'), 'wx')
     try {
       await fd.write('partial\n')
@@ -252,11 +261,7 @@ t.test('unlinks ahead of meta', async (t) => {
   })
 
   await t.test('a create ahead that meta refuses (another mount made the name first): its close fails, never silently', async (t) => {
-    const d = join(a.dir, 'twice')
-    await mkdir(d)
-    await writeFile(join(d, 'primer'), 'p\n')
-    t.same(await readdir(join(b.dir, 'twice')), ['primer'], 'B lists it whole')
-    await sleep(200)
+    const d = await primedDir(t, 'twice')
     const resume = pauseMeta(t, c)
     const theirs = writeFile(join(b.dir, 'twice', 'same'), 'B\n')
     t.equal(await settledWithin(theirs, 300), 'pending', "B's create waits for meta")
