@@ -49,6 +49,12 @@ export interface BlockStore {
   /** A stream of the block or of an inclusive byte range of it; ENOENT when absent. */
   get(hash: string, range?: ByteRange): Promise<Readable>
   /**
+   * The block, or an inclusive byte range of it, read into the start of
+   * `into` (at most its length); resolves with the bytes read, fewer only at
+   * the copy's end. ENOENT when absent.
+   */
+  readInto(hash: string, into: Buffer, range?: ByteRange): Promise<number>
+  /**
    * Stores `body` under `hash` once it is durable. EHASH when the bytes do not
    * hash to `hash`, EFBIG past `maxBytes`, ENOSPC when the disk is full; in every
    * failure nothing is left behind.
@@ -152,6 +158,27 @@ export class FileBlockStore implements BlockStore {
       throw err
     })
     return createReadStream('', { fd: fh, start: range?.start, end: range?.end, highWaterMark: 256 * 1024 })
+  }
+
+  async readInto(hash: string, into: Buffer, range?: ByteRange): Promise<number> {
+    checkHash(hash)
+    const fh = await open(this.path(hash), 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') throw new BerthError('ENOENT', `block ${hash} not stored`)
+      throw err
+    })
+    try {
+      const start = range?.start ?? 0
+      const want = Math.min(into.length, range ? range.end - range.start + 1 : into.length)
+      let got = 0
+      while (got < want) {
+        const { bytesRead } = await fh.read(into, got, want - got, start + got)
+        if (bytesRead === 0) break
+        got += bytesRead
+      }
+      return got
+    } finally {
+      await fh.close()
+    }
   }
 
   async put(hash: string, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<PutResult> {
