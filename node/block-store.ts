@@ -20,7 +20,7 @@
  */
 import { createHash } from 'node:crypto'
 import { createReadStream, type Stats } from 'node:fs'
-import { link, mkdir, open, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises'
+import { link, mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { BerthError } from '../common/errors'
@@ -152,20 +152,21 @@ export class FileBlockStore implements BlockStore {
   }
 
   async get(hash: string, range?: ByteRange): Promise<Readable> {
-    checkHash(hash)
-    const fh = await open(this.path(hash), 'r').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') throw new BerthError('ENOENT', `block ${hash} not stored`)
-      throw err
-    })
+    const fh = await this.openBlock(hash)
     return createReadStream('', { fd: fh, start: range?.start, end: range?.end, highWaterMark: 256 * 1024 })
   }
 
-  async readInto(hash: string, into: Buffer, range?: ByteRange): Promise<number> {
+  /** The copy opened for reading; ENOENT (a BerthError) when it is not stored. */
+  private async openBlock(hash: string): Promise<FileHandle> {
     checkHash(hash)
-    const fh = await open(this.path(hash), 'r').catch((err: NodeJS.ErrnoException) => {
+    return open(this.path(hash), 'r').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') throw new BerthError('ENOENT', `block ${hash} not stored`)
       throw err
     })
+  }
+
+  async readInto(hash: string, into: Buffer, range?: ByteRange): Promise<number> {
+    const fh = await this.openBlock(hash)
     try {
       const start = range?.start ?? 0
       const want = Math.min(into.length, range ? range.end - range.start + 1 : into.length)
