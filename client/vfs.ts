@@ -518,8 +518,11 @@ export class Vfs {
     this.aheadIn.set(parent, (this.aheadIn.get(parent) ?? 0) + 1)
     const item = { op, parent, name, mode: type | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid, ino, session: this.opts.session }
     const queued = pipeline.send(item, (outcome) => {
-      if (outcome.ok && outcome.reply.attr && this.foreign === since && this.cache.attr(ino)) {
-        // meta's times replace the prediction, here and in the kernel
+      // meta's times replace the prediction, here and in the kernel; not
+      // while changes made in the new directory are in flight: this answer
+      // predates them (nlink, mtime), and the last of them brings meta's
+      // attributes after all of them (aheadSettled)
+      if (outcome.ok && outcome.reply.attr && this.foreign === since && this.cache.attr(ino) && !this.aheadIn.has(ino)) {
         this.cache.setAttr(outcome.reply.attr)
         this.kernel?.invalidateInode(ino)
       }
