@@ -158,6 +158,14 @@ t.test('unlinks ahead of meta', async (t) => {
   await t.test('an rmdir ahead that meta refuses (another mount created a file in it first) is reported at the parent\'s fsync', async (t) => {
     const d = join(a.dir, 'raced')
     await mkdir(join(d, 'sub'), { recursive: true })
+    // A's mkdirs went ahead: once they are applied, their invalidations are
+    // on B's connection before any answer to B's requests below. Without
+    // this, one could reach B while B's listing was in flight; B then does
+    // not keep the listing as whole, its lookup of "late" waits for meta, and
+    // its create reaches meta after A's rmdir (ENOENT, seen in CI)
+    const made = await open(d, 'r')
+    await made.sync()
+    await made.close()
     // B lists sub whole: its lookup before the create is answered locally
     t.same(await readdir(join(b.dir, 'raced', 'sub')), [], 'B lists sub empty')
     const resume = pauseMeta(t, c)
