@@ -735,6 +735,7 @@ export class Vfs {
     const f = new OpenFile(attr, this.wb)
     f.fresh = true
     this.files.set(attr.ino, f)
+    this.noteContent(attr) // new: the kernel holds no page of it
     return { fh: this.addHandle(f, flags), attr }
   }
 
@@ -947,8 +948,9 @@ export class Vfs {
     // deferred attribute changes of a fresh file are committed at its close too (touch)
     if (!h.wrote && !h.file.hasPending) return
     // the last handle's close may compact appended slices (client/open-file.ts)
+    const gen = h.file.attr.gen
     await h.file.flush(this.meta, this.opts.session, { closing: h.file.handles === 1 })
-    this.afterCommit(h.file)
+    this.afterCommit(h.file, gen)
   }
 
   /** fsync commits the file whatever the handle did (fsync of a read-only fd is valid). */
@@ -956,8 +958,9 @@ export class Vfs {
     const f = this.handle(fh).file
     // and what this mount removed before it (as a journaling local disk does)
     await this.pipeline?.settled()
+    const gen = f.attr.gen
     await f.flush(this.meta, this.opts.session)
-    this.afterCommit(f)
+    this.afterCommit(f, gen)
   }
 
   async release(fh: number): Promise<void> {
@@ -968,8 +971,9 @@ export class Vfs {
       if (this.lost.has(f.attr.ino)) throw fsError('EIO', `inode ${f.attr.ino} was freed while this mount's session had lapsed; its unsaved data is lost`)
       // the last handle also commits what is still dirty (a failed flush before)
       if (h.wrote || (f.handles === 1 && f.isDirty)) {
+        const gen = f.attr.gen
         await f.flush(this.meta, this.opts.session, { closing: f.handles === 1 })
-        this.afterCommit(f)
+        this.afterCommit(f, gen)
       }
     } finally {
       this.unref(f)
@@ -1036,8 +1040,16 @@ export class Vfs {
   }
 
 
-  private afterCommit(f: OpenFile): void {
+  /**
+   * `before`: the file's gen when its flush began. When this commit is the
+   * only one since the content the kernel's page cache was last known to
+   * hold (gen one more, nothing of another client's in between), the pages
+   * the writes left are the committed content: a later open of this gen
+   * keeps them (FOPEN_KEEP_CACHE), and its fstat needs no GETATTR.
+   */
+  private afterCommit(f: OpenFile, before?: number): void {
     this.cache.setAttr(f.attr)
+    if (before !== undefined && f.attr.gen === before + 1 && this.contentSeen.get(f.attr.ino)?.gen === before) this.noteContent(f.attr)
   }
 
   /** Flushes every open file (unmount, SIGTERM). Errors are collected, not thrown early. */

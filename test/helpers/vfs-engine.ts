@@ -1,0 +1,90 @@
+/**
+ * Client Vfs instances over one real meta engine (SQLite) in the test's own
+ * process: each Vfs is a mount with a session of its own, their meta calls
+ * go straight to the engine, and the requests a mount's ahead pipeline sends
+ * can be held at a gate (GatedMeta) to drive an exact interleaving of
+ * answers. No blocks: files stay small enough to be stored inline in meta.
+ */
+import { join } from 'node:path'
+import type { Test } from 'tap'
+import { metaRequests, type MetaOp, type MetaParsed, type MetaReplies, type MetaRequest } from '../../common/protocol'
+import type { BlockApi, BlockPut, MetaApi } from '../../client/stores'
+import { Vfs } from '../../client/vfs'
+import type { MetaEnv } from '../../meta/context'
+import { sqliteEngine, type EngineHandle } from '../../meta/engine'
+import { NodeTable } from '../../meta/nodes'
+import { migrate } from '../../meta/schema'
+import { openDatabase } from '../../meta/sqlite'
+
+/** What the pipeline sends: a batch as `ahead`, a change alone as its own op. */
+const GATED = new Set<MetaOp>(['ahead', 'mkdir', 'mknod', 'unlink', 'rmdir', 'commit'])
+
+/** The engine as a client's MetaApi; the pipeline's requests wait while the gate is shut. */
+export class GatedMeta implements MetaApi {
+  private shut = false
+  private waiting: Array<() => void> = []
+  /** Requests that reached the gate, and those answered. */
+  aheadSent = 0
+  aheadAnswered = 0
+  /** `inos` answered: the mount holds reserved numbers (mkdirs may go ahead). */
+  reserved = 0
+  constructor(private readonly engine: EngineHandle) {}
+  async call<Op extends MetaOp>(op: Op, body: Omit<MetaRequest<Op>, 'rid'>): Promise<MetaReplies[Op]> {
+    if (op === 'inos') return this.engine.call(op, metaRequests[op].parse(body) as MetaParsed<Op>).finally(() => this.reserved++)
+    if (!GATED.has(op)) return this.engine.call(op, metaRequests[op].parse(body) as MetaParsed<Op>)
+    this.aheadSent++
+    if (this.shut) await new Promise<void>((resolve) => this.waiting.push(resolve))
+    try {
+      return await this.engine.call(op, metaRequests[op].parse(body) as MetaParsed<Op>)
+    } finally {
+      this.aheadAnswered++
+    }
+  }
+  close(): void {
+    this.shut = true
+  }
+  /** Lets the first `n` requests waiting at the gate through (all by default); the gate stays shut for the rest. */
+  pass(n = Infinity): void {
+    for (const go of this.waiting.splice(0, n)) go()
+  }
+  open(): void {
+    this.shut = false
+    this.pass()
+  }
+}
+
+class NoBlocks implements BlockApi {
+  put(): Promise<BlockPut> {
+    return Promise.reject(new Error('no blocks in this test'))
+  }
+  release(): void {}
+  get(): Promise<Buffer> {
+    return Promise.reject(new Error('no blocks in this test'))
+  }
+}
+
+export interface EngineMount {
+  meta: GatedMeta
+  vfs: Vfs
+}
+
+/** A meta engine on a fresh database, and `mount(session)` for each client. */
+export async function engineCluster(t: Test): Promise<{ engine: EngineHandle; mount: (session: string) => Promise<EngineMount> }> {
+  const db = await openDatabase(join(t.testdir(), 'meta.db'), migrate, { sync: 'normal' })
+  t.teardown(() => db.close())
+  const env: MetaEnv = { db, cluster: 't', metaId: 'm', startedAt: Date.now(), secret: 's', chunkSize: 1 << 20, replicas: 1, nodes: new NodeTable() }
+  const engine = sqliteEngine(env, () => undefined)
+  const mount = async (session: string): Promise<EngineMount> => {
+    await engine.call('session', metaRequests.session.parse({ session, ttlMs: 60_000 }) as MetaParsed<'session'>)
+    const meta = new GatedMeta(engine)
+    const vfs = new Vfs(meta, new NoBlocks(), { session, chunkSize: 1 << 20, cacheBytes: 1 << 24, maxDirtyBytes: 1 << 24, maxUploads: 2, readaheadChunks: 0, metaTtlMs: 30_000, unlinkWindow: 64 })
+    return { meta, vfs }
+  }
+  return { engine, mount }
+}
+
+/** Until `cond` holds, a macrotask at a time (a pipeline sends on its own schedule). */
+export async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((resolve) => setTimeout(resolve, 1))
+  if (!cond()) throw new Error('condition never held')
+}
