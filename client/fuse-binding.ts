@@ -26,7 +26,12 @@ export const A = {
 export const ATTR_FIELDS = 15
 
 /** Bits of replyOpen/replyCreate's flags. */
-export const OPEN_FLAGS = { DIRECT_IO: 1, KEEP_CACHE: 2, CACHE_DIR: 4 } as const
+/**
+ * replyOpen/replyCreate flags (client/native/berth-fuse.c fill_open). NO_FLUSH
+ * (FOPEN_NOFLUSH, Linux 5.15+; older kernels ignore it): close() of the handle
+ * sends no FLUSH, for read-only opens, whose close has nothing to commit.
+ */
+export const OPEN_FLAGS = { DIRECT_IO: 1, KEEP_CACHE: 2, CACHE_DIR: 4, NO_FLUSH: 8 } as const
 
 /** setattr's to_set bits (fuse_lowlevel.h). */
 export const SET = { MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5, ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8 } as const

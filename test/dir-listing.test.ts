@@ -9,28 +9,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import { DirStreams } from '../client/dir-streams'
 import { startCluster } from './helpers/cluster'
+import { delta, fuseOps } from './helpers/fuse-ops'
 import { mountCluster } from './helpers/mount'
-
-async function scrape(url: string): Promise<string> {
-  const res = await fetch(url)
-  if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status}`)
-  return res.text()
-}
-
-/** FUSE ops the mount answered, by op name. */
-async function fuseOps(url: string): Promise<Map<string, number>> {
-  const ops = new Map<string, number>()
-  for (const line of (await scrape(url)).split('\n')) {
-    const m = /^berth_client_fuse_ops_total\{([^}]*)\} ([^ ]+)$/.exec(line)
-    const op = m && /op="([^"]*)"/.exec(m[1]!)?.[1]
-    if (op) ops.set(op, (ops.get(op) ?? 0) + Number(m[2]))
-  }
-  return ops
-}
-
-function delta(after: Map<string, number>, before: Map<string, number>, op: string): number {
-  return (after.get(op) ?? 0) - (before.get(op) ?? 0)
-}
 
 async function until(cond: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms

@@ -704,6 +704,7 @@ static void fill_entry(struct fuse_entry_param *e, const struct stat *st, double
 #define OPEN_DIRECT_IO 1
 #define OPEN_KEEP_CACHE 2
 #define OPEN_CACHE_DIR 4
+#define OPEN_NO_FLUSH 8
 
 static void fill_open(struct fuse_file_info *fi, double fh, int flags) {
   memset(fi, 0, sizeof *fi);
@@ -711,6 +712,7 @@ static void fill_open(struct fuse_file_info *fi, double fh, int flags) {
   fi->direct_io = !!(flags & OPEN_DIRECT_IO);
   fi->keep_cache = !!(flags & OPEN_KEEP_CACHE);
   fi->cache_readdir = !!(flags & OPEN_CACHE_DIR);
+  fi->noflush = !!(flags & OPEN_NO_FLUSH);
 }
 
 /* replyErr(slot, errno): 0 is success for ops without a result. */
