@@ -67,8 +67,10 @@ async function main(): Promise<void> {
   }
 }
 
+// exit once stdout has taken every line: a pipe's writes are asynchronous, and
+// process.exit() drops what is still queued (a 219 KB `entries` line came cut)
 main().then(
-  () => process.exit(0),
+  () => process.stdout.write('', () => process.exit(0)),
   (err: unknown) => {
     process.stderr.write(`partition-client: ${(err as Error).stack ?? String(err)}\n`)
     process.exit(1)
