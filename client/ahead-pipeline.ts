@@ -1,7 +1,8 @@
 /**
  * Namespace changes answered before meta has applied them: unlinks, rmdirs
- * of directories this mount emptied (docs/semantics.md#unlink) and mkdirs in
- * directories whose listing this mount has whole (docs/semantics.md#mkdir).
+ * of directories this mount emptied (docs/semantics.md#unlink), mkdirs in
+ * directories whose listing this mount has whole (docs/semantics.md#mkdir)
+ * and a directory's chmod, chown and utimens (docs/semantics.md#setattr).
  *
  * `rm -rf` removes one name per syscall and waits for each; at one meta trip
  * per unlink (about 1 ms here, 0.4 ms of it inside meta) the trip is the whole
@@ -35,7 +36,8 @@
  *   queued, held --(another change queued behind, a caller waits for the
  *                   queue, or HOLD_MS passed)--> queued
  *   queued --(a request slot is free)--> in a request to meta
- *   in a request --(meta answers, or its deadline passes)--> settled (`after` runs)
+ *   in a request --(meta answers, or its deadline passes, and every change
+ *                   sent before it has settled)--> settled (`after` runs)
  *
  * The caller's syscall returns when the change is queued (a commit's caller
  * when it settled); at most `window` are queued or in requests.
@@ -72,9 +74,10 @@ export type AheadItem =
   | { op: 'unlink' | 'rmdir'; parent: number; name: string }
   | { op: 'mkdir' | 'mknod'; parent: number; name: string; mode: number; uid: number; gid: number; ino: number; session: string }
   | ({ op: 'commit' } & CommitBody)
+  | ({ op: 'setattr' } & Omit<MetaRequest<'setattr'>, 'rid' | 'size'>)
 export type AheadOp = AheadItem['op']
 
-/** Namespace changes answer with the changed directories' attributes; a mkdir or mknod, and a commit, with the inode's. */
+/** Namespace changes answer with the changed directories' attributes; a mkdir or mknod, a commit and a setattr, with the inode's. */
 export type AheadReply = DirAttrs & { attr?: Attr }
 
 export type AheadOutcome = { ok: true; reply: AheadReply } | { ok: false; error: unknown }
@@ -101,6 +104,8 @@ export class AheadPipeline implements MetaApi {
   private readonly slotWaiters: Array<() => void> = []
   /** false once meta answered ENOSYS to `ahead` (an older meta). */
   private batches = true
+  /** Settles once the last batch sent has handed out its outcomes (never rejects). */
+  private handedOut: Promise<void> = Promise.resolve()
   /** Set while the queue holds only held changes: sends them when HOLD_MS has passed. */
   private holdTimer: NodeJS.Timeout | null = null
 
@@ -180,7 +185,7 @@ export class AheadPipeline implements MetaApi {
         return
       }
       const batch = this.queue.splice(0, this.batches ? batchLength(this.queue) : 1)
-      const p: Promise<void> = this.apply(batch)
+      const p: Promise<void> = this.apply(batch, this.handedOut)
         .catch((err: unknown) => log.error('handling changes sent ahead failed', err))
         .finally(() => {
           this.requests.delete(p)
@@ -193,12 +198,21 @@ export class AheadPipeline implements MetaApi {
           for (const w of done) w.resolve()
         })
       this.requests.set(p, batch[0]!.seq)
+      this.handedOut = p
     }
   }
 
-  /** One request for `batch`, and each change's outcome to its `after`. */
-  private async apply(batch: Queued[]): Promise<void> {
+  /**
+   * One request for `batch`, and each change's outcome to its `after` once
+   * the batch sent before it has handed out its own (`before`). Meta applies
+   * two requests in the order they were sent, but their replies may reach
+   * here in either order (a batch and a lone change resolve through different
+   * numbers of promise steps): a directory's chown answered after its chmod
+   * put the chown's older attributes over the chmod's.
+   */
+  private async apply(batch: Queued[], before: Promise<void>): Promise<void> {
     const outcomes = await this.outcomes(batch)
+    await before
     batch.forEach((r, i) => {
       try {
         r.after(outcomes[i]!)
@@ -233,6 +247,8 @@ export class AheadPipeline implements MetaApi {
         return this.meta.call(item.op, strip(item))
       case 'mkdir':
       case 'mknod':
+        return this.meta.call(item.op, strip(item))
+      case 'setattr':
         return this.meta.call(item.op, strip(item))
       default:
         return this.meta.call(item.op, strip(item))
@@ -269,6 +285,7 @@ function batchLength(queue: Queued[]): number {
 }
 
 function estimatedBytes(item: AheadItem): number {
+  if (item.op === 'setattr') return 128
   if (item.op !== 'commit') return 128 + item.name.length * 3
   return 256 + item.chunks.reduce((sum, c) => sum + 256 + (c.data?.length ?? 0), 0)
 }

@@ -4,7 +4,7 @@
  * free and together once they are not; each item's answer reaches its own
  * caller; the barrier waits for earlier removals only; an older meta without
  * `ahead` gets them one by one; `window` bounds what is taken; a held create
- * waits for its commit.
+ * waits for its commit; outcomes are handed out in sending order.
  */
 import t from 'tap'
 import { fsError } from '../common/errors'
@@ -149,9 +149,13 @@ t.test("a small commit joins the queue behind the changes before it and gets its
   await tick()
   t.equal(calls[2]!.op, 'commit', 'the small commit goes next, alone in its request, without waiting for the unlink')
   calls[2]!.resolve({ attr: { ino: 9, size: 1 } })
-  t.same(await small, { attr: { ino: 9, size: 1 } }, 'and resolves with its own answer')
+  let smallDone = false
+  void small.then(() => (smallDone = true))
+  await tick()
+  t.notOk(smallDone, 'answered, but its outcome waits for the unlink sent before it')
   t.equal(calls.length, 3, 'the larger commit still waits for the unlink before it')
   calls[1]!.resolve({ dirs: [] })
+  t.same(await small, { attr: { ino: 9, size: 1 } }, 'then resolves with its own answer')
   await tick()
   await tick()
   t.equal(calls[3]!.op, 'commit', 'then goes')
@@ -172,8 +176,8 @@ t.test('a commit whose create meta refused fails with the error meta gave it', a
   t.equal(calls[2]!.op, 'ahead', 'the create and the commit in one request')
   t.same((calls[2]!.body as { items: Array<{ op: string }> }).items.map((i) => i.op), ['mknod', 'commit'])
   calls[2]!.resolve({ results: [{ error: { code: 'EEXIST', message: 'exists' } }, { error: { code: 'ENOENT', message: 'no inode 9' } }] })
-  await t.rejects(commit, { code: 'ENOENT' })
   calls[1]!.resolve({ dirs: [] })
+  await t.rejects(commit, { code: 'ENOENT' })
   await p.settled()
 })
 
@@ -253,4 +257,34 @@ t.test('a held create waits for its commit and goes with it; a waiter or HOLD_MS
   t.equal(calls.length, 3, `sent alone once ${HOLD_MS} ms passed`)
   calls[2]!.resolve({ dirs: [] })
   await p.settled()
+})
+
+t.test('outcomes are handed out in the order the changes were sent, whatever order their answers come in', async (t) => {
+  const { meta, calls } = fakeMeta()
+  const p = new AheadPipeline(meta, 64)
+  const heard: string[] = []
+  const send = (name: string) => p.send({ op: 'unlink', parent: 1, name }, () => heard.push(name))
+  await send('a')
+  await send('b')
+  t.equal(calls.length, 2, 'two requests out')
+  calls[1]!.resolve({ dirs: [] }) // b's answer first
+  await tick()
+  t.same(heard, [], 'b waits for a')
+  calls[0]!.resolve({ dirs: [] })
+  await p.settled()
+  t.same(heard, ['a', 'b'], 'a, then b')
+
+  // a batch and a lone change: their answers resolve through different numbers of steps
+  await send('c')
+  await send('d')
+  await send('e')
+  await send('f')
+  calls[2]!.resolve({ dirs: [] }) // c alone; d goes alone too, e and f wait together
+  await tick()
+  const batch = calls.find((c) => c.op === 'ahead')!
+  const lone = calls[3]!
+  batch.resolve({ results: [{ dirs: [] }, { dirs: [] }] })
+  lone.resolve({ dirs: [] })
+  await p.settled()
+  t.same(heard, ['a', 'b', 'c', 'd', 'e', 'f'], 'every outcome in sending order')
 })
