@@ -8,7 +8,7 @@
  * Every method throws BerthError with an errno code; the FUSE adapter maps it.
  * Ownership of new inodes comes from the `Caller` the adapter passes in.
  */
-import type { Attr, ChunkRef, DirEntry, Invalidation, StatfsReply } from '../common/protocol'
+import type { Attr, ChunkRef, DirEntry, Invalidation, StatfsReply, Timespec } from '../common/protocol'
 import { ROOT_INO } from '../common/protocol'
 import { BerthError, fsError } from '../common/errors'
 import { logger } from '../common/log'
@@ -356,6 +356,9 @@ export class Vfs {
     if (change.atime !== undefined) rest.atime = change.atime
     if (change.mtime !== undefined) rest.mtime = change.mtime
     if (Object.keys(rest).length === 0) return attr
+    // a directory's: answered at once, applied by meta in order (tar's chmod,
+    // chown and utimens of every directory at its end: three trips each)
+    if (type === S_IFDIR && this.pipeline && this.cache.attr(ino)) return this.setattrAhead(this.pipeline, ino, attr, rest)
     const f = this.files.get(ino)
     // a file this mount created and has not committed: meta holds it empty,
     // so its chmod, chown and utimens wait for its first commit (open-file.ts)
@@ -538,6 +541,35 @@ export class Vfs {
     return attr
   }
 
+  /**
+   * chmod, chown or utimens of a directory answered before meta applies it
+   * (docs/semantics.md#setattr). Meta applies what it is sent and checks
+   * nothing the kernel has not (default_permissions), so the outcome is
+   * known: the cached attributes with the change, ctime now. It can only
+   * fail if the directory was removed meanwhile (ENOENT: as if the change
+   * came first) or meta failed (logged, EIO at the directory's fsync). The
+   * prediction stands until the last change in flight on it settles.
+   */
+  private async setattrAhead(pipeline: AheadPipeline, ino: number, attr: Attr, rest: Omit<SetattrChange, 'size'>): Promise<Attr> {
+    const since = this.foreign
+    const now = nowTimespec()
+    const time = (t: SetattrChange['atime'], old: Timespec): Timespec => (t === undefined ? old : t === 'now' ? now : t)
+    const predicted: Attr = {
+      ...attr,
+      mode: rest.mode ?? attr.mode,
+      uid: rest.uid ?? attr.uid,
+      gid: rest.gid ?? attr.gid,
+      atime: time(rest.atime, attr.atime),
+      mtime: time(rest.mtime, attr.mtime),
+      ctime: now,
+    }
+    this.changes++ // a listing page read meanwhile carries this directory's old attributes
+    this.cache.setAttr(predicted)
+    this.aheadIn.set(ino, (this.aheadIn.get(ino) ?? 0) + 1)
+    await pipeline.send({ op: 'setattr', ino, ...rest }, (outcome) => this.aheadSettled('setattr', ino, '', outcome, since))
+    return predicted
+  }
+
   /** With `session`, meta also registers the new file as open by this mount (create). */
   async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller, session?: string): Promise<Attr> {
     const type = mode & S_IFMT || S_IFREG
@@ -617,21 +649,25 @@ export class Vfs {
     else this.aheadIn.delete(parent)
     // ENOENT of a removal: the name was gone already (another client removed
     // it, or a retry found its first attempt applied): the state is the one reported
+    // (and of a setattr: the directory was removed since, as if after the change)
     const failed = !outcome.ok && (op === 'mkdir' || op === 'mknod' || (outcome.error as BerthError).code !== 'ENOENT')
     if (failed) {
       const err = outcome.error as BerthError
-      const after = op === 'mkdir' ? 'the directory may not exist' : op === 'mknod' ? 'the file may not exist, and its close fails' : 'the name may be back'
-      log.error(`${op} of "${name}" in directory ${parent} was answered before meta applied it, and meta then failed it (${err.code ?? 'error'}: ${err.message}); ${after}`)
+      const after = op === 'mkdir' ? 'the directory may not exist' : op === 'mknod' ? 'the file may not exist, and its close fails' : op === 'setattr' ? 'its attributes may be as before' : 'the name may be back'
+      const what = op === 'setattr' ? `setattr of directory ${parent}` : `${op} of "${name}" in directory ${parent}`
+      log.error(`${what} was answered before meta applied it, and meta then failed it (${err.code ?? 'error'}: ${err.message}); ${after}`)
       if (!this.aheadErrors.has(parent)) this.aheadErrors.set(parent, fsError('EIO', `an earlier ${op} of "${name}" in this directory failed after it returned: ${err.message}`))
       this.cache.dropDir(parent)
       this.cache.dropAttr(parent)
-      this.kernel?.invalidateEntry(parent, name)
+      if (op !== 'setattr') this.kernel?.invalidateEntry(parent, name)
       this.kernel?.invalidateInode(parent)
       return
     }
     if (left > 0) return
     // the last one in flight here: meta's attributes replace the prediction
-    const real = outcome.ok ? outcome.reply.dirs?.find((d) => d.ino === parent) : undefined
+    // (a setattr answers with the directory's own, the others with the parents')
+    const reply = outcome.ok ? outcome.reply : undefined
+    const real = reply?.dirs?.find((d) => d.ino === parent) ?? (reply?.attr?.ino === parent ? reply.attr : undefined)
     // (not for a directory removed meanwhile: its attributes are gone for good)
     if (real && this.foreign === since && this.cache.attr(parent)) this.cache.setAttr(real)
     else this.cache.dropAttr(parent)

@@ -29,7 +29,9 @@ import { versionInfo } from '../cli/version'
 // Not bumped for `clonechunks` (copy_file_range inside the cluster): a new op
 // changes no existing message, a meta without it answers ENOSYS (unknown
 // operation) and the client then copies by read + write (client/copy-range.ts).
-export const PROTOCOL = 3
+// 4: `ahead` carries a directory's setattr (chmod, chown, utimens answered
+// before meta applied them); a meta of 3 would refuse the whole batch.
+export const PROTOCOL = 4
 /**
  * The oldest protocol this meta serves, per kind of peer. Clients: 2, because
  * a file may now hold chunks in slices (appends, docs/data-node.md#appends): a

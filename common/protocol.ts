@@ -237,6 +237,8 @@ export const metaRequests = {
           z.object({ op: z.literal('mkdir'), parent: ino, name, mode: u32, ...caller, ino, session }),
           z.object({ op: z.literal('mknod'), parent: ino, name, mode: u32, rdev: u32.default(0), ...caller, ino, session }),
           commitBody.extend({ op: z.literal('commit') }),
+          // a directory's chmod, chown and utimens (protocol 4): tar's at its end
+          z.object({ op: z.literal('setattr'), ino, mode: u32.optional(), uid: u32.optional(), gid: u32.optional(), atime: timeSet.optional(), mtime: timeSet.optional() }),
         ]),
       )
       .min(1)

@@ -192,8 +192,9 @@ export async function rmdir(env: MetaEnv, b: Req<'rmdir'>, ch: Changes): Promise
 
 /**
  * Changes a mount answered ahead, in one request: each item runs as its own
- * unlink, rmdir, mkdir, mknod (a create) or commit (the close of a file it
- * created ahead, which waits for its answer) inside a savepoint, so a refused
+ * unlink, rmdir, mkdir, mknod (a create), setattr (of a directory) or commit
+ * (the close of a file it created ahead, which waits for its answer) inside a
+ * savepoint, so a refused
  * one (ENOTEMPTY, ENOENT, EEXIST) rolls back only itself and answers with its
  * error; the others stand. What each committed item changed joins the
  * request's invalidation.
@@ -232,6 +233,8 @@ function applyAhead(env: MetaEnv, rid: string | undefined, item: Req<'ahead'>['i
       return mknod(env, { rid, ...item }, ch)
     case 'commit':
       return commit(env, { rid, ...item }, ch)
+    case 'setattr':
+      return setattr(env, { rid, ...item }, ch)
   }
 }
 

@@ -1,11 +1,12 @@
-// Unlinks, rmdirs and mkdirs answered before meta applies them
-// (client/ahead-pipeline.ts, docs/semantics.md#unlink and #mkdir), on real
+// Unlinks, rmdirs, mkdirs and directories' setattrs answered before meta
+// applies them (client/ahead-pipeline.ts, docs/semantics.md#unlink, #mkdir
+// and #setattr), on real
 // mounts of a real cluster. Meta is
 // stopped with SIGSTOP to hold the exact interleavings: an unlink returns
 // while meta cannot answer, a later request of the same mount waits for it,
 // and one that meta never answers comes back at the directory's fsync.
 import { existsSync, readdirSync } from 'node:fs'
-import { mkdir, open, readFile, readdir, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises'
+import { chmod, chown, mkdir, open, readFile, readdir, rm, rmdir, stat, unlink, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { startCluster, type TestCluster } from './helpers/cluster'
@@ -179,6 +180,31 @@ t.test('unlinks ahead of meta', async (t) => {
     t.equal(await parentFd.sync().then(() => 'ok', (err: NodeJS.ErrnoException) => err.code), 'EIO', 'fsync of the parent reports the refused rmdir')
     t.match(a.client.stderr(), /rmdir of "sub" in directory \d+ was answered before meta applied it, and meta then failed it \(ENOTEMPTY/, 'the mount logged it')
     t.same(await readdir(join(d, 'sub')), ['late'], 'A sees the directory again, with B\'s file')
+  })
+
+  await t.test('a directory\'s utimens, chown and chmod (tar\'s, at its end) return while meta is stopped; B sees them once meta runs', async (t) => {
+    const d = join(a.dir, 'attrs')
+    await mkdir(d, { mode: 0o700 })
+    await stat(d)
+    const resume = pauseMeta(t, c)
+    const changed = (async () => {
+      await utimes(d, 1_000_000_000, 1_000_000_000)
+      await chown(d, 1234, 5678)
+      await chmod(d, 0o750)
+    })()
+    t.equal(await settledWithin(changed, 5000), 'done', 'all three returned with meta stopped')
+    const mine = await stat(d)
+    t.same([mine.mode & 0o7777, mine.uid, mine.gid, mine.mtimeMs], [0o750, 1234, 5678, 1e12], 'A sees them at once')
+    resume()
+    const synced = await open(d, 'r')
+    t.equal(await synced.sync().then(() => 'ok', (err: NodeJS.ErrnoException) => err.code), 'ok', 'fsync of the directory: applied, nothing failed')
+    await synced.close()
+    const seen = async () => {
+      const s = await stat(join(b.dir, 'attrs'))
+      return (s.mode & 0o7777) === 0o750 && s.uid === 1234 && s.gid === 5678 && s.mtimeMs === 1e12
+    }
+    t.ok(await eventually(seen, 5000, 20), 'B sees all three')
+    t.equal((await stat(d)).ctimeMs, (await stat(join(b.dir, 'attrs'))).ctimeMs, 'and the same ctime as A, meta\'s')
   })
 
   await t.test('mkdir -p returns while meta is stopped; B sees the same tree, same inode numbers, once meta runs', async (t) => {

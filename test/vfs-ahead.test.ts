@@ -36,3 +36,48 @@ t.test('a mkdir\'s own answer, arriving after a mkdir inside it was predicted, d
   t.equal((await vfs.getattr(d.ino)).nlink, 3, 'and meta\'s count once sub is answered')
   t.equal((await engine.call('getattr', metaRequests.getattr.parse({ ino: d.ino }) as MetaParsed<'getattr'>)).attr.nlink, 3, 'meta agrees')
 })
+
+t.test('a directory\'s chmod, chown and utimens go ahead; an earlier answer does not undo a later prediction', async (t) => {
+  const { engine, mount } = await engineCluster(t)
+  const { meta, vfs } = await mount('setattr-ahead')
+  const d = await vfs.mkdir(ROOT_INO, 'd', 0o755, USER)
+  await vfs.getattr(d.ino)
+
+  meta.close()
+  const sentBefore = meta.aheadSent
+  t.equal((await vfs.setattr(d.ino, { mode: 0o700 })).mode, 0o40700, 'chmod 700 answered with meta stopped')
+  t.equal((await vfs.setattr(d.ino, { mode: 0o755 })).mode, 0o40755, 'chmod 755 too')
+  const seen = await vfs.setattr(d.ino, { uid: 1000, gid: 1000, mtime: [1_000_000_000, 5] })
+  t.same([seen.uid, seen.gid, seen.mtime, seen.mode], [1000, 1000, [1_000_000_000, 5], 0o40755], 'chown and utimens: the attributes as predicted')
+  await until(() => meta.aheadSent >= sentBefore + 2) // two requests out, the third change queued
+
+  const answered = meta.aheadAnswered
+  meta.pass(1) // chmod 700 answered first: meta's attributes then say 700
+  await until(() => meta.aheadAnswered > answered)
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal((await vfs.getattr(d.ino)).mode, 0o40755, 'the answer to chmod 700 did not replace the later prediction')
+
+  meta.open()
+  await vfs.fsyncdir(d.ino)
+  const mine = await vfs.getattr(d.ino)
+  t.same([mine.mode, mine.uid, mine.mtime], [0o40755, 1000, [1_000_000_000, 5]], 'all three applied, the cache has meta\'s')
+  const metas = (await engine.call('getattr', metaRequests.getattr.parse({ ino: d.ino }) as MetaParsed<'getattr'>)).attr
+  t.same([metas.mode, metas.uid, metas.gid, metas.mtime], [0o40755, 1000, 1000, [1_000_000_000, 5]], 'meta agrees')
+  t.same(mine.ctime, metas.ctime, 'and so does ctime, meta\'s clock')
+})
+
+t.test('a directory\'s setattr ahead that finds it removed by another mount is no error', async (t) => {
+  const { mount } = await engineCluster(t)
+  const a = await mount('A')
+  const b = await mount('B')
+  const top = await a.vfs.mkdir(ROOT_INO, 'top', 0o755, USER)
+  const d = await a.vfs.mkdir(top.ino, 'gone', 0o755, USER)
+  await a.vfs.getattr(d.ino)
+  a.meta.close()
+  await a.vfs.setattr(d.ino, { mode: 0o700 })
+  await b.vfs.rmdir(top.ino, 'gone')
+  await b.vfs.fsyncdir(top.ino)
+  a.meta.open()
+  await t.resolves(a.vfs.fsyncdir(d.ino), 'fsync of the directory reports nothing')
+  await t.resolves(a.vfs.fsyncdir(top.ino), 'nor of its parent')
+})

@@ -17,7 +17,7 @@ import { migrate } from '../../meta/schema'
 import { openDatabase } from '../../meta/sqlite'
 
 /** What the pipeline sends: a batch as `ahead`, a change alone as its own op. */
-const GATED = new Set<MetaOp>(['ahead', 'mkdir', 'mknod', 'unlink', 'rmdir', 'commit'])
+const GATED = new Set<MetaOp>(['ahead', 'mkdir', 'mknod', 'unlink', 'rmdir', 'commit', 'setattr'])
 
 /** The engine as a client's MetaApi; the pipeline's requests wait while the gate is shut. */
 export class GatedMeta implements MetaApi {
