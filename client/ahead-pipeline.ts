@@ -240,19 +240,9 @@ export class AheadPipeline implements MetaApi {
     }
   }
 
-  /** `item` as a request of its own (the op it names: one branch per shape of body). */
+  /** `item` as a request of its own (the op it names). */
   private request(item: AheadItem): Promise<AheadReply> {
-    switch (item.op) {
-      case 'commit':
-        return this.meta.call(item.op, strip(item))
-      case 'mkdir':
-      case 'mknod':
-        return this.meta.call(item.op, strip(item))
-      case 'setattr':
-        return this.meta.call(item.op, strip(item))
-      default:
-        return this.meta.call(item.op, strip(item))
-    }
+    return this.meta.call(item.op, strip(item))
   }
 
   private one(item: AheadItem): Promise<AheadOutcome> {

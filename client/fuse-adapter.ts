@@ -32,10 +32,6 @@ export function observeOps(fn: OpObserver | undefined): void {
   observer = fn
 }
 
-/** open(2)'s access mode bits (Linux). */
-const O_ACCMODE = 3
-const O_RDONLY = 0
-
 /** BERTH_TRACE=1: every op and its time in ms on stderr (README, Troubleshooting). */
 const TRACE = process.env.BERTH_TRACE === '1'
 
@@ -262,8 +258,7 @@ export class FuseSession {
             return r
           },
           (r) => {
-            // a read-only handle's close has nothing to commit (Vfs.flush): no FLUSH for it
-            const flags = (r.keepCache ? OPEN_FLAGS.KEEP_CACHE : 0) | ((n(1) & O_ACCMODE) === O_RDONLY ? OPEN_FLAGS.NO_FLUSH : 0)
+            const flags = (r.keepCache ? OPEN_FLAGS.KEEP_CACHE : 0) | (r.noFlush ? OPEN_FLAGS.NO_FLUSH : 0)
             if (!this.b.replyOpen(slot, r.fh, flags)) void v.release(r.fh).catch(() => undefined)
           },
         )

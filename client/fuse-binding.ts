@@ -25,7 +25,6 @@ export const A = {
 } as const
 export const ATTR_FIELDS = 15
 
-/** Bits of replyOpen/replyCreate's flags. */
 /**
  * replyOpen/replyCreate flags (client/native/berth-fuse.c fill_open). NO_FLUSH
  * (FOPEN_NOFLUSH, Linux 5.15+; older kernels ignore it): close() of the handle

@@ -17,7 +17,7 @@ import { validateName } from '../common/names'
 import { BlockCache } from './block-cache'
 import { MAX_COPY, RangeCopier } from './copy-range'
 import { MetaCache } from './meta-cache'
-import { dropUndefined, nowTimespec, OpenFile, Writeback } from './open-file'
+import { dropUndefined, nowTimespec, OpenFile, Writeback, type CommitTimes } from './open-file'
 import type { BlockApi, MetaApi } from './stores'
 import { AheadPipeline, type AheadOp, type AheadOutcome } from './ahead-pipeline'
 import { InoPool } from './ino-pool'
@@ -357,8 +357,8 @@ export class Vfs {
     if (change.mtime !== undefined) rest.mtime = change.mtime
     if (Object.keys(rest).length === 0) return attr
     // a directory's: answered at once, applied by meta in order (tar's chmod,
-    // chown and utimens of every directory at its end: three trips each)
-    if (type === S_IFDIR && this.pipeline && this.cache.attr(ino)) return this.setattrAhead(this.pipeline, ino, attr, rest)
+    // chown and utimens of each directory it extracted: three trips each)
+    if (type === S_IFDIR && this.pipeline) return this.setattrAhead(this.pipeline, ino, attr, rest)
     const f = this.files.get(ino)
     // a file this mount created and has not committed: meta holds it empty,
     // so its chmod, chown and utimens wait for its first commit (open-file.ts)
@@ -370,10 +370,7 @@ export class Vfs {
     // first, and times alone (tar's futimens after its writes) in that same commit
     if (f && (rest.mtime !== undefined || rest.atime !== undefined)) {
       const onlyTimes = rest.mode === undefined && rest.uid === undefined && rest.gid === undefined
-      if (await f.flush(this.meta, this.opts.session, { times: onlyTimes ? { atime: rest.atime, mtime: rest.mtime } : undefined })) {
-        this.afterCommit(f)
-        if (onlyTimes) return f.view()
-      }
+      if ((await this.commitFile(f, { times: onlyTimes ? { atime: rest.atime, mtime: rest.mtime } : undefined })) && onlyTimes) return f.view()
     }
     const reply = await this.meta.call('setattr', { ino, ...rest })
     this.cache.setAttr(reply.attr)
@@ -656,7 +653,8 @@ export class Vfs {
       const after = op === 'mkdir' ? 'the directory may not exist' : op === 'mknod' ? 'the file may not exist, and its close fails' : op === 'setattr' ? 'its attributes may be as before' : 'the name may be back'
       const what = op === 'setattr' ? `setattr of directory ${parent}` : `${op} of "${name}" in directory ${parent}`
       log.error(`${what} was answered before meta applied it, and meta then failed it (${err.code ?? 'error'}: ${err.message}); ${after}`)
-      if (!this.aheadErrors.has(parent)) this.aheadErrors.set(parent, fsError('EIO', `an earlier ${op} of "${name}" in this directory failed after it returned: ${err.message}`))
+      const here = op === 'setattr' ? 'setattr of this directory' : `${op} of "${name}" in this directory`
+      if (!this.aheadErrors.has(parent)) this.aheadErrors.set(parent, fsError('EIO', `an earlier ${here} failed after it returned: ${err.message}`))
       this.cache.dropDir(parent)
       this.cache.dropAttr(parent)
       if (op !== 'setattr') this.kernel?.invalidateEntry(parent, name)
@@ -778,12 +776,14 @@ export class Vfs {
   /**
    * Opens an inode. `keepCache`: the content is what this mount last had (same
    * gen and size), so the kernel may keep its page cache (FOPEN_KEEP_CACHE).
+   * `noFlush`: the handle is read-only, so its close has nothing to commit
+   * (flush) and the kernel need not send it (FOPEN_NOFLUSH).
    */
-  async open(ino: number, flags: number): Promise<{ fh: number; keepCache: boolean }> {
+  async open(ino: number, flags: number): Promise<{ fh: number; keepCache: boolean; noFlush: boolean }> {
     const attr = await this.getattr(ino)
     const type = attr.mode & S_IFMT
     if (type === S_IFDIR && (flags & O_ACCMODE) !== 0) throw fsError('EISDIR', `inode ${ino} is a directory`)
-    return this.openIno(attr, flags)
+    return { ...(await this.openIno(attr, flags)), noFlush: (flags & O_ACCMODE) === 0 }
   }
 
   /**
@@ -984,9 +984,7 @@ export class Vfs {
     // deferred attribute changes of a fresh file are committed at its close too (touch)
     if (!h.wrote && !h.file.hasPending) return
     // the last handle's close may compact appended slices (client/open-file.ts)
-    const gen = h.file.attr.gen
-    await h.file.flush(this.meta, this.opts.session, { closing: h.file.handles === 1 })
-    this.afterCommit(h.file, gen)
+    await this.commitFile(h.file, { closing: h.file.handles === 1 })
   }
 
   /** fsync commits the file whatever the handle did (fsync of a read-only fd is valid). */
@@ -994,9 +992,7 @@ export class Vfs {
     const f = this.handle(fh).file
     // and what this mount removed before it (as a journaling local disk does)
     await this.pipeline?.settled()
-    const gen = f.attr.gen
-    await f.flush(this.meta, this.opts.session)
-    this.afterCommit(f, gen)
+    await this.commitFile(f)
   }
 
   async release(fh: number): Promise<void> {
@@ -1007,9 +1003,7 @@ export class Vfs {
       if (this.lost.has(f.attr.ino)) throw fsError('EIO', `inode ${f.attr.ino} was freed while this mount's session had lapsed; its unsaved data is lost`)
       // the last handle also commits what is still dirty (a failed flush before)
       if (h.wrote || (f.handles === 1 && f.isDirty)) {
-        const gen = f.attr.gen
-        await f.flush(this.meta, this.opts.session, { closing: f.handles === 1 })
-        this.afterCommit(f, gen)
+        await this.commitFile(f, { closing: f.handles === 1 })
       }
     } finally {
       this.unref(f)
@@ -1075,6 +1069,14 @@ export class Vfs {
     if (this.releases.length || this.holds.size) this.releaseTimer ??= setTimeout(() => void this.sendBatch(), RELEASE_DELAY_MS)
   }
 
+
+  /** Commits what `f` holds (OpenFile.flush), then afterCommit; true when something was committed. */
+  private async commitFile(f: OpenFile, opts: { closing?: boolean; times?: CommitTimes } = {}): Promise<boolean> {
+    const before = f.attr.gen
+    const committed = await f.flush(this.meta, this.opts.session, opts)
+    this.afterCommit(f, before)
+    return committed
+  }
 
   /**
    * `before`: the file's gen when its flush began. When this commit is the
