@@ -112,6 +112,7 @@ export class AheadPipeline implements MetaApi {
   constructor(
     private readonly meta: MetaApi,
     readonly window: number,
+    private readonly holdMs = HOLD_MS,
   ) {
     if (!(window >= 1)) throw new RangeError(`window must be at least 1, got ${window}`)
   }
@@ -181,7 +182,7 @@ export class AheadPipeline implements MetaApi {
   private pump(): void {
     while (this.requests.size < MAX_REQUESTS && this.queue.length) {
       if (this.queue.every((q) => q.hold)) {
-        this.holdTimer ??= setTimeout(() => this.release(), HOLD_MS).unref()
+        this.holdTimer ??= setTimeout(() => this.release(), this.holdMs).unref()
         return
       }
       const batch = this.queue.splice(0, this.batches ? batchLength(this.queue) : 1)

@@ -46,6 +46,8 @@ export interface VfsOptions {
    * (client/ahead-pipeline.ts); 0 or unset: every unlink waits for meta.
    */
   unlinkWindow?: number
+  /** How long a held change waits for company (HOLD_MS); tests hold longer to make an interleaving certain. */
+  aheadHoldMs?: number
 }
 
 /** Where the VFS reaches the kernel's caches (the FUSE session; none in tests without a mount). */
@@ -153,7 +155,7 @@ export class Vfs {
     blockApi: BlockApi,
     readonly opts: VfsOptions,
   ) {
-    this.pipeline = opts.unlinkWindow ? new AheadPipeline(meta, opts.unlinkWindow) : null
+    this.pipeline = opts.unlinkWindow ? new AheadPipeline(meta, opts.unlinkWindow, opts.aheadHoldMs) : null
     this.meta = this.pipeline ?? meta
     this.inoPool = this.pipeline ? new InoPool(this.pipeline, opts.session) : null
     this.cache = new MetaCache({ ttlMs: opts.metaTtlMs, maxAttrs: 200_000, maxDirs: 10_000 })
@@ -563,7 +565,9 @@ export class Vfs {
     this.changes++ // a listing page read meanwhile carries this directory's old attributes
     this.cache.setAttr(predicted)
     this.aheadIn.set(ino, (this.aheadIn.get(ino) ?? 0) + 1)
-    await pipeline.send({ op: 'setattr', ino, ...rest }, (outcome) => this.aheadSettled('setattr', ino, '', outcome, since))
+    // held: tar x sets a directory's owner, mode and times once it is
+    // extracted; they wait for the next file's create and commit and go with them
+    await pipeline.send({ op: 'setattr', ino, ...rest }, (outcome) => this.aheadSettled('setattr', ino, '', outcome, since), { hold: true })
     return predicted
   }
 

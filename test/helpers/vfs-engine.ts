@@ -23,6 +23,8 @@ const GATED = new Set<MetaOp>(['ahead', 'mkdir', 'mknod', 'unlink', 'rmdir', 'co
 export class GatedMeta implements MetaApi {
   private shut = false
   private waiting: Array<() => void> = []
+  /** Settles once the last request sent has passed the gate. */
+  private entered: Promise<void> = Promise.resolve()
   /** Requests that reached the gate, and those answered. */
   aheadSent = 0
   aheadAnswered = 0
@@ -33,7 +35,15 @@ export class GatedMeta implements MetaApi {
     if (op === 'inos') return this.engine.call(op, metaRequests[op].parse(body) as MetaParsed<Op>).finally(() => this.reserved++)
     if (!GATED.has(op)) return this.engine.call(op, metaRequests[op].parse(body) as MetaParsed<Op>)
     this.aheadSent++
+    // meta takes a mount's requests in the order they were sent (one NATS
+    // connection): one sent after the gate opened must not overtake one the
+    // gate just let go, whose continuation has not run yet
+    const before = this.entered
+    let enter = (): void => {}
+    this.entered = new Promise<void>((resolve) => (enter = resolve))
     if (this.shut) await new Promise<void>((resolve) => this.waiting.push(resolve))
+    await before
+    enter()
     try {
       return await this.engine.call(op, metaRequests[op].parse(body) as MetaParsed<Op>)
     } finally {
@@ -69,15 +79,15 @@ export interface EngineMount {
 }
 
 /** A meta engine on a fresh database, and `mount(session)` for each client. */
-export async function engineCluster(t: Test): Promise<{ engine: EngineHandle; mount: (session: string) => Promise<EngineMount> }> {
+export async function engineCluster(t: Test): Promise<{ engine: EngineHandle; mount: (session: string, opts?: { aheadHoldMs?: number }) => Promise<EngineMount> }> {
   const db = await openDatabase(join(t.testdir(), 'meta.db'), migrate, { sync: 'normal' })
   t.teardown(() => db.close())
   const env: MetaEnv = { db, cluster: 't', metaId: 'm', startedAt: Date.now(), secret: 's', chunkSize: 1 << 20, replicas: 1, nodes: new NodeTable() }
   const engine = sqliteEngine(env, () => undefined)
-  const mount = async (session: string): Promise<EngineMount> => {
+  const mount = async (session: string, opts: { aheadHoldMs?: number } = {}): Promise<EngineMount> => {
     await engine.call('session', metaRequests.session.parse({ session, ttlMs: 60_000 }) as MetaParsed<'session'>)
     const meta = new GatedMeta(engine)
-    const vfs = new Vfs(meta, new NoBlocks(), { session, chunkSize: 1 << 20, cacheBytes: 1 << 24, maxDirtyBytes: 1 << 24, maxUploads: 2, readaheadChunks: 0, metaTtlMs: 30_000, unlinkWindow: 64 })
+    const vfs = new Vfs(meta, new NoBlocks(), { session, chunkSize: 1 << 20, cacheBytes: 1 << 24, maxDirtyBytes: 1 << 24, maxUploads: 2, readaheadChunks: 0, metaTtlMs: 30_000, unlinkWindow: 64, ...opts })
     return { meta, vfs }
   }
   return { engine, mount }
