@@ -19,6 +19,7 @@ import { PinnedBlocks } from './pinned-blocks'
 import { BerthError } from '../common/errors'
 import { emitEvent, logger } from '../common/log'
 import { MetaClient } from '../common/meta-client'
+import { NODE_FLAGS } from '../common/node-flags'
 import { serveMetrics } from '../common/metrics-http'
 import { connectNats } from '../common/nats-connect'
 import type { Invalidation } from '../common/protocol'
@@ -63,7 +64,7 @@ async function daemonize(cfg: MountConfig): Promise<void> {
   const bin = join(__dirname, '..', '..', 'bin', 'berth.js')
   // Secrets go to the daemon through its environment, never its argv (ps shows argv).
   const d = daemonArgs(cfg)
-  const child = spawn(process.execPath, [bin, 'mount', ...d.argv, '--foreground'], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, bin, 'mount', ...d.argv, '--foreground'], {
     detached: true,
     stdio: ['ignore', 'pipe', errFd],
     env: { ...process.env, ...d.env },

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
 import { isAlive as alive, isMounted, readPid } from '../client/mount-state'
+import { NODE_FLAGS } from '../common/node-flags'
 import { startCluster } from './helpers/cluster'
 import { fusermountUz } from './helpers/mount'
 import { freePort } from './helpers/net'
@@ -63,6 +64,10 @@ t.test('daemon mount, berth umount, SIGTERM flushes an open dirty file', async (
   t.ok(isMounted(dir), 'mounted when the command returns')
   const pid = readPid(dir)
   t.ok(pid !== null && alive(pid), 'the daemon keeps running in the background')
+  if (pid !== null) {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+    t.same(argv.slice(1, 1 + NODE_FLAGS.length), NODE_FLAGS, 'the daemon runs with berth\'s V8 flags (common/node-flags.ts)')
+  }
 
   const data = randomBytes(5 * 1024 * 1024 + 17)
   try {
