@@ -63,7 +63,7 @@ export class BlockCache {
       return Promise.resolve(hit)
     }
     this.misses++
-    return this.fetch(ref.hash, ref.nodes)
+    return this.fetch(ref.hash, ref.nodes, ref.sums)
   }
 
   /**
@@ -116,7 +116,7 @@ export class BlockCache {
       await slots.acquire()
       this.queued.delete(hash)
       try {
-        if (!this.cache.has(hash)) await this.fetch(hash, ref.nodes)
+        if (!this.cache.has(hash)) await this.fetch(hash, ref.nodes, ref.sums)
       } catch (err) {
         log.debug(`readahead of ${hash.slice(0, 12)} failed`, err)
       } finally {
@@ -139,11 +139,12 @@ export class BlockCache {
     this.pieces.clear()
   }
 
-  private fetch(hash: string, nodes: string[]): Promise<Buffer> {
+  /** The whole block, checked against `sums` when given (block-client.ts wholeBlockCheck), else its hash. */
+  private fetch(hash: string, nodes: string[], sums?: Uint8Array): Promise<Buffer> {
     const running = this.inflight.get(hash)
     if (running) return running
     const p = this.blocks
-      .get(hash, nodes)
+      .get(hash, nodes, sums && sums.length ? { sums } : {})
       .then((data) => {
         this.cache.set(hash, data)
         return data

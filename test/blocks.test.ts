@@ -92,6 +92,25 @@ t.test('data plane', async (t) => {
     }
   })
 
+  t.test('a whole-block get with the writer\'s sums checks every piece; sums recorded wrong do not fail a good copy', async (t) => {
+    const data = randomBytes(600_000) // 10 pieces, the last one short
+    const { hash, nodes: holders, sums } = await bc.put(data)
+    const [first, second] = holders.map((id) => nodes.find((n) => n.id === id)!)
+    const file = (n: { dir: string }) => join(n.dir, 'blocks', hash.slice(0, 2), hash.slice(2, 4), hash)
+    t.ok((await bc.get(hash, [first!.id, second!.id], { sums })).equals(data), 'read whole, checked by its sums')
+    const wrongSums = Buffer.from(sums)
+    wrongSums[5] ^= 0xff
+    t.ok((await bc.get(hash, [first!.id, second!.id], { sums: wrongSums })).equals(data), 'wrong sums: the bytes still hash to the name, so they are returned')
+    const flipped = Buffer.from(data)
+    flipped[599_000] ^= 0x01 // in the short last piece
+    writeFileSync(file(first!), flipped)
+    t.ok((await bc.get(hash, [first!.id, second!.id], { sums })).equals(data), 'a flipped bit: that copy is skipped, the good one returned')
+    writeFileSync(file(first!), data.subarray(0, 9 * 65536)) // cut at a piece boundary: the last piece is gone
+    t.ok((await bc.get(hash, [first!.id, second!.id], { sums })).equals(data), 'a copy cut at a piece boundary is skipped')
+    writeFileSync(file(second!), flipped)
+    await t.rejects(bc.get(hash, [first!.id, second!.id], { sums }), { code: 'EIO' }, 'every copy bad: EIO, never the bad bytes')
+  })
+
   t.test('a second PUT of the same block is deduplicated', async (t) => {
     const data = randomBytes(1000)
     const hash = sha(data)
