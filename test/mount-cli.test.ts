@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
 import { isAlive as alive, isMounted, readPid } from '../client/mount-state'
-import { NODE_FLAGS } from '../common/node-flags'
+import { MOUNT_MALLOC_TUNABLES, NODE_FLAGS } from '../common/node-flags'
 import { startCluster } from './helpers/cluster'
 import { fusermountUz } from './helpers/mount'
 import { freePort } from './helpers/net'
@@ -67,6 +67,10 @@ t.test('daemon mount, berth umount, SIGTERM flushes an open dirty file', async (
   if (pid !== null) {
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
     t.same(argv.slice(1, 1 + NODE_FLAGS.length), NODE_FLAGS, 'the daemon runs with berth\'s V8 flags (common/node-flags.ts)')
+    // glibc copies GLIBC_TUNABLES at start and cuts the original string in place: /proc shows its first setting only
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')
+    const first = MOUNT_MALLOC_TUNABLES.split(':')[0]!
+    t.ok(environ.some((e) => e.startsWith(`GLIBC_TUNABLES=${first}`)), `and with its malloc settings (${environ.filter((e) => e.startsWith('GLIBC')).join(' ') || 'none'})`)
   }
 
   const data = randomBytes(5 * 1024 * 1024 + 17)
