@@ -39,6 +39,9 @@ t.test('kill -9 of each meta replica in turn, then of a NATS server, each during
   const dbs = [join(c.dir, 'meta.db'), join(c.dir, 'meta2.db'), join(c.dir, 'meta3.db')]
   const metas: ServiceHandle[] = [c.meta, await c.startMeta({ db: dbs[1] }), await c.startMeta({ db: dbs[2] })]
   const m = await mountCluster(t, c)
+  t.teardown(() => {
+    if (!t.passing()) t.comment(`client stderr:\n${m.client.stderr().slice(-6000)}`)
+  })
   const mc = await c.metaClient({ deadlineMs: 60_000 })
   t.ok(await eventually(() => caughtUp(mc, 3), 60_000, 500), 'three replicas report in')
 
