@@ -144,7 +144,7 @@ export class BlockCache {
     const running = this.inflight.get(hash)
     if (running) return running
     const p = this.blocks
-      .get(hash, nodes, sums && sums.length ? { sums } : {})
+      .get(hash, nodes, { sums })
       .then((data) => {
         this.cache.set(hash, data)
         return data

@@ -31,13 +31,19 @@ function fakeMeta() {
 }
 
 const tick = () => new Promise((r) => setImmediate(r))
-const itemsOf = (p: Pending) => (p.body as { items: Array<{ name: string }> }).items.map((i) => i.name)
 
-t.test('one at a time while requests are free, then together; answers reach each caller', async (t) => {
+/** A pipeline over fakeMeta; send(name) sends an unlink, whose outcome lands in heard. */
+function unlinkPipeline() {
   const { meta, calls } = fakeMeta()
   const p = new AheadPipeline(meta, 64)
   const heard = new Map<string, AheadOutcome>()
   const send = (name: string) => p.send({ op: 'unlink', parent: 1, name }, (o) => heard.set(name, o))
+  return { p, calls, heard, send }
+}
+const itemsOf = (p: Pending) => (p.body as { items: Array<{ name: string }> }).items.map((i) => i.name)
+
+t.test('one at a time while requests are free, then together; answers reach each caller', async (t) => {
+  const { p, calls, heard, send } = unlinkPipeline()
   await send('a')
   await send('b')
   t.same(calls.map((c) => c.op), ['unlink', 'unlink'], 'the first two go at once, each alone')
@@ -292,10 +298,7 @@ t.test('outcomes are handed out in the order the changes were sent, whatever ord
 })
 
 t.test('a request answered before the one sent ahead of it settled sends its failed changes again once that one has', async (t) => {
-  const { meta, calls } = fakeMeta()
-  const p = new AheadPipeline(meta, 64)
-  const heard = new Map<string, AheadOutcome>()
-  const send = (name: string) => p.send({ op: 'unlink', parent: 1, name }, (o) => heard.set(name, o))
+  const { p, calls, heard, send } = unlinkPipeline()
   await send('a')
   await send('b')
   t.equal(calls.length, 2, 'two requests out')
