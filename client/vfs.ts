@@ -22,6 +22,7 @@ import type { BlockApi, MetaApi } from './stores'
 import { AheadPipeline, type AheadOp, type AheadOutcome } from './ahead-pipeline'
 import { InoPool } from './ino-pool'
 import { DirStreams, type DirStream } from './dir-streams'
+import { ReadPattern } from './read-pattern'
 
 export interface Caller {
   uid: number
@@ -60,8 +61,8 @@ export interface KernelCaches {
 interface Handle {
   file: OpenFile
   flags: number
-  /** End of the last read: a read starting here is sequential. */
-  lastEnd: number
+  /** Whether its reads form a stream (whole blocks, readahead) or scattered reads (pieces). */
+  reads: ReadPattern
   /** Wrote through this handle: its close flushes (a handle that wrote nothing does not). */
   wrote: boolean
 }
@@ -89,8 +90,6 @@ const CONTENT_SEEN_MAX = 100_000
  */
 const RELEASE_DELAY_MS = 100
 const RELEASE_BATCH = 500
-/** A read within this distance of the previous one counts as sequential. */
-const SEQUENTIAL_WINDOW = 1024 * 1024
 const O_ACCMODE = 3
 /** fallocate(2) mode bits (linux/falloc.h). */
 const FALLOC_FL_KEEP_SIZE = 1
@@ -880,7 +879,7 @@ export class Vfs {
   private addHandle(f: OpenFile, flags: number): number {
     f.handles++
     const fh = this.allocFh()
-    this.handles.set(fh, { file: f, flags, lastEnd: -1, wrote: false })
+    this.handles.set(fh, { file: f, flags, reads: new ReadPattern(), wrote: false })
     return fh
   }
 
@@ -905,13 +904,10 @@ export class Vfs {
 
   async read(fh: number, target: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handle(fh)
-    // The kernel's own readahead sends several reads at once, slightly out of
-    // order, so "sequential" means near the previous request, and the previous
-    // end is recorded before waiting.
-    const sequential = pos === 0 || (h.lastEnd >= 0 && Math.abs(pos - h.lastEnd) <= SEQUENTIAL_WINDOW)
-    h.lastEnd = pos + len
-    const n = await h.file.read(target, pos, len, !sequential)
-    if (sequential) h.file.readahead(pos + n, this.opts.readaheadChunks)
+    // recorded before waiting: the kernel sends several reads at once
+    const stream = h.reads.next(pos, len)
+    const n = await h.file.read(target, pos, len, !stream)
+    if (stream) h.file.readahead(pos + n, this.opts.readaheadChunks)
     return n
   }
 

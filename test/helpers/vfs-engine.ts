@@ -3,13 +3,14 @@
  * process: each Vfs is a mount with a session of its own, their meta calls
  * go straight to the engine, and the requests a mount's ahead pipeline sends
  * can be held at a gate (GatedMeta) to drive an exact interleaving of
- * answers. No blocks: files stay small enough to be stored inline in meta.
+ * answers. No blocks unless a test gives a store (`blocks`): files stay
+ * small enough to be stored inline in meta.
  */
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { metaRequests, type MetaOp, type MetaParsed, type MetaReplies, type MetaRequest } from '../../common/protocol'
 import type { BlockApi, BlockPut, MetaApi } from '../../client/stores'
-import { Vfs } from '../../client/vfs'
+import { Vfs, type VfsOptions } from '../../client/vfs'
 import type { MetaEnv } from '../../meta/context'
 import { sqliteEngine, type EngineHandle } from '../../meta/engine'
 import { NodeTable } from '../../meta/nodes'
@@ -78,16 +79,20 @@ export interface EngineMount {
   vfs: Vfs
 }
 
+/** Vfs options, and the mount's block store (given its meta, for pins); none by default. */
+export type EngineMountOptions = Partial<Omit<VfsOptions, 'session'>> & { blocks?: (meta: MetaApi, session: string) => BlockApi }
+
 /** A meta engine on a fresh database, and `mount(session)` for each client. */
-export async function engineCluster(t: Test): Promise<{ engine: EngineHandle; mount: (session: string, opts?: { aheadHoldMs?: number }) => Promise<EngineMount> }> {
+export async function engineCluster(t: Test): Promise<{ engine: EngineHandle; mount: (session: string, opts?: EngineMountOptions) => Promise<EngineMount> }> {
   const db = await openDatabase(join(t.testdir(), 'meta.db'), migrate, { sync: 'normal' })
   t.teardown(() => db.close())
   const env: MetaEnv = { db, cluster: 't', metaId: 'm', startedAt: Date.now(), secret: 's', chunkSize: 1 << 20, replicas: 1, nodes: new NodeTable() }
   const engine = sqliteEngine(env, () => undefined)
-  const mount = async (session: string, opts: { aheadHoldMs?: number } = {}): Promise<EngineMount> => {
+  const mount = async (session: string, opts: EngineMountOptions = {}): Promise<EngineMount> => {
     await engine.call('session', metaRequests.session.parse({ session, ttlMs: 60_000 }) as MetaParsed<'session'>)
     const meta = new GatedMeta(engine)
-    const vfs = new Vfs(meta, new NoBlocks(), { session, chunkSize: 1 << 20, cacheBytes: 1 << 24, maxDirtyBytes: 1 << 24, maxUploads: 2, readaheadChunks: 0, metaTtlMs: 30_000, unlinkWindow: 64, ...opts })
+    const { blocks, ...vfsOpts } = opts
+    const vfs = new Vfs(meta, blocks ? blocks(meta, session) : new NoBlocks(), { session, chunkSize: 1 << 20, cacheBytes: 1 << 24, maxDirtyBytes: 1 << 24, maxUploads: 2, readaheadChunks: 0, metaTtlMs: 30_000, unlinkWindow: 64, ...vfsOpts })
     return { meta, vfs }
   }
   return { engine, mount }
