@@ -11,10 +11,11 @@
  * to 4 and see the new node take writes,
  * `down` + `up` and find every file intact (volumes), and tear it all down.
  *
- * Needs root and Debian's docker.io, docker-compose (v1) and debootstrap
- * (`BERTH_EXTRA_PACKAGES="docker.io docker-compose debootstrap" tools/install-deps`,
- * which .ci/run does). Without them it is skipped, except under CI where it fails.
- * The debootstrap tarball is cached in /var/cache/berth-test between runs.
+ * Needs root and Debian's docker.io, docker-compose (v1) and mmdebstrap (or
+ * debootstrap) (`BERTH_EXTRA_PACKAGES="docker.io docker-compose mmdebstrap"
+ * tools/install-deps`, which .ci/run does). Without them it is skipped, except
+ * under CI where it fails. The base file system's tarball is cached in
+ * /var/cache/berth-test between runs.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -43,19 +44,20 @@ function missingTools(): string[] {
     [DOCKER, 'docker.io'],
     [DOCKERD, 'docker.io'],
     [COMPOSE, 'docker-compose'],
-    ['/usr/sbin/debootstrap', 'debootstrap'],
   ] as const) {
     if (spawnSync('test', ['-x', bin]).status !== 0) missing.push(pkg)
   }
+  // the base image's root file system: mmdebstrap (faster), else debootstrap
+  if (!['/usr/bin/mmdebstrap', '/usr/sbin/debootstrap'].some((bin) => spawnSync('test', ['-x', bin]).status === 0)) missing.push('mmdebstrap')
   if (process.getuid?.() !== 0) missing.push('(root)')
   return [...new Set(missing)]
 }
 
 const missing = missingTools()
 if (missing.length > 0 && process.env.CI !== 'true') {
-  t.plan(0, `needs ${missing.join(', ')}: BERTH_EXTRA_PACKAGES="docker.io docker-compose debootstrap" tools/install-deps`)
+  t.plan(0, `needs ${missing.join(', ')}: BERTH_EXTRA_PACKAGES="docker.io docker-compose mmdebstrap" tools/install-deps`)
 } else {
-  // a fresh machine debootstraps and compiles native addons inside `docker build`
+  // a fresh machine bootstraps Debian and installs native addons inside `docker build`
   t.setTimeout(14 * 60_000)
 }
 
@@ -88,7 +90,7 @@ async function must(t: Test, what: string, p: Promise<Run>): Promise<Run> {
 
 /**
  * dockerd's images and build cache persist in the test cache folder (beside the
- * debootstrap tarball), so a later run reuses the base images and the `npm ci`
+ * base file system tarball), so a later run reuses the base images and the `npm ci`
  * layer (compiling better-sqlite3 takes minutes) while package-lock.json is unchanged.
  * Containers and volumes do not survive: the test ends with `down -v`, and
  * untagged images older than 3 days are pruned so the cache does not grow
