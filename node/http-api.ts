@@ -91,6 +91,15 @@ async function* each(parts: Buffer[]): AsyncIterable<Uint8Array> {
   yield* parts
 }
 
+/** The copy went between stat and read (trashed by GC, or discarded as corrupt). */
+function isGone(err: unknown): boolean {
+  return (err as BerthError).code === 'ENOENT'
+}
+
+function notStoredHere(res: ServerResponse): void {
+  sendJson(res, 404, { error: 'block not stored here' })
+}
+
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest()
 }
@@ -358,10 +367,7 @@ export function createHttpApi(deps: HttpApiDeps): Server {
 
   async function getBlock(req: IncomingMessage, res: ServerResponse, hash: string, headOnly: boolean): Promise<void> {
     const size = await deps.store.stat(hash)
-    if (size === null) {
-      sendJson(res, 404, { error: 'block not stored here' })
-      return
-    }
+    if (size === null) return notStoredHere(res)
     let range: ByteRange | undefined
     const rangeHeader = header(req, 'range')
     if (rangeHeader !== undefined && !headOnly) {
@@ -392,11 +398,9 @@ export function createHttpApi(deps: HttpApiDeps): Server {
     try {
       stream = await deps.store.get(hash, range)
     } catch (err) {
-      if ((err as BerthError).code === 'ENOENT') {
-        sendJson(res, 404, { error: 'block not stored here' })
-        return
-      }
-      throw err
+      if (!isGone(err)) throw err
+      notStoredHere(res)
+      return
     }
     res.writeHead(range ? 206 : 200, headers)
     stream.on('data', (chunk: Buffer) => deps.metrics.bytesOut.inc(chunk.length))
@@ -412,11 +416,9 @@ export function createHttpApi(deps: HttpApiDeps): Server {
       got = await deps.store.readInto(hash, buf, range)
     } catch (err) {
       if (pooled) replies.give(buf)
-      if ((err as BerthError).code === 'ENOENT') {
-        sendJson(res, 404, { error: 'block not stored here' })
-        return
-      }
-      throw err
+      if (!isGone(err)) throw err
+      notStoredHere(res)
+      return
     }
     if (got !== length) {
       // the copy is shorter than it was a moment ago (trashed and replaced, or
