@@ -237,10 +237,12 @@ export class AheadPipeline implements MetaApi {
    * may be only that, so its failed changes go once more now that the earlier
    * ones are applied (a failed change applied nothing). Changes that succeeded
    * out of order stay as they are (two chmods of one directory may end in the
-   * older mode).
+   * older mode). A change that timed out is not sent again: the cluster gave
+   * no answer within the whole deadline, and a second try would only make the
+   * caller wait out another one.
    */
   private async again(batch: Queued[], outcomes: AheadOutcome[]): Promise<void> {
-    const failed = outcomes.flatMap((o, i) => (o.ok ? [] : [i]))
+    const failed = outcomes.flatMap((o, i) => (o.ok || (o.error as BerthError | undefined)?.code === 'ETIMEDOUT' ? [] : [i]))
     if (!failed.length) return
     const retried = await this.outcomes(failed.map((i) => batch[i]!))
     failed.forEach((i, k) => (outcomes[i] = retried[k]!))

@@ -321,4 +321,15 @@ t.test('a request answered before the one sent ahead of it settled sends its fai
   await p.settled()
   t.equal(calls.length, 4, 'not sent again')
   t.notOk(heard.get('c')?.ok, 'c heard its failure')
+
+  // answered first, but with no answer at all within the deadline: a second
+  // try would only wait out another deadline
+  await send('d')
+  await send('e')
+  calls[5]!.reject(fsError('ETIMEDOUT', 'cluster did not answer within 30000 ms'))
+  await tick()
+  calls[4]!.resolve({ dirs: [] })
+  await p.settled()
+  t.equal(calls.length, 6, 'a timed-out change is not sent again')
+  t.equal((heard.get('e') as { error?: { code?: string } } | undefined)?.error?.code, 'ETIMEDOUT', 'e heard its timeout')
 })
