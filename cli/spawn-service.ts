@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
-import { NODE_FLAGS, withMountMalloc } from '../common/node-flags'
+import { NODE_FLAGS, serviceEnv } from '../common/node-flags'
 import { stopChild } from './nats-server'
 
 export const BERTH_BIN = join(__dirname, '..', '..', 'bin', 'berth.js')
@@ -28,7 +28,7 @@ export async function spawnService(
   // BERTH_NODE_ARGS passes node flags to every child (e.g. --cpu-prof for profiling a cluster)
   const nodeArgs = (process.env.BERTH_NODE_ARGS ?? '').split(' ').filter(Boolean)
   const child = spawn(process.execPath, [...NODE_FLAGS, ...nodeArgs, BERTH_BIN, ...args], {
-    env: args[0] === 'mount' ? withMountMalloc({ ...process.env, ...opts.env }) : { ...process.env, ...opts.env },
+    env: serviceEnv(args[0], { ...process.env, ...opts.env }),
     stdio: ['ignore', 'pipe', opts.inheritStderr ? 'inherit' : 'pipe'],
   })
   let err = ''

@@ -19,7 +19,7 @@ import { PinnedBlocks } from './pinned-blocks'
 import { BerthError } from '../common/errors'
 import { emitEvent, logger } from '../common/log'
 import { MetaClient } from '../common/meta-client'
-import { NODE_FLAGS, withMountMalloc } from '../common/node-flags'
+import { NODE_FLAGS, serviceEnv } from '../common/node-flags'
 import { serveMetrics } from '../common/metrics-http'
 import { connectNats } from '../common/nats-connect'
 import type { Invalidation } from '../common/protocol'
@@ -67,7 +67,7 @@ async function daemonize(cfg: MountConfig): Promise<void> {
   const child = spawn(process.execPath, [...NODE_FLAGS, bin, 'mount', ...d.argv, '--foreground'], {
     detached: true,
     stdio: ['ignore', 'pipe', errFd],
-    env: withMountMalloc({ ...process.env, ...d.env }),
+    env: serviceEnv('mount', { ...process.env, ...d.env }),
   })
   const failure = await new Promise<string | null>((resolve) => {
     let out = ''
