@@ -210,7 +210,7 @@ export class NodeHttp {
  * sums disagree are still good if they hash to the name: sums recorded wrong
  * must not fail every copy of a good block.
  */
-function wholeBlockCheck(hash: string, sums: Uint8Array | undefined): (buf: Buffer) => string | null {
+export function wholeBlockCheck(hash: string, sums: Uint8Array | undefined): (buf: Buffer) => string | null {
   const bySha = (buf: Buffer) => (sha256hex(buf) === hash ? null : 'sha256 mismatch')
   const n = sums ? pieceCount(sums) : 0
   if (!sums || n === 0) return bySha

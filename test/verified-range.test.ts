@@ -1,12 +1,14 @@
 /**
  * The piece arithmetic of verified range reads (common/verified-range.ts): which
  * 64 KiB pieces cover a range, and that a flipped byte, a short or long body
- * and a cut last piece all fail the check while the true bytes pass.
+ * and a cut last piece all fail the check while the true bytes pass; and which
+ * check a whole block gets (common/block-client.ts wholeBlockCheck).
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import t from 'tap'
 import { pieceSums, SUM_PIECE } from '../common/checksums'
 import { coveringPieces, verifyPieces } from '../common/verified-range'
+import { wholeBlockCheck } from '../common/block-client'
 
 const P = SUM_PIECE
 // 3 full pieces and a last one of 1000 bytes
@@ -38,4 +40,19 @@ t.test('verification', async (t) => {
   const last = coveringPieces(sums, 3 * P, 10)!
   t.match(verifyPieces(sums, last, fetch(last).subarray(0, 999)), /checksum/, 'a cut last piece fails')
   t.match(verifyPieces(sums, last, Buffer.alloc(1000)), /checksum/, 'zeros fail')
+})
+
+t.test('a whole block with sums is checked by them, not hashed: SHA-256 only decides when they disagree', async (t) => {
+  const name = createHash('sha256').update(block).digest('hex')
+  // a name the bytes do not hash to: only a check that never hashed can pass it
+  const notItsName = 'f'.repeat(64)
+  t.equal(wholeBlockCheck(notItsName, sums)(block), null, 'sums agree: accepted without hashing')
+  const flipped = Buffer.from(block)
+  flipped[P + 5] = flipped[P + 5]! ^ 1
+  t.not(wholeBlockCheck(notItsName, sums)(flipped), null, 'a piece disagrees and the bytes do not hash to the name: refused')
+  const wrong = Buffer.from(sums)
+  wrong[0] = wrong[0]! ^ 1
+  t.equal(wholeBlockCheck(name, wrong)(block), null, 'sums recorded wrong, bytes that hash to the name: accepted')
+  t.equal(wholeBlockCheck(notItsName, undefined)(block), 'sha256 mismatch', 'no sums: the name decides')
+  t.equal(wholeBlockCheck(name, undefined)(block), null)
 })
