@@ -36,14 +36,15 @@ export const NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128']
 export const MOUNT_MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456'
 
 /** GLIBC_TUNABLES each berth command starts with; commands not named keep glibc's defaults. */
-const TUNABLES_BY_COMMAND: Readonly<Record<string, string>> = { mount: MOUNT_MALLOC_TUNABLES }
+const TUNABLES_BY_COMMAND: ReadonlyMap<string, string> = new Map([['mount', MOUNT_MALLOC_TUNABLES]])
 
 /**
  * The environment `berth COMMAND` is started with (by `berth up`, a test, or
  * the mount's own daemonizing): `env` plus that command's GLIBC_TUNABLES.
  */
 export function serviceEnv(command: string | undefined, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const tunables = command === undefined ? undefined : TUNABLES_BY_COMMAND[command]
+  // a Map, not an object: an argument like "constructor" must not find Object's own keys
+  const tunables = command === undefined ? undefined : TUNABLES_BY_COMMAND.get(command)
   if (!tunables) return env
   const own = env.GLIBC_TUNABLES
   return { ...env, GLIBC_TUNABLES: own ? `${own}:${tunables}` : tunables }

@@ -13,5 +13,5 @@ t.test('the #! line of bin/berth.js carries NODE_FLAGS', async (t) => {
 t.test('a mount starts with its malloc settings after the user\'s own; other commands with the environment given', async (t) => {
   t.equal(serviceEnv('mount', {}).GLIBC_TUNABLES, MOUNT_MALLOC_TUNABLES)
   t.equal(serviceEnv('mount', { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' }).GLIBC_TUNABLES, `glibc.malloc.arena_max=2:${MOUNT_MALLOC_TUNABLES}`)
-  for (const command of ['meta', 'node', 'up', undefined]) t.same(serviceEnv(command, { A: '1' }), { A: '1' }, `${command ?? 'no command'}: unchanged`)
+  for (const command of ['meta', 'node', 'up', 'constructor', 'toString', undefined]) t.same(serviceEnv(command, { A: '1' }), { A: '1' }, `${command ?? 'no command'}: unchanged`)
 })
