@@ -10,7 +10,8 @@ import { isErrorCode, toErrno, ERRNO } from '../common/errors'
 import { isDir } from '../common/modes'
 import type { Attr } from '../common/protocol'
 import { logger } from '../common/log'
-import { A, ATTR_FIELDS, OP, OPEN_FLAGS, SET, loadBinding, type FuseBinding } from './fuse-binding'
+import { A, ATTR_FIELDS, F_LOCK, LOCK_OP, OP, OPEN_FLAGS, SET, loadBinding, type FuseBinding } from './fuse-binding'
+import { LOCK_EOF, type LockRequest } from './locks'
 import type { Caller, SetattrChange, Vfs } from './vfs'
 
 const log = logger('client')
@@ -95,6 +96,8 @@ export class FuseSession {
   private mounted = false
   /** Opens waiting for the kernel to drop an inode's attributes: ino -> resolvers. */
   private readonly acks = new Map<number, Array<() => void>>()
+  /** Slot of a waiting setlk/flock -> how to end its wait (a signal interrupted it). */
+  private readonly lockWaits = new Map<number, AbortController>()
 
   constructor(
     private readonly vfs: Vfs,
@@ -258,8 +261,7 @@ export class FuseSession {
             return r
           },
           (r) => {
-            const flags = (r.keepCache ? OPEN_FLAGS.KEEP_CACHE : 0) | (r.noFlush ? OPEN_FLAGS.NO_FLUSH : 0)
-            if (!this.b.replyOpen(slot, r.fh, flags)) void v.release(r.fh).catch(() => undefined)
+            if (!this.b.replyOpen(slot, r.fh, r.keepCache ? OPEN_FLAGS.KEEP_CACHE : 0)) void v.release(r.fh).catch(() => undefined)
           },
         )
       case OP.READ: {
@@ -274,9 +276,24 @@ export class FuseSession {
         return this.op('write', slot, () => v.write(n(1), data, n(3)), (count) => this.b.replyWrite(slot, count))
       }
       case OP.FLUSH:
-        return this.op('flush', slot, () => v.flush(n(1)), this.ok(slot))
+        // (ino, fh, owner): the close commits first, then the closer's POSIX locks go
+        return this.op('flush', slot, () => withFinally(v.flush(n(1)), () => v.locks.closed(n(0), s(2))), this.ok(slot))
       case OP.RELEASE:
-        return this.op('release', slot, () => v.release(n(1)), this.ok(slot))
+        // (ino, fh, flockOwner): OFD and flock locks taken through the handle go with it
+        return this.op('release', slot, () => withFinally(v.release(n(1)), () => v.locks.released(n(0), n(1), s(2))), this.ok(slot))
+      case OP.GETLK:
+        return this.getlk(slot, n(0), s(2), n(3), n(4), n(5))
+      case OP.SETLK: {
+        const type = n(3) === F_LOCK.RDLCK ? 'r' : n(3) === F_LOCK.WRLCK ? 'w' : 'u'
+        return this.lock(slot, { ino: n(0), fh: n(1), kind: 'posix', owner: s(2), type, start: n(4), end: eof(n(5)), pid: n(6), wait: n(7) !== 0 })
+      }
+      case OP.FLOCK: {
+        const o = n(3)
+        const type = o & LOCK_OP.UN ? 'u' : o & LOCK_OP.EX ? 'w' : 'r'
+        return this.lock(slot, { ino: n(0), fh: n(1), kind: 'flock', owner: s(2), type, start: 0, end: LOCK_EOF, pid: 0, wait: (o & LOCK_OP.NB) === 0 })
+      }
+      case OP.INTERRUPT:
+        return this.lockWaits.get(n(0))?.abort()
       case OP.FSYNC:
         return this.op('fsync', slot, () => v.fsync(n(1)), this.ok(slot))
       case OP.FSYNCDIR:
@@ -318,6 +335,30 @@ export class FuseSession {
     }
   }
 
+  /** setlk/flock; a waiting one ends with EINTR when the kernel interrupts it (OP.INTERRUPT names its slot). */
+  private lock(slot: number, req: LockRequest): void {
+    const ctl = req.wait ? new AbortController() : undefined
+    if (ctl) this.lockWaits.set(slot, ctl)
+    this.op(
+      req.kind === 'flock' ? 'flock' : 'setlk',
+      slot,
+      () => withFinally(this.vfs.locks.set(req, ctl?.signal), () => void this.lockWaits.delete(slot)),
+      this.ok(slot),
+    )
+  }
+
+  private getlk(slot: number, ino: number, owner: string, type: number, start: number, end: number): void {
+    this.op(
+      'getlk',
+      slot,
+      () => this.vfs.locks.test(ino, owner, type === F_LOCK.WRLCK ? 'w' : 'r', start, eof(end)),
+      (c) => {
+        if (!c) this.b.replyLock(slot, F_LOCK.UNLCK, start, end, 0)
+        else this.b.replyLock(slot, c.type === 'w' ? F_LOCK.WRLCK : F_LOCK.RDLCK, c.start, c.end === LOCK_EOF ? -1 : c.end, c.pid)
+      },
+    )
+  }
+
   /** getxattr/listxattr: size 0 asks for the size; a short buffer gets ERANGE, as on a local disk. */
   private xattrReply(slot: number, value: Buffer, size: number): void {
     if (size === 0) this.b.replyXattr(slot, value.length)
@@ -337,6 +378,20 @@ export class FuseSession {
       })
       this.b.replyDir(slot, size, plus, entries.map((e) => e.name), attrs, offsets, this.o.entryTimeoutS, this.o.attrTimeoutS)
     })
+  }
+}
+
+/** The binding's -1 (l_len 0: to the end of the file) as LOCK_EOF. */
+function eof(end: number): number {
+  return end < 0 ? LOCK_EOF : end
+}
+
+/** `p`, then `after` whether `p` failed or not; `p`'s outcome wins, `after`'s failure otherwise. */
+async function withFinally<T>(p: Promise<T>, after: () => Promise<unknown> | void): Promise<T> {
+  try {
+    return await p
+  } finally {
+    await after()
   }
 }
 

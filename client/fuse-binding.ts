@@ -15,8 +15,15 @@ export const OP = {
   RMDIR: 8, SYMLINK: 9, RENAME: 10, LINK: 11, OPEN: 12, READ: 13, WRITE: 14, FLUSH: 15,
   RELEASE: 16, FSYNC: 17, OPENDIR: 18, READDIR: 19, RELEASEDIR: 20, STATFS: 21, SETXATTR: 22,
   GETXATTR: 23, LISTXATTR: 24, REMOVEXATTR: 25, CREATE: 26, FALLOCATE: 27, FORGET: 28,
-  COPY_FILE_RANGE: 29, FSYNCDIR: 30,
+  COPY_FILE_RANGE: 29, FSYNCDIR: 30, GETLK: 31, SETLK: 32, FLOCK: 33,
+  /** (slot of a waiting SETLK or FLOCK): the kernel interrupted it (a signal); no slot of its own. */
+  INTERRUPT: 34,
 } as const
+
+/** fcntl lock types (struct flock l_type on Linux). */
+export const F_LOCK = { RDLCK: 0, WRLCK: 1, UNLCK: 2 } as const
+/** flock(2) operations. */
+export const LOCK_OP = { SH: 1, EX: 2, NB: 4, UN: 8 } as const
 
 /** Layout of the Float64Array an attribute travels in. */
 export const A = {
@@ -51,6 +58,8 @@ export interface FuseBinding {
   replyBuf(slot: number, data: Buffer, length: number): void
   replyWrite(slot: number, count: number): void
   replyReadlink(slot: number, target: string): void
+  /** F_GETLK's answer: `type` F_LOCK.*, `end` inclusive or -1 (to the end of the file). */
+  replyLock(slot: number, type: number, start: number, end: number, pid: number): void
   /** [bsize, frsize, blocks, bfree, bavail, files, ffree, favail, namemax] */
   replyStatfs(slot: number, values: Float64Array): void
   replyXattr(slot: number, size: number): void

@@ -199,6 +199,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     host: hostname(),
     held: () => vfs.heldInodes(),
     lost: (inos) => vfs.markLost(inos),
+    lapsed: () => vfs.locks.forgetAll(),
   })
   await lease.register()
   lease.start()
@@ -312,6 +313,10 @@ function subscribeInvalidations(nc: NatsConnection, cluster: string, origin: str
         return
       }
       const nums = (v: unknown): number[] => (Array.isArray(v) ? v.filter((x): x is number => Number.isInteger(x) && x > 0) : [])
+      // locks released or downgraded: blocked lock requests here ask again
+      const locks = nums(inv?.locks)
+      if (locks.length) vfs.locks.wake(locks)
+      if (locks.length && !inv?.inos?.length && !inv?.dirs?.length) return
       const entries = Array.isArray(inv?.entries)
         ? inv.entries.filter((e): e is [number, string] => Array.isArray(e) && Number.isInteger(e[0]) && e[0] > 0 && typeof e[1] === 'string')
         : []

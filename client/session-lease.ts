@@ -22,6 +22,8 @@ export interface SessionLeaseOptions {
   held: () => Array<{ ino: number; count: number }>
   /** Inodes freed while our lease had lapsed: their handles must fail (EIO). */
   lost: (inos: number[]) => void
+  /** The lease lapsed and is being restored: meta dropped the session's locks (client/locks.ts forgetAll). */
+  lapsed?: () => void
 }
 
 export class SessionLease {
@@ -67,6 +69,7 @@ export class SessionLease {
   private async restore(why: string): Promise<void> {
     const held = this.opts.held()
     log.warn(`session lease lapsed (${why}); restoring ${held.length} open inode(s)`)
+    this.opts.lapsed?.()
     const lost: number[] = []
     try {
       for (let i = 0; i === 0 || i < held.length; i += RESTORE_PAGE) {

@@ -16,6 +16,7 @@ import { inheritedOwnership, isDir, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
 import { validateName } from '../common/names'
 import { BlockCache } from './block-cache'
 import { MAX_COPY, RangeCopier } from './copy-range'
+import { MountLocks } from './locks'
 import { MetaCache } from './meta-cache'
 import { dropUndefined, nowTimespec, OpenFile, Writeback, type CommitTimes } from './open-file'
 import type { BlockApi, MetaApi } from './stores'
@@ -118,6 +119,8 @@ export class Vfs {
   private readonly wb: Writeback
   /** copy_file_range (client/copy-range.ts). */
   readonly copier: RangeCopier
+  /** fcntl, OFD and flock locks, cluster-wide (client/locks.ts). */
+  readonly locks: MountLocks
   private readonly files = new Map<number, OpenFile>()
   private readonly handles = new Map<number, Handle>()
   /** Listings in progress, by (inode, offset): the kernel sends no opendir (client/dir-streams.ts). */
@@ -160,6 +163,10 @@ export class Vfs {
     this.cache = new MetaCache({ ttlMs: opts.metaTtlMs, maxAttrs: 200_000, maxDirs: 10_000 })
     this.blocks = new BlockCache(blockApi, { maxBytes: opts.cacheBytes })
     this.copier = new RangeCopier(this.meta, opts.session, opts.chunkSize)
+    this.locks = new MountLocks(this.meta, opts.session, async (ino) => {
+      const f = this.files.get(ino)
+      if (f && (f.isDirty || f.hasPending)) await this.commitFile(f)
+    })
     this.wb = new Writeback(blockApi, this.blocks, { chunkSize: opts.chunkSize, maxDirtyBytes: opts.maxDirtyBytes, maxUploads: opts.maxUploads, compact: opts.compact })
   }
 
@@ -779,14 +786,15 @@ export class Vfs {
   /**
    * Opens an inode. `keepCache`: the content is what this mount last had (same
    * gen and size), so the kernel may keep its page cache (FOPEN_KEEP_CACHE).
-   * `noFlush`: the handle is read-only, so its close has nothing to commit
-   * (flush) and the kernel need not send it (FOPEN_NOFLUSH).
+   * Every handle's close sends a FLUSH, read-only ones too: it carries the
+   * closing process's lock owner, whose POSIX locks the close drops
+   * (client/locks.ts), so FOPEN_NOFLUSH is not used.
    */
-  async open(ino: number, flags: number): Promise<{ fh: number; keepCache: boolean; noFlush: boolean }> {
+  async open(ino: number, flags: number): Promise<{ fh: number; keepCache: boolean }> {
     const attr = await this.getattr(ino)
     const type = attr.mode & S_IFMT
     if (type === S_IFDIR && (flags & O_ACCMODE) !== 0) throw fsError('EISDIR', `inode ${ino} is a directory`)
-    return { ...(await this.openIno(attr, flags)), noFlush: (flags & O_ACCMODE) === 0 }
+    return this.openIno(attr, flags)
   }
 
   /**

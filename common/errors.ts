@@ -11,6 +11,7 @@
 export const ERRNO = {
   EPERM: 1,
   ENOENT: 2,
+  EINTR: 4,
   EIO: 5,
   E2BIG: 7,
   EBADF: 9,
@@ -28,6 +29,7 @@ export const ERRNO = {
   EMLINK: 31,
   ERANGE: 34,
   ENAMETOOLONG: 36,
+  ENOLCK: 37,
   ENOSYS: 38,
   ENOTEMPTY: 39,
   ELOOP: 40,

@@ -43,6 +43,10 @@ const size = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
 const name = z.string().min(1).max(1024) // byte length and characters are checked by validateName
 const rid = z.string().max(64).optional()
 const session = z.string().min(1).max(64)
+/** The kernel's 64-bit lock owner id, in hex. */
+const lockOwner = z.string().regex(/^[0-9a-f]{1,16}$/)
+/** A lock's byte offset; Number.MAX_SAFE_INTEGER (LOCK_EOF) ends a range "at the end of the file". */
+const lockOffset = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
 const bytes = z.instanceof(Uint8Array)
 
 export const timespec = z.tuple([z.number().int(), z.number().int().min(0).max(999_999_999)])
@@ -311,6 +315,26 @@ export const metaRequests = {
     first: z.boolean().default(true),
   }),
   sessionEnd: z.object({ rid, session }),
+  /**
+   * Sets or clears a byte-range lock (docs/semantics.md#locks, meta/locks.ts):
+   * `posix` for fcntl record and OFD locks, `flock` for flock(2) (the range
+   * [0, LOCK_EOF]). `owner` is the kernel's lock owner id in hex; an owner is
+   * (session, owner). Never waits: a conflict answers `granted: false`, and
+   * the client waits for an invalidation naming the inode in `locks`.
+   */
+  lock: z.object({
+    rid,
+    session,
+    ino,
+    kind: z.enum(['posix', 'flock']),
+    owner: lockOwner,
+    type: z.enum(['r', 'w', 'u']),
+    start: lockOffset,
+    end: lockOffset,
+    pid: u32,
+  }),
+  /** F_GETLK: the first lock of another owner that would conflict with this one. Read-only. */
+  getlk: z.object({ rid, session, ino, owner: lockOwner, type: z.enum(['r', 'w']), start: lockOffset, end: lockOffset }),
   status: z.object({ rid }),
   /**
    * Upload pin: `session` is about to upload (or has uploaded) these blocks and
@@ -483,6 +507,10 @@ export interface MetaReplies {
   session: { epoch: number }
   sessionRestore: { epoch: number; lost: number[] }
   sessionEnd: Record<string, never>
+  /** granted: false when another owner's lock conflicts (nothing changed, except a flock conversion: see meta/locks.ts). */
+  lock: { granted: boolean }
+  /** `session` tells the asking mount whether `pid` is one of its own processes. */
+  getlk: { conflict: { type: 'r' | 'w'; start: number; end: number; pid: number; session: string } | null }
   status: StatusReply
   pin: Record<string, never>
   unpin: Record<string, never>
@@ -663,6 +691,12 @@ export interface Invalidation {
    * not bumped.
    */
   all?: true
+  /**
+   * Inodes on which a lock was released or downgraded: mounts with a waiting
+   * F_SETLKW or flock ask again (client/locks.ts). A client that predates the
+   * field ignores it, and it comes with empty `inos` and `dirs`.
+   */
+  locks?: number[]
 }
 
 /** HTTP header naming the rest of the replica chain on a block PUT: `id=url,id=url`. */

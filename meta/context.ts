@@ -53,6 +53,8 @@ export class Changes {
   readonly dirs = new Set<number>()
   /** Names removed or replaced: [parent, name]. New names need none (nobody caches a miss). */
   readonly entries: Array<[number, string]> = []
+  /** Inodes whose locks were released or downgraded (Invalidation.locks). */
+  readonly locks = new Set<number>()
   /** The request id's client part of the mutation (Invalidation.by). */
   by: string | undefined
   ino(...inos: number[]): void {
@@ -65,12 +67,16 @@ export class Changes {
     this.entries.push([parent, name])
   }
   get empty(): boolean {
-    return this.inos.size === 0 && this.dirs.size === 0
+    return this.inos.size === 0 && this.dirs.size === 0 && this.locks.size === 0
+  }
+  lock(ino: number): void {
+    this.locks.add(ino)
   }
   /** Adds what `other` changed (one item of a batch, once it committed). */
   absorb(other: Changes): void {
     for (const i of other.inos) this.inos.add(i)
     for (const d of other.dirs) this.dirs.add(d)
+    for (const l of other.locks) this.locks.add(l)
     this.entries.push(...other.entries)
   }
 }

@@ -76,8 +76,12 @@ export interface MetaEngine {
   session: Call<'session'>
   /** New epoch with exactly the listed open files; reports inodes already gone. */
   sessionRestore: Call<'sessionRestore'>
-  /** Ends a session: releases its open files and pins. */
+  /** Ends a session: releases its open files, pins and locks. */
   sessionEnd: Call<'sessionEnd'>
+  /** Sets or clears a byte-range or flock lock; never waits (granted: false on conflict): ENOENT, EINVAL. */
+  lock: Call<'lock'>
+  /** The first lock of another owner that conflicts (F_GETLK): EINVAL. */
+  getlk: Call<'getlk'>
   /** Counters for `berth status`. */
   status: Call<'status'>
   /** Keeps blocks from GC until the session commits or unpins them. */
@@ -102,7 +106,7 @@ export interface MetaEngine {
 
 /** Operations that never write: served from the read connection, never logged. */
 export const READ_OPS: ReadonlySet<MetaOp> = new Set<MetaOp>([
-  'hello', 'lookup', 'getattr', 'readlink', 'readdir', 'statfs', 'getxattr', 'listxattr', 'chunks', 'status', 'inventory',
+  'hello', 'lookup', 'getattr', 'readlink', 'readdir', 'statfs', 'getxattr', 'listxattr', 'chunks', 'status', 'inventory', 'getlk',
   // operator reads (meta/gc-ops.ts, meta/dump.ts): they ask nodes or copy the database, never inside a write
   'gcPlan', 'dumpStart', 'dumpRead', 'dumpEnd',
 ])

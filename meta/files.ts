@@ -16,6 +16,7 @@ import type { Changes, MetaEnv } from './context'
 import { isDir, isReg, PERM_BITS, S_IFMT } from '../common/modes'
 import { clipChunks, freeIfUnused, mustInode, refBlock, toAttr, unrefBlock } from './inodes'
 import type { Conn } from './sqlite'
+import { dropSessionLocks } from './locks'
 import { enqueue } from './repair-queue'
 import { clockMs, nowTs } from './time'
 
@@ -375,6 +376,7 @@ async function endSession(tx: Conn, id: string, ch: Changes): Promise<void> {
     clockMs(),
   )
   await tx.run('DELETE FROM open_files WHERE session = ?', [id])
+  await dropSessionLocks(tx, id, ch)
   await tx.run('DELETE FROM sessions WHERE id = ?', [id])
   const nowMs = clockMs()
   for (const h of held) if (await freeIfUnused(tx, h.ino, nowMs)) ch.ino(h.ino)

@@ -8,6 +8,7 @@ import type { Changes, MetaEnv } from './context'
 import { badCopy, inventory } from './copies'
 import { dumpEnd, dumpRead, dumpStart } from './dump'
 import { gcPlan, gcRun } from './gc-ops'
+import { getlk, lock } from './locks'
 import { nodeAdmin } from './node-admin'
 import { chunks, clonechunks, commit, open, pin, release, sessionEnd, unpin } from './files'
 import { session, sessionRestore } from './sessions'
@@ -46,6 +47,8 @@ export const handlers: Handlers = {
   session,
   sessionRestore,
   sessionEnd,
+  lock,
+  getlk,
   status: (env) => status(env),
   pin,
   unpin,

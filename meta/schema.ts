@@ -206,6 +206,27 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       ALTER TABLE sessions ADD COLUMN ino_last INTEGER NOT NULL DEFAULT -1;
     `)
   },
+  // v10: byte-range locks (meta/locks.ts, docs/semantics.md#locks). One row
+  // per range an owner holds: `kind` 'posix' (fcntl, OFD) or 'flock'; an
+  // owner is (session, owner), the kernel's lock owner id in hex; `end`
+  // inclusive, 9007199254740991 (LOCK_EOF) for "to the end of the file".
+  // A session's rows go when it ends or expires.
+  async (c) => {
+    await c.exec(`
+      CREATE TABLE locks (
+        ino INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        session TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        type TEXT NOT NULL,
+        start INTEGER NOT NULL,
+        "end" INTEGER NOT NULL,
+        pid INTEGER NOT NULL
+      );
+      CREATE INDEX locks_ino ON locks (ino, kind);
+      CREATE INDEX locks_session ON locks (session);
+    `)
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

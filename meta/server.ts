@@ -19,7 +19,7 @@ function isMetaOp(op: string): op is MetaOp {
 }
 
 function invalidation(ch: Changes): Invalidation {
-  return { inos: [...ch.inos], dirs: [...ch.dirs], ...(ch.entries.length ? { entries: ch.entries } : {}), ...(ch.by ? { by: ch.by } : {}) }
+  return { inos: [...ch.inos], dirs: [...ch.dirs], ...(ch.entries.length ? { entries: ch.entries } : {}), ...(ch.by ? { by: ch.by } : {}), ...(ch.locks.size ? { locks: [...ch.locks] } : {}) }
 }
 
 export function publishChanges(nc: NatsConnection, cluster: string, ch: Changes): void {

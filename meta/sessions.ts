@@ -20,6 +20,7 @@ import { fsError } from '../common/errors'
 import type { MetaParsed, MetaReplies } from '../common/protocol'
 import type { Changes, MetaEnv } from './context'
 import { freeIfUnused } from './inodes'
+import { dropSessionLocks } from './locks'
 import type { Conn } from './sqlite'
 import { clockMs } from './time'
 
@@ -61,6 +62,8 @@ export async function sessionRestore(env: MetaEnv, b: MetaParsed<'sessionRestore
     )
     const before = b.first ? await tx.all<{ ino: number }>('SELECT ino FROM open_files WHERE session = ?', [b.session]) : []
     if (b.first) await tx.run('DELETE FROM open_files WHERE session = ?', [b.session])
+    // a lapsed session holds no locks: its mount forgets them too (client/locks.ts forgetAll)
+    if (b.first) await dropSessionLocks(tx, b.session, ch)
     const lost: number[] = []
     for (const o of b.open) {
       const alive = await tx.get('SELECT 1 AS x FROM inodes WHERE ino = ?', [o.ino])

@@ -23,12 +23,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <inttypes.h>
 #include <node_api.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <uv.h>
 
 /* Opcodes passed to the JS dispatcher; mirrored by OP in client/fuse-binding.ts. */
@@ -37,7 +39,7 @@ enum {
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH,
   OP_RELEASE, OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_STATFS, OP_SETXATTR,
   OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE, OP_FALLOCATE, OP_FORGET,
-  OP_COPY_FILE_RANGE, OP_FSYNCDIR,
+  OP_COPY_FILE_RANGE, OP_FSYNCDIR, OP_GETLK, OP_SETLK, OP_FLOCK, OP_INTERRUPT,
 };
 
 /* Attributes travel from JS as a Float64Array of these fields. */
@@ -123,12 +125,12 @@ static napi_value bytes(const char *p, size_t n) {
  * Parks `req` and calls dispatch(op, slot, ...args). A dispatcher that throws
  * (a bug) costs that request EIO, never the mount.
  */
-static void call(fuse_req_t req, int op, size_t argc, napi_value *args) {
+static int64_t call(fuse_req_t req, int op, size_t argc, napi_value *args) {
   napi_env env = S.env;
   int64_t slot = req ? park(req) : -1;
   if (req && slot < 0) {
     fuse_reply_err(req, ENOMEM);
-    return;
+    return -1;
   }
   napi_value argv[16];
   argv[0] = num(op);
@@ -142,7 +144,9 @@ static void call(fuse_req_t req, int op, size_t argc, napi_value *args) {
     napi_get_and_clear_last_exception(env, &exc);
     fprintf(stderr, "berth-fuse: dispatcher threw on op %d\n", op);
     if (req && unpark((uint32_t)slot)) fuse_reply_err(req, EIO);
+    return -1;
   }
+  return slot;
 }
 
 #define ARGS(...) napi_value a[] = { __VA_ARGS__ }; call(req, OP, sizeof a / sizeof a[0], a)
@@ -271,11 +275,22 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 }
 #undef OP
 
+/* The kernel's 64-bit lock owner id as hex: a JS number would lose bits. */
+static napi_value owner(uint64_t id) {
+  char buf[17];
+  snprintf(buf, sizeof buf, "%" PRIx64, id);
+  return str(buf);
+}
+
+/* flush(ino, fh, owner): close(2) by that owner, whose POSIX locks on ino go */
 #define OP OP_FLUSH
-static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ARGS(num((double)ino), num(FH(fi))); }
+static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ARGS(num((double)ino), num(FH(fi)), owner(fi->lock_owner)); }
 #undef OP
+/* release(ino, fh, flockOwner): the owner's flock lock goes with the handle ("" when it took none) */
 #define OP OP_RELEASE
-static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ARGS(num((double)ino), num(FH(fi))); }
+static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  ARGS(num((double)ino), num(FH(fi)), fi->flock_release ? owner(fi->lock_owner) : str(""));
+}
 #undef OP
 #define OP OP_FSYNC
 static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
@@ -357,6 +372,57 @@ static void ll_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, 
 }
 #undef OP
 
+/*
+ * Locks (client/locks.ts keeps them in meta's lock table, cluster-wide).
+ * Ranges travel as (start, end) with end inclusive, -1 for "to the end of
+ * the file" (l_len 0). A waiting setlk or flock can last until another mount
+ * lets go, so it is interruptible: when the kernel sends FUSE_INTERRUPT (the
+ * waiting process got a signal, SIGKILL included) JS hears
+ * dispatch(OP_INTERRUPT, -1, slot) and answers the wait with EINTR.
+ */
+static double lock_end(const struct flock *lk) {
+  return lk->l_len == 0 ? -1.0 : (double)lk->l_start + (double)lk->l_len - 1.0;
+}
+
+/*
+ * On the JS thread, from fuse_session_process_buf (or at once from
+ * fuse_req_interrupt_func when the interrupt came first). The request is
+ * still parked: JS answers no request before this op's handler returned
+ * (promise jobs run when the poll callback's scope closes).
+ */
+static void on_interrupt(fuse_req_t req, void *data) {
+  uint32_t slot = (uint32_t)(uintptr_t)data;
+  if (slot >= nslots || slots[slot] != req) return; /* answered meanwhile */
+  napi_value a[] = { num((double)slot) };
+  call(NULL, OP_INTERRUPT, 1, a);
+}
+
+static void interruptible(fuse_req_t req, int64_t slot) {
+  if (slot >= 0 && (uint64_t)slot < nslots && slots[slot] == req) fuse_req_interrupt_func(req, on_interrupt, (void *)(uintptr_t)slot);
+}
+
+/* getlk(ino, fh, owner, type, start, end, pid): answered with replyLock */
+#define OP OP_GETLK
+static void ll_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lk) {
+  ARGS(num((double)ino), num(FH(fi)), owner(fi->lock_owner), num(lk->l_type), num((double)lk->l_start), num(lock_end(lk)), num(lk->l_pid));
+}
+#undef OP
+
+/* setlk(ino, fh, owner, type, start, end, pid, sleep) */
+static void ll_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lk, int sleep) {
+  napi_value a[] = { num((double)ino), num(FH(fi)), owner(fi->lock_owner), num(lk->l_type), num((double)lk->l_start), num(lock_end(lk)),
+                     num(lk->l_pid), num(sleep) };
+  int64_t slot = call(req, OP_SETLK, sizeof a / sizeof a[0], a);
+  if (sleep) interruptible(req, slot);
+}
+
+/* flock(ino, fh, owner, op): op as flock(2), LOCK_SH/LOCK_EX/LOCK_UN with LOCK_NB */
+static void ll_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op) {
+  napi_value a[] = { num((double)ino), num(FH(fi)), owner(fi->lock_owner), num(op) };
+  int64_t slot = call(req, OP_FLOCK, sizeof a / sizeof a[0], a);
+  if (!(op & LOCK_NB)) interruptible(req, slot);
+}
+
 static const struct fuse_lowlevel_ops ops = {
   .init = ll_init, .lookup = ll_lookup, .forget = ll_forget, .forget_multi = ll_forget_multi,
   .getattr = ll_getattr, .setattr = ll_setattr, .readlink = ll_readlink, .mknod = ll_mknod,
@@ -367,7 +433,8 @@ static const struct fuse_lowlevel_ops ops = {
   .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr,
   .listxattr = ll_listxattr, .removexattr = ll_removexattr, .create = ll_create,
   .fallocate = ll_fallocate, .copy_file_range = ll_copy_file_range,
-  /* no getlk/setlk/flock: the kernel keeps locks local (docs/semantics.md#limits) */
+  /* with these three libfuse asks the kernel for POSIX_LOCKS and FLOCK_LOCKS */
+  .getlk = ll_getlk, .setlk = ll_setlk, .flock = ll_flock,
 };
 
 /* ---- the poll loop ---- */
@@ -802,6 +869,23 @@ static napi_value js_reply_write(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* replyLock(slot, type, start, end, pid): F_GETLK's answer; type F_UNLCK when nothing conflicts, end -1 = to EOF */
+static napi_value js_reply_lock(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!get_args(env, info, 5, argv)) return NULL;
+  struct flock lk;
+  memset(&lk, 0, sizeof lk);
+  lk.l_type = (short)arg_num(env, argv[1]);
+  lk.l_whence = SEEK_SET;
+  lk.l_start = (off_t)arg_num(env, argv[2]);
+  double end = arg_num(env, argv[3]);
+  lk.l_len = end < 0 ? 0 : (off_t)(end - arg_num(env, argv[2]) + 1);
+  lk.l_pid = (pid_t)arg_num(env, argv[4]);
+  fuse_req_t req = arg_req(env, argv[0]);
+  if (req) fuse_reply_lock(req, &lk);
+  return NULL;
+}
+
 /* replyReadlink(slot, target) */
 static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -933,6 +1017,7 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("replyOpen", js_reply_open), FN("replyBuf", js_reply_buf), FN("replyWrite", js_reply_write),
     FN("replyReadlink", js_reply_readlink), FN("replyStatfs", js_reply_statfs), FN("replyXattr", js_reply_xattr),
     FN("replyDir", js_reply_dir), FN("notifyInvalInode", js_inval_inode), FN("notifyInvalEntry", js_inval_entry),
+    FN("replyLock", js_reply_lock),
 #undef FN
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -1,0 +1,152 @@
+/**
+ * Locks across mounts (client/locks.ts, meta/locks.ts, docs/semantics.md#locks):
+ * real processes calling fcntl(2) and flock(2) on two mounts of one cluster,
+ * each step driven in order, so every interleaving here is the one named.
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import t from 'tap'
+import { startCluster } from './helpers/cluster'
+import { LockProbe } from './helpers/lock-probe'
+import { mountCluster } from './helpers/mount'
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+/** Resolves with the answer, or 'pending' if none came within `ms`. */
+function within(p: Promise<string>, ms: number): Promise<string> {
+  return Promise.race([p, sleep(ms).then(() => 'pending')])
+}
+
+t.test('locks across two mounts', async (t) => {
+  const c = await startCluster(t, { nodes: 2 })
+  const a = await mountCluster(t, c, { args: ['--session-ttl-ms', '4000'] })
+  const b = await mountCluster(t, c)
+  const fa = (name: string) => join(a.dir, name)
+  const fb = (name: string) => join(b.dir, name)
+
+  await t.test('fcntl write lock on A: B is refused, F_GETLK names it (pid 0: another mount), A\'s other process sees the pid', async (t) => {
+    const p1 = new LockProbe(t)
+    const p2 = new LockProbe(t)
+    const q = new LockProbe(t)
+    t.equal(await p1.send(`open f ${fa('rec')} rw`), 'ok')
+    t.equal(await p1.send('lock f setlk w 0 100'), 'ok', 'A locks bytes 0-99')
+    t.equal(await q.send(`open f ${fb('rec')} rw`), 'ok')
+    t.equal(await q.send('lock f setlk w 50 10'), 'err EAGAIN', 'B: overlapping write lock refused')
+    t.equal(await q.send('lock f setlk r 99 1'), 'err EAGAIN', 'B: read lock on the last byte refused')
+    t.equal(await q.send('lock f setlk w 100 10'), 'ok', 'B: the bytes after it are free')
+    t.equal(await q.send('getlk f w 0 0'), 'lk w 0 100 0', 'B: F_GETLK reports the range, pid 0')
+    t.equal(await p2.send(`open f ${fa('rec')} rw`), 'ok')
+    t.equal(await p2.send('getlk f r 10 1'), `lk w 0 100 ${p1.pid}`, 'A\'s other process: the holder\'s pid')
+    t.equal(await p1.send('getlk f w 100 0'), 'lk w 100 10 0', 'A: B\'s lock is in the way')
+    t.equal(await p1.send('lock f setlk u 40 20'), 'ok', 'A unlocks the middle')
+    t.equal(await q.send('lock f setlk w 45 10'), 'ok', 'B takes the middle')
+    t.equal(await q.send('lock f setlk w 0 10'), 'err EAGAIN', 'the start stays A\'s')
+  })
+
+  await t.test('read locks share across mounts, a writer waits for both', async (t) => {
+    const ra = new LockProbe(t)
+    const rb = new LockProbe(t)
+    const w = new LockProbe(t)
+    for (const [p, f] of [[ra, fa('shared')], [rb, fb('shared')], [w, fb('shared')]] as const) t.equal(await p.send(`open f ${f} rw`), 'ok')
+    t.equal(await ra.send('lock f setlk r 0 0'), 'ok', 'reader on A')
+    t.equal(await rb.send('lock f setlk r 0 0'), 'ok', 'reader on B')
+    const waiting = w.send('lock f setlkw w 0 0')
+    t.equal(await within(waiting, 300), 'pending', 'the writer waits')
+    t.equal(await ra.send('lock f setlk u 0 0'), 'ok')
+    t.equal(await within(waiting, 300), 'pending', 'one reader left: still waiting')
+    const start = Date.now()
+    t.equal(await rb.send('close f'), 'ok', 'the other reader closes its file: its lock goes')
+    t.equal(await within(waiting, 5000), 'ok', 'the writer gets the lock')
+    t.comment(`granted ${Date.now() - start} ms after the close`)
+  })
+
+  await t.test('POSIX: closing any descriptor of the file drops the process\'s locks, a read-only one too', async (t) => {
+    const p = new LockProbe(t)
+    const other = new LockProbe(t)
+    t.equal(await p.send(`open rw ${fa('closeany')} rw`), 'ok')
+    t.equal(await p.send(`open ro ${fa('closeany')} r`), 'ok')
+    t.equal(await p.send('lock rw setlk w 0 0'), 'ok')
+    t.equal(await other.send(`open f ${fb('closeany')} rw`), 'ok')
+    t.equal(await other.send('lock f setlk w 0 0'), 'err EAGAIN', 'held')
+    t.equal(await p.send('close ro'), 'ok', 'close the read-only descriptor')
+    t.equal(await other.send('lock f setlk w 0 0'), 'ok', 'the lock went with it')
+  })
+
+  await t.test('OFD locks belong to the open file description: they go at its last close', async (t) => {
+    const p = new LockProbe(t)
+    const other = new LockProbe(t)
+    t.equal(await p.send(`open x ${fa('ofd')} rw`), 'ok')
+    t.equal(await p.send(`open y ${fa('ofd')} rw`), 'ok')
+    t.equal(await p.send('lock x ofd w 0 0'), 'ok', 'OFD lock through x')
+    t.equal(await p.send('lock y ofd w 0 0'), 'err EAGAIN', 'the same process through another description conflicts')
+    t.equal(await other.send(`open f ${fb('ofd')} rw`), 'ok')
+    t.equal(await other.send('lock f setlk r 0 0'), 'err EAGAIN', 'B is refused')
+    t.equal(await p.send('close y'), 'ok', 'closing the other description keeps it')
+    t.equal(await other.send('lock f setlk r 0 0'), 'err EAGAIN', 'still held')
+    t.equal(await p.send('close x'), 'ok')
+    t.equal(await within(other.send('lock f setlkw r 0 0'), 5000), 'ok', 'gone with its description')
+  })
+
+  await t.test('flock: exclusive across mounts, shared together, released at close', async (t) => {
+    const pa = new LockProbe(t)
+    const pb = new LockProbe(t)
+    t.equal(await pa.send(`open f ${fa('flk')} rw`), 'ok')
+    t.equal(await pb.send(`open f ${fb('flk')} r`), 'ok')
+    t.equal(await pa.send('flock f ex+nb'), 'ok', 'A exclusive')
+    t.equal(await pb.send('flock f sh+nb'), 'err EAGAIN', 'B shared refused (EWOULDBLOCK)')
+    t.equal(await pa.send('flock f sh'), 'ok', 'A converts to shared')
+    t.equal(await pb.send('flock f sh+nb'), 'ok', 'B shares it')
+    const upgrade = pb.send('flock f ex')
+    t.equal(await within(upgrade, 300), 'pending', 'B waits to upgrade while A shares')
+    t.equal(await pa.send('close f'), 'ok', 'A closes: its flock lock goes')
+    t.equal(await within(upgrade, 5000), 'ok', 'B upgraded')
+    // the fcntl and flock tables are separate, as on Linux
+    const p = new LockProbe(t)
+    t.equal(await p.send(`open f ${fa('flk')} rw`), 'ok')
+    t.equal(await p.send('lock f setlk w 0 0'), 'ok', 'an fcntl lock beside a flock lock')
+  })
+
+  await t.test('a waiting process can be killed: SIGKILL ends its F_SETLKW and the mount stays well', async (t) => {
+    const holder = new LockProbe(t)
+    const waiter = new LockProbe(t)
+    t.equal(await holder.send(`open f ${fa('kill')} rw`), 'ok')
+    t.equal(await holder.send('lock f setlk w 0 0'), 'ok')
+    t.equal(await waiter.send(`open f ${fb('kill')} rw`), 'ok')
+    const waiting = waiter.send('lock f setlkw w 0 0')
+    t.equal(await within(waiting, 300), 'pending', 'waiting')
+    const start = Date.now()
+    waiter.kill('SIGKILL')
+    const code = await Promise.race([waiter.exited.then(() => 'exited'), sleep(5000).then(() => 'stuck')])
+    t.equal(code, 'exited', `the killed waiter exited (${Date.now() - start} ms)`)
+    const next = new LockProbe(t)
+    t.equal(await next.send(`open f ${fb('kill')} rw`), 'ok', 'B still answers')
+    t.equal(await next.send('lock f setlk w 0 0'), 'err EAGAIN', 'and the holder still holds')
+  })
+
+  await t.test('data written under a lock is in meta before the lock goes', async (t) => {
+    const w = new LockProbe(t)
+    const r = new LockProbe(t)
+    t.equal(await w.send(`open f ${fa('data')} rw`), 'ok')
+    t.equal(await w.send('lock f setlk w 0 0'), 'ok')
+    t.equal(await w.send('write f written-under-lock'), 'ok')
+    t.equal(await r.send(`open f ${fb('data')} rw`), 'ok')
+    const waiting = r.send('lock f setlkw w 0 0')
+    t.equal(await w.send('lock f setlk u 0 0'), 'ok', 'unlock without closing')
+    t.equal(await within(waiting, 5000), 'ok', 'B gets the lock')
+    t.equal(await readFile(fb('data'), 'utf8'), 'written-under-lock', 'and a fresh open on B reads what A wrote')
+  })
+
+  await t.test('a mount killed with SIGKILL: its locks go when its session expires', async (t) => {
+    const holder = new LockProbe(t)
+    t.equal(await holder.send(`open f ${fa('crash')} rw`), 'ok')
+    t.equal(await holder.send('lock f setlk w 0 0'), 'ok')
+    const other = new LockProbe(t)
+    t.equal(await other.send(`open f ${fb('crash')} rw`), 'ok')
+    t.equal(await other.send('lock f setlk w 0 0'), 'err EAGAIN')
+    const start = Date.now()
+    void a.client.kill()
+    holder.kill()
+    t.equal(await within(other.send('lock f setlkw w 0 0'), 30_000), 'ok', 'B gets it after A\'s session expired')
+    t.comment(`granted ${Date.now() - start} ms after the kill (session TTL 4 s)`)
+  })
+})
