@@ -34,6 +34,10 @@ t.test('two metas started together: one leads, kill -9 of it loses nothing', asy
   for (let i = 0; i < 50; i++) made.push((await m.call('mknod', { parent: d.ino, name: `f${i}`, mode: 0o100644, ...who })).attr.ino)
   await m.call('commit', { ino: made[0]!, session: 's', size: 3, chunks: [{ idx: 0, hash: null, len: 3, nodes: [], data: Buffer.from('abc') }] })
   await m.call('rename', { parent: d.ino, name: 'f1', newParent: ROOT_INO, newName: 'moved' })
+  // a lock is replicated state too (meta/locks.ts): it must hold on the next leader
+  const EOF = Number.MAX_SAFE_INTEGER
+  await m.call('session', { session: 'locker', ttlMs: 60_000 })
+  t.equal((await m.call('lock', { session: 'locker', ino: made[2]!, kind: 'posix', owner: 'a1', type: 'w', start: 0, end: EOF, pid: 7 })).granted, true, 'locked')
   // the last acknowledged mutation, then kill -9 at once
   const killedAt = performance.now()
   await leader.kill()
@@ -48,6 +52,8 @@ t.test('two metas started together: one leads, kill -9 of it loses nothing', asy
   t.equal(entries.length, 49, 'every acknowledged create is there, once')
   const o = await m.call('open', { ino: made[0]!, session: 's' })
   t.equal(Buffer.from(o.chunks[0]!.data!).toString(), 'abc', 'inline bytes replicated')
+  t.equal((await m.call('lock', { session: 'other', ino: made[2]!, kind: 'posix', owner: 'b1', type: 'r', start: 5, end: 5, pid: 8 })).granted, false, 'the lock holds on the new leader')
+  t.equal((await m.call('getlk', { session: 'other', ino: made[2]!, owner: 'b1', type: 'r', start: 0, end: EOF })).conflict?.session, 'locker', 'held by its session')
 
   // the old leader comes back as a follower and catches up
   const back = await c.startMeta({ db: `${c.dir}/meta.db` })
