@@ -342,7 +342,12 @@ export class FuseSession {
     this.op(
       req.kind === 'flock' ? 'flock' : 'setlk',
       slot,
-      () => withFinally(this.vfs.locks.set(req, ctl?.signal), () => void this.lockWaits.delete(slot)),
+      async () => {
+        const content = await withFinally(this.vfs.locks.set(req, ctl?.signal), () => void this.lockWaits.delete(slot))
+        // what the last holder committed is read through handles opened before
+        // it: the kernel's pages go before the locker is answered
+        if (content && (await this.vfs.lockGranted(req.ino, content))) await this.invalidateInodeNow(req.ino)
+      },
       this.ok(slot),
     )
   }

@@ -89,8 +89,13 @@ export class MountLocks {
     private readonly commit: (ino: number) => Promise<void>,
   ) {}
 
-  /** Sets or clears a lock; a blocking request waits for it. EAGAIN when refused and not waiting, EINTR when `signal` fires while waiting. */
-  async set(req: LockRequest, signal?: AbortSignal): Promise<void> {
+  /**
+   * Sets or clears a lock; a blocking request waits for it. EAGAIN when
+   * refused and not waiting, EINTR when `signal` fires while waiting. A
+   * granted lock resolves with meta's content generation and size of the
+   * inode (the caller revalidates what it holds open: Vfs.lockGranted).
+   */
+  async set(req: LockRequest, signal?: AbortSignal): Promise<{ gen: number; size: number } | undefined> {
     checkRange(req.start, req.end)
     await this.unlocking.get(req.ino)
     const key = `${req.kind} ${req.owner}`
@@ -105,10 +110,10 @@ export class MountLocks {
     try {
       for (;;) {
         const heard = a.releases
-        const { granted } = await this.ask(req)
+        const { granted, gen, size } = await this.ask(req)
         if (granted) {
           this.record(req, key)
-          return
+          return gen !== undefined && size !== undefined ? { gen, size } : undefined
         }
         if (req.kind === 'flock') this.forget(req.ino, key) // a refused conversion dropped the old lock (meta/locks.ts)
         if (!req.wait) throw fsError('EAGAIN', `inode ${req.ino} is locked by another owner`)

@@ -823,25 +823,57 @@ export class Vfs {
       // The file counts this opener meanwhile: were the last other handle
       // closed during the wait, the file would be dropped and this handle
       // would land on an orphan no later open sees (readers saw zeros).
-      const file = f
-      f.handles++
-      keepCache = true
-      try {
-        await f.revalidate(async () => {
-          const { attr: fresh } = await this.meta.call('getattr', { ino: attr.ino })
-          if (fresh.gen === file.attr.gen && fresh.size === file.attr.size) return undefined
-          keepCache = false
-          const { chunks, more } = await this.meta.call('chunks', { ino: attr.ino, from: 0 })
-          return { attr: fresh, chunks: await this.loadChunks(attr.ino, chunks, more) }
-        })
-      } catch (err) {
-        this.unref(f)
-        throw err
-      }
-      f.handles--
+      keepCache = !(await this.revalidateOpen(f, true))
     } else keepCache = true
     this.noteContent(f.attr)
     return { fh: this.addHandle(f, flags), keepCache }
+  }
+
+  /**
+   * Fetches an open file's attributes and, if its content changed since this
+   * mount loaded it, its chunk map; true when it changed (the kernel's pages
+   * must go). `known`: meta's gen and size already in hand (a lock reply),
+   * which saves the getattr when nothing changed. The file counts one more
+   * opener meanwhile: were its last handle closed during the wait, the file
+   * would be dropped and an opener would land on an orphan no later open
+   * sees (readers saw zeros). `opening`: the caller adds a handle next, so
+   * the count goes back without dropping the file.
+   */
+  private async revalidateOpen(f: OpenFile, opening: boolean, known?: { gen: number; size: number }): Promise<boolean> {
+    const ino = f.attr.ino
+    if (known && known.gen === f.attr.gen && known.size === f.attr.size) return false
+    let changed = false
+    f.handles++
+    try {
+      await f.revalidate(async () => {
+        const { attr: fresh } = await this.meta.call('getattr', { ino })
+        if (fresh.gen === f.attr.gen && fresh.size === f.attr.size) return undefined
+        changed = true
+        const { chunks, more } = await this.meta.call('chunks', { ino, from: 0 })
+        return { attr: fresh, chunks: await this.loadChunks(ino, chunks, more) }
+      })
+    } catch (err) {
+      this.unref(f)
+      throw err
+    }
+    if (opening) f.handles--
+    else this.unref(f)
+    return changed
+  }
+
+  /**
+   * A lock was granted on `ino` (client/locks.ts): what the previous holder
+   * committed before letting go is read through handles opened before it, as
+   * NFS revalidates a file at lock time (docs/semantics.md#locks). True when
+   * the content changed, so the kernel's pages and attributes must go before
+   * the lock is answered. A file with unwritten data here is left as it is.
+   */
+  async lockGranted(ino: number, meta: { gen: number; size: number }): Promise<boolean> {
+    const f = this.files.get(ino)
+    if (!f || f.isDirty || f.hasPending) return false
+    const changed = await this.revalidateOpen(f, false, meta)
+    if (changed) this.cache.setAttr(f.attr)
+    return changed
   }
 
   /**

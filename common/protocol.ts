@@ -507,8 +507,13 @@ export interface MetaReplies {
   session: { epoch: number }
   sessionRestore: { epoch: number; lost: number[] }
   sessionEnd: Record<string, never>
-  /** granted: false when another owner's lock conflicts (nothing changed, except a flock conversion: see meta/locks.ts). */
-  lock: { granted: boolean }
+  /**
+   * granted: false when another owner's lock conflicts (nothing changed, except
+   * a flock conversion: see meta/locks.ts). A granted lock (not an unlock)
+   * carries the inode's content generation and size, so the mount revalidates
+   * a file open since before the last holder's writes without asking again.
+   */
+  lock: { granted: boolean; gen?: number; size?: number }
   /** `session` tells the asking mount whether `pid` is one of its own processes. */
   getlk: { conflict: { type: 'r' | 'w'; start: number; end: number; pid: number; session: string } | null }
   status: StatusReply

@@ -57,8 +57,9 @@ export async function lock(env: MetaEnv, b: MetaParsed<'lock'>, ch: Changes): Pr
     const held = await heldOn(tx, b.ino, b.kind)
     const before: LockRange[] = held.filter((h) => sameOwner(h, b))
     if (b.type === 'u' && before.length === 0) return { granted: true } // nothing held: nothing to write
+    const inode = b.type !== 'u' ? await mustInode(tx, b.ino) : undefined
+    const content = inode ? { gen: inode.gen, size: inode.size } : {}
     if (b.type !== 'u') {
-      await mustInode(tx, b.ino)
       await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [b.session, '', clockMs() + IMPLICIT_SESSION_TTL_MS])
     }
     let mine = before
@@ -74,10 +75,10 @@ export async function lock(env: MetaEnv, b: MetaParsed<'lock'>, ch: Changes): Pr
       return { granted: false }
     }
     const after = applyToOwner(mine, b)
-    if (sameRanges(before, after)) return { granted: true }
+    if (sameRanges(before, after)) return { granted: true, ...content }
     await replaceOwner(tx, b, after)
     if (released(before, after)) ch.lock(b.ino)
-    return { granted: true }
+    return { granted: true, ...content }
   })
 }
 

@@ -136,6 +136,24 @@ t.test('locks across two mounts', async (t) => {
     t.equal(await readFile(fb('data'), 'utf8'), 'written-under-lock', 'and a fresh open on B reads what A wrote')
   })
 
+  await t.test('a descriptor opened before the write reads it once its process took the lock (revalidated at lock time)', async (t) => {
+    const w = new LockProbe(t)
+    const r = new LockProbe(t)
+    t.equal(await w.send(`open f ${fa('coherent')} rw`), 'ok')
+    t.equal(await w.send('write f version-one'), 'ok')
+    t.equal(await w.send('close f'), 'ok')
+    t.equal(await r.send(`open f ${fb('coherent')} rw`), 'ok', 'B opens and keeps the file open')
+    t.equal(await r.send('lock f setlk r 0 0'), 'ok')
+    t.equal(await r.send('read f'), 'data version-one', 'B reads the first version')
+    t.equal(await r.send('lock f setlk u 0 0'), 'ok')
+    t.equal(await w.send(`open f ${fa('coherent')} rw`), 'ok')
+    t.equal(await w.send('lock f setlk w 0 0'), 'ok')
+    t.equal(await w.send('write f version-two, longer'), 'ok')
+    t.equal(await w.send('lock f setlk u 0 0'), 'ok', 'A unlocks, its file still open')
+    t.equal(await r.send('lock f setlkw r 0 0'), 'ok', 'B locks again')
+    t.equal(await r.send('read f'), 'data version-two, longer', 'through its old descriptor B reads what A wrote under the lock, longer file included')
+  })
+
   await t.test('a mount killed with SIGKILL: its locks go when its session expires', async (t) => {
     const holder = new LockProbe(t)
     t.equal(await holder.send(`open f ${fa('crash')} rw`), 'ok')
