@@ -278,9 +278,13 @@ export class FuseSession {
       case OP.FLUSH:
         // (ino, fh, owner): the close commits first, then the closer's POSIX locks go
         return this.op('flush', slot, () => withFinally(v.flush(n(1)), () => v.locks.closed(n(0), s(2))), this.ok(slot))
-      case OP.RELEASE:
-        // (ino, fh, flockOwner): OFD and flock locks taken through the handle go with it
-        return this.op('release', slot, () => withFinally(v.release(n(1)), () => v.locks.released(n(0), n(1), s(2))), this.ok(slot))
+      case OP.RELEASE: {
+        // (ino, fh, flockOwner): OFD and flock locks taken through the handle
+        // go with it, registered now: a lock request may be right behind
+        const committed = v.release(n(1))
+        const unlocked = v.locks.released(n(0), n(1), s(2), committed)
+        return this.op('release', slot, () => withFinally(committed, () => unlocked), this.ok(slot))
+      }
       case OP.GETLK:
         return this.getlk(slot, n(0), s(2), n(3), n(4), n(5))
       case OP.SETLK: {

@@ -144,15 +144,18 @@ export class MountLocks {
   /**
    * The handle's last reference went: OFD and flock locks taken through it
    * go, and `flockOwner`'s flock lock (the kernel names it when the handle
-   * took one).
+   * took one), once `committed` (the handle's own commit) settled. Call it
+   * as the RELEASE arrives: the kernel sends RELEASE after close(2) returned,
+   * so another process's lock request may come right behind it, and it
+   * waits for what is registered here.
    */
-  released(ino: number, fh: number, flockOwner: string): Promise<void> {
+  released(ino: number, fh: number, flockOwner: string, committed?: Promise<unknown>): Promise<void> {
     const byKey = this.held.get(ino)
     if (!byKey) return Promise.resolve()
     const gone: Held[] = []
     for (const h of byKey.values()) if (h.fhs.has(fh) || (h.kind === 'flock' && h.owner === flockOwner)) gone.push(h)
     if (gone.length === 0) return Promise.resolve()
-    const before = this.unlocking.get(ino) ?? Promise.resolve()
+    const before = Promise.all([this.unlocking.get(ino), committed?.catch(() => undefined)])
     const done: Promise<void> = before
       .then(async () => {
         for (const h of gone) await this.unlockAll(ino, h.kind, h.owner)

@@ -125,3 +125,19 @@ t.test('a meta without the lock table: ENOLCK; bad ranges: EINVAL before asking'
   await t.rejects(locks.test(5, 'a', 'w', 0, LOCK_EOF), { code: 'ENOLCK' })
   await t.rejects(locks.set(req({ start: 2 ** 60 })), { code: 'EINVAL' })
 })
+
+t.test('a lock request right behind a RELEASE waits for the released handle\'s unlock', async (t) => {
+  const { meta, sent } = scripted((b) => b.owner !== 'q' || sent.some((s) => s.body.owner === 'o' && s.body.type === 'u'))
+  const locks = new MountLocks(meta, 's', async () => undefined)
+  await locks.set(req({ owner: 'o', fh: 2 })) // an OFD lock through handle 2
+  let commit!: () => void
+  const committed = new Promise<void>((r) => (commit = r))
+  const unlocked = locks.released(5, 2, '', committed) // the handle's commit still running
+  const asked = locks.set(req({ owner: 'q', fh: 3 })) // another process, right behind
+  await new Promise((r) => setTimeout(r, 20))
+  t.equal(sent.length, 1, 'nothing asked while the release is pending')
+  commit()
+  await unlocked
+  await asked
+  t.same(sent.slice(1).map((s) => [s.body.owner, s.body.type]), [['o', 'u'], ['q', 'w']], 'the unlock went first, then the lock was granted')
+})

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { startCluster } from './helpers/cluster'
 import { LockProbe } from './helpers/lock-probe'
 import { mountCluster } from './helpers/mount'
@@ -16,6 +16,61 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 function within(p: Promise<string>, ms: number): Promise<string> {
   return Promise.race([p, sleep(ms).then(() => 'pending')])
 }
+
+/**
+ * One script of lock calls by two processes, answered by a local directory and
+ * by a mount: the answers must be the same (pids named P and Q). Splits,
+ * merges, F_GETLK's answers, a refused flock upgrade that drops the shared lock.
+ */
+const SCRIPT: Array<['P' | 'Q', string]> = [
+  ['P', 'open f FILE rw'],
+  ['Q', 'open f FILE rw'],
+  ['P', 'lock f setlk w 0 10'],
+  ['Q', 'lock f setlk r 5 1'],
+  ['Q', 'getlk f w 0 0'],
+  ['P', 'lock f setlk r 2 3'],
+  ['Q', 'getlk f w 0 0'],
+  ['Q', 'getlk f r 2 3'],
+  ['Q', 'lock f setlk r 3 1'],
+  ['Q', 'lock f setlk w 3 1'],
+  ['P', 'lock f setlk w 2 3'],
+  ['Q', 'getlk f r 4 100'],
+  ['P', 'lock f setlk u 0 0'],
+  ['Q', 'getlk f w 0 0'],
+  ['Q', 'lock f setlk w 0 0'],
+  ['P', 'getlk f r 1000 0'],
+  ['P', 'flock f ex+nb'],
+  ['Q', 'flock f sh+nb'],
+  ['P', 'flock f sh'],
+  ['Q', 'flock f sh+nb'],
+  ['Q', 'flock f ex+nb'],
+  ['P', 'flock f ex+nb'],
+  ['Q', 'flock f sh+nb'],
+  ['P', 'close f'],
+  ['Q', 'flock f ex+nb'],
+  ['Q', 'getlk f w 0 0'],
+]
+
+async function runScript(t: Test, file: string): Promise<string[]> {
+  const p = { P: new LockProbe(t), Q: new LockProbe(t) }
+  const out: string[] = []
+  for (const [who, cmd] of SCRIPT) {
+    const answer = await p[who].send(cmd.replace('FILE', file))
+    out.push(`${who} ${cmd.replace(' FILE', '')} -> ${answer.replace(String(p.P.pid), 'P').replace(String(p.Q.pid), 'Q')}`)
+  }
+  p.P.kill()
+  p.Q.kill()
+  return out
+}
+
+t.test('one mount answers a script of lock calls as a local directory does', async (t) => {
+  const c = await startCluster(t, { nodes: 1 })
+  const m = await mountCluster(t, c)
+  const local = await runScript(t, join(t.testdir(), 'locked'))
+  const berth = await runScript(t, join(m.dir, 'locked'))
+  t.same(berth, local, 'the same answers')
+  t.ok(local.some((l) => l.includes('EAGAIN')) && local.some((l) => l.includes(' lk w ')), 'the script meets refusals and conflicts')
+})
 
 t.test('locks across two mounts', async (t) => {
   const c = await startCluster(t, { nodes: 2 })
