@@ -47,7 +47,10 @@ from the credentials file (default ./.berth/client.env, written by \`berth up\`)
                      nocompact (leave appended slices fragmented: benchmarks),
                      sync_unlink (every unlink, rmdir, mkdir and create
                      waits for meta; default: up to 64 answered ahead,
-                     docs/semantics.md#unlink and #mkdir)
+                     docs/semantics.md#unlink and #mkdir),
+                     local_locks (fcntl and flock locks hold between the
+                     processes of this machine only, kept by the kernel;
+                     default: across the cluster, docs/semantics.md#locks)
                      (mount(8) options like _netdev, rw, defaults are ignored)
   --foreground       stay attached; print {"event":"ready",...} once mounted
   --deadline-ms N    how long an operation waits for an unreachable cluster (30000)
@@ -98,6 +101,8 @@ export interface MountConfig {
   sessionTtlMs: number
   /** Unlinks answered before meta applies them, at most this many in flight; 0: none (`-o sync_unlink`). */
   unlinkWindow: number
+  /** `-o local_locks`: the kernel keeps locks on this machine; none go to meta. */
+  localLocks: boolean
   /** Where to serve GET /metrics; null: not served. */
   metricsListen: { host: string; port: number } | null
   /** The argv to re-spawn in the foreground (daemon mode). */
@@ -172,6 +177,7 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     attrTimeoutS: seconds('attr_timeout', opts.get('attr_timeout'), 1),
     sessionTtlMs,
     unlinkWindow: opts.has('sync_unlink') ? 0 : UNLINK_WINDOW,
+    localLocks: opts.has('local_locks'),
     argv,
   })
 }

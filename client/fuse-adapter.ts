@@ -10,7 +10,7 @@ import { isErrorCode, toErrno, ERRNO } from '../common/errors'
 import { isDir } from '../common/modes'
 import type { Attr } from '../common/protocol'
 import { logger } from '../common/log'
-import { A, ATTR_FIELDS, F_LOCK, LOCK_OP, OP, OPEN_FLAGS, SET, loadBinding, type FuseBinding } from './fuse-binding'
+import { A, ATTR_FIELDS, F_LOCK, LOCK_OP, MOUNT_FLAGS, OP, OPEN_FLAGS, SET, loadBinding, type FuseBinding } from './fuse-binding'
 import { LOCK_EOF, type LockRequest } from './locks'
 import type { Caller, SetattrChange, Vfs } from './vfs'
 
@@ -23,6 +23,7 @@ const DIR_SIZE = 4096
 export const MAX_WRITE = 1024 * 1024
 /** Longest an open waits for the kernel to drop an inode's cached attributes. */
 const ACK_WAIT_MS = 100
+const O_ACCMODE = 3
 const RENAME_NOREPLACE = 1
 const RENAME_EXCHANGE = 2
 
@@ -86,6 +87,12 @@ export interface MountOptions {
   entryTimeoutS: number
   /** How long the kernel trusts attributes (meta's invalidations are pushed into it). */
   attrTimeoutS: number
+  /**
+   * `-o local_locks`: the kernel keeps locks on this machine (no lock op
+   * reaches the mount), so a read-only close need not send FLUSH
+   * (FOPEN_NOFLUSH): it has no lock owner to tell and nothing to commit.
+   */
+  localLocks?: boolean
 }
 
 /** A mounted session: requests go to `vfs`; `invalidate*` push cache drops into the kernel. */
@@ -121,6 +128,7 @@ export class FuseSession {
         onGone()
       },
       (ino) => this.acked(ino),
+      this.o.localLocks ? MOUNT_FLAGS.LOCAL_LOCKS : 0,
     )
     this.mounted = true
   }
@@ -261,7 +269,8 @@ export class FuseSession {
             return r
           },
           (r) => {
-            if (!this.b.replyOpen(slot, r.fh, r.keepCache ? OPEN_FLAGS.KEEP_CACHE : 0)) void v.release(r.fh).catch(() => undefined)
+            const noFlush = this.o.localLocks && (n(1) & O_ACCMODE) === 0
+            if (!this.b.replyOpen(slot, r.fh, (r.keepCache ? OPEN_FLAGS.KEEP_CACHE : 0) | (noFlush ? OPEN_FLAGS.NO_FLUSH : 0))) void v.release(r.fh).catch(() => undefined)
           },
         )
       case OP.READ: {

@@ -39,6 +39,9 @@ export const ATTR_FIELDS = 15
  */
 export const OPEN_FLAGS = { DIRECT_IO: 1, KEEP_CACHE: 2, CACHE_DIR: 4, NO_FLUSH: 8 } as const
 
+/** mount()'s flags. LOCAL_LOCKS: decline POSIX_LOCKS and FLOCK_LOCKS, so the kernel keeps locks itself. */
+export const MOUNT_FLAGS = { LOCAL_LOCKS: 1 } as const
+
 /** setattr's to_set bits (fuse_lowlevel.h). */
 export const SET = { MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5, ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8 } as const
 
@@ -46,7 +49,7 @@ export type Dispatch = (op: number, slot: number, ...args: Array<number | string
 
 export interface FuseBinding {
   /** Mounts and starts polling /dev/fuse; throws on failure. `options`: "-o" list without the "-o". */
-  mount(mountpoint: string, options: string, maxWrite: number, dispatch: Dispatch, onExit: () => void, onAck: (ino: number) => void): void
+  mount(mountpoint: string, options: string, maxWrite: number, dispatch: Dispatch, onExit: () => void, onAck: (ino: number) => void, flags?: number): void
   /** Stops polling and unmounts if still mounted. Safe to call twice. */
   unmount(): void
   replyErr(slot: number, errno: number): void

@@ -190,6 +190,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     readOnly: cfg.readOnly,
     entryTimeoutS: cfg.entryTimeoutS,
     attrTimeoutS: cfg.attrTimeoutS,
+    localLocks: cfg.localLocks,
   })
   vfs.kernel = fuse
   const inval = subscribeInvalidations(nc, cfg.cluster, meta.origin, vfs, fuse)

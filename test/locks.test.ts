@@ -72,6 +72,24 @@ t.test('one mount answers a script of lock calls as a local directory does', asy
   t.ok(local.some((l) => l.includes('EAGAIN')) && local.some((l) => l.includes(' lk w ')), 'the script meets refusals and conflicts')
 })
 
+t.test('-o local_locks: the kernel keeps locks on its machine, other mounts do not see them', async (t) => {
+  const c = await startCluster(t, { nodes: 1 })
+  const local = await mountCluster(t, c, { args: ['-o', 'local_locks'] })
+  const other = await mountCluster(t, c)
+  const p1 = new LockProbe(t)
+  const p2 = new LockProbe(t)
+  const q = new LockProbe(t)
+  t.equal(await p1.send(`open f ${join(local.dir, 'll')} rw`), 'ok')
+  t.equal(await p2.send(`open f ${join(local.dir, 'll')} rw`), 'ok')
+  t.equal(await q.send(`open f ${join(other.dir, 'll')} rw`), 'ok')
+  t.equal(await p1.send('lock f setlk w 0 0'), 'ok')
+  t.equal(await p2.send('lock f setlk w 0 0'), 'err EAGAIN', 'two processes on that machine still exclude each other')
+  t.equal(await p2.send('flock f ex+nb'), 'ok')
+  t.equal(await p1.send('flock f ex+nb'), 'err EAGAIN', 'flock too')
+  t.equal(await q.send('lock f setlk w 0 0'), 'ok', 'a process on another mount does not see them')
+  t.equal(await q.send('flock f ex+nb'), 'ok')
+})
+
 t.test('locks across two mounts', async (t) => {
   const c = await startCluster(t, { nodes: 2 })
   const a = await mountCluster(t, c, { args: ['--session-ttl-ms', '4000'] })

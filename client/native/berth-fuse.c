@@ -66,6 +66,7 @@ static struct {
   struct fuse_buf buf; /* libfuse's receive buffer, reused for every request */
   unsigned max_write;
   int no_opendir;      /* the kernel takes ENOSYS from opendir as "send no opendir/releasedir" */
+  int local_locks;     /* -o local_locks: the kernel keeps locks on this machine (no getlk/setlk/flock) */
 } S;
 
 #define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, #call " failed"); return NULL; } } while (0)
@@ -163,6 +164,8 @@ static void ll_init(void *ud, struct fuse_conn_info *conn) {
    */
   conn->want &= ~(FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_WRITEBACK_CACHE |
                   FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+  /* libfuse asked for both because the ops exist; -o local_locks declines them */
+  if (S.local_locks) conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
@@ -659,10 +662,12 @@ static void unmount_session(void) {
   memset(&S.buf, 0, sizeof S.buf);
 }
 
-/* mount(mountpoint, options "a,b=c", maxWrite, dispatch, onExit, onAck) */
+/* mount(mountpoint, options "a,b=c", maxWrite, dispatch, onExit, onAck[, flags: 1 = local locks]) */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  napi_value argv[6];
+  napi_value argv[7];
+  size_t argc = 7;
   if (!get_args(env, info, 6, argv)) return NULL;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (S.se) {
     napi_throw_error(env, "EBUSY", "a session is already mounted in this process");
     return NULL;
@@ -670,6 +675,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   char *mnt = arg_str(env, argv[0]);
   char *opts = arg_str(env, argv[1]);
   S.max_write = (unsigned)arg_num(env, argv[2]);
+  S.local_locks = argc > 6 && ((int)arg_num(env, argv[6]) & 1);
   char *fargv[] = { "berth", "-o", opts, NULL };
   struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
   S.env = env;
