@@ -32,6 +32,9 @@ Backup and restore of its database: berth meta dump|load, also named backup|rest
   --repair-mbps N             byte rate of repair copies in MB/s, 0 for unlimited (default 64)
   --rebalance-min-mib N       rebalance only when at least N MiB must move to bring the
                               nodes within 10% of the mean stored bytes (default 64)
+  --cache-mb N          SQLite page cache of each of meta's two connections (writer,
+                        reader), in MiB (default 128): the namespace's hot pages stay
+                        in meta's memory, not only in the OS page cache
   --sync MODE           normal (default): every acknowledged change survives a crash
                         or kill -9 of meta; the last few may be lost on power loss.
                         full: fsync the WAL on every commit (also survives power loss)
@@ -78,6 +81,8 @@ export interface MetaConfig {
   readonly rebalanceMinBytes: number
   /** SQLite synchronous mode (docs/meta.md#durability). */
   readonly sync: 'normal' | 'full'
+  /** SQLite page cache per connection, MiB (`--cache-mb`). */
+  readonly cacheMb: number
   readonly metricsListen: { host: string; port: number } | null
   /** The dashboard (meta/dashboard/server.ts): where it listens and the read-only token it asks for. */
   readonly ui: Readonly<{ listen: { host: string; port: number }; token: string }> | null
@@ -113,6 +118,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'rebalance-min-mib': { type: 'string' },
       'repair-mbps': { type: 'string' },
       sync: { type: 'string' },
+      'cache-mb': { type: 'string' },
       'metrics-listen': { type: 'string' },
       'ui-listen': { type: 'string' },
       'ui-token-file': { type: 'string' },
@@ -156,6 +162,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   return Object.freeze({
     natsUrl: values.nats,
     sync,
+    cacheMb: intFlag('--cache-mb', values['cache-mb'], 128, 2, 1024 * 1024),
     db: values.db,
     cluster,
     replicas: intFlag('--replicas', values.replicas, DEFAULT_REPLICAS, 1, 16),

@@ -52,7 +52,7 @@ export async function run(argv: string[]): Promise<void> {
   const s = subjects(cfg.cluster)
 
   mkdirSync(dirname(cfg.db), { recursive: true })
-  let db = await openDatabase(cfg.db, migrate, { sync: cfg.sync, onCheckpointError: checkpointWarning })
+  let db = await openDatabase(cfg.db, migrate, { sync: cfg.sync, cacheMb: cfg.cacheMb, onCheckpointError: checkpointWarning })
   let nc: NatsConnection
   try {
     nc = await connectNats({ url: cfg.natsUrl, name: `berth-meta-${metaId}`, ...cfg.auth })
@@ -289,7 +289,7 @@ async function restoreIfBehind(db: Database, ha: HaParts, cfg: MetaConfig): Prom
   await db.close()
   const got = await ha.snapshots.restore(cfg.db)
   log.info(`restored the snapshot at log sequence ${got?.seq ?? 0} (${got?.bytes ?? 0} bytes); this replica had applied ${applied}, the log starts at ${first}`)
-  return openDatabase(cfg.db, migrate, { sync: cfg.sync, onCheckpointError: checkpointWarning })
+  return openDatabase(cfg.db, migrate, { sync: cfg.sync, cacheMb: cfg.cacheMb, onCheckpointError: checkpointWarning })
 }
 
 /**

@@ -152,6 +152,14 @@ function pragmas(sync: 'normal' | 'full'): string {
 
 export interface OpenOptions {
   sync?: 'normal' | 'full'
+  /**
+   * SQLite's page cache of the writer and of the reader, MiB each (SQLite's
+   * default is 2 MiB). Pages beyond it are read from the file through the OS
+   * page cache, which the kernel may drop (memory pressure, drop_caches): a
+   * `chunks` request then waited for the disk. Memory is taken as pages are
+   * read, up to this much.
+   */
+  cacheMb?: number
   /** Hears a checkpoint worker's failure (checkpoints then fall to the writer's backstop). */
   onCheckpointError?: (message: string) => void
   /** The worker's checkpoint interval (tests: a long one leaves only the writer's backstop). */
@@ -163,6 +171,9 @@ export async function openDatabase(file: string, migrate: (c: Conn) => Promise<v
   await writer.exec(pragmas(opts.sync ?? 'full'))
   await migrate(writer)
   const reader = openConn(file, { readonly: true })
+  if (opts.cacheMb !== undefined) {
+    for (const c of [writer, reader]) await c.exec(`PRAGMA cache_size = -${Math.round(opts.cacheMb * 1024)}`)
+  }
   const scan = new ScanReader(file)
   // started by the first write: a database only read (a dump's copy) needs none
   const checkpointer = new Checkpointer(file, opts.onCheckpointError, opts.checkpointMs)
