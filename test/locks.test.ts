@@ -3,7 +3,8 @@
  * real processes calling fcntl(2) and flock(2) on two mounts of one cluster,
  * each step driven in order, so every interleaving here is the one named.
  */
-import { readFile } from 'node:fs/promises'
+import { spawnSync } from 'node:child_process'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { startCluster } from './helpers/cluster'
@@ -177,6 +178,22 @@ t.test('locks across two mounts', async (t) => {
     const p = new LockProbe(t)
     t.equal(await p.send(`open f ${fa('flk')} rw`), 'ok')
     t.equal(await p.send('lock f setlk w 0 0'), 'ok', 'an fcntl lock beside a flock lock')
+  })
+
+  await t.test('flock of a directory: the kernel keeps it on its machine (FUSE passes no directory lock on)', async (t) => {
+    await mkdir(fa('lockdir'))
+    const p = new LockProbe(t)
+    const p2 = new LockProbe(t)
+    const q = new LockProbe(t)
+    t.equal(await p.send(`open d ${fa('lockdir')} r`), 'ok')
+    t.equal(await p.send('flock d ex+nb'), 'ok', 'A locks the directory')
+    t.equal(await p2.send(`open d ${fa('lockdir')} r`), 'ok')
+    t.equal(await p2.send('flock d ex+nb'), 'err EAGAIN', 'another process on A is refused')
+    t.equal(spawnSync('flock', ['-n', fa('lockdir'), 'true']).status, 1, 'flock(1) -n on A: busy')
+    t.equal(await q.send(`open d ${fb('lockdir')} r`), 'ok')
+    t.equal(await q.send('flock d ex+nb'), 'ok', 'a process on B does not see it (docs/semantics.md#locks)')
+    t.equal(await p.send('close d'), 'ok')
+    t.equal(await p2.send('flock d ex+nb'), 'ok', 'gone with its descriptor')
   })
 
   await t.test('a waiting process can be killed: SIGKILL ends its F_SETLKW and the mount stays well', async (t) => {
