@@ -103,11 +103,12 @@ t.test('closes and releases ask meta only for owners that locked here', async (t
 })
 
 t.test('an unlock or downgrade commits the file first; a lock on a file held by nobody here does not', async (t) => {
-  const { meta } = scripted(() => true)
+  const { meta, sent } = scripted(() => true)
   const committed: number[] = []
   const locks = new MountLocks(meta, 's', async (ino) => void committed.push(ino))
   await locks.set(req({ type: 'u' }))
   t.same(committed, [], 'unlock of nothing')
+  t.equal(sent.length, 0, 'and no request: meta holds nothing of an owner this mount recorded nothing for')
   await locks.set(req())
   await locks.set(req({ type: 'r' }))
   await locks.set(req({ type: 'u' }))
