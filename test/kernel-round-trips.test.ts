@@ -7,6 +7,7 @@
  * for fstat).
  */
 import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import t from 'tap'
 import { startCluster } from './helpers/cluster'
@@ -23,6 +24,9 @@ t.test('a small file written, closed, then read back', async (t) => {
   writeFileSync(f, 'written here\n')
   let after = await fuseOps(url)
   t.ok(delta(after, before, 'flush') >= 1, 'a writer\'s close sends FLUSH (its commit)')
+  t.equal(delta(after, before, 'getxattr'), 0, 'the kernel\'s security.capability question before a write is answered by the binding, not JS')
+  const probe = spawnSync('python3', ['-c', 'import os, sys\ntry:\n  os.getxattr(sys.argv[1], "security.capability")\nexcept OSError as e:\n  print(e.errno)', f], { encoding: 'utf8' })
+  t.equal(probe.stdout.trim(), '61', 'security.capability reads as ENODATA, as before')
 
   statSync(f) // the kernel's attributes fresh, whatever the test's pace
   before = await fuseOps(url)
