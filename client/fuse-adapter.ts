@@ -8,10 +8,10 @@
  */
 import { isErrorCode, toErrno, ERRNO } from '../common/errors'
 import { isDir } from '../common/modes'
-import type { Attr } from '../common/protocol'
+import { LOCK_EOF, type Attr } from '../common/protocol'
 import { logger } from '../common/log'
 import { A, ATTR_FIELDS, F_LOCK, LOCK_OP, MOUNT_FLAGS, OP, OPEN_FLAGS, SET, loadBinding, type FuseBinding } from './fuse-binding'
-import { LOCK_EOF, type LockRequest } from './locks'
+import type { LockRequest } from './locks'
 import type { Caller, SetattrChange, Vfs } from './vfs'
 
 const log = logger('client')

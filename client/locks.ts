@@ -29,13 +29,11 @@
  */
 import { BerthError, fsError } from '../common/errors'
 import { logger } from '../common/log'
-import type { MetaReplies, MetaRequest } from '../common/protocol'
+import { LOCK_EOF, type MetaReplies, type MetaRequest } from '../common/protocol'
 import type { MetaApi } from './stores'
 
 const log = logger('client')
 
-/** Largest lock offset (meta/lock-ranges.ts LOCK_EOF): "to the end of the file". */
-export const LOCK_EOF = Number.MAX_SAFE_INTEGER
 /** How often a refused blocking request asks again if no release is heard. */
 export const RETRY_MS = 500
 

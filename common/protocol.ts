@@ -45,8 +45,10 @@ const rid = z.string().max(64).optional()
 const session = z.string().min(1).max(64)
 /** The kernel's 64-bit lock owner id, in hex. */
 const lockOwner = z.string().regex(/^[0-9a-f]{1,16}$/)
-/** A lock's byte offset; Number.MAX_SAFE_INTEGER (LOCK_EOF) ends a range "at the end of the file". */
-const lockOffset = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
+/** The largest lock offset: a range that ends here runs "to the end of the file" (l_len 0), however far it grows. */
+export const LOCK_EOF = Number.MAX_SAFE_INTEGER
+/** A lock's byte offset, 0 .. LOCK_EOF. */
+const lockOffset = z.number().int().min(0).max(LOCK_EOF)
 const bytes = z.instanceof(Uint8Array)
 
 export const timespec = z.tuple([z.number().int(), z.number().int().min(0).max(999_999_999)])

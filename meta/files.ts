@@ -16,12 +16,10 @@ import type { Changes, MetaEnv } from './context'
 import { isDir, isReg, PERM_BITS, S_IFMT } from '../common/modes'
 import { clipChunks, freeIfUnused, mustInode, refBlock, toAttr, unrefBlock } from './inodes'
 import type { Conn } from './sqlite'
-import { dropSessionLocks } from './locks'
 import { enqueue } from './repair-queue'
+import { dropSessionLocks, ensureSession } from './sessions'
 import { clockMs, nowTs } from './time'
 
-/** Lease given to a session that first shows up in `open` without a `session` call. */
-export const DEFAULT_SESSION_TTL_MS = 60_000
 
 /**
  * Budget of one chunk-map page in bytes (a reply is at most MAX_MESSAGE_BYTES):
@@ -112,7 +110,7 @@ async function chunkEnd(tx: Conn, ino: number, idx: number): Promise<{ len: numb
 
 /** Records that `session` holds `ino` open (keeps an unlinked inode alive). */
 export async function registerOpen(tx: Conn, session: string, ino: number): Promise<void> {
-  await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [session, '', clockMs() + DEFAULT_SESSION_TTL_MS])
+  await ensureSession(tx, session)
   await tx.run('INSERT INTO open_files (session, ino, count) VALUES (?, ?, 1) ON CONFLICT (session, ino) DO UPDATE SET count = count + 1', [session, ino])
 }
 
@@ -328,7 +326,7 @@ export async function release(env: MetaEnv, b: MetaParsed<'release'>, ch: Change
  */
 export async function pin(env: MetaEnv, b: MetaParsed<'pin'>): Promise<MetaReplies['pin']> {
   await env.db.write(async (tx) => {
-    await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [b.session, '', clockMs() + DEFAULT_SESSION_TTL_MS])
+    await ensureSession(tx, b.session)
     const nowMs = clockMs()
     for (const hash of b.hashes) {
       await tx.run('INSERT INTO blocks (hash, refs, size, zero_since) VALUES (?, 0, 0, NULL) ON CONFLICT (hash) DO UPDATE SET zero_since = NULL', [hash])

@@ -12,15 +12,13 @@
  *   or overlapping ranges of one type merge: after any sequence, an owner's
  *   ranges are disjoint, sorted, and no two of one type touch.
  * - Two owners conflict where their ranges overlap and either is a write lock.
- * - A flock lock is the range [0, LOCK_EOF]; flock and POSIX locks live in
+ * - A flock lock is the range [0, LOCK_EOF] (common/protocol.ts); flock and POSIX locks live in
  *   separate tables of kinds and never conflict with each other (as on Linux).
  * Ranges are inclusive; LOCK_EOF stands for "to the end of the file, however
  * far it grows" (l_len 0).
  */
 
 export type LockType = 'r' | 'w'
-/** Largest offset a lock may name; a range that ends here runs to the end of the file. */
-export const LOCK_EOF = Number.MAX_SAFE_INTEGER
 
 export interface LockRange {
   type: LockType

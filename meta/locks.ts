@@ -8,26 +8,22 @@
  * waits for an invalidation naming the inode in `locks` (published when a lock
  * is released or downgraded) and asks again. Rows are ordinary SQLite rows, so
  * they are replicated through the log (meta/log/) and survive a change of
- * leader; a session's rows go when it ends or expires (meta/files.ts).
+ * leader; a session's rows go when it ends, expires or is restored
+ * (dropSessionLocks, meta/sessions.ts).
  *
  *   owner holds nothing --lock granted--> holds ranges --lock 'u' / flush / release--> nothing
  *                        <-- session ends or expires (all its rows) --'
  */
 import { fsError } from '../common/errors'
-import type { MetaParsed, MetaReplies } from '../common/protocol'
+import { LOCK_EOF, type MetaParsed, type MetaReplies } from '../common/protocol'
 import type { Changes, MetaEnv } from './context'
 import { mustInode } from './inodes'
-import { applyToOwner, conflictOf, LOCK_EOF, released, sameOwner, type HeldLock, type LockRange } from './lock-ranges'
+import { applyToOwner, conflictOf, released, sameOwner, type HeldLock, type LockRange } from './lock-ranges'
+import { ensureSession } from './sessions'
 import type { Conn } from './sqlite'
-import { clockMs } from './time'
 
-/** A session row for a mount that locks before its lease was registered (expiry then frees its locks). */
-const IMPLICIT_SESSION_TTL_MS = 60_000
-
-type Row = HeldLock
-
-function heldOn(c: Conn, ino: number, kind: 'posix' | 'flock'): Promise<Row[]> {
-  return c.all<Row>('SELECT session, owner, type, start, "end" AS "end", pid FROM locks WHERE ino = ? AND kind = ? ORDER BY start', [ino, kind])
+function heldOn(c: Conn, ino: number, kind: 'posix' | 'flock'): Promise<HeldLock[]> {
+  return c.all<HeldLock>('SELECT session, owner, type, start, "end" AS "end", pid FROM locks WHERE ino = ? AND kind = ? ORDER BY start', [ino, kind])
 }
 
 async function replaceOwner(tx: Conn, b: MetaParsed<'lock'>, ranges: readonly LockRange[]): Promise<void> {
@@ -59,9 +55,8 @@ export async function lock(env: MetaEnv, b: MetaParsed<'lock'>, ch: Changes): Pr
     if (b.type === 'u' && before.length === 0) return { granted: true } // nothing held: nothing to write
     const inode = b.type !== 'u' ? await mustInode(tx, b.ino) : undefined
     const content = inode ? { gen: inode.gen, size: inode.size } : {}
-    if (b.type !== 'u') {
-      await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [b.session, '', clockMs() + IMPLICIT_SESSION_TTL_MS])
-    }
+    // a mount that locks before its lease was registered: expiry then frees its locks
+    if (b.type !== 'u') await ensureSession(tx, b.session)
     let mine = before
     // Linux converts a flock lock by dropping the old one first (not
     // atomically): two holders of a shared lock that both ask for an
@@ -87,12 +82,4 @@ export async function getlk(env: MetaEnv, b: MetaParsed<'getlk'>): Promise<MetaR
   const held = await heldOn(env.db.read, b.ino, 'posix')
   const c = conflictOf(held, { session: b.session, owner: b.owner, type: b.type, start: b.start, end: b.end })
   return { conflict: c ? { type: c.type, start: c.start, end: c.end, pid: c.pid, session: c.session } : null }
-}
-
-/** Drops every lock of a session that ended or expired; waiters on those inodes are told. */
-export async function dropSessionLocks(tx: Conn, session: string, ch: Changes): Promise<void> {
-  const inos = await tx.all<{ ino: number }>('SELECT DISTINCT ino FROM locks WHERE session = ?', [session])
-  if (inos.length === 0) return
-  await tx.run('DELETE FROM locks WHERE session = ?', [session])
-  for (const r of inos) ch.lock(r.ino)
 }

@@ -20,9 +20,27 @@ import { fsError } from '../common/errors'
 import type { MetaParsed, MetaReplies } from '../common/protocol'
 import type { Changes, MetaEnv } from './context'
 import { freeIfUnused } from './inodes'
-import { dropSessionLocks } from './locks'
 import type { Conn } from './sqlite'
 import { clockMs } from './time'
+
+/** Lease given to a session that first shows up holding something (`open`, `pin`, `lock`) without a `session` call. */
+export const DEFAULT_SESSION_TTL_MS = 60_000
+
+/**
+ * An implicit session row (epoch 0) for a session that holds something before
+ * its lease was registered, so its expiry frees what it holds.
+ */
+export async function ensureSession(tx: Conn, session: string): Promise<void> {
+  await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [session, '', clockMs() + DEFAULT_SESSION_TTL_MS])
+}
+
+/** Drops every lock of a session that ended, expired or was restored (meta/locks.ts); waiters on those inodes are told. */
+export async function dropSessionLocks(tx: Conn, session: string, ch: Changes): Promise<void> {
+  const inos = await tx.all<{ ino: number }>('SELECT DISTINCT ino FROM locks WHERE session = ?', [session])
+  if (inos.length === 0) return
+  await tx.run('DELETE FROM locks WHERE session = ?', [session])
+  for (const r of inos) ch.lock(r.ino)
+}
 
 async function nextEpoch(tx: Conn): Promise<number> {
   await tx.run("INSERT INTO engine_state (key, value) VALUES ('epoch', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1")

@@ -8,7 +8,8 @@
 import t from 'tap'
 import { fsError } from '../common/errors'
 import type { MetaOp, MetaReplies } from '../common/protocol'
-import { LOCK_EOF, MountLocks, RETRY_MS, type LockRequest } from '../client/locks'
+import { LOCK_EOF } from '../common/protocol'
+import { MountLocks, RETRY_MS, type LockRequest } from '../client/locks'
 import type { MetaApi } from '../client/stores'
 
 type Sent = { op: MetaOp; body: Record<string, unknown> }

@@ -6,6 +6,7 @@
  * whether anything was given up.
  */
 import t from 'tap'
+import { LOCK_EOF } from '../common/protocol'
 import { applyToOwner, conflictOf, released, type HeldLock, type LockRange, type LockType } from '../meta/lock-ranges'
 
 const BYTES = 24
@@ -94,7 +95,7 @@ t.test('random histories agree with a byte model', async (t) => {
 
 t.test('an owner never conflicts with itself; read locks share; EOF ranges reach any offset', async (t) => {
   const me = { session: 's', owner: 'o' }
-  const held: HeldLock[] = [{ ...me, type: 'w', start: 0, end: Number.MAX_SAFE_INTEGER, pid: 1 }]
+  const held: HeldLock[] = [{ ...me, type: 'w', start: 0, end: LOCK_EOF, pid: 1 }]
   t.equal(conflictOf(held, { ...me, type: 'w', start: 5, end: 9 }), undefined, 'own write lock')
   t.ok(conflictOf(held, { session: 's', owner: 'p', type: 'r', start: 2 ** 52, end: 2 ** 52 }), 'a lock to EOF covers any offset')
   const readers: HeldLock[] = [{ ...me, type: 'r', start: 0, end: 99, pid: 1 }]
@@ -112,7 +113,7 @@ t.test('splitting and merging keep pids', async (t) => {
   ])
   const merged = applyToOwner(split, { type: 'w', start: 10, end: 19, pid: 9 })
   t.same(merged, [{ type: 'w', start: 0, end: 99, pid: 9 }], 'one range again, with the newest pid')
-  t.same(applyToOwner(merged, { type: 'u', start: 0, end: Number.MAX_SAFE_INTEGER, pid: 0 }), [], 'unlock everything')
+  t.same(applyToOwner(merged, { type: 'u', start: 0, end: LOCK_EOF, pid: 0 }), [], 'unlock everything')
   t.notOk(released(one, merged), 'the same bytes, written again, gave nothing up')
   t.ok(released(one, split), 'a downgrade gives up the write lock')
 })

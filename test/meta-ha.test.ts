@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path'
 import t from 'tap'
-import { ROOT_INO, type MetaReplies, type MetaRequest } from '../common/protocol'
+import { LOCK_EOF as EOF, ROOT_INO, type MetaReplies, type MetaRequest } from '../common/protocol'
 import { request, subjects } from '../common/wire'
 import type { ServiceHandle } from '../cli/spawn-service'
 import { startCluster } from './helpers/cluster'
@@ -35,7 +35,6 @@ t.test('two metas started together: one leads, kill -9 of it loses nothing', asy
   await m.call('commit', { ino: made[0]!, session: 's', size: 3, chunks: [{ idx: 0, hash: null, len: 3, nodes: [], data: Buffer.from('abc') }] })
   await m.call('rename', { parent: d.ino, name: 'f1', newParent: ROOT_INO, newName: 'moved' })
   // a lock is replicated state too (meta/locks.ts): it must hold on the next leader
-  const EOF = Number.MAX_SAFE_INTEGER
   await m.call('session', { session: 'locker', ttlMs: 60_000 })
   t.equal((await m.call('lock', { session: 'locker', ino: made[2]!, kind: 'posix', owner: 'a1', type: 'w', start: 0, end: EOF, pid: 7 })).granted, true, 'locked')
   // the last acknowledged mutation, then kill -9 at once

@@ -4,11 +4,10 @@
  * requests, a retried request, and the end, expiry and restore of a session.
  */
 import t from 'tap'
-import { ROOT_INO, type Invalidation } from '../common/protocol'
+import { LOCK_EOF as EOF, ROOT_INO, type Invalidation } from '../common/protocol'
 import { decode, request, subjects } from '../common/wire'
 import { startCluster } from './helpers/cluster'
 
-const EOF = Number.MAX_SAFE_INTEGER
 const REG = 0o100000
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
