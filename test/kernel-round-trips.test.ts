@@ -46,3 +46,20 @@ t.test('a small file written, closed, then read back', async (t) => {
   writeFileSync(f, 'rewritten\n')
   t.equal(readFileSync(f, 'utf8'), 'rewritten\n', 'a rewrite is read back')
 })
+
+t.test('-o local_locks: no lock owner to tell, so a read-only close sends no FLUSH (FOPEN_NOFLUSH)', async (t) => {
+  const c = await startCluster(t, { nodes: 1 })
+  const m = await mountCluster(t, c, { args: ['-o', 'metrics=127.0.0.1:0,local_locks'] })
+  const url = String(m.client.ready.metrics)
+  const f = join(m.dir, 'small')
+  writeFileSync(f, 'written here\n')
+  let before = await fuseOps(url)
+  t.equal(readFileSync(f, 'utf8'), 'written here\n', 'read back')
+  let after = await fuseOps(url)
+  t.equal(delta(after, before, 'open'), 1, 'one OPEN')
+  t.equal(delta(after, before, 'flush'), 0, 'the read-only close sends no FLUSH')
+  before = after
+  writeFileSync(f, 'rewritten\n')
+  after = await fuseOps(url)
+  t.ok(delta(after, before, 'flush') >= 1, 'a writer\'s close still does (its commit)')
+})
