@@ -28,6 +28,13 @@ export class LockProbe {
     t.teardown(() => this.kill())
   }
 
+  /** A probe with `path` open as descriptor "f" (`mode` r, w or rw), the open asserted. */
+  static async opened(t: Test, path: string, mode: 'r' | 'w' | 'rw' = 'rw'): Promise<LockProbe> {
+    const p = new LockProbe(t)
+    t.equal(await p.send(`open f ${path} ${mode}`), 'ok', `open ${path} ${mode}`)
+    return p
+  }
+
   get pid(): number {
     return this.proc.pid!
   }
