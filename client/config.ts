@@ -51,6 +51,10 @@ from the credentials file (default ./.berth/client.env, written by \`berth up\`)
                      local_locks (fcntl and flock locks hold between the
                      processes of this machine only, kept by the kernel;
                      default: across the cluster, docs/semantics.md#locks)
+                     reopen_cache_mb=N (chunk maps of files closed here, kept
+                     so a read-only reopen of an unchanged file asks meta
+                     nothing: 64; 0: every open asks meta,
+                     docs/semantics.md#reopening-without-a-meta-request)
                      (mount(8) options like _netdev, rw, defaults are ignored)
   --foreground       stay attached; print {"event":"ready",...} once mounted
   --deadline-ms N    how long an operation waits for an unreachable cluster (30000)
@@ -103,6 +107,8 @@ export interface MountConfig {
   unlinkWindow: number
   /** `-o local_locks`: the kernel keeps locks on this machine; none go to meta. */
   localLocks: boolean
+  /** `-o reopen_cache_mb`: chunk maps kept for closed files, in bytes; 0: every open asks meta. */
+  reopenCacheBytes: number
   /** Where to serve GET /metrics; null: not served. */
   metricsListen: { host: string; port: number } | null
   /** The argv to re-spawn in the foreground (daemon mode). */
@@ -178,6 +184,7 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     sessionTtlMs,
     unlinkWindow: opts.has('sync_unlink') ? 0 : UNLINK_WINDOW,
     localLocks: opts.has('local_locks'),
+    reopenCacheBytes: intFlag('-o reopen_cache_mb', opts.get('reopen_cache_mb'), 64, 0) * 1024 * 1024,
     argv,
   })
 }

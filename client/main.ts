@@ -33,7 +33,7 @@ import { createClientMetrics } from './metrics'
 import { Vfs } from './vfs'
 import type { MetaApi } from './stores'
 import { SessionLease } from './session-lease'
-import { onReconnect } from '../common/nats-state'
+import { deliveredSoFar, onReconnect } from '../common/nats-state'
 
 const log = logger('client')
 
@@ -183,8 +183,11 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     readaheadChunks: cfg.readaheadChunks,
     metaTtlMs: metaTtlMs(cfg, hello.forgetsOnServe === true),
     unlinkWindow: cfg.unlinkWindow,
+    // reopening from a kept map relies on meta's forget-everything message
+    // (an invalidation lost with a dying meta would otherwise go unnoticed)
+    ...(cfg.reopenCacheBytes > 0 && hello.forgetsOnServe === true ? { barrier: () => deliveredSoFar(nc), closedFilesBytes: cfg.reopenCacheBytes } : {}),
   })
-  const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks, vfs.copier), cfg.metricsListen) : null
+  const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks, vfs.copier, vfs.closed), cfg.metricsListen) : null
   const fuse = new FuseSession(vfs, {
     allowOther: cfg.allowOther,
     readOnly: cfg.readOnly,

@@ -7,8 +7,9 @@ import { collectProcessMetrics, derivedCounter } from '../common/prom'
 import { observeOps } from './fuse-adapter'
 import type { BlockCache } from './block-cache'
 import type { RangeCopier } from './copy-range'
+import type { ClosedFiles } from './closed-files'
 
-export function createClientMetrics(cache: BlockCache, copier?: RangeCopier): Registry {
+export function createClientMetrics(cache: BlockCache, copier?: RangeCopier, closed?: ClosedFiles): Registry {
   const registry = new Registry()
   collectProcessMetrics(registry, 'berth_client_')
   const registers = [registry]
@@ -24,6 +25,10 @@ export function createClientMetrics(cache: BlockCache, copier?: RangeCopier): Re
   const counter = (name: string, help: string, get: () => number) => derivedCounter(registers, name, help, get)
   counter('berth_client_block_cache_hits_total', 'Block reads answered from the cache', () => cache.hits)
   counter('berth_client_block_cache_misses_total', 'Block reads that fetched from a data node', () => cache.misses)
+  if (closed) {
+    counter('berth_client_reopen_cache_hits_total', 'Read-only opens answered from the map kept at the last close, without a meta request', () => closed.hits)
+    counter('berth_client_reopen_cache_misses_total', 'Read-only opens that found a kept map but asked meta (the file changed, or the barrier could not vouch)', () => closed.misses)
+  }
   if (copier) {
     // copy_file_range: what was shared by meta, what had to be read and written
     counter('berth_client_copy_cloned_chunks_total', 'Chunks copy_file_range cloned in meta (blocks shared, no bytes moved)', () => copier.clonedChunks)

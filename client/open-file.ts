@@ -136,6 +136,16 @@ export class OpenFile {
   private changedAt: Timespec | undefined
   /** Clean and committed chunks: the chunk map as meta has it. */
   readonly chunks = new Map<number, ChunkRef>()
+  /**
+   * The content generation at which `chunks` is exactly meta's map, when
+   * that is known: set from a fetch no invalidation crossed (trustMap), and
+   * carried along by this mount's own changes only when meta's reply shows
+   * nothing else changed the map in between (gen moved by exactly our
+   * steps). Anything else makes it unknown. Meta's map at a given gen never
+   * changes, so a closed file whose mapGen is its gen can be reopened from
+   * this map while meta's gen is still the same (client/closed-files.ts).
+   */
+  private mapGen: number | undefined
   /** Every chunk not clean: loading, dirty, uploading or uploaded. */
   readonly slots = new Map<number, Slot>()
   readonly uploads = new Set<Promise<void>>()
@@ -234,11 +244,44 @@ export class OpenFile {
    */
   refresh(attr: Attr, chunks: ChunkRef[]): void {
     if (this.isDirty || attr.gen < this.attr.gen) return
+    this.mapGen = undefined
     this.attr = attr
     this.size = attr.size
     this.chunks.clear()
     this.sliced.clear()
     for (const c of chunks) this.setChunk(c)
+  }
+
+  /**
+   * `chunks` is meta's map at `gen`: it came from one fetch that no
+   * invalidation of this inode crossed, or this file is new (meta holds it
+   * empty at its first gen).
+   */
+  trustMap(gen: number): void {
+    if (gen === this.attr.gen) this.mapGen = gen
+  }
+
+  /**
+   * After a change of ours that meta applied as `steps` gen bumps: the map
+   * stays exact only if meta's gen went from `before` to exactly
+   * `before + steps` (nothing else changed it between), and was exact before.
+   */
+  private advanceMapGen(before: number, steps: number, after: number): void {
+    this.mapGen = this.mapGen === before && after === before + steps ? after : undefined
+  }
+
+  /**
+   * The committed map and the gen it is exact for, if this file is clean and
+   * that is known: what a later open may start from without asking meta.
+   */
+  exactMap(): { gen: number; size: number; chunks: ChunkRef[] } | undefined {
+    if (this.isDirty || this.mapGen === undefined || this.mapGen !== this.attr.gen || this.size !== this.attr.size) return undefined
+    return { gen: this.mapGen, size: this.size, chunks: [...this.chunks.values()] }
+  }
+
+  /** Meta's map may have moved without this mount hearing of it (another client's change, lost invalidations). */
+  doubtMap(): void {
+    this.mapGen = undefined
   }
 
   /** A committed chunk ref (hole refs drop the entry). */
@@ -372,6 +415,7 @@ export class OpenFile {
       this.setChunk(ref ? { ...ref, idx } : { idx, hash: null, len: 0, nodes: [] })
     })
     for (const idx of [...this.chunks.keys()]) if (idx * this.chunkSize >= attr.size) this.setChunk({ idx, hash: null, len: 0, nodes: [] })
+    this.mapGen = undefined
     this.attr = attr
     this.size = attr.size
   }
@@ -712,9 +756,12 @@ export class OpenFile {
     const allTimes = pending?.times || times ? dropUndefined({ ...pending?.times, ...times }) : undefined
     const attrs = pending ? dropUndefined({ mode: pending.mode, uid: pending.uid, gid: pending.gid }) : {}
     let attr: Attr | undefined
+    const genBefore = this.attr.gen
+    let pages = 0
     for (let i = 0; i === 0 || i < done.length; i += COMMIT_PAGE) {
       const chunks = done.slice(i, i + COMMIT_PAGE).map((s) => s.commit)
       const last = i + COMMIT_PAGE >= done.length
+      pages++
       const reply = await meta.call('commit', { ino: this.attr.ino, session, size, chunks, mtime: this.mtime, ...(allTimes && last ? { times: allTimes } : {}), ...(last ? attrs : {}) })
       attr = reply.attr
     }
@@ -731,6 +778,8 @@ export class OpenFile {
     }
     for (const idx of [...this.chunks.keys()]) if (idx * this.chunkSize >= size) this.setChunk({ idx, hash: null, len: 0, nodes: [] })
     if (attr) {
+      // every commit page moves gen by one (meta/files.ts)
+      this.advanceMapGen(genBefore, pages, attr.gen)
       this.attr = attr
       this.size = attr.size
     }
@@ -788,6 +837,7 @@ export class OpenFile {
       const next: ChunkRef = { idx, hash: h, len, nodes: put.nodes, sums: put.sums }
       const reply = await meta.call('commit', { ino: this.attr.ino, session, size: this.size, chunks: [{ ...next, expect: { len, last: lastHash(ref)! } }] })
       hash = undefined
+      this.advanceMapGen(this.attr.gen, 1, reply.attr.gen)
       this.attr = reply.attr
       this.size = reply.attr.size
       this.setChunk(next)
@@ -826,6 +876,8 @@ export class OpenFile {
   truncate(meta: MetaApi, session: string, size: number): Promise<Attr> {
     return this.lock.run(async () => {
       await this.flushLocked(meta, session, false)
+      const genBefore = this.attr.gen
+      const sizeBefore = this.attr.size
       const { attr } = await meta.call('setattr', { ino: this.attr.ino, size })
       const cs = this.chunkSize
       for (const [idx, ref] of [...this.chunks]) {
@@ -836,6 +888,8 @@ export class OpenFile {
         if (idx * cs >= size) this.dropSlot(idx, slot)
         else if ((idx + 1) * cs > size) this.clipSlot(idx, slot, size - idx * cs)
       }
+      // meta moves gen only when the size changes (meta/namespace.ts)
+      this.advanceMapGen(genBefore, size === sizeBefore ? 0 : 1, attr.gen)
       this.attr = attr
       this.size = attr.size
       this.sizeDirty = this.slots.size > 0

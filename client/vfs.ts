@@ -24,6 +24,7 @@ import { AheadPipeline, type AheadOp, type AheadOutcome } from './ahead-pipeline
 import { InoPool } from './ino-pool'
 import { DirStreams, type DirStream } from './dir-streams'
 import { ReadPattern } from './read-pattern'
+import { ClosedFiles, NamedWatch } from './closed-files'
 
 export interface Caller {
   uid: number
@@ -50,7 +51,20 @@ export interface VfsOptions {
   unlinkWindow?: number
   /** How long a held change waits for company (HOLD_MS); tests hold longer to make an interleaving certain. */
   aheadHoldMs?: number
+  /**
+   * Resolves true once every invalidation meta published before the call
+   * has been applied here (a NATS round trip on the connection they come
+   * by), false when that cannot be known (disconnected, a NATS cluster).
+   * Given, a read-only open of a file this mount closed, unchanged since,
+   * reuses its chunk map instead of asking meta (client/closed-files.ts).
+   */
+  barrier?: () => Promise<boolean>
+  /** Bytes of chunk maps (inline data included) kept for closed files (default CLOSED_FILES_BYTES). */
+  closedFilesBytes?: number
 }
+
+/** Chunk maps of closed files: 5,000 small files' inline bytes and more. */
+const CLOSED_FILES_BYTES = 64 * 1024 * 1024
 
 /** Where the VFS reaches the kernel's caches (the FUSE session; none in tests without a mount). */
 export interface KernelCaches {
@@ -58,6 +72,15 @@ export interface KernelCaches {
   invalidateEntry(parent: number, name: string): void
 }
 
+
+/** What opening an inode fetched: attributes, the first page of its map, and whether meta still has to count the open. */
+interface OpenReply {
+  attr: Attr
+  chunks: ChunkRef[]
+  more: boolean
+  /** Registered with the next release batch, not by this request. */
+  late: boolean
+}
 
 interface Handle {
   file: OpenFile
@@ -122,6 +145,10 @@ export class Vfs {
   /** fcntl, OFD and flock locks, cluster-wide (client/locks.ts). */
   readonly locks: MountLocks
   private readonly files = new Map<number, OpenFile>()
+  /** Chunk maps of files no handle holds, each exact for a gen (client/closed-files.ts). */
+  readonly closed: ClosedFiles
+  /** Inodes being opened: was one named by an invalidation while its map was fetched? */
+  private readonly opening = new NamedWatch()
   private readonly handles = new Map<number, Handle>()
   /** Listings in progress, by (inode, offset): the kernel sends no opendir (client/dir-streams.ts). */
   private readonly dirs = new DirStreams()
@@ -161,6 +188,7 @@ export class Vfs {
     this.meta = this.pipeline ?? meta
     this.inoPool = this.pipeline ? new InoPool(this.pipeline, opts.session) : null
     this.cache = new MetaCache({ ttlMs: opts.metaTtlMs, maxAttrs: 200_000, maxDirs: 10_000 })
+    this.closed = new ClosedFiles(opts.closedFilesBytes ?? CLOSED_FILES_BYTES)
     this.blocks = new BlockCache(blockApi, { maxBytes: opts.cacheBytes })
     this.copier = new RangeCopier(this.meta, opts.session, opts.chunkSize)
     this.locks = new MountLocks(this.meta, opts.session, async (ino) => {
@@ -179,6 +207,15 @@ export class Vfs {
    */
   invalidate(inv: Invalidation, own = false): void {
     if (!own) this.foreign++
+    // a closed file's map stays exact for its gen whatever happens, but an
+    // entry named here is dropped anyway: it would only be refused at open.
+    // An open file's map is this mount's own changes on top of the last
+    // fetch; another client's change makes that unknown.
+    for (const ino of inv.inos) {
+      this.closed.drop(ino)
+      this.opening.note(ino)
+      if (!own) this.files.get(ino)?.doubtMap()
+    }
     // a directory with unlinks in flight keeps its predicted attributes until
     // the last of them settles (its own earlier unlinks' invalidations would
     // drop them, and the kernel's next permission check would wait for meta)
@@ -204,6 +241,9 @@ export class Vfs {
     const known = new Set<number>([ROOT_INO, ...this.cache.directories(), ...this.parents.keys()])
     this.foreign++
     this.cache.clear()
+    this.closed.clear()
+    this.opening.noteAll()
+    for (const f of this.files.values()) f.doubtMap()
     const kernel = this.kernel
     if (kernel) for (const dir of known) kernel.invalidateInode(dir)
   }
@@ -778,6 +818,8 @@ export class Vfs {
       : await this.mknod(parent, name, (mode & PERM_BITS) | S_IFREG, 0, caller, this.opts.session)
     const f = new OpenFile(attr, this.wb)
     f.fresh = true
+    // a new inode is empty at its first gen in meta: the empty map is exact
+    f.trustMap(attr.gen)
     this.files.set(attr.ino, f)
     this.noteContent(attr) // new: the kernel holds no page of it
     return { fh: this.addHandle(f, flags), attr }
@@ -806,12 +848,23 @@ export class Vfs {
     let f = this.files.get(attr.ino)
     let keepCache = false
     if (!f) {
-      const reply = await this.openReply(attr.ino, (flags & O_ACCMODE) === 0)
-      const chunks = await this.loadChunks(attr.ino, reply.chunks, reply.more)
+      const readOnly = (flags & O_ACCMODE) === 0
+      const named = this.opening.begin(attr.ino)
+      let reply: OpenReply
+      let chunks: ChunkRef[]
+      let exact: boolean
+      try {
+        const kept = readOnly ? await this.keptOpen(attr.ino) : undefined
+        reply = kept ?? (await this.openReply(attr.ino, readOnly))
+        chunks = await this.loadChunks(attr.ino, reply.chunks, reply.more)
+      } finally {
+        exact = !named()
+      }
       f = this.files.get(attr.ino)
       if (!f) {
         f = new OpenFile(reply.attr, this.wb)
         f.refresh(reply.attr, chunks)
+        if (exact) f.trustMap(reply.attr.gen)
         this.files.set(attr.ino, f)
         if (reply.late) this.hold(attr.ino)
       }
@@ -883,13 +936,35 @@ export class Vfs {
    * no write transaction per `cat`, and a file opened and closed within the
    * batch delay is never registered at all (docs/semantics.md#writes).
    */
-  private async openReply(ino: number, readOnly: boolean): Promise<{ attr: Attr; chunks: ChunkRef[]; more: boolean; late: boolean }> {
+  private async openReply(ino: number, readOnly: boolean): Promise<OpenReply> {
     if (readOnly) {
       const r = await this.meta.call('chunks', { ino, from: 0, withAttr: true })
       // an unlinked inode is alive only while registered: register it now
       if (r.attr && r.attr.nlink > 0) return { attr: r.attr, chunks: r.chunks, more: r.more, late: true }
     }
     return { ...(await this.meta.call('open', { ino, session: this.opts.session })), late: false }
+  }
+
+  /**
+   * A read-only open answered from the map this mount kept when the file was
+   * last closed here (client/closed-files.ts), without a meta request: after
+   * the barrier, every invalidation of a change acknowledged before this
+   * open began has been applied, so the cached attributes carry meta's
+   * current gen, and the kept map is meta's map at that gen. Registered with
+   * meta late, as a read-only open from meta's read path is (openReply).
+   * Undefined: ask meta.
+   */
+  private async keptOpen(ino: number): Promise<OpenReply | undefined> {
+    if (!this.opts.barrier || !this.closed.get(ino)) return undefined
+    const passed = await this.opts.barrier()
+    const kept = this.closed.get(ino)
+    const attr = this.cache.attr(ino)
+    if (!passed || !kept || !attr || attr.gen !== kept.gen || attr.size !== kept.size || attr.nlink === 0) {
+      this.closed.misses++
+      return undefined
+    }
+    this.closed.hits++
+    return { attr, chunks: kept.chunks, more: false, late: true }
   }
 
   private hold(ino: number): void {
@@ -1055,7 +1130,9 @@ export class Vfs {
     f.handles--
     if (f.handles > 0) return
     if (this.files.get(f.attr.ino) === f) this.files.delete(f.attr.ino)
-    this.lost.delete(f.attr.ino)
+    const lost = this.lost.delete(f.attr.ino)
+    const map = this.opts.barrier && !lost && !f.hasPending ? f.exactMap() : undefined
+    if (map) this.closed.set(f.attr.ino, map)
     f.discard()
     this.wb.untrack(f)
     this.queueRelease(f.attr.ino)
