@@ -24,3 +24,9 @@ export async function fuseOps(url: string): Promise<Map<string, number>> {
 export function delta(after: Map<string, number>, before: Map<string, number>, op: string): number {
   return (after.get(op) ?? 0) - (before.get(op) ?? 0)
 }
+
+/** A counter the mount exports without labels (e.g. berth_client_reopen_cache_hits_total). */
+export async function mountCounter(url: string, name: string): Promise<number> {
+  const line = (await scrape(url)).split('\n').find((l) => l.startsWith(`${name} `))
+  return line ? Number(line.slice(name.length + 1)) : 0
+}
