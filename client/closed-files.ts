@@ -26,6 +26,23 @@ export interface ClosedFile {
 /** What one ref costs to keep, beyond its inline bytes (hash, node ids, sums). */
 const REF_BYTES = 256
 
+/**
+ * Bytes of their own: msgpackr hands out inline data and piece sums as views
+ * into the message they came in (and Buffer.from pools small copies in
+ * shared 8 KiB slabs), so an entry kept for long would keep a whole socket
+ * read alive for a few bytes, unaccounted.
+ */
+function own(b: Uint8Array): Buffer {
+  if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) return Buffer.from(b.buffer, 0, b.byteLength)
+  const copy = Buffer.allocUnsafeSlow(b.byteLength)
+  copy.set(b)
+  return copy
+}
+
+function owned(c: ChunkRef): ChunkRef {
+  return { ...c, ...(c.data ? { data: own(c.data) } : {}), ...(c.sums ? { sums: own(c.sums) } : {}) }
+}
+
 function costOf(chunks: ChunkRef[]): number {
   let n = 0
   for (const c of chunks) n += REF_BYTES + (c.data?.length ?? 0) + (c.sums?.length ?? 0)
@@ -58,7 +75,7 @@ export class ClosedFiles {
     this.drop(ino)
     const cost = costOf(file.chunks)
     if (cost > this.maxBytes) return
-    this.entries.set(ino, { ...file, cost })
+    this.entries.set(ino, { ...file, chunks: file.chunks.map(owned), cost })
     this.bytes += cost
     for (const [old, e] of this.entries) {
       if (this.bytes <= this.maxBytes) break

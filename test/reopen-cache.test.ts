@@ -228,6 +228,11 @@ t.test('ClosedFiles: bounded in bytes, least recently used first', async (t) => 
   t.ok(c.get(1) && c.get(3), 'the least recently used went')
   c.set(4, entry(10_000))
   t.equal(c.get(4), undefined, 'an entry over the bound is not kept')
+  const socketRead = Buffer.alloc(64 * 1024, 7)
+  c.set(5, { gen: 1, size: 10, chunks: [{ idx: 0, hash: null, len: 10, nodes: [], data: socketRead.subarray(100, 110) }] })
+  const kept = c.get(5)!.chunks[0]!.data!
+  t.equal(kept.buffer.byteLength, 10, 'inline bytes that were a view into a larger buffer are kept as a copy of their own')
+  t.same(Buffer.from(kept), Buffer.alloc(10, 7))
   c.drop(1)
   c.clear()
   t.equal(c.size, 0)
