@@ -58,6 +58,11 @@ export class ClosedFiles {
 
   constructor(private readonly maxBytes: number) {}
 
+  /** Whether anything is kept at all (a bound of 0 keeps nothing). */
+  get enabled(): boolean {
+    return this.maxBytes > 0
+  }
+
   get size(): number {
     return this.entries.size
   }

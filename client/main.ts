@@ -183,9 +183,12 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     readaheadChunks: cfg.readaheadChunks,
     metaTtlMs: metaTtlMs(cfg, hello.forgetsOnServe === true),
     unlinkWindow: cfg.unlinkWindow,
-    // reopening from a kept map relies on meta's forget-everything message
-    // (an invalidation lost with a dying meta would otherwise go unnoticed)
-    ...(cfg.reopenCacheBytes > 0 && hello.forgetsOnServe === true ? { barrier: () => deliveredSoFar(nc), closedFilesBytes: cfg.reopenCacheBytes } : {}),
+    closedFilesBytes: cfg.reopenCacheBytes,
+    // trusting the attribute cache after a barrier relies on meta's
+    // forget-everything message (an invalidation lost with a dying meta
+    // would otherwise go unnoticed); without it, kept maps are checked
+    // against a getattr
+    ...(hello.forgetsOnServe === true ? { barrier: () => deliveredSoFar(nc) } : {}),
   })
   const metricsHttp = cfg.metricsListen ? await serveMetrics(createClientMetrics(vfs.blocks, vfs.copier, vfs.closed), cfg.metricsListen) : null
   const fuse = new FuseSession(vfs, {

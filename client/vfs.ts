@@ -52,19 +52,20 @@ export interface VfsOptions {
   /** How long a held change waits for company (HOLD_MS); tests hold longer to make an interleaving certain. */
   aheadHoldMs?: number
   /**
+   * Bytes of chunk maps (inline data included) kept for closed files, so a
+   * read-only open of a file this mount closed, unchanged since, reuses its
+   * map (client/closed-files.ts); 0 or unset: none are kept.
+   */
+  closedFilesBytes?: number
+  /**
    * Resolves true once every invalidation meta published before the call
    * has been applied here (a NATS round trip on the connection they come
    * by), false when that cannot be known (disconnected, a NATS cluster).
-   * Given, a read-only open of a file this mount closed, unchanged since,
-   * reuses its chunk map instead of asking meta (client/closed-files.ts).
+   * Given and true, a kept map is checked against the attribute cache; else
+   * against a `getattr` from meta (still cheaper than fetching the map).
    */
   barrier?: () => Promise<boolean>
-  /** Bytes of chunk maps (inline data included) kept for closed files (default CLOSED_FILES_BYTES). */
-  closedFilesBytes?: number
 }
-
-/** Chunk maps of closed files: 5,000 small files' inline bytes and more. */
-const CLOSED_FILES_BYTES = 64 * 1024 * 1024
 
 /** Where the VFS reaches the kernel's caches (the FUSE session; none in tests without a mount). */
 export interface KernelCaches {
@@ -188,7 +189,7 @@ export class Vfs {
     this.meta = this.pipeline ?? meta
     this.inoPool = this.pipeline ? new InoPool(this.pipeline, opts.session) : null
     this.cache = new MetaCache({ ttlMs: opts.metaTtlMs, maxAttrs: 200_000, maxDirs: 10_000 })
-    this.closed = new ClosedFiles(opts.closedFilesBytes ?? CLOSED_FILES_BYTES)
+    this.closed = new ClosedFiles(opts.closedFilesBytes ?? 0)
     this.blocks = new BlockCache(blockApi, { maxBytes: opts.cacheBytes })
     this.copier = new RangeCopier(this.meta, opts.session, opts.chunkSize)
     this.locks = new MountLocks(this.meta, opts.session, async (ino) => {
@@ -947,19 +948,24 @@ export class Vfs {
 
   /**
    * A read-only open answered from the map this mount kept when the file was
-   * last closed here (client/closed-files.ts), without a meta request: after
-   * the barrier, every invalidation of a change acknowledged before this
-   * open began has been applied, so the cached attributes carry meta's
-   * current gen, and the kept map is meta's map at that gen. Registered with
-   * meta late, as a read-only open from meta's read path is (openReply).
-   * Undefined: ask meta.
+   * last closed here (client/closed-files.ts): used when meta's current gen
+   * is still the map's. That gen comes from the attribute cache after the
+   * barrier (every invalidation of a change acknowledged before this open
+   * began has been applied, so the cache is current: no meta request at
+   * all), or, when the barrier cannot vouch (a NATS cluster, a reconnect),
+   * from a `getattr`. Registered with meta late, as a read-only open from
+   * meta's read path is (openReply). Undefined: fetch the map from meta.
    */
   private async keptOpen(ino: number): Promise<OpenReply | undefined> {
-    if (!this.opts.barrier || !this.closed.get(ino)) return undefined
-    const passed = await this.opts.barrier()
+    if (!this.closed.get(ino)) return undefined
+    let attr: Attr | undefined
+    if (this.opts.barrier && (await this.opts.barrier())) attr = this.cache.attr(ino)
+    else {
+      attr = (await this.meta.call('getattr', { ino })).attr
+      this.cache.setAttr(attr)
+    }
     const kept = this.closed.get(ino)
-    const attr = this.cache.attr(ino)
-    if (!passed || !kept || !attr || attr.gen !== kept.gen || attr.size !== kept.size || attr.nlink === 0) {
+    if (!kept || !attr || attr.gen !== kept.gen || attr.size !== kept.size || attr.nlink === 0) {
       this.closed.misses++
       return undefined
     }
@@ -1131,7 +1137,7 @@ export class Vfs {
     if (f.handles > 0) return
     if (this.files.get(f.attr.ino) === f) this.files.delete(f.attr.ino)
     const lost = this.lost.delete(f.attr.ino)
-    const map = this.opts.barrier && !lost && !f.hasPending ? f.exactMap() : undefined
+    const map = this.closed.enabled && !lost && !f.hasPending ? f.exactMap() : undefined
     if (map) this.closed.set(f.attr.ino, map)
     f.discard()
     this.wb.untrack(f)

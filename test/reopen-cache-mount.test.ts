@@ -88,11 +88,25 @@ t.test('two mounts: every open sees the last close, and unchanged files reopen f
   t.ok(readFileSync(join(b.dir, 'big')).equals(big), 'B reads the patched chunk after A\'s close')
 })
 
-t.test('on a NATS cluster the kept maps are not used (a PING to one server proves nothing about its routes)', async (t) => {
+t.test('on a NATS cluster (a PING to one server proves nothing about its routes) a getattr checks the kept map', async (t) => {
   const c = await startCluster(t, { nodes: 2, natsServers: 3 })
-  const a = await mountCluster(t, c, { args: metrics })
-  writeFileSync(join(a.dir, 'f'), 'one\n')
-  t.equal(cat(join(a.dir, 'f')), 'one\n')
-  t.equal(cat(join(a.dir, 'f')), 'one\n')
-  t.equal(await hits(a), 0, 'no open was answered from a kept map')
+  const servers = c.natsCluster!.servers
+  // the two mounts on different servers: every invalidation between them crosses a route
+  const a = await mountCluster(t, c, { args: metrics, natsUrl: servers[1]!.url })
+  const b = await mountCluster(t, c, { args: metrics, natsUrl: servers[2]!.url })
+  const fa = join(a.dir, 'f')
+  const fb = join(b.dir, 'f')
+  writeFileSync(fa, 'one\n')
+  t.equal(cat(fa), 'one\n')
+  t.equal(cat(fa), 'one\n')
+  t.equal(await hits(a), 2, 'both reopens used the kept map')
+  const stale: string[] = []
+  for (let i = 0; i < 40; i++) {
+    const [w, r] = i % 2 ? [fa, fb] : [fb, fa]
+    const v = `round ${i}\n`
+    writeFileSync(w, v)
+    const seen = [readFileSync(r, 'utf8'), cat(r), cat(w)]
+    if (seen.some((x) => x !== v)) stale.push(`round ${i}: ${JSON.stringify(seen)}`)
+  }
+  t.same(stale, [], 'no open read anything but the last close (40 rounds across servers)')
 })

@@ -92,7 +92,7 @@ async function cluster(t: Test): Promise<{ a: Connection; b: Connection }> {
   for (const name of ['A', 'B']) {
     await engine.call('session', metaRequests.session.parse({ session: name, ttlMs: 60_000 }) as MetaParsed<'session'>)
     const c = new Connection(engine, `client${name}`)
-    c.vfs = new Vfs(c, new NoBlocks(), { session: name, chunkSize: 1 << 20, cacheBytes: 1 << 24, maxDirtyBytes: 1 << 24, maxUploads: 2, readaheadChunks: 0, metaTtlMs: 30_000, barrier: c.barrier })
+    c.vfs = new Vfs(c, new NoBlocks(), { session: name, chunkSize: 1 << 20, cacheBytes: 1 << 24, maxDirtyBytes: 1 << 24, maxUploads: 2, readaheadChunks: 0, metaTtlMs: 30_000, closedFilesBytes: 1 << 24, barrier: c.barrier })
     conns.push(c)
   }
   return { a: conns[0]!, b: conns[1]! }
@@ -152,14 +152,31 @@ t.test("another mount's commit is read at the next open (its invalidation arrive
   }
 })
 
-t.test('without the barrier, every open asks meta', async (t) => {
-  const { a } = await cluster(t)
+t.test('when the barrier cannot vouch (a NATS cluster), a getattr checks the kept map', async (t) => {
+  const { a, b } = await cluster(t)
   const ino = await created(a.vfs, 'f', 'one')
   a.barrierWorks = false
   a.took()
   t.equal(await readClose(a.vfs, ino), 'one')
-  t.ok(metaRead(a.took()).includes('chunks'), 'the open fetched the map')
+  t.same(metaRead(a.took()), ['getattr'], 'one getattr, no map fetched')
+  t.equal(a.vfs.closed.hits, 1)
+  // B's change, its invalidation not delivered to A at all: the getattr sees the new gen
+  await writeClose(b.vfs, ino, 'two')
+  a.queue.length = 0
+  t.equal(await readClose(a.vfs, ino), 'two', 'another mount\'s commit is read')
+  t.same(metaRead(a.took()), ['getattr', 'chunks'], 'the getattr showed a new gen: the map was fetched')
   t.equal(a.vfs.closed.misses, 1)
+})
+
+t.test('nothing is kept with a bound of 0', async (t) => {
+  const { a } = await cluster(t)
+  const off = new Vfs(a, new NoBlocks(), { session: 'A', chunkSize: 1 << 20, cacheBytes: 1 << 24, maxDirtyBytes: 1 << 24, maxUploads: 2, readaheadChunks: 0, metaTtlMs: 30_000, barrier: a.barrier })
+  a.vfs = off
+  const ino = await created(off, 'f', 'one')
+  t.equal(off.closed.get(ino), undefined)
+  a.took()
+  t.equal(await readClose(off, ino), 'one')
+  t.ok(metaRead(a.took()).includes('chunks'), 'the open fetched the map')
 })
 
 // Defence in depth: B's invalidation normally reaches A before A's commit
