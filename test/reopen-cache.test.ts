@@ -234,6 +234,77 @@ t.test('forgetting everything (reconnect, a meta that started serving) drops kep
   t.equal(a.vfs.closed.get(other), undefined, 'a file open across it is not kept at its close')
 })
 
+/**
+ * A random history of writes, reads, held handles, truncates, forgotten
+ * caches and barriers that cannot vouch, on two mounts, each step run to its
+ * end before the next (so "the last close" is defined): every read-only open
+ * must read what the last completed write or truncate left, whichever mount
+ * made it and however late its invalidation arrives (as late as NATS
+ * allows; sometimes early).
+ */
+t.test('random histories: every open reads the last close', async (t) => {
+  const seed = Number(process.env.BERTH_REOPEN_SEED ?? Date.now() % 100_000)
+  const STEPS = Number(process.env.BERTH_REOPEN_STEPS ?? 400)
+  // mulberry32: an LCG's low bits repeat with a short period, and rnd(2) is the writer's choice
+  let x = seed >>> 0
+  const rnd = (n: number) => {
+    x = (x + 0x6d2b79f5) >>> 0
+    let z = x
+    z = Math.imul(z ^ (z >>> 15), z | 1)
+    z ^= z + Math.imul(z ^ (z >>> 7), z | 61)
+    return (((z ^ (z >>> 14)) >>> 0) / 4294967296) * n | 0
+  }
+  const { a, b } = await cluster(t)
+  const mounts = [a, b]
+  const ino = await created(a.vfs, 'f', 'v0')
+  let expected = 'v0'
+  const held: Array<{ m: Connection; fh: number }> = []
+  const wrong: string[] = []
+  for (let step = 0; step < STEPS; step++) {
+    const m = mounts[rnd(2)]!
+    const other = m === a ? b : a
+    m.barrierWorks = rnd(5) !== 0
+    if (rnd(4) === 0) other.deliver() // sometimes an invalidation arrives early
+    switch (rnd(10)) {
+      case 0:
+      case 1: {
+        const v = `v${step}-${'x'.repeat(rnd(40))}`
+        await writeClose(m.vfs, ino, v)
+        expected = v
+        break
+      }
+      case 2: {
+        const size = rnd(8)
+        const { fh } = await m.vfs.open(ino, O_WRONLY)
+        await m.vfs.setattr(ino, { size }, fh)
+        await m.vfs.flush(fh)
+        await m.vfs.release(fh)
+        expected = Buffer.concat([Buffer.from(expected).subarray(0, size), Buffer.alloc(Math.max(0, size - expected.length))]).toString()
+        break
+      }
+      case 3: {
+        // a handle held across later steps: its file stays open on that mount
+        if (held.length < 1) held.push({ m, fh: (await m.vfs.open(ino, O_RDONLY)).fh })
+        else {
+          const h = held.shift()!
+          await h.m.vfs.release(h.fh)
+        }
+        break
+      }
+      case 4:
+        if (rnd(4) === 0) m.vfs.clearCache()
+        break
+      default: {
+        const got = await readClose(m.vfs, ino)
+        if (got !== expected) wrong.push(`step ${step} on ${m === a ? 'A' : 'B'}: read ${JSON.stringify(got)}, last close left ${JSON.stringify(expected)}`)
+      }
+    }
+  }
+  for (const h of held) await h.m.vfs.release(h.fh)
+  t.same(wrong, [], `${STEPS} steps (seed ${seed}, BERTH_REOPEN_SEED to repeat): no stale read`)
+  t.ok(a.vfs.closed.hits + b.vfs.closed.hits > 0, `kept maps were used (${a.vfs.closed.hits + b.vfs.closed.hits} hits, ${a.vfs.closed.misses + b.vfs.closed.misses} misses)`)
+})
+
 t.test('ClosedFiles: bounded in bytes, least recently used first', async (t) => {
   const c = new ClosedFiles(3 * 1024)
   const entry = (bytes: number) => ({ gen: 1, size: bytes, chunks: [{ idx: 0, hash: null, len: bytes, nodes: [], data: Buffer.alloc(bytes) }] })
