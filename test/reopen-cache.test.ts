@@ -10,7 +10,7 @@
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { metaRequests, ROOT_INO, type Invalidation, type MetaOp, type MetaParsed, type MetaReplies, type MetaRequest } from '../common/protocol'
-import type { BlockApi, BlockPut, MetaApi } from '../client/stores'
+import type { MetaApi } from '../client/stores'
 import { Vfs } from '../client/vfs'
 import { Changes, type MetaEnv } from '../meta/context'
 import { sqliteEngine, type EngineHandle } from '../meta/engine'
@@ -18,20 +18,11 @@ import { NodeTable } from '../meta/nodes'
 import { migrate } from '../meta/schema'
 import { openDatabase } from '../meta/sqlite'
 import { ClosedFiles, NamedWatch } from '../client/closed-files'
+import { NoBlocks } from './helpers/vfs-engine'
 
 const ROOT = { uid: 0, gid: 0 }
 const O_RDONLY = 0
 const O_WRONLY = 1
-
-class NoBlocks implements BlockApi {
-  put(): Promise<BlockPut> {
-    return Promise.reject(new Error('no blocks in this test'))
-  }
-  release(): void {}
-  get(): Promise<Buffer> {
-    return Promise.reject(new Error('no blocks in this test'))
-  }
-}
 
 /** One mount's NATS connection: its request ids, its queue of invalidations, the ops it sent. */
 class Connection implements MetaApi {

@@ -64,7 +64,8 @@ export class GatedMeta implements MetaApi {
   }
 }
 
-class NoBlocks implements BlockApi {
+/** A block store for tests whose files stay inline in meta. */
+export class NoBlocks implements BlockApi {
   put(): Promise<BlockPut> {
     return Promise.reject(new Error('no blocks in this test'))
   }
