@@ -35,10 +35,12 @@ export const CHECKPOINT_MS = 100
 /** The writer's own automatic checkpoint (pages of 4 KiB): the WAL's size bound. */
 export const WAL_BACKSTOP_PAGES = 10_000
 /**
- * The writer's `journal_size_limit`: when the WAL restarts after a burst past
- * the backstop, its file is cut back to this. Without it the file keeps its
- * largest size, and the worker, which leaves a WAL file past this size to the
- * writer, would never checkpoint again after the first burst.
+ * The WAL file's size past which the worker leaves the checkpoint to the
+ * writer, and the writer's `journal_size_limit` with `--sync full`: when the
+ * WAL restarts after a burst past the backstop, its file is cut back to this.
+ * Without a limit the file keeps its largest size, and the worker would never
+ * checkpoint again after the first burst. (With the default sync the limit is
+ * 0: walSizeLimit in meta/sqlite.ts.)
  */
 export const WAL_BACKSTOP_BYTES = WAL_BACKSTOP_PAGES * 4096
 

@@ -146,8 +146,26 @@ function pragmas(sync: 'normal' | 'full'): string {
   return (
     `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF;` +
     // checkpoints run on a worker (meta/checkpointer.ts); the writer's own is the WAL's size bound
-    ` PRAGMA wal_autocheckpoint = ${WAL_BACKSTOP_PAGES}; PRAGMA journal_size_limit = ${WAL_BACKSTOP_BYTES};`
+    ` PRAGMA wal_autocheckpoint = ${WAL_BACKSTOP_PAGES}; PRAGMA journal_size_limit = ${walSizeLimit(sync)};`
   )
+}
+
+/**
+ * What the WAL file is cut back to when the WAL restarts from its start
+ * (after each complete checkpoint, about every CHECKPOINT_MS while writes
+ * come). With `--sync normal` (the default): nothing. A WAL frame is a page
+ * plus a 24-byte header, so frames straddle the OS's 4 KiB pages; rewriting
+ * a kept file from its start makes the kernel read every page it partly
+ * overwrites, and once those pages left the page cache (the benchmark's
+ * drop_caches; this VM's memory reclaim does it on its own) each commit
+ * waited for disk reads: meta read the whole 40 MB WAL back during the next
+ * 3,000 creates, which ran at 438-447 files/s against 523-633 with the file
+ * cut to nothing, where every write appends (docs/bench.md). With
+ * `--sync full` the file keeps the backstop's size: an fsync of a write
+ * inside the file flushes no size change, one of an append does.
+ */
+function walSizeLimit(sync: 'normal' | 'full'): number {
+  return sync === 'full' ? WAL_BACKSTOP_BYTES : 0
 }
 
 export interface OpenOptions {

@@ -34,6 +34,26 @@ t.test('the worker copies committed pages into the database file; the writer che
   t.equal((await db.read.get<{ n: number }>('SELECT count(*) AS n FROM kv'))?.n, 300)
 })
 
+t.test('with the default sync the WAL file is cut to nothing when it restarts (every write appends); with --sync full it keeps the backstop size', async (t) => {
+  const { file, db } = await scratch(t)
+  t.equal((await db.write((tx) => tx.get<{ journal_size_limit: number }>('PRAGMA journal_size_limit')))?.journal_size_limit, 0)
+  for (let i = 0; i < 200; i++) await db.write((tx) => tx.run('INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)', [i % 20, Buffer.alloc(16 * 1024, i)]))
+  const grown = statSync(`${file}-wal`).size
+  // the worker copies everything; the next commit restarts the WAL from its start
+  let small = grown
+  for (let waited = 0; waited < 5000 && small >= grown; waited += 50) {
+    await sleep(50)
+    await db.write((tx) => tx.run('INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)', [0, Buffer.alloc(100)]))
+    small = statSync(`${file}-wal`).size
+  }
+  t.ok(small < grown / 4, `the WAL file went from ${grown} to ${small} bytes at a restart`)
+
+  const fullFile = join(t.testdir(), 'full.db')
+  const full = await openDatabase(fullFile, schema, { sync: 'full' })
+  t.teardown(() => full.close())
+  t.equal((await full.write((tx) => tx.get<{ journal_size_limit: number }>('PRAGMA journal_size_limit')))?.journal_size_limit, WAL_BACKSTOP_PAGES * 4096)
+})
+
 t.test('under continuous commits the writer backstop bounds the WAL; everything committed survives close and reopen', async (t) => {
   // the worker idle: the bound is the writer's alone (the worker leaves a WAL
   // past the backstop to it, meta/checkpointer.ts, but one of its checkpoints
