@@ -49,7 +49,7 @@ export type Dispatch = (op: number, slot: number, ...args: Array<number | string
 
 export interface FuseBinding {
   /** Mounts and starts polling /dev/fuse; throws on failure. `options`: "-o" list without the "-o". */
-  mount(mountpoint: string, options: string, maxWrite: number, dispatch: Dispatch, onExit: () => void, onAck: (ino: number) => void, flags?: number): void
+  mount(mountpoint: string, options: string, maxWrite: number, dispatch: Dispatch, onExit: () => void, onAck: (ino: number) => void, flags: number): void
   /** Stops polling and unmounts if still mounted. Safe to call twice. */
   unmount(): void
   replyErr(slot: number, errno: number): void

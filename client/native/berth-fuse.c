@@ -672,12 +672,10 @@ static void unmount_session(void) {
   memset(&S.buf, 0, sizeof S.buf);
 }
 
-/* mount(mountpoint, options "a,b=c", maxWrite, dispatch, onExit, onAck[, flags: 1 = local locks]) */
+/* mount(mountpoint, options "a,b=c", maxWrite, dispatch, onExit, onAck, flags: 1 = local locks) */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   napi_value argv[7];
-  size_t argc = 7;
-  if (!get_args(env, info, 6, argv)) return NULL;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (!get_args(env, info, 7, argv)) return NULL;
   if (S.se) {
     napi_throw_error(env, "EBUSY", "a session is already mounted in this process");
     return NULL;
@@ -685,7 +683,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   char *mnt = arg_str(env, argv[0]);
   char *opts = arg_str(env, argv[1]);
   S.max_write = (unsigned)arg_num(env, argv[2]);
-  S.local_locks = argc > 6 && ((int)arg_num(env, argv[6]) & 1);
+  S.local_locks = (int)arg_num(env, argv[6]) & 1;
   char *fargv[] = { "berth", "-o", opts, NULL };
   struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
   S.env = env;
