@@ -12,7 +12,7 @@ import { LOCK_EOF, type Attr } from '../common/protocol'
 import { logger } from '../common/log'
 import { A, ATTR_FIELDS, F_LOCK, LOCK_OP, MOUNT_FLAGS, OP, OPEN_FLAGS, SET, loadBinding, type FuseBinding } from './fuse-binding'
 import type { LockRequest } from './locks'
-import type { Caller, SetattrChange, Vfs } from './vfs'
+import { O_ACCMODE, type Caller, type SetattrChange, type Vfs } from './vfs'
 
 const log = logger('client')
 
@@ -23,7 +23,6 @@ const DIR_SIZE = 4096
 export const MAX_WRITE = 1024 * 1024
 /** Longest an open waits for the kernel to drop an inode's cached attributes. */
 const ACK_WAIT_MS = 100
-const O_ACCMODE = 3
 const RENAME_NOREPLACE = 1
 const RENAME_EXCHANGE = 2
 

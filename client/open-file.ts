@@ -275,8 +275,8 @@ export class OpenFile {
    * that is known: what a later open may start from without asking meta.
    */
   exactMap(): { gen: number; size: number; chunks: ChunkRef[] } | undefined {
-    if (this.isDirty || this.mapGen === undefined || this.mapGen !== this.attr.gen || this.size !== this.attr.size) return undefined
-    return { gen: this.mapGen, size: this.size, chunks: [...this.chunks.values()] }
+    if (this.isDirty || this.mapGen !== this.attr.gen || this.size !== this.attr.size) return undefined
+    return { gen: this.attr.gen, size: this.size, chunks: [...this.chunks.values()] }
   }
 
   /** Meta's map may have moved without this mount hearing of it (another client's change, lost invalidations). */

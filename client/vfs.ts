@@ -115,7 +115,8 @@ const CONTENT_SEEN_MAX = 100_000
  */
 const RELEASE_DELAY_MS = 100
 const RELEASE_BATCH = 500
-const O_ACCMODE = 3
+/** open(2)'s access mode bits: 0 is O_RDONLY. */
+export const O_ACCMODE = 3
 /** fallocate(2) mode bits (linux/falloc.h). */
 const FALLOC_FL_KEEP_SIZE = 1
 const FALLOC_FL_PUNCH_HOLE = 2
@@ -960,10 +961,7 @@ export class Vfs {
     if (!this.closed.get(ino)) return undefined
     let attr: Attr | undefined
     if (this.opts.barrier && (await this.opts.barrier())) attr = this.cache.attr(ino)
-    else {
-      attr = (await this.meta.call('getattr', { ino })).attr
-      this.cache.setAttr(attr)
-    }
+    else attr = (await this.meta.call('getattr', { ino })).attr
     const kept = this.closed.get(ino)
     if (!kept || !attr || attr.gen !== kept.gen || attr.size !== kept.size || attr.nlink === 0) {
       this.closed.misses++
@@ -1137,7 +1135,7 @@ export class Vfs {
     if (f.handles > 0) return
     if (this.files.get(f.attr.ino) === f) this.files.delete(f.attr.ino)
     const lost = this.lost.delete(f.attr.ino)
-    const map = this.closed.enabled && !lost && !f.hasPending ? f.exactMap() : undefined
+    const map = this.closed.enabled && !lost ? f.exactMap() : undefined
     if (map) this.closed.set(f.attr.ino, map)
     f.discard()
     this.wb.untrack(f)

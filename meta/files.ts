@@ -20,7 +20,6 @@ import { enqueue } from './repair-queue'
 import { dropSessionLocks, ensureSession } from './sessions'
 import { clockMs, nowTs } from './time'
 
-
 /**
  * Budget of one chunk-map page in bytes (a reply is at most MAX_MESSAGE_BYTES):
  * fragmented chunks carry up to MAX_SLICES slices each, so a page ends early
