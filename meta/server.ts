@@ -18,7 +18,8 @@ function isMetaOp(op: string): op is MetaOp {
   return Object.hasOwn(metaRequests, op)
 }
 
-function invalidation(ch: Changes): Invalidation {
+/** What a mutation changed, as mounts hear it on `<cluster>.inval`. */
+export function invalidation(ch: Changes): Invalidation {
   return { inos: [...ch.inos], dirs: [...ch.dirs], ...(ch.entries.length ? { entries: ch.entries } : {}), ...(ch.by ? { by: ch.by } : {}), ...(ch.locks.size ? { locks: [...ch.locks] } : {}) }
 }
 

@@ -7,18 +7,14 @@
  * later reply) or at its barrier (a NATS round trip), never sooner. Each case
  * checks what is read, and which meta requests the open took.
  */
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { metaRequests, ROOT_INO, type Invalidation, type MetaOp, type MetaParsed, type MetaReplies, type MetaRequest } from '../common/protocol'
 import type { MetaApi } from '../client/stores'
 import { Vfs } from '../client/vfs'
-import { Changes, type MetaEnv } from '../meta/context'
-import { sqliteEngine, type EngineHandle } from '../meta/engine'
-import { NodeTable } from '../meta/nodes'
-import { migrate } from '../meta/schema'
-import { openDatabase } from '../meta/sqlite'
+import type { EngineHandle } from '../meta/engine'
+import { invalidation } from '../meta/server'
 import { ClosedFiles, NamedWatch } from '../client/closed-files'
-import { NoBlocks } from './helpers/vfs-engine'
+import { engineCluster, NoBlocks } from './helpers/vfs-engine'
 
 const ROOT = { uid: 0, gid: 0 }
 const O_RDONLY = 0
@@ -71,13 +67,10 @@ class Connection implements MetaApi {
 }
 
 async function cluster(t: Test): Promise<{ a: Connection; b: Connection }> {
-  const db = await openDatabase(join(t.testdir(), 'meta.db'), migrate, { sync: 'normal' })
-  t.teardown(() => db.close())
-  const env: MetaEnv = { db, cluster: 't', metaId: 'm', startedAt: Date.now(), secret: 's', chunkSize: 1 << 20, replicas: 1, nodes: new NodeTable() }
   const conns: Connection[] = []
-  const engine = sqliteEngine(env, (ch: Changes) => {
+  const { engine } = await engineCluster(t, (ch) => {
     if (ch.empty) return
-    const inv: Invalidation = { inos: [...ch.inos], dirs: [...ch.dirs], entries: ch.entries, ...(ch.by ? { by: ch.by } : {}) }
+    const inv = invalidation(ch)
     for (const c of conns) c.queue.push(inv)
   })
   for (const name of ['A', 'B']) {

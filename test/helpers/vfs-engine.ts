@@ -11,7 +11,7 @@ import type { Test } from 'tap'
 import { metaRequests, type MetaOp, type MetaParsed, type MetaReplies, type MetaRequest } from '../../common/protocol'
 import type { BlockApi, BlockPut, MetaApi } from '../../client/stores'
 import { Vfs, type VfsOptions } from '../../client/vfs'
-import type { MetaEnv } from '../../meta/context'
+import type { Changes, MetaEnv } from '../../meta/context'
 import { sqliteEngine, type EngineHandle } from '../../meta/engine'
 import { NodeTable } from '../../meta/nodes'
 import { migrate } from '../../meta/schema'
@@ -83,12 +83,12 @@ export interface EngineMount {
 /** Vfs options, and the mount's block store (given its meta, for pins); none by default. */
 export type EngineMountOptions = Partial<Omit<VfsOptions, 'session'>> & { blocks?: (meta: MetaApi, session: string) => BlockApi }
 
-/** A meta engine on a fresh database, and `mount(session)` for each client. */
-export async function engineCluster(t: Test): Promise<{ engine: EngineHandle; mount: (session: string, opts?: EngineMountOptions) => Promise<EngineMount> }> {
+/** A meta engine on a fresh database, and `mount(session)` for each client; `published` hears what each mutation changed (none by default). */
+export async function engineCluster(t: Test, published: (ch: Changes) => void = () => undefined): Promise<{ engine: EngineHandle; mount: (session: string, opts?: EngineMountOptions) => Promise<EngineMount> }> {
   const db = await openDatabase(join(t.testdir(), 'meta.db'), migrate, { sync: 'normal' })
   t.teardown(() => db.close())
   const env: MetaEnv = { db, cluster: 't', metaId: 'm', startedAt: Date.now(), secret: 's', chunkSize: 1 << 20, replicas: 1, nodes: new NodeTable() }
-  const engine = sqliteEngine(env, () => undefined)
+  const engine = sqliteEngine(env, published)
   const mount = async (session: string, opts: EngineMountOptions = {}): Promise<EngineMount> => {
     await engine.call('session', metaRequests.session.parse({ session, ttlMs: 60_000 }) as MetaParsed<'session'>)
     const meta = new GatedMeta(engine)
