@@ -26,3 +26,14 @@ t.test('meta_cache_ttl: bad values are refused with the option and the range', a
   t.throws(() => parse('meta_cache_ttl'), { code: 'EINVAL' }, 'no value refused')
   t.equal(metaCacheTtlMs(undefined), null, 'absent: null')
 })
+
+t.test('reopen_cache_mb and local_locks: defaults, values, refusals', async (t) => {
+  t.equal(parse().reopenCacheBytes, 64 * 1024 * 1024, 'kept chunk maps: 64 MiB by default')
+  t.equal(parse('reopen_cache_mb=0').reopenCacheBytes, 0, '0 keeps none (every open asks meta)')
+  t.equal(parse('reopen_cache_mb=8').reopenCacheBytes, 8 * 1024 * 1024)
+  for (const bad of ['-1', 'x', '1.5', '']) t.throws(() => parse(`reopen_cache_mb=${bad}`), { code: 'EINVAL', message: /reopen_cache_mb/ }, `"${bad}" refused`)
+  t.equal(parse().localLocks, false, 'locks across the cluster by default')
+  t.equal(parse('local_locks').localLocks, true)
+  t.match(HELP, /reopen_cache_mb=N/, '`berth mount --help` lists it')
+  t.match(HELP, /local_locks/)
+})
