@@ -273,10 +273,12 @@ export class FuseSession {
           },
         )
       case OP.READ: {
-        const buf = this.reads.take(n(2))
-        return this.op('read', slot, () => v.read(n(1), buf, n(2), n(3)), (count) => {
-          this.b.replyBuf(slot, buf, count)
-          this.reads.give(buf)
+        // a pooled buffer only when the bytes are not one cached block's (Vfs.readOut)
+        let scratch: Buffer | undefined
+        const take = () => (scratch ??= this.reads.take(n(2)))
+        return this.op('read', slot, () => v.readOut(n(1), n(2), n(3), take), (out) => {
+          this.b.replyBuf(slot, out, out.length)
+          if (scratch) this.reads.give(scratch)
         })
       }
       case OP.WRITE: {

@@ -1031,6 +1031,20 @@ export class Vfs {
   }
 
   /**
+   * read() for a reply written out at once (the FUSE adapter): the bytes, a
+   * view into a cached block where one holds them all, else `scratch()`
+   * filled (OpenFile.readOut). The result is only valid until the caller
+   * next yields.
+   */
+  async readOut(fh: number, len: number, pos: number, scratch: () => Buffer): Promise<Buffer> {
+    const h = this.handle(fh)
+    const stream = h.reads.next(pos, len)
+    const out = await h.file.readOut(pos, len, !stream, scratch)
+    if (stream) h.file.readahead(pos + out.length, this.opts.readaheadChunks)
+    return out
+  }
+
+  /**
    * `data` must stay valid until this resolves (FUSE buffers are copied by the
    * adapter); it is copied into chunk buffers and not referenced afterwards, so
    * the caller may reuse it then.

@@ -1,0 +1,159 @@
+/**
+ * Vfs.readOut, the FUSE adapter's read: where one cached block holds all the
+ * bytes asked it answers with a view into that block (no zero-fill, no copy),
+ * else with a scratch buffer filled as read() fills one. Both must give
+ * exactly the bytes of the last write, in every chunk state: clean, dirty,
+ * uploading, uploaded, appended slices, holes, past the end of the file.
+ */
+import { randomBytes } from 'node:crypto'
+import t from 'tap'
+import { sha256hex } from '../common/block-client'
+import { pieceSums } from '../common/checksums'
+import { ROOT_INO } from '../common/protocol'
+import { PinnedBlocks } from '../client/pinned-blocks'
+import type { BlockPut, MetaApi } from '../client/stores'
+import type { Vfs } from '../client/vfs'
+import { engineCluster } from './helpers/vfs-engine'
+
+const KiB = 1024
+const MiB = 1024 * KiB
+const ROOT = { uid: 0, gid: 0 }
+
+/** Blocks in memory with their piece sums; `short` cuts the named blocks' bodies (a copy shorter than its ref). */
+class MemBlocks {
+  readonly blocks = new Map<string, Buffer>()
+  readonly short = new Map<string, number>()
+  async put(data: Uint8Array, hash?: string): Promise<BlockPut> {
+    const h = hash ?? sha256hex(data)
+    this.blocks.set(h, Buffer.from(data))
+    return { hash: h, nodes: ['n1'], sums: pieceSums(data) }
+  }
+  async get(hash: string, _nodes: string[], opts?: { offset?: number; length?: number }): Promise<Buffer> {
+    const b = this.blocks.get(hash)
+    if (!b) throw new Error(`no block ${hash.slice(0, 8)}`)
+    const body = b.subarray(0, this.short.get(hash) ?? b.length)
+    const off = opts?.offset ?? 0
+    return Buffer.from(body.subarray(Math.min(off, body.length), opts?.length === undefined ? undefined : off + opts.length))
+  }
+}
+
+/** readOut with a counted scratch buffer (filled with junk: a byte the read does not set must not leak). */
+async function readOut(vfs: Vfs, fh: number, pos: number, len: number, scratches: { n: number }): Promise<Buffer> {
+  const out = await vfs.readOut(fh, len, pos, () => {
+    scratches.n++
+    return Buffer.alloc(len, 0xa5)
+  })
+  return Buffer.from(out)
+}
+
+t.test('a sequential read inside one clean block is a view; other reads fill scratch; all give the written bytes', async (t) => {
+  const { mount } = await engineCluster(t)
+  const store = new MemBlocks()
+  const opts = { blocks: (meta: MetaApi, session: string) => new PinnedBlocks(store, meta, session) }
+  const writer = (await mount('W', opts)).vfs
+  const data = randomBytes(3 * MiB + 100 * KiB)
+  const { fh: w, attr } = await writer.create(ROOT_INO, 'f', 0o644, 1, ROOT)
+  await writer.write(w, data, 0)
+  await writer.flush(w)
+  await writer.release(w)
+
+  const reader = (await mount('R', opts)).vfs
+  const { fh } = await reader.open(attr.ino, 0)
+  const s = { n: 0 }
+  for (let pos = 0; pos < data.length; pos += 128 * KiB) {
+    const got = await readOut(reader, fh, pos, 128 * KiB, s)
+    t.ok(got.equals(data.subarray(pos, pos + 128 * KiB)), `bytes at ${pos}`)
+  }
+  t.equal(s.n, 0, 'every 128 KiB read of the sequential pass is inside one block: no scratch buffer')
+  const across = await readOut(reader, fh, MiB - 4 * KiB, 8 * KiB, s)
+  t.ok(across.equals(data.subarray(MiB - 4 * KiB, MiB + 4 * KiB)), 'a read across two chunks')
+  t.equal(s.n, 1, 'takes a scratch buffer')
+  const tail = await readOut(reader, fh, data.length - 10, 4 * KiB, s)
+  t.ok(tail.equals(data.subarray(data.length - 10)), 'a read past the end gives the bytes up to it')
+  t.equal((await readOut(reader, fh, data.length + 5, 4 * KiB, s)).length, 0, 'a read starting past the end gives nothing')
+  await reader.release(fh)
+})
+
+t.test('a block shorter than its ref: the missing bytes read as zeros, not junk', async (t) => {
+  const { mount } = await engineCluster(t)
+  const store = new MemBlocks()
+  const opts = { blocks: (meta: MetaApi, session: string) => new PinnedBlocks(store, meta, session) }
+  const writer = (await mount('W', opts)).vfs
+  const data = randomBytes(MiB)
+  const { fh: w, attr } = await writer.create(ROOT_INO, 'f', 0o644, 1, ROOT)
+  await writer.write(w, data, 0)
+  await writer.flush(w)
+  await writer.release(w)
+  store.short.set(sha256hex(data), 600 * KiB)
+
+  const reader = (await mount('R', opts)).vfs
+  const { fh } = await reader.open(attr.ino, 0)
+  const s = { n: 0 }
+  const got = await readOut(reader, fh, 512 * KiB, 128 * KiB, s)
+  t.ok(got.subarray(0, 88 * KiB).equals(data.subarray(512 * KiB, 600 * KiB)), 'the bytes the copy has')
+  t.ok(got.subarray(88 * KiB).equals(Buffer.alloc(40 * KiB)), 'zeros after them')
+  t.equal(got.length, 128 * KiB, 'the whole length asked')
+  t.equal(s.n, 1, 'through a scratch buffer')
+  await reader.release(fh)
+})
+
+t.test('random histories: writes, flushes, appends and reads on two mounts; every read is the model', async (t) => {
+  const { mount } = await engineCluster(t)
+  const store = new MemBlocks()
+  const opts = { blocks: (meta: MetaApi, session: string) => new PinnedBlocks(store, meta, session) }
+  const a = (await mount('A', opts)).vfs
+  const b = (await mount('B', opts)).vfs
+  const seed = Number(process.env.SEED ?? Date.now() % 100000)
+  let x = seed
+  const rand = (n: number) => {
+    x = (x * 1103515245 + 12345) % 2147483648
+    return x % n
+  }
+  t.comment(`seed ${seed}`)
+  const { fh: w, attr } = await a.create(ROOT_INO, 'f', 0o644, 1, ROOT)
+  let model = Buffer.alloc(0)
+  const s = { n: 0 }
+  let views = 0
+  let reads = 0
+  for (let step = 0; step < 300; step++) {
+    const op = rand(10)
+    if (op < 4) {
+      // a write anywhere up to a little past the end (holes between read as zeros)
+      const pos = rand(model.length + 256 * KiB)
+      const bytes = randomBytes(1 + rand(op === 0 ? 1200 * KiB : 64 * KiB))
+      await a.write(w, bytes, pos)
+      const grown = Buffer.alloc(Math.max(model.length, pos + bytes.length))
+      model.copy(grown)
+      bytes.copy(grown, pos)
+      model = grown
+    } else if (op < 6) {
+      await a.flush(w)
+    } else {
+      // reads on the writing mount (any chunk state) and, after a flush, on the other
+      const onB = op === 9
+      if (onB) await a.flush(w)
+      const vfs = onB ? b : a
+      const { fh } = await vfs.open(attr.ino, 0)
+      // from 0 the reader streams (whole blocks, the view path); elsewhere it starts as a random reader
+      let pos = rand(2) === 0 ? 0 : rand(model.length + 64 * KiB)
+      for (let i = 0; i < 1 + rand(6); i++) {
+        const len = 1 + rand(256 * KiB)
+        const before = s.n
+        const got = await readOut(vfs, fh, pos, len, s)
+        const want = model.subarray(Math.min(pos, model.length), Math.min(model.length, pos + len))
+        reads++
+        if (s.n === before) views++
+        if (!got.equals(want)) {
+          t.fail(`step ${step}: read ${len} at ${pos} on ${onB ? 'B' : 'A'} differs from the model (seed ${seed})`)
+          return
+        }
+        pos += len
+      }
+      await vfs.release(fh)
+    }
+  }
+  t.pass(`${reads} reads matched the model, ${views} of them answered from a block view`)
+  t.ok(views > 0, 'the view path ran')
+  t.ok(views < reads, 'and the scratch path')
+  await a.release(w)
+})
