@@ -6,6 +6,11 @@
       "include_dirs": ["<!@(pkg-config fuse3 --cflags-only-I | sed s/-I//g)"],
       "libraries": ["<!@(pkg-config fuse3 --libs)"],
       "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"]
+    },
+    {
+      "target_name": "berth_sums",
+      "sources": ["common/native/berth-sums.c"],
+      "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"]
     }
   ]
 }

@@ -26,7 +26,8 @@ import type { Readable } from 'node:stream'
 import type { NatsConnection, Subscription } from 'nats'
 import { Pool } from 'undici'
 import { z } from 'zod'
-import { pieceSums, SUM_PIECE } from './checksums'
+import { pieceSumsAsync } from './async-checksums'
+import { SUM_PIECE } from './checksums'
 import { coveringPieces, pieceCount, verifyPieces, type PieceSpan } from './verified-range'
 import { BerthError, isErrorCode, type ErrorCode } from './errors'
 import { blockHash, CHAIN_HEADER, HEARTBEAT_MS, heartbeat, NODE_DEAD_MS, type Heartbeat, type PlaceReply, type PutReply } from './protocol'
@@ -210,16 +211,29 @@ export class NodeHttp {
  * sums disagree are still good if they hash to the name: sums recorded wrong
  * must not fail every copy of a good block.
  */
-export function wholeBlockCheck(hash: string, sums: Uint8Array | undefined): (buf: Buffer) => string | null {
+export function wholeBlockCheck(hash: string, sums: Uint8Array | undefined): BlockCheck {
   const bySha = (buf: Buffer) => (sha256hex(buf) === hash ? null : 'sha256 mismatch')
   const n = sums ? pieceCount(sums) : 0
   if (!sums || n === 0) return bySha
   const all: PieceSpan = { first: 0, last: n - 1, start: 0, end: n * SUM_PIECE - 1 }
-  return (buf) => {
+  const slow = (buf: Buffer) => {
     const bad = verifyPieces(sums, all, buf)
     return bad === null || bySha(buf) === null ? null : bad
   }
+  return async (buf) => {
+    // the common case, a good copy: its sums, computed off the event loop
+    // (common/async-checksums.ts), are the stored ones; anything else takes
+    // the piece-by-piece check, which says why, and the SHA-256 fallback
+    if (buf.length > (n - 1) * SUM_PIECE && buf.length <= n * SUM_PIECE) {
+      const got = await pieceSumsAsync(buf)
+      if (Buffer.compare(got, sums.subarray(0, n * 4)) === 0) return null
+    }
+    return slow(buf)
+  }
 }
+
+/** A fetched copy's check: null when good, else why not. */
+export type BlockCheck = (buf: Buffer) => string | null | Promise<string | null>
 
 function transportError(target: BlockTarget, err: unknown): BerthError {
   if (err instanceof BerthError) return err
@@ -439,7 +453,7 @@ export class BlockClient {
     }
     for (;;) {
       const want = this.quorum(holders)
-      if (holders.size >= want) return { hash: h, nodes: [...holders], sums: pieceSums(data) }
+      if (holders.size >= want) return { hash: h, nodes: [...holders], sums: await pieceSumsAsync(data) }
       // Full nodes leave the placement group, so a full cluster would look
       // like an unreachable one; their heartbeats say which it is.
       if (holders.size === 0 && this.allFull()) throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: every live data node is full`)
@@ -528,7 +542,7 @@ export class BlockClient {
    * again until the deadline while a listed replica is still unheard or a
    * node failed in a way that may pass (no answer, reset, 5xx).
    */
-  private async fetchVerified(hash: string, nodes: string[], range: Range, check: (buf: Buffer) => string | null): Promise<Buffer> {
+  private async fetchVerified(hash: string, nodes: string[], range: Range, check: BlockCheck): Promise<Buffer> {
     const deadline = Date.now() + this.deadlineMs
     if (this.liveNodes().size === 0) await this.waitForPeers(Math.min(HEARTBEAT_MS + 1000, this.deadlineMs))
     let backoff = RETRY_FIRST_MS
@@ -565,7 +579,7 @@ export class BlockClient {
    * only once a good copy has been read: then the good one proves them bad (a
    * wrong checksum in meta, or a flaky network, must not condemn every copy).
    */
-  private async getOnce(hash: string, nodes: string[], range: Range, check: (buf: Buffer) => string | null, deadline: number): Promise<{ buf?: Buffer; err?: unknown; transient?: boolean; asked: ReadonlyMap<string, string> }> {
+  private async getOnce(hash: string, nodes: string[], range: Range, check: BlockCheck, deadline: number): Promise<{ buf?: Buffer; err?: unknown; transient?: boolean; asked: ReadonlyMap<string, string> }> {
     const live = this.liveNodes()
     // the nodes this pass asks (or would have, had the deadline allowed)
     const asked: ReadonlyMap<string, string> = live
@@ -603,7 +617,7 @@ export class BlockClient {
         last = err
         continue
       }
-      const why = check(buf)
+      const why = await check(buf)
       if (why === null) {
         for (const b of bad) this.reportBad(b)
         return { buf, asked }

@@ -9,6 +9,7 @@ import t from 'tap'
 import { pieceSums, SUM_PIECE } from '../common/checksums'
 import { coveringPieces, verifyPieces } from '../common/verified-range'
 import { sha256hex, wholeBlockCheck } from '../common/block-client'
+import { OFF_THREAD_MIN, pieceSumsAsync, sumsOffThread } from '../common/async-checksums'
 
 const P = SUM_PIECE
 // 3 full pieces and a last one of 1000 bytes
@@ -46,13 +47,32 @@ t.test('a whole block with sums is checked by them, not hashed: SHA-256 only dec
   const name = sha256hex(block)
   // a name the bytes do not hash to: only a check that never hashed can pass it
   const notItsName = 'f'.repeat(64)
-  t.equal(wholeBlockCheck(notItsName, sums)(block), null, 'sums agree: accepted without hashing')
+  t.equal(await wholeBlockCheck(notItsName, sums)(block), null, 'sums agree: accepted without hashing')
   const flipped = Buffer.from(block)
   flipped[P + 5] = flipped[P + 5]! ^ 1
-  t.not(wholeBlockCheck(notItsName, sums)(flipped), null, 'a piece disagrees and the bytes do not hash to the name: refused')
+  t.not(await wholeBlockCheck(notItsName, sums)(flipped), null, 'a piece disagrees and the bytes do not hash to the name: refused')
   const wrong = Buffer.from(sums)
   wrong[0] = wrong[0]! ^ 1
-  t.equal(wholeBlockCheck(name, wrong)(block), null, 'sums recorded wrong, bytes that hash to the name: accepted')
-  t.equal(wholeBlockCheck(notItsName, undefined)(block), 'sha256 mismatch', 'no sums: the name decides')
-  t.equal(wholeBlockCheck(name, undefined)(block), null)
+  t.equal(await wholeBlockCheck(name, wrong)(block), null, 'sums recorded wrong, bytes that hash to the name: accepted')
+  t.equal(await wholeBlockCheck(notItsName, undefined)(block), 'sha256 mismatch', 'no sums: the name decides')
+  t.equal(await wholeBlockCheck(name, undefined)(block), null)
+})
+
+t.test('sums off the event loop: the same bytes as pieceSums, and a 4 MiB block checked by them', async (t) => {
+  t.ok(sumsOffThread(), 'the addon is built (build/Release/berth_sums.node) and this node exports zlib')
+  for (const n of [1, OFF_THREAD_MIN - 1, OFF_THREAD_MIN, 4 * 1024 * 1024, 4 * 1024 * 1024 - 3, 10 * P + 1]) {
+    const bytes = randomBytes(n)
+    t.same(Buffer.from(await pieceSumsAsync(bytes)), Buffer.from(pieceSums(bytes)), `${n} bytes`)
+  }
+  const big = randomBytes(4 * 1024 * 1024)
+  const bigSums = pieceSums(big)
+  const notItsName = 'f'.repeat(64)
+  t.equal(await wholeBlockCheck(notItsName, bigSums)(big), null, 'good bytes: accepted by their sums')
+  const flipped = Buffer.from(big)
+  flipped[3 * 1024 * 1024 + 17] = flipped[3 * 1024 * 1024 + 17]! ^ 1
+  t.match(await wholeBlockCheck(notItsName, bigSums)(flipped), /checksum: piece 48/, 'a flipped byte: refused, naming its piece')
+  t.match(await wholeBlockCheck(notItsName, bigSums)(big.subarray(0, big.length - P)), /short/, 'a body a piece short: refused')
+  t.match(await wholeBlockCheck(notItsName, bigSums)(Buffer.concat([big, Buffer.alloc(1)])), /long/, 'a byte too many: refused')
+  t.match(await wholeBlockCheck(notItsName, bigSums)(big.subarray(0, big.length - 1)), /checksum/, 'a cut last piece: refused')
+  t.equal(await wholeBlockCheck(sha256hex(big), Buffer.alloc(bigSums.length))(big), null, 'sums recorded wrong, bytes that hash to the name: accepted')
 })
