@@ -8,34 +8,16 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { sha256hex } from '../common/block-client'
-import { pieceSums } from '../common/checksums'
 import { ROOT_INO } from '../common/protocol'
 import { PinnedBlocks } from '../client/pinned-blocks'
-import type { BlockPut, MetaApi } from '../client/stores'
+import type { MetaApi } from '../client/stores'
 import type { Vfs } from '../client/vfs'
+import { MemBlocks } from './helpers/mem-blocks'
 import { engineCluster } from './helpers/vfs-engine'
 
 const KiB = 1024
 const MiB = 1024 * KiB
 const ROOT = { uid: 0, gid: 0 }
-
-/** Blocks in memory with their piece sums; `short` cuts the named blocks' bodies (a copy shorter than its ref). */
-class MemBlocks {
-  readonly blocks = new Map<string, Buffer>()
-  readonly short = new Map<string, number>()
-  async put(data: Uint8Array, hash?: string): Promise<BlockPut> {
-    const h = hash ?? sha256hex(data)
-    this.blocks.set(h, Buffer.from(data))
-    return { hash: h, nodes: ['n1'], sums: pieceSums(data) }
-  }
-  async get(hash: string, _nodes: string[], opts?: { offset?: number; length?: number }): Promise<Buffer> {
-    const b = this.blocks.get(hash)
-    if (!b) throw new Error(`no block ${hash.slice(0, 8)}`)
-    const body = b.subarray(0, this.short.get(hash) ?? b.length)
-    const off = opts?.offset ?? 0
-    return Buffer.from(body.subarray(Math.min(off, body.length), opts?.length === undefined ? undefined : off + opts.length))
-  }
-}
 
 /** readOut with a counted scratch buffer (filled with junk: a byte the read does not set must not leak). */
 async function readOut(vfs: Vfs, fh: number, pos: number, len: number, scratches: { n: number }): Promise<Buffer> {

@@ -8,13 +8,12 @@
  */
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import { sha256hex } from '../common/block-client'
-import { pieceSums } from '../common/checksums'
 import { ROOT_INO } from '../common/protocol'
 import { ReadPattern, STREAM_MIN } from '../client/read-pattern'
 import { PinnedBlocks } from '../client/pinned-blocks'
-import type { BlockPut, MetaApi } from '../client/stores'
+import type { MetaApi } from '../client/stores'
 import type { Vfs } from '../client/vfs'
+import { MemBlocks } from './helpers/mem-blocks'
 import { engineCluster, until } from './helpers/vfs-engine'
 
 const KiB = 1024
@@ -46,24 +45,6 @@ t.test('a run from offset 0 streams at once; a run begun mid-file only after STR
   t.notOk(q.next(512 * MiB, 4 * KiB), 'a jump away from it does not')
 })
 
-/** Blocks in memory with their piece sums (pinned by PinnedBlocks, as a mount's are); records every get. */
-class CountingBlocks {
-  readonly blocks = new Map<string, Buffer>()
-  readonly gets: Array<{ whole: boolean }> = []
-  async put(data: Uint8Array, hash?: string): Promise<BlockPut> {
-    const h = hash ?? sha256hex(data)
-    this.blocks.set(h, Buffer.from(data))
-    return { hash: h, nodes: ['n1'], sums: pieceSums(data) }
-  }
-  async get(hash: string, _nodes: string[], opts?: { offset?: number; length?: number }): Promise<Buffer> {
-    const b = this.blocks.get(hash)
-    if (!b) throw new Error(`no block ${hash.slice(0, 8)}`)
-    this.gets.push({ whole: opts?.offset === undefined })
-    const off = opts?.offset ?? 0
-    return Buffer.from(b.subarray(off, opts?.length === undefined ? undefined : off + opts.length))
-  }
-}
-
 /** Prefetches start without being awaited; a macrotask lets every one reach the store. */
 const settle = () => new Promise((resolve) => setImmediate(resolve))
 
@@ -75,7 +56,7 @@ async function readAt(vfs: Vfs, fh: number, pos: number, len: number): Promise<B
 
 t.test('through the client: holes fetch pieces and prefetch nothing; a read from 0 fetches blocks and reads ahead', async (t) => {
   const { mount } = await engineCluster(t)
-  const store = new CountingBlocks()
+  const store = new MemBlocks()
   const opts = { blocks: (meta: MetaApi, session: string) => new PinnedBlocks(store, meta, session), readaheadChunks: 2 }
   const writer = (await mount('W', opts)).vfs
   const data = randomBytes(8 * MiB)
