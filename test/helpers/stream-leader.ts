@@ -6,7 +6,11 @@ import { streamName } from '../../meta/log/stream'
 export async function streamLeader(c: TestCluster): Promise<string | undefined> {
   const nc = await c.connect('meta')
   try {
-    const jsm = await nc.jetstreamManager()
+    // right after a server's death JetStream may not answer at all (its
+    // meta-leader election): jetstreamManager()'s account request then times
+    // out, which means "no leader yet", as a failed info does
+    const jsm = await nc.jetstreamManager().catch(() => undefined)
+    if (!jsm) return undefined
     return await jsm.streams.info(streamName(c.cluster)).then((info) => info.cluster?.leader, () => undefined)
   } finally {
     await nc.close()
