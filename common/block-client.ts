@@ -440,6 +440,9 @@ export class BlockClient {
   async put(data: Uint8Array, hash?: string): Promise<{ hash: string; nodes: string[]; sums: Uint8Array }> {
     const h = hash ?? sha256hex(data)
     if (!/^[0-9a-f]{64}$/.test(h)) throw new BerthError('EINVAL', `not a block name: "${h.slice(0, 80)}"`)
+    // the piece sums are computed on a pool thread while the PUT travels
+    const sums = pieceSumsAsync(data)
+    sums.catch(() => undefined) // awaited below; a put that fails first must not leave it unhandled
     const deadline = Date.now() + this.deadlineMs
     const holders = new Set<string>()
     /** Nodes that failed this put; forgotten when placement has nobody else. */
@@ -453,7 +456,7 @@ export class BlockClient {
     }
     for (;;) {
       const want = this.quorum(holders)
-      if (holders.size >= want) return { hash: h, nodes: [...holders], sums: await pieceSumsAsync(data) }
+      if (holders.size >= want) return { hash: h, nodes: [...holders], sums: await sums }
       // Full nodes leave the placement group, so a full cluster would look
       // like an unreachable one; their heartbeats say which it is.
       if (holders.size === 0 && this.allFull()) throw new BerthError('ENOSPC', `put ${h.slice(0, 12)}: every live data node is full`)
