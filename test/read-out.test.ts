@@ -6,7 +6,7 @@
  * uploading, uploaded, appended slices, holes, past the end of the file.
  */
 import { randomBytes } from 'node:crypto'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { sha256hex } from '../common/block-client'
 import { ROOT_INO } from '../common/protocol'
 import { PinnedBlocks } from '../client/pinned-blocks'
@@ -28,16 +28,21 @@ async function readOut(vfs: Vfs, fh: number, pos: number, len: number, scratches
   return Buffer.from(out)
 }
 
-t.test('a sequential read inside one clean block is a view; other reads fill scratch; all give the written bytes', async (t) => {
+/** A cluster over in-memory blocks with one file, /f, written and closed by another mount. */
+async function writtenFile(t: Test, data: Buffer) {
   const { mount } = await engineCluster(t)
   const store = new MemBlocks()
   const opts = { blocks: (meta: MetaApi, session: string) => new PinnedBlocks(store, meta, session) }
   const writer = (await mount('W', opts)).vfs
-  const data = randomBytes(3 * MiB + 100 * KiB)
-  const { fh: w, attr } = await writer.create(ROOT_INO, 'f', 0o644, 1, ROOT)
-  await writer.write(w, data, 0)
-  await writer.flush(w)
-  await writer.release(w)
+  const { fh, attr } = await writer.create(ROOT_INO, 'f', 0o644, 1, ROOT)
+  await writer.write(fh, data, 0)
+  await writer.flush(fh)
+  await writer.release(fh)
+  return { mount, store, opts, data, attr }
+}
+
+t.test('a sequential read inside one clean block is a view; other reads fill scratch; all give the written bytes', async (t) => {
+  const { mount, store, opts, data, attr } = await writtenFile(t, randomBytes(3 * MiB + 100 * KiB))
 
   const reader = (await mount('R', opts)).vfs
   const { fh } = await reader.open(attr.ino, 0)
@@ -57,15 +62,7 @@ t.test('a sequential read inside one clean block is a view; other reads fill scr
 })
 
 t.test('a block shorter than its ref: the missing bytes read as zeros, not junk', async (t) => {
-  const { mount } = await engineCluster(t)
-  const store = new MemBlocks()
-  const opts = { blocks: (meta: MetaApi, session: string) => new PinnedBlocks(store, meta, session) }
-  const writer = (await mount('W', opts)).vfs
-  const data = randomBytes(MiB)
-  const { fh: w, attr } = await writer.create(ROOT_INO, 'f', 0o644, 1, ROOT)
-  await writer.write(w, data, 0)
-  await writer.flush(w)
-  await writer.release(w)
+  const { mount, store, opts, data, attr } = await writtenFile(t, randomBytes(MiB))
   store.short.set(sha256hex(data), 600 * KiB)
 
   const reader = (await mount('R', opts)).vfs
