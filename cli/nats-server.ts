@@ -173,24 +173,35 @@ export interface NatsClusterHandle {
  * streams and KV), one folder each under `dir`: the replicated log and lease
  * of `berth meta --ha` survive the loss of any one of them (with n = 3).
  */
-export async function launchNatsCluster(opts: { dir: string; n?: number; users?: NatsUsers; cluster?: string }): Promise<NatsClusterHandle> {
+export async function launchNatsCluster(opts: { dir: string; n?: number; users?: NatsUsers; cluster?: string; pickPort?: () => Promise<number> }): Promise<NatsClusterHandle> {
   const n = opts.n ?? 3
   const users = opts.users ?? generateUsers()
   const clientPorts: number[] = []
   const routePorts: number[] = []
-  for (let i = 0; i < n; i++) {
-    clientPorts.push(await freeLocalPort())
-    routePorts.push(await freeLocalPort())
-  }
-  const servers: NatsServerHandle[] = []
+  const pickPort = opts.pickPort ?? freeLocalPort
   const launch = (i: number) =>
     launchNatsServer({ dir: join(opts.dir, `nats-${i}`), port: clientPorts[i]!, users, cluster: opts.cluster, route: { serverName: `berth-nats-${i}`, port: routePorts[i]!, routes: routePorts } })
-  try {
-    const started = await Promise.all(clientPorts.map((_, i) => launch(i)))
-    servers.push(...started)
-  } catch (err) {
-    await Promise.all(servers.map((x) => x.stop()))
-    throw err
+  let servers: NatsServerHandle[] = []
+  // A port that was free when freeLocalPort closed it can be bound by another
+  // process before nats-server binds it: that attempt fails as a whole (every
+  // route list names every port), so all of it is stopped and tried again
+  // with new ports.
+  for (let attempt = 1; ; attempt++) {
+    clientPorts.length = 0
+    routePorts.length = 0
+    for (let i = 0; i < n; i++) {
+      clientPorts.push(await pickPort())
+      routePorts.push(await pickPort())
+    }
+    const started = await Promise.allSettled(clientPorts.map((_, i) => launch(i)))
+    const up = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
+    const failed = started.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []))
+    if (failed.length === 0) {
+      servers = up
+      break
+    }
+    await Promise.all(up.map((x) => x.stop()))
+    if (attempt >= 3 || !failed.every((err) => PORT_TAKEN.test(err.message))) throw failed[0]!
   }
   return {
     url: servers.map((x) => x.url).join(','),
@@ -213,6 +224,9 @@ export async function launchNatsCluster(opts: { dir: string; n?: number; users?:
   }
 }
 
+/** How nats-server says that a port it was told to listen on is in use. */
+const PORT_TAKEN = /address already in use/
+
 export async function launchNatsServer(opts: { dir: string; port?: number; users?: NatsUsers; cluster?: string; readyTimeoutMs?: number; route?: ClusterRoute; host?: string }): Promise<NatsServerHandle> {
   const bin = natsServerPath()
   if (!bin) throw new Error(NATS_INSTALL_HINT)
@@ -223,28 +237,40 @@ export async function launchNatsServer(opts: { dir: string; port?: number; users
   const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] })
   const port = await new Promise<number>((resolve, reject) => {
     let log = ''
-    const timer = setTimeout(() => fail(new Error(`nats-server did not start within ${opts.readyTimeoutMs ?? 10_000} ms:\n${log}`)), opts.readyTimeoutMs ?? 10_000)
-    const fail = (err: Error) => {
+    const readyTimeoutMs = opts.readyTimeoutMs ?? 10_000
+    const timer = setTimeout(() => {
+      fail(new Error(`nats-server did not start within ${readyTimeoutMs} ms:\n${log}`))
+      child.kill('SIGKILL')
+    }, readyTimeoutMs)
+    // 'close', not 'exit': by then its last words (a fatal error) are in the log
+    const exited = (code: number | null) => fail(new Error(`nats-server exited with ${code}:\n${log}`))
+    const settle = () => {
       clearTimeout(timer)
-      child.stderr?.removeAllListeners('data')
+      child.off('error', fail)
+      child.off('close', exited)
+      child.stderr?.off('data', heard)
+    }
+    const fail = (err: Error) => {
+      settle()
       reject(err)
     }
-    child.once('error', fail)
-    child.once('exit', (code) => fail(new Error(`nats-server exited with ${code}:\n${log}`)))
-    child.stderr?.setEncoding('utf8')
-    child.stderr?.on('data', (chunk: string) => {
+    const heard = (chunk: string) => {
       log += chunk
       const m = /Listening for client connections on [^\s]*:(\d+)/.exec(log)
-      if (m && /Server is ready/.test(log)) {
-        clearTimeout(timer)
-        child.removeAllListeners('exit')
-        child.removeAllListeners('error')
+      // "Server is ready" comes before the route port is bound: a server
+      // whose route port is taken logs that and exits just after, so with
+      // routes it is ready only once that port listens too.
+      if (m && /Server is ready/.test(log) && (!opts.route || /Listening for route connections on/.test(log))) {
+        settle()
         // keep draining stderr so the pipe never fills
-        child.stderr?.removeAllListeners('data')
         child.stderr?.resume()
         resolve(Number(m[1]))
       }
-    })
+    }
+    child.once('error', fail)
+    child.once('close', exited)
+    child.stderr?.setEncoding('utf8')
+    child.stderr?.on('data', heard)
   })
   let stopping: Promise<void> | undefined
   return {
