@@ -146,12 +146,17 @@ export function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }
 
-export async function freeLocalPort(): Promise<number> {
-  const srv = createServer()
-  await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', ok))
-  const port = (srv.address() as { port: number }).port
-  await new Promise<void>((ok) => srv.close(() => ok()))
-  return port
+/** A port free right now on 127.0.0.1; another process may bind it before its user does. */
+export function freeLocalPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address()
+      const port = typeof addr === 'object' && addr ? addr.port : 0
+      srv.close(() => resolve(port))
+    })
+  })
 }
 
 export interface NatsClusterHandle {

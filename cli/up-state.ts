@@ -10,10 +10,9 @@
  * client and route ports of the three clustered servers; ports[0] is `port`).
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { BerthError } from '../common/errors'
-import { generateUsers, type NatsUsers } from './nats-server'
+import { freeLocalPort, generateUsers, type NatsUsers } from './nats-server'
 
 export interface NatsState {
   port: number
@@ -71,17 +70,4 @@ export async function loadOrCreateNatsState(dir: string, wantedPort: number | nu
     renameSync(`${path}.tmp`, path)
   }
   return servers > 1 && cluster ? { users: next.users, host, ports: cluster.ports, routes: cluster.routes } : { users: next.users, host, ports: [port], routes: null }
-}
-
-/** A port free right now on 127.0.0.1 (chosen once, then kept). */
-function freeLocalPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      const port = typeof addr === 'object' && addr ? addr.port : 0
-      srv.close(() => resolve(port))
-    })
-  })
 }
