@@ -33,8 +33,8 @@
  */
 import { sha256hex } from '../common/block-client'
 import { chunkLen, clipRef, extentsOf, lastHash, withSlice } from '../common/chunk-extents'
-import { MAX_SLICES, type Attr, type ChunkRef, type Timespec } from '../common/protocol'
-import { BerthError, codeOf } from '../common/errors'
+import { MAX_FILE_SIZE, MAX_SLICES, type Attr, type ChunkRef, type Timespec } from '../common/protocol'
+import { BerthError, codeOf, fsError } from '../common/errors'
 import { logger } from '../common/log'
 import { PERM_BITS, S_IFMT } from '../common/modes'
 import { ChunkState, type Slot, type Upload } from './chunk-state'
@@ -500,14 +500,19 @@ export class OpenFile {
 
   /** `append`: write at the end of the file as it is when this write's turn comes (O_APPEND). */
   async write(data: Buffer, pos: number, append = false): Promise<number> {
+    let count = data.length
     await this.lock.run(async () => {
       const at = append ? this.size : pos
+      // as the kernel does at a local file system's largest size: a write
+      // that starts there fails, one that crosses it stops at it
+      if (count > 0 && at >= MAX_FILE_SIZE) throw fsError('EFBIG', `a write at ${at} is past the largest file (${MAX_FILE_SIZE} bytes)`)
+      count = Math.min(count, MAX_FILE_SIZE - at)
       const cs = this.chunkSize
-      for (let done = 0; done < data.length; ) {
+      for (let done = 0; done < count; ) {
         const off = at + done
         const idx = Math.floor(off / cs)
         const inChunk = off - idx * cs
-        const step = Math.min(cs - inChunk, data.length - done)
+        const step = Math.min(cs - inChunk, count - done)
         // a write of max_write size or past the first chunk means a big file:
         // take the whole chunk at once rather than grow it by copying
         const big = idx > 0 || step >= BIG_WRITE
@@ -530,7 +535,7 @@ export class OpenFile {
       }
     })
     await this.wb.relieve()
-    return data.length
+    return count
   }
 
   /**

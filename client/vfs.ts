@@ -9,7 +9,7 @@
  * Ownership of new inodes comes from the `Caller` the adapter passes in.
  */
 import type { Attr, ChunkRef, DirEntry, Invalidation, StatfsReply, Timespec } from '../common/protocol'
-import { ROOT_INO } from '../common/protocol'
+import { MAX_FILE_SIZE, ROOT_INO } from '../common/protocol'
 import { BerthError, fsError } from '../common/errors'
 import { logger } from '../common/log'
 import { inheritedOwnership, isDir, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../common/modes'
@@ -393,6 +393,7 @@ export class Vfs {
     const type = attr.mode & S_IFMT
     if (change.size !== undefined) {
       if (type === S_IFDIR) throw fsError('EISDIR', `inode ${ino} is a directory`)
+      if (change.size > MAX_FILE_SIZE) throw fsError('EFBIG', `size ${change.size} is past the largest file (${MAX_FILE_SIZE} bytes)`)
       const f = h?.file ?? this.files.get(ino)
       if (f) attr = await f.truncate(this.meta, this.opts.session, change.size)
       else attr = (await this.meta.call('setattr', { ino, size: change.size })).attr
@@ -1073,6 +1074,7 @@ export class Vfs {
     if ((h.flags & O_ACCMODE) === 0) throw fsError('EBADF', 'handle is read-only')
     if ((mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) !== 0) throw fsError('ENOTSUP', `fallocate mode 0x${mode.toString(16)} is not supported`)
     const end = offset + length
+    if (end > MAX_FILE_SIZE) throw fsError('EFBIG', `fallocate to ${end} is past the largest file (${MAX_FILE_SIZE} bytes)`)
     if (mode & FALLOC_FL_PUNCH_HOLE) {
       if (!(mode & FALLOC_FL_KEEP_SIZE)) throw fsError('ENOTSUP', 'PUNCH_HOLE needs KEEP_SIZE')
       const stop = Math.min(end, h.file.size)
@@ -1104,7 +1106,9 @@ export class Vfs {
     if (offIn < 0 || offOut < 0) throw fsError('EINVAL', 'negative offset')
     const src = hIn.file
     const dst = hOut.file
-    const n = Math.min(len, Math.max(0, src.size - offIn), MAX_COPY)
+    // the destination stops at the largest file, as a write does (OpenFile.write)
+    if (len > 0 && offOut >= MAX_FILE_SIZE) throw fsError('EFBIG', `a copy to ${offOut} is past the largest file (${MAX_FILE_SIZE} bytes)`)
+    const n = Math.min(len, Math.max(0, src.size - offIn), MAX_COPY, MAX_FILE_SIZE - offOut)
     if (n <= 0) return 0
     if (src === dst && offIn < offOut + n && offOut < offIn + n) throw fsError('EINVAL', 'overlapping ranges of one file')
     hOut.wrote = true

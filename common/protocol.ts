@@ -39,7 +39,14 @@ export const DUMP_PAGE = 512 * 1024
 
 const u32 = z.number().int().min(0).max(0xffffffff)
 const ino = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER)
-const size = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
+/**
+ * The largest file: 2^53 - 1 bytes (8 PiB), the integers a JavaScript number
+ * holds exactly. Past it a size or offset would be rounded, so a write,
+ * truncate, fallocate or copy that would go further gets EFBIG, as past a
+ * local file system's largest file (docs/semantics.md#limits).
+ */
+export const MAX_FILE_SIZE = Number.MAX_SAFE_INTEGER
+const size = z.number().int().min(0).max(MAX_FILE_SIZE)
 const name = z.string().min(1).max(1024) // byte length and characters are checked by validateName
 const rid = z.string().max(64).optional()
 const session = z.string().min(1).max(64)

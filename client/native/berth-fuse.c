@@ -151,6 +151,36 @@ static int64_t call(fuse_req_t req, int op, size_t argc, napi_value *args) {
 }
 
 #define ARGS(...) napi_value a[] = { __VA_ARGS__ }; call(req, OP, sizeof a / sizeof a[0], a)
+
+/*
+ * UTF-8 as RFC 3629 has it: no overlong forms, no UTF-16 surrogates, nothing
+ * past U+10FFFF. meta keeps names as text, and turning a bad byte into U+FFFD
+ * (what napi_create_string_utf8 does) would make "caf\xe9" and "caf\xe8" one
+ * name. So a name (or symlink target) that is not UTF-8 is refused here:
+ * EILSEQ where it would be made, ENOENT where it is looked for (no such name
+ * can exist). docs/semantics.md#limits.
+ */
+static int utf8_valid(const char *str) {
+  const unsigned char *s = (const unsigned char *)str;
+  while (*s) {
+    unsigned c = *s, cp, min;
+    int n;
+    if (c < 0x80) { s++; continue; }
+    if ((c & 0xe0) == 0xc0) { n = 1; cp = c & 0x1f; min = 0x80; }
+    else if ((c & 0xf0) == 0xe0) { n = 2; cp = c & 0x0f; min = 0x800; }
+    else if ((c & 0xf8) == 0xf0) { n = 3; cp = c & 0x07; min = 0x10000; }
+    else return 0;
+    for (int i = 1; i <= n; i++) {
+      if ((s[i] & 0xc0) != 0x80) return 0; /* a continuation byte; the NUL ends it here */
+      cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    s += n + 1;
+  }
+  return 1;
+}
+#define UTF8_OR(name, err) do { if (!utf8_valid(name)) { fuse_reply_err(req, err); return; } } while (0)
+
 #define FH(fi) ((fi) ? (double)(fi)->fh : -1.0)
 
 /* ---- op handlers: translation only ---- */
@@ -184,6 +214,7 @@ static void ll_init(void *ud, struct fuse_conn_info *conn) {
 
 #define OP OP_LOOKUP
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  UTF8_OR(name, ENOENT);
   ARGS(num((double)parent), str(name));
 }
 #undef OP
@@ -223,6 +254,7 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino) { ARGS(num((double)ino))
 
 #define OP OP_MKNOD
 static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
+  UTF8_OR(name, EILSEQ);
   CTX;
   ARGS(num((double)parent), str(name), num(mode), num((double)rdev), num(ctx->uid), num(ctx->gid));
 }
@@ -230,20 +262,29 @@ static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 #define OP OP_MKDIR
 static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+  UTF8_OR(name, EILSEQ);
   CTX;
   ARGS(num((double)parent), str(name), num(mode), num(ctx->uid), num(ctx->gid));
 }
 #undef OP
 
 #define OP OP_UNLINK
-static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) { ARGS(num((double)parent), str(name)); }
+static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  UTF8_OR(name, ENOENT);
+  ARGS(num((double)parent), str(name));
+}
 #undef OP
 #define OP OP_RMDIR
-static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) { ARGS(num((double)parent), str(name)); }
+static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  UTF8_OR(name, ENOENT);
+  ARGS(num((double)parent), str(name));
+}
 #undef OP
 
 #define OP OP_SYMLINK
 static void ll_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name) {
+  UTF8_OR(name, EILSEQ);
+  UTF8_OR(target, EILSEQ);
   CTX;
   ARGS(str(target), num((double)parent), str(name), num(ctx->uid), num(ctx->gid));
 }
@@ -251,12 +292,15 @@ static void ll_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 
 #define OP OP_RENAME
 static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags) {
+  UTF8_OR(name, ENOENT);
+  UTF8_OR(newname, EILSEQ);
   ARGS(num((double)parent), str(name), num((double)newparent), str(newname), num(flags));
 }
 #undef OP
 
 #define OP OP_LINK
 static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
+  UTF8_OR(newname, EILSEQ);
   ARGS(num((double)ino), num((double)newparent), str(newname));
 }
 #undef OP
@@ -333,6 +377,7 @@ static void ll_statfs(fuse_req_t req, fuse_ino_t ino) { ARGS(num((double)ino)); 
 
 #define OP OP_SETXATTR
 static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags) {
+  UTF8_OR(name, EILSEQ);
   ARGS(num((double)ino), str(name), bytes(value, size), num(flags));
 }
 #undef OP
@@ -348,6 +393,7 @@ static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
     fuse_reply_err(req, ENODATA);
     return;
   }
+  UTF8_OR(name, ENODATA);
   ARGS(num((double)ino), str(name), num((double)size));
 }
 #undef OP
@@ -355,11 +401,15 @@ static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) { ARGS(num((double)ino), num((double)size)); }
 #undef OP
 #define OP OP_REMOVEXATTR
-static void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) { ARGS(num((double)ino), str(name)); }
+static void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) {
+  UTF8_OR(name, ENODATA);
+  ARGS(num((double)ino), str(name));
+}
 #undef OP
 
 #define OP OP_CREATE
 static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  UTF8_OR(name, EILSEQ);
   CTX;
   ARGS(num((double)parent), str(name), num(mode), num(fi->flags), num(ctx->uid), num(ctx->gid));
 }
