@@ -137,6 +137,8 @@ function validName(name: string): boolean {
 
 /** Names the kernel asks about on every write; answered locally (docs/semantics.md#xattrs). */
 const LOCAL_XATTR_PREFIXES = ['security.', 'system.']
+/** The namespaces meta stores. A local file system has no handler for any other and refuses to set one with ENOTSUP. */
+const STORED_XATTR_PREFIXES = ['user.', 'trusted.']
 
 export class Vfs {
   readonly cache: MetaCache
@@ -796,7 +798,7 @@ export class Vfs {
   }
 
   async setxattr(ino: number, name: string, value: Buffer, flags: number): Promise<void> {
-    if (LOCAL_XATTR_PREFIXES.some((p) => name.startsWith(p))) throw fsError('ENOTSUP', `${name}: berth stores user.* and trusted.* xattrs only`)
+    if (!STORED_XATTR_PREFIXES.some((p) => name.startsWith(p))) throw fsError('ENOTSUP', `${name}: berth stores user.* and trusted.* xattrs only`)
     await this.meta.call('setxattr', { ino, name, value: new Uint8Array(value), flags })
   }
 

@@ -77,6 +77,7 @@ const REFUSALS: Record<string, string> = {
   'user.* xattr on a symlink': 'EPERM',
   'xattr value of 64 KiB + 1': 'E2BIG',
   'xattr name of 256 bytes': 'ERANGE',
+  'xattr in an unknown namespace': 'ENOTSUP',
   'create name of 256 bytes': 'ENAMETOOLONG',
   'create utf-8 name of 256 bytes': 'ENAMETOOLONG',
   'mkdir name of 256 bytes': 'ENAMETOOLONG',

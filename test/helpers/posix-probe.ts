@@ -427,6 +427,7 @@ function generic(): void {
   step('xattr value of 64 KiB + 1', () => void tool('setfattr', '-n', 'user.big', '-v', '0x' + '00'.repeat(65537), g('orig')))
   step('xattr name of 256 bytes', () => void tool('setfattr', '-n', 'user.' + 'n'.repeat(251), '-v', '1', g('orig')))
   step('security.* xattr', () => void tool('setfattr', '-n', 'security.berth', '-v', '1', g('orig')))
+  step('xattr in an unknown namespace', () => void tool('setfattr', '-n', 'berth.x', '-v', '1', g('orig')))
   step('getxattr size probe, short buffer, exact buffer', () => {
     tool('setfattr', '-n', 'user.long', '-v', 'v'.repeat(200), g('orig'))
     return libc(
