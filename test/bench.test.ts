@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process'
 import { mkdir, readdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import t from 'tap'
+import { testDir } from './helpers/test-dir'
 
 const BIN = resolve(__dirname, '../../bin/berth.js')
 
@@ -29,7 +30,7 @@ const TINY = ['--size-mb', '8', '--files', '50', '--tree-files', '200', '--rando
 const ALL = ['seq-write', 'seq-read', 'rand-read', 'create', 'stat', 'read', 'delete', 'extract']
 
 t.test('tiny run on two local dirs reports every workload for both sides', async (t) => {
-  const root = t.testdir()
+  const root = testDir(t)
   const a = join(root, 'a')
   const b = join(root, 'b')
   await mkdir(a)
@@ -58,7 +59,7 @@ t.test('tiny run on two local dirs reports every workload for both sides', async
 })
 
 t.test('the table names both sides and the ratio', async (t) => {
-  const root = t.testdir()
+  const root = testDir(t)
   // DIR and --local may be the same directory: each side gets its own subdirectory.
   const r = await berth(['bench', root, '--local', root, ...TINY, '--only', 'create,extract'])
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr})`)
@@ -69,7 +70,7 @@ t.test('the table names both sides and the ratio', async (t) => {
 })
 
 t.test('a missing DIR is a clear error and a non-zero exit', async (t) => {
-  const missing = join(t.testdir(), 'nope')
+  const missing = join(testDir(t), 'nope')
   const r = await berth(['bench', missing, ...TINY, '--json'])
   t.not(r.code, 0)
   t.match(r.stderr, `DIR ${missing} does not exist`)
@@ -77,13 +78,13 @@ t.test('a missing DIR is a clear error and a non-zero exit', async (t) => {
 })
 
 t.test('an unknown --only workload is refused', async (t) => {
-  const r = await berth(['bench', t.testdir(), '--only', 'seq-write,teleport'])
+  const r = await berth(['bench', testDir(t), '--only', 'seq-write,teleport'])
   t.not(r.code, 0)
   t.match(r.stderr, /unknown workload "teleport"/)
 })
 
 t.test('--repeat keeps every round and reports the median', async (t) => {
-  const root = t.testdir()
+  const root = testDir(t)
   const r = await berth(['bench', root, ...TINY, '--only', 'seq-write,stat', '--repeat', '3', '--json'])
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr})`)
   const out = JSON.parse(r.stdout) as { rows: { name: string; dir: number; local: number; samples: { dir: number[]; local: number[] } }[] }

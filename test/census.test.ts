@@ -11,11 +11,12 @@ import type { MetaEnv } from '../meta/context'
 import { NodeTable } from '../meta/nodes'
 import { migrate } from '../meta/schema'
 import { openDatabase } from '../meta/sqlite'
+import { testDir } from './helpers/test-dir'
 
 const heartbeat = (id: string): Heartbeat => ({ id, url: `http://127.0.0.1:1/${id}`, capacity: 1e12, used: 0, blocks: 0, state: 'up', startedAt: 1 })
 
 t.test('a node heard while a census pass runs is counted', async (t) => {
-  const db = await openDatabase(join(t.testdir(), 'meta.db'), migrate)
+  const db = await openDatabase(join(testDir(t), 'meta.db'), migrate)
   t.teardown(() => db.close())
   await db.write(async (tx) => {
     for (const h of ['a', 'b']) {

@@ -25,6 +25,7 @@ import { NodeTable } from '../meta/nodes'
 import { migrate } from '../meta/schema'
 import { openDatabase } from '../meta/sqlite'
 import { MiB, seededRandom } from '../tools/bench/pattern'
+import { testDir } from './helpers/test-dir'
 
 const CHUNK = MiB
 const SESSION = 'copier'
@@ -74,7 +75,7 @@ class PinnedBlocks implements BlockApi {
 }
 
 async function setup(t: Test) {
-  const db = await openDatabase(join(t.testdir(), 'meta.db'), migrate, { sync: 'normal' })
+  const db = await openDatabase(join(testDir(t), 'meta.db'), migrate, { sync: 'normal' })
   t.teardown(() => db.close())
   const env: MetaEnv = { db, cluster: 't', metaId: 'm', startedAt: Date.now(), secret: 's', chunkSize: CHUNK, replicas: 1, nodes: new NodeTable() }
   const engine = sqliteEngine(env, () => undefined)

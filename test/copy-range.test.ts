@@ -32,6 +32,7 @@ import { startCluster, type TestCluster } from './helpers/cluster'
 import { chunkMap } from './helpers/chunk-map'
 import { diskBytes, nodeDirs, sleep } from './helpers/lifecycle'
 import { mountCluster, type TestMount } from './helpers/mount'
+import { testDir } from './helpers/test-dir'
 
 const BIG_MB = Number(process.env.BERTH_CLONE_MB ?? 24)
 const CHUNK = Number(process.env.BERTH_CLONE_CHUNK ?? (process.env.BERTH_CLONE_MB ? 4 * MiB : MiB))
@@ -113,7 +114,7 @@ const CASES: Array<[string, number, number, number, Buffer | null]> = [
 ]
 
 async function sameAsLocal(t: Test, c: TestCluster, m: TestMount): Promise<void> {
-  // not t.testdir(): the cluster lives there, and a second call would empty it
+  // not testDir(t): the cluster lives there, and a second call would empty it
   const local = mkdtempSync(join(tmpdir(), 'berth-local-'))
   t.teardown(() => rmSync(local, { recursive: true, force: true }))
   for (const [root, name] of [[local, 'local'], [m.dir, 'mount']] as const) {

@@ -11,9 +11,10 @@ import { BERTH_BIN } from '../cli/spawn-service'
 import { parseConfig } from '../meta/config'
 import type { DashboardLeaderState } from '../meta/dashboard/types'
 import { readyLine } from './helpers/ready-line'
+import { testDir } from './helpers/test-dir'
 
 t.test('berth up prints the dashboard address with its token, and it answers', async (t) => {
-  const dir = join(t.testdir(), 'cluster')
+  const dir = join(testDir(t), 'cluster')
   const up = spawn(process.execPath, [BERTH_BIN, 'up', '--json', '--no-mount', '--nodes', '1', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BERTH_LOG: 'info' } })
   let stderr = ''
   up.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))

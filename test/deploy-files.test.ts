@@ -10,6 +10,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFi
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import { unitCommand } from './helpers/unit-command'
+import { testDir } from './helpers/test-dir'
 
 const REPO = resolve(__dirname, '..', '..')
 const SYSTEMD_DIR = join(REPO, 'tools', 'systemd')
@@ -39,7 +40,7 @@ t.test('systemd-analyze verify accepts the shipped .mount and .automount', { ski
   t.equal(ok.out, '', 'no warnings')
 
   // the same check on broken copies: a misspelt key, a unit name that does not match Where=
-  const bad = join(t.testdir(), 'bad')
+  const bad = join(testDir(t), 'bad')
   mkdirSync(bad)
   writeFileSync(join(bad, 'mnt-berth.mount'), readFileSync(join(SYSTEMD_DIR, 'mnt-berth.mount'), 'utf8').replace('Type=', 'Tpye='))
   const typo = verify(bad, ['mnt-berth.mount'])
@@ -57,7 +58,7 @@ function servicesHere(dir: string, edit: (text: string) => string = (x) => x): v
 
 t.test('systemd-analyze verify accepts the nats, meta and node services', { skip: !ci && !has('systemd-analyze') ? 'systemd-analyze not installed (apt-get install systemd)' : !existsSync('/usr/sbin/nats-server') ? 'nats-server not at /usr/sbin (apt-get install nats-server)' : false }, async (t) => {
   t.same(readdirSync(SYSTEMD_DIR).filter((f) => f.endsWith('.service')).sort(), SERVICES)
-  const here = join(t.testdir(), 'ok')
+  const here = join(testDir(t), 'ok')
   mkdirSync(here)
   servicesHere(here)
   const ok = verify(here, SERVICES)
@@ -65,14 +66,14 @@ t.test('systemd-analyze verify accepts the nats, meta and node services', { skip
   t.equal(ok.out, '', 'no warnings')
   for (const u of SERVICES) t.match(readFileSync(join(SYSTEMD_DIR, u), 'utf8'), /^EnvironmentFile=\/etc\/berth\/\w+\.env$|^ExecStart=\/usr\/sbin\/nats-server -c \/etc\/berth\/nats\.conf$/m, `${u}: reads /etc/berth`)
 
-  const bad = join(t.testdir(), 'bad')
+  const bad = join(testDir(t), 'bad')
   mkdirSync(bad)
   servicesHere(bad, (x) => x.replace('RestartSec=', 'RestratSec='))
   t.match(verify(bad, ['berth-meta.service']).out, /Unknown key name 'RestratSec'|Unknown key 'RestratSec'/, 'a misspelt key is reported')
 })
 
 t.test("the services' command lines are ones berth accepts, with init-cluster's env files", async (t) => {
-  const dir = t.testdir()
+  const dir = testDir(t)
   const init = run(process.execPath, [join(REPO, 'bin', 'berth.js'), 'init-cluster', '--dir', join(dir, 'etc'), '--listen', '10.0.0.5'])
   t.equal(init.code, 0, init.out)
   // what an operator adds on a node host
@@ -94,7 +95,7 @@ t.test("the services' command lines are ones berth accepts, with init-cluster's 
 })
 
 t.test('the fstab line becomes a remote automount through systemd-fstab-generator', { skip: !ci && !existsSync(GENERATOR) ? 'systemd-fstab-generator not installed' : false }, async (t) => {
-  const out = t.testdir()
+  const out = testDir(t)
   const r = run(GENERATOR, [out, out, out], { ...process.env, SYSTEMD_FSTAB: join(SYSTEMD_DIR, 'fstab.example'), SYSTEMD_LOG_LEVEL: 'warning' })
   t.equal(r.code, 0, `generator: ${r.out}`)
   t.ok(existsSync(join(out, 'remote-fs.target.requires', 'mnt-berth.automount')), 'an automount pulled in by remote-fs.target (_netdev, x-systemd.automount)')
@@ -111,7 +112,7 @@ t.test('docker-compose config -q: compose.yml, and with the test override', { sk
   const base = ['-f', 'compose.yml', '--env-file', example, '--project-directory', REPO]
   const alone = run(COMPOSE, [...base, 'config', '-q'])
   t.equal(alone.code, 0, `compose.yml: ${alone.out}`)
-  const env = join(t.testdir(), 'test.env')
+  const env = join(testDir(t), 'test.env')
   const ports = [0, 1, 2].map((i) => `BERTH_TEST_NATS_PORT_${i}=${14222 + i}\nBERTH_TEST_NATS_HTTP_PORT_${i}=${18222 + i}\nBERTH_TEST_NATS_ROUTE_PORT_${i}=${16222 + i}\n`).join('')
   const urls = 'BERTH_TEST_NATS_URL=nats://127.0.0.1:14222,nats://127.0.0.1:14223,nats://127.0.0.1:14224\nBERTH_TEST_NATS_ROUTES=nats://127.0.0.1:16222,nats://127.0.0.1:16223,nats://127.0.0.1:16224\n'
   writeFileSync(env, `${readFileSync(example, 'utf8')}\n${ports}${urls}`)
@@ -125,7 +126,7 @@ t.test('docker-compose config -q: compose.yml, and with the test override', { sk
   t.notMatch(plain.out, /network_mode/, 'compose.yml itself keeps normal networks')
 
   // and a missing secret is refused with the message compose.yml gives
-  const noSecret = join(t.testdir(), 'nosecret.env')
+  const noSecret = join(testDir(t), 'nosecret.env')
   writeFileSync(noSecret, readFileSync(example, 'utf8').replace(/^BERTH_SECRET=.*$/m, ''))
   const refused = run(COMPOSE, ['-f', 'compose.yml', '--env-file', noSecret, '--project-directory', REPO, 'config', '-q'])
   t.not(refused.code, 0, 'no BERTH_SECRET: refused')

@@ -18,12 +18,13 @@ import type { AskNode } from '../meta/node-commands'
 import { NodeTable } from '../meta/nodes'
 import { migrate } from '../meta/schema'
 import { openDatabase } from '../meta/sqlite'
+import { testDir } from './helpers/test-dir'
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 const h = (c: string) => c.repeat(64)
 
 t.test('gc plan and run on a synthetic database', async (t) => {
-  const db = await openDatabase(join(t.testdir(), 'meta.db'), migrate, { sync: 'normal' })
+  const db = await openDatabase(join(testDir(t), 'meta.db'), migrate, { sync: 'normal' })
   t.teardown(() => db.close())
   const now = Date.now()
   await db.write(async (tx) => {

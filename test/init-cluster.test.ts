@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
 import { readCredentialsFile } from '../common/credentials'
+import { testDir } from './helpers/test-dir'
 
 function berth(args: string[]) {
   const r = spawnSync(process.execPath, [BERTH_BIN, ...args], { encoding: 'utf8', timeout: 30_000 })
@@ -17,7 +18,7 @@ function berth(args: string[]) {
 }
 
 t.test('init-cluster writes nats.conf and one env file per role, mode 0600, never overwriting', async (t) => {
-  const dir = join(t.testdir(), 'cluster')
+  const dir = join(testDir(t), 'cluster')
   const r = berth(['init-cluster', '--dir', dir, '--listen', '10.0.0.5', '--nats-port', '4333', '--cluster', 'prod', '--json'])
   t.equal(r.code, 0, r.stderr)
   const out = JSON.parse(r.stdout) as { natsUrl: string; files: Record<string, string> }
@@ -50,7 +51,7 @@ t.test('init-cluster writes nats.conf and one env file per role, mode 0600, neve
 })
 
 t.test('--listen must be an address others can reach', async (t) => {
-  const dir = t.testdir()
+  const dir = testDir(t)
   const wild = berth(['init-cluster', '--dir', join(dir, 'a'), '--listen', '0.0.0.0'])
   t.equal(wild.code, 1)
   t.match(wild.stderr, /give the address other hosts reach/)

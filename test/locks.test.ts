@@ -10,6 +10,7 @@ import t, { type Test } from 'tap'
 import { startCluster } from './helpers/cluster'
 import { LockProbe } from './helpers/lock-probe'
 import { mountCluster } from './helpers/mount'
+import { testDir } from './helpers/test-dir'
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
@@ -67,7 +68,7 @@ async function runScript(t: Test, file: string): Promise<string[]> {
 t.test('one mount answers a script of lock calls as a local directory does', async (t) => {
   const c = await startCluster(t, { nodes: 1 })
   const m = await mountCluster(t, c)
-  const local = await runScript(t, join(t.testdir(), 'locked'))
+  const local = await runScript(t, join(testDir(t), 'locked'))
   const berth = await runScript(t, join(m.dir, 'locked'))
   t.same(berth, local, 'the same answers')
   t.ok(local.some((l) => l.includes('EAGAIN')) && local.some((l) => l.includes(' lk w ')), 'the script meets refusals and conflicts')

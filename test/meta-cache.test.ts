@@ -7,6 +7,7 @@ import t from 'tap'
 import { parseConfig } from '../meta/config'
 import { migrate } from '../meta/schema'
 import { openDatabase } from '../meta/sqlite'
+import { testDir } from './helpers/test-dir'
 
 const base = ['--nats', 'nats://127.0.0.1:4222', '--db', '/tmp/x.db']
 const env = { BERTH_SECRET: 'a-secret-of-enough-length' }
@@ -19,7 +20,7 @@ t.test('--cache-mb: default 128, bounds checked', async (t) => {
 })
 
 t.test('both connections get the cache size', async (t) => {
-  const db = await openDatabase(join(t.testdir(), 'meta.db'), migrate, { sync: 'normal', cacheMb: 64 })
+  const db = await openDatabase(join(testDir(t), 'meta.db'), migrate, { sync: 'normal', cacheMb: 64 })
   t.teardown(() => db.close())
   t.equal((await db.read.get<{ cache_size: number }>('PRAGMA cache_size'))?.cache_size, -64 * 1024, 'reader')
   const w = await db.write((tx) => tx.get<{ cache_size: number }>('PRAGMA cache_size'))

@@ -10,11 +10,12 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { WAL_BACKSTOP_PAGES } from '../meta/checkpointer'
 import { openDatabase } from '../meta/sqlite'
+import { testDir } from './helpers/test-dir'
 
 const schema = (c: { exec(sql: string): Promise<void> }) => c.exec('CREATE TABLE IF NOT EXISTS kv (k INTEGER PRIMARY KEY, v BLOB)')
 
 async function scratch(t: Test) {
-  const file = join(t.testdir(), 'meta.db')
+  const file = join(testDir(t), 'meta.db')
   const db = await openDatabase(file, schema, { sync: 'normal' })
   t.teardown(() => db.close())
   return { file, db }
@@ -48,7 +49,7 @@ t.test('with the default sync the WAL file is cut to nothing when it restarts (e
   }
   t.ok(small < grown / 4, `the WAL file went from ${grown} to ${small} bytes at a restart`)
 
-  const fullFile = join(t.testdir(), 'full.db')
+  const fullFile = join(testDir(t), 'full.db')
   const full = await openDatabase(fullFile, schema, { sync: 'full' })
   t.teardown(() => full.close())
   t.equal((await full.write((tx) => tx.get<{ journal_size_limit: number }>('PRAGMA journal_size_limit')))?.journal_size_limit, WAL_BACKSTOP_PAGES * 4096)
@@ -59,7 +60,7 @@ t.test('under continuous commits the writer backstop bounds the WAL; everything 
   // past the backstop to it, meta/checkpointer.ts, but one of its checkpoints
   // that began below the backstop may still be copying, for as long as a
   // loaded machine takes: with it running, CI once saw 1.5x)
-  const file = join(t.testdir(), 'meta.db')
+  const file = join(testDir(t), 'meta.db')
   const db = await openDatabase(file, schema, { sync: 'normal', checkpointMs: 3_600_000 })
   t.teardown(() => db.close())
   const blob = Buffer.alloc(512 * 1024, 7)

@@ -9,12 +9,13 @@ import t from 'tap'
 import { launchNatsServer } from '../cli/nats-server'
 import { connectNats } from '../common/nats-connect'
 import { MetaLog, type LogEntry } from '../meta/log/stream'
+import { testDir } from './helpers/test-dir'
 
 const entry = (n: number): LogEntry => ({ by: 'test', ops: [[['run', 'INSERT INTO t (n) VALUES (?)', [n]]]] })
 const numberOf = (e: LogEntry): unknown => (e.ops[0]![0]! as ['run', string, unknown[]])[2][0]
 
 t.test('readRange: batches in order, a moved position, a trimmed log', async (t) => {
-  const nats = await launchNatsServer({ dir: join(t.testdir(), 'nats') })
+  const nats = await launchNatsServer({ dir: join(testDir(t), 'nats') })
   t.teardown(() => nats.stop())
   const nc = await connectNats({ url: nats.url, name: 'log-read', ...nats.users.meta })
   t.teardown(() => nc.close())

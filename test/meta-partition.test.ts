@@ -28,6 +28,7 @@ import { BERTH_BIN } from '../cli/spawn-service'
 import { fusermountUz } from './helpers/mount'
 import { createLab, netnsUnavailable, startIn, type Lab, type LabHost, type Started } from './helpers/netns'
 import { sleep } from './helpers/lifecycle'
+import { testDir } from './helpers/test-dir'
 
 const CLIENT_JS = join(__dirname, 'helpers', 'partition-client.js')
 const LEASE_TTL_MS = 3000
@@ -68,7 +69,7 @@ function script<T>(lab: Lab, host: LabHost, env: Record<string, string>, args: s
 const metaIdOf = (s: Started) => (/"metaId":"([^"]+)"/.exec(s.log()) ?? [])[1] ?? ''
 
 t.test('the leader meta cut off from NATS: a new leader serves; the old one appends and answers nothing', { skip: skipReason(), timeout: 240_000 }, async (t) => {
-  const dir = t.testdir()
+  const dir = testDir(t)
   const lab = createLab(t)
   const natsHost = lab.addHost('nats')
   const hostA = lab.addHost('ma')
@@ -144,7 +145,7 @@ t.test('the leader meta cut off from NATS: a new leader serves; the old one appe
 
 t.test('a client partitioned for 2x its session TTL: unlinked open files read back right or fail with EIO, loudly', { skip: skipReason() || (!existsSync('/dev/fuse') && 'no /dev/fuse'), timeout: 180_000 }, async (t) => {
   const SESSION_TTL_MS = 4000
-  const dir = t.testdir()
+  const dir = testDir(t)
   // outside the test dir: tap removes that first among the teardowns, while the mount is still up
   const mnt = mkdtempSync(join(tmpdir(), 'berth-partition-mnt-'))
   const lab = createLab()

@@ -9,9 +9,10 @@ import { join } from 'node:path'
 import t from 'tap'
 import { migrate, SCHEMA_VERSION } from '../meta/schema'
 import { openDatabase } from '../meta/sqlite'
+import { testDir } from './helpers/test-dir'
 
 t.test('a v6 database upgrades to the current version and keeps its rows', async (t) => {
-  const file = join(t.testdir(), 'meta.db')
+  const file = join(testDir(t), 'meta.db')
   const v6 = await openDatabase(file, (c) => migrate(c, 6))
   t.equal((await v6.read.get<{ user_version: number }>('PRAGMA user_version'))?.user_version, 6)
   await v6.write(async (tx) => {
@@ -39,7 +40,7 @@ t.test('a v6 database upgrades to the current version and keeps its rows', async
 })
 
 t.test('a v7 database upgrades to v8 (slices) and keeps its chunk maps', async (t) => {
-  const file = join(t.testdir(), 'meta.db')
+  const file = join(testDir(t), 'meta.db')
   const v7 = await openDatabase(file, (c) => migrate(c, 7))
   t.equal((await v7.read.get<{ user_version: number }>('PRAGMA user_version'))?.user_version, 7)
   await v7.write(async (tx) => {
@@ -63,7 +64,7 @@ t.test('a v7 database upgrades to v8 (slices) and keeps its chunk maps', async (
 })
 
 t.test('opening a current database again changes nothing', async (t) => {
-  const file = join(t.testdir(), 'meta.db')
+  const file = join(testDir(t), 'meta.db')
   const a = await openDatabase(file, migrate)
   await a.close()
   const b = await openDatabase(file, migrate)

@@ -10,9 +10,10 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { vacuumInto } from '../meta/vacuum-into'
 import { openDatabase, openReadOnly, type Write } from '../meta/sqlite'
+import { testDir } from './helpers/test-dir'
 
 async function scratch(t: Test) {
-  const dir = t.testdir()
+  const dir = testDir(t)
   const file = join(dir, 'meta.db')
   const db = await openDatabase(file, (c) => c.exec('CREATE TABLE kv (k TEXT PRIMARY KEY, v)'), { sync: 'normal' })
   t.teardown(() => db.close())

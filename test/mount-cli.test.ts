@@ -15,6 +15,7 @@ import { MOUNT_MALLOC_TUNABLES, NODE_FLAGS } from '../common/node-flags'
 import { startCluster } from './helpers/cluster'
 import { fusermountUz } from './helpers/mount'
 import { freePort } from './helpers/net'
+import { testDir } from './helpers/test-dir'
 
 function berth(args: string[], env: NodeJS.ProcessEnv, cwd?: string): { status: number | null; stdout: string; stderr: string; ms: number } {
   const start = Date.now()
@@ -106,7 +107,7 @@ t.test('daemon mount, berth umount, SIGTERM flushes an open dirty file', async (
 })
 
 t.test('berth up mounts the local cluster at --mount and unmounts on SIGTERM', async (t) => {
-  const root = t.testdir()
+  const root = testDir(t)
   const mnt = join(root, 'mnt')
   const up: ChildProcess = spawn(process.execPath, [BERTH_BIN, 'up', '--json', '--dir', join(root, 'cluster'), '--nodes', '3', '--mount', mnt], {
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -25,6 +25,7 @@ import { loadOrCreateNatsState } from '../cli/up-state'
 import { createLab, netnsUnavailable, startIn, type Started } from './helpers/netns'
 import { unitCommand } from './helpers/unit-command'
 import { fusermountUz } from './helpers/mount'
+import { testDir } from './helpers/test-dir'
 
 const REPO = resolve(__dirname, '..', '..')
 const UNITS = join(REPO, 'tools', 'systemd')
@@ -53,7 +54,7 @@ function hostPaths(root: string) {
 const isReady = (out: string) => /"event":"ready"/.test(out)
 
 t.test('multi-host deployment: NATS + meta, two node hosts, a client host', { skip: skipReason() }, async (t) => {
-  const dir = t.testdir()
+  const dir = testDir(t)
   const lab = createLab()
   const mnt = join(dir, 'mnt')
   mkdirSync(mnt)
@@ -146,7 +147,7 @@ t.test('multi-host deployment: NATS + meta, two node hosts, a client host', { sk
 })
 
 t.test('berth up --listen serves other hosts: a node and a mount elsewhere join with DIR/node.env and DIR/client.env', { skip: skipReason() }, async (t) => {
-  const dir = t.testdir()
+  const dir = testDir(t)
   const lab = createLab()
   const mnt = join(dir, 'mnt')
   mkdirSync(mnt)

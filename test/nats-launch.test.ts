@@ -9,6 +9,7 @@ import { createServer, type Server } from 'node:net'
 import { connect } from 'nats'
 import t, { type Test } from 'tap'
 import { freeLocalPort, launchNatsCluster, launchNatsServer } from '../cli/nats-server'
+import { testDir } from './helpers/test-dir'
 
 async function holdPort(t: Test): Promise<number> {
   // servers of a failed attempt dial it as a route: hang up on them
@@ -20,7 +21,7 @@ async function holdPort(t: Test): Promise<number> {
 
 t.test('a server whose route port is taken is not ready: the launch fails and says why', async (t) => {
   const taken = await holdPort(t)
-  const launched = launchNatsServer({ dir: t.testdir(), route: { serverName: 'x', port: taken, routes: [taken] } })
+  const launched = launchNatsServer({ dir: testDir(t), route: { serverName: 'x', port: taken, routes: [taken] } })
   // on failure to reject, stop what was started so the test leaves nothing behind
   launched.then((h) => h.stop(), () => undefined)
   await t.rejects(launched, /address already in use/)
@@ -31,7 +32,7 @@ t.test('a cluster whose first port was taken before nats-server bound it starts 
   let picks = 0
   // picks go client, route per server: the fourth is server 1's route port
   const pickPort = async () => (++picks === 4 ? taken : freeLocalPort())
-  const c = await launchNatsCluster({ dir: t.testdir(), n: 3, pickPort })
+  const c = await launchNatsCluster({ dir: testDir(t), n: 3, pickPort })
   t.teardown(() => c.stop())
   t.ok(picks > 6, `ports were picked again (${picks} picks)`)
   t.notOk(c.servers.some((s) => s.port === taken), 'no server on the taken port')

@@ -16,6 +16,7 @@ import { BERTH_BIN } from '../cli/spawn-service'
 import { connectNats } from '../common/nats-connect'
 import { decode, encode, subjects } from '../common/wire'
 import { freePort } from './helpers/net'
+import { testDir } from './helpers/test-dir'
 
 const S = subjects('berth')
 const REPO = resolve(__dirname, '..', '..')
@@ -41,7 +42,7 @@ async function startDockerConf(t: Test): Promise<Server> {
       BERTH_NATS_HOST: '127.0.0.1',
       BERTH_NATS_PORT: String(port),
       BERTH_NATS_HTTP_PORT: String(await freePort()),
-      BERTH_NATS_STORE_DIR: join(t.testdir(), 'js'),
+      BERTH_NATS_STORE_DIR: join(testDir(t), 'js'),
       BERTH_NATS_META_PASS: users.meta.pass,
       BERTH_NATS_NODE_PASS: users.node.pass,
       BERTH_NATS_CLIENT_PASS: users.client.pass,
@@ -198,13 +199,13 @@ async function checkInboxes(t: Test, s: Server, c: Record<keyof NatsUsers, NatsC
 }
 
 t.test('embedded nats-server config (berth up, tests)', async (t) => {
-  const nats = await launchNatsServer({ dir: join(t.testdir(), 'nats') })
+  const nats = await launchNatsServer({ dir: join(testDir(t), 'nats') })
   t.teardown(() => nats.stop())
   await checkRoles(t, { url: nats.url, users: nats.users })
   // no credentials, or wrong ones: the server refuses, and berth says so (EAUTH)
   await t.rejects(connectNats({ url: nats.url, name: 'anonymous' }), { code: 'EAUTH' }, 'no credentials: refused')
   await t.rejects(connectNats({ url: nats.url, name: 'guesser', user: nats.users.client.user, pass: 'wrong' }), { code: 'EAUTH' }, 'wrong password: refused')
-  const meta = spawnSync(process.execPath, [BERTH_BIN, 'meta', '--nats', nats.url, '--db', join(t.testdir(), 'm.db'), '--user', 'meta', '--pass', 'wrong'], {
+  const meta = spawnSync(process.execPath, [BERTH_BIN, 'meta', '--nats', nats.url, '--db', join(testDir(t), 'm.db'), '--user', 'meta', '--pass', 'wrong'], {
     encoding: 'utf8',
     env: { ...process.env, BERTH_SECRET: 'x'.repeat(32) },
     timeout: 30_000,

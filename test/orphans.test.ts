@@ -16,11 +16,12 @@ import { startCluster } from './helpers/cluster'
 import { diskBytes, eventually, nodeDirs } from './helpers/lifecycle'
 import { mountCluster } from './helpers/mount'
 import { MiB, shAsync } from './helpers/proc'
+import { testDir } from './helpers/test-dir'
 
 const SIZE_MIB = Number(process.env.BERTH_ORPHAN_TEST_MIB ?? 256)
 
 t.test('kill -9 of a client mid-copy: orphans reclaimed after the orphan age', { timeout: 600_000 }, async (t) => {
-  // not t.testdir(): a second call would wipe the cluster's folder
+  // not testDir(t): a second call would wipe the cluster's folder
   const srcDir = mkdtempSync(join(tmpdir(), 'berth-orphan-src-'))
   t.teardown(() => rmSync(srcDir, { recursive: true, force: true }))
   const src = join(srcDir, 'big.src')

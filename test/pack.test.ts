@@ -14,6 +14,7 @@ import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { readyLine } from './helpers/ready-line'
+import { testDir } from './helpers/test-dir'
 
 const ROOT = join(__dirname, '..', '..')
 const enabled = process.env.BERTH_TEST_PACK === '1'
@@ -37,7 +38,7 @@ function run(cmd: string, args: string[], opts: { cwd?: string; timeoutMs: numbe
 }
 
 t.test('npm pack + npm install -g gives a working berth', { skip: enabled ? false : 'set BERTH_TEST_PACK=1 (installs from the npm registry, compiles native modules: minutes)', timeout: 40 * 60_000 }, async (t) => {
-  const dir = t.testdir()
+  const dir = testDir(t)
   const pack = await run('npm', ['pack', '--pack-destination', dir], { cwd: ROOT, timeoutMs: 5 * 60_000 })
   t.equal(pack.code, 0, 'npm pack exits 0', { stderr: pack.code === 0 ? undefined : pack.err.slice(-2000) })
   const tarball = readdirSync(dir).find((f) => f.endsWith('.tgz'))

@@ -18,6 +18,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { startCluster } from './helpers/cluster'
 import { mountCluster } from './helpers/mount'
+import { testDir } from './helpers/test-dir'
 
 const GIT_FILES = Number(process.env.BERTH_GIT_FILES ?? 300)
 /**
@@ -56,7 +57,7 @@ const GIT = 'git -c user.email=t@example.invalid -c user.name=t -c init.defaultB
 t.test('real programs on a mount: git clone/status, and a C build', { timeout: 3_600_000 }, async (t) => {
   const c = await startCluster(t, { nodes: 2, replicas: 2 })
   const m = await mountCluster(t, c)
-  // not t.testdir(): a second call wipes the folder the cluster's nodes keep their blocks in
+  // not testDir(t): a second call wipes the folder the cluster's nodes keep their blocks in
   // (their PUTs then fail with ENOENT; only files over 64 KiB, kept on nodes, noticed)
   const local = mkdtempSync(join(tmpdir(), 'berth-real-local-'))
   t.teardown(() => rmSync(local, { recursive: true, force: true }))

@@ -23,6 +23,7 @@ import { Repair } from '../meta/repair'
 import { queued } from '../meta/repair-queue'
 import { migrate } from '../meta/schema'
 import { openDatabase, type Database } from '../meta/sqlite'
+import { testDir } from './helpers/test-dir'
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 const BLOCK = 4 * 1024 * 1024
@@ -98,7 +99,7 @@ async function synthesize(db: Database, n: number, nodes: number): Promise<void>
 async function setup(t: Test, blocks: number, nodes: number, limit = new RateLimit(0)) {
   let now = Date.now()
   const table = new NodeTable(() => now)
-  const db = await openDatabase(join(t.testdir(), 'meta.db'), migrate)
+  const db = await openDatabase(join(testDir(t), 'meta.db'), migrate)
   t.teardown(() => db.close())
   await synthesize(db, blocks, nodes)
   const env: MetaEnv = { db, cluster: 'berth', metaId: 'm', startedAt: now, secret: 's', chunkSize: BLOCK, replicas: 2, nodes: table }

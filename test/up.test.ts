@@ -12,6 +12,7 @@ import { BERTH_BIN } from '../cli/spawn-service'
 import { isMounted, readPid } from '../client/mount-state'
 import { fusermountUz } from './helpers/mount'
 import { readyLine } from './helpers/ready-line'
+import { testDir } from './helpers/test-dir'
 
 /** Pids of all descendants of `pid`, from /proc. */
 function descendants(pid: number): number[] {
@@ -44,7 +45,7 @@ const alive = (pid: number) => {
 }
 
 t.test('berth up --no-mount starts, reports status, and stops every child on SIGTERM', async (t) => {
-  const dir = t.testdir()
+  const dir = testDir(t)
   const started = Date.now()
   const { up, ready } = await startUp(t, join(dir, 'cluster'), ['--no-mount'], { nodes: 3, log: 'warn' })
   const elapsed = Date.now() - started
@@ -99,7 +100,7 @@ t.test('berth up --no-mount starts, reports status, and stops every child on SIG
 })
 
 t.test('berth status without a cluster fails clearly', async (t) => {
-  const r = spawnSync(process.execPath, [BERTH_BIN, 'status', '--nats', 'nats://127.0.0.1:1'], { encoding: 'utf8', cwd: t.testdir() })
+  const r = spawnSync(process.execPath, [BERTH_BIN, 'status', '--nats', 'nats://127.0.0.1:1'], { encoding: 'utf8', cwd: testDir(t) })
   t.not(r.status, 0)
   t.match(r.stderr, /cannot connect to NATS/)
 })
@@ -160,7 +161,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 const execFileAsync = promisify(execFile)
 
 t.test('berth up owns its folder: one per --dir, same port and credentials after a restart, dead children restarted', async (t) => {
-  const root = t.testdir()
+  const root = testDir(t)
   const dir = join(root, 'cluster')
   const first = await startUp(t, dir, ['--no-mount'])
   const status = () => spawnSync(process.execPath, [BERTH_BIN, 'status', '--json', '--credentials', first.ready.credentials], { encoding: 'utf8', timeout: 30_000 })
@@ -211,7 +212,7 @@ t.test('berth up owns its folder: one per --dir, same port and credentials after
 })
 
 t.test('berth up that cannot mount ends at once, says why, leaves nothing running', async (t) => {
-  const root = t.testdir({ full: { 'old.txt': 'x' } })
+  const root = testDir(t, { full: { 'old.txt': 'x' } })
   const started = Date.now()
   const up = spawn(process.execPath, [BERTH_BIN, 'up', '--dir', join(root, 'cluster'), '--nodes', '1', '--mount', join(root, 'full')], { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => {
@@ -235,7 +236,7 @@ t.test('berth up that cannot mount ends at once, says why, leaves nothing runnin
 })
 
 t.test('berth up --ha: three clustered nats-servers, two meta replicas; a killed replica is restarted and rejoins', async (t) => {
-  const dir = join(t.testdir(), 'cluster')
+  const dir = join(testDir(t), 'cluster')
   const u = await startUp(t, dir, ['--no-mount', '--ha'])
   t.equal(u.ready.nats.split(',').length, 3, `three NATS servers (${u.ready.nats})`)
   const children = descendants(u.up.pid!)
@@ -295,7 +296,7 @@ t.test('berth up --ha: three clustered nats-servers, two meta replicas; a killed
 })
 
 t.test('berth up: a kept dashboard port taken by another process moves to a free one', async (t) => {
-  const dir = join(t.testdir(), 'cluster')
+  const dir = join(testDir(t), 'cluster')
   mkdirSync(dir, { recursive: true })
   // another process holds the port ui.json keeps for meta's dashboard
   const holder = createServer()

@@ -13,6 +13,7 @@ import { BERTH_BIN } from '../cli/spawn-service'
 import { MIN_PEER_PROTOCOL, PROTOCOL, refuseMeta, refusePeer } from '../common/compat'
 import { startCluster, type TestCluster } from './helpers/cluster'
 import { fusermountUz } from './helpers/mount'
+import { testDir } from './helpers/test-dir'
 
 function berth(c: TestCluster, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<{ code: number; stderr: string; ms: number }> {
   const start = Date.now()
@@ -34,7 +35,7 @@ t.test('the rules, as pure functions', async (t) => {
 
 t.test('meta refuses a client or node of an unsupported protocol, with what to upgrade', async (t) => {
   const c = await startCluster(t, { nodes: 1 })
-  // not t.testdir(): a second call wipes the cluster's folder (startCluster's)
+  // not testDir(t): a second call wipes the cluster's folder (startCluster's)
   const mnt = mkdtempSync(join(tmpdir(), 'berth-compat-mnt-'))
   t.teardown(() => {
     fusermountUz(mnt)

@@ -9,6 +9,7 @@ import t from 'tap'
 import { startCluster } from './helpers/cluster'
 import { mountCluster } from './helpers/mount'
 import { compareLines, line, LINE, READER, runNode, WRITER } from './helpers/write-path-procs'
+import { testDir } from './helpers/test-dir'
 
 // WRITE_PATH_RUNS: fewer runs to measure the old code, where one run takes ~30 s
 const RUNS = Number(process.env.WRITE_PATH_RUNS ?? 20)
@@ -22,7 +23,7 @@ t.test('lost writes on one mount (issue 7)', async (t) => {
     let lost = 0
     let nulReads = 0
     let reads = 0
-    const scratch = t.testdir()
+    const scratch = testDir(t)
     for (let run = 0; run < RUNS; run++) {
       const path = join(m.dir, `wr-${run}.txt`)
       const stop = join(scratch, `stop-${run}`)

@@ -1,5 +1,5 @@
 /**
- * Real processes for tests: nats-server, meta and data nodes in a t.testdir(),
+ * Real processes for tests: nats-server, meta and data nodes in a t.testdir() (test/helpers/test-dir.ts),
  * each torn down by the test that started it (registered right after start).
  */
 import { randomBytes } from 'node:crypto'
@@ -10,6 +10,7 @@ import { MetaClient } from '../../common/meta-client'
 import { connectNats } from '../../common/nats-connect'
 import { launchNatsCluster, launchNatsServer, type NatsClusterHandle, type NatsServerHandle, type NatsUsers } from '../../cli/nats-server'
 import { spawnService, type ServiceHandle } from '../../cli/spawn-service'
+import { testDir } from './test-dir'
 
 export interface TestCluster {
   dir: string
@@ -30,7 +31,7 @@ export interface TestCluster {
   metaClient(opts?: { deadlineMs?: number }): Promise<MetaClient>
 }
 
-export async function startNats(t: Test, dir = t.testdir()): Promise<NatsServerHandle> {
+export async function startNats(t: Test, dir = testDir(t)): Promise<NatsServerHandle> {
   const nats = await launchNatsServer({ dir: join(dir, 'nats') })
   t.teardown(() => nats.stop())
   return nats
@@ -42,7 +43,7 @@ export async function startNats(t: Test, dir = t.testdir()): Promise<NatsServerH
  */
 /** `metaEnv`: extra environment of every meta (test hooks such as BERTH_TEST_DROP_INVALIDATIONS). */
 export async function startCluster(t: Test, opts: { nodes?: number; replicas?: number; metaArgs?: string[]; metaEnv?: NodeJS.ProcessEnv; nodeArgs?: string[]; natsServers?: number } = {}): Promise<TestCluster> {
-  const dir = t.testdir()
+  const dir = testDir(t)
   let natsCluster: NatsClusterHandle | null = null
   let nats: Pick<NatsServerHandle, 'url' | 'users' | 'stop' | 'port'>
   if ((opts.natsServers ?? 1) > 1) {

@@ -16,6 +16,7 @@ import { sqliteEngine, type EngineHandle } from '../../meta/engine'
 import { NodeTable } from '../../meta/nodes'
 import { migrate } from '../../meta/schema'
 import { openDatabase } from '../../meta/sqlite'
+import { testDir } from './test-dir'
 
 /** What the pipeline sends: a batch as `ahead`, a change alone as its own op. */
 const GATED = new Set<MetaOp>(['ahead', 'mkdir', 'mknod', 'unlink', 'rmdir', 'commit', 'setattr'])
@@ -85,7 +86,7 @@ export type EngineMountOptions = Partial<Omit<VfsOptions, 'session'>> & { blocks
 
 /** A meta engine on a fresh database, and `mount(session)` for each client; `published` hears what each mutation changed (none by default). */
 export async function engineCluster(t: Test, published: (ch: Changes) => void = () => undefined): Promise<{ engine: EngineHandle; mount: (session: string, opts?: EngineMountOptions) => Promise<EngineMount> }> {
-  const db = await openDatabase(join(t.testdir(), 'meta.db'), migrate, { sync: 'normal' })
+  const db = await openDatabase(join(testDir(t), 'meta.db'), migrate, { sync: 'normal' })
   t.teardown(() => db.close())
   const env: MetaEnv = { db, cluster: 't', metaId: 'm', startedAt: Date.now(), secret: 's', chunkSize: 1 << 20, replicas: 1, nodes: new NodeTable() }
   const engine = sqliteEngine(env, published)
