@@ -5,10 +5,12 @@
  * such a server (CONNECTION_REFUSED). The launcher must not call it ready, and
  * a cluster launch must start again on new ports.
  */
+import { readdirSync, readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { connect } from 'nats'
 import t, { type Test } from 'tap'
 import { freeLocalPort, launchNatsCluster, launchNatsServer } from '../cli/nats-server'
+import { eventually } from './helpers/lifecycle'
 import { testDir } from './helpers/test-dir'
 
 async function holdPort(t: Test): Promise<number> {
@@ -42,4 +44,19 @@ t.test('a cluster whose first port was taken before nats-server bound it starts 
     await nc.close()
     t.pass(`${s.url} answers`)
   }
+})
+
+t.test('a server that is not ready in time is killed, not left running', async (t) => {
+  const dir = testDir(t)
+  await t.rejects(launchNatsServer({ dir, readyTimeoutMs: 1 }), /did not start within 1 ms/)
+  // its config file names its folder: no process may still run with it
+  const running = () =>
+    readdirSync('/proc').filter((p) => /^\d+$/.test(p)).some((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dir)
+      } catch {
+        return false // gone meanwhile
+      }
+    })
+  t.ok(await eventually(() => !running(), 5000), 'no nats-server runs with its folder')
 })
