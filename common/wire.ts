@@ -163,6 +163,13 @@ export interface RequestOptions {
    * retried: the request provably reached no server.
    */
   retryTimeouts?: boolean
+  /**
+   * How long "no responders" is retried, when shorter than the deadline. For
+   * a subject one process serves (a data node's commands): that process is
+   * gone or restarting, and a caller holding a lock while it waits (meta's
+   * maintenance turn) must not wait out a whole deadline for a dead node.
+   */
+  noRespondersMs?: number
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -173,6 +180,7 @@ export async function request<T>(nc: NatsConnection, subject: string, body: unkn
   const deadline = Date.now() + (opts.deadlineMs ?? 30_000)
   const data = encode(body)
   if (data.length > MAX_MESSAGE_BYTES) throw new BerthError('EMSGSIZE', `request over ${MAX_MESSAGE_BYTES} bytes`)
+  const started = Date.now()
   let backoff = 50
   for (;;) {
     if (nc.isClosed()) throw new BerthError('EIO', 'NATS connection is closed')
@@ -192,6 +200,9 @@ export async function request<T>(nc: NatsConnection, subject: string, body: unkn
         if (code === NatsErrorCode.ConnectionClosed) throw new BerthError('EIO', 'NATS connection is closed', { cause: err })
         if (code === NatsErrorCode.MaxPayloadExceeded) throw new BerthError('EMSGSIZE', `${subject}: message too large`, { cause: err })
         throw new BerthError('EIO', `${subject}: ${(err as Error).message}`, { cause: err })
+      }
+      if (code === NatsErrorCode.NoResponders && opts.noRespondersMs !== undefined && Date.now() + backoff - started >= opts.noRespondersMs) {
+        throw new BerthError('ETIMEDOUT', `${subject}: nobody subscribed for ${opts.noRespondersMs} ms`, { cause: err })
       }
       if (Date.now() + backoff >= deadline) {
         throw new BerthError('ETIMEDOUT', `${subject}: cluster did not answer within ${opts.deadlineMs ?? 30_000} ms (${code})`, { cause: err })

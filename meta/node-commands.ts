@@ -17,7 +17,7 @@
 import type { NatsConnection } from 'nats'
 import type { Logger } from '../common/log'
 import type { NodeCommand, NodeCommandReplies } from '../common/protocol'
-import { MAX_PAGE } from '../common/protocol'
+import { HEARTBEAT_MS, MAX_PAGE } from '../common/protocol'
 import { request, subjects } from '../common/wire'
 
 export type AskNode = <Op extends NodeCommand['op']>(node: string, cmd: NodeCommand & { op: Op }, timeoutMs: number) => Promise<NodeCommandReplies[Op]>
@@ -25,7 +25,12 @@ export type AskNode = <Op extends NodeCommand['op']>(node: string, cmd: NodeComm
 export function nodeAsker(nc: NatsConnection, cluster: string): AskNode {
   const s = subjects(cluster)
   // the reply type follows the op: the node answers each op with its reply shape
-  const ask = (node: string, cmd: NodeCommand, timeoutMs: number): Promise<unknown> => request(nc, s.nodeCmd(node), cmd, { timeoutMs, deadlineMs: timeoutMs })
+  // a node that is not subscribed is dead or restarting: give up after one
+  // heartbeat interval instead of the whole timeout, since reconciliation and
+  // repair hold one turn while they ask (a node killed during a reconcile page
+  // held up the repair of its own blocks for 30 s)
+  const ask = (node: string, cmd: NodeCommand, timeoutMs: number): Promise<unknown> =>
+    request(nc, s.nodeCmd(node), cmd, { timeoutMs, deadlineMs: timeoutMs, noRespondersMs: Math.min(timeoutMs, HEARTBEAT_MS) })
   return ask as AskNode
 }
 

@@ -111,8 +111,12 @@ t.test('node restart after repair elsewhere: extra copies trimmed to R, fsck cle
   const onVictim = hashes.filter((h) => holders(c, h).includes(victimDir))
   t.ok(onVictim.length > 0, `${onVictim.length} blocks on the victim`)
   await c.nodes[victimIdx]!.kill()
-  // repair copies the victim's blocks to the other two nodes
-  t.ok(await eventually(() => onVictim.every((h) => holders(c, h).filter((d) => d !== victimDir).length === 2), 40_000), 'repaired elsewhere')
+  const killedAt = Date.now()
+  // repair copies the victim's blocks to the other two nodes: after NODE_DEAD_MS
+  // (7 s) and a repair pass. 25 s, not more: an inventory ask to the dead node
+  // (reconciliation runs every 500 ms here) used to hold repair's turn for 30 s
+  t.ok(await eventually(() => onVictim.every((h) => holders(c, h).filter((d) => d !== victimDir).length === 2), 25_000), 'repaired elsewhere')
+  t.comment(`repaired ${Date.now() - killedAt} ms after the kill`)
   const st = await meta.call('status', {})
   t.equal(st.underReplicated, 0, 'nothing below min(R, live)')
   // the victim comes back with its old copies: three of each
