@@ -47,6 +47,11 @@ t.test('names that are not UTF-8: EILSEQ to make one, ENOENT to find one, nothin
   t.equal(code(() => statSync(cafE9)), 'ENOENT', 'lookup')
   t.equal(code(() => unlinkSync(cafE9)), 'ENOENT', 'unlink')
   t.equal(code(() => renameSync(cafE9, join(d, 'x'))), 'ENOENT', 'rename from such a name')
+  // renameat2 through Python's ctypes (Node has no rename flags): 1 RENAME_NOREPLACE, 2 RENAME_EXCHANGE
+  const renameat2 = (flags: number) =>
+    spawnSync('python3', ['-c', `import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[1].encode()[:-2] + b'\\xfe', ${flags})\nprint(os.strerror(ctypes.get_errno()) if r else 'ok')`, join(d, 'ok')], { encoding: 'utf8' }).stdout.trim()
+  t.equal(renameat2(1), 'Invalid or incomplete multibyte or wide character', 'rename with RENAME_NOREPLACE to such a name: EILSEQ')
+  t.equal(renameat2(2), 'No such file or directory', 'rename with RENAME_EXCHANGE with such a name: ENOENT (it cannot exist)')
   // an xattr name of raw bytes: Node's own arguments are UTF-8, so Python (node-gyp's, always there) makes the call
   const xattr = (op: string) => spawnSync('python3', ['-c', `import os, sys\ntry:\n  ${op}\nexcept OSError as e: print(os.strerror(e.errno))`, join(d, 'ok')], { encoding: 'utf8' }).stdout.trim()
   t.equal(xattr("os.setxattr(sys.argv[1], b'user.\\xff', b'1')"), 'Invalid or incomplete multibyte or wide character', 'setxattr: EILSEQ')

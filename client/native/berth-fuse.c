@@ -293,7 +293,8 @@ static void ll_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 #define OP OP_RENAME
 static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags) {
   UTF8_OR(name, ENOENT);
-  UTF8_OR(newname, EILSEQ);
+  // an exchange needs newname to exist, and no such name can: ENOENT, as for any missing target
+  UTF8_OR(newname, (flags & RENAME_EXCHANGE) ? ENOENT : EILSEQ);
   ARGS(num((double)parent), str(name), num((double)newparent), str(newname), num(flags));
 }
 #undef OP
