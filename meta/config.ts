@@ -94,6 +94,13 @@ export interface MetaConfig {
    * BERTH_FAKE_PROTOCOL (common/compat.ts), never set it in production.
    */
   readonly testDropInvalidations: boolean
+  /**
+   * Test only: BERTH_TEST_RESTORE_GATE=<file> makes a replica that restored a
+   * snapshot at start write `<file>.reached` and wait for `<file>` to exist
+   * before it looks at the log again, so a test can trim the log past the
+   * restored snapshot at exactly that point (test/meta-snapshot).
+   */
+  readonly testRestoreGate: string | null
   /** Replicated mode: null for the single meta of today. */
   readonly ha: Readonly<{ logReplicas: number; leaseTtlMs: number; snapshotEntries: number; snapshotIntervalMs: number; snapshotKeep: number }> | null
 }
@@ -179,6 +186,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     ui: uiConfig(values['ui-listen'] ?? env.BERTH_UI_LISTEN, values['ui-token-file'], env),
     auth: Object.freeze(natsAuthFromEnv({ user: values.user, pass: values.pass, token: values.token, credsFile: values.creds }, env)),
     testDropInvalidations: env.BERTH_TEST_DROP_INVALIDATIONS === '1',
+    testRestoreGate: env.BERTH_TEST_RESTORE_GATE || null,
     ha: values.ha
       ? Object.freeze({
           logReplicas: intFlag('--log-replicas', values['log-replicas'], 1, 1, 5),

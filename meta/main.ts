@@ -11,7 +11,8 @@
  */
 import { randomBytes } from 'node:crypto'
 import { dirname } from 'node:path'
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
 import { ErrorCode as NatsErrorCode, type NatsConnection } from 'nats'
 import { BerthError } from '../common/errors'
 import { emitEvent, logger } from '../common/log'
@@ -279,18 +280,34 @@ async function openHa(nc: NatsConnection, cfg: MetaConfig, metaId: string, ha: N
  * tail follows in Replica.start.
  */
 async function restoreIfBehind(db: Database, ha: HaParts, cfg: MetaConfig): Promise<Database> {
-  const applied = await appliedSeq(db)
-  const { first, last } = await ha.log.bounds()
-  if (!(last > applied && first > applied + 1)) return db
-  const latest = await ha.snapshots.latest()
-  if (!latest || latest.seq + 1 < first) {
-    throw new BerthError('EIO', `the log starts at ${first}, this replica has applied ${applied} and the stored snapshot ends at ${latest?.seq ?? 'none'}: cannot catch up`)
+  // Checked again after each restore: the leader may store a newer snapshot and
+  // trim the log past the one just restored while it downloads (seen with
+  // snapshots every second in test/meta-snapshot). The next try takes the newer
+  // one; past RESTORE_TRIES the replica exits and its supervisor starts it again.
+  for (let attempt = 1; ; attempt++) {
+    const applied = await appliedSeq(db)
+    const { first, last } = await ha.log.bounds()
+    if (!(last > applied && first > applied + 1)) return db
+    const latest = await ha.snapshots.latest()
+    if (!latest || latest.seq + 1 < first || attempt > RESTORE_TRIES) {
+      throw new BerthError('EIO', `the log starts at ${first}, this replica has applied ${applied} and the stored snapshot ends at ${latest?.seq ?? 'none'}: cannot catch up`)
+    }
+    await db.close()
+    const got = await ha.snapshots.restore(cfg.db)
+    log.info(`restored the snapshot at log sequence ${got?.seq ?? 0} (${got?.bytes ?? 0} bytes); this replica had applied ${applied}, the log starts at ${first}`)
+    db = await openDatabase(cfg.db, migrate, { sync: cfg.sync, cacheMb: cfg.cacheMb, onCheckpointError: checkpointWarning })
+    if (cfg.testRestoreGate) await testGate(cfg.testRestoreGate)
   }
-  await db.close()
-  const got = await ha.snapshots.restore(cfg.db)
-  log.info(`restored the snapshot at log sequence ${got?.seq ?? 0} (${got?.bytes ?? 0} bytes); this replica had applied ${applied}, the log starts at ${first}`)
-  return openDatabase(cfg.db, migrate, { sync: cfg.sync, cacheMb: cfg.cacheMb, onCheckpointError: checkpointWarning })
 }
+
+/** BERTH_TEST_RESTORE_GATE (meta/config.ts): says it got here, then waits for the test to open the gate. */
+async function testGate(file: string): Promise<void> {
+  await writeFile(`${file}.reached`, '')
+  while (!existsSync(file)) await new Promise((r) => setTimeout(r, 50))
+}
+
+/** Restores in a row before giving up (each one found the log trimmed past the snapshot it took). */
+const RESTORE_TRIES = 3
 
 /**
  * A replica that has applied nothing of the log must hold nothing but the

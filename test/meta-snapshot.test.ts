@@ -4,6 +4,8 @@
  * a new replica with an empty database starts from the snapshot plus the log
  * tail and, once the leader is gone, serves every acknowledged mutation.
  */
+import { existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t from 'tap'
 import { ROOT_INO } from '../common/protocol'
 import { streamName } from '../meta/log/stream'
@@ -64,4 +66,40 @@ t.test('a new replica starts from the snapshot and the log tail', async (t) => {
   t.equal(names.size, made.size + 1, 'and nothing else but the one after it')
   t.ok(names.has('late'), 'the create after the snapshot (log tail) is there')
   t.ok((await m.call('lookup', { parent: ROOT_INO, name: 'moved' })).attr.ino > 0, 'the rename is there')
+})
+
+t.test('a new replica whose restored snapshot the leader trims past at once restores the newer one', async (t) => {
+  const c = await startCluster(t, { nodes: 0, metaArgs: HA })
+  const m = await c.metaClient({ deadlineMs: 30_000 })
+  const d = (await m.call('mkdir', { parent: ROOT_INO, name: 'd', mode: 0o755, ...who })).attr
+  for (let i = 0; i < 30; i++) await m.call('mknod', { parent: d.ino, name: `a${i}`, mode: 0o100644, ...who })
+  const jsm = await (await c.connect('meta')).jetstreamManager()
+  const snapSeq = async () => (await m.call('status', {})).replication?.snapshotSeq ?? 0
+  const lastSeq = async () => (await jsm.streams.info(streamName(c.cluster))).state.last_seq
+  // the leader's snapshot has caught up with the log, and the log is trimmed behind it
+  await eventually('a snapshot of the whole log', async () => (await snapSeq()) >= (await lastSeq()) - 1 && (await jsm.streams.info(streamName(c.cluster))).state.first_seq > 1)
+  const restored = await snapSeq()
+
+  // the new replica restores that snapshot and stops at the gate
+  const gate = join(c.dir, 'restore-gate')
+  const fresh = c.startMeta({ db: `${c.dir}/fresh/meta.db`, env: { BERTH_TEST_RESTORE_GATE: gate } })
+  fresh.catch(() => undefined)
+  await eventually('the new replica restored the snapshot', async () => existsSync(`${gate}.reached`))
+  // meanwhile the leader writes on, stores a newer snapshot and trims the log past the restored one
+  for (let i = 0; i < 30; i++) await m.call('mknod', { parent: d.ino, name: `b${i}`, mode: 0o100644, ...who })
+  const first = await eventually('the log trimmed past the restored snapshot', async () => {
+    const f = (await jsm.streams.info(streamName(c.cluster))).state.first_seq
+    return f > restored + 1 ? f : null
+  })
+  t.ok(first > restored + 1, `the log starts at ${first}, past the restored snapshot's ${restored} + 1`)
+  writeFileSync(gate, '')
+  const replica = await fresh // before: exit 70, "the log starts at N but this replica has applied only M"
+  t.ok(replica.pid > 0, 'the new replica took the newer snapshot and came up')
+  await eventually('the new replica caught up', async () => {
+    const r = (await m.call('status', {})).replication
+    return r?.replicas?.length === 2 && r.replicas.every((p) => p.lag === 0)
+  })
+  await c.meta.kill()
+  const { entries } = await m.call('readdir', { ino: d.ino })
+  t.equal(entries.length, 60, 'led by the new replica, the directory holds all 60 files')
 })
