@@ -86,7 +86,7 @@ export async function run(argv: string[]): Promise<void> {
     chunkSize: cfg.chunkSize,
     replicas: cfg.replicas,
     nodes,
-    askNode: nodeAsker(nc, cfg.cluster),
+    askNode: nodeAsker(nc, cfg.cluster, (id) => nodes.isDead(id)),
     repairMeter: new MoveMeter(),
     rebalance: { ...DEFAULT_REBALANCE, minBytes: cfg.rebalanceMinBytes },
     // `serving` is created below with this env; requests only come after both exist.

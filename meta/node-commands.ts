@@ -17,22 +17,50 @@
 import type { NatsConnection } from 'nats'
 import type { Logger } from '../common/log'
 import type { NodeCommand, NodeCommandReplies } from '../common/protocol'
+import { BerthError } from '../common/errors'
 import { HEARTBEAT_MS, MAX_PAGE } from '../common/protocol'
 import { request, subjects } from '../common/wire'
 
 export type AskNode = <Op extends NodeCommand['op']>(node: string, cmd: NodeCommand & { op: Op }, timeoutMs: number) => Promise<NodeCommandReplies[Op]>
 
-export function nodeAsker(nc: NatsConnection, cluster: string): AskNode {
+/**
+ * Reconciliation and repair hold one turn while they ask a node
+ * (meta/maintenance.ts), so an ask must not wait long for a node that is gone:
+ * - not subscribed (killed, restarting): given up after one heartbeat interval
+ *   instead of the whole timeout (a node killed during a reconcile page held
+ *   up the repair of its own blocks for 30 s);
+ * - subscribed but silent (stopped, hung, cut off: NATS keeps its subscription
+ *   until its pings fail, minutes): given up once `isDead` says its heartbeats
+ *   stopped (NODE_DEAD_MS), checked every LIVENESS_CHECK_MS while the ask is
+ *   in flight, instead of waiting out a 60 s replicate. A replicate's target
+ *   likewise: the source's PUT to a stopped node waits out its own 60 s.
+ *   Repair works from the live set as its pass began, so it may ask a node
+ *   already dead: that ask ends at the first check.
+ * What a node given up on still does is safe: a late copy is an orphan that
+ * reconciliation adopts, a late delete follows rows already removed.
+ */
+export function nodeAsker(nc: NatsConnection, cluster: string, isDead?: (node: string) => boolean): AskNode {
   const s = subjects(cluster)
   // the reply type follows the op: the node answers each op with its reply shape
-  // a node that is not subscribed is dead or restarting: give up after one
-  // heartbeat interval instead of the whole timeout, since reconciliation and
-  // repair hold one turn while they ask (a node killed during a reconcile page
-  // held up the repair of its own blocks for 30 s)
-  const ask = (node: string, cmd: NodeCommand, timeoutMs: number): Promise<unknown> =>
-    request(nc, s.nodeCmd(node), cmd, { timeoutMs, deadlineMs: timeoutMs, noRespondersMs: Math.min(timeoutMs, HEARTBEAT_MS) })
+  const ask = (node: string, cmd: NodeCommand, timeoutMs: number): Promise<unknown> => {
+    const asked = request(nc, s.nodeCmd(node), cmd, { timeoutMs, deadlineMs: timeoutMs, noRespondersMs: Math.min(timeoutMs, HEARTBEAT_MS) })
+    if (!isDead) return asked
+    const watched = cmd.op === 'replicate' ? [node, cmd.to.id] : [node]
+    let watch: NodeJS.Timeout | undefined
+    const gone = new Promise<never>((_resolve, reject) => {
+      watch = setInterval(() => {
+        const dead = watched.find(isDead)
+        if (dead !== undefined) reject(new BerthError('ETIMEDOUT', `${s.nodeCmd(node)}: node ${dead} stopped heartbeating while ${node} was asked (${cmd.op})`))
+      }, LIVENESS_CHECK_MS)
+    })
+    asked.catch(() => undefined) // settles unobserved once given up on
+    return Promise.race([asked, gone]).finally(() => clearInterval(watch))
+  }
   return ask as AskNode
 }
+
+/** How often an ask in flight looks at its node's liveness. */
+const LIVENESS_CHECK_MS = 500
 
 /** Step 1: the node's clock, or null when it does not answer (then nothing is decided for it). */
 export async function deleteToken(ask: AskNode, node: string): Promise<number | null> {

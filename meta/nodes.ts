@@ -54,6 +54,12 @@ export class NodeTable {
       .sort((a, b) => a.id.localeCompare(b.id))
   }
 
+  /** Heard from once, but not within NODE_DEAD_MS; false for a node never heard from (after a meta restart, say). */
+  isDead(id: string): boolean {
+    const n = this.nodes.get(id)
+    return n !== undefined && this.clock() - n.seen > NODE_DEAD_MS
+  }
+
   live(): NodeInfo[] {
     return this.list().filter((n) => n.alive)
   }

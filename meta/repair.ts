@@ -140,6 +140,10 @@ export class Repair {
   private async work(stopped: () => boolean, live: NodeInfo[]): Promise<void> {
     for (;;) {
       if (stopped()) return
+      // a node of this pass's view died: its copies would fail again and again
+      // (a dead source or target, asked every batch), so the pass ends and the
+      // next one starts from a view that has the death as an event
+      if (live.some((n) => this.env.nodes.isDead(n.id))) return
       // SQLite calls settle as microtasks: without a turn of the event loop
       // between batches, a long queue would keep heartbeats and requests
       // waiting until the whole queue was worked

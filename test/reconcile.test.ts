@@ -145,3 +145,40 @@ t.test('status counts blocks below R apart from below min(R, live)', async (t) =
   t.equal(st.belowR, 1, 'but it is below R=2, and status says so')
   t.equal(st.replicas, 2)
 })
+
+t.test('a node stops (SIGSTOP) while meta asks it for its inventory or a copy: once it counts as dead, its blocks are re-protected at once, not after the ask times out', async (t: Test) => {
+  const c = await startCluster(t, { nodes: 4, replicas: 2, metaArgs: FAST, nodeArgs: ['--scrub-interval-ms', '0'] })
+  const bc = await blockClient(t, c, 4)
+  const meta = await c.metaClient()
+  const hashes: string[] = []
+  for (let i = 0; i < 12; i++) hashes.push((await writeFile(bc, meta, randomBytes(100_000 + i))).hash)
+  const dirs = nodeDirs(c)
+  // A and B share a block (repair will ask B to copy it once A is dead), and B
+  // holds another block A does not (to re-protect once B is dead too)
+  let pair: [string, string] | undefined
+  for (const a of dirs) {
+    for (const b of dirs) {
+      const both = hashes.some((h) => holders(c, h).includes(a) && holders(c, h).includes(b))
+      const bOnly = hashes.some((h) => holders(c, h).includes(b) && !holders(c, h).includes(a))
+      if (a !== b && both && bOnly && !pair) pair = [a, b]
+    }
+  }
+  if (!pair) {
+    t.comment('placement put no block on B without A; nothing to check')
+    return
+  }
+  const [aDir, bDir] = pair
+  const bOnly = hashes.filter((h) => holders(c, h).includes(bDir) && !holders(c, h).includes(aDir))
+  const bPid = c.nodes[dirs.indexOf(bDir)]!.pid
+  t.teardown(() => process.kill(bPid, 'SIGCONT'))
+  await c.nodes[dirs.indexOf(aDir)]!.kill()
+  // B stops 4 s after A died: meta declares A dead (7 s) while B still counts
+  // as live (until 4 + 7 s), so repair asks B to copy the shared block, and B,
+  // still subscribed to NATS, never answers
+  await new Promise((r) => setTimeout(r, 4000))
+  process.kill(bPid, 'SIGSTOP')
+  const stoppedAt = Date.now()
+  const gone = new Set([aDir, bDir])
+  const ok = await eventually(() => bOnly.every((h) => holders(c, h).filter((d) => !gone.has(d)).length === 2), 20_000)
+  t.ok(ok, `the ${bOnly.length} block(s) B held without A have two live copies again ${Date.now() - stoppedAt} ms after B stopped (before: 30-60 s, while an inventory or replicate ask to the stopped B held the turn repair shares)`)
+})
