@@ -30,6 +30,7 @@ import { pieceSumsAsync } from './async-checksums'
 import { SUM_PIECE } from './checksums'
 import { coveringPieces, pieceCount, verifyPieces, type PieceSpan } from './verified-range'
 import { BerthError, isErrorCode, type ErrorCode } from './errors'
+import { deadPeerSignal } from './dead-peer-signal'
 import { blockHash, CHAIN_HEADER, HEARTBEAT_MS, heartbeat, NODE_DEAD_MS, type Heartbeat, type PlaceReply, type PutReply } from './protocol'
 import { parseBody, request, subjects, type Subjects } from './wire'
 
@@ -136,8 +137,11 @@ export class NodeHttp {
     return pool
   }
 
-  /** PUTs one block; resolves with the node's PutReply or throws a BerthError. */
-  async put(target: BlockTarget, hash: string, body: Uint8Array | Readable, size: number, chain: BlockTarget[], timeoutMs: number): Promise<PutReply> {
+  /**
+   * PUTs one block; resolves with the node's PutReply or throws a BerthError.
+   * `signal` ends it early (common/dead-peer-signal.ts: the target stopped).
+   */
+  async put(target: BlockTarget, hash: string, body: Uint8Array | Readable, size: number, chain: BlockTarget[], timeoutMs: number, signal?: AbortSignal): Promise<PutReply> {
     const headers: Record<string, string> = {
       authorization: `Bearer ${this.token}`,
       'content-type': 'application/octet-stream',
@@ -145,7 +149,15 @@ export class NodeHttp {
     }
     if (chain.length) headers[CHAIN_HEADER] = formatChain(chain)
     const res = await this.call(target, () =>
-      this.pool(target.url).request({ path: `/v1/blocks/${hash}`, method: 'PUT', headers, body, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs }),
+      this.pool(target.url).request({
+        path: `/v1/blocks/${hash}`,
+        method: 'PUT',
+        headers,
+        body,
+        signal: signal ? AbortSignal.any([AbortSignal.timeout(timeoutMs), signal]) : AbortSignal.timeout(timeoutMs),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      }),
     )
     if (res.statusCode !== 200) {
       const text = await readText(res.body)
@@ -234,6 +246,13 @@ export function wholeBlockCheck(hash: string, sums: Uint8Array | undefined): Blo
 
 /** A fetched copy's check: null when good, else why not. */
 export type BlockCheck = (buf: Buffer) => string | null | Promise<string | null>
+
+/**
+ * How long each placement attempt waits for an answer (the last one repeats).
+ * Short at first: with one of N members stopped, k attempts in a row reach it
+ * with odds N^-k, and each costs its wait.
+ */
+const PLACE_WAITS_MS: readonly number[] = [250, 250, 250, 500, 1000, 2000]
 
 function transportError(target: BlockTarget, err: unknown): BerthError {
   if (err instanceof BerthError) return err
@@ -366,6 +385,35 @@ export class BlockClient {
     })
   }
 
+  /**
+   * Asks the placement queue group, later attempts waiting longer than the
+   * first ones (PLACE_WAITS_MS). NATS hands
+   * each request to a random member, and a member that stopped without
+   * leaving (SIGSTOP, a hung disk: its subscription stays for minutes) still
+   * gets its share: with 2 s per attempt, a third of the writes on a 3-node
+   * cluster waited 2 s or more while one node was stopped. A live node answers
+   * in milliseconds, and a slow one still gets 2 s from the fourth attempt on.
+   * Placement reserves nothing, so a retry is harmless.
+   */
+  private async place(body: { size: number; replicas: number; exclude: string[] }, deadline: number): Promise<PlaceReply> {
+    for (let attempt = 0; ; attempt++) {
+      const wait = PLACE_WAITS_MS[Math.min(attempt, PLACE_WAITS_MS.length - 1)]!
+      const left = deadline - Date.now()
+      try {
+        return await request<PlaceReply>(this.nc, this.subjects.place, body, { timeoutMs: Math.max(1, Math.min(wait, left)), deadlineMs: Math.max(1, left) })
+      } catch (err) {
+        // an attempt that got no answer: another one, to whichever member NATS picks next
+        if ((err as BerthError).code !== 'ETIMEDOUT' || Date.now() >= deadline) throw err
+      }
+    }
+  }
+
+  /** Heard from, but not within NODE_DEAD_MS (a node never heard from is not dead). */
+  private isDead(id: string): boolean {
+    const p = this.peers.get(id)
+    return p !== undefined && Date.now() - p.seen > NODE_DEAD_MS
+  }
+
   /** Live node id -> url as learned from heartbeats. */
   liveNodes(): Map<string, string> {
     const now = Date.now()
@@ -468,12 +516,7 @@ export class BlockClient {
       if (left <= 0) throw new BerthError('ETIMEDOUT', `put ${h.slice(0, 12)}: not stored on ${want} nodes within ${this.deadlineMs} ms${got}${last ? ` (last error: ${(last as Error).message})` : ''}`, { cause: last })
       let reply: PlaceReply
       try {
-        reply = await request<PlaceReply>(
-          this.nc,
-          this.subjects.place,
-          { size: data.length, replicas: want - holders.size, exclude: [...holders, ...failed].slice(0, 64) },
-          { timeoutMs: Math.min(2000, left), deadlineMs: left, retryTimeouts: true },
-        )
+        reply = await this.place({ size: data.length, replicas: want - holders.size, exclude: [...holders, ...failed].slice(0, 64) }, deadline)
       } catch (err) {
         const code = (err as BerthError).code
         if (code === 'ENOSPC' && (failed.size > 0 || holders.size > 0)) {
@@ -495,8 +538,11 @@ export class BlockClient {
       if (!first) throw new BerthError('EBADMSG', 'placement reply without new targets')
       for (const t of targets) this.peers.set(t.id, { url: t.url, seen: Math.max(Date.now(), this.peers.get(t.id)?.seen ?? 0), state: this.peers.get(t.id)?.state ?? 'up' })
       const before = holders.size
+      // a first node that stopped (its heartbeats did) is given up on then, not at the deadline;
+      // the chain's other members are its to watch (node/http-api.ts forward)
+      const watch = deadPeerSignal([first.id], (id) => this.isDead(id), `PUT ${h.slice(0, 12)}`)
       try {
-        const res = await this.http.put(first, h, data, data.length, targets.slice(1), Math.max(1, deadline - Date.now()))
+        const res = await this.http.put(first, h, data, data.length, targets.slice(1), Math.max(1, deadline - Date.now()), watch.signal)
         for (const id of res.stored) holders.add(id)
         // chain members that did not store it failed or were busy: place around them
         for (const t of targets) if (!holders.has(t.id)) failed.add(t.id)
@@ -508,6 +554,8 @@ export class BlockClient {
         failed.add(first.id)
         // a busy node (503) is healthy: do not push it to the back of reads
         if (code !== 'EAGAIN') this.suspect(first.id)
+      } finally {
+        watch.stop()
       }
       if (holders.size === before) await pause()
     }

@@ -17,7 +17,7 @@
 import type { NatsConnection } from 'nats'
 import type { Logger } from '../common/log'
 import type { NodeCommand, NodeCommandReplies } from '../common/protocol'
-import { BerthError } from '../common/errors'
+import { aborted, deadPeerSignal } from '../common/dead-peer-signal'
 import { HEARTBEAT_MS, MAX_PAGE } from '../common/protocol'
 import { request, subjects } from '../common/wire'
 
@@ -31,7 +31,7 @@ export type AskNode = <Op extends NodeCommand['op']>(node: string, cmd: NodeComm
  *   up the repair of its own blocks for 30 s);
  * - subscribed but silent (stopped, hung, cut off: NATS keeps its subscription
  *   until its pings fail, minutes): given up once `isDead` says its heartbeats
- *   stopped (NODE_DEAD_MS), checked every LIVENESS_CHECK_MS while the ask is
+ *   stopped (NODE_DEAD_MS), checked every DEAD_CHECK_MS while the ask is
  *   in flight, instead of waiting out a 60 s replicate. A replicate's target
  *   likewise: the source's PUT to a stopped node waits out its own 60 s.
  *   Repair works from the live set as its pass began, so it may ask a node
@@ -42,25 +42,19 @@ export type AskNode = <Op extends NodeCommand['op']>(node: string, cmd: NodeComm
 export function nodeAsker(nc: NatsConnection, cluster: string, isDead?: (node: string) => boolean): AskNode {
   const s = subjects(cluster)
   // the reply type follows the op: the node answers each op with its reply shape
-  const ask = (node: string, cmd: NodeCommand, timeoutMs: number): Promise<unknown> => {
+  const ask = async (node: string, cmd: NodeCommand, timeoutMs: number): Promise<unknown> => {
     const asked = request(nc, s.nodeCmd(node), cmd, { timeoutMs, deadlineMs: timeoutMs, noRespondersMs: Math.min(timeoutMs, HEARTBEAT_MS) })
     if (!isDead) return asked
-    const watched = cmd.op === 'replicate' ? [node, cmd.to.id] : [node]
-    let watch: NodeJS.Timeout | undefined
-    const gone = new Promise<never>((_resolve, reject) => {
-      watch = setInterval(() => {
-        const dead = watched.find(isDead)
-        if (dead !== undefined) reject(new BerthError('ETIMEDOUT', `${s.nodeCmd(node)}: node ${dead} stopped heartbeating while ${node} was asked (${cmd.op})`))
-      }, LIVENESS_CHECK_MS)
-    })
+    const watch = deadPeerSignal(cmd.op === 'replicate' ? [node, cmd.to.id] : [node], isDead, `${s.nodeCmd(node)} (${cmd.op})`)
     asked.catch(() => undefined) // settles unobserved once given up on
-    return Promise.race([asked, gone]).finally(() => clearInterval(watch))
+    try {
+      return await Promise.race([asked, aborted(watch.signal)])
+    } finally {
+      watch.stop()
+    }
   }
   return ask as AskNode
 }
-
-/** How often an ask in flight looks at its node's liveness. */
-const LIVENESS_CHECK_MS = 500
 
 /** Step 1: the node's clock, or null when it does not answer (then nothing is decided for it). */
 export async function deleteToken(ask: AskNode, node: string): Promise<number | null> {

@@ -28,6 +28,7 @@ import { pipeline } from 'node:stream/promises'
 import { parseChain, type BlockTarget, type NodeHttp } from '../common/block-client'
 import { BerthError } from '../common/errors'
 import type { Logger } from '../common/log'
+import { deadPeerSignal } from '../common/dead-peer-signal'
 import { CHAIN_HEADER, type NodeState, type PutReply } from '../common/protocol'
 import { HASH_RE, type BlockStore, type ByteRange } from './block-store'
 import type { NodeMetrics } from './metrics'
@@ -48,6 +49,8 @@ export interface HttpApiDeps {
   free(): number
   /** URL a peer advertised in its heartbeats; undefined for strangers. */
   peerUrl(id: string): string | undefined
+  /** A peer heard from once but not within NODE_DEAD_MS: a forward to it ends (common/dead-peer-signal.ts). */
+  peerDead(id: string): boolean
   /** PUT bodies received at once; more get 503. */
   maxPuts: number
   /** A PUT body silent for this long is dropped. */
@@ -353,13 +356,18 @@ export function createHttpApi(deps: HttpApiDeps): Server {
     while (rest.length > 0) {
       const [next, ...after] = rest as [BlockTarget, ...BlockTarget[]]
       rest = after
+      // a member that stopped (SIGSTOP, a hung disk) is skipped once its heartbeats stop, not after
+      // FORWARD_TIMEOUT_MS: the client waits on this reply, and a fsync on the client
+      const watch = deadPeerSignal([next.id], deps.peerDead, `PUT ${hash.slice(0, 12)} forwarded`)
       try {
         // socket-sized pieces as received: no 4 MiB concatenation per block
-        return (await deps.http.put(next, hash, Readable.from(parts, { objectMode: false }), size, after, FORWARD_TIMEOUT_MS)).stored
+        return (await deps.http.put(next, hash, Readable.from(parts, { objectMode: false }), size, after, FORWARD_TIMEOUT_MS, watch.signal)).stored
       } catch (err) {
         // a body that does not hash to its name is refused downstream too: not a replica failure
         if ((err as BerthError).code === 'EHASH') return []
         deps.log.warn(`PUT ${hash.slice(0, 12)}: replica ${next.id} (${next.url}) failed, skipping it: ${(err as Error).message}`)
+      } finally {
+        watch.stop()
       }
     }
     return []

@@ -64,6 +64,7 @@ export async function run(argv: string[]): Promise<void> {
     state,
     free,
     peerUrl: (peerId) => peers?.urlOf(peerId),
+    peerDead: (peerId) => peers?.isDead(peerId) ?? false,
     maxPuts: cfg.maxPuts,
     putIdleMs: cfg.putIdleMs,
     log,

@@ -68,6 +68,12 @@ export class Peers {
     return this.peers.get(id)?.url
   }
 
+  /** Heard from once, but not within NODE_DEAD_MS; false for a node never heard from. */
+  isDead(id: string): boolean {
+    const p = this.peers.get(id)
+    return p !== undefined && Date.now() - p.seen > NODE_DEAD_MS
+  }
+
   live(): Peer[] {
     const now = Date.now()
     return [...this.peers.values()].filter((p) => now - p.seen <= NODE_DEAD_MS)

@@ -66,7 +66,7 @@ t.test('asks of a node that is gone', async (t) => {
     let targetDead = false
     const both = nodeAsker(nc, c.cluster, (id) => id === 'target' && targetDead)
     setTimeout(() => (targetDead = true), 300)
-    await t.rejects(both('source', { op: 'replicate', hash: 'b'.repeat(64), to: { id: 'target', url: 'http://127.0.0.1:1' } }, 60_000), { code: 'ETIMEDOUT', message: /node target stopped heartbeating while source was asked/ })
+    await t.rejects(both('source', { op: 'replicate', hash: 'b'.repeat(64), to: { id: 'target', url: 'http://127.0.0.1:1' } }, 60_000), { code: 'ETIMEDOUT', message: /berth.node.source.cmd \(replicate\): node target stopped heartbeating/ })
     // a node already dead as the ask began (repair asks from the live set its pass began with): the first check ends it
     const t1 = Date.now()
     await t.rejects(watched('silent', { op: 'inventory', after: '', limit: 1 }, 30_000), { code: 'ETIMEDOUT', message: /stopped heartbeating/ })
