@@ -176,13 +176,21 @@ export class NodeHttp {
 
   /**
    * GETs a block or an inclusive range of it. ENOENT when the node lacks it,
-   * ERANGE when the range starts past its end.
+   * ERANGE when the range starts past its end. `signal` ends it early
+   * (common/dead-peer-signal.ts: the node stopped).
    */
-  async get(target: BlockTarget, hash: string, range: { start: number; end?: number } | null, timeoutMs: number): Promise<Buffer> {
+  async get(target: BlockTarget, hash: string, range: { start: number; end?: number } | null, timeoutMs: number, signal?: AbortSignal): Promise<Buffer> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}` }
     if (range) headers.range = `bytes=${range.start}-${range.end ?? ''}`
     const res = await this.call(target, () =>
-      this.pool(target.url).request({ path: `/v1/blocks/${hash}`, method: 'GET', headers, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs }),
+      this.pool(target.url).request({
+        path: `/v1/blocks/${hash}`,
+        method: 'GET',
+        headers,
+        signal: signal ? AbortSignal.any([AbortSignal.timeout(timeoutMs), signal]) : AbortSignal.timeout(timeoutMs),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      }),
     )
     const ok = range ? res.statusCode === 206 || res.statusCode === 200 : res.statusCode === 200
     if (!ok) {
@@ -652,8 +660,11 @@ export class BlockClient {
       const url = live.get(id)
       if (!url) continue
       let buf: Buffer
+      // a replica that stopped (SIGSTOP, hung) is left once it counts as dead, for the next one;
+      // before, the read waited out the whole deadline (30 s) on it
+      const watch = deadPeerSignal([id], (n) => this.isDead(n), `GET ${hash.slice(0, 12)}`)
       try {
-        buf = await this.http.get({ id, url }, hash, range, left)
+        buf = await this.http.get({ id, url }, hash, range, left, watch.signal)
       } catch (err) {
         const code = (err as BerthError).code
         if (code === 'EAUTH') throw err
@@ -667,6 +678,8 @@ export class BlockClient {
         }
         last = err
         continue
+      } finally {
+        watch.stop()
       }
       const why = await check(buf)
       if (why === null) {
