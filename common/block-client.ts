@@ -31,7 +31,7 @@ import { SUM_PIECE } from './checksums'
 import { coveringPieces, pieceCount, verifyPieces, type PieceSpan } from './verified-range'
 import { BerthError, isErrorCode, type ErrorCode } from './errors'
 import { deadPeerSignal } from './dead-peer-signal'
-import { blockHash, CHAIN_HEADER, HEARTBEAT_MS, heartbeat, NODE_DEAD_MS, type Heartbeat, type PlaceReply, type PutReply } from './protocol'
+import { blockHash, CHAIN_HEADER, HEARTBEAT_MS, heardButDead, heartbeat, NODE_DEAD_MS, type Heartbeat, type PlaceReply, type PutReply } from './protocol'
 import { parseBody, request, subjects, type Subjects } from './wire'
 
 export interface BlockTarget {
@@ -397,8 +397,9 @@ export class BlockClient {
    * Asks the placement queue group, later attempts waiting longer than the
    * first ones (PLACE_WAITS_MS). NATS hands
    * each request to a random member, and a member that stopped without
-   * leaving (SIGSTOP, a hung disk: its subscription stays for minutes) still
-   * gets its share: with 2 s per attempt, a third of the writes on a 3-node
+   * leaving (SIGSTOP, a frozen VM) still gets its share for as long as it is
+   * stopped (nats-server delays its pings while it sends the member messages,
+   * so it never closes that connection; docs/meta.md): with 2 s per attempt, a third of the writes on a 3-node
    * cluster waited 2 s or more while one node was stopped. A live node answers
    * in milliseconds, and a slow one still gets 2 s from the fourth attempt on.
    * Placement reserves nothing, so a retry is harmless.
@@ -418,8 +419,7 @@ export class BlockClient {
 
   /** Heard from, but not within NODE_DEAD_MS (a node never heard from is not dead). */
   private isDead(id: string): boolean {
-    const p = this.peers.get(id)
-    return p !== undefined && Date.now() - p.seen > NODE_DEAD_MS
+    return heardButDead(this.peers.get(id)?.seen)
   }
 
   /** Live node id -> url as learned from heartbeats. */

@@ -1,8 +1,8 @@
 /**
  * Ends requests to a data node that stopped without going away.
  *
- * A node that is SIGSTOPped, stuck on a hung disk or frozen with its VM keeps
- * its TCP connections and its NATS subscriptions: nothing refuses or resets a
+ * A node that is SIGSTOPped or frozen with its VM keeps its TCP connections
+ * and its NATS subscriptions: nothing refuses or resets a
  * request to it, and the request waits out its own timeout (30 s for a
  * client's block write, 60 s for a copy). Its heartbeats stop, though, and
  * after NODE_DEAD_MS every peer counts it dead. This signal aborts at that

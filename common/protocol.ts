@@ -633,6 +633,11 @@ export const HEARTBEAT_MS = 2000
 /** A node unseen for this long is dead. */
 export const NODE_DEAD_MS = 3 * HEARTBEAT_MS + 1000
 
+/** Heard from (`seen` set) but not within NODE_DEAD_MS; a node never heard from is not dead. */
+export function heardButDead(seen: number | undefined, now: number = Date.now()): boolean {
+  return seen !== undefined && now - seen > NODE_DEAD_MS
+}
+
 /**
  * `<cluster>.node.<id>.cmd`: direct commands from meta (and fsck) to one node.
  * Deletes are conditional (docs/data-node.md#block-lifecycle): the caller first

@@ -29,8 +29,8 @@ export type AskNode = <Op extends NodeCommand['op']>(node: string, cmd: NodeComm
  * - not subscribed (killed, restarting): given up after one heartbeat interval
  *   instead of the whole timeout (a node killed during a reconcile page held
  *   up the repair of its own blocks for 30 s);
- * - subscribed but silent (stopped, hung, cut off: NATS keeps its subscription
- *   until its pings fail, minutes): given up once `isDead` says its heartbeats
+ * - subscribed but silent (stopped, frozen: NATS keeps its subscription while
+ *   it keeps sending the node messages): given up once `isDead` says its heartbeats
  *   stopped (NODE_DEAD_MS), checked every DEAD_CHECK_MS while the ask is
  *   in flight, instead of waiting out a 60 s replicate. A replicate's target
  *   likewise: the source's PUT to a stopped node waits out its own 60 s.

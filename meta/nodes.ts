@@ -3,7 +3,7 @@
  * Kept in memory: after a meta restart it is complete again within one
  * heartbeat interval.
  */
-import { NODE_DEAD_MS, type Heartbeat, type NodeAdminState, type NodeInfo } from '../common/protocol'
+import { heardButDead, NODE_DEAD_MS, type Heartbeat, type NodeAdminState, type NodeInfo } from '../common/protocol'
 
 export class NodeTable {
   private readonly nodes = new Map<string, Omit<NodeInfo, 'alive' | 'admin'>>()
@@ -56,8 +56,7 @@ export class NodeTable {
 
   /** Heard from once, but not within NODE_DEAD_MS; false for a node never heard from (after a meta restart, say). */
   isDead(id: string): boolean {
-    const n = this.nodes.get(id)
-    return n !== undefined && this.clock() - n.seen > NODE_DEAD_MS
+    return heardButDead(this.nodes.get(id)?.seen, this.clock())
   }
 
   live(): NodeInfo[] {

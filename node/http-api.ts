@@ -356,7 +356,7 @@ export function createHttpApi(deps: HttpApiDeps): Server {
     while (rest.length > 0) {
       const [next, ...after] = rest as [BlockTarget, ...BlockTarget[]]
       rest = after
-      // a member that stopped (SIGSTOP, a hung disk) is skipped once its heartbeats stop, not after
+      // a member that stopped (SIGSTOP, a frozen VM) is skipped once its heartbeats stop, not after
       // FORWARD_TIMEOUT_MS: the client waits on this reply, and a fsync on the client
       const watch = deadPeerSignal([next.id], deps.peerDead, `PUT ${hash.slice(0, 12)} forwarded`)
       try {

@@ -6,7 +6,7 @@
  */
 import type { NatsConnection, Subscription } from 'nats'
 import type { Logger } from '../common/log'
-import { heartbeat, HEARTBEAT_MS, NODE_DEAD_MS, type Heartbeat } from '../common/protocol'
+import { heardButDead, heartbeat, HEARTBEAT_MS, NODE_DEAD_MS, type Heartbeat } from '../common/protocol'
 import { encode, parseBody } from '../common/wire'
 
 export interface Peer extends Heartbeat {
@@ -70,8 +70,7 @@ export class Peers {
 
   /** Heard from once, but not within NODE_DEAD_MS; false for a node never heard from. */
   isDead(id: string): boolean {
-    const p = this.peers.get(id)
-    return p !== undefined && Date.now() - p.seen > NODE_DEAD_MS
+    return heardButDead(this.peers.get(id)?.seen)
   }
 
   live(): Peer[] {
