@@ -57,7 +57,8 @@ export interface RolePermissions {
  *          invalidations and node commands.
  *  node:   publishes heartbeats, serves placement and its commands, reports
  *          a copy its scrub found corrupt (meta's badCopy, that op only).
- *  client: asks meta and placement, hears invalidations and heartbeats; it can
+ *  client: asks meta (after asking the leader probe who serves) and
+ *          placement, hears invalidations and heartbeats; it can
  *          neither publish a heartbeat or a node command nor answer anything,
  *          so it cannot impersonate a server.
  * Each credential subscribes only to its own reply inbox (`_INBOX_<user>.>`,
@@ -74,7 +75,7 @@ export function rolePermissions(cluster: string = DEFAULT_CLUSTER, users: Record
       // <cluster>.metalog: the replicated log (meta/log/stream.ts); $O.>: its snapshots
       // (meta/log/snapshot.ts); both meta only
       publish: [metactl, s.inval, nodeCmds, s.place, `${cluster}.metalog`, '$JS.API.>', '$KV.>', '$O.>'],
-      subscribe: [s.metaAll, metactl, s.heartbeat, s.inval, inbox('meta')],
+      subscribe: [s.metaAll, s.metaAtAll, metactl, s.heartbeat, s.inval, inbox('meta')],
       allowResponses: true,
     },
     node: {
@@ -83,7 +84,8 @@ export function rolePermissions(cluster: string = DEFAULT_CLUSTER, users: Record
       allowResponses: true,
     },
     client: {
-      publish: [s.metaAll, s.place],
+      // metaLeader: a client asks who serves, then that meta by its own subject (common/meta-route.ts)
+      publish: [s.metaAll, s.metaAtAll, s.metaLeader, s.place],
       subscribe: [s.inval, s.heartbeat, inbox('client')],
       allowResponses: false,
     },

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto'
 import type { NatsConnection } from 'nats'
 import { announcedProtocol, refuseMeta, releaseName } from './compat'
 import { BerthError } from './errors'
+import { MetaRoute } from './meta-route'
 import type { MetaOp, MetaReplies, MetaRequest } from './protocol'
 import { request, subjects, type Subjects } from './wire'
 
@@ -21,6 +22,8 @@ export interface MetaClientOptions {
 
 export class MetaClient {
   readonly subjects: Subjects
+  /** The serving meta's own subject once known, else the queue group (common/meta-route.ts). */
+  readonly route: MetaRoute
   /**
    * The client part of every request id (and of meta's invalidations caused by
    * them, Invalidation.by): how a mount tells its own changes from others'.
@@ -35,6 +38,7 @@ export class MetaClient {
     private readonly opts: MetaClientOptions,
   ) {
     this.subjects = subjects(opts.cluster)
+    this.route = new MetaRoute(nc, this.subjects)
   }
 
   call<Op extends MetaOp>(op: Op, body: Omit<MetaRequest<Op>, 'rid'>, opts: { deadlineMs?: number } = {}): Promise<MetaReplies[Op]> {
@@ -47,7 +51,7 @@ export class MetaClient {
     const rid = `${this.origin}.${n.toString(36)}.${ack.toString(36)}`
     // hello announces what this client speaks; meta refuses it (EPROTO) if out of range
     const announce = op === 'hello' ? { protocol: announcedProtocol(), release: releaseName() } : {}
-    const sent = request<MetaReplies[Op]>(this.nc, this.subjects.meta(op), { ...announce, ...body, rid }, {
+    const sent = request<MetaReplies[Op]>(this.nc, this.route.forOp(op), { ...announce, ...body, rid }, {
       timeoutMs: this.opts.timeoutMs ?? 5000,
       deadlineMs: opts.deadlineMs ?? this.opts.deadlineMs ?? 30_000,
       retryTimeouts: true,

@@ -20,9 +20,19 @@ export const DEFAULT_CLUSTER = 'berth'
 export function subjects(cluster: string) {
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(cluster)) throw new BerthError('EINVAL', `bad cluster name "${cluster}"`)
   return {
+    /** A meta operation, to the queue group `meta` (whoever serves). */
     meta: (op: string) => `${cluster}.meta.${op}`,
     metaAll: `${cluster}.meta.*`,
-    /** Answered by the one serving meta; a starting meta probes it to refuse a split namespace. */
+    /**
+     * A meta operation, to one serving meta by its id (common/meta-route.ts): a
+     * leader that stopped without going away keeps its place in the queue group.
+     */
+    metaAt: (metaId: string, op: string) => `${cluster}.metaat.${metaId}.${op}`,
+    metaAtAll: `${cluster}.metaat.*.*`,
+    /**
+     * Answered by the one serving meta with its id (MetaLeaderReply); a starting
+     * meta probes it to refuse a split namespace, a client to learn metaAt.
+     */
     metaLeader: `${cluster}.metactl.leader`,
     /** Every replicated meta publishes its role and applied log sequence here each second (berth status). */
     metaReplica: `${cluster}.metactl.replica`,
@@ -33,6 +43,12 @@ export function subjects(cluster: string) {
   } as const
 }
 export type Subjects = ReturnType<typeof subjects>
+
+/** The leader probe's answer. `direct`: it serves `metaAt(metaId, op)` (older metas do not). */
+export interface MetaLeaderReply {
+  metaId: string
+  direct?: boolean
+}
 
 /** Plain maps, binary as Buffer; no msgpackr records so any msgpack peer can talk to us. */
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true })
@@ -172,10 +188,23 @@ export interface RequestOptions {
   noRespondersMs?: number
 }
 
+/**
+ * A destination that can move between attempts (common/meta-route.ts): asked
+ * for its subject before each attempt, and told of each attempt that timed out
+ * or found nobody subscribed.
+ */
+export interface RequestRoute {
+  subject(): string
+  /** Resolves true when the next attempt goes elsewhere (it is then sent at once); within `budgetMs`. */
+  failed(code: string, budgetMs: number): Promise<boolean>
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Sends one request and unwraps the envelope, retrying within the deadline. */
-export async function request<T>(nc: NatsConnection, subject: string, body: unknown, opts: RequestOptions = {}): Promise<T> {
+export async function request<T>(nc: NatsConnection, to: string | RequestRoute, body: unknown, opts: RequestOptions = {}): Promise<T> {
+  const route = typeof to === 'string' ? null : to
+  let subject: string
   const timeoutMs = opts.timeoutMs ?? 5000
   const deadline = Date.now() + (opts.deadlineMs ?? 30_000)
   const data = encode(body)
@@ -185,6 +214,7 @@ export async function request<T>(nc: NatsConnection, subject: string, body: unkn
   for (;;) {
     if (nc.isClosed()) throw new BerthError('EIO', 'NATS connection is closed')
     await whenConnected(nc, deadline - Date.now())
+    subject = typeof to === 'string' ? to : to.subject()
     const left = deadline - Date.now()
     let msg: Msg
     try {
@@ -204,6 +234,8 @@ export async function request<T>(nc: NatsConnection, subject: string, body: unkn
       if (code === NatsErrorCode.NoResponders && opts.noRespondersMs !== undefined && Date.now() + backoff - started >= opts.noRespondersMs) {
         throw new BerthError('ETIMEDOUT', `${subject}: nobody subscribed for ${opts.noRespondersMs} ms`, { cause: err })
       }
+      // a route that moved is tried at once (it asked who serves, which took a round trip)
+      if (route && code !== NatsErrorCode.Disconnect && (await route.failed(code ?? '', Math.min(timeoutMs, deadline - Date.now())))) continue
       if (Date.now() + backoff >= deadline) {
         throw new BerthError('ETIMEDOUT', `${subject}: cluster did not answer within ${opts.deadlineMs ?? 30_000} ms (${code})`, { cause: err })
       }

@@ -1,11 +1,12 @@
 /**
- * The RPC layer: `<cluster>.meta.<op>` in queue group `meta`, in front of a
+ * The RPC layer: `<cluster>.meta.<op>` in queue group `meta` and
+ * `<cluster>.metaat.<metaId>.<op>`, this meta's own (common/meta-route.ts), in front of a
  * MetaEngine (meta/engine.ts). Every body is validated against its schema
  * before the engine sees it; the engine answers a repeated request id from its
  * durable table and reports what each mutation changed, which is published as
  * an invalidation on `<cluster>.inval`.
  */
-import type { NatsConnection, Subscription } from 'nats'
+import type { Msg, NatsConnection, Subscription } from 'nats'
 import { codeOf, fsError } from '../common/errors'
 import type { Logger } from '../common/log'
 import { metaRequests, type Invalidation, type MetaOp, type MetaParsed } from '../common/protocol'
@@ -96,7 +97,8 @@ export class InvalidationOutbox {
 }
 
 export interface MetaServer {
-  sub: Subscription
+  /** The queue group's subscription and this meta's own. */
+  subs: Subscription[]
   /** Resolves when every request received so far has been answered. */
   idle(): Promise<void>
 }
@@ -111,39 +113,37 @@ export function serveMeta(
   outbox?: InvalidationOutbox,
 ): MetaServer {
   const inflight = new Set<Promise<unknown>>()
-  const prefix = `${env.cluster}.meta.`
+  const s = subjects(env.cluster)
 
   function dispatch<Op extends MetaOp>(op: Op, data: Uint8Array): Promise<object> {
     const body = parseBody(metaRequests[op] as unknown as ZodType<MetaParsed<Op>>, data)
     return engine.call(op, body)
   }
 
-  const sub = serve(
-    nc,
-    subjects(env.cluster).metaAll,
-    { queue: 'meta', onError: (err, subject) => log.error(`${subject}: unexpected failure`, err), beforeReply: outbox && (() => outbox.flush()) },
-    (msg) => {
-      const op = msg.subject.startsWith(prefix) ? msg.subject.slice(prefix.length) : ''
-      if (!isMetaOp(op)) throw fsError('ENOSYS', `unknown metadata operation "${op}"`)
-      const started = process.hrtime.bigint()
-      const p = dispatch(op, msg.data)
-      if (observe) {
-        const took = () => Number(process.hrtime.bigint() - started) / 1e9
-        p.then(
-          () => observe(op, took(), null),
-          (err: unknown) => observe(op, took(), codeOf(err)),
-        )
-      }
-      inflight.add(p)
-      void p.then(
-        () => inflight.delete(p),
-        () => inflight.delete(p),
+  const handle = (msg: Msg) => {
+    // the op is the subject's last token on both subjects (wildcards match one token each)
+    const op = msg.subject.slice(msg.subject.lastIndexOf('.') + 1)
+    if (!isMetaOp(op)) throw fsError('ENOSYS', `unknown metadata operation "${op}"`)
+    const started = process.hrtime.bigint()
+    const p = dispatch(op, msg.data)
+    if (observe) {
+      const took = () => Number(process.hrtime.bigint() - started) / 1e9
+      p.then(
+        () => observe(op, took(), null),
+        (err: unknown) => observe(op, took(), codeOf(err)),
       )
-      return p
-    },
-  )
+    }
+    inflight.add(p)
+    void p.then(
+      () => inflight.delete(p),
+      () => inflight.delete(p),
+    )
+    return p
+  }
+  const opts = { onError: (err: unknown, subject: string) => log.error(`${subject}: unexpected failure`, err), beforeReply: outbox && (() => outbox.flush()) }
+  const subs = [serve(nc, s.metaAll, { ...opts, queue: 'meta' }, handle), serve(nc, s.metaAt(env.metaId, '*'), opts, handle)]
   return {
-    sub,
+    subs,
     async idle() {
       while (inflight.size) await Promise.allSettled([...inflight])
       await new Promise((resolve) => setImmediate(resolve))

@@ -10,7 +10,7 @@ import type { NatsConnection, Subscription } from 'nats'
 import type { Logger } from '../common/log'
 import { fsError } from '../common/errors'
 import type { GcRunReport } from '../common/protocol'
-import { serve, subjects } from '../common/wire'
+import { serve, subjects, type MetaLeaderReply } from '../common/wire'
 import type { MetaEnv } from './context'
 import type { EngineHandle } from './engine'
 import type { LifecycleStats } from './lifecycle-stats'
@@ -64,7 +64,8 @@ export class Serving {
     if (graced) this.log.info(`sessions: ${graced} given one full TTL of grace`)
     // operators' node states as the log left them (a follower applied them without marking its table)
     await loadNodeAdmin(this.env)
-    this.probe = serve(this.nc, subjects(this.env.cluster).metaLeader, {}, () => ({ metaId: this.env.metaId }))
+    // direct: this meta also serves <cluster>.metaat.<metaId>.<op> (common/meta-route.ts)
+    this.probe = serve(this.nc, subjects(this.env.cluster).metaLeader, {}, (): MetaLeaderReply => ({ metaId: this.env.metaId, direct: true }))
     // Before the first request can arrive (same connection, so ahead of every
     // reply): the previous meta, or this one before a restart, may have
     // committed a mutation and died before publishing its invalidation.
@@ -93,7 +94,7 @@ export class Serving {
     clearInterval(this.prune)
     this.probe?.unsubscribe()
     this.probe = null
-    await bounded(server.sub.drain(), DRAIN_MS)
+    await bounded(Promise.all(server.subs.map((sub) => sub.drain())), DRAIN_MS)
     await bounded(server.idle(), DRAIN_MS)
     await this.maintenance?.stop()
     this.maintenance = null
