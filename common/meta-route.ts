@@ -63,11 +63,20 @@ export class MetaRoute {
     }
   }
 
-  /** Asks who serves (one probe in flight for all callers); true when the route changed. */
-  ask(budgetMs: number): Promise<boolean> {
-    if (budgetMs <= 0 || !this.probeAllowed) return Promise.resolve(false)
+  /**
+   * Asks who serves (one probe in flight for all callers); true when the route
+   * changed. Waits at most `budgetMs`, also on a probe another caller started
+   * with a longer budget (which goes on by itself).
+   */
+  async ask(budgetMs: number): Promise<boolean> {
+    if (budgetMs <= 0 || !this.probeAllowed) return false
+    const before = this.metaId
     this.asking ??= this.probe(budgetMs).finally(() => (this.asking = null))
-    return this.asking
+    let timer: NodeJS.Timeout | undefined
+    const expired = new Promise<void>((resolve) => (timer = setTimeout(resolve, budgetMs)))
+    await Promise.race([this.asking, expired])
+    clearTimeout(timer)
+    return this.metaId !== before
   }
 
   private async probe(budgetMs: number): Promise<boolean> {

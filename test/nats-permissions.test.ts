@@ -6,67 +6,18 @@
  * reports it as a PERMISSIONS_VIOLATION status on the client's connection, while
  * the legitimate traffic of every role still flows.
  */
-import { spawn, spawnSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { join, resolve } from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
 import { connect, createInbox, type NatsConnection, type Status } from 'nats'
 import t, { type Test } from 'tap'
-import { launchNatsServer, natsServerPath, stopChild, type NatsUsers } from '../cli/nats-server'
+import { launchNatsServer, type NatsUsers } from '../cli/nats-server'
 import { BERTH_BIN } from '../cli/spawn-service'
 import { connectNats } from '../common/nats-connect'
 import { decode, encode, subjects } from '../common/wire'
-import { freePort } from './helpers/net'
+import { startDockerConf, type Server } from './helpers/docker-nats'
 import { testDir } from './helpers/test-dir'
 
 const S = subjects('berth')
-const REPO = resolve(__dirname, '..', '..')
-
-interface Server {
-  url: string
-  users: NatsUsers
-}
-
-/** nats-server with docker/nats.conf as compose runs it (values from the environment). */
-async function startDockerConf(t: Test): Promise<Server> {
-  const bin = natsServerPath()
-  if (!bin) throw new Error('nats-server not on PATH')
-  // nats.conf reads passwords from the environment as bare config values:
-  // compose.example.env asks for a letter first, then letters and digits
-  const pw = () => `p${randomBytes(16).toString('hex')}`
-  const users: NatsUsers = { meta: { user: 'meta', pass: pw() }, node: { user: 'node', pass: pw() }, client: { user: 'client', pass: pw() } }
-  const port = await freePort()
-  const child = spawn(bin, ['-c', join(REPO, 'docker', 'nats.conf')], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: {
-      ...process.env,
-      BERTH_NATS_HOST: '127.0.0.1',
-      BERTH_NATS_PORT: String(port),
-      BERTH_NATS_HTTP_PORT: String(await freePort()),
-      BERTH_NATS_STORE_DIR: join(testDir(t), 'js'),
-      BERTH_NATS_META_PASS: users.meta.pass,
-      BERTH_NATS_NODE_PASS: users.node.pass,
-      BERTH_NATS_CLIENT_PASS: users.client.pass,
-    },
-  })
-  t.teardown(() => stopChild(child))
-  await new Promise<void>((ok, fail) => {
-    let log = ''
-    const timer = setTimeout(() => fail(new Error(`nats-server (docker/nats.conf) not ready:\n${log}`)), 10_000)
-    child.once('exit', (code) => fail(new Error(`nats-server (docker/nats.conf) exited ${code}:\n${log}`)))
-    child.stderr.setEncoding('utf8')
-    child.stderr.on('data', (d: string) => {
-      log += d
-      if (/Server is ready/.test(log)) {
-        clearTimeout(timer)
-        child.removeAllListeners('exit')
-        child.stderr.removeAllListeners('data')
-        child.stderr.resume()
-        ok()
-      }
-    })
-  })
-  return { url: `nats://127.0.0.1:${port}`, users }
-}
 
 async function as(t: Test, s: Server, role: keyof NatsUsers): Promise<NatsConnection> {
   // as berth's processes connect: each credential on its own reply inbox
@@ -158,6 +109,16 @@ async function checkRoles(t: Test, s: Server): Promise<void> {
   await meta.flush()
   const reply = await client.request(S.meta('status'), encode({}), { timeout: 5000 })
   t.same(decode(reply.data), { ok: true, who: 'meta' }, 'client request to meta answered')
+  // and the leader probe, then meta by its own subject (common/meta-route.ts)
+  meta.subscribe(S.metaLeader, { callback: (_e, m) => m.respond(encode({ ok: true, metaId: 'm1', direct: true })) })
+  meta.subscribe(S.metaAt('m1', '*'), { callback: (_e, m) => m.respond(encode({ ok: true, who: m.subject })) })
+  await meta.flush()
+  t.same(decode((await client.request(S.metaLeader, encode({}), { timeout: 5000, noMux: true })).data), { ok: true, metaId: 'm1', direct: true }, 'client asks the leader probe')
+  t.same(decode((await client.request(S.metaAt('m1', 'status'), encode({}), { timeout: 5000 })).data), { ok: true, who: S.metaAt('m1', 'status') }, "client asks meta by its own subject")
+  violation = nextViolation(client)
+  client.subscribe(S.metaAtAll)
+  st = await withDeadline(violation, 5000, 'client subscribe metaat')
+  t.same(st.permissionContext?.operation, 'subscription', "server refused the client subscription to meta's own subjects")
   t.notOk(client.isClosed(), 'violations do not close the client connection')
 
   await checkInboxes(t, s, { client, meta, node })
