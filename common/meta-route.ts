@@ -10,11 +10,13 @@
  * attempt, after its follower took over. So a client asks the leader probe
  * (`<cluster>.metactl.leader`, a plain subscription: every leader hears it,
  * the first answer wins, a stopped one never answers) who serves, and sends to
- * that meta's own subject. When an attempt there times out or finds nobody
- * subscribed, it asks again; a stopped leader then costs each client one
- * attempt instead of half of them.
+ * that meta's own subject. When an attempt there times out, finds nobody
+ * subscribed or has waited a second (SLOW_ATTEMPT_MS), it asks again, and an
+ * attempt whose route moved meanwhile is sent again at once to the new one; a
+ * stopped leader then costs each client about the takeover (the lease TTL)
+ * instead of half of its requests.
  *
- *   queue ──probe names a meta──▶ direct(id) ──attempt timed out / no responders──▶ probing
+ *   queue ──probe names a meta──▶ direct(id) ──attempt slow (1 s) / timed out / no responders──▶ probing
  *     ▲                                ▲                                             │
  *     │                                └──────────── probe names a meta ◀───────────┘
  *     └──── nobody answered the probe within the attempt's budget ◀──────────────────┘
@@ -59,7 +61,9 @@ export class MetaRoute {
     }
     return {
       subject: () => (this.metaId ? this.subjects.metaAt(this.metaId, op) : this.subjects.meta(op)),
-      failed: (_code, budgetMs) => this.ask(budgetMs),
+      failed: async (_code, budgetMs) => void (await this.ask(budgetMs)),
+      // an attempt waiting over a second: ask whether another meta serves by now
+      slow: async (budgetMs) => void (await this.ask(budgetMs)),
     }
   }
 

@@ -195,9 +195,22 @@ export interface RequestOptions {
  */
 export interface RequestRoute {
   subject(): string
-  /** Resolves true when the next attempt goes elsewhere (it is then sent at once); within `budgetMs`. */
-  failed(code: string, budgetMs: number): Promise<boolean>
+  /**
+   * An attempt timed out or found nobody subscribed: find out where to send
+   * the next, within `budgetMs`. When subject() then differs from the one the
+   * attempt used, the next attempt is sent at once.
+   */
+  failed(code: string, budgetMs: number): Promise<void>
+  /**
+   * An attempt has waited SLOW_ATTEMPT_MS: the same question, while it goes on
+   * waiting. When subject() then differs, the attempt is abandoned (its late
+   * reply dropped) and sent again at once.
+   */
+  slow?(budgetMs: number): Promise<void>
 }
+
+/** How long an attempt on a route waits before the route is asked whether it moved. */
+export const SLOW_ATTEMPT_MS = 1000
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -216,9 +229,12 @@ export async function request<T>(nc: NatsConnection, to: string | RequestRoute, 
     await whenConnected(nc, deadline - Date.now())
     subject = typeof to === 'string' ? to : to.subject()
     const left = deadline - Date.now()
+    const attemptMs = Math.max(50, Math.min(timeoutMs, left))
     let msg: Msg
     try {
-      msg = await nc.request(subject, data, { timeout: Math.max(50, Math.min(timeoutMs, left)) })
+      const reply = await attempt(nc.request(subject, data, { timeout: attemptMs }), route, subject, attemptMs)
+      if (reply === 'moved') continue
+      msg = reply
     } catch (err) {
       const code = (err as { code?: string }).code
       const retriable =
@@ -235,7 +251,10 @@ export async function request<T>(nc: NatsConnection, to: string | RequestRoute, 
         throw new BerthError('ETIMEDOUT', `${subject}: nobody subscribed for ${opts.noRespondersMs} ms`, { cause: err })
       }
       // a route that moved is tried at once (it asked who serves, which took a round trip)
-      if (route && code !== NatsErrorCode.Disconnect && (await route.failed(code ?? '', Math.min(timeoutMs, deadline - Date.now())))) continue
+      if (route && code !== NatsErrorCode.Disconnect) {
+        await route.failed(code ?? '', Math.min(timeoutMs, deadline - Date.now()))
+        if (route.subject() !== subject) continue
+      }
       if (Date.now() + backoff >= deadline) {
         throw new BerthError('ETIMEDOUT', `${subject}: cluster did not answer within ${opts.deadlineMs ?? 30_000} ms (${code})`, { cause: err })
       }
@@ -244,5 +263,32 @@ export async function request<T>(nc: NatsConnection, to: string | RequestRoute, 
       continue
     }
     return unwrap<T>(msg.data)
+  }
+}
+
+/**
+ * One attempt's reply, or 'moved' when its route moved while it waited (a
+ * leader that stopped without going away: the attempt would wait out its
+ * whole timeout). The abandoned request's late reply or timeout is dropped.
+ */
+async function attempt(pending: Promise<Msg>, route: RequestRoute | null, subject: string, attemptMs: number): Promise<Msg | 'moved'> {
+  if (!route?.slow || attemptMs <= SLOW_ATTEMPT_MS) return pending
+  const r = route
+  const slow = route.slow.bind(route)
+  let timer: NodeJS.Timeout | undefined
+  let settled = false
+  const moved = new Promise<'moved'>((resolve) => {
+    timer = setTimeout(() => {
+      void slow(attemptMs - SLOW_ATTEMPT_MS).then(() => {
+        if (!settled && r.subject() !== subject) resolve('moved')
+      })
+    }, SLOW_ATTEMPT_MS)
+  })
+  try {
+    return await Promise.race([pending, moved])
+  } finally {
+    settled = true
+    clearTimeout(timer)
+    pending.catch(() => undefined)
   }
 }

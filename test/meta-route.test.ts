@@ -80,7 +80,7 @@ t.test('a stopped leader, still subscribed: one attempt meets it, then the new l
   t.equal(await mc.route.ask(2000), true)
   t.match(await status(mc), { via: 'direct', metaId: 'first' })
   first.freeze()
-  await standIn(t, s, 'second')
+  const second = await standIn(t, s, 'second')
   // the queue group now holds both: about half of its requests would wait out an attempt
   const t0 = performance.now()
   t.match(await status(mc), { via: 'direct', metaId: 'second' }, 'the first call after the stop is answered by the new leader')
@@ -93,6 +93,18 @@ t.test('a stopped leader, still subscribed: one attempt meets it, then the new l
     waits.push(performance.now() - t1)
   }
   t.equal(waits.filter((w) => w >= 450).length, 0, `none of the next 20 waits out an attempt (slowest ${Math.round(Math.max(...waits))} ms)`)
+
+  // with the usual 5 s attempts, a call waiting on a stopped leader is sent again to
+  // the new one once it has waited a second and the probe names another meta
+  const mc5 = new MetaClient(await as(t, s, 'client'), { cluster: 'berth', timeoutMs: 5000, deadlineMs: 20_000 })
+  t.equal(await mc5.route.ask(2000), true)
+  t.equal(mc5.route.leader, 'second')
+  second.freeze()
+  await standIn(t, s, 'third')
+  const t2 = performance.now()
+  t.match(await status(mc5), { via: 'direct', metaId: 'third' }, 'a 5 s attempt on a stopped leader is sent again to the new one')
+  const movedMs = performance.now() - t2
+  t.ok(movedMs >= 950 && movedMs < 3000, `after it waited a second, not its whole 5 s (${Math.round(movedMs)} ms)`)
 })
 
 t.test('a nats.conf from before the route (the client may not probe): the queue group, at no extra wait', async (t) => {
