@@ -177,9 +177,10 @@ export class NodeHttp {
   /**
    * GETs a block or an inclusive range of it. ENOENT when the node lacks it,
    * ERANGE when the range starts past its end. `signal` ends it early
-   * (common/dead-peer-signal.ts: the node stopped).
+   * (common/dead-peer-signal.ts: the node stopped); so does a reply that has
+   * not begun within `answerMs` (ETIMEDOUT), when given.
    */
-  async get(target: BlockTarget, hash: string, range: { start: number; end?: number } | null, timeoutMs: number, signal?: AbortSignal): Promise<Buffer> {
+  async get(target: BlockTarget, hash: string, range: { start: number; end?: number } | null, timeoutMs: number, signal?: AbortSignal, answerMs?: number): Promise<Buffer> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}` }
     if (range) headers.range = `bytes=${range.start}-${range.end ?? ''}`
     const res = await this.call(target, () =>
@@ -188,7 +189,7 @@ export class NodeHttp {
         method: 'GET',
         headers,
         signal: signal ? AbortSignal.any([AbortSignal.timeout(timeoutMs), signal]) : AbortSignal.timeout(timeoutMs),
-        headersTimeout: timeoutMs,
+        headersTimeout: Math.min(answerMs ?? timeoutMs, timeoutMs),
         bodyTimeout: timeoutMs,
       }),
     )
@@ -309,6 +310,15 @@ interface Peer {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 /** After a failure a node is tried last for this long. */
 const SUSPECT_MS = 5000
+/**
+ * How long a read waits for a replica's reply to begin while another replica
+ * could serve it. A node answers a GET's headers once the file is open (a few
+ * ms); one that has not in a second is stopped, frozen or swamped, and the
+ * next replica is asked (it is also suspected, so reads prefer others for
+ * SUSPECT_MS). Without it, a read waited for the stopped node to count as dead
+ * (NODE_DEAD_MS, 7 s). The last candidate gets the whole deadline.
+ */
+export const REPLICA_ANSWER_MS = 1000
 /** First and longest pause between tries of a read whose replica failed in a way that may pass. */
 const RETRY_FIRST_MS = 100
 const RETRY_MAX_MS = 2000
@@ -654,7 +664,7 @@ export class BlockClient {
     }
     let last: unknown = null
     let transient = false
-    for (const { id } of order) {
+    for (const [k, { id }] of order.entries()) {
       const left = deadline - Date.now()
       if (left <= 0) return { err: new BerthError('ETIMEDOUT', `get ${hash.slice(0, 12)}: no replica answered within ${this.deadlineMs} ms`, { cause: last }), asked }
       const url = live.get(id)
@@ -664,7 +674,8 @@ export class BlockClient {
       // before, the read waited out the whole deadline (30 s) on it
       const watch = deadPeerSignal([id], (n) => this.isDead(n), `GET ${hash.slice(0, 12)}`)
       try {
-        buf = await this.http.get({ id, url }, hash, range, left, watch.signal)
+        // every candidate is live: any after this one may serve it
+        buf = await this.http.get({ id, url }, hash, range, left, watch.signal, k < order.length - 1 ? REPLICA_ANSWER_MS : undefined)
       } catch (err) {
         const code = (err as BerthError).code
         if (code === 'EAUTH') throw err

@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import { BlockClient } from '../common/block-client'
+import { BlockClient, REPLICA_ANSWER_MS } from '../common/block-client'
 import type { BerthError } from '../common/errors'
 import type { Heartbeat } from '../common/protocol'
 import { encode, subjects } from '../common/wire'
@@ -137,4 +137,27 @@ t.test('one of 3 nodes stopped (SIGSTOP) and counted dead: placement still reach
   // NATS hands about a third of the placements to the stopped member; with 2 s per
   // attempt (before) that alone made the mean 0.7 s or more
   t.ok(mean < 300, `40 puts: mean ${mean.toFixed(0)} ms, slowest ${Math.max(...ms)} ms`)
+})
+
+t.test('a replica stopped (SIGSTOP) while still counted live: a read asks the next one after a second, not once the stopped one counts as dead', async (t) => {
+  const c = await startCluster(t, { nodes: 3, replicas: 2 })
+  const bc = await blockClient(t, c, 2)
+  const data = randomBytes(256 * 1024)
+  const put = await bc.put(data)
+  t.equal(put.nodes.length, 2, `stored on ${put.nodes.join(', ')}`)
+  const victim = c.nodes.find((n) => n.ready.id === put.nodes[0])!
+  process.kill(victim.pid, 'SIGSTOP')
+  t.teardown(() => process.kill(victim.pid, 'SIGCONT'))
+  // at once: the stopped node is still live to the client and listed first
+  const t0 = Date.now()
+  const got = await bc.get(put.hash, put.nodes, { sums: put.sums })
+  const ms = Date.now() - t0
+  t.ok(got.equals(data), 'the bytes are right')
+  t.ok(bc.liveNodes().has(String(victim.ready.id)), 'the stopped node still counted live when the read ended')
+  // before: the read waited for the stopped node to count as dead (7 s)
+  t.ok(ms >= REPLICA_ANSWER_MS - 50 && ms < REPLICA_ANSWER_MS + 2000, `read in ${ms} ms: one wait of ${REPLICA_ANSWER_MS} ms for the stopped replica`)
+  // and reads after it prefer the other replica (the stopped one is suspected)
+  const t1 = Date.now()
+  t.ok((await bc.get(put.hash, put.nodes, { sums: put.sums })).equals(data))
+  t.ok(Date.now() - t1 < REPLICA_ANSWER_MS, `the next read does not ask it first (${Date.now() - t1} ms)`)
 })
