@@ -10,6 +10,7 @@ import { closeSync, fchmodSync, fchownSync, fstatSync, futimesSync, openSync, st
 import { join } from 'node:path'
 import t from 'tap'
 import { ROOT_INO } from '../common/protocol'
+import { subjects } from '../common/wire'
 import { startCluster } from './helpers/cluster'
 import { eventually } from './helpers/lifecycle'
 import { mountCluster } from './helpers/mount'
@@ -23,8 +24,12 @@ t.test('attribute changes without a meta trip of their own: fresh files, and cho
   const nc = await c.connect('meta')
   t.teardown(() => nc.close())
   const count = { setattr: 0, commit: 0 }
-  nc.subscribe(`${c.cluster}.meta.setattr`, { callback: () => count.setattr++ })
-  nc.subscribe(`${c.cluster}.meta.commit`, { callback: () => count.commit++ })
+  // both ways a request reaches meta: the queue group, and meta's own subject once the
+  // client knows who serves (common/meta-route.ts)
+  const s = subjects(c.cluster)
+  for (const op of ['setattr', 'commit'] as const) {
+    for (const subject of [s.meta(op), s.metaAt('*', op)]) nc.subscribe(subject, { callback: () => count[op]++ })
+  }
   await nc.flush()
   const mc = await c.metaClient()
   /** Lets copies of requests already sent arrive (a sync fs call held this thread). */
