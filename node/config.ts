@@ -24,6 +24,9 @@ Runs a data node: content-addressed blocks in DIR served over HTTP on HOST:PORT.
   --scrub-interval-ms N  pause between re-hashing two stored blocks (default 1000, 0 = no scrub)
   --max-puts N           PUT bodies received at once; more get 503 + Retry-After (default 16)
   --put-idle-ms N        drop a PUT whose body sends nothing for N ms (default 15000)
+  --disk-stall-ms N      a canary write+fsync unfinished this long means the disk hangs: the
+                         node stops heartbeats and placement and refuses PUTs until it
+                         finishes (default 10000; docs/data-node.md#failure-handling)
   --zone NAME            failure domain (host, rack, ...): copies of a block go to different zones (default: env BERTH_ZONE, none)
   --trash-hours H        keep deleted copies in DIR/trash this long before purging (default 24; fractions allowed, 0 = purge at once)
   --user U --pass P | --token T | --creds F   NATS auth (or BERTH_NATS_USER/PASS/TOKEN/CREDS)
@@ -55,6 +58,8 @@ export interface NodeConfig {
   maxPuts: number
   /** A PUT body idle this long is dropped and its reservation released. */
   putIdleMs: number
+  /** The disk counts as hung once a canary write+fsync has been unfinished this long (node/disk-canary.ts). */
+  diskStallMs: number
   /** Failure domain; undefined: none. */
   zone?: string
   /** Deleted copies stay in DIR/trash this long (ms) before they are purged. */
@@ -102,6 +107,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
       'scrub-interval-ms': { type: 'string' },
       'max-puts': { type: 'string' },
       'put-idle-ms': { type: 'string' },
+      'disk-stall-ms': { type: 'string' },
       'trash-hours': { type: 'string' },
       zone: { type: 'string' },
       user: { type: 'string' },
@@ -149,6 +155,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     scrubIntervalMs: intFlag('--scrub-interval-ms', values['scrub-interval-ms'], 1000, 0),
     maxPuts: intFlag('--max-puts', values['max-puts'], 16, 1, 4096),
     putIdleMs: intFlag('--put-idle-ms', values['put-idle-ms'], 15_000, 100),
+    diskStallMs: intFlag('--disk-stall-ms', values['disk-stall-ms'], 10_000, 500),
     trashMs: hoursFlag('--trash-hours', values['trash-hours'], 24),
     zone: parseZone(values.zone ?? env.BERTH_ZONE),
   })

@@ -51,6 +51,8 @@ export interface HttpApiDeps {
   peerUrl(id: string): string | undefined
   /** A peer heard from once but not within NODE_DEAD_MS: a forward to it ends (common/dead-peer-signal.ts). */
   peerDead(id: string): boolean
+  /** The disk hangs (node/disk-canary.ts): PUTs are refused, 503 EIO, so writers go elsewhere at once. */
+  diskStalled(): boolean
   /** PUT bodies received at once; more get 503. */
   maxPuts: number
   /** A PUT body silent for this long is dropped. */
@@ -198,6 +200,11 @@ export function createHttpApi(deps: HttpApiDeps): Server {
       chain = knownChain(parseChain(header(req, CHAIN_HEADER)))
     } catch (err) {
       sendJson(res, 400, { error: (err as Error).message, code: 'EINVAL' }, true)
+      return
+    }
+    if (deps.diskStalled()) {
+      // EIO, not EAGAIN: the writer counts this node failed and suspects it, as for a dead one
+      refuseBody(req, res, 503, { error: `node ${deps.id}: its disk does not answer (stalled); place the copy elsewhere`, code: 'EIO' })
       return
     }
     if (puts >= deps.maxPuts) {

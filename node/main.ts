@@ -3,6 +3,7 @@
  * NATS, heartbeats, placement, commands, ready; SIGTERM drains and exits.
  */
 import { statfs } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { NodeHttp } from '../common/block-client'
 import { announcedProtocol, releaseName } from '../common/compat'
@@ -20,6 +21,7 @@ import { Peers } from './peers'
 import { Placement } from './placement'
 import { Scrubber } from './scrub'
 import { StoreRootWatch } from './store-root-watch'
+import { DiskCanary } from './disk-canary'
 import { filesystemId } from './fs-identity'
 
 async function fsAvailable(dir: string): Promise<number> {
@@ -49,7 +51,9 @@ export async function run(argv: string[]): Promise<void> {
   let adminDrain = false
   const state = (): NodeState => (draining || adminDrain ? 'draining' : free() < reserve ? 'full' : 'up')
 
-  const metrics = createMetrics(() => store.usage())
+  // the disk hangs while this process goes on: leave the cluster until it answers (node/disk-canary.ts)
+  let diskStalled = false
+  const metrics = createMetrics(() => store.usage(), () => diskStalled)
   const http = new NodeHttp(cfg.secret)
   // Peers are learned from heartbeats once NATS is up; until then the chain
   // check knows nobody and refuses every chain (no PUT arrives before placement anyway).
@@ -65,6 +69,7 @@ export async function run(argv: string[]): Promise<void> {
     free,
     peerUrl: (peerId) => peers?.urlOf(peerId),
     peerDead: (peerId) => peers?.isDead(peerId) ?? false,
+    diskStalled: () => diskStalled,
     maxPuts: cfg.maxPuts,
     putIdleMs: cfg.putIdleMs,
     log,
@@ -91,6 +96,19 @@ export async function run(argv: string[]): Promise<void> {
 
   const placement = new Placement({ nc, subject: subj.place, self: { id, url, ...(cfg.zone ? { zone: cfg.zone } : {}) }, free, live: () => peers.live(), log })
   placement.set(state() === 'up')
+  // Out of placement and silent (every peer counts this node dead after
+  // NODE_DEAD_MS, and their requests to it end), PUTs refused; back when the
+  // canary finishes. Meta repairs its blocks meanwhile, as for a dead node.
+  const canary = new DiskCanary(join(cfg.dir, 'tmp'), cfg.diskStallMs, (stalled, why) => {
+    diskStalled = stalled
+    if (stalled) {
+      metrics.diskStalls.inc()
+      log.error(`disk stalled: ${why}; leaving the cluster (no heartbeats, no placement, PUTs refused) until it answers`)
+    } else log.warn(`disk answers again: ${why}; rejoining the cluster`)
+    placement.set(!stalled && state() === 'up')
+    peers.silence(stalled)
+  })
+  canary.start()
   // This node cannot go on (meta does not serve its protocol, common/compat.ts;
   // its block folder is gone): say why and stop, exit status 1
   let stopNow: (() => void) | undefined
@@ -114,7 +132,7 @@ export async function run(argv: string[]): Promise<void> {
       (n) => {
         fsFree = n
         const s = state()
-        placement.set(s === 'up')
+        placement.set(s === 'up' && !diskStalled)
         if (s !== lastState) {
           log.info(`state ${lastState} -> ${s}`)
           lastState = s
@@ -137,7 +155,7 @@ export async function run(argv: string[]): Promise<void> {
     adminDrain = on
     // at once: no placement may reach this node after the command is answered
     const s = state()
-    placement.set(s === 'up')
+    placement.set(s === 'up' && !diskStalled)
     if (s !== lastState) {
       log.info(`state ${lastState} -> ${s} (operator)`)
       lastState = s
@@ -179,6 +197,7 @@ export async function run(argv: string[]): Promise<void> {
 
   draining = true
   clearInterval(refresh)
+  canary.stop()
   clearInterval(purge)
   scrubber.stop()
   placement.stop()

@@ -13,9 +13,11 @@ export interface NodeMetrics {
   latency: Histogram<'route' | 'method'>
   scrubbed: Counter
   corrupt: Counter
+  /** Times the disk was found hung (node/disk-canary.ts). */
+  diskStalls: Counter
 }
 
-export function createMetrics(usage: () => { blocks: number; bytes: number; trashBytes?: number }): NodeMetrics {
+export function createMetrics(usage: () => { blocks: number; bytes: number; trashBytes?: number }, diskStalled: () => boolean = () => false): NodeMetrics {
   const registry = new Registry()
   collectProcessMetrics(registry, 'berth_node_')
   const registers = [registry]
@@ -43,6 +45,14 @@ export function createMetrics(usage: () => { blocks: number; bytes: number; tras
       this.set(usage().trashBytes ?? 0)
     },
   })
+  new Gauge({
+    name: 'berth_node_disk_stalled',
+    help: '1 while the disk hangs (a canary write+fsync unfinished past --disk-stall-ms): the node is out of the cluster',
+    registers,
+    collect() {
+      this.set(diskStalled() ? 1 : 0)
+    },
+  })
   return {
     registry,
     requests: new Counter({ name: 'berth_node_http_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers }),
@@ -57,5 +67,6 @@ export function createMetrics(usage: () => { blocks: number; bytes: number; tras
     }),
     scrubbed: new Counter({ name: 'berth_node_scrub_blocks_total', help: 'Blocks re-hashed by scrub', registers }),
     corrupt: new Counter({ name: 'berth_node_scrub_corrupt_total', help: 'Corrupt blocks found and dropped by scrub', registers }),
+    diskStalls: new Counter({ name: 'berth_node_disk_stalls_total', help: 'Times the disk was found hung and the node left the cluster', registers }),
   }
 }

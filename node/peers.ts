@@ -17,6 +17,8 @@ export class Peers {
   private readonly peers = new Map<string, Peer>()
   private sub: Subscription | null = null
   private timer: NodeJS.Timeout | null = null
+  /** Heartbeats held back (node/disk-canary.ts: the disk hangs): peers count this node dead. */
+  private silent = false
 
   constructor(
     private readonly nc: NatsConnection,
@@ -43,6 +45,7 @@ export class Peers {
       },
     })
     const beat = () => {
+      if (this.silent) return
       const hb = self()
       // Our own entry is current even before the echo arrives.
       this.peers.set(hb.id, { ...hb, seen: Date.now() })
@@ -55,6 +58,12 @@ export class Peers {
     beat()
     this.timer = setInterval(beat, HEARTBEAT_MS)
     this.publishNow = beat
+  }
+
+  /** Holds heartbeats back while `on` (this node must count as dead to its peers), or sends one at once. */
+  silence(on: boolean): void {
+    this.silent = on
+    if (!on) this.publishNow()
   }
 
   /** Sends a heartbeat at once (after a state change). */
