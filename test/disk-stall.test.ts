@@ -12,7 +12,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -27,6 +27,8 @@ function skipReason(): string | false {
   for (const tool of ['losetup', 'mkfs.ext4', 'fsfreeze']) {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} not installed`
   }
+  // a container without loop devices
+  if (!existsSync('/dev/loop-control') || spawnSync('losetup', ['--find']).status !== 0) return 'no free loop device'
   return false
 }
 
