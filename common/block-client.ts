@@ -31,7 +31,7 @@ import { SUM_PIECE } from './checksums'
 import { coveringPieces, pieceCount, verifyPieces, type PieceSpan } from './verified-range'
 import { BerthError, isErrorCode, type ErrorCode } from './errors'
 import { deadPeerSignal } from './dead-peer-signal'
-import { blockHash, CHAIN_HEADER, HEARTBEAT_MS, heardButDead, heartbeat, NODE_DEAD_MS, type Heartbeat, type PlaceReply, type PutReply } from './protocol'
+import { blockHash, CHAIN_HEADER, HEARTBEAT_MS, heardButDead, heartbeat, NODE_DEAD_MS, seenAt, type Heartbeat, type PlaceReply, type PutReply } from './protocol'
 import { parseBody, request, subjects, type Subjects } from './wire'
 
 export interface BlockTarget {
@@ -368,7 +368,7 @@ export class BlockClient {
         } catch {
           return
         }
-        this.peers.set(hb.id, { url: hb.url, seen: Date.now(), state: hb.state })
+        this.peers.set(hb.id, { url: hb.url, seen: seenAt(hb, Date.now()), state: hb.state })
         for (const wake of this.waiters) wake()
       },
     })

@@ -627,11 +627,23 @@ export const heartbeat = z.object({
   /** The protocol and release the node runs (common/compat.ts); absent from nodes before the check (protocol 1). */
   protocol: z.number().int().min(0).max(1_000_000).optional(),
   release: z.string().max(128).optional(),
+  /**
+   * The node takes itself out now (its disk hangs, node/disk-canary.ts) and
+   * sends no more heartbeats until it is back: count it dead at once
+   * (`seenAt`). Older receivers drop the field and count it dead
+   * NODE_DEAD_MS later, as for any silent node.
+   */
+  down: z.literal(true).optional(),
 })
 export type Heartbeat = z.infer<typeof heartbeat>
 export const HEARTBEAT_MS = 2000
 /** A node unseen for this long is dead. */
 export const NODE_DEAD_MS = 3 * HEARTBEAT_MS + 1000
+
+/** The `seen` time to record for a heartbeat received at `now`: long enough ago to be dead when it says `down`. */
+export function seenAt(hb: Pick<Heartbeat, 'down'>, now: number): number {
+  return hb.down === true ? now - NODE_DEAD_MS - 1 : now
+}
 
 /** Heard from (`seen` set) but not within NODE_DEAD_MS; a node never heard from is not dead. */
 export function heardButDead(seen: number | undefined, now: number = Date.now()): boolean {

@@ -3,7 +3,7 @@
  * Kept in memory: after a meta restart it is complete again within one
  * heartbeat interval.
  */
-import { heardButDead, NODE_DEAD_MS, type Heartbeat, type NodeAdminState, type NodeInfo } from '../common/protocol'
+import { heardButDead, NODE_DEAD_MS, seenAt, type Heartbeat, type NodeAdminState, type NodeInfo } from '../common/protocol'
 
 export class NodeTable {
   private readonly nodes = new Map<string, Omit<NodeInfo, 'alive' | 'admin'>>()
@@ -37,7 +37,7 @@ export class NodeTable {
     const a = this.admin.get(hb.id)
     if (a === 'decommissioned' || a === 'forgotten') return
     this.nodes.set(hb.id, {
-      id: hb.id, url: hb.url, capacity: hb.capacity, used: hb.used, blocks: hb.blocks, state: hb.state, seen: this.clock(),
+      id: hb.id, url: hb.url, capacity: hb.capacity, used: hb.used, blocks: hb.blocks, state: hb.state, seen: seenAt(hb, this.clock()),
       ...(hb.fsId !== undefined ? { fsId: hb.fsId } : {}),
       ...(hb.fsFree !== undefined ? { fsFree: hb.fsFree } : {}),
       ...(hb.zone ? { zone: hb.zone } : {}),

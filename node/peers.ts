@@ -6,7 +6,7 @@
  */
 import type { NatsConnection, Subscription } from 'nats'
 import type { Logger } from '../common/log'
-import { heardButDead, heartbeat, HEARTBEAT_MS, NODE_DEAD_MS, type Heartbeat } from '../common/protocol'
+import { heardButDead, heartbeat, HEARTBEAT_MS, NODE_DEAD_MS, seenAt, type Heartbeat } from '../common/protocol'
 import { encode, parseBody } from '../common/wire'
 
 export interface Peer extends Heartbeat {
@@ -34,7 +34,7 @@ export class Peers {
         try {
           const hb = parseBody(heartbeat, msg.data)
           const known = this.peers.has(hb.id)
-          this.peers.set(hb.id, { ...hb, seen: Date.now() })
+          this.peers.set(hb.id, { ...hb, seen: seenAt(hb, Date.now()) })
           // A newcomer knows nobody until the next round of beats (up to
           // HEARTBEAT_MS), and would place with too few replicas meanwhile:
           // answering its first beat at once introduces us within one RTT.
@@ -44,11 +44,11 @@ export class Peers {
         }
       },
     })
-    const beat = () => {
+    const beat = (down = false) => {
       if (this.silent) return
-      const hb = self()
+      const hb: Heartbeat = down ? { ...self(), down } : self()
       // Our own entry is current even before the echo arrives.
-      this.peers.set(hb.id, { ...hb, seen: Date.now() })
+      this.peers.set(hb.id, { ...hb, seen: seenAt(hb, Date.now()) })
       try {
         this.nc.publish(this.subject, encode(hb))
       } catch (e) {
@@ -60,14 +60,18 @@ export class Peers {
     this.publishNow = beat
   }
 
-  /** Holds heartbeats back while `on` (this node must count as dead to its peers), or sends one at once. */
+  /**
+   * Holds heartbeats back while `on`, after one last heartbeat that says
+   * `down` (every peer counts this node dead at once); off: one at once.
+   */
   silence(on: boolean): void {
+    if (on && !this.silent) this.publishNow(true)
     this.silent = on
     if (!on) this.publishNow()
   }
 
   /** Sends a heartbeat at once (after a state change). */
-  publishNow: () => void = () => undefined
+  publishNow: (down?: boolean) => void = () => undefined
 
   /**
    * The URL `id` advertised in its last heartbeat, live or not; undefined for
