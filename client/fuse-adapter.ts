@@ -47,7 +47,8 @@ export function fillAttr(out: Float64Array, at: number, a: Attr): void {
   out[at + A.GID] = a.gid
   out[at + A.RDEV] = a.rdev
   out[at + A.SIZE] = size
-  out[at + A.BLOCKS] = Math.ceil(size / 512)
+  // meta's count of stored bytes (holes left out); size / 512 where unknown (dirty, older meta)
+  out[at + A.BLOCKS] = a.blocks ?? Math.ceil(size / 512)
   out[at + A.ATIME] = a.atime[0]
   out[at + A.ATIME_NS] = a.atime[1]
   out[at + A.MTIME] = a.mtime[0]
@@ -344,6 +345,8 @@ export class FuseSession {
       case OP.COPY_FILE_RANGE:
         // (ino_in, fh_in, off_in, ino_out, fh_out, off_out, len, flags): answered with the bytes copied
         return this.op('copy_file_range', slot, () => v.copyFileRange(n(1), n(2), n(4), n(5), n(6), n(7)), (count) => this.b.replyWrite(slot, count))
+      case OP.LSEEK:
+        return this.op('lseek', slot, async () => v.lseek(n(1), n(2), n(3)), (offset) => this.b.replyLseek(slot, offset))
       default:
         if (slot >= 0) this.b.replyErr(slot, ERRNO.ENOSYS)
     }

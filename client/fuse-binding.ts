@@ -18,6 +18,8 @@ export const OP = {
   COPY_FILE_RANGE: 29, FSYNCDIR: 30, GETLK: 31, SETLK: 32, FLOCK: 33,
   /** (slot of a waiting SETLK or FLOCK): the kernel interrupted it (a signal); no slot of its own. */
   INTERRUPT: 34,
+  /** (ino, fh, offset, whence): SEEK_DATA or SEEK_HOLE only; answered with replyLseek. */
+  LSEEK: 35,
 } as const
 
 /** fcntl lock types (struct flock l_type on Linux). */
@@ -60,6 +62,8 @@ export interface FuseBinding {
   replyOpen(slot: number, fh: number, flags: number): boolean
   replyBuf(slot: number, data: Buffer, length: number): void
   replyWrite(slot: number, count: number): void
+  /** lseek's answer: the offset found. */
+  replyLseek(slot: number, offset: number): void
   replyReadlink(slot: number, target: string): void
   /** F_GETLK's answer: `type` F_LOCK.*, `end` inclusive or -1 (to the end of the file). */
   replyLock(slot: number, type: number, start: number, end: number, pid: number): void

@@ -227,6 +227,9 @@ export class OpenFile {
     return {
       ...this.attr,
       size: this.size,
+      // what meta counted is not what the dirty map holds: size / 512 until the commit (as a local
+      // file system counts delayed allocations)
+      blocks: undefined,
       mtime,
       ctime,
       atime,
@@ -446,6 +449,36 @@ export class OpenFile {
   /** With the lock held (`locked`): commits everything pending, so meta's chunk map is this mount's. */
   async flushHeld(meta: MetaApi, session: string): Promise<boolean> {
     return this.flushLocked(meta, session, false)
+  }
+
+  /**
+   * SEEK_DATA (`hole` false) or SEEK_HOLE from `offset` (under the size). A
+   * chunk's data is its stored bytes, from its start (a block always begins
+   * at the chunk's start, zeros included); past them to the chunk's end, and
+   * past the end of the file, is a hole. A chunk with any local state counts
+   * as data whole. Null: no data from `offset` on.
+   */
+  seek(offset: number, hole: boolean): number | null {
+    const cs = this.chunkSize
+    const dataEnd = (idx: number): number => {
+      if (this.slots.has(idx)) return cs
+      const ref = this.chunks.get(idx)
+      return ref ? ref.len + (ref.slices ?? []).reduce((n, s) => n + s.len, 0) : 0
+    }
+    const last = Math.floor((this.size - 1) / cs)
+    const from = Math.floor(offset / cs)
+    if (hole) {
+      for (let idx = from; idx <= last; idx++) {
+        const end = dataEnd(idx)
+        if (end < cs) return Math.min(Math.max(offset, idx * cs + end), this.size)
+      }
+      return this.size
+    }
+    if (offset < from * cs + dataEnd(from)) return offset
+    let next = Infinity
+    for (const idx of this.chunks.keys()) if (idx > from && idx < next) next = idx
+    for (const idx of this.slots.keys()) if (idx > from && idx < next) next = idx
+    return next <= last ? next * cs : null
   }
 
   /**

@@ -117,6 +117,9 @@ const RELEASE_DELAY_MS = 100
 const RELEASE_BATCH = 500
 /** open(2)'s access mode bits: 0 is O_RDONLY. */
 export const O_ACCMODE = 3
+/** lseek(2) whence values that reach the file system. */
+const SEEK_DATA = 3
+const SEEK_HOLE = 4
 /** fallocate(2) mode bits (linux/falloc.h). */
 const FALLOC_FL_KEEP_SIZE = 1
 const FALLOC_FL_PUNCH_HOLE = 2
@@ -1088,6 +1091,27 @@ export class Vfs {
     }
     if (mode & FALLOC_FL_KEEP_SIZE || end <= h.file.size) return
     await this.setattr(h.file.attr.ino, { size: end }, fh)
+  }
+
+  /**
+   * lseek(2) SEEK_DATA (3) and SEEK_HOLE (4), so cp, tar and backup tools
+   * skip holes instead of reading them (docs/semantics.md). By chunk, from
+   * this mount's map of the file: a hole is a chunk with no block and no
+   * bytes here (the end of the file is a hole too). Never a hole where data
+   * may be: while any handle of this mount may write the file (its bytes, or
+   * an mmap's pages the kernel has not sent yet, may lie anywhere) the whole
+   * file is data.
+   */
+  lseek(fh: number, offset: number, whence: number): number {
+    const f = this.handle(fh).file
+    if (whence !== SEEK_DATA && whence !== SEEK_HOLE) throw fsError('EINVAL', `lseek whence ${whence}: only SEEK_DATA and SEEK_HOLE reach the file system`)
+    if (offset < 0 || offset >= f.size) throw fsError('ENXIO', `lseek to ${offset}: at or past the end of the file (${f.size} bytes)`)
+    let writable = f.isDirty
+    for (const h of this.handles.values()) if (h.file === f && (h.flags & O_ACCMODE) !== 0) writable = true
+    if (writable) return whence === SEEK_DATA ? offset : f.size
+    const found = f.seek(offset, whence === SEEK_HOLE)
+    if (found === null) throw fsError('ENXIO', `lseek SEEK_DATA from ${offset}: only holes up to the end of the file`)
+    return found
   }
 
   /**

@@ -13,6 +13,7 @@ export const ERRNO = {
   ENOENT: 2,
   EINTR: 4,
   EIO: 5,
+  ENXIO: 6,
   E2BIG: 7,
   EBADF: 9,
   EAGAIN: 11,

@@ -142,6 +142,12 @@ export interface Attr {
   ctime: Timespec
   /** Bumped by every content change; lets clients revalidate cached chunk maps. */
   gen: number
+  /**
+   * Regular files: 512-byte units of bytes stored (st_blocks), holes left out
+   * (meta/schema.ts v11). Absent from older metas and from attributes a
+   * client made up itself: then size / 512 rounded up.
+   */
+  blocks?: number
 }
 
 export interface DirEntry {

@@ -7,7 +7,7 @@
  */
 import { fsError } from '../common/errors'
 import type { Attr, Timespec } from '../common/protocol'
-import { isDir } from '../common/modes'
+import { isDir, isReg } from '../common/modes'
 import type { Conn } from './sqlite'
 
 
@@ -27,9 +27,11 @@ export interface InodeRow {
   ctime_ns: number
   gen: number
   target: string | null
+  /** Bytes its chunks, slices and inline chunks hold (kept by triggers, meta/schema.ts v11). */
+  alloc: number
 }
 
-export const INODE_COLS = 'ino, mode, nlink, uid, gid, size, rdev, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, gen, target'
+export const INODE_COLS = 'ino, mode, nlink, uid, gid, size, rdev, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, gen, target, alloc'
 
 export function toAttr(r: InodeRow): Attr {
   return {
@@ -44,6 +46,7 @@ export function toAttr(r: InodeRow): Attr {
     mtime: [r.mtime_s, r.mtime_ns],
     ctime: [r.ctime_s, r.ctime_ns],
     gen: r.gen,
+    ...(isReg(r.mode) ? { blocks: Math.ceil(r.alloc / 512) } : {}),
   }
 }
 

@@ -44,7 +44,10 @@ export async function setattr(env: MetaEnv, b: Req<'setattr'>, ch: Changes): Pro
     if (b.size !== undefined) {
       if (isDir(row.mode)) throw fsError('EISDIR', 'cannot truncate a directory')
       if (!isReg(row.mode)) throw fsError('EINVAL', 'only regular files have a size to set')
-      if (b.size < row.size) await clipChunks(tx, row.ino, b.size, env.chunkSize, clockMs())
+      if (b.size < row.size) {
+        await clipChunks(tx, row.ino, b.size, env.chunkSize, clockMs())
+        next.alloc = (await tx.get<{ alloc: number }>('SELECT alloc FROM inodes WHERE ino = ?', [row.ino]))?.alloc ?? 0
+      }
       if (b.size !== row.size) next.gen = row.gen + 1
       next.size = b.size
       next.mtime_s = now[0]
@@ -94,6 +97,7 @@ async function create(
   const attr: Attr = {
     ino, mode: made.mode, nlink: made.nlink, uid: made.uid, gid: made.gid, size: made.size ?? 0, rdev: made.rdev ?? 0,
     atime: now, mtime: now, ctime: now, gen: 0,
+    ...(isReg(made.mode) ? { blocks: 0 } : {}),
   }
   return { attr, dirs: [touched(p, now, subdir)] }
 }

@@ -227,6 +227,34 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       CREATE INDEX locks_session ON locks (session);
     `)
   },
+  // v11: the bytes a file holds, for st_blocks (docs/semantics.md): alloc
+  // is the sum of its chunks', slices' and inline chunks' lengths; a hole
+  // (no row) holds none. Triggers keep it, so every path that changes a chunk
+  // map (commit, truncate, clone, free, a follower replaying the log) keeps
+  // it without knowing of it.
+  async (c) => {
+    const keep = (table: string, len: (row: 'NEW' | 'OLD') => string, lenCols: string) => `
+      CREATE TRIGGER ${table}_alloc_insert AFTER INSERT ON ${table} BEGIN
+        UPDATE inodes SET alloc = alloc + ${len('NEW')} WHERE ino = NEW.ino;
+      END;
+      CREATE TRIGGER ${table}_alloc_delete AFTER DELETE ON ${table} BEGIN
+        UPDATE inodes SET alloc = alloc - ${len('OLD')} WHERE ino = OLD.ino;
+      END;
+      CREATE TRIGGER ${table}_alloc_update AFTER UPDATE OF ino, ${lenCols} ON ${table} BEGIN
+        UPDATE inodes SET alloc = alloc - ${len('OLD')} WHERE ino = OLD.ino;
+        UPDATE inodes SET alloc = alloc + ${len('NEW')} WHERE ino = NEW.ino;
+      END;`
+    await c.exec(`
+      ALTER TABLE inodes ADD COLUMN alloc INTEGER NOT NULL DEFAULT 0;
+      UPDATE inodes SET alloc =
+        COALESCE((SELECT SUM(len) FROM chunks WHERE chunks.ino = inodes.ino), 0) +
+        COALESCE((SELECT SUM(len) FROM slices WHERE slices.ino = inodes.ino), 0) +
+        COALESCE((SELECT SUM(length(data)) FROM inline_chunks WHERE inline_chunks.ino = inodes.ino), 0);
+      ${keep('chunks', (r) => `${r}.len`, 'len')}
+      ${keep('slices', (r) => `${r}.len`, 'len')}
+      ${keep('inline_chunks', (r) => `length(${r}.data)`, 'data')}
+    `)
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

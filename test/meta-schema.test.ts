@@ -71,3 +71,36 @@ t.test('opening a current database again changes nothing', async (t) => {
   t.teardown(() => b.close())
   t.equal((await b.read.get<{ user_version: number }>('PRAGMA user_version'))?.user_version, SCHEMA_VERSION)
 })
+
+t.test('a v10 database upgrades to v11: alloc counts the bytes each file holds, and triggers keep it', async (t) => {
+  const file = join(testDir(t), 'meta.db')
+  const v10 = await openDatabase(file, (c) => migrate(c, 10))
+  await v10.write(async (tx) => {
+    // ino 2: a 4 MiB block and a 100 kB slice in chunk 0, chunk 1 a hole, 10 bytes in chunk 2; ino 3: 5 inline bytes; ino 4: empty
+    for (const size of [8 * 2 ** 20 + 10, 5, 0]) {
+      await tx.run('INSERT INTO inodes (mode, nlink, uid, gid, size, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns) VALUES (33188, 1, 0, 0, ?, 1, 0, 1, 0, 1, 0)', [size])
+    }
+    await tx.run("INSERT INTO chunks (ino, idx, hash, len) VALUES (2, 0, 'h1', 4194304), (2, 2, 'h2', 10)")
+    await tx.run("INSERT INTO slices (ino, idx, pos, hash, len) VALUES (2, 0, 4194304, 'h3', 100000)")
+    await tx.run("INSERT INTO inline_chunks (ino, idx, data) VALUES (3, 0, x'0102030405')")
+  })
+  await v10.close()
+
+  const db = await openDatabase(file, migrate)
+  t.teardown(() => db.close())
+  const alloc = async () => Object.fromEntries((await db.read.all<{ ino: number; alloc: number }>('SELECT ino, alloc FROM inodes WHERE ino > 1')).map((r) => [r.ino, r.alloc]))
+  t.same(await alloc(), { 2: 4194304 + 100000 + 10, 3: 5, 4: 0 }, 'computed from the rows at the upgrade')
+  await db.write(async (tx) => {
+    await tx.run("INSERT INTO chunks (ino, idx, hash, len) VALUES (4, 0, 'h4', 7) ON CONFLICT (ino, idx) DO UPDATE SET hash = excluded.hash, len = excluded.len")
+    await tx.run("INSERT INTO chunks (ino, idx, hash, len) VALUES (4, 0, 'h5', 9) ON CONFLICT (ino, idx) DO UPDATE SET hash = excluded.hash, len = excluded.len")
+    await tx.run('UPDATE chunks SET len = min(len, 1000) WHERE ino = 2 AND idx = 0')
+    await tx.run('DELETE FROM slices WHERE ino = 2')
+    await tx.run('UPDATE inline_chunks SET data = substr(data, 1, 2) WHERE ino = 3')
+  })
+  t.same(await alloc(), { 2: 1000 + 10, 3: 2, 4: 9 }, 'an insert, an upsert, a clip, a delete and an inline cut each move it')
+  await db.write(async (tx) => {
+    await tx.run('DELETE FROM chunks WHERE ino = 2')
+    await tx.run('DELETE FROM inline_chunks WHERE ino = 3')
+  })
+  t.same(await alloc(), { 2: 0, 3: 0, 4: 9 }, 'a file whose rows are gone holds nothing')
+})

@@ -39,7 +39,7 @@ enum {
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH,
   OP_RELEASE, OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_STATFS, OP_SETXATTR,
   OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE, OP_FALLOCATE, OP_FORGET,
-  OP_COPY_FILE_RANGE, OP_FSYNCDIR, OP_GETLK, OP_SETLK, OP_FLOCK, OP_INTERRUPT,
+  OP_COPY_FILE_RANGE, OP_FSYNCDIR, OP_GETLK, OP_SETLK, OP_FLOCK, OP_INTERRUPT, OP_LSEEK,
 };
 
 /* Attributes travel from JS as a Float64Array of these fields. */
@@ -437,6 +437,16 @@ static void ll_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, 
 #undef OP
 
 /*
+ * lseek(ino, fh, off, whence): the kernel sends only SEEK_DATA and SEEK_HOLE
+ * (it answers SEEK_SET/CUR/END itself); answered with replyLseek.
+ */
+#define OP OP_LSEEK
+static void ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi) {
+  ARGS(num((double)ino), num(FH(fi)), num((double)off), num(whence));
+}
+#undef OP
+
+/*
  * Locks (client/locks.ts keeps them in meta's lock table, cluster-wide).
  * Ranges travel as (start, end) with end inclusive, -1 for "to the end of
  * the file" (l_len 0). A waiting setlk or flock can last until another mount
@@ -496,7 +506,7 @@ static const struct fuse_lowlevel_ops ops = {
   .readdir = ll_readdir, .readdirplus = ll_readdirplus, .releasedir = ll_releasedir, .fsyncdir = ll_fsyncdir,
   .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr,
   .listxattr = ll_listxattr, .removexattr = ll_removexattr, .create = ll_create,
-  .fallocate = ll_fallocate, .copy_file_range = ll_copy_file_range,
+  .fallocate = ll_fallocate, .copy_file_range = ll_copy_file_range, .lseek = ll_lseek,
   /* with these three libfuse asks the kernel for POSIX_LOCKS and FLOCK_LOCKS */
   .getlk = ll_getlk, .setlk = ll_setlk, .flock = ll_flock,
 };
@@ -925,6 +935,15 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* replyLseek(slot, offset) */
+static napi_value js_reply_lseek(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  fuse_req_t req = arg_req(env, argv[0]);
+  if (req) fuse_reply_lseek(req, (off_t)arg_num(env, argv[1]));
+  return NULL;
+}
+
 /* replyWrite(slot, count) */
 static napi_value js_reply_write(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -1082,7 +1101,7 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("replyOpen", js_reply_open), FN("replyBuf", js_reply_buf), FN("replyWrite", js_reply_write),
     FN("replyReadlink", js_reply_readlink), FN("replyStatfs", js_reply_statfs), FN("replyXattr", js_reply_xattr),
     FN("replyDir", js_reply_dir), FN("notifyInvalInode", js_inval_inode), FN("notifyInvalEntry", js_inval_entry),
-    FN("replyLock", js_reply_lock),
+    FN("replyLock", js_reply_lock), FN("replyLseek", js_reply_lseek),
 #undef FN
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
