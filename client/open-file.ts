@@ -492,6 +492,36 @@ export class OpenFile {
   }
 
   /**
+   * With the lock held, after a flush: chunks `from` .. `from + count - 1`
+   * become holes (fallocate PUNCH_HOLE over whole chunks), in commits of at
+   * most COMMIT_PAGE refs that keep the size. False, and nothing done, when
+   * one of them has local state (a write came after the flush): the caller
+   * writes zeros instead.
+   */
+  async punchHeld(meta: MetaApi, session: string, from: number, count: number): Promise<boolean> {
+    const idxs: number[] = []
+    for (let idx = from; idx < from + count; idx++) {
+      if (this.slots.has(idx)) return false
+      if (this.chunks.has(idx)) idxs.push(idx)
+    }
+    const genBefore = this.attr.gen
+    let attr: Attr | undefined
+    let pages = 0
+    for (let i = 0; i < idxs.length; i += COMMIT_PAGE) {
+      const chunks = idxs.slice(i, i + COMMIT_PAGE).map((idx): ChunkRef => ({ idx, hash: null, len: 0, nodes: [] }))
+      pages++
+      attr = (await meta.call('commit', { ino: this.attr.ino, session, size: this.size, chunks, mtime: nowTimespec() })).attr
+      for (const c of chunks) this.setChunk(c)
+    }
+    if (attr) {
+      this.advanceMapGen(genBefore, pages, attr.gen)
+      this.attr = attr
+      this.size = attr.size
+    }
+    return true
+  }
+
+  /**
    * With the lock held: meta made chunks `to`, `to + 1`, ... name what `refs`
    * name (clonechunks), and `attr` is this file after it. The local map takes
    * the same refs, so reads here see the copy without asking meta.

@@ -1082,11 +1082,27 @@ export class Vfs {
     if (end > MAX_FILE_SIZE) throw fsError('EFBIG', `fallocate to ${end} is past the largest file (${MAX_FILE_SIZE} bytes)`)
     if (mode & FALLOC_FL_PUNCH_HOLE) {
       if (!(mode & FALLOC_FL_KEEP_SIZE)) throw fsError('ENOTSUP', 'PUNCH_HOLE needs KEEP_SIZE')
-      const stop = Math.min(end, h.file.size)
-      for (let pos = offset; pos < stop; pos += ZEROS.length) {
-        h.wrote = true
-        await h.file.write(ZEROS.subarray(0, Math.min(ZEROS.length, stop - pos)), pos)
+      const f = h.file
+      const stop = Math.min(end, f.size)
+      if (stop <= offset) return
+      h.wrote = true
+      // whole chunks (the last one too when the range runs to the end of the file) become holes,
+      // so st_blocks and the cluster's used space drop; the bytes around them are written as zeros
+      const cs = f.chunkSize
+      const first = Math.ceil(offset / cs)
+      const past = stop === f.size ? Math.ceil(stop / cs) : Math.floor(stop / cs)
+      let rest = offset
+      if (past > first) {
+        await this.writeZeros(f, offset, first * cs)
+        const punched = await f.locked(async () => {
+          const before = f.attr.gen
+          if (await f.flushHeld(this.meta, this.opts.session)) this.afterCommit(f, before)
+          return f.punchHeld(this.meta, this.opts.session, first, past - first)
+        })
+        this.afterCommit(f)
+        rest = punched ? Math.min(past * cs, stop) : first * cs
       }
+      await this.writeZeros(f, rest, stop)
       return
     }
     if (mode & FALLOC_FL_KEEP_SIZE || end <= h.file.size) return
@@ -1112,6 +1128,11 @@ export class Vfs {
     const found = f.seek(offset, whence === SEEK_HOLE)
     if (found === null) throw fsError('ENXIO', `lseek SEEK_DATA from ${offset}: only holes up to the end of the file`)
     return found
+  }
+
+  /** Zeros over [from, to) of `f`, a piece at a time. */
+  private async writeZeros(f: OpenFile, from: number, to: number): Promise<void> {
+    for (let pos = from; pos < to; pos += ZEROS.length) await f.write(ZEROS.subarray(0, Math.min(ZEROS.length, to - pos)), pos)
   }
 
   /**

@@ -83,6 +83,9 @@ t.test('st_blocks counts what a file holds, holes left out, as on a local disk',
   t.equal(statSync(join(m2.dir, 'sparse')).blocks, 2048 + 8, 'and on the other mount')
 })
 
+const D = 3 // SEEK_DATA
+const H = 4 // SEEK_HOLE
+
 /** lseek(fd, off, SEEK_DATA=3 / SEEK_HOLE=4) from Python (Node has no lseek): offset or errno name, per probe. */
 function seeks(path: string, probes: Array<[number, number]>): string[] {
   const py = `import os, sys, errno, json
@@ -101,8 +104,6 @@ t.test('SEEK_DATA and SEEK_HOLE find the holes, so cp and tar skip them; never a
   const c = await startCluster(t, { nodes: 2, replicas: 2 })
   const m = await mountCluster(t, c)
   // 64 MiB: data in [8 MiB, 8 MiB + 4 KiB) and in the last 4 KiB; holes elsewhere (chunks of 4 MiB)
-  const D = 3
-  const H = 4
   const probes: Array<[number, number]> = [
     [0, D], [0, H], [8 * MiB, D], [8 * MiB, H], [9 * MiB, D], [12 * MiB, D], [60 * MiB, D], [64 * MiB - 1, D], [64 * MiB - 1, H], [64 * MiB, D], [64 * MiB, H],
   ]
@@ -152,4 +153,30 @@ print(os.lseek(r, 12 * 1048576, 3), os.lseek(r, 20 * 1048576, 4))`
   // tar keeps them too
   execFileSync('tar', ['-C', m.dir, '-cSf', join(local, 'img.tar'), 'img'])
   t.ok(statSync(join(local, 'img.tar')).size < 5 * MiB, `tar -S of the 64 MiB file: ${statSync(join(local, 'img.tar')).size} bytes`)
+})
+
+t.test('fallocate PUNCH_HOLE over whole chunks leaves holes (st_blocks drops); the bytes read back as on a local disk', async (t) => {
+  const local = mkdtempSync('/var/tmp/berth-sparse-')
+  t.teardown(() => rmSync(local, { recursive: true, force: true }))
+  const c = await startCluster(t, { nodes: 2, replicas: 2 })
+  const m = await mountCluster(t, c)
+  const m2 = await mountCluster(t, c)
+  const punch = (p: string, off: number, len: number) => execFileSync('fallocate', ['-p', '-o', String(off), '-l', String(len), p])
+  const blocks: Record<string, number[]> = { local: [], berth: [] }
+  for (const [where, dir] of [['local', local], ['berth', m.dir]] as const) {
+    const p = join(dir, 'f')
+    writeAt(p, 0, 20 * MiB)
+    // [3, 13) MiB: chunks 1 and 2 whole, zeros into chunks 0 and 3
+    punch(p, 3 * MiB, 10 * MiB)
+    blocks[where]!.push(statSync(p).blocks)
+    // from 16 MiB past the end: the last chunk whole
+    punch(p, 16 * MiB, 100 * MiB)
+    blocks[where]!.push(statSync(p).blocks)
+    t.equal(statSync(p).size, 20 * MiB, `${where}: the size is kept`)
+  }
+  t.same(blocks.local, [20480, 12288], 'ext4: 10 MiB, then 6 MiB stored')
+  t.same(blocks.berth, [24576, 16384], 'berth: chunks 0, 3 (zeros written into both) and 4, then 0 and 3: 12 MiB, then 8 MiB (before: 20 MiB both times)')
+  t.equal(execFileSync('cmp', [join(local, 'f'), join(m.dir, 'f')], { encoding: 'utf8' }), '', 'the bytes equal the local file')
+  t.equal(execFileSync('cmp', [join(local, 'f'), join(m2.dir, 'f')], { encoding: 'utf8' }), '', 'and through another mount')
+  t.same(seeks(join(m.dir, 'f'), [[3 * MiB, H], [4 * MiB, D], [13 * MiB, H], [16 * MiB, D]]), [String(4 * MiB), String(12 * MiB), String(16 * MiB), 'ENXIO'], 'SEEK_HOLE/SEEK_DATA see the punched chunks')
 })
