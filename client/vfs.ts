@@ -123,6 +123,7 @@ const SEEK_HOLE = 4
 /** fallocate(2) mode bits (linux/falloc.h). */
 const FALLOC_FL_KEEP_SIZE = 1
 const FALLOC_FL_PUNCH_HOLE = 2
+const FALLOC_FL_ZERO_RANGE = 0x10
 /** What a punched range is overwritten with, a piece at a time (read only: writes copy from it). */
 const ZEROS = Buffer.alloc(1024 * 1024)
 const O_APPEND = 0o2000
@@ -1068,8 +1069,8 @@ export class Vfs {
    * fallocate(2) (docs/semantics.md#writes). berth reserves no space (blocks
    * exist only once written), so: mode 0 grows the size like ftruncate and a
    * later write may still get ENOSPC; KEEP_SIZE alone changes nothing;
-   * PUNCH_HOLE|KEEP_SIZE writes zeros over the range inside the file (zero
-   * blocks, not holes: the bytes read back as zeros, st_blocks does not drop).
+   * PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE (which grows the size first unless
+   * KEEP_SIZE) make the range inside the file read as zeros (zeroRange).
    * Other modes are refused with ENOTSUP. The kernel holds the inode's lock
    * around a fallocate that changes size or contents, as around a write, so
    * no write of this mount runs between the size check and the change.
@@ -1077,36 +1078,44 @@ export class Vfs {
   async fallocate(fh: number, mode: number, offset: number, length: number): Promise<void> {
     const h = this.handle(fh)
     if ((h.flags & O_ACCMODE) === 0) throw fsError('EBADF', 'handle is read-only')
-    if ((mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) !== 0) throw fsError('ENOTSUP', `fallocate mode 0x${mode.toString(16)} is not supported`)
+    if ((mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) !== 0) throw fsError('ENOTSUP', `fallocate mode 0x${mode.toString(16)} is not supported`)
+    // the kernel refuses these two itself; checked again for callers that are not the kernel
+    if (mode & FALLOC_FL_PUNCH_HOLE && mode & FALLOC_FL_ZERO_RANGE) throw fsError('ENOTSUP', 'PUNCH_HOLE and ZERO_RANGE together')
+    if (mode & FALLOC_FL_PUNCH_HOLE && !(mode & FALLOC_FL_KEEP_SIZE)) throw fsError('ENOTSUP', 'PUNCH_HOLE needs KEEP_SIZE')
     const end = offset + length
     if (end > MAX_FILE_SIZE) throw fsError('EFBIG', `fallocate to ${end} is past the largest file (${MAX_FILE_SIZE} bytes)`)
-    if (mode & FALLOC_FL_PUNCH_HOLE) {
-      if (!(mode & FALLOC_FL_KEEP_SIZE)) throw fsError('ENOTSUP', 'PUNCH_HOLE needs KEEP_SIZE')
-      const f = h.file
-      const stop = Math.min(end, f.size)
-      if (stop <= offset) return
-      h.wrote = true
-      // whole chunks (the last one too when the range runs to the end of the file) become holes,
-      // so st_blocks and the cluster's used space drop; the bytes around them are written as zeros
-      const cs = f.chunkSize
-      const first = Math.ceil(offset / cs)
-      const past = stop === f.size ? Math.ceil(stop / cs) : Math.floor(stop / cs)
-      let rest = offset
-      if (past > first) {
-        await this.writeZeros(f, offset, first * cs)
-        const punched = await f.locked(async () => {
-          const before = f.attr.gen
-          if (await f.flushHeld(this.meta, this.opts.session)) this.afterCommit(f, before)
-          return f.punchHeld(this.meta, this.opts.session, first, past - first)
-        })
-        this.afterCommit(f)
-        rest = punched ? Math.min(past * cs, stop) : first * cs
-      }
-      await this.writeZeros(f, rest, stop)
-      return
+    const grow = !(mode & FALLOC_FL_KEEP_SIZE) && end > h.file.size
+    if (mode & FALLOC_FL_ZERO_RANGE && grow) await this.setattr(h.file.attr.ino, { size: end }, fh)
+    if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) return this.zeroRange(h, offset, end)
+    if (grow) await this.setattr(h.file.attr.ino, { size: end }, fh)
+  }
+
+  /**
+   * [offset, end) of the file (cut at its size) reads as zeros after this:
+   * every whole chunk of it (the last one too when the range runs to the end
+   * of the file) becomes a hole, so st_blocks and the cluster's used space
+   * drop, and the bytes around them are written as zeros.
+   */
+  private async zeroRange(h: Handle, offset: number, end: number): Promise<void> {
+    const f = h.file
+    const stop = Math.min(end, f.size)
+    if (stop <= offset) return
+    h.wrote = true
+    const cs = f.chunkSize
+    const first = Math.ceil(offset / cs)
+    const past = stop === f.size ? Math.ceil(stop / cs) : Math.floor(stop / cs)
+    let rest = offset
+    if (past > first) {
+      await this.writeZeros(f, offset, first * cs)
+      const punched = await f.locked(async () => {
+        const before = f.attr.gen
+        if (await f.flushHeld(this.meta, this.opts.session)) this.afterCommit(f, before)
+        return f.punchHeld(this.meta, this.opts.session, first, past - first)
+      })
+      this.afterCommit(f)
+      rest = punched ? Math.min(past * cs, stop) : first * cs
     }
-    if (mode & FALLOC_FL_KEEP_SIZE || end <= h.file.size) return
-    await this.setattr(h.file.attr.ino, { size: end }, fh)
+    await this.writeZeros(f, rest, stop)
   }
 
   /**

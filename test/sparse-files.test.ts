@@ -180,3 +180,28 @@ t.test('fallocate PUNCH_HOLE over whole chunks leaves holes (st_blocks drops); t
   t.equal(execFileSync('cmp', [join(local, 'f'), join(m2.dir, 'f')], { encoding: 'utf8' }), '', 'and through another mount')
   t.same(seeks(join(m.dir, 'f'), [[3 * MiB, H], [4 * MiB, D], [13 * MiB, H], [16 * MiB, D]]), [String(4 * MiB), String(12 * MiB), String(16 * MiB), 'ENXIO'], 'SEEK_HOLE/SEEK_DATA see the punched chunks')
 })
+
+t.test('fallocate ZERO_RANGE zeros the range, grows the size unless KEEP_SIZE, as on a local disk', async (t) => {
+  const local = mkdtempSync('/var/tmp/berth-sparse-')
+  t.teardown(() => rmSync(local, { recursive: true, force: true }))
+  const c = await startCluster(t, { nodes: 2, replicas: 2 })
+  const m = await mountCluster(t, c)
+  const m2 = await mountCluster(t, c)
+  const sizes: Record<string, number[]> = { local: [], berth: [] }
+  for (const [where, dir] of [['local', local], ['berth', m.dir]] as const) {
+    const p = join(dir, 'z')
+    writeAt(p, 0, 10 * MiB)
+    // read it once, so the kernel holds its pages: they must not be what the next read returns
+    execFileSync('cat', [p], { maxBuffer: 64 * MiB })
+    execFileSync('fallocate', ['-z', '-o', String(MiB + 5), '-l', String(8 * MiB), p])
+    sizes[where]!.push(statSync(p).size)
+    execFileSync('fallocate', ['-z', '-o', String(9 * MiB), '-l', String(3 * MiB), p])
+    sizes[where]!.push(statSync(p).size)
+    execFileSync('fallocate', ['-z', '-n', '-o', String(11 * MiB), '-l', String(5 * MiB), p])
+    sizes[where]!.push(statSync(p).size)
+  }
+  t.same(sizes.berth, sizes.local, `sizes after each: ${sizes.berth.join(', ')} (local ${sizes.local.join(', ')})`)
+  t.equal(execFileSync('cmp', [join(local, 'z'), join(m.dir, 'z')], { encoding: 'utf8' }), '', 'the bytes equal the local file')
+  t.equal(execFileSync('cmp', [join(local, 'z'), join(m2.dir, 'z')], { encoding: 'utf8' }), '', 'and through another mount')
+  t.ok(statSync(join(m.dir, 'z')).blocks < 10 * 2048, `the zeroed whole chunk is a hole: ${statSync(join(m.dir, 'z')).blocks} blocks`)
+})
