@@ -460,11 +460,7 @@ export class OpenFile {
    */
   seek(offset: number, hole: boolean): number | null {
     const cs = this.chunkSize
-    const dataEnd = (idx: number): number => {
-      if (this.slots.has(idx)) return cs
-      const ref = this.chunks.get(idx)
-      return ref ? ref.len + (ref.slices ?? []).reduce((n, s) => n + s.len, 0) : 0
-    }
+    const dataEnd = (idx: number) => this.storedEnd(idx)
     const last = Math.floor((this.size - 1) / cs)
     const from = Math.floor(offset / cs)
     if (hole) {
@@ -489,6 +485,25 @@ export class OpenFile {
   committedChunk(idx: number): ChunkRef | undefined {
     if (this.slots.has(idx)) throw new Error(`chunk ${idx} of inode ${this.attr.ino} is ${this.stateOf(idx)}, not committed`)
     return this.chunks.get(idx)
+  }
+
+  /** Where chunk `idx`'s data ends within it: its stored bytes (0: a hole); a chunk with local state counts whole. */
+  private storedEnd(idx: number): number {
+    if (this.slots.has(idx)) return this.chunkSize
+    const ref = this.chunks.get(idx)
+    return ref ? ref.len + (ref.slices ?? []).reduce((n, s) => n + s.len, 0) : 0
+  }
+
+  /** Bytes of [from, to) that are data (as seek() counts them): the rest is holes. */
+  dataIn(from: number, to: number): number {
+    const cs = this.chunkSize
+    let n = 0
+    for (const idx of new Set([...this.chunks.keys(), ...this.slots.keys()])) {
+      const lo = Math.max(from, idx * cs)
+      const hi = Math.min(to, idx * cs + this.storedEnd(idx))
+      if (hi > lo) n += hi - lo
+    }
+    return n
   }
 
   /**

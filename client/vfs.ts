@@ -1087,6 +1087,14 @@ export class Vfs {
     const grow = !(mode & FALLOC_FL_KEEP_SIZE) && end > h.file.size
     if (mode & FALLOC_FL_ZERO_RANGE && grow) await this.setattr(h.file.attr.ino, { size: end }, fh)
     if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) return this.zeroRange(h, offset, end)
+    // nothing is reserved, but a range whose holes need more than the cluster has free fails
+    // at once with ENOSPC, as on a local disk, not at some later write
+    const holes = length - h.file.dataIn(offset, end)
+    if (holes > 0) {
+      const st = await this.statfs()
+      const free = st.bavail * st.bsize
+      if (holes > free) throw fsError('ENOSPC', `fallocate of ${length} bytes: ${holes} of them are holes, and the cluster has ${free} bytes free`)
+    }
     if (grow) await this.setattr(h.file.attr.ino, { size: end }, fh)
   }
 

@@ -8,7 +8,7 @@
  * Each case runs on a local directory (ext4 under /var/tmp) and on the mount;
  * for bytes in whole 4 KiB pages both count the same.
  */
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { closeSync, existsSync, fstatSync, ftruncateSync, mkdtempSync, openSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -204,4 +204,22 @@ t.test('fallocate ZERO_RANGE zeros the range, grows the size unless KEEP_SIZE, a
   t.equal(execFileSync('cmp', [join(local, 'z'), join(m.dir, 'z')], { encoding: 'utf8' }), '', 'the bytes equal the local file')
   t.equal(execFileSync('cmp', [join(local, 'z'), join(m2.dir, 'z')], { encoding: 'utf8' }), '', 'and through another mount')
   t.ok(statSync(join(m.dir, 'z')).blocks < 10 * 2048, `the zeroed whole chunk is a hole: ${statSync(join(m.dir, 'z')).blocks} blocks`)
+})
+
+t.test('fallocate of more than the cluster has free: ENOSPC at once, nothing changed (nothing is reserved otherwise)', async (t) => {
+  const c = await startCluster(t, { nodes: 2, replicas: 2 })
+  const m = await mountCluster(t, c)
+  const p = join(m.dir, 'big')
+  writeAt(p, 0, MiB)
+  const [avail, bsize] = execFileSync('stat', ['-f', '-c', '%a %S', m.dir], { encoding: 'utf8' }).trim().split(' ').map(Number)
+  const free = avail! * bsize!
+  const fa = (...args: string[]) => spawnSync('fallocate', [...args, p], { encoding: 'utf8' })
+  for (const keep of [[], ['-n']]) {
+    const r = fa(...keep, '-l', String(free + 2 ** 30))
+    t.match(r.stderr, /No space left on device/, `fallocate ${keep.join(' ')} -l free + 1 GiB: ${r.stderr.trim()}`)
+  }
+  t.equal(statSync(p).size, MiB, 'the size is unchanged')
+  t.equal(fa('-l', String(64 * MiB)).status, 0, 'fallocate -l 64 MiB: done')
+  t.equal(statSync(p).size, 64 * MiB, 'and the size grew')
+  t.equal(statSync(p).blocks, 2048, 'with nothing stored for it (no space reserved)')
 })

@@ -857,14 +857,22 @@ static void fill_open(struct fuse_file_info *fi, double fh, int flags) {
   fi->noflush = !!(flags & OPEN_NO_FLUSH);
 }
 
+/*
+ * A reply of one number, (slot, n): `call` runs with `req` (the parked
+ * request, if JS named a live one) and `n`.
+ */
+#define REPLY_WITH_NUMBER(name, call)                                   \
+  static napi_value name(napi_env env, napi_callback_info info) {       \
+    napi_value argv[2];                                                 \
+    if (!get_args(env, info, 2, argv)) return NULL;                     \
+    fuse_req_t req = arg_req(env, argv[0]);                             \
+    double n = arg_num(env, argv[1]);                                   \
+    if (req) call;                                                      \
+    return NULL;                                                        \
+  }
+
 /* replyErr(slot, errno): 0 is success for ops without a result. */
-static napi_value js_reply_err(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (!get_args(env, info, 2, argv)) return NULL;
-  fuse_req_t req = arg_req(env, argv[0]);
-  if (req) fuse_reply_err(req, (int)arg_num(env, argv[1]));
-  return NULL;
-}
+REPLY_WITH_NUMBER(js_reply_err, fuse_reply_err(req, (int)n))
 
 /* replyEntry(slot, attr, entryTimeout, attrTimeout) */
 static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
@@ -936,22 +944,10 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
 }
 
 /* replyLseek(slot, offset) */
-static napi_value js_reply_lseek(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (!get_args(env, info, 2, argv)) return NULL;
-  fuse_req_t req = arg_req(env, argv[0]);
-  if (req) fuse_reply_lseek(req, (off_t)arg_num(env, argv[1]));
-  return NULL;
-}
+REPLY_WITH_NUMBER(js_reply_lseek, fuse_reply_lseek(req, (off_t)n))
 
 /* replyWrite(slot, count) */
-static napi_value js_reply_write(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (!get_args(env, info, 2, argv)) return NULL;
-  fuse_req_t req = arg_req(env, argv[0]);
-  if (req) fuse_reply_write(req, (size_t)arg_num(env, argv[1]));
-  return NULL;
-}
+REPLY_WITH_NUMBER(js_reply_write, fuse_reply_write(req, (size_t)n))
 
 /* replyLock(slot, type, start, end, pid): F_GETLK's answer; type F_UNLCK when nothing conflicts, end -1 = to EOF */
 static napi_value js_reply_lock(napi_env env, napi_callback_info info) {
@@ -1005,13 +1001,7 @@ static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
 }
 
 /* replyXattr(slot, size): the answer to a size probe (getxattr/listxattr with size 0) */
-static napi_value js_reply_xattr(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (!get_args(env, info, 2, argv)) return NULL;
-  fuse_req_t req = arg_req(env, argv[0]);
-  if (req) fuse_reply_xattr(req, (size_t)arg_num(env, argv[1]));
-  return NULL;
-}
+REPLY_WITH_NUMBER(js_reply_xattr, fuse_reply_xattr(req, (size_t)n))
 
 /*
  * replyDir(slot, size, plus, names[], attrs Float64Array(n * A_FIELDS), offsets Float64Array(n),
