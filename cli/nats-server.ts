@@ -74,18 +74,19 @@ export function rolePermissions(cluster: string = DEFAULT_CLUSTER, users: Record
     meta: {
       // <cluster>.metalog: the replicated log (meta/log/stream.ts); $O.>: its snapshots
       // (meta/log/snapshot.ts); both meta only
-      publish: [metactl, s.inval, nodeCmds, s.place, `${cluster}.metalog`, '$JS.API.>', '$KV.>', '$O.>'],
+      publish: [metactl, s.inval, nodeCmds, s.place, s.placeAtAll, `${cluster}.metalog`, '$JS.API.>', '$KV.>', '$O.>'],
       subscribe: [s.metaAll, s.metaAtAll, metactl, s.heartbeat, s.inval, inbox('meta')],
       allowResponses: true,
     },
     node: {
       publish: [s.heartbeat, s.meta('badCopy')],
-      subscribe: [s.place, nodeCmds, s.heartbeat, inbox('node')],
+      subscribe: [s.place, s.placeAtAll, nodeCmds, s.heartbeat, inbox('node')],
       allowResponses: true,
     },
     client: {
       // metaLeader: a client asks who serves, then that meta by its own subject (common/meta-route.ts)
-      publish: [s.metaAll, s.metaAtAll, s.metaLeader, s.place],
+      // placeAt: a client asks a node with fresh heartbeats by its own subject (common/block-client.ts)
+      publish: [s.metaAll, s.metaAtAll, s.metaLeader, s.place, s.placeAtAll],
       subscribe: [s.inval, s.heartbeat, inbox('client')],
       allowResponses: false,
     },

@@ -23,7 +23,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { Readable } from 'node:stream'
-import type { NatsConnection, Subscription } from 'nats'
+import { ErrorCode as NatsErrorCode, type NatsConnection, type Subscription } from 'nats'
 import { Pool } from 'undici'
 import { z } from 'zod'
 import { pieceSumsAsync } from './async-checksums'
@@ -32,7 +32,7 @@ import { coveringPieces, pieceCount, verifyPieces, type PieceSpan } from './veri
 import { BerthError, isErrorCode, type ErrorCode } from './errors'
 import { deadPeerSignal } from './dead-peer-signal'
 import { blockHash, CHAIN_HEADER, HEARTBEAT_MS, heardButDead, heartbeat, NODE_DEAD_MS, seenAt, type Heartbeat, type PlaceReply, type PutReply } from './protocol'
-import { parseBody, request, subjects, type Subjects } from './wire'
+import { encode, parseBody, request, subjects, unwrap, type Subjects } from './wire'
 
 export interface BlockTarget {
   id: string
@@ -263,6 +263,15 @@ export type BlockCheck = (buf: Buffer) => string | null | Promise<string | null>
  */
 const PLACE_WAITS_MS: readonly number[] = [250, 250, 250, 500, 1000, 2000]
 
+/**
+ * A node is asked for placement by its own subject only while its last
+ * heartbeat is this recent (beats come every HEARTBEAT_MS): one that stopped
+ * drops out of the choice within this, not after NODE_DEAD_MS.
+ */
+export const PLACE_FRESH_MS = HEARTBEAT_MS + 1500
+/** A node id usable as one subject token. */
+const NODE_TOKEN = /^[A-Za-z0-9_-]{1,64}$/
+
 function transportError(target: BlockTarget, err: unknown): BerthError {
   if (err instanceof BerthError) return err
   const e = err as { name?: string; code?: string; message?: string }
@@ -346,6 +355,8 @@ export class BlockClient {
   private readonly waiters = new Set<(closing?: boolean) => void>()
   private sub: Subscription | null = null
   private readonly deadlineMs: number
+  /** False once NATS refused this credential a node's own placement subject (an older nats.conf). */
+  private placeDirect = true
 
   constructor(
     private readonly nc: NatsConnection,
@@ -404,27 +415,56 @@ export class BlockClient {
   }
 
   /**
-   * Asks the placement queue group, later attempts waiting longer than the
-   * first ones (PLACE_WAITS_MS). NATS hands
-   * each request to a random member, and a member that stopped without
-   * leaving (SIGSTOP, a frozen VM) still gets its share for as long as it is
-   * stopped (nats-server delays its pings while it sends the member messages,
-   * so it never closes that connection; docs/meta.md): with 2 s per attempt, a third of the writes on a 3-node
-   * cluster waited 2 s or more while one node was stopped. A live node answers
-   * in milliseconds, and a slow one still gets 2 s from the fourth attempt on.
-   * Placement reserves nothing, so a retry is harmless.
+   * Asks for placement, later attempts waiting longer than the first ones
+   * (PLACE_WAITS_MS). Each attempt goes to one node this client picked at
+   * random among those taking writes whose heartbeat is fresh
+   * (PLACE_FRESH_MS), by that node's own subject; with none to pick, or
+   * where the node or NATS does not know the subject (an older node: no
+   * responders; an older nats.conf: permission refused, then never again),
+   * to the queue group `data`. The queue group alone is not enough: NATS
+   * hands each request to a random member, and a member that stopped
+   * without leaving (SIGSTOP, a frozen VM) keeps its share for as long as it
+   * is stopped (nats-server delays its pings while it sends the member
+   * messages, so it never closes that connection; docs/meta.md): a third of
+   * the writes on a 3-node cluster waited there. A live node answers in
+   * milliseconds. Placement reserves nothing, so a retry is harmless.
    */
   private async place(body: { size: number; replicas: number; exclude: string[] }, deadline: number): Promise<PlaceReply> {
+    const asked = new Set(body.exclude)
     for (let attempt = 0; ; attempt++) {
       const wait = PLACE_WAITS_MS[Math.min(attempt, PLACE_WAITS_MS.length - 1)]!
       const left = deadline - Date.now()
+      const timeoutMs = Math.max(1, Math.min(wait, left))
+      const direct = this.placeDirect ? this.pickPlacer(asked) : null
+      if (direct) {
+        asked.add(direct)
+        try {
+          const msg = await this.nc.request(this.subjects.placeAt(direct), encode(body), { timeout: timeoutMs, noMux: true })
+          return unwrap<PlaceReply>(msg.data)
+        } catch (err) {
+          const code = (err as { code?: string }).code
+          if (code === NatsErrorCode.PermissionsViolation) this.placeDirect = false
+          // ENOSPC and the like are answers: the node said so
+          else if (err instanceof BerthError && code !== 'ETIMEDOUT') throw err
+          if (Date.now() >= deadline) throw new BerthError('ETIMEDOUT', `placement: no node answered within ${this.deadlineMs} ms`, { cause: err })
+          continue
+        }
+      }
       try {
-        return await request<PlaceReply>(this.nc, this.subjects.place, body, { timeoutMs: Math.max(1, Math.min(wait, left)), deadlineMs: Math.max(1, left) })
+        return await request<PlaceReply>(this.nc, this.subjects.place, body, { timeoutMs, deadlineMs: Math.max(1, left) })
       } catch (err) {
         // an attempt that got no answer: another one, to whichever member NATS picks next
         if ((err as BerthError).code !== 'ETIMEDOUT' || Date.now() >= deadline) throw err
       }
     }
+  }
+
+  /** A node to ask for placement by its own subject: taking writes, heard within PLACE_FRESH_MS, not in `asked`. */
+  private pickPlacer(asked: ReadonlySet<string>): string | null {
+    const now = Date.now()
+    const fresh: string[] = []
+    for (const [id, p] of this.peers) if (p.state === 'up' && now - p.seen <= PLACE_FRESH_MS && !asked.has(id) && NODE_TOKEN.test(id)) fresh.push(id)
+    return fresh.length ? fresh[Math.floor(Math.random() * fresh.length)]! : null
   }
 
   /** Heard from, but not within NODE_DEAD_MS (a node never heard from is not dead). */

@@ -36,7 +36,14 @@ export function subjects(cluster: string) {
     metaLeader: `${cluster}.metactl.leader`,
     /** Every replicated meta publishes its role and applied log sequence here each second (berth status). */
     metaReplica: `${cluster}.metactl.replica`,
+    /** Placement, to the queue group `data` (any node taking writes). */
     place: `${cluster}.data.place`,
+    /**
+     * Placement, to one node by its id (common/block-client.ts): a node that
+     * stopped without going away keeps its place in the queue group.
+     */
+    placeAt: (nodeId: string) => `${cluster}.data.placeat.${nodeId}`,
+    placeAtAll: `${cluster}.data.placeat.*`,
     heartbeat: `${cluster}.node.hb`,
     nodeCmd: (id: string) => `${cluster}.node.${id}.cmd`,
     inval: `${cluster}.inval`,

@@ -94,7 +94,7 @@ export async function run(argv: string[]): Promise<void> {
   const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt, fsId, fsFree, protocol, release, ...(cfg.zone ? { zone: cfg.zone } : {}) })
   peers.start(self)
 
-  const placement = new Placement({ nc, subject: subj.place, self: { id, url, ...(cfg.zone ? { zone: cfg.zone } : {}) }, free, live: () => peers.live(), log })
+  const placement = new Placement({ nc, subject: subj.place, ownSubject: subj.placeAt(id), self: { id, url, ...(cfg.zone ? { zone: cfg.zone } : {}) }, free, live: () => peers.live(), log })
   placement.set(state() === 'up')
   // Out of placement and silent (every peer counts this node dead after
   // NODE_DEAD_MS, and their requests to it end), PUTs refused; back when the

@@ -5,6 +5,12 @@
  * other R-1 are the least used live peers (R capped by live nodes). A full or
  * draining node unsubscribes and simply stops being asked.
  *
+ * The node also serves `<cluster>.data.placeat.<its id>`, where clients ask
+ * it by name (common/block-client.ts): a node that stopped without leaving
+ * (SIGSTOP, a frozen VM) keeps its place in the queue group, so clients pick
+ * among nodes whose heartbeats are fresh instead. Both subscriptions come and
+ * go together.
+ *
  * When the caller excludes the answering node (it just failed for them), the
  * reply names other nodes only; ENOSPC when nobody is left.
  */
@@ -17,7 +23,10 @@ import type { Peer } from './peers'
 
 export interface PlacementDeps {
   nc: NatsConnection
+  /** The queue group's subject. */
   subject: string
+  /** This node's own subject. */
+  ownSubject: string
   self: { id: string; url: string; zone?: string }
   /** Bytes this node can still take. */
   free(): number
@@ -47,22 +56,26 @@ export function chooseTargets(self: { id: string; url: string; zone?: string } |
 }
 
 export class Placement {
-  private sub: Subscription | null = null
+  private subs: Subscription[] = []
 
   constructor(private readonly deps: PlacementDeps) {}
 
   get serving(): boolean {
-    return this.sub !== null
+    return this.subs.length > 0
   }
 
   /** Subscribes or unsubscribes to match `wanted`. */
   set(wanted: boolean): void {
-    if (wanted && !this.sub) {
-      this.sub = serve(this.deps.nc, this.deps.subject, { queue: 'data', onError: (e) => this.deps.log.warn('placement', e) }, (msg) => this.place(msg.data))
+    if (wanted && !this.serving) {
+      const onError = (e: unknown) => this.deps.log.warn('placement', e)
+      this.subs = [
+        serve(this.deps.nc, this.deps.subject, { queue: 'data', onError }, (msg) => this.place(msg.data)),
+        serve(this.deps.nc, this.deps.ownSubject, { onError }, (msg) => this.place(msg.data)),
+      ]
       this.deps.log.info('taking new writes (subscribed to placement)')
-    } else if (!wanted && this.sub) {
-      this.sub.unsubscribe()
-      this.sub = null
+    } else if (!wanted && this.serving) {
+      for (const s of this.subs) s.unsubscribe()
+      this.subs = []
       this.deps.log.info('not taking new writes (unsubscribed from placement)')
     }
   }

@@ -119,6 +119,14 @@ async function checkRoles(t: Test, s: Server): Promise<void> {
   client.subscribe(S.metaAtAll)
   st = await withDeadline(violation, 5000, 'client subscribe metaat')
   t.same(st.permissionContext?.operation, 'subscription', "server refused the client subscription to meta's own subjects")
+  // placement by a node's own subject (common/block-client.ts): the node serves it, the client asks it, and may not serve it
+  node.subscribe(S.placeAt('n1'), { callback: (_e, m) => m.respond(encode({ ok: true, who: m.subject })) })
+  await node.flush()
+  t.same(decode((await client.request(S.placeAt('n1'), encode({}), { timeout: 5000, noMux: true })).data), { ok: true, who: S.placeAt('n1') }, "client asks a node for placement by the node's own subject")
+  violation = nextViolation(client)
+  client.subscribe(S.placeAtAll)
+  st = await withDeadline(violation, 5000, 'client subscribe placeat')
+  t.same(st.permissionContext?.operation, 'subscription', "server refused the client subscription to the nodes' placement subjects")
   t.notOk(client.isClosed(), 'violations do not close the client connection')
 
   await checkInboxes(t, s, { client, meta, node })
