@@ -11,9 +11,9 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 import { closeSync, existsSync, fstatSync, ftruncateSync, mkdtempSync, openSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
-import t from 'tap'
-import { startCluster } from './helpers/cluster'
-import { mountCluster } from './helpers/mount'
+import t, { type Test } from 'tap'
+import { startCluster, type TestCluster } from './helpers/cluster'
+import { mountCluster, type TestMount } from './helpers/mount'
 
 const MiB = 2 ** 20
 
@@ -25,6 +25,14 @@ function writeAt(path: string, at: number, len: number): void {
   } finally {
     closeSync(fd)
   }
+}
+
+/** A local directory (ext4 under /var/tmp) and a mount of a fresh 2-node cluster, both removed at the end. */
+async function localAndBerth(t: Test): Promise<{ local: string; c: TestCluster; m: TestMount }> {
+  const local = mkdtempSync('/var/tmp/berth-sparse-')
+  t.teardown(() => rmSync(local, { recursive: true, force: true }))
+  const c = await startCluster(t, { nodes: 2, replicas: 2 })
+  return { local, c, m: await mountCluster(t, c) }
 }
 
 /** The cases, run in `dir`: name -> st_blocks after it. */
@@ -56,10 +64,7 @@ function run(dir: string): Record<string, number> {
 }
 
 t.test('st_blocks counts what a file holds, holes left out, as on a local disk', async (t) => {
-  const local = mkdtempSync('/var/tmp/berth-sparse-')
-  t.teardown(() => rmSync(local, { recursive: true, force: true }))
-  const c = await startCluster(t, { nodes: 2, replicas: 2 })
-  const m = await mountCluster(t, c)
+  const { local, c, m } = await localAndBerth(t)
   const want = run(local)
   const got = run(m.dir)
   t.same(got, want, `berth ${JSON.stringify(got)}, local ${JSON.stringify(want)}`)
@@ -99,10 +104,7 @@ print(json.dumps(out))`
 }
 
 t.test('SEEK_DATA and SEEK_HOLE find the holes, so cp and tar skip them; never a hole where data may be', async (t) => {
-  const local = mkdtempSync('/var/tmp/berth-sparse-')
-  t.teardown(() => rmSync(local, { recursive: true, force: true }))
-  const c = await startCluster(t, { nodes: 2, replicas: 2 })
-  const m = await mountCluster(t, c)
+  const { local, c, m } = await localAndBerth(t)
   // 64 MiB: data in [8 MiB, 8 MiB + 4 KiB) and in the last 4 KiB; holes elsewhere (chunks of 4 MiB)
   const probes: Array<[number, number]> = [
     [0, D], [0, H], [8 * MiB, D], [8 * MiB, H], [9 * MiB, D], [12 * MiB, D], [60 * MiB, D], [64 * MiB - 1, D], [64 * MiB - 1, H], [64 * MiB, D], [64 * MiB, H],
@@ -156,10 +158,7 @@ print(os.lseek(r, 12 * 1048576, 3), os.lseek(r, 20 * 1048576, 4))`
 })
 
 t.test('fallocate PUNCH_HOLE over whole chunks leaves holes (st_blocks drops); the bytes read back as on a local disk', async (t) => {
-  const local = mkdtempSync('/var/tmp/berth-sparse-')
-  t.teardown(() => rmSync(local, { recursive: true, force: true }))
-  const c = await startCluster(t, { nodes: 2, replicas: 2 })
-  const m = await mountCluster(t, c)
+  const { local, c, m } = await localAndBerth(t)
   const m2 = await mountCluster(t, c)
   const punch = (p: string, off: number, len: number) => execFileSync('fallocate', ['-p', '-o', String(off), '-l', String(len), p])
   const blocks: Record<string, number[]> = { local: [], berth: [] }
@@ -182,10 +181,7 @@ t.test('fallocate PUNCH_HOLE over whole chunks leaves holes (st_blocks drops); t
 })
 
 t.test('fallocate ZERO_RANGE zeros the range, grows the size unless KEEP_SIZE, as on a local disk', async (t) => {
-  const local = mkdtempSync('/var/tmp/berth-sparse-')
-  t.teardown(() => rmSync(local, { recursive: true, force: true }))
-  const c = await startCluster(t, { nodes: 2, replicas: 2 })
-  const m = await mountCluster(t, c)
+  const { local, c, m } = await localAndBerth(t)
   const m2 = await mountCluster(t, c)
   const sizes: Record<string, number[]> = { local: [], berth: [] }
   for (const [where, dir] of [['local', local], ['berth', m.dir]] as const) {
