@@ -439,7 +439,9 @@ export class BlockClient {
       if (direct) {
         asked.add(direct)
         try {
-          const msg = await this.nc.request(this.subjects.placeAt(direct), encode(body), { timeout: timeoutMs, noMux: true })
+          // a publish NATS refuses fails this at once (nats.js matches the server's permission
+          // error to the pending request): that is how an older nats.conf is told apart
+          const msg = await this.nc.request(this.subjects.placeAt(direct), encode(body), { timeout: timeoutMs })
           return unwrap<PlaceReply>(msg.data)
         } catch (err) {
           const code = (err as { code?: string }).code
