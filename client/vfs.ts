@@ -1085,8 +1085,12 @@ export class Vfs {
     const end = offset + length
     if (end > MAX_FILE_SIZE) throw fsError('EFBIG', `fallocate to ${end} is past the largest file (${MAX_FILE_SIZE} bytes)`)
     const grow = !(mode & FALLOC_FL_KEEP_SIZE) && end > h.file.size
-    if (mode & FALLOC_FL_ZERO_RANGE && grow) await this.setattr(h.file.attr.ino, { size: end }, fh)
-    if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) return this.zeroRange(h, offset, end)
+    if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+      // what the file holds now is zeroed; past its end a grow leaves a hole, zeros already
+      await this.zeroRange(h, offset, end)
+      if (grow) await this.setattr(h.file.attr.ino, { size: end }, fh)
+      return
+    }
     // nothing is reserved, but a range whose holes need more than the cluster has free fails
     // at once with ENOSPC, as on a local disk, not at some later write
     const holes = length - h.file.dataIn(offset, end)
