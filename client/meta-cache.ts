@@ -14,6 +14,14 @@
  * complete directory is known absent without asking meta: the kernel looks up
  * every name before it creates it, so this saves one round trip per create,
  * mkdir and symlink in a directory this mount made or read.
+ *
+ * A name meta said does not exist is kept absent too (`missing`), under the
+ * same rule: any other client's change to the directory drops it. SQLite
+ * looks for its journal before every transaction, Python's imports and a
+ * compiler's include paths probe names that are not there: each such probe
+ * was a meta trip. A lookup's ENOENT is kept only if no invalidation was
+ * applied while it was in flight (`generation`): the invalidation of a name
+ * made meanwhile may have been applied before the reply was.
  */
 import { LRUCache } from 'lru-cache'
 import type { Attr, Invalidation } from '../common/protocol'
@@ -31,11 +39,15 @@ interface DirEntries {
   names: Map<string, number>
   /** Every entry of the directory is in `names`. */
   complete: boolean
+  /** Names meta said are absent, since the directory's last invalidation. */
+  missing: Set<string>
 }
 
 export class MetaCache {
   private readonly attrs: LRUCache<number, Attr>
   private readonly dirs: LRUCache<number, DirEntries>
+  /** Moves with every invalidation applied and every drop of a directory's entries. */
+  private drops = 0
 
   constructor(opts: MetaCacheOptions) {
     this.attrs = new LRUCache<number, Attr>({ max: opts.maxAttrs, ttl: opts.ttlMs })
@@ -49,13 +61,26 @@ export class MetaCache {
   /** `name` is known not to exist in `parent` (the directory's listing is complete here). */
   absent(parent: number, name: string): boolean {
     const d = this.dirs.get(parent)
-    return d !== undefined && d.complete && !d.names.has(name)
+    return d !== undefined && ((d.complete && !d.names.has(name)) || d.missing.has(name))
+  }
+
+  /** Taken before a lookup is sent; setAbsent keeps its ENOENT only if nothing was dropped since. */
+  generation(): number {
+    return this.drops
+  }
+
+  /** Meta said `name` is not in `parent`, answering a lookup sent at `since` (generation()). */
+  setAbsent(parent: number, name: string, since: number): void {
+    if (since !== this.drops) return
+    const d = this.dir(parent)
+    if (d.names.size + d.missing.size >= MAX_ENTRIES_PER_DIR) d.missing.clear()
+    d.missing.add(name)
   }
 
   private dir(parent: number): DirEntries {
     let d = this.dirs.get(parent)
     if (!d) {
-      d = { names: new Map(), complete: false }
+      d = { names: new Map(), complete: false, missing: new Set() }
       this.dirs.set(parent, d)
     }
     return d
@@ -68,6 +93,7 @@ export class MetaCache {
       d.complete = false
     }
     d.names.set(name, attr.ino)
+    d.missing.delete(name)
     this.attrs.set(attr.ino, attr)
   }
 
@@ -129,6 +155,7 @@ export class MetaCache {
   }
 
   dropDir(ino: number): void {
+    this.drops++
     this.dirs.delete(ino)
   }
 
@@ -138,6 +165,7 @@ export class MetaCache {
    * directories keep their entries (and completeness), only attributes go.
    */
   apply(inv: Invalidation, own = false): void {
+    this.drops++
     for (const ino of inv.inos) this.attrs.delete(ino)
     for (const [parent, name] of inv.entries ?? []) {
       this.dropEntry(parent, name)
@@ -156,6 +184,7 @@ export class MetaCache {
   }
 
   clear(): void {
+    this.drops++
     this.attrs.clear()
     this.dirs.clear()
   }

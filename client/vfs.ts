@@ -269,13 +269,17 @@ export class Vfs {
       const attr = this.cache.attr(ino)
       if (attr) return this.overlay(attr)
     } else if (this.cache.absent(parent, name)) throw fsError('ENOENT', `no entry "${name}" in ${parent}`)
+    const since = this.cache.generation()
     try {
       const { attr } = await this.meta.call('lookup', { parent, name })
       this.cache.setEntry(parent, name, attr)
       this.noteParent(parent, name, attr)
       return this.overlay(attr)
     } catch (err) {
-      if ((err as BerthError).code === 'ENOENT') this.cache.dropEntry(parent, name)
+      if ((err as BerthError).code === 'ENOENT') {
+        this.cache.dropEntry(parent, name)
+        this.cache.setAbsent(parent, name, since)
+      }
       throw err
     }
   }
