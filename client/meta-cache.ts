@@ -64,6 +64,18 @@ export class MetaCache {
     return d !== undefined && ((d.complete && !d.names.has(name)) || d.missing.has(name))
   }
 
+  /**
+   * `name` is not in `parent`'s complete listing: what a create or mkdir
+   * answered ahead of meta needs. A name only known missing (`missing`) is
+   * not enough: the kernel looks up every name before creating it, so every
+   * create would go ahead, and an O_CREAT (O_EXCL) racing another mount's
+   * create of the same name would be refused only after the fact.
+   */
+  absentFromListing(parent: number, name: string): boolean {
+    const d = this.dirs.get(parent)
+    return d !== undefined && d.complete && !d.names.has(name)
+  }
+
   /** Taken before a lookup is sent; setAbsent keeps its ENOENT only if nothing was dropped since. */
   generation(): number {
     return this.drops

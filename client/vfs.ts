@@ -538,7 +538,7 @@ export class Vfs {
    */
   private newAhead(parent: number, name: string): { pipeline: AheadPipeline; ino: number; dir: Attr } | null {
     const dir = this.cache.attr(parent)
-    if (!this.pipeline || !this.inoPool || !dir || !this.cache.absent(parent, name) || !validName(name)) return null
+    if (!this.pipeline || !this.inoPool || !dir || !this.cache.absentFromListing(parent, name) || !validName(name)) return null
     const ino = this.inoPool.take()
     return ino === undefined ? null : { pipeline: this.pipeline, ino, dir }
   }

@@ -33,6 +33,19 @@ t.test('a missing name is asked of meta once, and seen when another mount makes 
   await settle()
   t.equal(asked.length, 1, `50 probes of a missing name: ${asked.length} lookup(s) reached meta (before: 50)`)
 
+  // a create there still waits for meta (its O_EXCL holds across mounts): only a directory this
+  // mount listed whole or made lets a create go ahead (docs/semantics.md#mkdir)
+  const created: string[] = []
+  for (const subject of [s.meta('mknod'), s.metaAt('*', 'mknod'), s.meta('ahead'), s.metaAt('*', 'ahead')]) nc.subscribe(subject, { callback: () => created.push(subject.split('.').pop()!) })
+  await nc.flush()
+  // (several: the first of a session may wait for its reserved inode numbers anyway)
+  for (let i = 0; i < 5; i++) {
+    t.notOk(existsSync(join(a.dir, 'd', `new${i}`)), `new${i} is missing`)
+    writeFileSync(join(a.dir, 'd', `new${i}`), 'y', { flag: 'wx' })
+    await settle()
+  }
+  t.same(created, ['mknod', 'mknod', 'mknod', 'mknod', 'mknod'], 'each create of a name known only missing went to meta by itself')
+
   // B makes it: A sees it once meta's invalidation of the directory arrives, not after the cache's TTL
   writeFileSync(join(b.dir, 'd', 'db-journal'), 'x')
   const t0 = Date.now()
