@@ -10,7 +10,7 @@
  */
 import type { Attr, ChunkRef, DirEntry, Invalidation, StatfsReply, Timespec } from '../common/protocol'
 import { MAX_FILE_SIZE, ROOT_INO } from '../common/protocol'
-import { BerthError, fsError } from '../common/errors'
+import { BerthError, codeOf, fsError } from '../common/errors'
 import { logger } from '../common/log'
 import { inheritedOwnership, isDir, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../common/modes'
 import { validateName } from '../common/names'
@@ -1036,7 +1036,7 @@ export class Vfs {
     const h = this.handle(fh)
     // recorded before waiting: the kernel sends several reads at once
     const stream = h.reads.next(pos, len)
-    const n = await h.file.read(target, pos, len, !stream)
+    const n = await this.rereadIfReplaced(h.file, () => h.file.read(target, pos, len, !stream))
     if (stream) h.file.readahead(pos + n, this.opts.readaheadChunks)
     return n
   }
@@ -1050,9 +1050,33 @@ export class Vfs {
   async readOut(fh: number, len: number, pos: number, scratch: () => Buffer): Promise<Buffer> {
     const h = this.handle(fh)
     const stream = h.reads.next(pos, len)
-    const out = await h.file.readOut(pos, len, !stream, scratch)
+    const out = await this.rereadIfReplaced(h.file, () => h.file.readOut(pos, len, !stream, scratch))
     if (stream) h.file.readahead(pos + out.length, this.opts.readaheadChunks)
     return out
+  }
+
+  /**
+   * A read of a file another mount rewrote since this mount opened it can
+   * find the blocks of its map deleted (meta's GC frees a block its grace
+   * after it lost its last reference): EIO. Then, when meta's content
+   * generation or size moved and nothing of this mount is unwritten, the map
+   * is fetched again, the kernel's pages of the old content are dropped, and
+   * the read is tried once more on what the file holds now, as a local file
+   * system shows a rewrite to a descriptor opened before it.
+   */
+  private async rereadIfReplaced<T>(f: OpenFile, read: () => Promise<T>): Promise<T> {
+    try {
+      return await read()
+    } catch (err) {
+      if (codeOf(err) !== 'EIO' || f.isDirty || f.hasPending) throw err
+      const changed = await this.revalidateOpen(f, false).catch(() => false)
+      if (!changed) throw err
+      log.info(`inode ${f.attr.ino}: a read of content another mount replaced failed (${(err as Error).message}); read again from the new content`)
+      this.cache.setAttr(f.attr)
+      // not awaited: the kernel may hold this read's pages locked until it is answered
+      this.kernel?.invalidateInode(f.attr.ino)
+      return read()
+    }
   }
 
   /**
