@@ -113,7 +113,9 @@ export function formatStatus(s: StatusReply): string {
   const rows = [['NODE', 'ZONE', 'URL', 'STATE', 'BLOCKS', 'USED', 'CAPACITY', 'LAST SEEN']]
   const now = Date.now()
   for (const n of s.nodes) {
-    rows.push([n.id, n.zone ?? '-', n.url, n.alive ? (n.admin ? `${n.admin} (${n.state})` : n.state) : n.admin ? `dead, ${n.admin}` : 'dead', String(n.blocks), bytes(n.used), bytes(n.capacity), `${((now - n.seen) / 1000).toFixed(1)}s ago`])
+    // a node whose disk hangs says so in its last heartbeat: "dead" alone would send the operator to the process
+    const dead = n.down ? 'down, disk hangs' : 'dead'
+    rows.push([n.id, n.zone ?? '-', n.url, n.alive ? (n.admin ? `${n.admin} (${n.state})` : n.state) : n.admin ? `${dead}, ${n.admin}` : dead, String(n.blocks), bytes(n.used), bytes(n.capacity), `${((now - n.seen) / 1000).toFixed(1)}s ago`])
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
   const table = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')

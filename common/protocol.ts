@@ -173,6 +173,8 @@ export interface NodeInfo {
   fsId?: string
   /** Bytes free on that filesystem; absent from older nodes. */
   fsFree?: number
+  /** Its last heartbeat said it left: its disk hangs (node/disk-canary.ts); counted dead since. */
+  down?: true
 }
 
 /**

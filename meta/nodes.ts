@@ -41,6 +41,7 @@ export class NodeTable {
       ...(hb.fsId !== undefined ? { fsId: hb.fsId } : {}),
       ...(hb.fsFree !== undefined ? { fsFree: hb.fsFree } : {}),
       ...(hb.zone ? { zone: hb.zone } : {}),
+      ...(hb.down ? { down: true as const } : {}),
     })
   }
 

@@ -16,6 +16,8 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, rea
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import type { StatusReply } from '../common/protocol'
+import { berthCli, berthJson } from './helpers/berth-cli'
 import { startCluster } from './helpers/cluster'
 import { blockClient, eventually } from './helpers/lifecycle'
 import { mountCluster } from './helpers/mount'
@@ -107,6 +109,10 @@ t.test('a node whose disk hangs leaves the cluster until it answers again; no fs
   t.ok(Math.max(...during) < 20_000, `the longest wait (${Math.max(...during)} ms) is about the stall limit (${STALL_MS} ms), not the 30 s deadline`)
   t.ok(await eventually(() => !bc.liveNodes().has(victimId), 15_000, 200), 'the node counts as dead while its disk hangs')
   t.match(victim.stderr(), /disk stalled/, 'and its log says why')
+  const st = await berthCli(c, ['status'])
+  t.match(st.stdout.split('\n').find((l) => l.startsWith(victimId)) ?? '', /down, disk hangs/, 'and berth status says why')
+  const js = await berthJson<StatusReply>(t, c, ['status'])
+  t.match(js.json.nodes.find((n) => n.id === victimId), { alive: false, down: true }, 'also in --json')
   t.comment(`frozen for ${Date.now() - frozenAt} ms; node log: ${victim.stderr().split('\n').filter((l) => /disk/.test(l)).slice(0, 3).join(' | ')}`)
 
   thaw()
