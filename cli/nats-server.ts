@@ -162,6 +162,24 @@ export function freeLocalPort(): Promise<number> {
   })
 }
 
+/**
+ * `n` ports free right now on 127.0.0.1, all different and none in `avoid`:
+ * two calls of freeLocalPort may return the same port (it is free again once
+ * the probe closes), and a cluster whose route port was its own client port
+ * failed to start (CI, test/up: nats-server "Error listening on router port").
+ */
+export async function freeLocalPorts(n: number, avoid: Iterable<number> = [], pick: () => Promise<number> = freeLocalPort): Promise<number[]> {
+  const taken = new Set(avoid)
+  const out: number[] = []
+  while (out.length < n) {
+    const port = await pick()
+    if (taken.has(port)) continue
+    taken.add(port)
+    out.push(port)
+  }
+  return out
+}
+
 export interface NatsClusterHandle {
   /** Every server's client URL, comma separated (what --nats takes). */
   url: string

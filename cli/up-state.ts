@@ -12,7 +12,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { BerthError } from '../common/errors'
-import { freeLocalPort, generateUsers, type NatsUsers } from './nats-server'
+import { freeLocalPort, freeLocalPorts, generateUsers, type NatsUsers } from './nats-server'
 
 export interface NatsState {
   port: number
@@ -57,11 +57,8 @@ export async function loadOrCreateNatsState(dir: string, wantedPort: number | nu
   const port = wantedPort ?? state?.port ?? (await freeLocalPort())
   let cluster = state?.cluster
   if (servers > 1 && (!cluster || cluster.ports.length !== servers || cluster.ports[0] !== port)) {
-    const ports = [port]
-    const routes: number[] = []
-    while (ports.length < servers) ports.push(await freeLocalPort())
-    while (routes.length < servers) routes.push(await freeLocalPort())
-    cluster = { ports, routes }
+    const more = await freeLocalPorts(2 * servers - 1, [port])
+    cluster = { ports: [port, ...more.slice(0, servers - 1)], routes: more.slice(servers - 1) }
   }
   const host = wantedHost ?? state?.host ?? DEFAULT_HOST
   const next: NatsState = { port, ...(host !== DEFAULT_HOST || state?.host ? { host } : {}), users: state?.users ?? generateUsers(), ...(cluster ? { cluster } : {}) }

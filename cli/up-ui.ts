@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { freeLocalPort } from './nats-server'
+import { freeLocalPort, freeLocalPorts } from './nats-server'
 
 export interface UpDashboard {
   tokenFile: string
@@ -29,7 +29,7 @@ export async function loadOrCreateDashboard(dir: string, metas: number, wantedPo
   const kept = keptPorts(dir)
   const ports = [...kept]
   if (wantedPort !== null) ports[0] = wantedPort
-  while (ports.length < metas) ports.push(await freeLocalPort())
+  if (ports.length < metas) ports.push(...(await freeLocalPorts(metas - ports.length, ports)))
   if (JSON.stringify(ports) !== JSON.stringify(kept)) keepPorts(dir, ports)
   return { tokenFile, token, ports: ports.slice(0, metas) }
 }

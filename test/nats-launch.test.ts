@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { connect } from 'nats'
 import t, { type Test } from 'tap'
-import { freeLocalPort, launchNatsCluster, launchNatsServer } from '../cli/nats-server'
+import { freeLocalPort, freeLocalPorts, launchNatsCluster, launchNatsServer } from '../cli/nats-server'
 import { eventually } from './helpers/lifecycle'
 import { testDir } from './helpers/test-dir'
 
@@ -59,4 +59,12 @@ t.test('a server that is not ready in time is killed, not left running', async (
       }
     })
   t.ok(await eventually(() => !running(), 5000), 'no nats-server runs with its folder')
+})
+
+t.test('ports picked for one layout are all different (a route port was once its own client port)', async (t) => {
+  const seq = [5001, 5001, 5002, 5000, 5003, 5002, 5004]
+  const pick = async () => seq.shift()!
+  t.same(await freeLocalPorts(3, [5000], pick), [5001, 5002, 5003], 'repeats and the avoided port skipped')
+  const real = await freeLocalPorts(6)
+  t.equal(new Set(real).size, 6, `six real ports, all different: ${real.join(' ')}`)
 })
