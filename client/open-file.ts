@@ -491,7 +491,7 @@ export class OpenFile {
   private storedEnd(idx: number): number {
     if (this.slots.has(idx)) return this.chunkSize
     const ref = this.chunks.get(idx)
-    return ref ? ref.len + (ref.slices ?? []).reduce((n, s) => n + s.len, 0) : 0
+    return ref ? chunkLen(ref) : 0
   }
 
   /** Bytes of [from, to) that are data (as seek() counts them): the rest is holes. */

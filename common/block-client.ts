@@ -32,14 +32,15 @@ import { coveringPieces, pieceCount, verifyPieces, type PieceSpan } from './veri
 import { BerthError, isErrorCode, type ErrorCode } from './errors'
 import { deadPeerSignal } from './dead-peer-signal'
 import { blockHash, CHAIN_HEADER, HEARTBEAT_MS, heardButDead, heartbeat, NODE_DEAD_MS, seenAt, type Heartbeat, type PlaceReply, type PutReply } from './protocol'
-import { encode, parseBody, request, subjects, unwrap, type Subjects } from './wire'
+import { encode, parseBody, request, subjects, SUBJECT_TOKEN, unwrap, type Subjects } from './wire'
 
 export interface BlockTarget {
   id: string
   url: string
 }
 
-const CHAIN_ID_RE = /^[A-Za-z0-9_-]{1,64}$/
+/** A node id as chains and subjects carry it. */
+const CHAIN_ID_RE = SUBJECT_TOKEN
 const MAX_CHAIN = 16
 
 /** `id=url,id=url` as carried in CHAIN_HEADER. */
@@ -268,9 +269,7 @@ const PLACE_WAITS_MS: readonly number[] = [250, 250, 250, 500, 1000, 2000]
  * heartbeat is this recent (beats come every HEARTBEAT_MS): one that stopped
  * drops out of the choice within this, not after NODE_DEAD_MS.
  */
-export const PLACE_FRESH_MS = HEARTBEAT_MS + 1500
-/** A node id usable as one subject token. */
-const NODE_TOKEN = /^[A-Za-z0-9_-]{1,64}$/
+const PLACE_FRESH_MS = HEARTBEAT_MS + 1500
 
 function transportError(target: BlockTarget, err: unknown): BerthError {
   if (err instanceof BerthError) return err
@@ -465,7 +464,7 @@ export class BlockClient {
   private pickPlacer(asked: ReadonlySet<string>): string | null {
     const now = Date.now()
     const fresh: string[] = []
-    for (const [id, p] of this.peers) if (p.state === 'up' && now - p.seen <= PLACE_FRESH_MS && !asked.has(id) && NODE_TOKEN.test(id)) fresh.push(id)
+    for (const [id, p] of this.peers) if (p.state === 'up' && now - p.seen <= PLACE_FRESH_MS && !asked.has(id) && CHAIN_ID_RE.test(id)) fresh.push(id)
     return fresh.length ? fresh[Math.floor(Math.random() * fresh.length)]! : null
   }
 

@@ -26,12 +26,10 @@
  * meta or a nats.conf older than this (docs/meta.md).
  */
 import { ErrorCode as NatsErrorCode, type NatsConnection } from 'nats'
-import { decode, encode, type MetaLeaderReply, type RequestRoute, type Subjects } from './wire'
+import { decode, encode, SUBJECT_TOKEN, type MetaLeaderReply, type RequestRoute, type Subjects } from './wire'
 
 /** One probe's wait: the answer is a constant from meta's event loop. */
 const PROBE_MS = 1000
-/** A metaId is one subject token. */
-const TOKEN = /^[A-Za-z0-9_-]{1,64}$/
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -42,6 +40,7 @@ export class MetaRoute {
   private probeAllowed = true
   private asking: Promise<boolean> | null = null
   private started = false
+  private readonly routes = new Map<string, RequestRoute>()
 
   constructor(
     private readonly nc: NatsConnection,
@@ -53,18 +52,23 @@ export class MetaRoute {
     return this.metaId
   }
 
-  /** The route for one operation; the first use starts a probe in the background. */
+  /** The route for one operation (one object per op, made once); the first use starts a probe in the background. */
   forOp(op: string): RequestRoute {
     if (!this.started) {
       this.started = true
       void this.ask(5000)
     }
-    return {
-      subject: () => (this.metaId ? this.subjects.metaAt(this.metaId, op) : this.subjects.meta(op)),
-      failed: async (_code, budgetMs) => void (await this.ask(budgetMs)),
-      // an attempt waiting over a second: ask whether another meta serves by now
-      slow: async (budgetMs) => void (await this.ask(budgetMs)),
+    let route = this.routes.get(op)
+    if (!route) {
+      route = {
+        subject: () => (this.metaId ? this.subjects.metaAt(this.metaId, op) : this.subjects.meta(op)),
+        failed: async (_code, budgetMs) => void (await this.ask(budgetMs)),
+        // an attempt waiting over a second: ask whether another meta serves by now
+        slow: async (budgetMs) => void (await this.ask(budgetMs)),
+      }
+      this.routes.set(op, route)
     }
+    return route
   }
 
   /**
@@ -95,7 +99,7 @@ export class MetaRoute {
         // instead of timing out, and that is how an older nats.conf is told apart
         const msg = await this.nc.request(this.subjects.metaLeader, encode({}), { timeout: Math.max(50, Math.min(PROBE_MS, left)), noMux: true })
         const reply = decode(msg.data) as Partial<MetaLeaderReply>
-        this.metaId = reply.direct === true && typeof reply.metaId === 'string' && TOKEN.test(reply.metaId) ? reply.metaId : null
+        this.metaId = reply.direct === true && typeof reply.metaId === 'string' && SUBJECT_TOKEN.test(reply.metaId) ? reply.metaId : null
         return this.metaId !== before
       } catch (err) {
         const code = (err as { code?: string }).code

@@ -95,7 +95,9 @@ export async function run(argv: string[]): Promise<void> {
   peers.start(self)
 
   const placement = new Placement({ nc, subject: subj.place, ownSubject: subj.placeAt(id), self: { id, url, ...(cfg.zone ? { zone: cfg.zone } : {}) }, free, live: () => peers.live(), log })
-  placement.set(state() === 'up')
+  // new writes only while up and the disk answers
+  const takesWrites = () => state() === 'up' && !diskStalled
+  placement.set(takesWrites())
   // Out of placement and silent (every peer counts this node dead after
   // NODE_DEAD_MS, and their requests to it end), PUTs refused; back when the
   // canary finishes. Meta repairs its blocks meanwhile, as for a dead node.
@@ -105,7 +107,7 @@ export async function run(argv: string[]): Promise<void> {
       metrics.diskStalls.inc()
       log.error(`disk stalled: ${why}; leaving the cluster (no heartbeats, no placement, PUTs refused) until it answers`)
     } else log.warn(`disk answers again: ${why}; rejoining the cluster`)
-    placement.set(!stalled && state() === 'up')
+    placement.set(takesWrites())
     peers.silence(stalled)
   })
   canary.start()
@@ -132,7 +134,7 @@ export async function run(argv: string[]): Promise<void> {
       (n) => {
         fsFree = n
         const s = state()
-        placement.set(s === 'up' && !diskStalled)
+        placement.set(takesWrites())
         if (s !== lastState) {
           log.info(`state ${lastState} -> ${s}`)
           lastState = s
@@ -155,7 +157,7 @@ export async function run(argv: string[]): Promise<void> {
     adminDrain = on
     // at once: no placement may reach this node after the command is answered
     const s = state()
-    placement.set(s === 'up' && !diskStalled)
+    placement.set(takesWrites())
     if (s !== lastState) {
       log.info(`state ${lastState} -> ${s} (operator)`)
       lastState = s
