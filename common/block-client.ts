@@ -356,6 +356,8 @@ export class BlockClient {
   private readonly deadlineMs: number
   /** False once NATS refused this credential a node's own placement subject (an older nats.conf). */
   private placeDirect = true
+  /** When start() subscribed to heartbeats: until PLACE_FRESH_MS later this client has not heard every node. */
+  private listeningSince = Infinity
 
   constructor(
     private readonly nc: NatsConnection,
@@ -369,6 +371,7 @@ export class BlockClient {
   /** Subscribes to heartbeats (node id -> url map) and waits briefly for the first one. */
   async start(): Promise<void> {
     if (this.sub) return
+    this.listeningSince = Date.now()
     this.sub = this.nc.subscribe(this.subjects.heartbeat, {
       callback: (err, msg) => {
         if (err) return
@@ -463,6 +466,9 @@ export class BlockClient {
   /** A node to ask for placement by its own subject: taking writes, heard within PLACE_FRESH_MS, not in `asked`. */
   private pickPlacer(asked: ReadonlySet<string>): string | null {
     const now = Date.now()
+    // a client that has not listened for a whole round knows only some nodes: the queue group
+    // spreads its first writes over all of them (test/block-client-fresh)
+    if (now - this.listeningSince < PLACE_FRESH_MS) return null
     const fresh: string[] = []
     for (const [id, p] of this.peers) if (p.state === 'up' && now - p.seen <= PLACE_FRESH_MS && !asked.has(id) && CHAIN_ID_RE.test(id)) fresh.push(id)
     return fresh.length ? fresh[Math.floor(Math.random() * fresh.length)]! : null

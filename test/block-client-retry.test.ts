@@ -157,6 +157,8 @@ t.test('a node heard from that does not serve placement by name (an older node):
   const timer = setInterval(beat, 500)
   t.teardown(() => clearInterval(timer))
   for (let i = 0; i < 50 && !bc.liveNodes().has('ghost'); i++) await new Promise((r) => setTimeout(r, 50))
+  // placement by name starts once the client has heard a whole round of heartbeats
+  await new Promise((r) => setTimeout(r, 3600))
   const ms: number[] = []
   for (let i = 0; i < 30; i++) {
     const t0 = Date.now()

@@ -54,6 +54,8 @@ async function puts(t: Test, s: Server, n: number): Promise<number[]> {
   const bc = new BlockClient(await as(t, s, 'client'), { cluster: 'berth', token: 'x', replicas: 1, deadlineMs: 10_000 })
   t.teardown(() => bc.close())
   await bc.start()
+  // placement by name starts once the client has heard a whole round of heartbeats
+  await new Promise((r) => setTimeout(r, 3600))
   const ms: number[] = []
   for (let i = 0; i < n; i++) {
     const t0 = performance.now()
