@@ -17,6 +17,8 @@ import { O_ACCMODE, type Caller, type SetattrChange, type Vfs } from './vfs'
 const log = logger('client')
 
 /** What the kernel gets in st_blksize: coreutils size their I/O by it. */
+/** Ends each name of a listxattr reply. */
+const NUL = Buffer.from([0])
 const BLKSIZE = 1024 * 1024
 const DIR_SIZE = 4096
 /** Largest read/write request asked of the kernel (max_pages follows). */
@@ -332,7 +334,7 @@ export class FuseSession {
         return this.op('getxattr', slot, () => v.getxattr(n(0), s(1)), (value) => this.xattrReply(slot, value, n(2)))
       case OP.LISTXATTR:
         return this.op('listxattr', slot, () => v.listxattr(n(0)), (names) =>
-          this.xattrReply(slot, Buffer.from(names.map((x) => x + '\0').join('')), n(1)),
+          this.xattrReply(slot, Buffer.concat(names.flatMap((x) => [this.b.rawName(x), NUL])), n(1)),
         )
       case OP.REMOVEXATTR:
         return this.op('removexattr', slot, () => v.removexattr(n(0), s(1)), this.ok(slot))

@@ -75,6 +75,8 @@ export interface FuseBinding {
   /** Queued to the binding's notifier thread (never blocks the JS thread); with `ack`, onAck(ino) follows when done. */
   notifyInvalInode(ino: number, ack: number): void
   notifyInvalEntry(parent: number, name: string): void
+  /** The kernel's bytes of a name as JS holds it (names that are not UTF-8 are escaped in JS: common/names.ts). */
+  rawName(name: string): Buffer
 }
 
 export function loadBinding(): FuseBinding {

@@ -5,7 +5,7 @@
  */
 import { fsError } from '../common/errors'
 import { outcomeOf } from './requests'
-import { validateName, PATH_MAX } from '../common/names'
+import { kernelBytes, validateName, PATH_MAX } from '../common/names'
 import { ROOT_INO, type Attr, type DirEntry, type MetaParsed, type MetaReplies, type Timespec } from '../common/protocol'
 import { Changes, type MetaEnv } from './context'
 import {
@@ -129,7 +129,7 @@ export async function inos(env: MetaEnv, b: Req<'inos'>): Promise<MetaReplies['i
 }
 
 export async function symlink(env: MetaEnv, b: Req<'symlink'>, ch: Changes): Promise<MetaReplies['symlink']> {
-  const bytes = Buffer.byteLength(b.target, 'utf8')
+  const bytes = kernelBytes(b.target)
   if (bytes >= PATH_MAX) throw fsError('ENAMETOOLONG', `symlink target over ${PATH_MAX - 1} bytes`)
   if (b.target.includes('\0')) throw fsError('EINVAL', 'symlink target may not contain NUL')
   return env.db.write((tx) =>

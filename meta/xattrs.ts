@@ -1,6 +1,6 @@
 /** Extended attributes: stored per inode, names and values bounded as on Linux. */
 import { fsError } from '../common/errors'
-import { XATTR_NAME_MAX, XATTR_SIZE_MAX } from '../common/names'
+import { kernelBytes, XATTR_NAME_MAX, XATTR_SIZE_MAX } from '../common/names'
 import type { MetaParsed, MetaReplies } from '../common/protocol'
 import type { Changes, MetaEnv } from './context'
 import { mustInode, touchCtime } from './inodes'
@@ -10,7 +10,7 @@ export const XATTR_CREATE = 1
 export const XATTR_REPLACE = 2
 
 function checkName(name: string): string {
-  const bytes = Buffer.byteLength(name, 'utf8')
+  const bytes = kernelBytes(name)
   if (bytes === 0 || bytes > XATTR_NAME_MAX) throw fsError('ERANGE', `xattr name must be 1..${XATTR_NAME_MAX} bytes`)
   if (name.includes('\0')) throw fsError('EINVAL', 'xattr name may not contain NUL')
   return name

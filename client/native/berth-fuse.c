@@ -153,33 +153,114 @@ static int64_t call(fuse_req_t req, int op, size_t argc, napi_value *args) {
 #define ARGS(...) napi_value a[] = { __VA_ARGS__ }; call(req, OP, sizeof a / sizeof a[0], a)
 
 /*
- * UTF-8 as RFC 3629 has it: no overlong forms, no UTF-16 surrogates, nothing
- * past U+10FFFF. meta keeps names as text, and turning a bad byte into U+FFFD
- * (what napi_create_string_utf8 does) would make "caf\xe9" and "caf\xe8" one
- * name. So a name (or symlink target) that is not UTF-8 is refused here:
- * EILSEQ where it would be made, ENOENT where it is looked for (no such name
- * can exist). docs/semantics.md#limits.
+ * Names are bytes to the kernel and text to meta. A name that is UTF-8 (RFC
+ * 3629: no overlong forms, no UTF-16 surrogates, nothing past U+10FFFF) goes
+ * to JS as it is. Any other byte b (always 0x80-0xff) goes as the two
+ * characters U+F700 U+F700+b, so "caf\xe9" and "caf\xe8" stay two names and
+ * come back byte for byte (readdir, readlink, listxattr, invalidations). A
+ * U+F700 the name really holds is doubled where the next character could
+ * read as an escape (U+F700 or U+F780-U+F7FF next, or a raw byte), else kept:
+ * names stored before this encoding keep their meaning. common/names.ts counts
+ * a name's bytes the same way (NAME_MAX is of the kernel's bytes).
+ * docs/semantics.md#names.
  */
-static int utf8_valid(const char *str) {
-  const unsigned char *s = (const unsigned char *)str;
-  while (*s) {
-    unsigned c = *s, cp, min;
-    int n;
-    if (c < 0x80) { s++; continue; }
-    if ((c & 0xe0) == 0xc0) { n = 1; cp = c & 0x1f; min = 0x80; }
-    else if ((c & 0xf0) == 0xe0) { n = 2; cp = c & 0x0f; min = 0x800; }
-    else if ((c & 0xf8) == 0xf0) { n = 3; cp = c & 0x07; min = 0x10000; }
-    else return 0;
-    for (int i = 1; i <= n; i++) {
-      if ((s[i] & 0xc0) != 0x80) return 0; /* a continuation byte; the NUL ends it here */
-      cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    s += n + 1;
+#define ESC 0xf700u
+
+/* Length of the RFC 3629 sequence at s and its code point; 0 when none starts there. */
+static int utf8_seq(const unsigned char *s, unsigned *out) {
+  unsigned c = *s, cp, min;
+  int n;
+  if (c < 0x80) { *out = c; return 1; }
+  if ((c & 0xe0) == 0xc0) { n = 1; cp = c & 0x1f; min = 0x80; }
+  else if ((c & 0xf0) == 0xe0) { n = 2; cp = c & 0x0f; min = 0x800; }
+  else if ((c & 0xf8) == 0xf0) { n = 3; cp = c & 0x07; min = 0x10000; }
+  else return 0;
+  for (int i = 1; i <= n; i++) {
+    if ((s[i] & 0xc0) != 0x80) return 0; /* a continuation byte; the NUL ends it here */
+    cp = (cp << 6) | (s[i] & 0x3f);
   }
-  return 1;
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  *out = cp;
+  return n + 1;
 }
-#define UTF8_OR(name, err) do { if (!utf8_valid(name)) { fuse_reply_err(req, err); return; } } while (0)
+
+static size_t put_utf8(char *o, unsigned cp) {
+  if (cp < 0x80) { o[0] = (char)cp; return 1; }
+  if (cp < 0x800) { o[0] = (char)(0xc0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3f)); return 2; }
+  if (cp < 0x10000) {
+    o[0] = (char)(0xe0 | (cp >> 12)); o[1] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[2] = (char)(0x80 | (cp & 0x3f));
+    return 3;
+  }
+  o[0] = (char)(0xf0 | (cp >> 18)); o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+  o[2] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[3] = (char)(0x80 | (cp & 0x3f));
+  return 4;
+}
+
+/* Whether the unit at s (raw bytes) encodes to something that begins like an escape's second half. */
+static int escapes_next(const unsigned char *s) {
+  unsigned cp;
+  if (!*s) return 0;
+  if (!utf8_seq(s, &cp)) return 1; /* a raw byte: encoded as U+F700 ... */
+  return cp == ESC || (cp >= ESC + 0x80 && cp <= ESC + 0xff);
+}
+
+/* A raw name as JS text (see above). */
+static napi_value name_str(const char *raw) {
+  const unsigned char *s = (const unsigned char *)raw;
+  size_t len = strlen(raw), i = 0;
+  int plain = 1;
+  for (unsigned cp; i < len;) {
+    int n = utf8_seq(s + i, &cp);
+    if (!n || cp == ESC) { plain = 0; break; }
+    i += (size_t)n;
+  }
+  if (plain) return str(raw);
+  char *o = malloc(len * 6 + 1); /* at worst two 3-byte characters per byte */
+  if (!o) return str("");
+  size_t w = 0;
+  for (i = 0; i < len;) {
+    unsigned cp;
+    int n = utf8_seq(s + i, &cp);
+    if (!n) {
+      w += put_utf8(o + w, ESC);
+      w += put_utf8(o + w, ESC + s[i]);
+      i++;
+      continue;
+    }
+    memcpy(o + w, s + i, (size_t)n);
+    w += (size_t)n;
+    i += (size_t)n;
+    if (cp == ESC && escapes_next(s + i)) w += put_utf8(o + w, ESC);
+  }
+  napi_value out;
+  napi_create_string_utf8(S.env, o, w, &out);
+  free(o);
+  return out;
+}
+
+/*
+ * The raw bytes of a name JS gives back (readdir, readlink, invalidations):
+ * decoded in place (never longer), NUL-terminated; the new length.
+ */
+static size_t name_raw(char *t) {
+  const unsigned char *s = (const unsigned char *)t;
+  size_t len = strlen(t), r = 0, w = 0;
+  while (r < len) {
+    unsigned cp, next;
+    int n = utf8_seq(s + r, &cp);
+    if (n == 3 && cp == ESC) {
+      int m = utf8_seq(s + r + 3, &next);
+      if (m == 3 && next == ESC) { memmove(t + w, t + r, 3); w += 3; r += 6; continue; }
+      if (m == 3 && next >= ESC + 0x80 && next <= ESC + 0xff) { t[w++] = (char)(next - ESC); r += 6; continue; }
+    }
+    if (n < 1) n = 1;
+    memmove(t + w, t + r, (size_t)n);
+    w += (size_t)n;
+    r += (size_t)n;
+  }
+  t[w] = 0;
+  return w;
+}
 
 #define FH(fi) ((fi) ? (double)(fi)->fh : -1.0)
 
@@ -214,8 +295,7 @@ static void ll_init(void *ud, struct fuse_conn_info *conn) {
 
 #define OP OP_LOOKUP
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
-  UTF8_OR(name, ENOENT);
-  ARGS(num((double)parent), str(name));
+  ARGS(num((double)parent), name_str(name));
 }
 #undef OP
 
@@ -254,55 +334,45 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino) { ARGS(num((double)ino))
 
 #define OP OP_MKNOD
 static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
-  UTF8_OR(name, EILSEQ);
   CTX;
-  ARGS(num((double)parent), str(name), num(mode), num((double)rdev), num(ctx->uid), num(ctx->gid));
+  ARGS(num((double)parent), name_str(name), num(mode), num((double)rdev), num(ctx->uid), num(ctx->gid));
 }
 #undef OP
 
 #define OP OP_MKDIR
 static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
-  UTF8_OR(name, EILSEQ);
   CTX;
-  ARGS(num((double)parent), str(name), num(mode), num(ctx->uid), num(ctx->gid));
+  ARGS(num((double)parent), name_str(name), num(mode), num(ctx->uid), num(ctx->gid));
 }
 #undef OP
 
 #define OP OP_UNLINK
 static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
-  UTF8_OR(name, ENOENT);
-  ARGS(num((double)parent), str(name));
+  ARGS(num((double)parent), name_str(name));
 }
 #undef OP
 #define OP OP_RMDIR
 static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
-  UTF8_OR(name, ENOENT);
-  ARGS(num((double)parent), str(name));
+  ARGS(num((double)parent), name_str(name));
 }
 #undef OP
 
 #define OP OP_SYMLINK
 static void ll_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name) {
-  UTF8_OR(name, EILSEQ);
-  UTF8_OR(target, EILSEQ);
   CTX;
-  ARGS(str(target), num((double)parent), str(name), num(ctx->uid), num(ctx->gid));
+  ARGS(name_str(target), num((double)parent), name_str(name), num(ctx->uid), num(ctx->gid));
 }
 #undef OP
 
 #define OP OP_RENAME
 static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags) {
-  UTF8_OR(name, ENOENT);
-  // an exchange needs newname to exist, and no such name can: ENOENT, as for any missing target
-  UTF8_OR(newname, (flags & RENAME_EXCHANGE) ? ENOENT : EILSEQ);
-  ARGS(num((double)parent), str(name), num((double)newparent), str(newname), num(flags));
+  ARGS(num((double)parent), name_str(name), num((double)newparent), name_str(newname), num(flags));
 }
 #undef OP
 
 #define OP OP_LINK
 static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
-  UTF8_OR(newname, EILSEQ);
-  ARGS(num((double)ino), num((double)newparent), str(newname));
+  ARGS(num((double)ino), num((double)newparent), name_str(newname));
 }
 #undef OP
 
@@ -378,8 +448,7 @@ static void ll_statfs(fuse_req_t req, fuse_ino_t ino) { ARGS(num((double)ino)); 
 
 #define OP OP_SETXATTR
 static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags) {
-  UTF8_OR(name, EILSEQ);
-  ARGS(num((double)ino), str(name), bytes(value, size), num(flags));
+  ARGS(num((double)ino), name_str(name), bytes(value, size), num(flags));
 }
 #undef OP
 #define OP OP_GETXATTR
@@ -394,8 +463,7 @@ static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
     fuse_reply_err(req, ENODATA);
     return;
   }
-  UTF8_OR(name, ENODATA);
-  ARGS(num((double)ino), str(name), num((double)size));
+  ARGS(num((double)ino), name_str(name), num((double)size));
 }
 #undef OP
 #define OP OP_LISTXATTR
@@ -403,16 +471,14 @@ static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) { ARGS(num
 #undef OP
 #define OP OP_REMOVEXATTR
 static void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) {
-  UTF8_OR(name, ENODATA);
-  ARGS(num((double)ino), str(name));
+  ARGS(num((double)ino), name_str(name));
 }
 #undef OP
 
 #define OP OP_CREATE
 static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
-  UTF8_OR(name, EILSEQ);
   CTX;
-  ARGS(num((double)parent), str(name), num(mode), num(fi->flags), num(ctx->uid), num(ctx->gid));
+  ARGS(num((double)parent), name_str(name), num(mode), num(fi->flags), num(ctx->uid), num(ctx->gid));
 }
 #undef OP
 
@@ -971,6 +1037,7 @@ static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv)) return NULL;
   char *target = arg_str(env, argv[1]);
+  if (target) name_raw(target);
   fuse_req_t req = arg_req(env, argv[0]);
   if (req) {
     if (target) fuse_reply_readlink(req, target);
@@ -1036,6 +1103,7 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
     napi_get_element(env, argv[3], fit, &v);
     char *name = arg_str(env, v);
     if (!name) break;
+    name_raw(name);
     struct stat st;
     attr_from((const double *)adata + (size_t)fit * A_FIELDS, &st);
     off_t next = (off_t)((const double *)odata)[fit];
@@ -1078,9 +1146,22 @@ static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv)) return NULL;
   char *name = arg_str(env, argv[1]);
-  if (name && *name && S.se) notify((fuse_ino_t)arg_num(env, argv[0]), name, strlen(name), 0);
+  if (name && *name && S.se) notify((fuse_ino_t)arg_num(env, argv[0]), name, name_raw(name), 0);
   free(name);
   return NULL;
+}
+
+/* rawName(name) -> Buffer: the kernel's bytes of a name JS holds (listxattr's list) */
+static napi_value js_raw_name(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  void *data;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  char *name = arg_str(env, argv[0]);
+  if (!name) return napi_throw_type_error(env, NULL, "string expected"), NULL;
+  size_t n = name_raw(name);
+  napi_create_buffer_copy(env, n, name, &data, &out);
+  free(name);
+  return out;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -1091,7 +1172,7 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("replyOpen", js_reply_open), FN("replyBuf", js_reply_buf), FN("replyWrite", js_reply_write),
     FN("replyReadlink", js_reply_readlink), FN("replyStatfs", js_reply_statfs), FN("replyXattr", js_reply_xattr),
     FN("replyDir", js_reply_dir), FN("notifyInvalInode", js_inval_inode), FN("notifyInvalEntry", js_inval_entry),
-    FN("replyLock", js_reply_lock), FN("replyLseek", js_reply_lseek),
+    FN("replyLock", js_reply_lock), FN("replyLseek", js_reply_lseek), FN("rawName", js_raw_name),
 #undef FN
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
