@@ -23,7 +23,6 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { parseChain, type BlockTarget, type NodeHttp } from '../common/block-client'
 import { BerthError } from '../common/errors'
@@ -359,6 +358,11 @@ export function createHttpApi(deps: HttpApiDeps): Server {
    * with the ids that stored it, empty when none did.
    */
   async function forward(hash: string, parts: Buffer[], size: number, chain: BlockTarget[]): Promise<string[]> {
+    if (chain.length === 0) return []
+    // One buffer, one socket write: sending the ~64 socket-sized pieces as a
+    // stream cost the nodes 10-14 % more CPU per GiB than this 4 MiB copy
+    // (tools/bench/blocks.ts, docs/bench.md "One buffer per forwarded block").
+    const body = Buffer.concat(parts, size)
     let rest = chain
     while (rest.length > 0) {
       const [next, ...after] = rest as [BlockTarget, ...BlockTarget[]]
@@ -367,8 +371,7 @@ export function createHttpApi(deps: HttpApiDeps): Server {
       // FORWARD_TIMEOUT_MS: the client waits on this reply, and a fsync on the client
       const watch = deadPeerSignal([next.id], deps.peerDead, `PUT ${hash.slice(0, 12)} forwarded`)
       try {
-        // socket-sized pieces as received: no 4 MiB concatenation per block
-        return (await deps.http.put(next, hash, Readable.from(parts, { objectMode: false }), size, after, FORWARD_TIMEOUT_MS, watch.signal)).stored
+        return (await deps.http.put(next, hash, body, size, after, FORWARD_TIMEOUT_MS, watch.signal)).stored
       } catch (err) {
         // a body that does not hash to its name is refused downstream too: not a replica failure
         if ((err as BerthError).code === 'EHASH') return []

@@ -8,10 +8,12 @@
  *
  * Every byte goes through the kernel page cache on both sides, so GET and local
  * read figures are warm-cache numbers; PUT counts logical bytes (R=2 writes each
- * block twice on this one disk).
+ * block twice on this one disk). The berth rows also say what CPU the client
+ * (this process) and the three nodes together spent per GiB moved: on a host
+ * where all of them share the cores, that is what bounds the rate.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { open, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -25,6 +27,27 @@ interface Result {
   what: string
   mbps: number
   seconds: number
+  /** CPU seconds per GiB moved: this process (the client) and the data nodes together; absent for the local rows. */
+  clientCpu?: number
+  nodesCpu?: number
+}
+
+/** User + system CPU seconds a process has used so far (all its threads), from /proc. */
+function procCpu(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (USER_HZ 100)
+}
+
+/** `timed`, with the CPU the client and `pids` spent, per GiB. */
+async function timedCpu(what: string, bytes: number, pids: number[], fn: () => Promise<void>): Promise<Result> {
+  const client0 = process.cpuUsage()
+  const nodes0 = pids.reduce((sum, pid) => sum + procCpu(pid), 0)
+  const r = await timed(what, bytes, fn)
+  const client = process.cpuUsage(client0)
+  const gib = bytes / 2 ** 30
+  r.clientCpu = (client.user + client.system) / 1e6 / gib
+  r.nodesCpu = (pids.reduce((sum, pid) => sum + procCpu(pid), 0) - nodes0) / gib
+  return r
 }
 
 async function pool<T>(items: T[], inflight: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -100,16 +123,17 @@ async function main(): Promise<void> {
     const bc = new BlockClient(nc, { cluster: 'berth', token: secret, replicas, deadlineMs: 60_000 })
     await bc.start()
     while (bc.liveNodes().size < 3) await new Promise((r) => setTimeout(r, 100))
+    const pids = nodes.map((n) => n.pid)
     const where: string[][] = new Array(count)
     results.push(
-      await timed(`berth PUT (R=${replicas}, 3 nodes)`, total, () =>
+      await timedCpu(`berth PUT (R=${replicas}, 3 nodes)`, total, pids, () =>
         pool(blocks.map((b, i) => [b, i] as const), inflight, async ([b, i]) => {
           where[i] = (await bc.put(b, hashes[i])).nodes
         }),
       ),
     )
     results.push(
-      await timed('berth GET (hash verified)', total, () =>
+      await timedCpu('berth GET (hash verified)', total, pids, () =>
         pool(hashes.map((h, i) => [h, i] as const), inflight, async ([h, i]) => {
           await bc.get(h, where[i]!)
         }),
@@ -125,8 +149,11 @@ async function main(): Promise<void> {
 
   const mib = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MiB`
   process.stdout.write(`\nblocks: ${count} x ${mib(blockBytes)} = ${mib(total)}, ${inflight} in flight\n\n`)
-  process.stdout.write(`${'operation'.padEnd(34)} ${'MB/s'.padStart(8)} ${'seconds'.padStart(8)}\n`)
-  for (const r of results) process.stdout.write(`${r.what.padEnd(34)} ${r.mbps.toFixed(0).padStart(8)} ${r.seconds.toFixed(2).padStart(8)}\n`)
+  process.stdout.write(`${'operation'.padEnd(34)} ${'MB/s'.padStart(8)} ${'seconds'.padStart(8)} ${'client CPU-s/GiB'.padStart(17)} ${'nodes CPU-s/GiB'.padStart(16)}\n`)
+  const cpu = (v: number | undefined, width: number) => (v === undefined ? '' : v.toFixed(2)).padStart(width)
+  for (const r of results) {
+    process.stdout.write(`${r.what.padEnd(34)} ${r.mbps.toFixed(0).padStart(8)} ${r.seconds.toFixed(2).padStart(8)} ${cpu(r.clientCpu, 17)} ${cpu(r.nodesCpu, 16)}\n`)
+  }
 }
 
 if (require.main === module) {
