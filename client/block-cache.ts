@@ -51,7 +51,9 @@ export class BlockCache {
       maxSize: Math.max(SUM_PIECE, Math.min(32 * 1024 * 1024, Math.floor(opts.maxBytes / 8))),
       sizeCalculation: (b) => Math.max(1, b.length),
     })
-    this.prefetchSlots = new Semaphore(opts.prefetchConcurrency ?? 2)
+    // four whole blocks on their way at once: with two, a cold sequential read
+    // waited on its fetches (docs/bench.md "Cold reads: the kernel's readahead window")
+    this.prefetchSlots = new Semaphore(opts.prefetchConcurrency ?? 4)
   }
 
   /** The block `ref` names, from cache or from a node. */

@@ -55,6 +55,9 @@ from the credentials file (default ./.berth/client.env, written by \`berth up\`)
                      so a read-only reopen of an unchanged file asks meta
                      nothing: 64; 0: every open asks meta,
                      docs/semantics.md#reopening-without-a-meta-request)
+                     readahead_kb=N (the kernel's readahead window for this
+                     mount, set through sysfs as root: 1024; 0: the
+                     kernel's own 128)
                      (mount(8) options like _netdev, rw, defaults are ignored)
   --foreground       stay attached; print {"event":"ready",...} once mounted
   --deadline-ms N    how long an operation waits for an unreachable cluster (30000)
@@ -93,6 +96,8 @@ export interface MountConfig {
   /** Compact appended slices (`-o nocompact` turns it off, for benchmarks of fragmented reads). */
   compact: boolean
   readaheadChunks: number
+  /** `-o readahead_kb`: the kernel's readahead window for this mount (client/kernel-readahead.ts); 0 leaves the kernel's. */
+  readaheadKb: number
   /**
    * The metadata cache's TTL from `-o meta_cache_ttl`; null: not given, so
    * META_CACHE_TTL_S, or META_CACHE_TTL_OLD_META_S with a meta that does not
@@ -177,7 +182,11 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     writeBytes: writeMb * 1024 * 1024,
     maxUploads: 4,
     compact: !opts.has('nocompact'),
-    readaheadChunks: 2,
+    // whole 4 MiB chunks fetched ahead of a sequential reader (and 4 fetches
+    // at once, client/block-cache.ts): cold read 651-702 MB/s against
+    // 601-648 with 2 (docs/bench.md "Cold reads: the kernel's readahead window")
+    readaheadChunks: 4,
+    readaheadKb: intFlag('-o readahead_kb', opts.get('readahead_kb'), 1024, 0, 65536),
     metaTtlMs: metaCacheTtlMs(opts.get('meta_cache_ttl')),
     entryTimeoutS: seconds('entry_timeout', opts.get('entry_timeout'), 1),
     attrTimeoutS: seconds('attr_timeout', opts.get('attr_timeout'), 1),

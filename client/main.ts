@@ -20,6 +20,7 @@ import { BerthError } from '../common/errors'
 import { emitEvent, logger } from '../common/log'
 import { MetaClient } from '../common/meta-client'
 import { NODE_FLAGS, serviceEnv } from '../common/node-flags'
+import { setKernelReadahead } from './kernel-readahead'
 import { serveMetrics } from '../common/metrics-http'
 import { connectNats } from '../common/nats-connect'
 import type { Invalidation } from '../common/protocol'
@@ -222,6 +223,12 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
       '  hint: is /dev/fuse there and fusermount3 installed (tools/install-deps)?', { cause: err })
   }
   writePid(cfg.mountpoint)
+  if (cfg.readaheadKb > 0) {
+    setKernelReadahead(cfg.mountpoint, cfg.readaheadKb).then(
+      (file) => log.debug(`kernel readahead ${cfg.readaheadKb} KiB (${file})`),
+      (err: unknown) => log.info(`kernel readahead left at the kernel's default: ${(err as Error).message}`),
+    )
+  }
 
   let closing: Promise<void> | undefined
   const shutdown = (why: string): Promise<void> => {

@@ -5,6 +5,7 @@
  */
 import t from 'tap'
 import { HELP, metaCacheTtlMs, metaTtlMs, parseMountArgs } from '../client/config'
+import { mountDevice } from '../client/kernel-readahead'
 
 const parse = (...o: string[]) => parseMountArgs(['nats://127.0.0.1:4222', '/mnt/x', ...o.flatMap((x) => ['-o', x])], {})!
 
@@ -36,4 +37,26 @@ t.test('reopen_cache_mb and local_locks: defaults, values, refusals', async (t) 
   t.equal(parse('local_locks').localLocks, true)
   t.match(HELP, /reopen_cache_mb=N/, '`berth mount --help` lists it')
   t.match(HELP, /local_locks/)
+})
+
+t.test('readahead_kb: the kernel readahead window a mount sets (client/kernel-readahead.ts)', async (t) => {
+  t.equal(parse().readaheadKb, 1024, '1 MiB by default, the largest READ the mount takes')
+  t.equal(parse('readahead_kb=0').readaheadKb, 0, '0 leaves the kernel\'s own')
+  t.equal(parse('readahead_kb=8192').readaheadKb, 8192)
+  for (const bad of ['-1', 'x', '1.5', '', '65537']) t.throws(() => parse(`readahead_kb=${bad}`), { code: 'EINVAL', message: /readahead_kb/ }, `"${bad}" refused`)
+  t.match(HELP, /readahead_kb=N/, '`berth mount --help` lists it')
+})
+
+t.test('mountDevice: the FUSE mount\'s MAJOR:MINOR in mountinfo, escaped paths, the newest of stacked mounts', async (t) => {
+  const info = [
+    '22 1 0:21 / /proc rw,nosuid - proc proc rw',
+    '60 22 0:40 / /tmp/a rw,nosuid,nodev - fuse.berth berth rw,user_id=0',
+    '61 22 0:41 / /tmp/with\\040space rw - fuse.berth berth rw',
+    '62 60 0:42 / /tmp/a rw - fuse.berth berth rw',
+    '63 22 8:1 / /tmp/disk rw - ext4 /dev/sda1 rw',
+  ].join('\n')
+  t.equal(mountDevice(info, '/tmp/a'), '0:42', 'the last mount at the path')
+  t.equal(mountDevice(info, '/tmp/with space'), '0:41', 'octal escapes undone')
+  t.equal(mountDevice(info, '/tmp/disk'), null, 'not a FUSE mount')
+  t.equal(mountDevice(info, '/tmp/none'), null)
 })
