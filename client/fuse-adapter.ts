@@ -16,9 +16,9 @@ import { O_ACCMODE, type Caller, type SetattrChange, type Vfs } from './vfs'
 
 const log = logger('client')
 
-/** What the kernel gets in st_blksize: coreutils size their I/O by it. */
 /** Ends each name of a listxattr reply. */
 const NUL = Buffer.from([0])
+/** What the kernel gets in st_blksize: coreutils size their I/O by it. */
 const BLKSIZE = 1024 * 1024
 const DIR_SIZE = 4096
 /** Largest read/write request asked of the kernel (max_pages follows). */

@@ -39,8 +39,6 @@ export interface BlockTarget {
   url: string
 }
 
-/** A node id as chains and subjects carry it. */
-const CHAIN_ID_RE = SUBJECT_TOKEN
 const MAX_CHAIN = 16
 
 /** `id=url,id=url` as carried in CHAIN_HEADER. */
@@ -58,7 +56,7 @@ export function parseChain(header: string | undefined): BlockTarget[] {
     const eq = part.indexOf('=')
     const id = part.slice(0, eq).trim()
     const url = part.slice(eq + 1).trim()
-    if (eq <= 0 || !CHAIN_ID_RE.test(id)) throw new BerthError('EINVAL', `bad ${CHAIN_HEADER} entry "${part.slice(0, 80)}"`)
+    if (eq <= 0 || !SUBJECT_TOKEN.test(id)) throw new BerthError('EINVAL', `bad ${CHAIN_HEADER} entry "${part.slice(0, 80)}"`)
     let parsed: URL
     try {
       parsed = new URL(url)
@@ -470,7 +468,7 @@ export class BlockClient {
     // spreads its first writes over all of them (test/block-client-fresh)
     if (now - this.listeningSince < PLACE_FRESH_MS) return null
     const fresh: string[] = []
-    for (const [id, p] of this.peers) if (p.state === 'up' && now - p.seen <= PLACE_FRESH_MS && !asked.has(id) && CHAIN_ID_RE.test(id)) fresh.push(id)
+    for (const [id, p] of this.peers) if (p.state === 'up' && now - p.seen <= PLACE_FRESH_MS && !asked.has(id) && SUBJECT_TOKEN.test(id)) fresh.push(id)
     return fresh.length ? fresh[Math.floor(Math.random() * fresh.length)]! : null
   }
 

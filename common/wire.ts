@@ -16,10 +16,10 @@ import { MAX_MESSAGE_BYTES } from './protocol'
 
 export const DEFAULT_CLUSTER = 'berth'
 
-/** Every subject berth uses, for one cluster name. */
 /** One NATS subject token as berth names them: a cluster, a meta's or a node's id. */
 export const SUBJECT_TOKEN = /^[A-Za-z0-9_-]{1,64}$/
 
+/** Every subject berth uses, for one cluster name. */
 export function subjects(cluster: string) {
   if (!SUBJECT_TOKEN.test(cluster)) throw new BerthError('EINVAL', `bad cluster name "${cluster}"`)
   return {
