@@ -11,7 +11,7 @@
  * (ext4 under /var/tmp) and on the mount; every line it prints must be equal.
  */
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
+import { linkSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { kernelBytes, validateName } from '../common/names'
@@ -43,10 +43,14 @@ t.test('names, symlink targets and xattr names that are not UTF-8, or hold the e
   t.ok(want.includes('create 636166e9 ok') && want.includes('create 636166e8 ok'), 'Latin-1 "café" and "cafè" are two files')
 
   // a second mount lists the same bytes, and follows the first one's changes to such names
-  const m2 = await mountCluster(t, c)
+  // kernel entries kept an hour there: only the invalidation meta pushes can drop the name
+  const m2 = await mountCluster(t, c, { args: ['-o', 'entry_timeout=3600,attr_timeout=3600'] })
   const d1 = join(m.dir, 'names')
   const d2 = join(m2.dir, 'names')
   t.same(names(d2), names(d1), 'the other mount lists the same bytes')
+  // a second link keeps the inode alive: its attributes stay valid, so only the
+  // entry invalidation (which must carry the name's bytes) can drop the name
+  linkSync(raw(d1, 0xff), join(d1, 'other link'))
   statSync(raw(d2, 0xff))
   unlinkSync(raw(d1, 0xff))
   const gone = () => {
@@ -57,7 +61,8 @@ t.test('names, symlink targets and xattr names that are not UTF-8, or hold the e
       return (err as NodeJS.ErrnoException).code === 'ENOENT'
     }
   }
-  t.ok(await eventually(gone, 10_000, 20), 'an unlink on one mount: the other mount\'s kernel forgets the name (the invalidation names its bytes)')
+  t.ok(await eventually(gone, 10_000, 20), 'an unlink of one of two links on one mount: the other mount\'s kernel forgets the name (the invalidation names its bytes)')
+  t.equal(statSync(join(d2, 'other link')).nlink, 1, 'the other link stays')
   renameSync(raw(d1, 0x80), raw(d1, 0x63, 0x61, 0x66, 0xe7))
   t.ok(await eventually(() => names(d2).includes('636166e7') && !names(d2).includes('80'), 10_000, 20), 'a rename to such a name is seen by the other mount')
 })
