@@ -95,6 +95,8 @@ export interface MountOptions {
    * (FOPEN_NOFLUSH): it has no lock owner to tell and nothing to commit.
    */
   localLocks?: boolean
+  /** POSIX ACLs asked of the kernel (not `-o noacl`). */
+  acl?: boolean
 }
 
 /** A mounted session: requests go to `vfs`; `invalidate*` push cache drops into the kernel. */
@@ -130,7 +132,7 @@ export class FuseSession {
         onGone()
       },
       (ino) => this.acked(ino),
-      this.o.localLocks ? MOUNT_FLAGS.LOCAL_LOCKS : 0,
+      (this.o.localLocks ? MOUNT_FLAGS.LOCAL_LOCKS : 0) | (this.o.acl ? MOUNT_FLAGS.ACL : 0),
     )
     this.mounted = true
   }
@@ -180,6 +182,11 @@ export class FuseSession {
     if (this.mounted) this.b.notifyInvalEntry(parent, name)
   }
 
+  /** Whether the kernel enforces POSIX ACLs on this mount (it took them at INIT). */
+  aclsOn(): boolean {
+    return this.mounted && this.b.aclGranted()
+  }
+
   private attr(a: Attr): Float64Array {
     fillAttr(this.scratch, 0, a)
     return this.scratch
@@ -225,6 +232,8 @@ export class FuseSession {
     const s = (i: number) => args[i] as string
     const fhOf = (i: number) => (n(i) >= 0 ? n(i) : undefined)
     const caller = (i: number): Caller => ({ uid: n(i), gid: n(i + 1) })
+    // mknod, mkdir and create: the umask follows the caller's uid and gid (0 unless ACLs are on)
+    const creator = (i: number): Caller => ({ uid: n(i), gid: n(i + 1), umask: n(i + 2) })
     const v = this.vfs
     switch (op) {
       case OP.LOOKUP:
@@ -238,9 +247,9 @@ export class FuseSession {
       case OP.READLINK:
         return this.op('readlink', slot, () => v.readlink(n(0)), (t) => this.b.replyReadlink(slot, t))
       case OP.MKNOD:
-        return this.op('mknod', slot, () => v.mknod(n(0), s(1), n(2), n(3), caller(4)), this.entry(slot))
+        return this.op('mknod', slot, () => v.mknod(n(0), s(1), n(2), n(3), creator(4)), this.entry(slot))
       case OP.MKDIR:
-        return this.op('mkdir', slot, () => v.mkdir(n(0), s(1), n(2), caller(3)), this.entry(slot))
+        return this.op('mkdir', slot, () => v.mkdir(n(0), s(1), n(2), creator(3)), this.entry(slot))
       case OP.UNLINK:
         return this.op('unlink', slot, () => v.unlink(n(0), s(1)), this.ok(slot))
       case OP.RMDIR:
@@ -339,7 +348,7 @@ export class FuseSession {
       case OP.REMOVEXATTR:
         return this.op('removexattr', slot, () => v.removexattr(n(0), s(1)), this.ok(slot))
       case OP.CREATE:
-        return this.op('create', slot, () => v.create(n(0), s(1), n(2), n(3), caller(4)), (r) => {
+        return this.op('create', slot, () => v.create(n(0), s(1), n(2), n(3), creator(4)), (r) => {
           if (!this.b.replyCreate(slot, this.attr(r.attr), this.o.entryTimeoutS, this.o.attrTimeoutS, r.fh, 0)) void v.release(r.fh).catch(() => undefined)
         })
       case OP.FALLOCATE:

@@ -42,7 +42,7 @@ export const ATTR_FIELDS = 15
 export const OPEN_FLAGS = { DIRECT_IO: 1, KEEP_CACHE: 2, CACHE_DIR: 4, NO_FLUSH: 8 } as const
 
 /** mount()'s flags. LOCAL_LOCKS: decline POSIX_LOCKS and FLOCK_LOCKS, so the kernel keeps locks itself. */
-export const MOUNT_FLAGS = { LOCAL_LOCKS: 1 } as const
+export const MOUNT_FLAGS = { LOCAL_LOCKS: 1, ACL: 2 } as const
 
 /** setattr's to_set bits (fuse_lowlevel.h). */
 export const SET = { MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5, ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8 } as const
@@ -77,6 +77,8 @@ export interface FuseBinding {
   notifyInvalEntry(parent: number, name: string): void
   /** The kernel's bytes of a name as JS holds it (names that are not UTF-8 are escaped in JS: common/names.ts). */
   rawName(name: string): Buffer
+  /** Whether the kernel took POSIX ACLs at INIT (asked with MOUNT_FLAGS.ACL): it enforces them and sends umasks. */
+  aclGranted(): boolean
 }
 
 export function loadBinding(): FuseBinding {

@@ -198,6 +198,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     entryTimeoutS: cfg.entryTimeoutS,
     attrTimeoutS: cfg.attrTimeoutS,
     localLocks: cfg.localLocks,
+    acl: cfg.acl,
   })
   vfs.kernel = fuse
   const inval = subscribeInvalidations(nc, cfg.cluster, meta.origin, vfs, fuse)

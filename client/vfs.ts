@@ -10,6 +10,7 @@
  */
 import type { Attr, ChunkRef, DirEntry, Invalidation, StatfsReply, Timespec } from '../common/protocol'
 import { MAX_FILE_SIZE, ROOT_INO } from '../common/protocol'
+import { aclBit, aclCreate, HAS_DEFAULT_ACL, isAclName } from '../common/acl'
 import { BerthError, codeOf, fsError } from '../common/errors'
 import { logger } from '../common/log'
 import { inheritedOwnership, isDir, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../common/modes'
@@ -29,6 +30,12 @@ import { ClosedFiles, NamedWatch } from './closed-files'
 export interface Caller {
   uid: number
   gid: number
+  /**
+   * A creator's umask when it is the file system's to apply (POSIX ACLs on:
+   * not under a directory with a default ACL, common/acl.ts); 0 or absent
+   * when the kernel applied it already.
+   */
+  umask?: number
 }
 
 export interface VfsOptions {
@@ -71,6 +78,8 @@ export interface VfsOptions {
 export interface KernelCaches {
   invalidateInode(ino: number): void
   invalidateEntry(parent: number, name: string): void
+  /** Whether the kernel enforces POSIX ACLs here (FUSE_CAP_POSIX_ACL granted). */
+  aclsOn(): boolean
 }
 
 
@@ -137,6 +146,11 @@ function validName(name: string): boolean {
   } catch {
     return false
   }
+}
+
+/** A creator's umask for meta, when there is one to apply (ACLs on). */
+function umaskOf(caller: Caller): { umask?: number } {
+  return caller.umask ? { umask: caller.umask } : {}
 }
 
 /** Names the kernel asks about on every write; answered locally (docs/semantics.md#xattrs). */
@@ -522,7 +536,7 @@ export class Vfs {
     if (ahead) return this.makeAhead(ahead.pipeline, 'mkdir', parent, name, mode, caller, ahead.ino, ahead.dir)
     // setgid-directory inheritance is meta's: it sees the parent as it is in the transaction
     const since = this.foreign
-    const { attr, dirs } = await this.mutate([parent], () => this.meta.call('mkdir', { parent, name, mode: S_IFDIR | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid }))
+    const { attr, dirs } = await this.mutate([parent], () => this.meta.call('mkdir', { parent, name, mode: S_IFDIR | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid, ...umaskOf(caller) }))
     this.remember(parent, name, attr, dirs, since)
     // new and empty: a lookup in it needs no round trip until someone else changes it
     if (this.foreign === since) this.cache.setComplete(attr.ino)
@@ -533,12 +547,14 @@ export class Vfs {
    * What a mkdir or create needs to go ahead, when its outcome is known: the
    * parent's listing is whole here and lacks the name (no EEXIST), its
    * attributes are cached (setgid inheritance), the name is one meta takes,
-   * the kernel has checked write permission (default_permissions), and a
-   * reserved inode number is at hand (`InoPool.sent` must follow).
+   * the kernel has checked write permission (default_permissions), the
+   * directory has no default ACL (the new inode's mode and ACL would come
+   * from it: meta decides), and a reserved inode number is at hand
+   * (`InoPool.sent` must follow).
    */
   private newAhead(parent: number, name: string): { pipeline: AheadPipeline; ino: number; dir: Attr } | null {
     const dir = this.cache.attr(parent)
-    if (!this.pipeline || !this.inoPool || !dir || !this.cache.absentFromListing(parent, name) || !validName(name)) return null
+    if (!this.pipeline || !this.inoPool || !dir || (dir.acl ?? 0) & HAS_DEFAULT_ACL || !this.cache.absentFromListing(parent, name) || !validName(name)) return null
     const ino = this.inoPool.take()
     return ino === undefined ? null : { pipeline: this.pipeline, ino, dir }
   }
@@ -558,7 +574,8 @@ export class Vfs {
     const own = inheritedOwnership(dir, caller.gid, type | (mode & PERM_BITS))
     const attr: Attr = {
       ino,
-      mode: own.mode,
+      // no default ACL above (newAhead): the umask applies, as meta will apply it
+      mode: aclCreate(own.mode, caller.umask ?? 0, null, op === 'mkdir').mode,
       nlink: op === 'mkdir' ? 2 : 1,
       uid: caller.uid,
       gid: own.gid,
@@ -577,7 +594,7 @@ export class Vfs {
     }
     this.cache.setAttr({ ...dir, mtime: now, ctime: now, nlink: dir.nlink + (op === 'mkdir' ? 1 : 0) })
     this.aheadIn.set(parent, (this.aheadIn.get(parent) ?? 0) + 1)
-    const item = { op, parent, name, mode: type | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid, ino, session: this.opts.session }
+    const item = { op, parent, name, mode: type | (mode & PERM_BITS), uid: caller.uid, gid: caller.gid, ...umaskOf(caller), ino, session: this.opts.session }
     const queued = pipeline.send(item, (outcome) => {
       // meta's times replace the prediction, here and in the kernel; not
       // while changes made in the new directory are in flight: this answer
@@ -635,7 +652,7 @@ export class Vfs {
     const type = mode & S_IFMT || S_IFREG
     const since = this.foreign
     const { attr, dirs } = await this.mutate([parent], () =>
-      this.meta.call('mknod', { parent, name, mode: type | (mode & PERM_BITS), rdev, uid: caller.uid, gid: caller.gid, session }),
+      this.meta.call('mknod', { parent, name, mode: type | (mode & PERM_BITS), rdev, uid: caller.uid, gid: caller.gid, ...umaskOf(caller), session }),
     )
     this.remember(parent, name, attr, dirs, since)
     return attr
@@ -798,7 +815,11 @@ export class Vfs {
   // ---- xattrs ----
 
   async getxattr(ino: number, name: string): Promise<Buffer> {
-    if (LOCAL_XATTR_PREFIXES.some((p) => name.startsWith(p))) {
+    if (isAclName(name) && this.kernel?.aclsOn()) {
+      // the kernel asks for the access ACL in permission checks: "none" comes from the cached attributes
+      const attr = this.cache.attr(ino)
+      if (attr && !((attr.acl ?? 0) & aclBit(name))) throw fsError('ENODATA', `no ${name}`)
+    } else if (LOCAL_XATTR_PREFIXES.some((p) => name.startsWith(p))) {
       throw fsError(name.startsWith('system.posix_acl') ? 'ENOTSUP' : 'ENODATA', `${name}: not stored by berth`)
     }
     const { value } = await this.meta.call('getxattr', { ino, name })
@@ -806,17 +827,24 @@ export class Vfs {
   }
 
   async setxattr(ino: number, name: string, value: Buffer, flags: number): Promise<void> {
-    if (!STORED_XATTR_PREFIXES.some((p) => name.startsWith(p))) throw fsError('ENOTSUP', `${name}: berth stores user.* and trusted.* xattrs only`)
+    const acl = isAclName(name) && this.kernel?.aclsOn() === true
+    if (!acl && !STORED_XATTR_PREFIXES.some((p) => name.startsWith(p))) throw fsError('ENOTSUP', `${name}: berth stores user.* and trusted.* xattrs only`)
     await this.meta.call('setxattr', { ino, name, value: new Uint8Array(value), flags })
+    // an ACL changes the mode and the inode's `acl` bits: the next getattr asks meta
+    // (the kernel drops its own attributes and ACLs after a set_acl)
+    if (acl) this.cache.dropAttr(ino)
   }
 
   async listxattr(ino: number): Promise<string[]> {
-    return (await this.meta.call('listxattr', { ino })).names
+    const { names } = await this.meta.call('listxattr', { ino })
+    return this.kernel?.aclsOn() ? names : names.filter((n) => !isAclName(n))
   }
 
   async removexattr(ino: number, name: string): Promise<void> {
-    if (LOCAL_XATTR_PREFIXES.some((p) => name.startsWith(p))) throw fsError('ENODATA', `${name}: not stored by berth`)
+    const acl = isAclName(name) && this.kernel?.aclsOn() === true
+    if (!acl && LOCAL_XATTR_PREFIXES.some((p) => name.startsWith(p))) throw fsError('ENODATA', `${name}: not stored by berth`)
     await this.meta.call('removexattr', { ino, name })
+    if (acl) this.cache.dropAttr(ino)
   }
 
   // ---- files ----

@@ -67,6 +67,12 @@ export const blockHash = z.string().regex(/^[0-9a-f]{64}$/)
 
 /** Who asks: owner of new inodes; the kernel enforces mode bits (default_permissions). */
 const caller = { uid: u32, gid: u32 }
+/**
+ * The creator's umask, for a mknod or mkdir under FUSE_CAP_DONT_MASK: meta
+ * applies it unless the directory has a default ACL (common/acl.ts). Absent
+ * (older mounts, mounts with `noacl`): the mode came masked by the kernel.
+ */
+const umask = u32.max(0o777).optional()
 
 /**
  * Small files keep their bytes in meta instead of a block (docs/architecture.md#inline-data):
@@ -148,6 +154,8 @@ export interface Attr {
    * client made up itself: then size / 512 rounded up.
    */
   blocks?: number
+  /** Which POSIX ACLs it has (common/acl.ts HAS_ACCESS_ACL, HAS_DEFAULT_ACL); absent: none, or an older meta. */
+  acl?: number
 }
 
 export interface DirEntry {
@@ -229,13 +237,13 @@ export const metaRequests = {
    * transaction); with `ino` too, its number is one reserved for that session
    * (`inos`), as for mkdir.
    */
-  mknod: z.object({ rid, parent: ino, name, mode: u32, rdev: u32.default(0), ...caller, session: session.optional(), ino: ino.optional() }),
+  mknod: z.object({ rid, parent: ino, name, mode: u32, rdev: u32.default(0), ...caller, umask, session: session.optional(), ino: ino.optional() }),
   /**
    * With `ino` and `session`: the inode number is one meta reserved for that
    * session (`inos`), used in increasing order, so a mount can answer mkdir
    * before meta applied it (client/ahead-pipeline.ts).
    */
-  mkdir: z.object({ rid, parent: ino, name, mode: u32, ...caller, ino: ino.optional(), session: session.optional() }),
+  mkdir: z.object({ rid, parent: ino, name, mode: u32, ...caller, umask, ino: ino.optional(), session: session.optional() }),
   /** Reserves `count` inode numbers for `session`'s mkdirs and creates ahead; replaces what it had left. */
   inos: z.object({ rid, session, count: z.number().int().min(1).max(MAX_RESERVED_INOS) }),
   unlink: z.object({ rid, parent: ino, name }),
@@ -255,8 +263,8 @@ export const metaRequests = {
         z.discriminatedUnion('op', [
           z.object({ op: z.literal('unlink'), parent: ino, name }),
           z.object({ op: z.literal('rmdir'), parent: ino, name }),
-          z.object({ op: z.literal('mkdir'), parent: ino, name, mode: u32, ...caller, ino, session }),
-          z.object({ op: z.literal('mknod'), parent: ino, name, mode: u32, rdev: u32.default(0), ...caller, ino, session }),
+          z.object({ op: z.literal('mkdir'), parent: ino, name, mode: u32, ...caller, umask, ino, session }),
+          z.object({ op: z.literal('mknod'), parent: ino, name, mode: u32, rdev: u32.default(0), ...caller, umask, ino, session }),
           commitBody.extend({ op: z.literal('commit') }),
           // a directory's chmod, chown and utimens (protocol 4): tar's at its end
           z.object({ op: z.literal('setattr'), ino, mode: u32.optional(), uid: u32.optional(), gid: u32.optional(), atime: timeSet.optional(), mtime: timeSet.optional() }),

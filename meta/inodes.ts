@@ -29,9 +29,11 @@ export interface InodeRow {
   target: string | null
   /** Bytes its chunks, slices and inline chunks hold (kept by triggers, meta/schema.ts v11). */
   alloc: number
+  /** Which POSIX ACLs it has (common/acl.ts HAS_ACCESS_ACL | HAS_DEFAULT_ACL; meta/schema.ts v12). */
+  acl: number
 }
 
-export const INODE_COLS = 'ino, mode, nlink, uid, gid, size, rdev, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, gen, target, alloc'
+export const INODE_COLS = 'ino, mode, nlink, uid, gid, size, rdev, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, gen, target, alloc, acl'
 
 export function toAttr(r: InodeRow): Attr {
   return {
@@ -47,6 +49,7 @@ export function toAttr(r: InodeRow): Attr {
     ctime: [r.ctime_s, r.ctime_ns],
     gen: r.gen,
     ...(isReg(r.mode) ? { blocks: Math.ceil(r.alloc / 512) } : {}),
+    ...(r.acl ? { acl: r.acl } : {}),
   }
 }
 

@@ -3,7 +3,9 @@
  * symlinks, listing. Each mutation is one write transaction; it records what
  * changed in `Changes` so the caller can publish an invalidation after commit.
  */
+import { ACL_ACCESS, ACL_DEFAULT, HAS_ACCESS_ACL, HAS_DEFAULT_ACL, aclCreate } from '../common/acl'
 import { fsError } from '../common/errors'
+import { chmodAcl, readAcl, writeAcl } from './acls'
 import { outcomeOf } from './requests'
 import { kernelBytes, validateName, PATH_MAX } from '../common/names'
 import { ROOT_INO, type Attr, type DirEntry, type MetaParsed, type MetaReplies, type Timespec } from '../common/protocol'
@@ -38,7 +40,10 @@ export async function setattr(env: MetaEnv, b: Req<'setattr'>, ch: Changes): Pro
     const row = await mustInode(tx, b.ino)
     const now = nowTs()
     const next: InodeRow = { ...row, ctime_s: now[0], ctime_ns: now[1] }
-    if (b.mode !== undefined) next.mode = (row.mode & S_IFMT) | (b.mode & PERM_BITS)
+    if (b.mode !== undefined) {
+      next.mode = (row.mode & S_IFMT) | (b.mode & PERM_BITS)
+      await chmodAcl(tx, row, next.mode)
+    }
     if (b.uid !== undefined) next.uid = b.uid
     if (b.gid !== undefined) next.gid = b.gid
     if (b.size !== undefined) {
@@ -76,7 +81,7 @@ async function create(
   parent: number,
   rawName: string,
   ch: Changes,
-  make: (parentRow: InodeRow) => { mode: number; uid: number; gid: number; rdev?: number; size?: number; target?: string; nlink: number },
+  make: (parentRow: InodeRow) => { mode: number; uid: number; gid: number; rdev?: number; size?: number; target?: string; nlink: number; umask?: number },
   reserved?: { ino: number; session: string },
 ): Promise<{ attr: Attr; dirs: Attr[] }> {
   const name = validateName(rawName)
@@ -85,9 +90,15 @@ async function create(
   const spec = make(p)
   const own = inheritedOwnership(p, spec.gid, spec.mode)
   const now = nowTs()
-  const made = { ...spec, ...own }
+  // the umask, or the directory's default ACL instead (common/acl.ts)
+  const dflt = p.acl & HAS_DEFAULT_ACL ? await readAcl(tx, parent, ACL_DEFAULT) : null
+  const acls = aclCreate(own.mode, spec.umask ?? 0, dflt, isDir(own.mode), isLnk(own.mode))
+  const made = { ...spec, ...own, mode: acls.mode }
   if (reserved) await claimReservedIno(tx, reserved.session, reserved.ino)
   const ino = await insertInode(tx, made, now, reserved?.ino)
+  if (acls.access) await writeAcl(tx, ino, ACL_ACCESS, acls.access)
+  if (acls.dflt) await writeAcl(tx, ino, ACL_DEFAULT, acls.dflt)
+  const aclBits = (acls.access ? HAS_ACCESS_ACL : 0) | (acls.dflt ? HAS_DEFAULT_ACL : 0)
   await insertEntry(tx, parent, name, ino)
   const subdir = isDir(spec.mode) ? 1 : 0
   await touchDir(tx, parent, now, subdir)
@@ -98,6 +109,7 @@ async function create(
     ino, mode: made.mode, nlink: made.nlink, uid: made.uid, gid: made.gid, size: made.size ?? 0, rdev: made.rdev ?? 0,
     atime: now, mtime: now, ctime: now, gen: 0,
     ...(isReg(made.mode) ? { blocks: 0 } : {}),
+    ...(aclBits ? { acl: aclBits } : {}),
   }
   return { attr, dirs: [touched(p, now, subdir)] }
 }
@@ -111,7 +123,7 @@ export async function mknod(env: MetaEnv, b: Req<'mknod'>, ch: Changes): Promise
   if (b.ino !== undefined && b.session === undefined) throw fsError('EINVAL', 'mknod takes a reserved inode number with its session')
   const reserved = b.ino !== undefined && b.session !== undefined ? { ino: b.ino, session: b.session } : undefined
   return env.db.write(async (tx) => {
-    const made = await create(tx, b.parent, b.name, ch, () => ({ mode: type | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, rdev: device ? b.rdev : 0, nlink: 1 }), reserved)
+    const made = await create(tx, b.parent, b.name, ch, () => ({ mode: type | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, rdev: device ? b.rdev : 0, nlink: 1, umask: b.umask }), reserved)
     if (b.session !== undefined) await registerOpen(tx, b.session, made.attr.ino)
     return made
   })
@@ -120,7 +132,7 @@ export async function mknod(env: MetaEnv, b: Req<'mknod'>, ch: Changes): Promise
 export async function mkdir(env: MetaEnv, b: Req<'mkdir'>, ch: Changes): Promise<MetaReplies['mkdir']> {
   if ((b.ino === undefined) !== (b.session === undefined)) throw fsError('EINVAL', 'mkdir takes a reserved inode number with its session, or neither')
   const reserved = b.ino !== undefined && b.session !== undefined ? { ino: b.ino, session: b.session } : undefined
-  return env.db.write((tx) => create(tx, b.parent, b.name, ch, () => ({ mode: S_IFDIR | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, nlink: 2 }), reserved))
+  return env.db.write((tx) => create(tx, b.parent, b.name, ch, () => ({ mode: S_IFDIR | (b.mode & PERM_BITS), uid: b.uid, gid: b.gid, nlink: 2, umask: b.umask }), reserved))
 }
 
 /** Inode numbers for a session's mkdirs ahead (meta/inodes.ts reserveInos). */

@@ -255,6 +255,20 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       ${keep('inline_chunks', (r) => `length(${r}.data)`, 'data')}
     `)
   },
+  // v12: POSIX ACLs (common/acl.ts, docs/semantics.md#acls). They are the
+  // xattrs system.posix_acl_access and system.posix_acl_default; `acl` says
+  // which of the two an inode has (bit 1, bit 2), so a create reads its
+  // directory's default ACL only when there is one, and a mount answers
+  // "no ACL" from cached attributes without asking.
+  async (c) => {
+    await c.exec(`
+      ALTER TABLE inodes ADD COLUMN acl INTEGER NOT NULL DEFAULT 0;
+      UPDATE inodes SET acl =
+        (CASE WHEN EXISTS (SELECT 1 FROM xattrs x WHERE x.ino = inodes.ino AND x.name = 'system.posix_acl_access') THEN 1 ELSE 0 END) |
+        (CASE WHEN EXISTS (SELECT 1 FROM xattrs x WHERE x.ino = inodes.ino AND x.name = 'system.posix_acl_default') THEN 2 ELSE 0 END)
+      WHERE ino IN (SELECT ino FROM xattrs WHERE name IN ('system.posix_acl_access', 'system.posix_acl_default'));
+    `)
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

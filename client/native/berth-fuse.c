@@ -67,6 +67,8 @@ static struct {
   unsigned max_write;
   int no_opendir;      /* the kernel takes ENOSYS from opendir as "send no opendir/releasedir" */
   int local_locks;     /* -o local_locks: the kernel keeps locks on this machine (no getlk/setlk/flock) */
+  int acl;             /* POSIX ACLs asked for (not -o noacl) */
+  int acl_on;          /* ... and granted at INIT: the kernel enforces them and leaves the umask to us */
 } S;
 
 #define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, #call " failed"); return NULL; } } while (0)
@@ -281,6 +283,16 @@ static void ll_init(void *ud, struct fuse_conn_info *conn) {
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
   /*
+   * POSIX ACLs: the kernel checks permissions against them (it asks for
+   * system.posix_acl_access and caches the answer) and, with DONT_MASK, sends
+   * the creator's umask instead of applying it, because under a directory
+   * with a default ACL the umask does not apply (common/acl.ts). Both or
+   * neither.
+   */
+  S.acl_on = S.acl && (conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK);
+  if (S.acl_on) conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+  else conn->want &= ~(FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK);
+  /*
    * Directories need no handle (JS finds a listing by inode and offset), so
    * the first opendir is answered ENOSYS and the kernel sends no more opendir
    * or releasedir: two round trips fewer per directory listed. The kernel then
@@ -331,18 +343,20 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino) { ARGS(num((double)ino))
 #undef OP
 
 #define CTX const struct fuse_ctx *ctx = fuse_req_ctx(req)
+/* the creator's umask when it is ours to apply (ACLs granted), else 0: the kernel applied it */
+#define UMASK num(S.acl_on ? (double)(ctx->umask & 0777) : 0)
 
 #define OP OP_MKNOD
 static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
   CTX;
-  ARGS(num((double)parent), name_str(name), num(mode), num((double)rdev), num(ctx->uid), num(ctx->gid));
+  ARGS(num((double)parent), name_str(name), num(mode), num((double)rdev), num(ctx->uid), num(ctx->gid), UMASK);
 }
 #undef OP
 
 #define OP OP_MKDIR
 static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
   CTX;
-  ARGS(num((double)parent), name_str(name), num(mode), num(ctx->uid), num(ctx->gid));
+  ARGS(num((double)parent), name_str(name), num(mode), num(ctx->uid), num(ctx->gid), UMASK);
 }
 #undef OP
 
@@ -478,7 +492,7 @@ static void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) {
 #define OP OP_CREATE
 static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
   CTX;
-  ARGS(num((double)parent), name_str(name), num(mode), num(fi->flags), num(ctx->uid), num(ctx->gid));
+  ARGS(num((double)parent), name_str(name), num(mode), num(fi->flags), num(ctx->uid), num(ctx->gid), UMASK);
 }
 #undef OP
 
@@ -799,7 +813,7 @@ static void unmount_session(void) {
   memset(&S.buf, 0, sizeof S.buf);
 }
 
-/* mount(mountpoint, options "a,b=c", maxWrite, dispatch, onExit, onAck, flags: 1 = local locks) */
+/* mount(mountpoint, options "a,b=c", maxWrite, dispatch, onExit, onAck, flags: 1 = local locks, 2 = POSIX ACLs) */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   napi_value argv[7];
   if (!get_args(env, info, 7, argv)) return NULL;
@@ -811,6 +825,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   char *opts = arg_str(env, argv[1]);
   S.max_write = (unsigned)arg_num(env, argv[2]);
   S.local_locks = (int)arg_num(env, argv[6]) & 1;
+  S.acl = ((int)arg_num(env, argv[6]) & 2) != 0;
+  S.acl_on = 0;
   char *fargv[] = { "berth", "-o", opts, NULL };
   struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
   S.env = env;
@@ -1151,6 +1167,14 @@ static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* aclGranted() -> boolean: the kernel took FUSE_CAP_POSIX_ACL at INIT (every request comes after INIT) */
+static napi_value js_acl_granted(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_get_boolean(env, S.acl_on != 0, &out);
+  return out;
+}
+
 /* rawName(name) -> Buffer: the kernel's bytes of a name JS holds (listxattr's list) */
 static napi_value js_raw_name(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
@@ -1173,6 +1197,7 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("replyReadlink", js_reply_readlink), FN("replyStatfs", js_reply_statfs), FN("replyXattr", js_reply_xattr),
     FN("replyDir", js_reply_dir), FN("notifyInvalInode", js_inval_inode), FN("notifyInvalEntry", js_inval_entry),
     FN("replyLock", js_reply_lock), FN("replyLseek", js_reply_lseek), FN("rawName", js_raw_name),
+    FN("aclGranted", js_acl_granted),
 #undef FN
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

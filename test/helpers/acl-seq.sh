@@ -1,0 +1,26 @@
+#!/bin/bash
+# run in a directory: ACL sequence, prints comparable output
+umask 022
+mkdir d; touch f; echo hi > g
+setfacl -m u:nobody:rwx f; getfacl -n f; stat -c '%A' f
+chmod 640 f; getfacl -n f; stat -c '%A' f
+setfacl -d -m g:daemon:rwx d; getfacl -n d
+touch d/x; mkdir d/y; getfacl -n d/x d/y; stat -c '%n %A' d/x d/y
+(umask 077; touch d/z; mkdir d/w; getfacl -n d/z d/w; stat -c '%n %A' d/z d/w)
+(umask 077; touch u; mkdir v; stat -c '%n %A' u v)
+setfacl -b f; getfacl -n f; stat -c '%A' f
+setfacl -m u::rwx,g::r-x,o::--- g; getfacl -n g; stat -c '%A' g
+setfacl -m u:nobody:r g; chmod 600 g; getfacl -n g
+setfacl -k d; getfacl -n d
+setfacl -m m::--- g; getfacl -n g; stat -c '%A' g
+getfattr -d -m - f g d 2>&1 | grep -v '^$' | sed 's/=.*//'
+chmod 755 .
+su -s /bin/sh nobody -c 'cat g' 2>&1 | sed 's/.*: //'
+setfacl -m m::r g
+su -s /bin/sh nobody -c 'cat g' 2>&1
+setfacl -x u:nobody g; su -s /bin/sh nobody -c 'cat g' 2>&1 | sed 's/.*: //'
+setfacl -m u:nobody:rwx d; su -s /bin/sh nobody -c 'touch d/bynobody && echo ok' 2>&1 | sed 's/.*: //'
+setfacl -x u:nobody d; su -s /bin/sh nobody -c 'touch d/bynobody2 && echo ok' 2>&1 | sed 's/.*: //'
+setfacl -m d:u:bin:rw d; mknod d/fifo p; getfacl -n d/fifo; ln -s x d/sym; getfacl -n -P d/sym 2>&1 | tail -3
+setfacl -d -m u::r-- d 2>&1; touch d/ro; getfacl -n d/ro
+setfacl -m d:u:nobody:rwx f 2>&1 | sed 's/.*: //'
