@@ -51,8 +51,10 @@ from the credentials file (default ./.berth/client.env, written by \`berth up\`)
                      local_locks (fcntl and flock locks hold between the
                      processes of this machine only, kept by the kernel;
                      default: across the cluster, docs/semantics.md#locks)
-                     noacl (no POSIX ACLs: system.posix_acl_* give ENOTSUP
-                     and the kernel applies the umask; default: ACLs,
+                     acl (POSIX ACLs: setfacl/getfacl, enforced by the
+                     kernel, inherited from default ACLs; costs a round
+                     trip per file the kernel has not cached, e.g. in a cold
+                     "ls -l"; default noacl: system.posix_acl_* give ENOTSUP,
                      docs/semantics.md#acls)
                      reopen_cache_mb=N (chunk maps of files closed here, kept
                      so a read-only reopen of an unchanged file asks meta
@@ -115,7 +117,7 @@ export interface MountConfig {
   unlinkWindow: number
   /** `-o local_locks`: the kernel keeps locks on this machine; none go to meta. */
   localLocks: boolean
-  /** POSIX ACLs (the kernel enforces them, meta keeps them); `-o noacl` turns them off. */
+  /** `-o acl`: POSIX ACLs (the kernel enforces them, meta keeps them); off by default (docs/semantics.md#acls). */
   acl: boolean
   /** `-o reopen_cache_mb`: chunk maps kept for closed files, in bytes; 0: every open asks meta. */
   reopenCacheBytes: number
@@ -198,7 +200,7 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     sessionTtlMs,
     unlinkWindow: opts.has('sync_unlink') ? 0 : UNLINK_WINDOW,
     localLocks: opts.has('local_locks'),
-    acl: !opts.has('noacl'),
+    acl: opts.has('acl') && !opts.has('noacl'),
     reopenCacheBytes: intFlag('-o reopen_cache_mb', opts.get('reopen_cache_mb'), 64, 0) * 1024 * 1024,
     argv,
   })

@@ -58,6 +58,7 @@ export function fillAttr(out: Float64Array, at: number, a: Attr): void {
   out[at + A.CTIME] = a.ctime[0]
   out[at + A.CTIME_NS] = a.ctime[1]
   out[at + A.BLKSIZE] = BLKSIZE
+  out[at + A.ACL] = a.acl ?? 0
 }
 
 /**
@@ -95,7 +96,7 @@ export interface MountOptions {
    * (FOPEN_NOFLUSH): it has no lock owner to tell and nothing to commit.
    */
   localLocks?: boolean
-  /** POSIX ACLs asked of the kernel (not `-o noacl`). */
+  /** `-o acl`: POSIX ACLs asked of the kernel. */
   acl?: boolean
 }
 

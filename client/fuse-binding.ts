@@ -31,8 +31,10 @@ export const LOCK_OP = { SH: 1, EX: 2, NB: 4, UN: 8 } as const
 export const A = {
   INO: 0, MODE: 1, NLINK: 2, UID: 3, GID: 4, RDEV: 5, SIZE: 6, BLOCKS: 7, ATIME: 8, ATIME_NS: 9,
   MTIME: 10, MTIME_NS: 11, CTIME: 12, CTIME_NS: 13, BLKSIZE: 14,
+  /** Which POSIX ACLs the inode has (Attr.acl): the binding answers "none" itself (berth-fuse.c acl_note). */
+  ACL: 15,
 } as const
-export const ATTR_FIELDS = 15
+export const ATTR_FIELDS = 16
 
 /**
  * replyOpen/replyCreate flags (client/native/berth-fuse.c fill_open). NO_FLUSH

@@ -11,6 +11,8 @@ import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { ACL_ACCESS, ACL_DEFAULT, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, serializeAcl } from '../common/acl'
+import { ROOT_INO } from '../common/protocol'
 import { startCluster } from './helpers/cluster'
 import { eventually } from './helpers/lifecycle'
 import { mountCluster } from './helpers/mount'
@@ -39,7 +41,7 @@ function run(dir: string): string[] {
 
 t.test('setfacl, getfacl, inheritance and enforcement: as on a local disk', { skip: missing() }, async (t) => {
   const c = await startCluster(t, { nodes: 1, replicas: 1 })
-  const m = await mountCluster(t, c, { args: ['-o', 'allow_other'] })
+  const m = await mountCluster(t, c, { args: ['-o', 'acl,allow_other'] })
   const local = mkdtempSync('/var/tmp/berth-acl-')
   t.teardown(() => rmSync(local, { recursive: true, force: true }))
   mkdirSync(join(local, 'acl'), { mode: 0o755 })
@@ -50,13 +52,16 @@ t.test('setfacl, getfacl, inheritance and enforcement: as on a local disk', { sk
   t.same(got, want, "every line equal to the local directory's")
   t.ok(want.includes('user:65534:rwx\t#effective:r--'), 'chmod 640 narrowed the mask under a named entry')
   t.ok(want.includes('hi'), 'a named-user entry let nobody read a mode 600 file')
+  // the kernel forgets every inode and its cached ACL: they come back from meta (the binding's table of inodes with ACLs refilled by lookups)
+  const tree = (dir: string) => sh('sync; echo 3 > /proc/sys/vm/drop_caches; find . | sort | xargs getfacl -n', dir).out
+  t.same(tree(join(m.dir, 'acl')), tree(join(local, 'acl')), 'getfacl -R after dropping the kernel caches: the same')
 })
 
 t.test('an ACL set on one mount holds on another at once, not after the attribute timeout', { skip: missing() }, async (t) => {
   const c = await startCluster(t, { nodes: 1, replicas: 1 })
-  const a = await mountCluster(t, c, { args: ['-o', 'allow_other'] })
+  const a = await mountCluster(t, c, { args: ['-o', 'acl,allow_other'] })
   // the other mount's kernel keeps attributes and entries an hour: only meta's invalidation can change its answer
-  const b = await mountCluster(t, c, { args: ['-o', 'allow_other,entry_timeout=3600,attr_timeout=3600'] })
+  const b = await mountCluster(t, c, { args: ['-o', 'acl,allow_other,entry_timeout=3600,attr_timeout=3600'] })
   writeFileSync(join(a.dir, 'secret'), 'for nobody\n', { mode: 0o600 })
   const onB = join(b.dir, 'secret')
   t.match(asNobody(`cat ${onB}`).out, /Permission denied/, 'mode 600: nobody is refused on the other mount')
@@ -67,10 +72,50 @@ t.test('an ACL set on one mount holds on another at once, not after the attribut
   t.match(sh(`getfacl -n ${onB}`).out, /mask::---/, 'the other mount reads the ACL as it is now')
 })
 
-t.test('-o noacl: no ACLs, and the kernel applies the umask', { skip: missing() }, async (t) => {
+t.test('without -o acl: no ACLs, and the kernel applies the umask', { skip: missing() }, async (t) => {
   const c = await startCluster(t, { nodes: 1, replicas: 1 })
-  const m = await mountCluster(t, c, { args: ['-o', 'noacl'] })
+  const m = await mountCluster(t, c)
   t.match(sh('setfacl -m u:nobody:r f', m.dir).out + sh('touch f && setfacl -m u:nobody:r f', m.dir).out, /Operation not supported/, 'setfacl: ENOTSUP')
   t.equal(sh('umask 027; touch g; mkdir h; stat -c %a g h', m.dir).out, '640\n750\n', 'umask 027: 640 and 750')
   t.match(sh('getfacl -n f', m.dir).out, /user::rw-\ngroup::r--\nother::r--/, 'getfacl shows the mode')
+})
+
+t.test('meta refuses a malformed ACL and changes nothing', async (t) => {
+  const c = await startCluster(t, { nodes: 1, replicas: 1 })
+  const m = await c.metaClient()
+  const f = (await m.call('mknod', { parent: ROOT_INO, name: 'f', mode: 0o100644, uid: 1, gid: 2 })).attr
+  const d = (await m.call('mkdir', { parent: ROOT_INO, name: 'd', mode: 0o755, uid: 1, gid: 2 })).attr
+  const base = [
+    { tag: ACL_USER_OBJ, perm: 6, id: 0 },
+    { tag: ACL_GROUP_OBJ, perm: 4, id: 0 },
+    { tag: ACL_OTHER, perm: 4, id: 0 },
+  ]
+  const bad: Array<[string, Buffer]> = [
+    ['a short value', Buffer.from([2, 0, 0])],
+    ['version 1', Buffer.concat([Buffer.from([1, 0, 0, 0]), serializeAcl(base).subarray(4)])],
+    ['a torn entry', Buffer.concat([serializeAcl(base), Buffer.from([1, 2, 3])])],
+    ['no other::', serializeAcl(base.slice(0, 2))],
+    ['a named user without a mask', serializeAcl([base[0]!, { tag: ACL_USER, perm: 7, id: 5 }, base[1]!, base[2]!])],
+    ['entries out of order', serializeAcl([base[1]!, base[0]!, base[2]!])],
+    ['a repeated named user', serializeAcl([base[0]!, { tag: ACL_USER, perm: 7, id: 5 }, { tag: ACL_USER, perm: 7, id: 5 }, base[1]!, { tag: ACL_MASK, perm: 7, id: 0 }, base[2]!])],
+    ['perm 8', serializeAcl([{ ...base[0]!, perm: 8 }, base[1]!, base[2]!])],
+    ['tag 0x40', serializeAcl([...base, { tag: 0x40, perm: 1, id: 0 }])],
+  ]
+  for (const [why, value] of bad) {
+    await t.rejects(m.call('setxattr', { ino: f.ino, name: ACL_ACCESS, value: new Uint8Array(value) }), { code: 'EINVAL' }, `${why}: EINVAL`)
+  }
+  const named = serializeAcl([base[0]!, { tag: ACL_USER, perm: 7, id: 5 }, base[1]!, { tag: ACL_MASK, perm: 5, id: 0 }, base[2]!])
+  await t.rejects(m.call('setxattr', { ino: f.ino, name: ACL_DEFAULT, value: new Uint8Array(named) }), { code: 'EACCES' }, 'a default ACL on a file: EACCES')
+  const after = (await m.call('getattr', { ino: f.ino })).attr
+  t.same([after.mode, after.acl, after.ctime], [f.mode, f.acl, f.ctime], 'the file is as it was: mode, no ACL, ctime')
+  t.same((await m.call('listxattr', { ino: f.ino })).names, [], 'no xattr stored')
+  // and a good one takes effect: the mask sets the group bits
+  await m.call('setxattr', { ino: f.ino, name: ACL_ACCESS, value: new Uint8Array(named) })
+  const set = (await m.call('getattr', { ino: f.ino })).attr
+  t.same([set.mode & 0o777, set.acl], [0o654, 1], 'a valid ACL: mode 654 (mask r-x), the access bit')
+  await m.call('setxattr', { ino: d.ino, name: ACL_DEFAULT, value: new Uint8Array(named) })
+  const child = (await m.call('mknod', { parent: d.ino, name: 'c', mode: 0o100666, uid: 1, gid: 2, umask: 0o077 })).attr
+  t.same([child.mode & 0o777, child.acl], [0o644, 1], 'created under the default ACL: the umask ignored, mode 644 from it, an access ACL')
+  const plain = (await m.call('mknod', { parent: ROOT_INO, name: 'p', mode: 0o100666, uid: 1, gid: 2, umask: 0o027 })).attr
+  t.same([plain.mode & 0o777, plain.acl], [0o640, undefined], 'no default ACL: the umask applies')
 })

@@ -44,7 +44,7 @@ enum {
 
 /* Attributes travel from JS as a Float64Array of these fields. */
 enum { A_INO, A_MODE, A_NLINK, A_UID, A_GID, A_RDEV, A_SIZE, A_BLOCKS, A_ATIME, A_ATIME_NS,
-       A_MTIME, A_MTIME_NS, A_CTIME, A_CTIME_NS, A_BLKSIZE, A_FIELDS };
+       A_MTIME, A_MTIME_NS, A_CTIME, A_CTIME_NS, A_BLKSIZE, A_ACL, A_FIELDS };
 
 /* Requests JS has not answered yet; a slot number is what JS holds. */
 static fuse_req_t *slots;
@@ -67,9 +67,17 @@ static struct {
   unsigned max_write;
   int no_opendir;      /* the kernel takes ENOSYS from opendir as "send no opendir/releasedir" */
   int local_locks;     /* -o local_locks: the kernel keeps locks on this machine (no getlk/setlk/flock) */
-  int acl;             /* POSIX ACLs asked for (not -o noacl) */
+  int acl;             /* POSIX ACLs asked for (-o acl) */
   int acl_on;          /* ... and granted at INIT: the kernel enforces them and leaves the umask to us */
+  int acl_table_failed; /* acl_note could not allocate: every ACL getxattr goes to JS */
 } S;
+
+/* the inodes with POSIX ACLs, as their attributes say (defined with attr_from) */
+#define ACL_UNKNOWN 4 /* no bits known: JS answers */
+static void acl_note(uint64_t ino, int bits);
+static int acl_bits(uint64_t ino);
+static int acl_name_bit(const char *name);
+static void acl_reset(void);
 
 #define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, #call " failed"); return NULL; } } while (0)
 
@@ -311,7 +319,9 @@ static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
 }
 #undef OP
 
+static void acl_forget(uint64_t ino);
 static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  acl_forget(ino);
   napi_value a[] = { num((double)ino), num((double)nlookup) };
   call(NULL, OP_FORGET, 2, a);
   fuse_reply_none(req);
@@ -319,6 +329,7 @@ static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
 
 static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
   for (size_t i = 0; i < count; i++) {
+    acl_forget(forgets[i].ino);
     napi_value a[] = { num((double)forgets[i].ino), num((double)forgets[i].nlookup) };
     call(NULL, OP_FORGET, 2, a);
   }
@@ -462,6 +473,7 @@ static void ll_statfs(fuse_req_t req, fuse_ino_t ino) { ARGS(num((double)ino)); 
 
 #define OP OP_SETXATTR
 static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags) {
+  if (S.acl_on && acl_name_bit(name)) acl_note(ino, ACL_UNKNOWN); /* until its next attributes */
   ARGS(num((double)ino), name_str(name), bytes(value, size), num(flags));
 }
 #undef OP
@@ -477,6 +489,12 @@ static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
     fuse_reply_err(req, ENODATA);
     return;
   }
+  /* an ACL its attributes say it has not (acl_note) */
+  int bit = S.acl_on ? acl_name_bit(name) : 0;
+  if (bit && !(acl_bits(ino) & (bit | ACL_UNKNOWN))) {
+    fuse_reply_err(req, ENODATA);
+    return;
+  }
   ARGS(num((double)ino), name_str(name), num((double)size));
 }
 #undef OP
@@ -485,6 +503,7 @@ static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) { ARGS(num
 #undef OP
 #define OP OP_REMOVEXATTR
 static void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) {
+  if (S.acl_on && acl_name_bit(name)) acl_note(ino, ACL_UNKNOWN); /* until its next attributes */
   ARGS(num((double)ino), name_str(name));
 }
 #undef OP
@@ -827,6 +846,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   S.local_locks = (int)arg_num(env, argv[6]) & 1;
   S.acl = ((int)arg_num(env, argv[6]) & 2) != 0;
   S.acl_on = 0;
+  acl_reset();
   char *fargv[] = { "berth", "-o", opts, NULL };
   struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
   S.env = env;
@@ -887,8 +907,117 @@ static fuse_req_t arg_req(napi_env env, napi_value v) {
   return req;
 }
 
+/*
+ * Which inodes have POSIX ACLs, as the attributes last handed to the kernel
+ * say (A_ACL: bit 1 access, bit 2 default; common/acl.ts). With ACLs on, the
+ * kernel asks for system.posix_acl_access of every inode it checks or `ls -l`
+ * lists, and nearly all have none: ll_getxattr answers those here (ENODATA),
+ * which keeps `ls -l` of 5,000 files from taking twice as long. The answer is
+ * as fresh as the inode's attributes in the kernel: the kernel refreshes
+ * stale attributes before a permission check, an invalidation marks the inode
+ * unknown (ACL_UNKNOWN: ask JS) until its next attributes, and so does an ACL
+ * set or removed through this mount. A FORGET drops an unknown mark (the
+ * kernel's next use of the inode starts with a lookup, attributes included),
+ * so marks are bounded by the kernel's inode cache and exact bits by the
+ * inodes that have ACLs. A chained hash of the inodes with bits.
+ */
+struct acl_ino { uint64_t ino; int bits; struct acl_ino *next; };
+static struct acl_ino **acl_tab;
+static size_t acl_buckets, acl_count;
+
+static struct acl_ino **acl_slot(uint64_t ino) {
+  struct acl_ino **p = &acl_tab[(ino * 0x9E3779B97F4A7C15ull) >> 32 & (acl_buckets - 1)];
+  while (*p && (*p)->ino != ino) p = &(*p)->next;
+  return p;
+}
+
+static void acl_note(uint64_t ino, int bits) {
+  if (!acl_tab) {
+    if (!bits) return;
+    acl_tab = calloc(1024, sizeof *acl_tab);
+    if (!acl_tab) return;
+    acl_buckets = 1024;
+  }
+  struct acl_ino **p = acl_slot(ino);
+  if (*p) {
+    if (bits) (*p)->bits = bits;
+    else {
+      struct acl_ino *gone = *p;
+      *p = gone->next;
+      free(gone);
+      acl_count--;
+    }
+    return;
+  }
+  if (!bits) return;
+  if (acl_count >= acl_buckets * 2) {
+    struct acl_ino **grown = calloc(acl_buckets * 2, sizeof *grown);
+    if (grown) {
+      struct acl_ino **old = acl_tab;
+      size_t n = acl_buckets;
+      acl_tab = grown;
+      acl_buckets *= 2;
+      for (size_t i = 0; i < n; i++)
+        for (struct acl_ino *e = old[i], *next; e; e = next) {
+          next = e->next;
+          struct acl_ino **q = &acl_tab[(e->ino * 0x9E3779B97F4A7C15ull) >> 32 & (acl_buckets - 1)];
+          e->next = *q;
+          *q = e;
+        }
+      free(old);
+      p = acl_slot(ino);
+    }
+  }
+  struct acl_ino *e = malloc(sizeof *e);
+  if (!e) {
+    /* no memory to remember it: nothing is answered here for any inode */
+    S.acl_table_failed = 1;
+    return;
+  }
+  e->ino = ino;
+  e->bits = bits;
+  e->next = NULL;
+  *p = e;
+  acl_count++;
+}
+
+/* A new session: nothing known. */
+static void acl_reset(void) {
+  for (size_t i = 0; i < acl_buckets; i++)
+    for (struct acl_ino *e = acl_tab[i], *next; e; e = next) {
+      next = e->next;
+      free(e);
+    }
+  free(acl_tab);
+  acl_tab = NULL;
+  acl_buckets = acl_count = 0;
+  S.acl_table_failed = 0;
+}
+
+/* The kernel dropped the inode: an unknown mark goes (exact bits stay: a FORGET may also name an inode it still holds). */
+static void acl_forget(uint64_t ino) {
+  if (!acl_tab) return;
+  struct acl_ino **p = acl_slot(ino);
+  if (*p && ((*p)->bits & ACL_UNKNOWN)) acl_note(ino, 0);
+}
+
+static int acl_bits(uint64_t ino) {
+  if (S.acl_table_failed) return ACL_UNKNOWN;
+  if (!acl_tab) return 0;
+  struct acl_ino *e = *acl_slot(ino);
+  return e ? e->bits : 0;
+}
+
+/* The ACL bit an xattr name is, or 0 for any other name. */
+static int acl_name_bit(const char *name) {
+  if (strcmp(name, "system.posix_acl_access") == 0) return 1;
+  if (strcmp(name, "system.posix_acl_default") == 0) return 2;
+  return 0;
+}
+
 static void attr_from(const double *a, struct stat *st) {
   memset(st, 0, sizeof *st);
+  if (S.acl_on) acl_note((uint64_t)a[A_INO], (int)a[A_ACL] & 3);
   st->st_ino = (ino_t)a[A_INO];
   st->st_mode = (mode_t)a[A_MODE];
   st->st_nlink = (nlink_t)a[A_NLINK];
@@ -1154,7 +1283,9 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
 static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv)) return NULL;
-  if (S.se) notify((fuse_ino_t)arg_num(env, argv[0]), "", 0, arg_num(env, argv[1]) != 0);
+  fuse_ino_t ino = (fuse_ino_t)arg_num(env, argv[0]);
+  if (S.acl_on) acl_note(ino, ACL_UNKNOWN); /* changed elsewhere: unknown until its next attributes */
+  if (S.se) notify(ino, "", 0, arg_num(env, argv[1]) != 0);
   return NULL;
 }
 
