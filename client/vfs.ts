@@ -10,7 +10,7 @@
  */
 import type { Attr, ChunkRef, DirEntry, Invalidation, StatfsReply, Timespec } from '../common/protocol'
 import { MAX_FILE_SIZE, ROOT_INO } from '../common/protocol'
-import { aclBit, aclCreate, HAS_DEFAULT_ACL, isAclName } from '../common/acl'
+import { aclBit, aclCreate, HAS_ACCESS_ACL, HAS_DEFAULT_ACL, isAclName } from '../common/acl'
 import { BerthError, codeOf, fsError } from '../common/errors'
 import { logger } from '../common/log'
 import { inheritedOwnership, isDir, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../common/modes'
@@ -431,13 +431,16 @@ export class Vfs {
     if (change.atime !== undefined) rest.atime = change.atime
     if (change.mtime !== undefined) rest.mtime = change.mtime
     if (Object.keys(rest).length === 0) return attr
+    // a chmod of an inode with an access ACL rewrites the ACL in meta, and the
+    // kernel asks for it again right after: it must be there, so no going ahead
+    const aclChmod = rest.mode !== undefined && ((attr.acl ?? 0) & HAS_ACCESS_ACL) !== 0
     // a directory's: answered at once, applied by meta in order (tar's chmod,
     // chown and utimens of each directory it extracted: three trips each)
-    if (type === S_IFDIR && this.pipeline) return this.setattrAhead(this.pipeline, ino, attr, rest)
+    if (type === S_IFDIR && this.pipeline && !aclChmod) return this.setattrAhead(this.pipeline, ino, attr, rest)
     const f = this.files.get(ino)
     // a file this mount created and has not committed: meta holds it empty,
     // so its chmod, chown and utimens wait for its first commit (open-file.ts)
-    if (f?.fresh) {
+    if (f?.fresh && !aclChmod) {
       const times = rest.atime !== undefined || rest.mtime !== undefined ? dropUndefined({ atime: rest.atime, mtime: rest.mtime }) : undefined
       if (await f.defer({ mode: rest.mode, uid: rest.uid, gid: rest.gid, times })) return f.view()
     }

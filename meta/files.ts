@@ -14,6 +14,7 @@ import { fsError } from '../common/errors'
 import { INLINE_MAX, MAX_SLICES, type ChunkRef, type MetaParsed, type MetaReplies, type SliceRef } from '../common/protocol'
 import type { Changes, MetaEnv } from './context'
 import { isDir, isReg, PERM_BITS, S_IFMT } from '../common/modes'
+import { chmodAcl } from './acls'
 import { clipChunks, freeIfUnused, mustInode, refBlock, toAttr, unrefBlock } from './inodes'
 import type { Conn } from './sqlite'
 import { enqueue } from './repair-queue'
@@ -232,6 +233,7 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
     // a fresh file's chmod/chown, which its writer deferred to this commit (the kernel checked them)
     if (b.mode !== undefined || b.uid !== undefined || b.gid !== undefined) {
       const mode = b.mode === undefined ? row.mode : (row.mode & S_IFMT) | (b.mode & PERM_BITS)
+      if (b.mode !== undefined) await chmodAcl(tx, row, mode)
       await tx.run('UPDATE inodes SET mode = ?, uid = ?, gid = ? WHERE ino = ?', [mode, b.uid ?? row.uid, b.gid ?? row.gid, b.ino])
     }
     ch.ino(b.ino)

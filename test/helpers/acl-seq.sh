@@ -24,3 +24,10 @@ setfacl -x u:nobody d; su -s /bin/sh nobody -c 'touch d/bynobody2 && echo ok' 2>
 setfacl -m d:u:bin:rw d; mknod d/fifo p; getfacl -n d/fifo; ln -s x d/sym; getfacl -n -P d/sym 2>&1 | tail -3
 setfacl -d -m u::r-- d 2>&1; touch d/ro; getfacl -n d/ro
 setfacl -m d:u:nobody:rwx f 2>&1 | sed 's/.*: //'
+# chmod of new inodes under a default ACL: a fresh file's fchmod before its first close, a directory's chmod, tar -p
+mkdir e; setfacl -m d:u:nobody:rwx,d:g::r-x e
+python3 -c "import os; fd = os.open('e/fresh', os.O_CREAT | os.O_WRONLY, 0o666); os.write(fd, b'x'); os.fchmod(fd, 0o640); os.close(fd)"
+getfacl -n e/fresh; stat -c '%n %A' e/fresh
+mkdir e/sub; chmod 750 e/sub; getfacl -n e/sub; stat -c '%n %A' e/sub
+su -s /bin/sh nobody -c 'cat e/fresh' 2>&1 | sed 's/.*: //'
+chmod 644 e/fresh; su -s /bin/sh nobody -c 'cat e/fresh; echo' 2>&1 | sed 's/.*: //'
