@@ -31,3 +31,5 @@ getfacl -n e/fresh; stat -c '%n %A' e/fresh
 mkdir e/sub; chmod 750 e/sub; getfacl -n e/sub; stat -c '%n %A' e/sub
 su -s /bin/sh nobody -c 'cat e/fresh' 2>&1 | sed 's/.*: //'
 chmod 644 e/fresh; su -s /bin/sh nobody -c 'cat e/fresh; echo' 2>&1 | sed 's/.*: //'
+# a directory's chmod, checked by another process at once
+mkdir e/sub2; chmod 700 e/sub2; su -s /bin/sh nobody -c 'ls e/sub2' 2>&1 | sed 's/.*: //'
