@@ -33,3 +33,6 @@ su -s /bin/sh nobody -c 'cat e/fresh' 2>&1 | sed 's/.*: //'
 chmod 644 e/fresh; su -s /bin/sh nobody -c 'cat e/fresh; echo' 2>&1 | sed 's/.*: //'
 # a directory's chmod, checked by another process at once
 mkdir e/sub2; chmod 700 e/sub2; su -s /bin/sh nobody -c 'ls e/sub2' 2>&1 | sed 's/.*: //'
+# tar keeps ACLs (--acls): archived here, extracted here
+tar --acls -cf ../acl-seq.tar e d; mkdir x; tar --acls -xf ../acl-seq.tar -C x; rm ../acl-seq.tar
+(cd x && find . | sort | xargs getfacl -n)
