@@ -72,6 +72,15 @@ t.test('an ACL set on one mount holds on another at once, not after the attribut
   t.match(sh(`getfacl -n ${onB}`).out, /mask::---/, 'the other mount reads the ACL as it is now')
 })
 
+t.test("the binding's table of inodes with ACLs full: JS answers every ACL question, still exactly", { skip: missing() }, async (t) => {
+  const c = await startCluster(t, { nodes: 1, replicas: 1 })
+  process.env.BERTH_ACL_TABLE_MAX = '3'
+  const m = await mountCluster(t, c, { args: ['-o', 'acl'] }).finally(() => delete process.env.BERTH_ACL_TABLE_MAX)
+  const r = sh('for i in 1 2 3 4 5 6; do touch f$i; setfacl -m u:nobody:r f$i; done; touch plain; sync; echo 3 > /proc/sys/vm/drop_caches; ' +
+    'for i in 1 2 3 4 5 6; do getfacl -n f$i | grep -c "^user:65534:r--"; done; getfacl -n plain | grep -c "^user:65534"', m.dir)
+  t.equal(r.out, '1\n1\n1\n1\n1\n1\n0\n', 'six files with an ACL past a table of three, and one without: each read right')
+})
+
 t.test('without -o acl: no ACLs, and the kernel applies the umask', { skip: missing() }, async (t) => {
   const c = await startCluster(t, { nodes: 1, replicas: 1 })
   const m = await mountCluster(t, c)

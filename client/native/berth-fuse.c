@@ -69,11 +69,17 @@ static struct {
   int local_locks;     /* -o local_locks: the kernel keeps locks on this machine (no getlk/setlk/flock) */
   int acl;             /* POSIX ACLs asked for (-o acl) */
   int acl_on;          /* ... and granted at INIT: the kernel enforces them and leaves the umask to us */
-  int acl_table_failed; /* acl_note could not allocate: every ACL getxattr goes to JS */
+  int acl_all_to_js;   /* the ACL table gave up (no memory, or ACL_TABLE_MAX inodes): JS answers every ACL getxattr */
 } S;
 
 /* the inodes with POSIX ACLs, as their attributes say (defined with attr_from) */
 #define ACL_UNKNOWN 4 /* no bits known: JS answers */
+/*
+ * Inodes with ACLs (or unknown) the table holds at most: about 40 MiB; past
+ * it JS answers every ACL question. BERTH_ACL_TABLE_MAX sets it (tests).
+ */
+#define ACL_TABLE_MAX (1u << 20)
+static size_t acl_table_max = ACL_TABLE_MAX;
 static void acl_note(uint64_t ino, int bits);
 static int acl_bits(uint64_t ino);
 static int acl_name_bit(const char *name);
@@ -847,6 +853,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   S.acl = ((int)arg_num(env, argv[6]) & 2) != 0;
   S.acl_on = 0;
   acl_reset();
+  const char *max = getenv("BERTH_ACL_TABLE_MAX");
+  acl_table_max = max && *max ? (size_t)strtoull(max, NULL, 10) : ACL_TABLE_MAX;
   char *fargv[] = { "berth", "-o", opts, NULL };
   struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
   S.env = env;
@@ -932,10 +940,14 @@ static struct acl_ino **acl_slot(uint64_t ino) {
 }
 
 static void acl_note(uint64_t ino, int bits) {
+  if (S.acl_all_to_js) return;
   if (!acl_tab) {
     if (!bits) return;
     acl_tab = calloc(1024, sizeof *acl_tab);
-    if (!acl_tab) return;
+    if (!acl_tab) {
+      S.acl_all_to_js = 1;
+      return;
+    }
     acl_buckets = 1024;
   }
   struct acl_ino **p = acl_slot(ino);
@@ -950,6 +962,11 @@ static void acl_note(uint64_t ino, int bits) {
     return;
   }
   if (!bits) return;
+  if (acl_count >= acl_table_max) {
+    acl_reset();
+    S.acl_all_to_js = 1;
+    return;
+  }
   if (acl_count >= acl_buckets * 2) {
     struct acl_ino **grown = calloc(acl_buckets * 2, sizeof *grown);
     if (grown) {
@@ -971,7 +988,8 @@ static void acl_note(uint64_t ino, int bits) {
   struct acl_ino *e = malloc(sizeof *e);
   if (!e) {
     /* no memory to remember it: nothing is answered here for any inode */
-    S.acl_table_failed = 1;
+    acl_reset();
+    S.acl_all_to_js = 1;
     return;
   }
   e->ino = ino;
@@ -991,7 +1009,7 @@ static void acl_reset(void) {
   free(acl_tab);
   acl_tab = NULL;
   acl_buckets = acl_count = 0;
-  S.acl_table_failed = 0;
+  S.acl_all_to_js = 0;
 }
 
 /* The kernel dropped the inode: an unknown mark goes (exact bits stay: a FORGET may also name an inode it still holds). */
@@ -1002,7 +1020,7 @@ static void acl_forget(uint64_t ino) {
 }
 
 static int acl_bits(uint64_t ino) {
-  if (S.acl_table_failed) return ACL_UNKNOWN;
+  if (S.acl_all_to_js) return ACL_UNKNOWN;
   if (!acl_tab) return 0;
   struct acl_ino *e = *acl_slot(ino);
   return e ? e->bits : 0;
