@@ -36,3 +36,13 @@ mkdir e/sub2; chmod 700 e/sub2; su -s /bin/sh nobody -c 'ls e/sub2' 2>&1 | sed '
 # tar keeps ACLs (--acls): archived here, extracted here
 tar --acls -cf ../acl-seq.tar e d; mkdir x; tar --acls -xf ../acl-seq.tar -C x; rm ../acl-seq.tar
 (cd x && find . | sort | xargs getfacl -n)
+# an ACL set and a chmod while the file is open for writing, before its first close
+python3 -c "
+import os, subprocess
+fd = os.open('o', os.O_CREAT | os.O_WRONLY, 0o644); os.write(fd, b'z')
+subprocess.run(['setfacl', '-m', 'u:nobody:rwx', 'o'])
+print('open, after setfacl:', oct(os.stat('o').st_mode), oct(os.fstat(fd).st_mode))
+os.fchmod(fd, 0o600)
+print('open, after fchmod:', oct(os.stat('o').st_mode))
+os.close(fd)"
+getfacl -n o; stat -c '%n %A' o
