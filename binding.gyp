@@ -10,6 +10,7 @@
     {
       "target_name": "berth_sums",
       "sources": ["common/native/berth-sums.c"],
+      "libraries": ["-ldl"],
       "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"]
     }
   ]

@@ -4,12 +4,14 @@
  * and a cut last piece all fail the check while the true bytes pass; and which
  * check a whole block gets (common/block-client.ts wholeBlockCheck).
  */
+import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
 import t from 'tap'
 import { pieceSums, SUM_PIECE } from '../common/checksums'
 import { coveringPieces, verifyPieces } from '../common/verified-range'
 import { sha256hex, wholeBlockCheck } from '../common/block-client'
-import { OFF_THREAD_MIN, pieceSumsAsync, sumsOffThread } from '../common/async-checksums'
+import { OFF_THREAD_MIN, pieceSumsAsync, sumsImpl, sumsOffThread } from '../common/async-checksums'
 
 const P = SUM_PIECE
 // 3 full pieces and a last one of 1000 bytes
@@ -60,6 +62,16 @@ t.test('a whole block with sums is checked by them, not hashed: SHA-256 only dec
 
 t.test('sums off the event loop: the same bytes as pieceSums, and a 4 MiB block checked by them', async (t) => {
   t.ok(sumsOffThread(), 'the addon is built (build/Release/berth_sums.node) and this node exports zlib')
+  const hasLibdeflate = spawnSync('sh', ['-c', 'ldconfig -p | grep -q libdeflate.so.0']).status === 0
+  t.equal(sumsImpl(), hasLibdeflate ? 'libdeflate' : 'zlib', `libdeflate.so.0 ${hasLibdeflate ? 'present: its crc32' : 'absent: zlib\'s'}`)
+  // the other implementation, in a process that asks for zlib's: the same sums
+  const other = spawnSync(process.execPath, ['-e', `
+    const { pieceSumsAsync, sumsImpl } = require(${JSON.stringify(join(__dirname, '..', 'common', 'async-checksums.js'))})
+    const bytes = Buffer.alloc(4 << 20); for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 2654435761) >>> 24
+    pieceSumsAsync(bytes).then((s) => console.log(sumsImpl(), Buffer.from(s).toString('hex')))`], { env: { ...process.env, BERTH_CRC32: 'zlib' }, encoding: 'utf8' })
+  const bytes = Buffer.alloc(4 << 20)
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 2654435761) >>> 24
+  t.equal(other.stdout.trim(), `zlib ${Buffer.from(await pieceSumsAsync(bytes)).toString('hex')}`, "BERTH_CRC32=zlib: zlib's crc32, the same 64 sums")
   for (const n of [1, OFF_THREAD_MIN - 1, OFF_THREAD_MIN, 4 * 1024 * 1024, 4 * 1024 * 1024 - 3, 10 * P + 1]) {
     const bytes = randomBytes(n)
     t.same(Buffer.from(await pieceSumsAsync(bytes)), Buffer.from(pieceSums(bytes)), `${n} bytes`)
