@@ -12,6 +12,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { ACL_ACCESS, ACL_DEFAULT, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, serializeAcl } from '../common/acl'
+import type { MetaClient } from '../common/meta-client'
 import { ROOT_INO } from '../common/protocol'
 import { startCluster } from './helpers/cluster'
 import { eventually } from './helpers/lifecycle'
@@ -127,4 +128,30 @@ t.test('meta refuses a malformed ACL and changes nothing', async (t) => {
   t.same([child.mode & 0o777, child.acl], [0o644, 1], 'created under the default ACL: the umask ignored, mode 644 from it, an access ACL')
   const plain = (await m.call('mknod', { parent: ROOT_INO, name: 'p', mode: 0o100666, uid: 1, gid: 2, umask: 0o027 })).attr
   t.same([plain.mode & 0o777, plain.acl], [0o640, undefined], 'no default ACL: the umask applies')
+})
+
+t.test('replicated meta: ACLs, and what they make of new files, survive kill -9 of the leader', { skip: missing(), timeout: 300_000 }, async (t) => {
+  const c = await startCluster(t, { nodes: 1, natsServers: 3, metaArgs: ['--ha', '--log-replicas', '3', '--lease-ttl-ms', '3000'] })
+  const metas = [c.meta, await c.startMeta({ db: join(c.dir, 'meta2.db') })]
+  const mc: MetaClient = await c.metaClient({ deadlineMs: 60_000 })
+  const caughtUp = async () => {
+    const replicas = (await mc.call('status', {})).replication?.replicas ?? []
+    return replicas.length >= 2 && replicas.every((r) => r.lag <= 5)
+  }
+  t.ok(await eventually(caughtUp, 60_000, 500), 'two replicas report in')
+  const m = await mountCluster(t, c, { args: ['-o', 'acl,allow_other'] })
+  const setup = sh('chmod 755 . && echo secret > s && chmod 600 s && setfacl -m u:nobody:r s && mkdir d && setfacl -d -m u:nobody:rwx d && umask 077 && touch d/before', m.dir)
+  t.equal(setup.status, 0, `setfacl on a file, a default ACL on a directory, a file created under it ${setup.out}`)
+  const acls = () => sh('getfacl -n s d d/before', m.dir).out
+  const before = acls()
+  t.match(before, /user:65534:r--/, 'the ACLs are there')
+  t.ok(await eventually(caughtUp, 30_000, 200), 'the follower has applied them')
+  const leader = (await mc.call('status', {})).metaId
+  const victim = metas.find((x) => x.ready.metaId === leader)
+  t.ok(victim, 'the leader is one of the two')
+  await victim!.kill()
+  t.ok(await eventually(async () => (await mc.call('status', {}).catch(() => null))?.metaId !== leader, 60_000, 250), 'the other replica leads')
+  t.equal(acls(), before, 'getfacl after the failover: the same ACLs')
+  t.equal(asNobody(`cat ${join(m.dir, 's')}`).out, 'secret\n', 'nobody still reads the file its entry grants')
+  t.equal(sh('umask 077 && touch d/after && getfacl -n -c d/after', m.dir).out, sh('getfacl -n -c d/before', m.dir).out, 'a file created under the default ACL after the failover gets the same ACL (the umask ignored)')
 })
