@@ -123,18 +123,15 @@ export function serializeAcl(acl: Acl): Buffer {
  * no ACL.
  */
 export function modeFromAcl(acl: Acl, mode: number): { mode: number; extended: boolean } {
-  let bits = 0
-  let extended = false
-  for (const e of acl) {
-    if (e.tag === ACL_USER_OBJ) bits |= e.perm << 6
-    else if (e.tag === ACL_GROUP_OBJ) bits |= e.perm << 3
-    else if (e.tag === ACL_OTHER) bits |= e.perm
-    else if (e.tag === ACL_MASK) {
-      bits = (bits & ~0o70) | (e.perm << 3)
-      extended = true
-    } else extended = true
-  }
-  return { mode: (mode & ~S_IRWXUGO) | bits, extended }
+  const perm = (tag: number) => acl.find((e) => e.tag === tag)?.perm ?? 0
+  const group = acl.some((e) => e.tag === ACL_MASK) ? perm(ACL_MASK) : perm(ACL_GROUP_OBJ)
+  const bits = (perm(ACL_USER_OBJ) << 6) | (group << 3) | perm(ACL_OTHER)
+  return { mode: (mode & ~S_IRWXUGO) | bits, extended: isExtended(acl) }
+}
+
+/** Whether an ACL says more than a mode can: a named entry or a mask (posix_acl_equiv_mode's "not equivalent"). */
+function isExtended(acl: Acl): boolean {
+  return acl.some((e) => e.tag === ACL_USER || e.tag === ACL_GROUP || e.tag === ACL_MASK)
 }
 
 /** An access ACL after chmod to `mode` (__posix_acl_chmod): the mask (or group:: without one) takes the group bits. */
@@ -160,7 +157,6 @@ export function aclCreate(mode: number, umask: number, dflt: Acl | null, dir: bo
   if (!dflt) return { mode: mode & ~(umask & S_IRWXUGO), access: null, dflt: null }
   const acl = dflt.map((e) => ({ ...e }))
   let m = mode & S_IRWXUGO
-  let extended = false
   let groupObj: AclEntry | undefined
   let mask: AclEntry | undefined
   for (const e of acl) {
@@ -171,15 +167,12 @@ export function aclCreate(mode: number, umask: number, dflt: Acl | null, dir: bo
       e.perm &= m & 7
       m &= e.perm | ~0o7
     } else if (e.tag === ACL_GROUP_OBJ) groupObj = e
-    else if (e.tag === ACL_MASK) {
-      mask = e
-      extended = true
-    } else extended = true
+    else if (e.tag === ACL_MASK) mask = e
   }
   const g = mask ?? groupObj
   if (g) {
     g.perm &= (m >> 3) & 7
     m &= (g.perm << 3) | ~0o70
   }
-  return { mode: (mode & ~S_IRWXUGO) | (m & S_IRWXUGO), access: extended ? acl : null, dflt: dir ? dflt : null }
+  return { mode: (mode & ~S_IRWXUGO) | (m & S_IRWXUGO), access: isExtended(acl) ? acl : null, dflt: dir ? dflt : null }
 }

@@ -933,8 +933,13 @@ struct acl_ino { uint64_t ino; int bits; struct acl_ino *next; };
 static struct acl_ino **acl_tab;
 static size_t acl_buckets, acl_count;
 
+/* The chain `ino` belongs to (Fibonacci hashing: inode numbers come in runs). */
+static struct acl_ino **acl_chain(uint64_t ino) {
+  return &acl_tab[(ino * 0x9E3779B97F4A7C15ull) >> 32 & (acl_buckets - 1)];
+}
+
 static struct acl_ino **acl_slot(uint64_t ino) {
-  struct acl_ino **p = &acl_tab[(ino * 0x9E3779B97F4A7C15ull) >> 32 & (acl_buckets - 1)];
+  struct acl_ino **p = acl_chain(ino);
   while (*p && (*p)->ino != ino) p = &(*p)->next;
   return p;
 }
@@ -977,7 +982,7 @@ static void acl_note(uint64_t ino, int bits) {
       for (size_t i = 0; i < n; i++)
         for (struct acl_ino *e = old[i], *next; e; e = next) {
           next = e->next;
-          struct acl_ino **q = &acl_tab[(e->ino * 0x9E3779B97F4A7C15ull) >> 32 & (acl_buckets - 1)];
+          struct acl_ino **q = acl_chain(e->ino);
           e->next = *q;
           *q = e;
         }
