@@ -145,6 +145,7 @@ t.test('replicated meta: ACLs, and what they make of new files, survive kill -9 
   const acls = () => sh('getfacl -n s d d/before', m.dir).out
   const before = acls()
   t.match(before, /user:65534:r--/, 'the ACLs are there')
+  t.match(sh('getfacl -n -c d/before', m.dir).out, /^user:65534:rwx\t#effective:rw-$[^]*^mask::rw-$/m, 'a file created under the default ACL inherited it (mode 0666 masks it; the umask 077 does not)')
   t.ok(await eventually(caughtUp, 30_000, 200), 'the follower has applied them')
   const leader = (await mc.call('status', {})).metaId
   const victim = metas.find((x) => x.ready.metaId === leader)
