@@ -12,6 +12,11 @@
       "sources": ["common/native/berth-sums.c"],
       "libraries": ["-ldl"],
       "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"]
+    },
+    {
+      "target_name": "berth_aligned",
+      "sources": ["node/native/berth-aligned.c"],
+      "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"]
     }
   ]
 }

@@ -19,12 +19,13 @@
  * files, removed at the next start.
  */
 import { createHash } from 'node:crypto'
-import { createReadStream, type Stats } from 'node:fs'
+import { constants, createReadStream, type Stats } from 'node:fs'
 import { link, mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { BerthError } from '../common/errors'
 import type { InventoryEntry } from '../common/protocol'
+import type { BlockBody } from './block-buffer'
 import { HashLocks } from './hash-locks'
 
 export const HASH_RE = /^[0-9a-f]{64}$/
@@ -59,7 +60,7 @@ export interface BlockStore {
    * hash to `hash`, EFBIG past `maxBytes`, ENOSPC when the disk is full; in every
    * failure nothing is left behind.
    */
-  put(hash: string, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<PutResult>
+  put(hash: string, body: BlockBody, maxBytes: number): Promise<PutResult>
   /**
    * Moves the copy to trash unless it was PUT at or after `putBefore` (this
    * node's clock, ms). 'deleted', 'kept' (PUT since) or 'absent'.
@@ -71,7 +72,7 @@ export interface BlockStore {
   list(after: string, limit: number): Promise<{ entries: InventoryEntry[]; more: boolean }>
   /** Removes trash entries older than `ageMs`; returns how many. */
   purgeTrash(ageMs: number): Promise<number>
-  usage(): { blocks: number; bytes: number; trashBytes: number }
+  usage(): { blocks: number; bytes: number; trashBytes: number; directIo?: boolean }
 }
 
 function checkHash(hash: string): void {
@@ -87,6 +88,52 @@ async function fsyncDir(path: string): Promise<void> {
   }
 }
 
+/**
+ * Writes all of `bytes` at offset 0, at most `slice` bytes per call (a write
+ * may also take fewer bytes than asked).
+ */
+async function writeAll(fh: FileHandle, bytes: Buffer, slice = bytes.length): Promise<void> {
+  let done = 0
+  while (done < bytes.length) done += (await fh.write(bytes, done, Math.min(slice, bytes.length - done), done)).bytesWritten
+}
+
+/**
+ * Page-cache writes go 1 MiB per call: one 4 MiB write cost the nodes more
+ * CPU than four (docs/bench.md "One buffer per forwarded block", tried and
+ * dropped).
+ */
+const PAGE_CACHE_SLICE = 1024 * 1024
+
+/**
+ * A new file of `size` bytes from `aligned` (`size` rounded up to the
+ * alignment, zeros past it), written with O_DIRECT, cut to `size`, fsynced.
+ */
+async function writeDirect(path: string, aligned: Buffer, size: number): Promise<void> {
+  const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, 0o644)
+  try {
+    // a short O_DIRECT write still ends on a block boundary: writeAll goes on from there
+    await writeAll(fh, aligned)
+    if (aligned.length !== size) await fh.truncate(size)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Whether the file system under `probe` (a path free to use) opens files with O_DIRECT. */
+async function takesDirectIo(probe: string): Promise<boolean> {
+  try {
+    const fh = await open(probe, constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT, 0o644)
+    await fh.close()
+    return true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false
+    throw err
+  } finally {
+    await unlink(probe).catch(() => undefined)
+  }
+}
+
 export class FileBlockStore implements BlockStore {
   /** DIR/blocks: every stored block, under two levels of fan-out folders. */
   readonly blocksDir: string
@@ -97,6 +144,19 @@ export class FileBlockStore implements BlockStore {
   private bytes = 0
   private trashBytes = 0
   private tmpSeq = 0
+  /**
+   * False once the file system refused O_DIRECT, or with BERTH_DIRECT_IO=0
+   * (an operator's way out, and benchmarks' baseline): block files go through
+   * the page cache.
+   */
+  private direct = process.env.BERTH_DIRECT_IO !== '0'
+
+  /** Whether block files are written with O_DIRECT (the metric berth_node_direct_io). */
+  get directIo(): boolean {
+    return this.direct
+  }
+  /** Block files written with O_DIRECT (tests and metrics). */
+  directWrites = 0
 
   private constructor(
     readonly dir: string,
@@ -115,6 +175,7 @@ export class FileBlockStore implements BlockStore {
     await rm(s.tmpDir, { recursive: true, force: true })
     await mkdir(s.tmpDir, { recursive: true })
     await mkdir(s.trashDir, { recursive: true })
+    if (s.direct) s.direct = await takesDirectIo(join(s.tmpDir, 'direct-io-probe'))
     for await (const [, st] of s.walk('')) {
       s.blocks++
       s.bytes += st.size
@@ -133,8 +194,8 @@ export class FileBlockStore implements BlockStore {
     return join(this.blocksDir, hash.slice(0, 2), hash.slice(2, 4), hash)
   }
 
-  usage(): { blocks: number; bytes: number; trashBytes: number } {
-    return { blocks: this.blocks, bytes: this.bytes, trashBytes: this.trashBytes }
+  usage(): { blocks: number; bytes: number; trashBytes: number; directIo: boolean } {
+    return { blocks: this.blocks, bytes: this.bytes, trashBytes: this.trashBytes, directIo: this.direct }
   }
 
   async stat(hash: string): Promise<number | null> {
@@ -182,12 +243,11 @@ export class FileBlockStore implements BlockStore {
     }
   }
 
-  async put(hash: string, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<PutResult> {
+  async put(hash: string, body: BlockBody, maxBytes: number): Promise<PutResult> {
     checkHash(hash)
     const final = this.path(hash)
     // Already durable: touch it first (a delete decided before this PUT now
-    // keeps it), then read and check the body so the caller's stream is
-    // consumed and a wrong body is still refused.
+    // keeps it), then check the body, so a wrong body is still refused.
     const existing = await this.locks.run(hash, async () => {
       try {
         await this.touch(final)
@@ -198,42 +258,16 @@ export class FileBlockStore implements BlockStore {
       }
     })
     if (existing) {
-      const size = await this.consume(hash, body, maxBytes, null)
+      const size = this.check(hash, body, maxBytes)
       // Trashed meanwhile by a delete whose token is newer than our touch: only
       // possible for an unpinned upload; the caller must not hear "stored".
       if (!(await this.has(hash))) throw new BerthError('EAGAIN', `block ${hash} was deleted during its PUT; retry`)
       return { size, created: false }
     }
     const tmp = join(this.tmpDir, `${process.pid}-${++this.tmpSeq}-${hash.slice(0, 16)}`)
-    const fh = await open(tmp, 'wx', 0o644)
-    let size: number
-    // Socket chunks are ~64 KiB; gathering them into ~1 MiB writev calls saves
-    // most thread-pool round trips.
-    let pending: Uint8Array[] = []
-    let pendingBytes = 0
-    const flush = async () => {
-      const bufs = pending
-      const want = pendingBytes
-      pending = []
-      pendingBytes = 0
-      let done = (await fh.writev(bufs)).bytesWritten
-      if (done < want) {
-        const rest = Buffer.concat(bufs).subarray(done)
-        while (done < want) done += (await fh.write(rest, done - (want - rest.length))).bytesWritten
-      }
-    }
+    const size = this.check(hash, body, maxBytes)
     try {
-      try {
-        size = await this.consume(hash, body, maxBytes, async (chunk) => {
-          pending.push(chunk)
-          pendingBytes += chunk.length
-          if (pendingBytes >= 1024 * 1024) await flush()
-        })
-        if (pendingBytes > 0) await flush()
-        await fh.sync()
-      } finally {
-        await fh.close()
-      }
+      await this.writeFile(tmp, body)
       const dir = join(this.blocksDir, hash.slice(0, 2), hash.slice(2, 4))
       await mkdir(dir, { recursive: true })
       const created = await this.locks.run(hash, async () => {
@@ -261,19 +295,44 @@ export class FileBlockStore implements BlockStore {
     return { size, created: true }
   }
 
-  /** Reads the whole body, hashing it; EFBIG past maxBytes, EHASH on mismatch. */
-  private async consume(hash: string, body: AsyncIterable<Uint8Array>, maxBytes: number, sink: ((chunk: Uint8Array) => Promise<void>) | null): Promise<number> {
-    const h = createHash('sha256')
-    let size = 0
-    for await (const chunk of body) {
-      size += chunk.length
-      if (size > maxBytes) throw new BerthError('EFBIG', `block larger than ${maxBytes} bytes`)
-      h.update(chunk)
-      if (sink) await sink(chunk)
-    }
-    const got = h.digest('hex')
+  /** The body's size; EFBIG past maxBytes, EHASH when it does not hash to `hash`. */
+  private check(hash: string, body: BlockBody, maxBytes: number): number {
+    const size = body.bytes.length
+    if (size > maxBytes) throw new BerthError('EFBIG', `block larger than ${maxBytes} bytes`)
+    const got = createHash('sha256').update(body.bytes).digest('hex')
     if (got !== hash) throw new BerthError('EHASH', `body hashes to ${got}, not ${hash}`)
     return size
+  }
+
+  /**
+   * Writes the body to a new file `path` and fsyncs it. With O_DIRECT where
+   * the body is in aligned memory and the file system takes it: the block's
+   * bytes go from that memory to the disk, with no copy into the page cache
+   * and no writeback pass, which were the largest item of a node's CPU on a
+   * sequential write (docs/bench.md "O_DIRECT block writes"). The padded tail
+   * is cut off before the fsync. A file system that refuses O_DIRECT (tmpfs,
+   * some overlays) is written through the page cache from then on.
+   */
+  private async writeFile(path: string, body: BlockBody): Promise<void> {
+    if (body.aligned && this.direct) {
+      try {
+        await writeDirect(path, body.aligned, body.bytes.length)
+        this.directWrites++
+        return
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
+        // the file system took the probe's open but not this write: page cache from now on
+        this.direct = false
+        await unlink(path).catch(() => undefined)
+      }
+    }
+    const fh = await open(path, 'wx', 0o644)
+    try {
+      await writeAll(fh, body.bytes, PAGE_CACHE_SLICE)
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
   }
 
   async delete(hash: string, putBefore: number): Promise<'deleted' | 'kept' | 'absent'> {

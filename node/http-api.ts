@@ -29,6 +29,7 @@ import { BerthError } from '../common/errors'
 import type { Logger } from '../common/log'
 import { deadPeerSignal } from '../common/dead-peer-signal'
 import { CHAIN_HEADER, type NodeState, type PutReply } from '../common/protocol'
+import { gatherBody } from './block-buffer'
 import { HASH_RE, type BlockStore, type ByteRange } from './block-store'
 import type { NodeMetrics } from './metrics'
 
@@ -89,10 +90,6 @@ class ReplyBuffers {
   give(buf: Buffer): void {
     if (this.free.length < this.keep) this.free.push(buf)
   }
-}
-
-async function* each(parts: Buffer[]): AsyncIterable<Uint8Array> {
-  yield* parts
 }
 
 /** The copy went between stat and read (trashed by GC, or discarded as corrupt). */
@@ -308,11 +305,13 @@ export function createHttpApi(deps: HttpApiDeps): Server {
       }
       throw err
     }
-    const { parts, size } = body
-    const forwarded = forward(hash, parts, size, chain)
+    // one copy of the body, in memory the store can write with O_DIRECT and
+    // the forward can send in one socket write
+    const block = gatherBody(body.parts, body.size)
+    const forwarded = forward(hash, block.bytes, chain)
     try {
       await dropCorruptCopy(hash)
-      await deps.store.put(hash, each(parts), deps.maxBlock)
+      await deps.store.put(hash, block, deps.maxBlock)
     } catch (err) {
       await forwarded
       const code = (err as BerthError).code
@@ -357,12 +356,12 @@ export function createHttpApi(deps: HttpApiDeps): Server {
    * the chain behind it); a failed member is skipped. Never throws: resolves
    * with the ids that stored it, empty when none did.
    */
-  async function forward(hash: string, parts: Buffer[], size: number, chain: BlockTarget[]): Promise<string[]> {
+  async function forward(hash: string, body: Buffer, chain: BlockTarget[]): Promise<string[]> {
     if (chain.length === 0) return []
     // One buffer, one socket write: sending the ~64 socket-sized pieces as a
-    // stream cost the nodes 10-14 % more CPU per GiB than this 4 MiB copy
+    // stream cost the nodes 10-14 % more CPU per GiB than gathering them
     // (tools/bench/blocks.ts, docs/bench.md "One buffer per forwarded block").
-    const body = Buffer.concat(parts, size)
+    const size = body.length
     let rest = chain
     while (rest.length > 0) {
       const [next, ...after] = rest as [BlockTarget, ...BlockTarget[]]

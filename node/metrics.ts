@@ -17,7 +17,7 @@ export interface NodeMetrics {
   diskStalls: Counter
 }
 
-export function createMetrics(usage: () => { blocks: number; bytes: number; trashBytes?: number }, diskStalled: () => boolean = () => false): NodeMetrics {
+export function createMetrics(usage: () => { blocks: number; bytes: number; trashBytes?: number; directIo?: boolean }, diskStalled: () => boolean = () => false): NodeMetrics {
   const registry = new Registry()
   collectProcessMetrics(registry, 'berth_node_')
   const registers = [registry]
@@ -43,6 +43,14 @@ export function createMetrics(usage: () => { blocks: number; bytes: number; tras
     registers,
     collect() {
       this.set(usage().trashBytes ?? 0)
+    },
+  })
+  new Gauge({
+    name: 'berth_node_direct_io',
+    help: '1 while block files are written with O_DIRECT (the file system takes it and BERTH_DIRECT_IO is not 0), 0 through the page cache',
+    registers,
+    collect() {
+      this.set(usage().directIo ? 1 : 0)
     },
   })
   new Gauge({

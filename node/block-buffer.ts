@@ -1,0 +1,64 @@
+/**
+ * A PUT's body gathered into one buffer that the node can write with
+ * O_DIRECT (node/block-store.ts) and forward to the next replica in one
+ * socket write (node/http-api.ts).
+ *
+ * O_DIRECT needs memory, offset and length aligned to the device's logical
+ * block size; berth's small addon (node/native/berth-aligned.c) hands out
+ * 4 KiB-aligned memory, and the length is rounded up to 4 KiB with zeros
+ * (the store cuts the file back to the block's size). Without the addon the
+ * body is gathered into an ordinary Buffer and written through the page
+ * cache, as before.
+ */
+import { join } from 'node:path'
+
+interface AlignedAddon {
+  alignedBuffer(size: number): Buffer
+  align: number
+}
+
+export interface BlockBody {
+  /** The block's bytes, exactly. */
+  readonly bytes: Buffer
+  /**
+   * The same memory with its length rounded up to `align` (zeros past the
+   * block), starting at an aligned address; null when it could not be had.
+   */
+  readonly aligned: Buffer | null
+}
+
+let addon: AlignedAddon | null | undefined
+
+function loadAddon(): AlignedAddon | null {
+  if (addon !== undefined) return addon
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const mod = require(join(__dirname, '..', '..', 'build', 'Release', 'berth_aligned.node')) as Partial<AlignedAddon>
+    addon = typeof mod.alignedBuffer === 'function' && typeof mod.align === 'number' ? (mod as AlignedAddon) : null
+  } catch {
+    addon = null
+  }
+  return addon
+}
+
+/** Whether bodies come in aligned memory (tests; docs/data-node.md#durability). */
+export function alignedBodies(): boolean {
+  return loadAddon() !== null
+}
+
+/** The socket-sized pieces of a body (`size` bytes in all) copied into one buffer. */
+export function gatherBody(parts: readonly Buffer[], size: number): BlockBody {
+  const native = size > 0 ? loadAddon() : null
+  if (!native) return { bytes: Buffer.concat(parts as Buffer[], size), aligned: null }
+  const padded = Math.ceil(size / native.align) * native.align
+  const aligned = native.alignedBuffer(padded)
+  let at = 0
+  for (const p of parts) at += p.copy(aligned, at)
+  aligned.fill(0, size)
+  return { bytes: aligned.subarray(0, size), aligned }
+}
+
+/** A body already in one buffer (tests, tools): no alignment, written through the page cache. */
+export function plainBody(bytes: Buffer): BlockBody {
+  return { bytes, aligned: null }
+}
