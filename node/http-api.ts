@@ -29,7 +29,7 @@ import { BerthError } from '../common/errors'
 import type { Logger } from '../common/log'
 import { deadPeerSignal } from '../common/dead-peer-signal'
 import { CHAIN_HEADER, type NodeState, type PutReply } from '../common/protocol'
-import { gatherBody } from './block-buffer'
+import { BodyPool, gatherBody, type BlockBody } from './block-buffer'
 import { HASH_RE, type BlockStore, type ByteRange } from './block-store'
 import type { NodeMetrics } from './metrics'
 
@@ -66,6 +66,12 @@ const RETRY_AFTER_S = 1
 const REQUEST_TIMEOUT_MS = 120_000
 
 type Route = 'blocks' | 'healthz' | 'metrics' | 'other'
+
+/** What a forward did: the ids that stored the block, and whether no attempt failed (its body buffer is then free). */
+interface Forwarded {
+  stored: string[]
+  clean: boolean
+}
 
 /** GET bodies up to this size are read whole into one buffer and sent with one write. */
 const WHOLE_READ_BYTES = 4 * 1024 * 1024
@@ -126,6 +132,8 @@ export function createHttpApi(deps: HttpApiDeps): Server {
   /** PUTs holding a slot (receiving, storing or forwarding). */
   let puts = 0
   const replies = new ReplyBuffers(8)
+  // PUT bodies being stored and forwarded at once are at most --max-puts; keep as many
+  const bodies = new BodyPool(deps.maxPuts * Math.min(deps.maxBlock, 4 * 1024 * 1024))
   const secretDigest = digest(deps.secret)
   const authorized = (req: IncomingMessage): boolean => {
     const h = req.headers.authorization
@@ -307,8 +315,18 @@ export function createHttpApi(deps: HttpApiDeps): Server {
     }
     // one copy of the body, in memory the store can write with O_DIRECT and
     // the forward can send in one socket write
-    const block = gatherBody(body.parts, body.size)
+    const block = gatherBody(body.parts, body.size, bodies)
     const forwarded = forward(hash, block.bytes, chain)
+    try {
+      await storeForwarded(res, hash, block, forwarded)
+    } finally {
+      // reused only when nothing may still read it: the store's write has
+      // returned and every forward attempt was answered (none failed mid-body)
+      if (block.aligned && (await forwarded).clean) bodies.give(block.aligned)
+    }
+  }
+
+  async function storeForwarded(res: ServerResponse, hash: string, block: BlockBody, forwarded: Promise<Forwarded>): Promise<void> {
     try {
       await dropCorruptCopy(hash)
       await deps.store.put(hash, block, deps.maxBlock)
@@ -325,7 +343,7 @@ export function createHttpApi(deps: HttpApiDeps): Server {
       return
     }
     const stored = [deps.id]
-    for (const id of await forwarded) if (!stored.includes(id)) stored.push(id)
+    for (const id of (await forwarded).stored) if (!stored.includes(id)) stored.push(id)
     const reply: PutReply = { hash, stored }
     sendJson(res, 200, reply)
   }
@@ -356,13 +374,14 @@ export function createHttpApi(deps: HttpApiDeps): Server {
    * the chain behind it); a failed member is skipped. Never throws: resolves
    * with the ids that stored it, empty when none did.
    */
-  async function forward(hash: string, body: Buffer, chain: BlockTarget[]): Promise<string[]> {
-    if (chain.length === 0) return []
+  async function forward(hash: string, body: Buffer, chain: BlockTarget[]): Promise<Forwarded> {
+    if (chain.length === 0) return { stored: [], clean: true }
     // One buffer, one socket write: sending the ~64 socket-sized pieces as a
     // stream cost the nodes 10-14 % more CPU per GiB than gathering them
     // (tools/bench/blocks.ts, docs/bench.md "One buffer per forwarded block").
     const size = body.length
     let rest = chain
+    let clean = true
     while (rest.length > 0) {
       const [next, ...after] = rest as [BlockTarget, ...BlockTarget[]]
       rest = after
@@ -370,16 +389,18 @@ export function createHttpApi(deps: HttpApiDeps): Server {
       // FORWARD_TIMEOUT_MS: the client waits on this reply, and a fsync on the client
       const watch = deadPeerSignal([next.id], deps.peerDead, `PUT ${hash.slice(0, 12)} forwarded`)
       try {
-        return (await deps.http.put(next, hash, body, size, after, FORWARD_TIMEOUT_MS, watch.signal)).stored
+        return { stored: (await deps.http.put(next, hash, body, size, after, FORWARD_TIMEOUT_MS, watch.signal)).stored, clean }
       } catch (err) {
         // a body that does not hash to its name is refused downstream too: not a replica failure
-        if ((err as BerthError).code === 'EHASH') return []
+        if ((err as BerthError).code === 'EHASH') return { stored: [], clean }
+        // a failed attempt may have left a write of `body` behind: it goes to the collector, not the pool
+        clean = false
         deps.log.warn(`PUT ${hash.slice(0, 12)}: replica ${next.id} (${next.url}) failed, skipping it: ${(err as Error).message}`)
       } finally {
         watch.stop()
       }
     }
-    return []
+    return { stored: [], clean }
   }
 
   async function getBlock(req: IncomingMessage, res: ServerResponse, hash: string, headOnly: boolean): Promise<void> {

@@ -13,7 +13,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import type { Test } from 'tap'
 import { request } from 'undici'
-import { alignedBodies, gatherBody, plainBody } from '../node/block-buffer'
+import { BlockClient } from '../common/block-client'
+import { alignedBodies, BodyPool, gatherBody, plainBody } from '../node/block-buffer'
 import { FileBlockStore } from '../node/block-store'
 import { startCluster } from './helpers/cluster'
 import { mountCluster } from './helpers/mount'
@@ -78,6 +79,26 @@ t.test('the addon hands out aligned bodies', async (t) => {
   t.equal(gatherBody([], 0).aligned, null, 'an empty body needs no alignment')
 })
 
+t.test('BodyPool keeps buffers by size, up to its bound, and hands each out once', async (t) => {
+  const pool = new BodyPool(3 * 1024 * 1024)
+  const one = gatherBody(pieces(randomBytes(1024 * 1024)), 1024 * 1024, pool)
+  const two = gatherBody(pieces(randomBytes(1024 * 1024)), 1024 * 1024, pool)
+  const small = gatherBody(pieces(randomBytes(5000)), 5000, pool)
+  pool.give(one.aligned!)
+  pool.give(two.aligned!)
+  pool.give(small.aligned!)
+  t.equal(pool.held, 2 * 1024 * 1024, 'small buffers are not kept')
+  pool.give(gatherBody(pieces(randomBytes(1024 * 1024)), 1024 * 1024).aligned!)
+  pool.give(gatherBody(pieces(randomBytes(1024 * 1024)), 1024 * 1024).aligned!)
+  t.equal(pool.held, 3 * 1024 * 1024, 'no more than the bound')
+  t.equal(pool.take(2 * 1024 * 1024), undefined, 'another size is not handed out')
+  const data = randomBytes(1024 * 1024 - 100)
+  const again = gatherBody(pieces(data), data.length, pool)
+  t.equal(pool.held, 2 * 1024 * 1024, 'a pooled buffer was taken')
+  t.ok(again.bytes.equals(data), 'a reused buffer holds the new body')
+  t.ok(again.aligned!.subarray(data.length).every((x) => x === 0), 'and zeros past it, whatever it held before')
+})
+
 t.test('on ext4: O_DIRECT, every size exact, nothing in the page cache', async (t) => {
   const fsType = execFileSync('stat', ['-f', '-c', '%T', process.cwd()], { encoding: 'utf8' }).trim()
   const dir = testDir(t)
@@ -130,6 +151,40 @@ t.test('BERTH_DIRECT_IO=0 turns it off; a plain body is written through the page
   const bytes = randomBytes(10_000)
   t.same(await on.put(sha(bytes), plainBody(bytes), MAX), { size: 10_000, created: true })
   t.equal(on.directWrites, 0, 'a body without aligned memory goes through the page cache')
+})
+
+t.test('concurrent chain PUTs with pooled bodies: every copy on every node is its own block', async (t) => {
+  const c = await startCluster(t, { nodes: 3, replicas: 2 })
+  const bc = new BlockClient(await c.connect('client'), { cluster: c.cluster, token: c.secret, replicas: 2, deadlineMs: 30_000 })
+  t.teardown(() => bc.close())
+  await bc.start()
+  for (let i = 0; i < 100 && bc.liveNodes().size < 3; i++) await new Promise((r) => setTimeout(r, 100))
+  // sizes vary so pooled buffers of one size hold bodies of several
+  const blocks = Array.from({ length: 48 }, (_, i) => randomBytes(4 * 1024 * 1024 - (i % 3) * 5000))
+  const put = await Promise.all(blocks.map((b) => bc.put(b)))
+  for (const [i, p] of put.entries()) {
+    t.equal(p.hash, sha(blocks[i]!))
+    t.equal(p.nodes.length, 2)
+  }
+  let copies = 0
+  let bad = 0
+  for (const [i, n] of c.nodes.entries()) {
+    const dir = join(c.dir, `node${i}`, 'blocks')
+    for (const p of put) {
+      const path = join(dir, p.hash.slice(0, 2), p.hash.slice(2, 4), p.hash)
+      let bytes: Buffer
+      try {
+        bytes = readFileSync(path)
+      } catch {
+        continue
+      }
+      copies++
+      if (sha(bytes) !== p.hash) bad++
+    }
+    t.ok(n.pid > 0)
+  }
+  t.equal(copies, 2 * blocks.length, 'two copies of each block on disk')
+  t.equal(bad, 0, 'each copy hashes to its name')
 })
 
 t.test('a cluster: nodes report O_DIRECT, a file written through a mount reads back exact', async (t) => {
