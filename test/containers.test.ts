@@ -334,6 +334,9 @@ t.test('compose: build, up, mount, kill -9 of each meta replica, copy, scale to 
     return s.nodes.filter((n) => n.alive).length === 3 ? s : undefined
   })
   t.equal(st3.nodes.length, 3, 'three data nodes')
+  // the image carries the aligned-buffer addon: its data nodes write block files with O_DIRECT
+  const dataLogs = await sh(COMPOSE, compose('logs', '--no-color', 'data'), env, 60_000)
+  t.equal([...dataLogs.stdout.matchAll(/block files written with O_DIRECT/g)].length, 3, 'every data node writes with O_DIRECT')
   // replicated meta: two replicas, one leading. A kill -9 of a replica's
   // process (a crash; `docker kill` would count as a stop, which the restart
   // policy honours) gets its container started again by `restart:
