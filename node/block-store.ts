@@ -12,8 +12,10 @@
  * lock shared with PUT. Removal is a rename into trash, never an unlink, so a
  * wrong decision can still be undone by hand until the trash is purged.
  *
- * Durability: a block is streamed into a temp file while hashed, fsynced, then
- * hard-linked to its final name and the fan-out directory fsynced. link(2)
+ * Durability: a block's body, whole in memory, is hash-checked, written to a
+ * temp file (with O_DIRECT where the file system takes it: writeFile),
+ * fsynced, then hard-linked to its final name and the fan-out directory
+ * fsynced. link(2)
  * fails if the name exists, so a stored block is never overwritten and two
  * concurrent uploads of one block count it once. A crash leaves at most temp
  * files, removed at the next start.
