@@ -7,7 +7,7 @@
  * whenever it likes. Every reply is written to the kernel before the call
  * returns, so buffers passed in may be reused right after.
  */
-import { join } from 'node:path'
+import { addonPath } from '../common/native-addon'
 
 /** Opcodes, as in berth-fuse.c's enum. */
 export const OP = {
@@ -85,5 +85,5 @@ export interface FuseBinding {
 
 export function loadBinding(): FuseBinding {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require(join(__dirname, '..', '..', 'build', 'Release', 'berth_fuse.node')) as FuseBinding
+  return require(addonPath('berth_fuse.node')) as FuseBinding
 }

@@ -7,8 +7,8 @@
  * a node without the addon compute on the calling thread: the result is the
  * same bytes either way.
  */
-import { join } from 'node:path'
 import { pieceSums, SUM_PIECE } from './checksums'
+import { optionalAddon } from './native-addon'
 
 interface SumsAddon {
   crc32Pieces(bytes: Uint8Array, piece: number): Promise<Buffer>
@@ -22,14 +22,7 @@ export const OFF_THREAD_MIN = 512 * 1024
 let addon: SumsAddon | null | undefined
 
 function loadAddon(): SumsAddon | null {
-  if (addon !== undefined) return addon
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const mod = require(join(__dirname, '..', '..', 'build', 'Release', 'berth_sums.node')) as Partial<SumsAddon>
-    addon = typeof mod.crc32Pieces === 'function' ? (mod as SumsAddon) : null
-  } catch {
-    addon = null
-  }
+  if (addon === undefined) addon = optionalAddon<SumsAddon>('berth_sums.node', (mod) => typeof mod.crc32Pieces === 'function')
   return addon
 }
 

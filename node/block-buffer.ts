@@ -10,7 +10,7 @@
  * body is gathered into an ordinary Buffer and written through the page
  * cache, as before.
  */
-import { join } from 'node:path'
+import { optionalAddon } from '../common/native-addon'
 
 interface AlignedAddon {
   alignedBuffer(size: number): Buffer
@@ -30,18 +30,11 @@ export interface BlockBody {
 let addon: AlignedAddon | null | undefined
 
 function loadAddon(): AlignedAddon | null {
-  if (addon !== undefined) return addon
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const mod = require(join(__dirname, '..', '..', 'build', 'Release', 'berth_aligned.node')) as Partial<AlignedAddon>
-    addon = typeof mod.alignedBuffer === 'function' && typeof mod.align === 'number' ? (mod as AlignedAddon) : null
-  } catch {
-    addon = null
-  }
+  if (addon === undefined) addon = optionalAddon<AlignedAddon>('berth_aligned.node', (mod) => typeof mod.alignedBuffer === 'function' && typeof mod.align === 'number')
   return addon
 }
 
-/** Whether bodies come in aligned memory (tests; docs/data-node.md#durability). */
+/** Whether bodies come in aligned memory (tests; docs/data-node.md#on-disk-layout). */
 export function alignedBodies(): boolean {
   return loadAddon() !== null
 }
