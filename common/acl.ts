@@ -6,7 +6,8 @@
  * on a set ACL and on a create under a default ACL is the file system's job.
  * Each rule follows fs/posix_acl.c (posix_acl_valid, posix_acl_equiv_mode,
  * __posix_acl_chmod, posix_acl_create_masq). Meta applies them; a mount
- * predicting a create ahead of meta applies the same (common/modes.ts).
+ * predicting a create ahead of meta applies the same (client/vfs.ts makeAhead,
+ * only where the directory has no default ACL).
  *
  * The xattr value: a little-endian u32 version (2), then one entry of 8 bytes
  * per entry (u16 tag, u16 perm, u32 id; the id is 0xffffffff where the tag

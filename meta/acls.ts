@@ -5,7 +5,7 @@
  * step are common/acl.ts's; these functions run inside the caller's write
  * transaction.
  */
-import { ACL_ACCESS, ACL_DEFAULT, aclAfterChmod, aclBit, modeFromAcl, parseAcl, serializeAcl, type Acl } from '../common/acl'
+import { ACL_ACCESS, ACL_DEFAULT, aclAfterChmod, aclBit, HAS_ACCESS_ACL, modeFromAcl, parseAcl, serializeAcl, type Acl } from '../common/acl'
 import { fsError } from '../common/errors'
 import { isDir } from '../common/modes'
 import type { InodeRow } from './inodes'
@@ -57,7 +57,7 @@ export async function setAclXattr(c: Conn, row: InodeRow, name: string, value: U
 
 /** After a chmod: the access ACL's owner, mask (or group) and other entries take the new mode's bits. */
 export async function chmodAcl(c: Conn, row: InodeRow, mode: number): Promise<void> {
-  if (!(row.acl & aclBit(ACL_ACCESS))) return
+  if (!(row.acl & HAS_ACCESS_ACL)) return
   const acl = await readAcl(c, row.ino, ACL_ACCESS)
   if (acl) await writeAcl(c, row.ino, ACL_ACCESS, aclAfterChmod(acl, mode))
 }

@@ -152,12 +152,7 @@ export class FileBlockStore implements BlockStore {
    * the page cache.
    */
   private direct = process.env.BERTH_DIRECT_IO !== '0'
-
-  /** Whether block files are written with O_DIRECT (the metric berth_node_direct_io). */
-  get directIo(): boolean {
-    return this.direct
-  }
-  /** Block files written with O_DIRECT (tests and metrics). */
+  /** Block files written with O_DIRECT (tests). */
   directWrites = 0
 
   private constructor(
@@ -196,6 +191,7 @@ export class FileBlockStore implements BlockStore {
     return join(this.blocksDir, hash.slice(0, 2), hash.slice(2, 4), hash)
   }
 
+  /** `directIo`: whether block files are written with O_DIRECT (the metric berth_node_direct_io). */
   usage(): { blocks: number; bytes: number; trashBytes: number; directIo: boolean } {
     return { blocks: this.blocks, bytes: this.bytes, trashBytes: this.trashBytes, directIo: this.direct }
   }

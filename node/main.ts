@@ -179,7 +179,7 @@ export async function run(argv: string[]): Promise<void> {
   purge.unref()
 
   emitEvent('ready', { role: 'node', id, url })
-  log.info(`node ${id} serving ${cfg.dir} at ${url} (capacity ${capacity} bytes, ${store.usage().blocks} blocks stored; block files written ${store.directIo ? 'with O_DIRECT' : 'through the page cache'})`)
+  log.info(`node ${id} serving ${cfg.dir} at ${url} (capacity ${capacity} bytes, ${store.usage().blocks} blocks stored; block files written ${store.usage().directIo ? 'with O_DIRECT' : 'through the page cache'})`)
 
   await new Promise<void>((resolve) => {
     const stop = () => {
