@@ -5,7 +5,7 @@
  * and (unless `quick`) its bytes hash to the block's name; a block with no good
  * replica is lost, one with fewer than the wanted replicas is degraded.
  */
-import { createHash } from 'node:crypto'
+import { blockName, namesBlock } from '../common/block-hash'
 import type { MetaClient } from '../common/meta-client'
 import { S_IFDIR, S_IFMT, S_IFREG } from '../common/modes'
 import { MAX_PAGE, ROOT_INO, type NodeInfo } from '../common/protocol'
@@ -115,20 +115,20 @@ async function checkReplica(url: string, token: string, hash: string, minLen: nu
   }
   const declared = Number(res.headers.get('content-length') ?? NaN)
   if (quick) return declared >= minLen ? { state: 'ok', detail: '' } : { state: 'short', detail: `${declared} bytes, chunks use ${minLen}` }
-  const h = createHash('sha256')
+  const parts: Uint8Array[] = []
   let size = 0
   try {
     if (res.body) {
       for await (const part of res.body) {
-        h.update(part)
+        parts.push(part)
         size += part.length
       }
     }
   } catch (err) {
     return { state: 'unreachable', detail: `read failed: ${(err as Error).message}` }
   }
-  const got = h.digest('hex')
-  if (got !== hash) return { state: 'corrupt', detail: `content hashes to ${got}` }
+  const bytes = Buffer.concat(parts)
+  if (!namesBlock(hash, bytes)) return { state: 'corrupt', detail: `content hashes to neither BLAKE3 nor SHA-256 ${hash} (BLAKE3 ${blockName(bytes, 'blake3')})` }
   if (size < minLen) return { state: 'short', detail: `${size} bytes, chunks use ${minLen}` }
   return { state: 'ok', detail: '' }
 }

@@ -187,7 +187,7 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     deadlineMs,
     cacheBytes: cacheMb * 1024 * 1024,
     writeBytes: writeMb * 1024 * 1024,
-    maxUploads: 4,
+    maxUploads: Number(process.env.BERTH_MAX_UPLOADS ?? 4),
     compact: !opts.has('nocompact'),
     // whole 4 MiB chunks fetched ahead of a sequential reader (and 4 fetches
     // at once, client/block-cache.ts): cold read 651-702 MB/s against

@@ -31,7 +31,6 @@
  *   the same hash; the write-back buffers and in-flight uploads are bounded by the
  *   Writeback shared by all files (backpressure: write() waits).
  */
-import { sha256hex } from '../common/block-client'
 import { chunkLen, clipRef, extentsOf, lastHash, withSlice } from '../common/chunk-extents'
 import { MAX_FILE_SIZE, MAX_SLICES, type Attr, type ChunkRef, type Timespec } from '../common/protocol'
 import { BerthError, codeOf, fsError } from '../common/errors'
@@ -771,7 +770,7 @@ export class OpenFile {
       return false
     }
     const body = slot.buf.subarray(slot.from, slot.len)
-    const up: Upload = { idx, hash: sha256hex(body), body, buf: slot.buf, from: slot.from, base: slot.base, superseded: false }
+    const up: Upload = { idx, hash: this.wb.blocks.nameOf(body), body, buf: slot.buf, from: slot.from, base: slot.base, superseded: false }
     this.slots.set(idx, { state: ChunkState.uploading, upload: up })
     const job = this.wb.blocks.put(body, up.hash).then(
       (put) => this.uploaded(up, { hash: put.hash, len: body.length, nodes: put.nodes, sums: put.sums }),
@@ -961,7 +960,7 @@ export class OpenFile {
     try {
       const buf = Buffer.alloc(len)
       await this.readInto(ref, 0, len, buf)
-      const h = sha256hex(buf)
+      const h = this.wb.blocks.nameOf(buf)
       await this.wb.slots.acquire()
       let put: BlockPut
       try {

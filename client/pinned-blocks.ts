@@ -6,7 +6,7 @@
  * Commit drops the pin; `release` drops pins of uploads that will never be
  * committed (batched, fire and forget: a pin left behind ends with the session).
  */
-import { sha256hex, type BlockClient } from '../common/block-client'
+import type { BlockClient } from '../common/block-client'
 import { logger } from '../common/log'
 import { markNotPinned, type BlockApi, type BlockPut, type MetaApi } from './stores'
 
@@ -18,19 +18,23 @@ export class PinnedBlocks implements BlockApi {
   private unpinTimer: NodeJS.Timeout | undefined
 
   constructor(
-    private readonly inner: Pick<BlockClient, 'put' | 'get'>,
+    private readonly inner: Pick<BlockClient, 'put' | 'get' | 'nameOf'>,
     private readonly meta: MetaApi,
     private readonly session: string,
   ) {}
 
   async put(data: Uint8Array, hash?: string): Promise<BlockPut> {
-    const h = hash ?? sha256hex(data)
+    const h = hash ?? this.inner.nameOf(data)
     // a pin that failed was never taken: releasing it would drop another
     // upload's pin of the same content (meta counts them per session)
     await this.meta.call('pin', { session: this.session, hashes: [h] }).catch((err: unknown) => {
       throw markNotPinned(err)
     })
     return this.inner.put(data, h)
+  }
+
+  nameOf(data: Uint8Array): string {
+    return this.inner.nameOf(data)
   }
 
   get(hash: string, nodes: string[], opts?: { offset?: number; length?: number; sums?: Uint8Array }): Promise<Buffer> {

@@ -39,6 +39,8 @@ export interface BlockApi {
    * A failure before the pin was taken is marked (tookNoPin): nothing to release.
    */
   put(data: Uint8Array, hash?: string): Promise<BlockPut>
+  /** The name `data` would be stored under: the cluster's data nodes decide which hash (common/block-hash.ts). */
+  nameOf(data: Uint8Array): string
   /**
    * The caller will not commit these uploaded blocks (replaced or truncated
    * away before commit): their pins may go. Fire and forget.

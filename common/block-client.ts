@@ -12,7 +12,7 @@
  *
  * Reads (verified end to end): try the given replicas in order (recently failed
  * or known-bad ones last), then every other live node. A whole block is checked
- * against its SHA-256; a range against the writer's piece sums (the covering
+ * against its name (BLAKE3 or SHA-256, common/block-hash.ts); a range against the writer's piece sums (the covering
  * 64 KiB pieces are fetched and checked, common/verified-range.ts). A corrupt,
  * short or missing copy is skipped and, once a good copy proved it bad,
  * reported through `onBadCopy` (meta drops it and repairs). Failover is silent;
@@ -21,7 +21,7 @@
  *
  * The live node set comes from heartbeats only: no static node list anywhere.
  */
-import { createHash } from 'node:crypto'
+import { blockName, namesBlock, type BlockHash } from './block-hash'
 import type { Readable } from 'node:stream'
 import { ErrorCode as NatsErrorCode, type NatsConnection, type Subscription } from 'nats'
 import { Pool } from 'undici'
@@ -227,23 +227,23 @@ export class NodeHttp {
 /**
  * The check of a whole block: its pieces against the writer's CRC32 sums when
  * meta has them (3.6 GB/s here, SHA-256 1.3 GB/s: in a cold read the hash was
- * 11 % of the mount's CPU, docs/bench.md), else its SHA-256 name. Bytes whose
+ * 11 % of the mount's CPU, docs/bench.md), else its name. Bytes whose
  * sums disagree are still good if they hash to the name: sums recorded wrong
  * must not fail every copy of a good block.
  */
 export function wholeBlockCheck(hash: string, sums: Uint8Array | undefined): BlockCheck {
-  const bySha = (buf: Buffer) => (sha256hex(buf) === hash ? null : 'sha256 mismatch')
+  const byName = (buf: Buffer) => (namesBlock(hash, buf) ? null : 'not named by its bytes (BLAKE3 or SHA-256)')
   const n = sums ? pieceCount(sums) : 0
-  if (!sums || n === 0) return bySha
+  if (!sums || n === 0) return byName
   const all: PieceSpan = { first: 0, last: n - 1, start: 0, end: n * SUM_PIECE - 1 }
   const slow = (buf: Buffer) => {
     const bad = verifyPieces(sums, all, buf)
-    return bad === null || bySha(buf) === null ? null : bad
+    return bad === null || byName(buf) === null ? null : bad
   }
   return async (buf) => {
     // the common case, a good copy: its sums, computed off the event loop
     // (common/async-checksums.ts), are the stored ones; anything else takes
-    // the piece-by-piece check, which says why, and the SHA-256 fallback
+    // the piece-by-piece check, which says why, and the name as fallback
     if (buf.length > (n - 1) * SUM_PIECE && buf.length <= n * SUM_PIECE) {
       const got = await pieceSumsAsync(buf)
       if (Buffer.compare(got, sums.subarray(0, n * 4)) === 0) return null
@@ -311,6 +311,8 @@ interface Peer {
   url: string
   seen: number
   state: Heartbeat['state']
+  /** Its heartbeats list BLAKE3 among the block names it accepts (unknown: false). */
+  blake3: boolean
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -331,10 +333,6 @@ const RETRY_MAX_MS = 2000
 /** A (hash, node) reported bad is not reported again, and is asked last, for this long. */
 const BAD_COPY_MS = 60_000
 const BAD_COPY_MAX = 10_000
-
-export function sha256hex(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex')
-}
 
 /** Codes that no other node or later attempt can fix: the put fails at once. */
 const FATAL_PUT = new Set<string>(['EHASH', 'EAUTH', 'EFBIG'])
@@ -379,7 +377,7 @@ export class BlockClient {
         } catch {
           return
         }
-        this.peers.set(hb.id, { url: hb.url, seen: seenAt(hb, Date.now()), state: hb.state })
+        this.peers.set(hb.id, { url: hb.url, seen: seenAt(hb, Date.now()), state: hb.state, blake3: hb.blockHashes?.includes('blake3') ?? false })
         for (const wake of this.waiters) wake()
       },
     })
@@ -394,7 +392,7 @@ export class BlockClient {
    */
   seed(nodes: ReadonlyArray<{ id: string; url: string; state: Heartbeat['state']; alive: boolean }>): void {
     const now = Date.now()
-    for (const n of nodes) if (n.alive && !this.peers.has(n.id)) this.peers.set(n.id, { url: n.url, seen: now, state: n.state })
+    for (const n of nodes) if (n.alive && !this.peers.has(n.id)) this.peers.set(n.id, { url: n.url, seen: now, state: n.state, blake3: false })
   }
 
   /** Resolves once `ready()` holds (by default: any node is live), or after `ms`. */
@@ -485,6 +483,28 @@ export class BlockClient {
     return out
   }
 
+  /**
+   * The hash new blocks are named with: BLAKE3 when every live node accepts it,
+   * else SHA-256, so that during a rolling upgrade (nodes before clients, or a
+   * node of an older release started again) no copy goes to a node that would
+   * refuse its name (common/block-hash.ts). No live node yet: SHA-256.
+   */
+  naming(): BlockHash {
+    const now = Date.now()
+    let any = false
+    for (const p of this.peers.values()) {
+      if (now - p.seen > NODE_DEAD_MS) continue
+      if (!p.blake3) return 'sha256'
+      any = true
+    }
+    return any ? 'blake3' : 'sha256'
+  }
+
+  /** The name `data` is stored under (naming()). */
+  nameOf(data: Uint8Array): string {
+    return blockName(data, this.naming())
+  }
+
   /** True when nodes are live and every one of them reports itself full. */
   private allFull(): boolean {
     const now = Date.now()
@@ -549,7 +569,7 @@ export class BlockClient {
    * the holders and the failed nodes, and PUT before the put resolves.
    */
   async put(data: Uint8Array, hash?: string): Promise<{ hash: string; nodes: string[]; sums: Uint8Array }> {
-    const h = hash ?? sha256hex(data)
+    const h = hash ?? this.nameOf(data)
     if (!/^[0-9a-f]{64}$/.test(h)) throw new BerthError('EINVAL', `not a block name: "${h.slice(0, 80)}"`)
     // the piece sums are computed on a pool thread while the PUT travels
     const sums = pieceSumsAsync(data)
@@ -599,7 +619,10 @@ export class BlockClient {
       const targets = (Array.isArray(reply.targets) ? reply.targets : []).filter((t) => typeof t?.id === 'string' && typeof t?.url === 'string' && !holders.has(t.id))
       const first = targets[0]
       if (!first) throw new BerthError('EBADMSG', 'placement reply without new targets')
-      for (const t of targets) this.peers.set(t.id, { url: t.url, seen: Math.max(Date.now(), this.peers.get(t.id)?.seen ?? 0), state: this.peers.get(t.id)?.state ?? 'up' })
+      for (const t of targets) {
+        const known = this.peers.get(t.id)
+        this.peers.set(t.id, { url: t.url, seen: Math.max(Date.now(), known?.seen ?? 0), state: known?.state ?? 'up', blake3: known?.blake3 ?? false })
+      }
       const before = holders.size
       // a first node that stopped (its heartbeats did) is given up on then, not at the deadline;
       // the chain's other members are its to watch (node/http-api.ts forward)
@@ -612,7 +635,11 @@ export class BlockClient {
         if (holders.size < want) last = new BerthError('EIO', `chain from ${first.id} stored ${res.stored.length} of ${targets.length} copies`)
       } catch (err) {
         const code = (err as BerthError).code
-        if (FATAL_PUT.has(code)) throw err
+        // a node that does not list BLAKE3 names (an older release, heard of
+        // after this block was named) refuses a good BLAKE3-named body with
+        // EHASH: place around it; a node that accepts both names refusing is final
+        const olderNode = code === 'EHASH' && this.peers.get(first.id)?.blake3 !== true
+        if (FATAL_PUT.has(code) && !olderNode) throw err
         last = err
         failed.add(first.id)
         // a busy node (503) is healthy: do not push it to the back of reads
@@ -628,7 +655,7 @@ export class BlockClient {
    * Fetches from any of the given node ids (unknown or dead ones skipped,
    * silent failover in order), else from every other live node. Every byte
    * returned is verified: a whole block against `sums` (every piece), or its
-   * SHA-256 without them; a range against `sums` (the pieces covering it), or,
+   * name without them; a range against `sums` (the pieces covering it), or,
    * without sums, cut from a verified whole block. A range past the end of
    * the block gives fewer bytes (none past its end).
    */

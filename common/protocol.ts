@@ -644,6 +644,13 @@ export const heartbeat = z.object({
   protocol: z.number().int().min(0).max(1_000_000).optional(),
   release: z.string().max(128).optional(),
   /**
+   * The hashes whose block names the node accepts (common/block-hash.ts).
+   * Absent from nodes of releases before BLAKE3 names: SHA-256 only. Strings,
+   * not an enum, so a hash added later does not make older receivers drop the
+   * whole heartbeat.
+   */
+  blockHashes: z.array(z.string().max(16)).max(8).optional(),
+  /**
    * The node takes itself out now (its disk hangs, node/disk-canary.ts) and
    * sends no more heartbeats until it is back: count it dead at once
    * (`seenAt`). Older receivers drop the field and count it dead

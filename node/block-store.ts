@@ -1,9 +1,10 @@
 /**
  * Content-addressed block storage on a local disk.
  *
- * Layout: `DIR/blocks/ab/cd/<sha256>` (two fan-out levels from the first four hex
- * digits keep directories small), `DIR/tmp/` for uploads in progress,
- * `DIR/trash/<ms>-<sha256>` for deleted copies (purged after the trash time).
+ * Layout: `DIR/blocks/ab/cd/<name>` (two fan-out levels from the first four hex
+ * digits keep directories small; a name is a BLAKE3 or SHA-256 hash,
+ * common/block-hash.ts), `DIR/tmp/` for uploads in progress,
+ * `DIR/trash/<ms>-<name>` for deleted copies (purged after the trash time).
  *
  * Safe deletes (docs/data-node.md#block-lifecycle): a copy's mtime is the node's
  * clock at its last PUT; a PUT that finds the block already stored sets it to
@@ -20,11 +21,11 @@
  * concurrent uploads of one block count it once. A crash leaves at most temp
  * files, removed at the next start.
  */
-import { createHash } from 'node:crypto'
 import { constants, createReadStream, type Stats } from 'node:fs'
 import { link, mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
+import { BlockNameCheck } from '../common/block-hash'
 import { BerthError } from '../common/errors'
 import type { InventoryEntry } from '../common/protocol'
 import type { BlockBody } from './block-buffer'
@@ -152,6 +153,7 @@ export class FileBlockStore implements BlockStore {
    * the page cache.
    */
   private direct = process.env.BERTH_DIRECT_IO !== '0'
+  private readonly names = new BlockNameCheck()
   /** Block files written with O_DIRECT (tests). */
   directWrites = 0
 
@@ -293,12 +295,11 @@ export class FileBlockStore implements BlockStore {
     return { size, created: true }
   }
 
-  /** The body's size; EFBIG past maxBytes, EHASH when it does not hash to `hash`. */
+  /** The body's size; EFBIG past maxBytes, EHASH when it is not named `hash` (under BLAKE3 or SHA-256). */
   private check(hash: string, body: BlockBody, maxBytes: number): number {
     const size = body.bytes.length
     if (size > maxBytes) throw new BerthError('EFBIG', `block larger than ${maxBytes} bytes`)
-    const got = createHash('sha256').update(body.bytes).digest('hex')
-    if (got !== hash) throw new BerthError('EHASH', `body hashes to ${got}, not ${hash}`)
+    if (!this.names.match(hash, body.bytes)) throw new BerthError('EHASH', `body hashes to neither BLAKE3 nor SHA-256 ${hash}`)
     return size
   }
 

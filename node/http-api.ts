@@ -1,10 +1,10 @@
 /**
  * The block HTTP API of a data node (node:http).
  *
- *   PUT  /v1/blocks/<sha256>   store (hash checked) and, at the same time, forward
+ *   PUT  /v1/blocks/<name>     store (name checked: BLAKE3 or SHA-256) and, at the same time, forward
  *                              along the chain in x-berth-chain; JSON PutReply
- *   GET  /v1/blocks/<sha256>   whole block or one Range (206)
- *   HEAD /v1/blocks/<sha256>   200 with Content-Length, or 404
+ *   GET  /v1/blocks/<name>     whole block or one Range (206)
+ *   HEAD /v1/blocks/<name>     200 with Content-Length, or 404
  *   GET  /healthz              {id, state}; no token needed
  *   GET  /metrics              Prometheus text
  *
@@ -25,6 +25,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream/promises'
 import { parseChain, type BlockTarget, type NodeHttp } from '../common/block-client'
+import { BlockNameCheck } from '../common/block-hash'
 import { BerthError } from '../common/errors'
 import type { Logger } from '../common/log'
 import { deadPeerSignal } from '../common/dead-peer-signal'
@@ -135,6 +136,7 @@ export function createHttpApi(deps: HttpApiDeps): Server {
   // PUT bodies being stored and forwarded at once are at most --max-puts; keep as many
   const bodies = new BodyPool(deps.maxPuts * Math.min(deps.maxBlock, 4 * 1024 * 1024))
   const secretDigest = digest(deps.secret)
+  const names = new BlockNameCheck()
   const authorized = (req: IncomingMessage): boolean => {
     const h = req.headers.authorization
     if (typeof h !== 'string' || !h.startsWith('Bearer ')) return false
@@ -184,7 +186,7 @@ export function createHttpApi(deps: HttpApiDeps): Server {
     }
     const hash = path.slice('/v1/blocks/'.length)
     if (!HASH_RE.test(hash)) {
-      sendJson(res, 400, { error: 'block name must be 64 lowercase hex digits (SHA-256)' }, hasBody(req))
+      sendJson(res, 400, { error: 'block name must be 64 lowercase hex digits (a BLAKE3 or SHA-256 hash)' }, hasBody(req))
       return
     }
     if (method === 'PUT') return putBlock(req, res, hash)
@@ -357,14 +359,14 @@ export function createHttpApi(deps: HttpApiDeps): Server {
    */
   async function dropCorruptCopy(hash: string): Promise<void> {
     if (!(await deps.store.has(hash))) return
-    const h = createHash('sha256')
+    const pieces: Buffer[] = []
     try {
-      for await (const chunk of await deps.store.get(hash)) h.update(chunk as Buffer)
+      for await (const chunk of await deps.store.get(hash)) pieces.push(chunk as Buffer)
     } catch (err) {
       if ((err as BerthError).code === 'ENOENT') return
       throw err
     }
-    if (h.digest('hex') === hash) return
+    if (names.match(hash, Buffer.concat(pieces))) return
     deps.log.error(`block ${hash}: stored copy is corrupt; replacing it with the uploaded bytes`)
     await deps.store.discard(hash, 'corrupt on disk; replaced by the uploaded bytes')
   }

@@ -5,6 +5,7 @@
 import { statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
+import { acceptedBlockHashes } from '../common/block-hash'
 import { NodeHttp } from '../common/block-client'
 import { announcedProtocol, releaseName } from '../common/compat'
 import { emitEvent, logger } from '../common/log'
@@ -87,11 +88,12 @@ export async function run(argv: string[]): Promise<void> {
 
   const nc = await connectNats({ url: cfg.natsUrl, name: `berth-node-${id}`, ...cfg.nats })
   const startedAt = Date.now()
+  const blockHashes = acceptedBlockHashes()
   peers = new Peers(nc, subj.heartbeat, log)
   const fsId = filesystemId(cfg.dir)
   const protocol = announcedProtocol()
   const release = releaseName()
-  const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt, fsId, fsFree, protocol, release, ...(cfg.zone ? { zone: cfg.zone } : {}) })
+  const self = (): Heartbeat => ({ id, url, capacity, used: store.usage().bytes, blocks: store.usage().blocks, state: state(), startedAt, fsId, fsFree, protocol, release, blockHashes, ...(cfg.zone ? { zone: cfg.zone } : {}) })
   peers.start(self)
 
   const placement = new Placement({ nc, subject: subj.place, ownSubject: subj.placeAt(id), self: { id, url, ...(cfg.zone ? { zone: cfg.zone } : {}) }, free, live: () => peers.live(), log })

@@ -5,7 +5,7 @@
  * repairs the block from a good copy. Meta's `verify` command runs the same
  * check on one copy on demand (a reader reported it bad).
  */
-import { createHash } from 'node:crypto'
+import { BlockNameCheck, blockName } from '../common/block-hash'
 import type { Logger } from '../common/log'
 import type { BlockStore } from './block-store'
 import type { NodeMetrics } from './metrics'
@@ -17,6 +17,7 @@ export class Scrubber {
   private timer: NodeJS.Timeout | null = null
   private cursor = ''
   private stopped = false
+  private readonly names = new BlockNameCheck()
 
   constructor(
     private readonly store: BlockStore,
@@ -60,18 +61,18 @@ export class Scrubber {
 
   /** Re-hashes one copy; a corrupt one is moved to trash and reported. */
   async check(hash: string): Promise<'good' | 'bad' | 'missing'> {
-    const h = createHash('sha256')
+    const pieces: Buffer[] = []
     try {
-      for await (const chunk of await this.store.get(hash)) h.update(chunk as Buffer)
+      for await (const chunk of await this.store.get(hash)) pieces.push(chunk as Buffer)
     } catch (err) {
       if ((err as { code?: string }).code === 'ENOENT') return 'missing' // deleted meanwhile
       throw err
     }
     this.metrics.scrubbed.inc()
-    const got = h.digest('hex')
-    if (got === hash) return 'good'
+    const bytes = Buffer.concat(pieces)
+    if (this.names.match(hash, bytes)) return 'good'
     this.metrics.corrupt.inc()
-    const reason = `content hashes to ${got}`
+    const reason = `content hashes to neither BLAKE3 nor SHA-256 ${hash} (BLAKE3 ${blockName(bytes, 'blake3')})`
     await this.store.discard(hash, reason)
     this.log.error(`scrub: block ${hash} is corrupt on disk (${reason}); moved this copy to trash and told meta`)
     await this.report(hash, reason)

@@ -17,6 +17,9 @@ class RecordingBlocks implements BlockApi {
     return Promise.reject(new Error('not in this test'))
   }
   release(): void {}
+  nameOf(): string {
+    throw new Error('not in this test')
+  }
   async get(hash: string, _nodes: string[], opts?: GetOpts): Promise<Buffer> {
     this.asked.push({ hash, opts })
     return this.data

@@ -10,7 +10,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import { pieceSums, SUM_PIECE } from '../common/checksums'
 import { coveringPieces, verifyPieces } from '../common/verified-range'
-import { sha256hex, wholeBlockCheck } from '../common/block-client'
+import { wholeBlockCheck } from '../common/block-client'
+import { blockName } from '../common/block-hash'
 import { OFF_THREAD_MIN, pieceSumsAsync, sumsImpl, sumsOffThread } from '../common/async-checksums'
 
 const P = SUM_PIECE
@@ -45,8 +46,8 @@ t.test('verification', async (t) => {
   t.match(verifyPieces(sums, last, Buffer.alloc(1000)), /checksum/, 'zeros fail')
 })
 
-t.test('a whole block with sums is checked by them, not hashed: SHA-256 only decides when they disagree', async (t) => {
-  const name = sha256hex(block)
+t.test('a whole block with sums is checked by them, not hashed: the name only decides when they disagree', async (t) => {
+  const name = blockName(block, 'blake3')
   // a name the bytes do not hash to: only a check that never hashed can pass it
   const notItsName = 'f'.repeat(64)
   t.equal(await wholeBlockCheck(notItsName, sums)(block), null, 'sums agree: accepted without hashing')
@@ -56,8 +57,10 @@ t.test('a whole block with sums is checked by them, not hashed: SHA-256 only dec
   const wrong = Buffer.from(sums)
   wrong[0] = wrong[0]! ^ 1
   t.equal(await wholeBlockCheck(name, wrong)(block), null, 'sums recorded wrong, bytes that hash to the name: accepted')
-  t.equal(await wholeBlockCheck(notItsName, undefined)(block), 'sha256 mismatch', 'no sums: the name decides')
-  t.equal(await wholeBlockCheck(name, undefined)(block), null)
+  t.match(await wholeBlockCheck(notItsName, undefined)(block), /not named by its bytes/, 'no sums: the name decides')
+  t.equal(await wholeBlockCheck(name, undefined)(block), null, 'no sums, a BLAKE3 name: accepted')
+  t.equal(await wholeBlockCheck(blockName(block, 'sha256'), undefined)(block), null, 'no sums, a SHA-256 name: accepted')
+  t.equal(await wholeBlockCheck(blockName(block, 'sha256'), wrong)(block), null, 'sums recorded wrong, a SHA-256 name: accepted')
 })
 
 t.test('sums off the event loop: the same bytes as pieceSums, and a 4 MiB block checked by them', async (t) => {
@@ -86,5 +89,5 @@ t.test('sums off the event loop: the same bytes as pieceSums, and a 4 MiB block 
   t.match(await wholeBlockCheck(notItsName, bigSums)(big.subarray(0, big.length - P)), /short/, 'a body a piece short: refused')
   t.match(await wholeBlockCheck(notItsName, bigSums)(Buffer.concat([big, Buffer.alloc(1)])), /long/, 'a byte too many: refused')
   t.match(await wholeBlockCheck(notItsName, bigSums)(big.subarray(0, big.length - 1)), /checksum/, 'a cut last piece: refused')
-  t.equal(await wholeBlockCheck(sha256hex(big), Buffer.alloc(bigSums.length))(big), null, 'sums recorded wrong, bytes that hash to the name: accepted')
+  t.equal(await wholeBlockCheck(blockName(big, 'sha256'), Buffer.alloc(bigSums.length))(big), null, 'sums recorded wrong, bytes that hash to the name: accepted')
 })

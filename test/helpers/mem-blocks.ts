@@ -4,7 +4,7 @@
  * are). Records every get; `short` cuts the named blocks' bodies, as a copy
  * shorter than its ref would be.
  */
-import { sha256hex } from '../../common/block-client'
+import { blockName } from '../../common/block-hash'
 import { pieceSums } from '../../common/checksums'
 import type { BlockPut } from '../../client/stores'
 
@@ -14,9 +14,13 @@ export class MemBlocks {
   readonly short = new Map<string, number>()
 
   async put(data: Uint8Array, hash?: string): Promise<BlockPut> {
-    const h = hash ?? sha256hex(data)
+    const h = hash ?? this.nameOf(data)
     this.blocks.set(h, Buffer.from(data))
     return { hash: h, nodes: ['n1'], sums: pieceSums(data) }
+  }
+
+  nameOf(data: Uint8Array): string {
+    return blockName(data, 'blake3')
   }
 
   async get(hash: string, _nodes: string[], opts?: { offset?: number; length?: number }): Promise<Buffer> {

@@ -71,6 +71,9 @@ export class NoBlocks implements BlockApi {
     return Promise.reject(new Error('no blocks in this test'))
   }
   release(): void {}
+  nameOf(): string {
+    throw new Error('no blocks in this test')
+  }
   get(): Promise<Buffer> {
     return Promise.reject(new Error('no blocks in this test'))
   }

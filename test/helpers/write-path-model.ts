@@ -8,9 +8,9 @@
  * made the 10,000 runs ten times slower in the tap process.
  */
 import { seededRandom } from '../../tools/bench/pattern'
-import { createHash } from 'node:crypto'
 import { MAX_SLICES, type Attr, type ChunkRef, type MetaOp, type MetaReplies, type MetaRequest } from '../../common/protocol'
 import { chunkLen, clipRef, extentsOf, lastHash, withSlice } from '../../common/chunk-extents'
+import { blockName } from '../../common/block-hash'
 import { BerthError } from '../../common/errors'
 import { BlockCache } from '../../client/block-cache'
 import { OpenFile } from '../../client/open-file'
@@ -23,7 +23,7 @@ export const stats = { appends: 0, compactions: 0, refused: 0 }
 const INO = 7
 
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
+const nameOf = (b: Uint8Array) => blockName(b, 'blake3')
 const hop = () => new Promise<void>((r) => setImmediate(r))
 
 export class World {
@@ -81,7 +81,7 @@ export class MemBlocks implements BlockApi {
   }
 
   async put(data: Uint8Array, hash?: string): Promise<BlockPut> {
-    const h = sha256(data)
+    const h = nameOf(data)
     if (hash !== undefined && hash !== h) this.w.problems.push(`put: given hash ${hash.slice(0, 8)} is not the hash of the bytes`)
     // the pin request itself may fail (meta unreachable): no pin was taken
     await this.w.delay()
@@ -91,10 +91,14 @@ export class MemBlocks implements BlockApi {
     this.putBytes += data.length
     await this.w.delay()
     // the bytes must not change while they are uploaded (the upload owns them)
-    if (sha256(data) !== h) this.w.problems.push('put: bytes changed during the upload')
+    if (nameOf(data) !== h) this.w.problems.push('put: bytes changed during the upload')
     if (this.w.rand() < this.failRate) throw new BerthError('EIO', 'injected upload failure')
     this.blocks.set(h, Buffer.from(data))
     return { hash: h, nodes: ['n1'], sums: new Uint8Array(4) }
+  }
+
+  nameOf(data: Uint8Array): string {
+    return nameOf(data)
   }
 
   release(hashes: string[]): void {
@@ -255,7 +259,7 @@ export async function scenario(seed: number): Promise<string[]> {
         part.fill(0) // a hole
         continue
       }
-      const h = sha256(part)
+      const h = nameOf(part)
       store.blocks.set(h, Buffer.from(part))
       meta.chunks.set(idx, { idx, hash: h, len: part.length, nodes: ['n1'], sums: new Uint8Array(4) })
     }
