@@ -390,9 +390,9 @@ export class BlockClient {
    * client that had heard one node so far would otherwise ask for, and accept,
    * a single copy right after mounting.
    */
-  seed(nodes: ReadonlyArray<{ id: string; url: string; state: Heartbeat['state']; alive: boolean }>): void {
+  seed(nodes: ReadonlyArray<{ id: string; url: string; state: Heartbeat['state']; alive: boolean; blockHashes?: string[] }>): void {
     const now = Date.now()
-    for (const n of nodes) if (n.alive && !this.peers.has(n.id)) this.peers.set(n.id, { url: n.url, seen: now, state: n.state, blake3: false })
+    for (const n of nodes) if (n.alive && !this.peers.has(n.id)) this.peers.set(n.id, { url: n.url, seen: now, state: n.state, blake3: n.blockHashes?.includes('blake3') ?? false })
   }
 
   /** Resolves once `ready()` holds (by default: any node is live), or after `ms`. */

@@ -181,6 +181,8 @@ export interface NodeInfo {
   fsId?: string
   /** Bytes free on that filesystem; absent from older nodes. */
   fsFree?: number
+  /** The block names it accepts (Heartbeat.blockHashes); absent from older nodes (SHA-256 only). */
+  blockHashes?: string[]
   /** Its last heartbeat said it left: its disk hangs (node/disk-canary.ts); counted dead since. */
   down?: true
 }

@@ -40,6 +40,7 @@ export class NodeTable {
       id: hb.id, url: hb.url, capacity: hb.capacity, used: hb.used, blocks: hb.blocks, state: hb.state, seen: seenAt(hb, this.clock()),
       ...(hb.fsId !== undefined ? { fsId: hb.fsId } : {}),
       ...(hb.fsFree !== undefined ? { fsFree: hb.fsFree } : {}),
+      ...(hb.blockHashes ? { blockHashes: hb.blockHashes } : {}),
       ...(hb.zone ? { zone: hb.zone } : {}),
       ...(hb.down ? { down: true as const } : {}),
     })

@@ -10,15 +10,16 @@ import { launchNatsServer } from '../cli/nats-server'
 import { startCluster, type TestCluster } from './helpers/cluster'
 import { mountCluster } from './helpers/mount'
 import { bounded, MiB } from './helpers/proc'
+import { blockName } from '../common/block-hash'
 
 const CHUNK = 4 * MiB
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
-/** Block names (SHA-256 of the valid bytes of each 4 MiB chunk) of `data`. */
+/** Block names (BLAKE3 of the valid bytes of each 4 MiB chunk: every node lists it) of `data`. */
 function blockNames(data: Buffer): string[] {
   const out: string[] = []
-  for (let off = 0; off < data.length; off += CHUNK) out.push(sha256(data.subarray(off, Math.min(data.length, off + CHUNK))))
+  for (let off = 0; off < data.length; off += CHUNK) out.push(blockName(data.subarray(off, Math.min(data.length, off + CHUNK)), 'blake3'))
   return out
 }
 

@@ -6,7 +6,7 @@
  * corruption. Scrub is off so nothing repairs the damage behind the test's back.
  */
 import { execFile } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -16,6 +16,7 @@ import type { FsckReport } from '../cli/fsck-scan'
 import { ROOT_INO } from '../common/protocol'
 import { startCluster, type TestCluster } from './helpers/cluster'
 import { mountCluster } from './helpers/mount'
+import { blockName } from '../common/block-hash'
 
 interface Run {
   code: number
@@ -80,8 +81,8 @@ t.test('fsck: clean cluster, then a block deleted from every replica and a corru
   t.equal(human.code, 0)
   t.match(human.stdout, /fsck: clean/)
 
-  const victimHash = createHash('sha256').update(victim).digest('hex')
-  const damagedHash = createHash('sha256').update(damaged).digest('hex')
+  const victimHash = blockName(victim, 'blake3')
+  const damagedHash = blockName(damaged, 'blake3')
   const copies = blockFiles(c, victimHash)
   t.equal(copies.length, 2, 'the victim block is on two nodes')
   for (const p of copies) unlinkSync(p)

@@ -14,7 +14,7 @@
  * it; teardown unmounts it and kills every process by PID.
  */
 import { spawnSync } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import t from 'tap'
@@ -26,6 +26,7 @@ import { createLab, netnsUnavailable, startIn, type Started } from './helpers/ne
 import { unitCommand } from './helpers/unit-command'
 import { fusermountUz } from './helpers/mount'
 import { testDir } from './helpers/test-dir'
+import { blockName } from '../common/block-hash'
 
 const REPO = resolve(__dirname, '..', '..')
 const UNITS = join(REPO, 'tools', 'systemd')
@@ -129,7 +130,7 @@ t.test('multi-host deployment: NATS + meta, two node hosts, a client host', { sk
   writeFileSync(file, data, { flush: true })
   const writeMs = Date.now() - started
   t.ok(readFileSync(file).equals(data), 'reads back identical through the mount')
-  const hash = createHash('sha256').update(data).digest('hex')
+  const hash = blockName(data, 'blake3')
   for (const [i, fs] of nodeFs.entries()) {
     const path = join(fs.lib, 'node', 'blocks', hash.slice(0, 2), hash.slice(2, 4), hash)
     t.ok(existsSync(path), `the block is on ${nodeHosts[i]!.name}'s disk`)
@@ -194,7 +195,7 @@ t.test('berth up --listen serves other hosts: a node and a mount elsewhere join 
 
   const data = randomBytes(1024 * 1024 + 7)
   writeFileSync(join(mnt, 'f.bin'), data, { flush: true })
-  const hash = createHash('sha256').update(data).digest('hex')
+  const hash = blockName(data, 'blake3')
   const at = (root: string) => join(root, 'blocks', hash.slice(0, 2), hash.slice(2, 4), hash)
   t.ok(existsSync(at(join(upDir, 'node-0'))), "the block is on berth up's node")
   t.ok(existsSync(at(nodeDir)), 'and on the remote host')

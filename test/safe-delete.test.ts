@@ -10,7 +10,7 @@
  * - a commit naming a block meta does not know is refused (ESTALE); two pinned
  *   uploads of one content by one session are both protected.
  */
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -24,8 +24,8 @@ import { migrate } from '../meta/schema'
 import { openDatabase } from '../meta/sqlite'
 import { startCluster } from './helpers/cluster'
 import { blockClient, blockPath, eventually, holders, nodeDirs, pinned, sleep } from './helpers/lifecycle'
+import { blockName } from '../common/block-hash'
 
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 const REG = 0o100644
 const who = { uid: 0, gid: 0 }
 
@@ -75,7 +75,7 @@ t.test('GC/dedup race through meta: re-uploaded while the grace passes, committe
   await sleep(1000)
   const gone = randomBytes(70_000)
   await t.rejects(
-    meta.call('commit', { ino: b.ino, session: 'writer-3', size: gone.length, chunks: [{ idx: 0, hash: sha(gone), len: gone.length, nodes: put2.nodes }] }),
+    meta.call('commit', { ino: b.ino, session: 'writer-3', size: gone.length, chunks: [{ idx: 0, hash: blockName(gone, 'blake3'), len: gone.length, nodes: put2.nodes }] }),
     { code: 'ESTALE' },
     'commit of an unknown, unpinned block: ESTALE',
   )

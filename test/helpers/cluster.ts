@@ -25,7 +25,7 @@ export interface TestCluster {
   /** Environment that gives a child process the credentials of `role`. */
   env(role: keyof NatsUsers): NodeJS.ProcessEnv
   startMeta(opts?: { db?: string; args?: string[]; env?: NodeJS.ProcessEnv }): Promise<ServiceHandle>
-  startNode(opts?: { dir?: string; args?: string[] }): Promise<ServiceHandle>
+  startNode(opts?: { dir?: string; args?: string[]; env?: NodeJS.ProcessEnv }): Promise<ServiceHandle>
   /** A NATS connection as `role`, closed at teardown. */
   connect(role?: keyof NatsUsers): Promise<NatsConnection>
   metaClient(opts?: { deadlineMs?: number }): Promise<MetaClient>
@@ -79,7 +79,7 @@ export async function startCluster(t: Test, opts: { nodes?: number; replicas?: n
     async startNode(o = {}) {
       const n = nodeSeq++
       const args = ['node', '--nats', nats.url, '--dir', o.dir ?? join(dir, `node${n}`), '--listen', '127.0.0.1:0', ...(opts.nodeArgs ?? []), ...(o.args ?? [])]
-      const node = await spawnService(args, { env: env('node'), readyTimeoutMs: 30_000 })
+      const node = await spawnService(args, { env: { ...env('node'), ...o.env }, readyTimeoutMs: 30_000 })
       t.teardown(() => node.stop())
       return node
     },
