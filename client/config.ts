@@ -187,7 +187,11 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     deadlineMs,
     cacheBytes: cacheMb * 1024 * 1024,
     writeBytes: writeMb * 1024 * 1024,
-    maxUploads: Number(process.env.BERTH_MAX_UPLOADS ?? 4),
+    // chunk uploads in flight at once (a chain PUT each): 8 keeps both cores
+    // busy on a sequential write where 4 left them idle between blocks,
+    // 244-248 MB/s against 237-244 with BLAKE3 names (docs/bench.md, "BLAKE3
+    // block names"); memory: 8 x 4 MiB within write_mb
+    maxUploads: 8,
     compact: !opts.has('nocompact'),
     // whole 4 MiB chunks fetched ahead of a sequential reader (and 4 fetches
     // at once, client/block-cache.ts): cold read 651-702 MB/s against
