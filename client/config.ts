@@ -189,7 +189,7 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     writeBytes: writeMb * 1024 * 1024,
     // chunk uploads in flight at once (a chain PUT each): 8 keeps both cores
     // busy on a sequential write where 4 left them idle between blocks,
-    // 244-248 MB/s against 237-244 with BLAKE3 names (docs/bench.md, "BLAKE3
+    // 248-261 MB/s against 237-244 with BLAKE3 names (docs/bench.md, "BLAKE3
     // block names"); memory: 8 x 4 MiB within write_mb
     maxUploads: 8,
     compact: !opts.has('nocompact'),
