@@ -12,20 +12,21 @@
  *
  * Reads (verified end to end): try the given replicas in order (recently failed
  * or known-bad ones last), then every other live node. A whole block is checked
- * against its name (BLAKE3 or SHA-256, common/block-hash.ts); a range against the writer's piece sums (the covering
- * 64 KiB pieces are fetched and checked, common/verified-range.ts). A corrupt,
- * short or missing copy is skipped and, once a good copy proved it bad,
- * reported through `onBadCopy` (meta drops it and repairs). Failover is silent;
+ * against its name (BLAKE3 or SHA-256, common/block-hash.ts); a range against
+ * the writer's piece sums (the covering 64 KiB pieces are fetched and checked,
+ * common/verified-range.ts). A corrupt, short or missing copy is skipped and,
+ * once a good copy proved it bad, reported through `onBadCopy` (meta drops it
+ * and repairs). Failover is silent;
  * only "nobody has a good copy" (EIO) or the deadline (ETIMEDOUT) surface: never
  * unverified bytes, never zeros in place of bytes that could not be read.
  *
  * The live node set comes from heartbeats only: no static node list anywhere.
  */
-import { blockName, namesBlock, type BlockHash } from './block-hash'
 import type { Readable } from 'node:stream'
 import { ErrorCode as NatsErrorCode, type NatsConnection, type Subscription } from 'nats'
 import { Pool } from 'undici'
 import { z } from 'zod'
+import { blockName, namesBlock, type BlockHash } from './block-hash'
 import { pieceSumsAsync } from './async-checksums'
 import { SUM_PIECE } from './checksums'
 import { coveringPieces, pieceCount, verifyPieces, type PieceSpan } from './verified-range'

@@ -37,7 +37,9 @@ export function acceptedBlockHashes(env: NodeJS.ProcessEnv = process.env): Block
 
 /** The block's name under `hash`: 64 lowercase hex digits. */
 export function blockName(data: Uint8Array, hash: BlockHash): string {
-  return hash === 'blake3' ? blake3(data).toString('hex') : createHash('sha256').update(data).digest('hex')
+  if (hash === 'sha256') return createHash('sha256').update(data).digest('hex')
+  // the binding takes Buffers only: a view of the same bytes, no copy
+  return blake3(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString('hex')
 }
 
 /**
