@@ -59,6 +59,11 @@ export interface BlockStore {
    */
   readInto(hash: string, into: Buffer, range?: ByteRange): Promise<number>
   /**
+   * Re-reads the stored copy and checks its bytes against its name (BLAKE3 or
+   * SHA-256): scrub, meta's `verify` and a PUT that finds the block stored.
+   */
+  checkCopy(hash: string): Promise<'good' | 'bad' | 'missing'>
+  /**
    * Stores `body` under `hash` once it is durable. EHASH when the bytes do not
    * hash to `hash`, EFBIG past `maxBytes`, ENOSPC when the disk is full; in every
    * failure nothing is left behind.
@@ -238,6 +243,29 @@ export class FileBlockStore implements BlockStore {
         got += bytesRead
       }
       return got
+    } finally {
+      await fh.close()
+    }
+  }
+
+  async checkCopy(hash: string): Promise<'good' | 'bad' | 'missing'> {
+    let fh: FileHandle
+    try {
+      fh = await this.openBlock(hash)
+    } catch (err) {
+      if ((err as BerthError).code === 'ENOENT') return 'missing' // deleted meanwhile
+      throw err
+    }
+    try {
+      // the size of the file opened, not of the name: a copy replaced meanwhile is read whole
+      const bytes = Buffer.allocUnsafe((await fh.stat()).size)
+      let got = 0
+      while (got < bytes.length) {
+        const { bytesRead } = await fh.read(bytes, got, bytes.length - got, got)
+        if (bytesRead === 0) break
+        got += bytesRead
+      }
+      return this.names.match(hash, bytes.subarray(0, got)) ? 'good' : 'bad'
     } finally {
       await fh.close()
     }

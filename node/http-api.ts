@@ -25,7 +25,6 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream/promises'
 import { parseChain, type BlockTarget, type NodeHttp } from '../common/block-client'
-import { BlockNameCheck } from '../common/block-hash'
 import { BerthError } from '../common/errors'
 import type { Logger } from '../common/log'
 import { deadPeerSignal } from '../common/dead-peer-signal'
@@ -136,7 +135,6 @@ export function createHttpApi(deps: HttpApiDeps): Server {
   // PUT bodies being stored and forwarded at once are at most --max-puts; keep as many
   const bodies = new BodyPool(deps.maxPuts * Math.min(deps.maxBlock, 4 * 1024 * 1024))
   const secretDigest = digest(deps.secret)
-  const names = new BlockNameCheck()
   const authorized = (req: IncomingMessage): boolean => {
     const h = req.headers.authorization
     if (typeof h !== 'string' || !h.startsWith('Bearer ')) return false
@@ -358,15 +356,7 @@ export function createHttpApi(deps: HttpApiDeps): Server {
    * bad on a node that is then chosen to receive the good one again.
    */
   async function dropCorruptCopy(hash: string): Promise<void> {
-    if (!(await deps.store.has(hash))) return
-    const pieces: Buffer[] = []
-    try {
-      for await (const chunk of await deps.store.get(hash)) pieces.push(chunk as Buffer)
-    } catch (err) {
-      if ((err as BerthError).code === 'ENOENT') return
-      throw err
-    }
-    if (names.match(hash, Buffer.concat(pieces))) return
+    if ((await deps.store.checkCopy(hash)) !== 'bad') return
     deps.log.error(`block ${hash}: stored copy is corrupt; replacing it with the uploaded bytes`)
     await deps.store.discard(hash, 'corrupt on disk; replaced by the uploaded bytes')
   }

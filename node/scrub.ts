@@ -5,7 +5,6 @@
  * repairs the block from a good copy. Meta's `verify` command runs the same
  * check on one copy on demand (a reader reported it bad).
  */
-import { BlockNameCheck, blockName } from '../common/block-hash'
 import type { Logger } from '../common/log'
 import type { BlockStore } from './block-store'
 import type { NodeMetrics } from './metrics'
@@ -17,7 +16,6 @@ export class Scrubber {
   private timer: NodeJS.Timeout | null = null
   private cursor = ''
   private stopped = false
-  private readonly names = new BlockNameCheck()
 
   constructor(
     private readonly store: BlockStore,
@@ -61,18 +59,12 @@ export class Scrubber {
 
   /** Re-hashes one copy; a corrupt one is moved to trash and reported. */
   async check(hash: string): Promise<'good' | 'bad' | 'missing'> {
-    const pieces: Buffer[] = []
-    try {
-      for await (const chunk of await this.store.get(hash)) pieces.push(chunk as Buffer)
-    } catch (err) {
-      if ((err as { code?: string }).code === 'ENOENT') return 'missing' // deleted meanwhile
-      throw err
-    }
+    const result = await this.store.checkCopy(hash)
+    if (result === 'missing') return result
     this.metrics.scrubbed.inc()
-    const bytes = Buffer.concat(pieces)
-    if (this.names.match(hash, bytes)) return 'good'
+    if (result === 'good') return result
     this.metrics.corrupt.inc()
-    const reason = `content hashes to neither BLAKE3 nor SHA-256 ${hash} (BLAKE3 ${blockName(bytes, 'blake3')})`
+    const reason = 'content hashes to neither its BLAKE3 nor its SHA-256 name'
     await this.store.discard(hash, reason)
     this.log.error(`scrub: block ${hash} is corrupt on disk (${reason}); moved this copy to trash and told meta`)
     await this.report(hash, reason)
