@@ -7,10 +7,10 @@
  * are named by SHA-256, and a BLAKE3-named block placed on that node is
  * placed around it instead of failing the write; once the node runs this
  * release, new blocks are named by BLAKE3. Scrub's check (`verify`) keeps
- * copies of either name.
+ * copies of either name, and a PUT over a copy gone bad on disk replaces it.
  */
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { request as httpRequest } from 'undici'
@@ -31,7 +31,10 @@ t.test('the hashes give the published digests, and a check accepts either name',
   // more than one BLAKE3 chunk (1 KiB) and tree level: its SIMD paths
   const big = Buffer.alloc(4 * 1024 * 1024 + 3)
   for (let i = 0; i < big.length; i++) big[i] = i % 251
-  t.equal(blockName(big, 'blake3'), blockName(Buffer.concat([big]), 'blake3'), 'deterministic')
+  const inside = Buffer.concat([Buffer.from('xx'), big, Buffer.from('yy')])
+  const view = new Uint8Array(inside.buffer, inside.byteOffset + 2, big.length)
+  t.equal(blockName(view, 'blake3'), blockName(big, 'blake3'), 'a Uint8Array view of other memory: its own bytes only')
+  t.equal(blockName(view, 'sha256'), blockName(big, 'sha256'))
   t.not(blockName(big, 'blake3'), blockName(big.subarray(1), 'blake3'))
 
   const check = new BlockNameCheck()
@@ -100,6 +103,20 @@ t.test('a cluster with a node of an older release names by SHA-256; once it is u
   for (const n of nodes.slice(0, 2)) {
     const v = await request<NodeCommandReplies['verify']>(cmd, subj.nodeCmd(n.id), { op: 'verify', hashes: [blockName(body, 'blake3'), blockName(body, 'sha256')] })
     t.match(v, n.id === n0!.id ? { bad: [], missing: [] } : { bad: [], missing: [blockName(body, 'blake3'), blockName(body, 'sha256')] }, `${n.id}: both copies good`)
+  }
+  // a PUT of a block whose stored copy went bad on disk replaces it, under either name
+  const n0dir = join(c.dir, 'node0')
+  for (const hash of ['blake3', 'sha256'] as const) {
+    const name = blockName(body, hash)
+    const file = blockPath(n0dir, name)
+    const damaged = readFileSync(file)
+    damaged[1000] = damaged[1000]! ^ 0xff
+    writeFileSync(file, damaged)
+    t.equal((await put(n0!.url, name, body)).status, 200, `${hash}: the PUT over a corrupt copy is stored`)
+    t.ok(readFileSync(blockPath(n0dir, name)).equals(body), `${hash}: the copy on disk is the uploaded bytes again`)
+    const before = statSync(file).ino
+    t.equal((await put(n0!.url, name, body)).status, 200, `${hash}: a PUT over a good copy`)
+    t.equal(statSync(file).ino, before, `${hash}: keeps it (deduplicated, not rewritten)`)
   }
   t.equal(holders(c, viaClient).length, 2, 'the SHA-256-named block is on disk twice')
   t.ok(namesBlock(viaClient, await bc.get(viaClient, named.nodes)), 'and reads back verified')
