@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8'
+
 /**
  * V8 flags every long-running berth process runs with: `berth up`'s children
  * (cli/spawn-service.ts), the mount daemon `berth mount` starts
@@ -18,6 +20,24 @@
  * line. BERTH_NODE_ARGS adds more for profiling (spawn-service).
  */
 export const NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128']
+
+/**
+ * A data node keeps WebAssembly on V8's baseline compiler (Liftoff). Its only
+ * WebAssembly is undici's HTTP parser (llhttp), which parses the replies to a
+ * node's own requests: the next replica's answer to a forwarded block, a
+ * repair copy's headers. A few hundred of those tier the parser up to
+ * TurboFan, which compiles it on a background thread for about 80-100 ms of
+ * CPU per process, competing with the data path on a small host; Liftoff's
+ * code parses a reply a few microseconds slower, nothing beside a 4 MiB
+ * block. Measured: a fresh cluster's first 1 GiB written took 0.45 CPU-s
+ * less and ran 4-7 % faster, four alternations out of four (docs/bench.md,
+ * "llhttp kept on Liftoff in data nodes"). Set at run time, before undici
+ * compiles the parser (it does so at its first connection), so that only a
+ * data node is affected: the #! line is shared by every command.
+ */
+export function wasmBaselineOnly(): void {
+  setFlagsFromString('--liftoff-only')
+}
 
 /**
  * glibc's malloc settings for the mount process, given in its environment

@@ -10,6 +10,7 @@ import { NodeHttp } from '../common/block-client'
 import { announcedProtocol, releaseName } from '../common/compat'
 import { emitEvent, logger } from '../common/log'
 import { connectNats } from '../common/nats-connect'
+import { wasmBaselineOnly } from '../common/node-flags'
 import { HEARTBEAT_MS, type Heartbeat, type NodeState } from '../common/protocol'
 import { request, subjects } from '../common/wire'
 import { FileBlockStore } from './block-store'
@@ -36,6 +37,7 @@ export async function run(argv: string[]): Promise<void> {
     process.stdout.write(HELP)
     return
   }
+  wasmBaselineOnly()
   const log = logger('node')
   const subj = subjects(cfg.cluster)
 
