@@ -29,8 +29,8 @@ export const NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128']
  * TurboFan, which compiles it on a background thread for about 80-100 ms of
  * CPU per process, competing with the data path on a small host; Liftoff's
  * code parses a reply a few microseconds slower, nothing beside a 4 MiB
- * block. Measured: a fresh cluster's first 1 GiB written took 0.45 CPU-s
- * less and ran 4-7 % faster, four alternations out of four (docs/bench.md,
+ * block. Measured on a fresh cluster's first 1 GiB written, three
+ * alternations: the three nodes took 0.13-0.33 CPU-s less (docs/bench.md,
  * "llhttp kept on Liftoff in data nodes"). Set at run time, before undici
  * compiles the parser (it does so at its first connection), so that only a
  * data node is affected: the #! line is shared by every command.
