@@ -105,6 +105,17 @@ async function writeAll(fh: FileHandle, bytes: Buffer, slice = bytes.length): Pr
   while (done < bytes.length) done += (await fh.write(bytes, done, Math.min(slice, bytes.length - done), done)).bytesWritten
 }
 
+/** Reads into all of `into` from file offset `at`, or up to the file's end; returns the bytes read. */
+async function readFully(fh: FileHandle, into: Buffer, at: number): Promise<number> {
+  let got = 0
+  while (got < into.length) {
+    const { bytesRead } = await fh.read(into, got, into.length - got, at + got)
+    if (bytesRead === 0) break
+    got += bytesRead
+  }
+  return got
+}
+
 /**
  * Page-cache writes go 1 MiB per call: one 4 MiB write cost the nodes more
  * CPU than four (docs/bench.md "One buffer per forwarded block", tried and
@@ -234,15 +245,8 @@ export class FileBlockStore implements BlockStore {
   async readInto(hash: string, into: Buffer, range?: ByteRange): Promise<number> {
     const fh = await this.openBlock(hash)
     try {
-      const start = range?.start ?? 0
       const want = Math.min(into.length, range ? range.end - range.start + 1 : into.length)
-      let got = 0
-      while (got < want) {
-        const { bytesRead } = await fh.read(into, got, want - got, start + got)
-        if (bytesRead === 0) break
-        got += bytesRead
-      }
-      return got
+      return await readFully(fh, into.subarray(0, want), range?.start ?? 0)
     } finally {
       await fh.close()
     }
@@ -259,12 +263,7 @@ export class FileBlockStore implements BlockStore {
     try {
       // the size of the file opened, not of the name: a copy replaced meanwhile is read whole
       const bytes = Buffer.allocUnsafe((await fh.stat()).size)
-      let got = 0
-      while (got < bytes.length) {
-        const { bytesRead } = await fh.read(bytes, got, bytes.length - got, got)
-        if (bytesRead === 0) break
-        got += bytesRead
-      }
+      const got = await readFully(fh, bytes, 0)
       return this.names.match(hash, bytes.subarray(0, got)) ? 'good' : 'bad'
     } finally {
       await fh.close()
