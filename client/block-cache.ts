@@ -15,6 +15,7 @@ import { SUM_PIECE } from '../common/checksums'
 import type { ChunkRef } from '../common/protocol'
 import { coveringPieces } from '../common/verified-range'
 import { logger } from '../common/log'
+import type { ChunkBuffers } from './chunk-buffers'
 import { Semaphore } from './semaphore'
 import type { BlockApi } from './stores'
 
@@ -28,6 +29,8 @@ export class BlockCache {
   /** `${hash}:${piece}` -> verified piece (the last one of a block may be short). */
   private readonly pieces: LRUCache<string, Buffer>
   private readonly prefetchSlots: Semaphore
+  /** Where evicted blocks this mount wrote go back for reuse; every block handed to a reader is lent first. */
+  private readonly buffers: ChunkBuffers | undefined
   /** Small blocks (appended slices) are latency-bound, not bandwidth-bound: more of them in flight. */
   private readonly smallPrefetchSlots = new Semaphore(16)
   /** Hashes waiting for a prefetch slot: asked again, they are not queued twice. */
@@ -38,11 +41,16 @@ export class BlockCache {
 
   constructor(
     private readonly blocks: BlockApi,
-    opts: { maxBytes: number; prefetchConcurrency?: number },
+    opts: { maxBytes: number; prefetchConcurrency?: number; buffers?: ChunkBuffers },
   ) {
+    this.buffers = opts.buffers
     this.cache = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, opts.maxBytes),
       sizeCalculation: (b) => Math.max(1, b.length),
+      // a block pushed out that no reader ever saw can hold the next chunk's writes
+      dispose: (block, _hash, reason) => {
+        if (reason === 'evict') this.buffers?.give(block)
+      },
     })
     // verified pieces of random reads get a small budget of their own (an
     // eighth of the block cache, at most 32 MiB): they churn, and must not
@@ -62,6 +70,7 @@ export class BlockCache {
     const hit = this.cache.get(ref.hash)
     if (hit) {
       this.hits++
+      this.buffers?.lend(hit)
       return Promise.resolve(hit)
     }
     this.misses++
@@ -80,7 +89,10 @@ export class BlockCache {
   async readRange(ref: ChunkRef, offset: number, length: number): Promise<Buffer> {
     if (!ref.hash) return Buffer.alloc(0)
     const hit = this.cache.get(ref.hash) ?? (await this.inflight.get(ref.hash)?.catch(() => undefined))
-    if (hit) return hit.subarray(offset, offset + length)
+    if (hit) {
+      this.buffers?.lend(hit)
+      return hit.subarray(offset, offset + length)
+    }
     const sums = ref.sums
     if (!sums || sums.length === 0) return (await this.fetch(ref.hash, ref.nodes)).subarray(offset, offset + length)
     const span = coveringPieces(sums, offset, length)

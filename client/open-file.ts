@@ -639,7 +639,7 @@ export class OpenFile {
         const up = slot.upload
         this.supersede(up)
         const end = up.from + up.body.length
-        if (whole) this.setDirty(idx, Buffer.alloc(this.chunkSize), 0, 0, undefined)
+        if (whole) this.setDirty(idx, this.wb.buffers.take(true), 0, 0, undefined)
         else this.setDirty(idx, this.copyOf(up.buf.subarray(0, end), big), end, up.from, up.base)
         continue
       }
@@ -648,13 +648,13 @@ export class OpenFile {
       const valid = view ? Math.min(viewLen, Math.max(0, this.size - idx * this.chunkSize)) : 0
       if (whole || !view || valid === 0 || (!view.hash && !view.data)) {
         if (slot?.state === ChunkState.uploaded && slot.commit.hash) this.unneeded.push(slot.commit.hash)
-        this.setDirty(idx, Buffer.alloc(whole || big ? this.chunkSize : MIN_BUFFER), 0, 0, undefined)
+        this.setDirty(idx, whole || big ? this.wb.buffers.take(whole) : Buffer.alloc(MIN_BUFFER), 0, 0, undefined)
         continue
       }
       // an append to a committed block chunk: it stays as the base, only new bytes are buffered
       const appendable = view.hash !== null && valid === viewLen
       if (appendable && !slot && at >= valid) {
-        this.setDirty(idx, Buffer.alloc(big ? this.chunkSize : bufferSize(valid, this.chunkSize)), valid, valid, view)
+        this.setDirty(idx, big ? this.wb.buffers.take() : Buffer.alloc(bufferSize(valid, this.chunkSize)), valid, valid, view)
         continue
       }
       // read-modify-write (blocks are immutable), of the whole chunk, or only of
@@ -666,7 +666,7 @@ export class OpenFile {
         base = slot.base
       }
       this.slots.set(idx, { state: ChunkState.loading })
-      const buf = Buffer.alloc(big ? this.chunkSize : bufferSize(valid, this.chunkSize))
+      const buf = big ? this.wb.buffers.take() : Buffer.alloc(bufferSize(valid, this.chunkSize))
       try {
         await this.readInto(view, from, valid, buf)
       } catch (err) {
@@ -706,7 +706,7 @@ export class OpenFile {
 
   /** A new dirty buffer holding `bytes` (sized for more writes). */
   private copyOf(bytes: Buffer, big: boolean): Buffer {
-    const buf = Buffer.alloc(big ? this.chunkSize : bufferSize(bytes.length, this.chunkSize))
+    const buf = big ? this.wb.buffers.take() : Buffer.alloc(bufferSize(bytes.length, this.chunkSize))
     bytes.copy(buf)
     return buf
   }

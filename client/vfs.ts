@@ -16,6 +16,7 @@ import { logger } from '../common/log'
 import { inheritedOwnership, isDir, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../common/modes'
 import { validateName } from '../common/names'
 import { BlockCache } from './block-cache'
+import { ChunkBuffers } from './chunk-buffers'
 import { MAX_COPY, RangeCopier } from './copy-range'
 import { MountLocks } from './locks'
 import { MetaCache } from './meta-cache'
@@ -114,6 +115,8 @@ export interface SetattrChange {
 const log = logger('client')
 const PARENTS_MAX = 100_000
 const CONTENT_SEEN_MAX = 100_000
+/** Free chunk buffers kept for reuse, at most this many bytes (and 8 buffers). */
+const CHUNK_BUFFERS_KEPT_BYTES = 32 * 1024 * 1024
 /**
  * How long releases (and late registrations of read-only opens) wait to be
  * batched. At 10 ms a shell loop of small files sent one release transaction
@@ -211,13 +214,15 @@ export class Vfs {
     this.inoPool = this.pipeline ? new InoPool(this.pipeline, opts.session) : null
     this.cache = new MetaCache({ ttlMs: opts.metaTtlMs, maxAttrs: 200_000, maxDirs: 10_000 })
     this.closed = new ClosedFiles(opts.closedFilesBytes ?? 0)
-    this.blocks = new BlockCache(blockApi, { maxBytes: opts.cacheBytes })
+    // evicted blocks this mount wrote hold its next chunks (client/chunk-buffers.ts)
+    const buffers = new ChunkBuffers(opts.chunkSize, Math.min(8, Math.max(1, Math.floor(CHUNK_BUFFERS_KEPT_BYTES / opts.chunkSize))))
+    this.blocks = new BlockCache(blockApi, { maxBytes: opts.cacheBytes, buffers })
     this.copier = new RangeCopier(this.meta, opts.session, opts.chunkSize)
     this.locks = new MountLocks(this.meta, opts.session, async (ino) => {
       const f = this.files.get(ino)
       if (f && (f.isDirty || f.hasPending)) await this.commitFile(f)
     })
-    this.wb = new Writeback(blockApi, this.blocks, { chunkSize: opts.chunkSize, maxDirtyBytes: opts.maxDirtyBytes, maxUploads: opts.maxUploads, compact: opts.compact })
+    this.wb = new Writeback(blockApi, this.blocks, { chunkSize: opts.chunkSize, maxDirtyBytes: opts.maxDirtyBytes, maxUploads: opts.maxUploads, compact: opts.compact, buffers })
   }
 
   /**

@@ -5,6 +5,7 @@
  */
 import { INLINE_MAX } from '../common/protocol'
 import type { BlockCache } from './block-cache'
+import { ChunkBuffers } from './chunk-buffers'
 import { Semaphore } from './semaphore'
 import type { BlockApi } from './stores'
 
@@ -29,10 +30,14 @@ export interface WritebackOptions {
   compact?: boolean
   /** Slices a chunk needs before the last close compacts it (default 16; the model test uses fewer). */
   compactAtClose?: number
+  /** Chunk buffers, shared with the block cache that gives evicted ones back (default: none reused). */
+  buffers?: ChunkBuffers
 }
 
 export class Writeback {
   readonly slots: Semaphore
+  /** Where whole-chunk buffers come from. */
+  readonly buffers: ChunkBuffers
   dirtyBytes = 0
   /** Chunks compacted into one block by this mount (metrics). */
   compactions = 0
@@ -44,6 +49,7 @@ export class Writeback {
     readonly opts: WritebackOptions,
   ) {
     this.slots = new Semaphore(opts.maxUploads)
+    this.buffers = opts.buffers ?? new ChunkBuffers(opts.chunkSize, 0)
   }
 
   get inlineMax(): number {

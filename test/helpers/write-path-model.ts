@@ -13,13 +13,14 @@ import { chunkLen, clipRef, extentsOf, lastHash, withSlice } from '../../common/
 import { blockName } from '../../common/block-hash'
 import { BerthError } from '../../common/errors'
 import { BlockCache } from '../../client/block-cache'
+import { ChunkBuffers } from '../../client/chunk-buffers'
 import { OpenFile } from '../../client/open-file'
 import { Writeback } from '../../client/writeback'
 import { markNotPinned, type BlockApi, type BlockPut, type MetaApi } from '../../client/stores'
 
 export const SESSION = 's1'
 /** Commits of each kind over all runs of this process (the test reports them: the paths were exercised). */
-export const stats = { appends: 0, compactions: 0, refused: 0 }
+export const stats = { appends: 0, compactions: 0, refused: 0, reused: 0, views: 0 }
 const INO = 7
 
 
@@ -243,8 +244,10 @@ export async function scenario(seed: number): Promise<string[]> {
   const cs = [8, 16, 32][w.int(3)]!
   const store = new MemBlocks(w)
   const meta = new MemMeta(w, store, cs)
-  const cache = new BlockCache(store, { maxBytes: cs * (1 + w.int(4)) })
-  const wb = new Writeback(store, cache, { chunkSize: cs, maxDirtyBytes: cs * (1 + w.int(4)), maxUploads: 1 + w.int(3), inlineMax: [0, cs / 2, cs][w.int(3)], compactAtClose: 1 + w.int(3) })
+  // a small cache evicts often, so chunk buffers are reused often (client/chunk-buffers.ts)
+  const buffers = new ChunkBuffers(cs, 1 + w.int(3))
+  const cache = new BlockCache(store, { maxBytes: cs * (1 + w.int(4)), buffers })
+  const wb = new Writeback(store, cache, { chunkSize: cs, maxDirtyBytes: cs * (1 + w.int(4)), maxUploads: 1 + w.int(3), inlineMax: [0, cs / 2, cs][w.int(3)], compactAtClose: 1 + w.int(3), buffers })
   const faulty = w.rand() < 0.5
   const errors: string[] = []
 
@@ -308,12 +311,29 @@ export async function scenario(seed: number): Promise<string[]> {
       const pos = w.int(model.length + 2)
       const len = 1 + w.int(2 * cs)
       const expected = Buffer.from(model.subarray(pos, pos + len))
-      const target = Buffer.alloc(len, 0xee)
-      run(`step ${step} read ${len}@${pos}`, f.read(target, pos, len, w.rand() < 0.5), (n) => {
-        if (n !== expected.length || !target.subarray(0, expected.length).equals(expected)) {
-          errors.push(`step ${step} read ${len}@${pos}: got ${JSON.stringify(target.subarray(0, Number(n)).toString('latin1'))}, model ${JSON.stringify(expected.toString('latin1'))}`)
-        }
-      })
+      const random = w.rand() < 0.5
+      if (w.rand() < 0.5) {
+        const target = Buffer.alloc(len, 0xee)
+        run(`step ${step} read ${len}@${pos}`, f.read(target, pos, len, random), (n) => {
+          if (n !== expected.length || !target.subarray(0, expected.length).equals(expected)) {
+            errors.push(`step ${step} read ${len}@${pos}: got ${JSON.stringify(target.subarray(0, Number(n)).toString('latin1'))}, model ${JSON.stringify(expected.toString('latin1'))}`)
+          }
+        })
+      } else {
+        // the FUSE adapter's read: a view into a cached block where one holds
+        // the bytes; looked at only after other operations ran on, since a
+        // view handed to a reader must never change (no buffer it shows is reused)
+        let scratched = false
+        const viewed = f.readOut(pos, len, random, () => ((scratched = true), Buffer.alloc(len, 0xee))).then(async (out) => {
+          if (!scratched) stats.views++
+          for (let i = 0; i < 3; i++) await w.delay()
+          return out
+        })
+        run(`step ${step} readOut ${len}@${pos}`, viewed, (v) => {
+          const out = v as Buffer
+          if (!out.equals(expected)) errors.push(`step ${step} readOut ${len}@${pos}: got ${JSON.stringify(out.toString('latin1'))}, model ${JSON.stringify(expected.toString('latin1'))}`)
+        })
+      }
     } else if (r < 0.8 && !faulty) {
       // truncate is linearized at its call like the rest; with faults it may
       // fail (it commits first), which this model does not undo, so only here
@@ -344,6 +364,7 @@ export async function scenario(seed: number): Promise<string[]> {
   f.discard()
   if (store.pins.size) errors.push(`${store.pins.size} upload pin(s) never committed nor released`)
   if (wb.dirtyBytes !== 0) errors.push(`write-back bytes ${wb.dirtyBytes} after discard`)
+  stats.reused += buffers.reused
   return [...errors, ...w.problems].map((e) => `seed ${seed} (chunk ${cs}${faulty ? ', faults' : ''}): ${e}`)
 }
 
