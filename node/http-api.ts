@@ -278,7 +278,7 @@ export function createHttpApi(deps: HttpApiDeps): Server {
    * when it stalls for putIdleMs, ECONNRESET when the uploader goes away.
    * 'data' events rather than `for await`: the async iterator's promise per
    * 64 KiB piece cost a receiving node about 60 ms of CPU per GiB more
-   * (docs/bench.md "Bodies received by 'data' events").
+   * (docs/bench.md "Chunk buffers reused; bodies received by 'data' events").
    */
   function receive(req: IncomingMessage, hash: string): Promise<{ parts: Buffer[]; size: number }> {
     return new Promise((resolve, reject) => {
