@@ -115,7 +115,7 @@ export interface SetattrChange {
 const log = logger('client')
 const PARENTS_MAX = 100_000
 const CONTENT_SEEN_MAX = 100_000
-/** Free chunk buffers kept for reuse, at most this many bytes (and 8 buffers). */
+/** Free chunk buffers kept for reuse: this many bytes of them, at least one buffer and at most 8. */
 const CHUNK_BUFFERS_KEPT_BYTES = 32 * 1024 * 1024
 /**
  * How long releases (and late registrations of read-only opens) wait to be

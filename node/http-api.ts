@@ -308,7 +308,8 @@ export function createHttpApi(deps: HttpApiDeps): Server {
       })
       req.on('end', () => settle())
       req.on('error', (err: Error) => settle(err))
-      req.on('close', () => settle(Object.assign(new Error(`PUT ${hash.slice(0, 12)}: the uploader went away mid-body`), { code: 'ECONNRESET' })))
+      // 'close' follows 'end' on every PUT: the error is built only when the body never ended
+      req.on('close', () => settled || settle(Object.assign(new Error(`PUT ${hash.slice(0, 12)}: the uploader went away mid-body`), { code: 'ECONNRESET' })))
     })
   }
 

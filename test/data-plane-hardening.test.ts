@@ -111,6 +111,24 @@ t.test('stalled uploads are dropped after the idle timeout: real writes get thro
   t.ok(r.ok, `a real write succeeds despite 45 stalled uploads (${r.ok ? `${r.ms} ms` : r.code})`)
 })
 
+t.test('an uploader that hangs up mid-body frees its slot at once, not after the idle timeout', async (t) => {
+  // one upload at a time; the idle timeout far past the test, so only the hang-up can free the slot
+  const c = await startCluster(t, { nodes: 1, replicas: 1, nodeArgs: ['--max-puts', '1', '--put-idle-ms', '120000'] })
+  const url = String(c.nodes[0]!.ready.url)
+  const { port } = new URL(url)
+  const s = connect(Number(port), '127.0.0.1')
+  s.on('error', () => undefined)
+  s.write(`PUT /v1/blocks/${sha(Buffer.from('left'))} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${c.secret}\r\ncontent-length: ${4 * MiB}\r\n\r\n`)
+  s.write(randomBytes(1 * MiB))
+  await new Promise((r) => setTimeout(r, 300))
+  s.destroy()
+  await new Promise((r) => setTimeout(r, 300))
+  const data = randomBytes(64 * 1024)
+  const res = await httpRequest(`${url}/v1/blocks/${sha(data)}`, { method: 'PUT', body: data, headers: { authorization: `Bearer ${c.secret}` } })
+  await res.body.dump()
+  t.equal(res.statusCode, 200, 'the next PUT gets the slot (503 while the left one held it)')
+})
+
 t.test('a refused PUT (503) reaches a client that is still sending its body', async (t) => {
   // one upload at a time, and a stalled one holds that slot
   const c = await startCluster(t, { nodes: 1, replicas: 1, nodeArgs: ['--max-puts', '1'] })
