@@ -979,7 +979,9 @@ export class OpenFile {
       this.wb.cache.add(h, buf)
       this.wb.compactions++
     } catch (err) {
-      if (hash) this.wb.blocks.release([hash])
+      // an upload that failed before its pin was taken has nothing to release:
+      // releasing anyway would drop a pin another upload of the same bytes holds
+      if (hash && !tookNoPin(err)) this.wb.blocks.release([hash])
       log.warn(`compaction of chunk ${idx} of inode ${this.attr.ino} failed (${codeOf(err) ?? (err as Error).message}); it stays in ${n + 1} blocks`)
     }
   }
