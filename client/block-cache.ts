@@ -31,6 +31,8 @@ export class BlockCache {
   private readonly prefetchSlots: Semaphore
   /** Where evicted blocks this mount wrote go back for reuse; every block handed to a reader is lent first. */
   private readonly buffers: ChunkBuffers | undefined
+  /** Where a fetched whole block's body goes: a pooled buffer when it is chunk-sized. */
+  private readonly into: ((size: number) => Buffer | undefined) | undefined
   /** Small blocks (appended slices) are latency-bound, not bandwidth-bound: more of them in flight. */
   private readonly smallPrefetchSlots = new Semaphore(16)
   /** Hashes waiting for a prefetch slot: asked again, they are not queued twice. */
@@ -44,10 +46,12 @@ export class BlockCache {
     opts: { maxBytes: number; prefetchConcurrency?: number; buffers?: ChunkBuffers },
   ) {
     this.buffers = opts.buffers
+    const pool = opts.buffers
+    this.into = pool ? (size) => (size === pool.size ? pool.take(true) : undefined) : undefined
     this.cache = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, opts.maxBytes),
       sizeCalculation: (b) => Math.max(1, b.length),
-      // a block pushed out that no reader ever saw can hold the next chunk's writes
+      // a block pushed out is reused for the next chunk written or fetched, once no reader looks at it
       dispose: (block, _hash, reason) => {
         if (reason === 'evict') this.buffers?.give(block)
       },
@@ -64,17 +68,31 @@ export class BlockCache {
     this.prefetchSlots = new Semaphore(opts.prefetchConcurrency ?? 4)
   }
 
-  /** The block `ref` names, from cache or from a node. */
+  /**
+   * The block `ref` names, from cache or from a node, borrowed: the caller
+   * hands it back with release() once it stopped looking at it (a block never
+   * released is never reused, client/chunk-buffers.ts).
+   */
   read(ref: ChunkRef): Promise<Buffer> {
     if (!ref.hash) return Promise.resolve(Buffer.alloc(0))
     const hit = this.cache.get(ref.hash)
     if (hit) {
       this.hits++
-      this.buffers?.lend(hit)
+      this.buffers?.borrow(hit)
       return Promise.resolve(hit)
     }
     this.misses++
-    return this.fetch(ref.hash, ref.nodes, ref.sums)
+    return this.fetch(ref.hash, ref.nodes, ref.sums).then((block) => {
+      // in the same run of promise callbacks as the fetch's end: before an
+      // eviction since then can hand the buffer out again (next turn at the earliest)
+      this.buffers?.borrow(block)
+      return block
+    })
+  }
+
+  /** A block (or a view of it) read() or readRange() gave is no longer looked at. */
+  release(block: Buffer): void {
+    this.buffers?.settle(block)
   }
 
   /**
@@ -85,16 +103,21 @@ export class BlockCache {
    * the bytes and churn the cache. A chunk without sums (written before they
    * existed) is read as a whole block, verified by its hash, and cached.
    * Fewer bytes than asked only where the verified block itself ends.
+   * Borrowed like read(): release() it.
    */
   async readRange(ref: ChunkRef, offset: number, length: number): Promise<Buffer> {
     if (!ref.hash) return Buffer.alloc(0)
     const hit = this.cache.get(ref.hash) ?? (await this.inflight.get(ref.hash)?.catch(() => undefined))
     if (hit) {
-      this.buffers?.lend(hit)
+      this.buffers?.borrow(hit)
       return hit.subarray(offset, offset + length)
     }
     const sums = ref.sums
-    if (!sums || sums.length === 0) return (await this.fetch(ref.hash, ref.nodes)).subarray(offset, offset + length)
+    if (!sums || sums.length === 0) {
+      const block = await this.fetch(ref.hash, ref.nodes)
+      this.buffers?.borrow(block)
+      return block.subarray(offset, offset + length)
+    }
     const span = coveringPieces(sums, offset, length)
     if (!span) return Buffer.alloc(0)
     const hash = ref.hash
@@ -158,7 +181,7 @@ export class BlockCache {
     const running = this.inflight.get(hash)
     if (running) return running
     const p = this.blocks
-      .get(hash, nodes, { sums })
+      .get(hash, nodes, { sums, into: this.into })
       .then((data) => {
         this.cache.set(hash, data)
         return data

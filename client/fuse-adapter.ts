@@ -291,6 +291,7 @@ export class FuseSession {
         const take = () => (scratch ??= this.reads.take(n(2)))
         return this.op('read', slot, () => v.readOut(n(1), n(2), n(3), take), (out) => {
           this.b.replyBuf(slot, out, out.length)
+          v.readReplied(out)
           if (scratch) this.reads.give(scratch)
         })
       }

@@ -322,8 +322,10 @@ export class OpenFile {
    * them all (a sequential reader inside a clean chunk, the common case) they
    * are a view into that block: no zero-fill and no copy of up to 1 MiB per
    * request. Blocks are never written once cached (every write to a chunk
-   * copies into a buffer of its own), so the view stays exact. Otherwise
-   * `scratch()` gives a buffer that read() fills.
+   * copies into a buffer of its own), so the view stays exact. Such a view is
+   * borrowed from the block cache: hand it to BlockCache.release() once replied, or its
+   * buffer is never reused (client/chunk-buffers.ts). Otherwise `scratch()`
+   * gives a buffer that read() fills.
    */
   async readOut(pos: number, len: number, random: boolean, scratch: () => Buffer): Promise<Buffer> {
     const plan = await this.lock.run(async () => {
@@ -334,8 +336,10 @@ export class OpenFile {
     })
     if (plan.one) {
       const { ref, inBlock, step } = plan.one
+      // borrowed: the caller releases the view once it has been replied (Vfs.readReplied)
       const block = await this.wb.cache.read(ref)
       if (inBlock + step <= Math.min(ref.len, block.length)) return block.subarray(inBlock, inBlock + step)
+      this.wb.cache.release(block)
       // a block shorter than its ref says: the copying path pads it with zeros
       const target = scratch()
       return target.subarray(0, await this.read(target, pos, len, random))
@@ -375,9 +379,11 @@ export class OpenFile {
           const block = await this.wb.cache.read(f.ref)
           const valid = Math.min(f.ref.len, block.length)
           copied = f.inBlock < valid ? block.copy(target, f.done, f.inBlock, Math.min(valid, f.inBlock + f.step)) : 0
+          this.wb.cache.release(block)
         } else if (f.inBlock < f.ref.len) {
           const part = await this.wb.cache.readRange(f.ref, f.inBlock, Math.min(f.step, f.ref.len - f.inBlock))
           copied = part.copy(target, f.done)
+          this.wb.cache.release(part)
         }
         if (copied < f.step) target.fill(0, f.done + copied, f.done + f.step)
       }),
@@ -558,6 +564,7 @@ export class OpenFile {
       const block = await this.wb.cache.read(f.ref)
       const valid = Math.min(f.ref.len, block.length)
       if (f.inBlock < valid) block.copy(into, f.done, f.inBlock, Math.min(valid, f.inBlock + f.step))
+      this.wb.cache.release(block)
     })
   }
 

@@ -6,7 +6,7 @@
  * Commit drops the pin; `release` drops pins of uploads that will never be
  * committed (batched, fire and forget: a pin left behind ends with the session).
  */
-import type { BlockClient } from '../common/block-client'
+import type { BlockClient, GetOptions } from '../common/block-client'
 import { logger } from '../common/log'
 import { markNotPinned, type BlockApi, type BlockPut, type MetaApi } from './stores'
 
@@ -37,7 +37,7 @@ export class PinnedBlocks implements BlockApi {
     return this.inner.nameOf(data)
   }
 
-  get(hash: string, nodes: string[], opts?: { offset?: number; length?: number; sums?: Uint8Array }): Promise<Buffer> {
+  get(hash: string, nodes: string[], opts?: GetOptions): Promise<Buffer> {
     return this.inner.get(hash, nodes, opts)
   }
 

@@ -4,6 +4,7 @@
  * The real implementations are common/meta-client.ts and common/block-client.ts.
  */
 import type { MetaOp, MetaReplies, MetaRequest } from '../common/protocol'
+import type { GetOptions } from '../common/block-client'
 
 export interface MetaApi {
   /** Contract: rejects with a BerthError whose `code` is an errno name. */
@@ -51,5 +52,5 @@ export interface BlockApi {
    * range against `sums` (the chunk's piece sums) or cut from a verified block.
    * Any listed node may serve; bad copies are skipped. Never unverified bytes.
    */
-  get(hash: string, nodes: string[], opts?: { offset?: number; length?: number; sums?: Uint8Array }): Promise<Buffer>
+  get(hash: string, nodes: string[], opts?: GetOptions): Promise<Buffer>
 }

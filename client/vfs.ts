@@ -1081,7 +1081,8 @@ export class Vfs {
    * read() for a reply written out at once (the FUSE adapter): the bytes, a
    * view into a cached block where one holds them all, else `scratch()`
    * filled (OpenFile.readOut). The result is only valid until the caller
-   * next yields.
+   * next yields; hand it to readReplied() once written out, so the block's
+   * buffer can be reused.
    */
   async readOut(fh: number, len: number, pos: number, scratch: () => Buffer): Promise<Buffer> {
     const h = this.handle(fh)
@@ -1089,6 +1090,11 @@ export class Vfs {
     const out = await this.rereadIfReplaced(h.file, () => h.file.readOut(pos, len, !stream, scratch))
     if (stream) h.file.readahead(pos + out.length, this.opts.readaheadChunks)
     return out
+  }
+
+  /** A readOut() result was written out: a cached block it showed may be reused. */
+  readReplied(out: Buffer): void {
+    this.blocks.release(out)
   }
 
   /**

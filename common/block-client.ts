@@ -109,6 +109,36 @@ async function drain(body: AsyncIterable<unknown> & { dump?: () => Promise<void>
   if (body.dump) await body.dump().catch(() => undefined)
 }
 
+/**
+ * A body of exactly `target.length` bytes, copied into `target` as it comes.
+ * undici's arrayBuffer() collects the pieces and joins them in a fresh
+ * buffer: 1 GiB of cold reads allocated 1 GiB of blocks, and V8 ran 16-18
+ * full collections for it (docs/bench.md "Fetched blocks reused").
+ */
+function bodyInto(body: Readable, target: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let at = 0
+    let settled = false
+    const done = (err?: Error) => {
+      if (settled) return
+      settled = true
+      body.off('data', onData)
+      if (err) {
+        body.destroy()
+        reject(err)
+      } else resolve(target)
+    }
+    const onData = (piece: Buffer) => {
+      if (at + piece.length > target.length) return done(new BerthError('EBADMSG', `reply body longer than its content-length ${target.length}`))
+      piece.copy(target, at)
+      at += piece.length
+    }
+    body.on('data', onData)
+    body.once('end', () => done(at === target.length ? undefined : new BerthError('EBADMSG', `reply body of ${at} bytes, content-length ${target.length}`)))
+    body.once('error', (err: Error) => done(err))
+  })
+}
+
 async function readText(body: { text(): Promise<string> }): Promise<string> {
   return (await body.text().catch(() => '')).slice(0, 300)
 }
@@ -180,7 +210,7 @@ export class NodeHttp {
    * (common/dead-peer-signal.ts: the node stopped); so does a reply that has
    * not begun within `answerMs` (ETIMEDOUT), when given.
    */
-  async get(target: BlockTarget, hash: string, range: { start: number; end?: number } | null, timeoutMs: number, signal?: AbortSignal, answerMs?: number): Promise<Buffer> {
+  async get(target: BlockTarget, hash: string, range: { start: number; end?: number } | null, timeoutMs: number, signal?: AbortSignal, answerMs?: number, into?: GetOptions['into']): Promise<Buffer> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}` }
     if (range) headers.range = `bytes=${range.start}-${range.end ?? ''}`
     const res = await this.call(target, () =>
@@ -199,7 +229,9 @@ export class NodeHttp {
       throw new BerthError(statusCode(res.statusCode), `GET ${hash.slice(0, 12)} on ${target.id}: HTTP ${res.statusCode}`)
     }
     try {
-      const buf = Buffer.from(await res.body.arrayBuffer())
+      const size = Number(res.headers['content-length'])
+      const reused = !range && into && Number.isSafeInteger(size) && size > 0 ? into(size) : undefined
+      const buf = reused ? await bodyInto(res.body, reused) : Buffer.from(await res.body.arrayBuffer())
       // A server that ignored Range sends the whole block: cut the slice here.
       if (range && res.statusCode === 200) return buf.subarray(range.start, range.end === undefined ? undefined : range.end + 1)
       return buf
@@ -306,6 +338,12 @@ export interface GetOptions {
   length?: number
   /** ChunkRef.sums; without them a range is cut from a whole block verified by SHA-256. */
   sums?: Uint8Array
+  /**
+   * Where a whole block's body of `size` bytes goes: a buffer of exactly that
+   * size the caller reuses (client/chunk-buffers.ts), or undefined for a fresh
+   * one. Its bytes count only if the get resolves with it.
+   */
+  into?: (size: number) => Buffer | undefined
 }
 
 interface Peer {
@@ -663,7 +701,7 @@ export class BlockClient {
   async get(hash: string, nodes: string[], opts: GetOptions = {}): Promise<Buffer> {
     if (!/^[0-9a-f]{64}$/.test(hash)) throw new BerthError('EINVAL', `not a block name: "${hash.slice(0, 80)}"`)
     const ranged = opts.offset !== undefined || opts.length !== undefined
-    if (!ranged) return this.fetchVerified(hash, nodes, null, wholeBlockCheck(hash, opts.sums))
+    if (!ranged) return this.fetchVerified(hash, nodes, null, wholeBlockCheck(hash, opts.sums), opts.into)
     const offset = opts.offset ?? 0
     if (opts.length === 0) return Buffer.alloc(0)
     const sums = opts.sums
@@ -684,12 +722,12 @@ export class BlockClient {
    * again until the deadline while a listed replica is still unheard or a
    * node failed in a way that may pass (no answer, reset, 5xx).
    */
-  private async fetchVerified(hash: string, nodes: string[], range: Range, check: BlockCheck): Promise<Buffer> {
+  private async fetchVerified(hash: string, nodes: string[], range: Range, check: BlockCheck, into?: GetOptions['into']): Promise<Buffer> {
     const deadline = Date.now() + this.deadlineMs
     if (this.liveNodes().size === 0) await this.waitForPeers(Math.min(HEARTBEAT_MS + 1000, this.deadlineMs))
     let backoff = RETRY_FIRST_MS
     for (;;) {
-      const got = await this.getOnce(hash, nodes, range, check, deadline)
+      const got = await this.getOnce(hash, nodes, range, check, deadline, into)
       if (got.buf) return got.buf
       if (Date.now() >= deadline) throw got.err
       // A listed replica this pass did not ask, because we had not heard from
@@ -721,7 +759,7 @@ export class BlockClient {
    * only once a good copy has been read: then the good one proves them bad (a
    * wrong checksum in meta, or a flaky network, must not condemn every copy).
    */
-  private async getOnce(hash: string, nodes: string[], range: Range, check: BlockCheck, deadline: number): Promise<{ buf?: Buffer; err?: unknown; transient?: boolean; asked: ReadonlyMap<string, string> }> {
+  private async getOnce(hash: string, nodes: string[], range: Range, check: BlockCheck, deadline: number, into?: GetOptions['into']): Promise<{ buf?: Buffer; err?: unknown; transient?: boolean; asked: ReadonlyMap<string, string> }> {
     const live = this.liveNodes()
     // the nodes this pass asks (or would have, had the deadline allowed)
     const asked: ReadonlyMap<string, string> = live
@@ -748,7 +786,7 @@ export class BlockClient {
       const watch = deadPeerSignal([id], (n) => this.isDead(n), `GET ${hash.slice(0, 12)}`)
       try {
         // every candidate is live: any after this one may serve it
-        buf = await this.http.get({ id, url }, hash, range, left, watch.signal, k < order.length - 1 ? REPLICA_ANSWER_MS : undefined)
+        buf = await this.http.get({ id, url }, hash, range, left, watch.signal, k < order.length - 1 ? REPLICA_ANSWER_MS : undefined, into)
       } catch (err) {
         const code = (err as BerthError).code
         if (code === 'EAUTH') throw err

@@ -19,7 +19,7 @@ import { encode, subjects } from '../common/wire'
 import { startCluster, type TestCluster } from './helpers/cluster'
 import { blockClient } from './helpers/lifecycle'
 
-type Answer = 'reset' | 500 | 404 | 'data'
+type Answer = 'reset' | 500 | 404 | 'data' | 'cut'
 
 /**
  * A stand-in data node holding `block`: answers GETs with `script` in order
@@ -34,6 +34,12 @@ async function standIn(t: Test, c: TestCluster, id: string, block: { hash: strin
     const answer = script.shift() ?? (req.url === `/v1/blocks/${block.hash}` ? 'data' : 404)
     const data = block.data
     if (answer === 'reset') return req.socket.destroy()
+    if (answer === 'cut') {
+      // the whole length announced, half of it sent, then the connection drops
+      res.writeHead(200, { 'content-length': String(block.data.length) })
+      res.write(block.data.subarray(0, block.data.length >> 1), () => setTimeout(() => req.socket.destroy(), 20))
+      return
+    }
     if (answer === 'data') {
       res.writeHead(200, { 'content-length': String(data.length) })
       return res.end(data)
@@ -93,6 +99,33 @@ t.test('a replica that resets or fails with 5xx is tried again; a 404 is final',
   )) as BerthError | null
   t.equal(err?.code, 'EIO', `a missing copy fails the read (${err?.message ?? 'no error'})`)
   t.equal(gone.gets(lost.hash), 1, 'the replica that said 404 was asked once')
+})
+
+t.test('a whole block lands in the buffer the caller offers; a body cut short is tried again, never returned', async (t) => {
+  const c = await startCluster(t, { nodes: 0, replicas: 1 })
+  const data = randomBytes(1 << 20)
+  const held = { data, hash: createHash('sha256').update(data).digest('hex') }
+  const flaky = await standIn(t, c, 'cutter', held, ['cut'])
+  const reader = new BlockClient(await c.connect('client'), { cluster: c.cluster, token: c.secret, replicas: 1, deadlineMs: 20_000 })
+  t.teardown(() => reader.close())
+  await reader.start()
+  for (let i = 0; i < 50 && reader.liveNodes().size < 1; i++) await new Promise((r) => setTimeout(r, 100))
+
+  const offered: Buffer[] = []
+  const into = (size: number) => {
+    const buf = Buffer.alloc(size, 0xee)
+    offered.push(buf)
+    return buf
+  }
+  const got = await reader.get(held.hash, ['cutter'], { into })
+  t.ok(got.equals(data), 'the bytes are the block')
+  t.equal(flaky.gets(held.hash), 2, 'asked again after the cut')
+  t.same(offered.map((b) => b.length), [data.length, data.length], 'a buffer offered per attempt, of the announced size')
+  t.equal(got, offered[1], 'the block is the buffer of the attempt that completed')
+  t.ok(offered[0]!.subarray(data.length >> 1).every((x) => x === 0xee), 'the cut attempt wrote nothing past what arrived')
+  const ranged = await reader.get(held.hash, ['cutter'], { offset: 5, length: 10, into })
+  t.ok(ranged.equals(data.subarray(5, 15)), 'a range is read as before')
+  t.equal(offered.length, 2, 'a range is never read into an offered buffer')
 })
 
 t.test('a replica first heard while a read asks the other nodes is asked before the read fails', async (t) => {

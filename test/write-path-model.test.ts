@@ -27,9 +27,9 @@ t.test(`${INTERLEAVINGS} random interleavings match a byte array`, async (t) => 
   const only = process.env.WRITE_PATH_SEED
   const r = only ? await runModel(Number(only), 1) : await runModel(1, INTERLEAVINGS)
   if (r.problems.length) t.comment(r.problems.join('\n'))
-  t.comment(`${r.runs} interleavings in ${r.ms} ms, ${r.failed} failed; commits: ${r.stats.appends} slice appends, ${r.stats.compactions} compactions, ${r.stats.refused} refused (EAGAIN); ${r.stats.reused} chunk buffers reused, ${r.stats.views} reads answered with a view into a cached block`)
+  t.comment(`${r.runs} interleavings in ${r.ms} ms, ${r.failed} failed; commits: ${r.stats.appends} slice appends, ${r.stats.compactions} compactions, ${r.stats.refused} refused (EAGAIN); ${r.stats.reused} chunk buffers reused, ${r.stats.fetchedInto} blocks fetched into pooled buffers, ${r.stats.views} reads answered with a view into a cached block`)
   if (!only) t.ok(r.stats.appends > 0 && r.stats.compactions > 0 && r.stats.refused > 0, 'appends, compactions and refusals were all exercised')
-  if (!only) t.ok(r.stats.reused > 0 && r.stats.views > 0, 'chunk buffers were reused and reads were answered with views')
+  if (!only) t.ok(r.stats.reused > 0 && r.stats.views > 0 && r.stats.fetchedInto > 0, 'chunk buffers were reused, blocks fetched into them, and reads answered with views')
   t.equal(r.failed, 0, 'every interleaving matches the model')
 })
 
