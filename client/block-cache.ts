@@ -29,7 +29,7 @@ export class BlockCache {
   /** `${hash}:${piece}` -> verified piece (the last one of a block may be short). */
   private readonly pieces: LRUCache<string, Buffer>
   private readonly prefetchSlots: Semaphore
-  /** Where evicted blocks this mount wrote go back for reuse; every block handed to a reader is lent first. */
+  /** Where evicted blocks go back for reuse; a block handed to a reader is borrowed until it is released. */
   private readonly buffers: ChunkBuffers | undefined
   /** Where a fetched whole block's body goes: a pooled buffer when it is chunk-sized. */
   private readonly into: ((size: number) => Buffer | undefined) | undefined
