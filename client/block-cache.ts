@@ -113,11 +113,7 @@ export class BlockCache {
       return hit.subarray(offset, offset + length)
     }
     const sums = ref.sums
-    if (!sums || sums.length === 0) {
-      const block = await this.fetch(ref.hash, ref.nodes)
-      this.buffers?.borrow(block)
-      return block.subarray(offset, offset + length)
-    }
+    if (!sums || sums.length === 0) return (await this.read(ref)).subarray(offset, offset + length)
     const span = coveringPieces(sums, offset, length)
     if (!span) return Buffer.alloc(0)
     const hash = ref.hash

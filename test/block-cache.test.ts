@@ -85,7 +85,7 @@ t.test('chunk buffers: an evicted block is reused once nobody looks at it, never
   await nextTurn()
   t.equal(buffers.held, 0, 'not back while a second reader looks at it')
   cache.release(seenTwice)
-  cache.release(seenTwice) // a reader releasing twice changes nothing
+  cache.release(seenTwice) // released once more after the last release: nothing left to undo
   t.equal(buffers.held, 0, 'not back in the turn of the last release')
   await nextTurn()
   t.equal(buffers.held, 1, 'back after the last reader released it')
