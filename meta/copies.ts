@@ -23,7 +23,7 @@ export async function badCopy(env: MetaEnv, b: MetaParsed<'badCopy'>): Promise<M
     await tx.run('DELETE FROM replicas WHERE hash = ? AND node_id = ?', [b.hash, b.node])
     await tx.run(
       'INSERT INTO suspects (hash, node_id, reason, since) VALUES (?, ?, ?, ?) ON CONFLICT (hash, node_id) DO UPDATE SET reason = excluded.reason, since = excluded.since',
-      [b.hash, b.node, b.reason, clockMs()],
+      [b.hash, b.node, b.reason, clockMs(tx)],
     )
     await enqueue(tx, [b.hash])
   })

@@ -17,7 +17,7 @@ import { handlers, type Handler } from './handlers'
 import type { MetaOp, MetaParsed, MetaReplies } from '../common/protocol'
 import { forgetOld, outcomeOf, parseRid, recall, remember, settle, type Outcome } from './requests'
 import type { Conn, Database } from './sqlite'
-import { wallClock, withClock } from './time'
+import { wallClock } from './time'
 
 type Call<Op extends MetaOp> = (req: MetaParsed<Op>) => Promise<MetaReplies[Op]>
 
@@ -152,8 +152,10 @@ export function sqliteEngine(env: MetaEnv, published: (changes: Changes) => void
     const changes = new Changes()
     changes.by = id?.client
     const handler = handlers[op] as Handler<Op>
-    const outcome = await env.db.write((tx) =>
-      withClock(clock, async (): Promise<Outcome> => {
+    const outcome = await env.db.write(async (tx): Promise<Outcome> => {
+      // the writer runs one mutation at a time: the clock on it is this one's until it ends
+      tx.clock = clock
+      try {
         const prior = id ? await recall(tx, id, op) : null
         if (prior) return prior
         // the mutation in a savepoint of its own: a refusal (errno) rolls back
@@ -171,15 +173,18 @@ export function sqliteEngine(env: MetaEnv, published: (changes: Changes) => void
         await tx.run('RELEASE request')
         if (id && remembered(op)) await remember(tx, id, op, out, clock.ms)
         return out
-      }),
-    )
+      } finally {
+        tx.clock = null
+      }
+    })
     if (outcome.ok && !changes.empty) published(changes) // a refusal's changes were rolled back
     return settle(outcome) as MetaReplies[Op]
   }
 
   async function operator<Op extends MetaOp>(op: Op, req: MetaParsed<Op>): Promise<MetaReplies[Op]> {
     const changes = new Changes()
-    const reply = await withClock(wallClock(), () => (handlers[op] as Handler<Op>)(env, req, changes))
+    // each of its transactions takes the wall clock when it reads it
+    const reply = await (handlers[op] as Handler<Op>)(env, req, changes)
     if (!changes.empty) published(changes)
     return reply
   }

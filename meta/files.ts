@@ -152,7 +152,7 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
     const row = await mustInode(tx, b.ino)
     if (isDir(row.mode)) throw fsError('EISDIR', `inode ${b.ino} is a directory`)
     if (!isReg(row.mode)) throw fsError('EINVAL', `inode ${b.ino} is not a regular file`)
-    const nowMs = clockMs()
+    const nowMs = clockMs(tx)
     // conditional refs first, so a refusal leaves nothing half applied (the savepoint rolls back anyway)
     for (const c of byIdx.values()) {
       if (!c.expect) continue
@@ -217,7 +217,7 @@ export async function commit(env: MetaEnv, b: MetaParsed<'commit'>, ch: Changes)
       return { attr: toAttr(await mustInode(tx, b.ino)) }
     }
     await clipChunks(tx, b.ino, b.size, env.chunkSize, nowMs)
-    const now = nowTs()
+    const now = nowTs(tx)
     const set = b.times?.mtime
     const mtime = set === 'now' ? now : (set ?? b.mtime ?? now)
     await tx.run('UPDATE inodes SET size = ?, gen = gen + 1, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?', [
@@ -268,7 +268,7 @@ export async function clonechunks(env: MetaEnv, b: MetaParsed<'clonechunks'>, ch
     // read the source rows first: with src = dst the ranges do not overlap, but the writes below must not see each other
     const bases = await tx.all<{ idx: number; hash: string; len: number }>('SELECT idx, hash, len FROM chunks WHERE ino = ? AND idx BETWEEN ? AND ?', [b.src, b.from, last])
     const slices = await tx.all<{ idx: number; pos: number; hash: string; len: number }>('SELECT idx, pos, hash, len FROM slices WHERE ino = ? AND idx BETWEEN ? AND ?', [b.src, b.from, last])
-    const nowMs = clockMs()
+    const nowMs = clockMs(tx)
     const shift = b.to - b.from
     const dstLast = b.to + b.count - 1
     // the destination's chunks in the range go, as a commit replacing them would drop them
@@ -289,7 +289,7 @@ export async function clonechunks(env: MetaEnv, b: MetaParsed<'clonechunks'>, ch
     for (const o of oldBases) await unrefBlock(tx, o.hash, nowMs)
     for (const o of oldSlices) await unrefBlock(tx, o.hash, nowMs)
     await clipChunks(tx, b.dst, b.size, cs, nowMs)
-    const now = nowTs()
+    const now = nowTs(tx)
     const mtime = b.mtime ?? now
     await tx.run('UPDATE inodes SET size = ?, gen = gen + 1, mtime_s = ?, mtime_ns = ?, ctime_s = ?, ctime_ns = ? WHERE ino = ?', [b.size, mtime[0], mtime[1], now[0], now[1], b.dst])
     ch.ino(b.dst)
@@ -300,7 +300,7 @@ export async function clonechunks(env: MetaEnv, b: MetaParsed<'clonechunks'>, ch
 async function releaseOne(tx: Conn, session: string, ino: number, ch: Changes): Promise<void> {
   await tx.run('UPDATE open_files SET count = count - 1 WHERE session = ? AND ino = ?', [session, ino])
   await tx.run('DELETE FROM open_files WHERE session = ? AND ino = ? AND count <= 0', [session, ino])
-  if (await freeIfUnused(tx, ino, clockMs())) ch.ino(ino)
+  if (await freeIfUnused(tx, ino, clockMs(tx))) ch.ino(ino)
 }
 
 export async function release(env: MetaEnv, b: MetaParsed<'release'>, ch: Changes): Promise<MetaReplies['release']> {
@@ -328,7 +328,7 @@ export async function release(env: MetaEnv, b: MetaParsed<'release'>, ch: Change
 export async function pin(env: MetaEnv, b: MetaParsed<'pin'>): Promise<MetaReplies['pin']> {
   await env.db.write(async (tx) => {
     await ensureSession(tx, b.session)
-    const nowMs = clockMs()
+    const nowMs = clockMs(tx)
     for (const hash of b.hashes) {
       await tx.run('INSERT INTO blocks (hash, refs, size, zero_since) VALUES (?, 0, 0, NULL) ON CONFLICT (hash) DO UPDATE SET zero_since = NULL', [hash])
       await tx.run('INSERT INTO pins (hash, session, since, count) VALUES (?, ?, ?, 1) ON CONFLICT (hash, session) DO UPDATE SET since = excluded.since, count = count + 1', [
@@ -363,7 +363,7 @@ async function dropPins(tx: Conn, session: string, hashes: string[], nowMs: numb
 /** One release per listed hash: list a hash twice to release two uploads of it. */
 export async function unpin(env: MetaEnv, b: MetaParsed<'unpin'>): Promise<MetaReplies['unpin']> {
   await env.db.write(async (tx) => {
-    const nowMs = clockMs()
+    const nowMs = clockMs(tx)
     for (const hash of b.hashes) {
       await releasePin(tx, hash, b.session)
       await startGraceIfFree(tx, hash, nowMs)
@@ -379,12 +379,12 @@ async function endSession(tx: Conn, id: string, ch: Changes): Promise<void> {
     tx,
     id,
     pinned.map((p) => p.hash),
-    clockMs(),
+    clockMs(tx),
   )
   await tx.run('DELETE FROM open_files WHERE session = ?', [id])
   await dropSessionLocks(tx, id, ch)
   await tx.run('DELETE FROM sessions WHERE id = ?', [id])
-  const nowMs = clockMs()
+  const nowMs = clockMs(tx)
   for (const h of held) if (await freeIfUnused(tx, h.ino, nowMs)) ch.ino(h.ino)
 }
 
@@ -395,11 +395,11 @@ export async function sessionEnd(env: MetaEnv, b: MetaParsed<'sessionEnd'>, ch: 
 
 /** Ends every session whose lease ran out; returns how many. */
 export async function expireSessions(env: MetaEnv, ch: Changes): Promise<number> {
-  const expired = await env.db.read.all<{ id: string }>('SELECT id FROM sessions WHERE expires < ? LIMIT 1000', [clockMs()])
+  const expired = await env.db.read.all<{ id: string }>('SELECT id FROM sessions WHERE expires < ? LIMIT 1000', [clockMs(null)])
   for (const s of expired) {
     await env.db.write(async (tx) => {
       // Renewed since we looked? Then it stays.
-      const still = await tx.get('SELECT 1 AS x FROM sessions WHERE id = ? AND expires < ?', [s.id, clockMs()])
+      const still = await tx.get('SELECT 1 AS x FROM sessions WHERE id = ? AND expires < ?', [s.id, clockMs(tx)])
       if (still) await endSession(tx, s.id, ch)
     })
   }

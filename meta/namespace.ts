@@ -38,7 +38,7 @@ const resolveTime = (t: Timespec | 'now' | undefined, now: Timespec) => (t === '
 export async function setattr(env: MetaEnv, b: Req<'setattr'>, ch: Changes): Promise<MetaReplies['setattr']> {
   return env.db.write(async (tx) => {
     const row = await mustInode(tx, b.ino)
-    const now = nowTs()
+    const now = nowTs(tx)
     const next: InodeRow = { ...row, ctime_s: now[0], ctime_ns: now[1] }
     if (b.mode !== undefined) {
       next.mode = (row.mode & S_IFMT) | (b.mode & PERM_BITS)
@@ -50,7 +50,7 @@ export async function setattr(env: MetaEnv, b: Req<'setattr'>, ch: Changes): Pro
       if (isDir(row.mode)) throw fsError('EISDIR', 'cannot truncate a directory')
       if (!isReg(row.mode)) throw fsError('EINVAL', 'only regular files have a size to set')
       if (b.size < row.size) {
-        await clipChunks(tx, row.ino, b.size, env.chunkSize, clockMs())
+        await clipChunks(tx, row.ino, b.size, env.chunkSize, clockMs(tx))
         next.alloc = (await tx.get<{ alloc: number }>('SELECT alloc FROM inodes WHERE ino = ?', [row.ino]))?.alloc ?? 0
       }
       if (b.size !== row.size) next.gen = row.gen + 1
@@ -89,7 +89,7 @@ async function create(
   if ((await entryIno(tx, parent, name)) !== undefined) throw fsError('EEXIST', `"${name}" exists`)
   const spec = make(p)
   const own = inheritedOwnership(p, spec.gid, spec.mode)
-  const now = nowTs()
+  const now = nowTs(tx)
   // the umask, or the directory's default ACL instead (common/acl.ts)
   const dflt = p.acl & HAS_DEFAULT_ACL ? await readAcl(tx, parent, ACL_DEFAULT) : null
   const acls = aclCreate(own.mode, spec.umask ?? 0, dflt, isDir(own.mode), isLnk(own.mode))
@@ -158,14 +158,14 @@ export async function readlink(env: MetaEnv, b: Req<'readlink'>): Promise<MetaRe
 /** Removes one link to a non-directory; the inode goes when unused (freeIfUnused). */
 async function dropLink(tx: Conn, row: InodeRow, now: Timespec, ch: Changes): Promise<void> {
   // the last link of an inode nobody holds open: it is deleted, not updated first
-  if (!(await freeIfUnused(tx, row.ino, clockMs(), row.nlink - 1))) await relink(tx, row.ino, -1, now)
+  if (!(await freeIfUnused(tx, row.ino, clockMs(tx), row.nlink - 1))) await relink(tx, row.ino, -1, now)
   ch.ino(row.ino)
 }
 
 /** Removes an (empty) directory inode whose entry was already deleted; the caller drops the parent's link. */
 async function dropDir(tx: Conn, row: InodeRow, ch: Changes): Promise<void> {
   await tx.run('UPDATE inodes SET nlink = 0 WHERE ino = ?', [row.ino])
-  await freeIfUnused(tx, row.ino, clockMs(), 0)
+  await freeIfUnused(tx, row.ino, clockMs(tx), 0)
   ch.ino(row.ino)
   ch.dir(row.ino)
 }
@@ -176,7 +176,7 @@ export async function unlink(env: MetaEnv, b: Req<'unlink'>, ch: Changes): Promi
     const p = await mustDir(tx, b.parent)
     const row = await mustEntry(tx, b.parent, name)
     if (isDir(row.mode)) throw fsError('EISDIR', `"${name}" is a directory`)
-    const now = nowTs()
+    const now = nowTs(tx)
     await deleteEntry(tx, b.parent, name)
     await touchDir(tx, b.parent, now)
     await dropLink(tx, row, now, ch)
@@ -195,7 +195,7 @@ export async function rmdir(env: MetaEnv, b: Req<'rmdir'>, ch: Changes): Promise
     if (!isDir(row.mode)) throw fsError('ENOTDIR', `"${name}" is not a directory`)
     if (row.ino === ROOT_INO) throw fsError('EBUSY', 'cannot remove the root')
     if (!(await isEmptyDir(tx, row.ino))) throw fsError('ENOTEMPTY', `"${name}" is not empty`)
-    const now = nowTs()
+    const now = nowTs(tx)
     await deleteEntry(tx, b.parent, name)
     await touchDir(tx, b.parent, now, -1)
     await dropDir(tx, row, ch)
@@ -262,7 +262,7 @@ export async function link(env: MetaEnv, b: Req<'link'>, ch: Changes): Promise<M
     if (row.nlink <= 0) throw fsError('ENOENT', `inode ${b.ino} was removed`)
     const p = await mustDir(tx, b.newParent)
     if ((await entryIno(tx, b.newParent, name)) !== undefined) throw fsError('EEXIST', `"${name}" exists`)
-    const now = nowTs()
+    const now = nowTs(tx)
     await insertEntry(tx, b.newParent, name, row.ino)
     await relink(tx, row.ino, 1, now)
     await touchDir(tx, b.newParent, now)
@@ -309,7 +309,7 @@ async function renameIn(tx: Conn, b: Req<'rename'>, name: string, newName: strin
     const src = await mustEntry(tx, b.parent, name)
     const dstIno = await entryIno(tx, b.newParent, newName)
     const dst = dstIno === undefined ? undefined : await mustInode(tx, dstIno)
-    const now = nowTs()
+    const now = nowTs(tx)
     const moved = b.parent !== b.newParent
     ch.dir(b.parent, b.newParent)
     ch.ino(b.parent, b.newParent, src.ino)

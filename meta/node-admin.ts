@@ -26,7 +26,7 @@ async function rowsOn(c: Conn, node: string): Promise<number> {
 
 async function setState(env: MetaEnv, node: string, state: NodeAdminState | null, also?: (tx: Conn) => Promise<void>): Promise<void> {
   await env.db.write(async (tx) => {
-    if (state) await tx.run('INSERT INTO node_admin (id, state, since) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state, since = excluded.since', [node, state, clockMs()])
+    if (state) await tx.run('INSERT INTO node_admin (id, state, since) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state, since = excluded.since', [node, state, clockMs(tx)])
     else await tx.run('DELETE FROM node_admin WHERE id = ?', [node])
     if (also) await also(tx)
   })

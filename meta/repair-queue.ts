@@ -19,14 +19,14 @@ export interface QueueEntry {
 }
 
 /** Queues blocks (again); a queued block becomes due now and unparked. */
-export async function enqueue(tx: Conn, hashes: Iterable<string>, now = clockMs()): Promise<void> {
+export async function enqueue(tx: Conn, hashes: Iterable<string>, now = clockMs(tx)): Promise<void> {
   for (const h of hashes) {
     await tx.run('INSERT INTO repair_queue (hash, since, parked) VALUES (?, ?, 0) ON CONFLICT (hash) DO UPDATE SET since = excluded.since, parked = 0', [h, now])
   }
 }
 
 /** Queues every block with a row on `node`; returns how many. */
-export async function enqueueNode(tx: Conn, node: string, now = clockMs()): Promise<number> {
+export async function enqueueNode(tx: Conn, node: string, now = clockMs(tx)): Promise<number> {
   const r = await tx.run(
     `INSERT INTO repair_queue (hash, since, parked) SELECT hash, ?, 0 FROM replicas WHERE node_id = ?
      ON CONFLICT (hash) DO UPDATE SET since = excluded.since, parked = 0`,
@@ -55,7 +55,7 @@ export async function park(tx: Conn, e: QueueEntry): Promise<void> {
 }
 
 /** Could not be handled now (no source or target answered): back of the line. */
-export async function retryLater(tx: Conn, e: QueueEntry, now = clockMs()): Promise<void> {
+export async function retryLater(tx: Conn, e: QueueEntry, now = clockMs(tx)): Promise<void> {
   await tx.run('UPDATE repair_queue SET since = ? WHERE hash = ? AND since = ?', [now, e.hash, e.since])
 }
 

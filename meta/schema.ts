@@ -70,7 +70,7 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
       ) WITHOUT ROWID;
       CREATE INDEX open_files_ino ON open_files (ino);
     `)
-    const [s, ns] = nowTs()
+    const [s, ns] = nowTs(null)
     await c.run(
       `INSERT INTO inodes (ino, mode, nlink, uid, gid, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns)
        VALUES (?, ?, 2, 0, 0, ?, ?, ?, ?, ?, ?)`,

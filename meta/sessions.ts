@@ -31,7 +31,7 @@ export const DEFAULT_SESSION_TTL_MS = 60_000
  * its lease was registered, so its expiry frees what it holds.
  */
 export async function ensureSession(tx: Conn, session: string): Promise<void> {
-  await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [session, '', clockMs() + DEFAULT_SESSION_TTL_MS])
+  await tx.run('INSERT INTO sessions (id, host, expires) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING', [session, '', clockMs(tx) + DEFAULT_SESSION_TTL_MS])
 }
 
 /** Drops every lock of a session that ended, expired or was restored (meta/locks.ts); waiters on those inodes are told. */
@@ -51,7 +51,7 @@ async function nextEpoch(tx: Conn): Promise<number> {
 export async function session(env: MetaEnv, b: MetaParsed<'session'>): Promise<MetaReplies['session']> {
   return env.db.write(async (tx) => {
     const row = await tx.get<{ epoch: number }>('SELECT epoch FROM sessions WHERE id = ?', [b.session])
-    const expires = clockMs() + b.ttlMs
+    const expires = clockMs(tx) + b.ttlMs
     if (b.epoch !== undefined) {
       if (!row || row.epoch !== b.epoch) {
         throw fsError('ESTALE', `session ${b.session} epoch ${b.epoch} ${row ? `was replaced (now epoch ${row.epoch})` : 'expired'}: restore its open files`)
@@ -76,7 +76,7 @@ export async function sessionRestore(env: MetaEnv, b: MetaParsed<'sessionRestore
     const epoch = !b.first && row && row.epoch > 0 ? row.epoch : await nextEpoch(tx)
     await tx.run(
       'INSERT INTO sessions (id, host, expires, epoch, ttl_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET host = excluded.host, expires = excluded.expires, epoch = excluded.epoch, ttl_ms = excluded.ttl_ms',
-      [b.session, b.host, clockMs() + b.ttlMs, epoch, b.ttlMs],
+      [b.session, b.host, clockMs(tx) + b.ttlMs, epoch, b.ttlMs],
     )
     const before = b.first ? await tx.all<{ ino: number }>('SELECT ino FROM open_files WHERE session = ?', [b.session]) : []
     if (b.first) await tx.run('DELETE FROM open_files WHERE session = ?', [b.session])
@@ -92,7 +92,7 @@ export async function sessionRestore(env: MetaEnv, b: MetaParsed<'sessionRestore
       await tx.run('INSERT INTO open_files (session, ino, count) VALUES (?, ?, ?) ON CONFLICT (session, ino) DO UPDATE SET count = count + excluded.count', [b.session, o.ino, o.count])
     }
     // registrations the client no longer holds: release them now
-    for (const r of before) if (await freeIfUnused(tx, r.ino, clockMs())) ch.ino(r.ino)
+    for (const r of before) if (await freeIfUnused(tx, r.ino, clockMs(tx))) ch.ino(r.ino)
     return { epoch, lost }
   })
 }
@@ -104,7 +104,7 @@ export async function sessionRestore(env: MetaEnv, b: MetaParsed<'sessionRestore
  * not have received.
  */
 export async function graceSessions(env: MetaEnv): Promise<number> {
-  const now = clockMs()
+  const now = clockMs(null)
   const r = await env.db.write((tx) => tx.run('UPDATE sessions SET expires = ? + ttl_ms WHERE expires < ? + ttl_ms', [now, now]))
   return r.changes
 }

@@ -25,6 +25,7 @@ import BetterSqlite3 from 'better-sqlite3'
 import { Checkpointer, WAL_BACKSTOP_BYTES, WAL_BACKSTOP_PAGES, type CheckpointerStats } from './checkpointer'
 import { ScanReader } from './scan-reader'
 import { bindable } from './sql-bind'
+import type { MutationClock } from './time'
 
 export type SqlValue = string | number | bigint | Buffer | Uint8Array | null
 export type Params = SqlValue[]
@@ -50,6 +51,11 @@ export class Conn {
    * (meta/log/: a replicated group carries the writes, with every value bound).
    */
   capture: Write[] | null = null
+  /**
+   * The time of the mutation running on this connection (meta/time.ts): set
+   * by the engine around each mutation on the writer, null otherwise.
+   */
+  clock: MutationClock | null = null
 
   constructor(readonly db: BetterSqlite3.Database) {}
 

@@ -4,11 +4,18 @@
  * A mutation must give the same result wherever it is applied (the leader now,
  * a replica later, docs/meta.md#replication), so it never reads the wall clock
  * itself: the engine stamps each mutation with one time when it accepts it
- * (`MutationClock`) and runs the handler inside `withClock`; nowTs()/clockMs()
- * then return that stamp (clockMs() in ms). Outside a mutation (maintenance timers, reads) they
- * return the wall clock.
+ * (`MutationClock`) and sets it on the transaction the handler runs in
+ * (`Conn.clock`, meta/sqlite.ts); nowTs(tx)/clockMs(tx) then return that stamp
+ * (clockMs in ms). Outside a mutation (maintenance timers, reads: a connection
+ * without a clock, or null) they return the wall clock.
+ *
+ * The stamp travels on the transaction rather than in an AsyncLocalStorage:
+ * on Node 20 AsyncLocalStorage turns on V8's promise hooks for the whole
+ * process, and meta creates several promises per statement; the hooks took
+ * about 4 % of meta's CPU under a stream of creates (docs/bench.md). The
+ * writer runs one mutation at a time (meta/sqlite.ts), so the clock on it is
+ * always the running mutation's.
  */
-import { AsyncLocalStorage } from 'node:async_hooks'
 import type { Timespec } from '../common/protocol'
 
 /** Wall clock anchored once, advanced by the monotonic clock: ns resolution. */
@@ -21,22 +28,22 @@ export interface MutationClock {
   readonly ms: number
 }
 
-const current = new AsyncLocalStorage<MutationClock>()
+/** What may carry a mutation's clock: the transaction it runs in. */
+export interface Clocked {
+  readonly clock: MutationClock | null
+}
 
 export function wallClock(): MutationClock {
   const ns = base + process.hrtime.bigint()
   return { ts: [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)], ms: Number(ns / 1_000_000n) }
 }
 
-/** Runs `fn` (and everything it awaits) with `clock` as the time. */
-export function withClock<T>(clock: MutationClock, fn: () => T): T {
-  return current.run(clock, fn)
+/** The time of the mutation running in `tx`, or the wall clock outside one. */
+export function nowTs(tx: Clocked | null): Timespec {
+  return (tx?.clock ?? wallClock()).ts
 }
 
-export function nowTs(): Timespec {
-  return (current.getStore() ?? wallClock()).ts
-}
-
-export function clockMs(): number {
-  return (current.getStore() ?? wallClock()).ms
+/** The same in ms. */
+export function clockMs(tx: Clocked | null): number {
+  return (tx?.clock ?? wallClock()).ms
 }

@@ -35,7 +35,7 @@ export async function setxattr(env: MetaEnv, b: MetaParsed<'setxattr'>, ch: Chan
     if (isAclName(name)) {
       // the kernel's set_acl takes no flags: an ACL is set or replaced
       await setAclXattr(tx, row, name, b.value)
-      await touchCtime(tx, b.ino, nowTs())
+      await touchCtime(tx, b.ino, nowTs(tx))
       return
     }
     const exists = (await tx.get('SELECT 1 AS x FROM xattrs WHERE ino = ? AND name = ?', [b.ino, name])) !== undefined
@@ -46,7 +46,7 @@ export async function setxattr(env: MetaEnv, b: MetaParsed<'setxattr'>, ch: Chan
       name,
       Buffer.from(b.value),
     ])
-    await touchCtime(tx, b.ino, nowTs())
+    await touchCtime(tx, b.ino, nowTs(tx))
   })
   ch.ino(b.ino)
   return {}
@@ -66,12 +66,12 @@ export async function removexattr(env: MetaEnv, b: MetaParsed<'removexattr'>, ch
       // the mode stays as it is (the mask's bits are its group bits), as on a local disk
       if (!(row.acl & aclBit(name))) throw fsError('ENODATA', `no ${name === ACL_ACCESS ? 'access' : 'default'} ACL`)
       await writeAcl(tx, b.ino, name, null)
-      await touchCtime(tx, b.ino, nowTs())
+      await touchCtime(tx, b.ino, nowTs(tx))
       return
     }
     const r = await tx.run('DELETE FROM xattrs WHERE ino = ? AND name = ?', [b.ino, name])
     if (r.changes === 0) throw fsError('ENODATA', `no xattr "${name}"`)
-    await touchCtime(tx, b.ino, nowTs())
+    await touchCtime(tx, b.ino, nowTs(tx))
   })
   ch.ino(b.ino)
   return {}

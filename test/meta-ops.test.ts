@@ -76,6 +76,9 @@ t.test('metadata operations', async (t) => {
     t.equal(f.size, 0)
     t.same((await m.call('lookup', { parent: d.ino, name: 'f' })).attr, f)
     t.same(await getattr(f.ino), f)
+    // the new file's times and the directory's new mtime and ctime are one instant, as on a local disk
+    const dAfter = await getattr(d.ino)
+    for (const when of [f.atime, f.mtime, f.ctime, dAfter.ctime]) t.same(when, dAfter.mtime, 'one instant for the file and its directory')
     await t.rejects(mkfile(d.ino, 'f'), code('EEXIST'))
     await t.rejects(mkdir(d.ino, 'f'), code('EEXIST'))
     await t.rejects(m.call('lookup', { parent: d.ino, name: 'nope' }), code('ENOENT'))
