@@ -170,6 +170,18 @@ t.test('metadata operations', async (t) => {
     t.same((await m.call('chunks', { ino: f.ino })).chunks, [], 'a null hash makes a hole')
     await commit({ ino: f.ino, session: s, size: 10, chunks: [{ idx: 0, hash: hash(1), len: 100, nodes: ['a'] }, { idx: 3, hash: hash(3), len: 100, nodes: ['a'] }] })
     t.same((await m.call('chunks', { ino: f.ino })).chunks.map((c) => [c.idx, c.len]), [[0, 10]], 'chunks past size dropped and clipped')
+    // a file's first commit (gen 0) has no old rows to replace (meta/files.ts), but is clipped all the same
+    const fresh = await mkfile(ROOT_INO, uniq('cm'))
+    await commit({ ino: fresh.ino, session: s, size: 10, chunks: [{ idx: 0, hash: hash(1), len: 100, nodes: ['a'] }, { idx: 3, hash: hash(3), len: 100, nodes: ['a'] }] })
+    t.same((await m.call('chunks', { ino: fresh.ino })).chunks.map((c) => [c.idx, c.len]), [[0, 10]], 'a first commit: chunks past size dropped and clipped')
+    const fresh2 = await mkfile(ROOT_INO, uniq('cm'))
+    const cs = 4 * 1024 * 1024
+    await commit({ ino: fresh2.ino, session: s, size: cs + 7, chunks: [{ idx: 0, hash: hash(1), len: cs, nodes: ['a'] }, { idx: 1, hash: hash(4), len: 7, nodes: ['a'] }] })
+    const kept = (await m.call('chunks', { ino: fresh2.ino })).chunks
+    t.same(kept.map((c) => [c.idx, c.len]), [[0, cs], [1, 7]], 'a first commit within its size keeps every chunk whole')
+    await commit({ ino: fresh2.ino, session: s, size: 3, chunks: [] })
+    t.same((await m.call('chunks', { ino: fresh2.ino })).chunks.map((c) => [c.idx, c.len]), [[0, 3]], 'the next commit replaces and clips what the first one wrote')
+    await m.call('release', { ino: fresh2.ino, session: s })
     const dir = await mkdir(ROOT_INO, uniq('cmd'))
     await t.rejects(commit({ ino: dir.ino, session: s, size: 1, chunks: [] }), code('EISDIR'))
     await t.rejects(commit({ ino: 999999, session: s, size: 1, chunks: [] }), code('ENOENT'))
