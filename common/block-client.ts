@@ -32,6 +32,7 @@ import { SUM_PIECE } from './checksums'
 import { coveringPieces, pieceCount, verifyPieces, type PieceSpan } from './verified-range'
 import { BerthError, isErrorCode, type ErrorCode } from './errors'
 import { deadPeerSignal } from './dead-peer-signal'
+import { replyMux } from './reply-mux'
 import { blockHash, CHAIN_HEADER, HEARTBEAT_MS, heardButDead, heartbeat, NODE_DEAD_MS, seenAt, type Heartbeat, type PlaceReply, type PutReply } from './protocol'
 import { encode, parseBody, request, subjects, SUBJECT_TOKEN, unwrap, type Subjects } from './wire'
 
@@ -476,9 +477,9 @@ export class BlockClient {
       if (direct) {
         asked.add(direct)
         try {
-          // a publish NATS refuses fails this at once (nats.js matches the server's permission
-          // error to the pending request): that is how an older nats.conf is told apart
-          const msg = await this.nc.request(this.subjects.placeAt(direct), encode(body), { timeout: timeoutMs })
+          // a publish NATS refuses fails this at once (common/reply-mux.ts matches the server's
+          // permission error to the pending request): that is how an older nats.conf is told apart
+          const msg = await replyMux(this.nc).request(this.subjects.placeAt(direct), encode(body), timeoutMs)
           return unwrap<PlaceReply>(msg.data)
         } catch (err) {
           const code = (err as { code?: string }).code

@@ -4,6 +4,7 @@
  * BERTH_NATS_CREDS), never from code; user:pass in the URL works too.
  */
 import { trackConnection } from './nats-state'
+import { setInboxPrefix } from './reply-mux'
 import { readFileSync } from 'node:fs'
 import { connect, credsAuthenticator, type NatsConnection } from 'nats'
 import { BerthError } from './errors'
@@ -87,6 +88,7 @@ export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
     }
     authenticator = credsAuthenticator(creds)
   }
+  const inboxPrefix = s.inboxPrefix || inboxPrefixFor(s.user || userInUrl(listed))
   try {
     const nc = await connect({
       servers,
@@ -95,7 +97,7 @@ export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
       pass: pass || undefined,
       token: token || undefined,
       authenticator,
-      inboxPrefix: s.inboxPrefix || inboxPrefixFor(s.user || userInUrl(listed)),
+      inboxPrefix,
       timeout: s.connectTimeoutMs ?? 10_000,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
@@ -112,6 +114,7 @@ export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
       noRandomize: true,
     })
     trackConnection(nc)
+    setInboxPrefix(nc, inboxPrefix)
     return nc
   } catch (err) {
     const code = (err as { code?: string }).code ?? ''

@@ -8,6 +8,7 @@
  * decoded or fails its schema gets `EBADMSG`; the server keeps running.
  */
 import { whenConnected } from './nats-state'
+import { replyMux } from './reply-mux'
 import { Packr } from 'msgpackr'
 import { ErrorCode as NatsErrorCode, type Msg, type NatsConnection, type Subscription } from 'nats'
 import type { ZodType } from 'zod'
@@ -242,7 +243,7 @@ export async function request<T>(nc: NatsConnection, to: string | RequestRoute, 
     const attemptMs = Math.max(50, Math.min(timeoutMs, left))
     let msg: Msg
     try {
-      const reply = await attempt(nc.request(subject, data, { timeout: attemptMs }), route, subject, attemptMs)
+      const reply = await attempt(replyMux(nc).request(subject, data, attemptMs), route, subject, attemptMs)
       if (reply === 'moved') continue
       msg = reply
     } catch (err) {
