@@ -15,12 +15,13 @@
  *   empty message carrying status 503 (the connection announces headers and
  *   no_responders, as nats.js does by default);
  * - PERMISSIONS_VIOLATION: the server refused the publish (reported on the
- *   connection's status; the request fails at once instead of timing out);
+ *   connection's status) or the inbox subscription (every waiting request
+ *   fails, and the next one subscribes again): at once, not at the timeout;
  * - CONNECTION_CLOSED: the connection closed while the request waited.
  * A publish that throws (a bad subject, a payload over the server's limit)
  * rejects with nats.js's own error.
  */
-import { createInbox, ErrorCode, NatsError, type Msg, type NatsConnection, type Subscription } from 'nats'
+import { createInbox, ErrorCode, NatsError, type Msg, type NatsConnection } from 'nats'
 
 interface Pending {
   readonly subject: string
@@ -42,20 +43,18 @@ export class ReplyMux {
   private readonly pending = new Map<string, Pending>()
   /** `<inbox>.`: a request's reply subject is this and its token. */
   private readonly base: string
-  private readonly sub: Subscription
   private next = 0
-  private closed = false
 
   constructor(private readonly nc: NatsConnection, inboxPrefix: string) {
     this.base = `${createInbox(inboxPrefix)}.`
-    this.sub = nc.subscribe(`${this.base}*`, { callback: (err, msg) => this.deliver(err, msg) })
+    nc.subscribe(`${this.base}*`, { callback: (err, msg) => this.deliver(err, msg) })
     void nc.closed().then(() => this.failAll(natsError(ErrorCode.ConnectionClosed, 'connection closed')))
-    void this.followStatus()
+    void this.followRefusedPublishes()
   }
 
   /** Publishes `data` to `subject` and resolves with the first reply, or rejects after `timeoutMs`. */
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Msg> {
-    if (this.closed) return Promise.reject(natsError(ErrorCode.ConnectionClosed, 'connection closed'))
+    // on a closed connection publish() throws CONNECTION_CLOSED, which rejects below
     const token = (this.next++).toString(36)
     return new Promise<Msg>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -86,7 +85,9 @@ export class ReplyMux {
 
   private deliver(err: NatsError | null, msg: Msg): void {
     if (err) {
-      // the subscription itself failed (refused by the server's permissions, or closed)
+      // the server refused the subscription and nats.js closed it: what waits
+      // fails now, and the next request makes a new mux, as nats.js remakes its own
+      if (muxes.get(this.nc) === this) muxes.delete(this.nc)
       this.failAll(err)
       return
     }
@@ -98,25 +99,24 @@ export class ReplyMux {
   }
 
   private failAll(err: Error): void {
-    if (err instanceof NatsError && err.code === ErrorCode.ConnectionClosed) this.closed = true
     for (const token of [...this.pending.keys()]) this.settle(token)?.reject(err)
   }
 
-  /** A publish the server refused fails the oldest request to that subject at once (nats.js does the same). */
-  private async followStatus(): Promise<void> {
+  /**
+   * A publish the server refused fails the oldest request to that subject at
+   * once (nats.js does the same). A refused subscription needs nothing here:
+   * nats.js hands it to the subscription's callback (deliver).
+   */
+  private async followRefusedPublishes(): Promise<void> {
     try {
       for await (const s of this.nc.status()) {
-        if (s.type !== 'error' || s.data !== ErrorCode.PermissionsViolation) continue
-        const ctx = s.permissionContext
-        if (ctx?.operation === 'subscription' && ctx.subject === this.sub.getSubject()) {
-          this.failAll(natsError(ErrorCode.PermissionsViolation, `permissions violation: subscription to ${ctx.subject}`))
-        } else if (ctx?.operation === 'publish') {
-          for (const [token, p] of this.pending) {
-            if (p.subject !== ctx.subject) continue
-            this.settle(token)
-            p.reject(natsError(ErrorCode.PermissionsViolation, `permissions violation: publish to ${ctx.subject}`))
-            break
-          }
+        if (s.type !== 'error' || s.data !== ErrorCode.PermissionsViolation || s.permissionContext?.operation !== 'publish') continue
+        const subject = s.permissionContext.subject
+        for (const [token, p] of this.pending) {
+          if (p.subject !== subject) continue
+          this.settle(token)
+          p.reject(natsError(ErrorCode.PermissionsViolation, `permissions violation: publish to ${subject}`))
+          break
         }
       }
     } catch {

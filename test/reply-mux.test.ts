@@ -66,6 +66,17 @@ t.test('requests through one inbox subscription', async (t) => {
     t.same(decode((await mux.request(S.meta('echo'), encode('still'), 5000)).data), 'still', 'the connection goes on')
   })
 
+  t.test('an inbox the credential may not subscribe to: requests fail at once, each time', async (t) => {
+    // the client credential may subscribe only to its own prefix (cli/nats-server.ts rolePermissions)
+    const wrong = await connectNats({ url: nats.url, user: nats.users.client.user, pass: nats.users.client.pass, name: 'mux-wrong-inbox', inboxPrefix: '_INBOX_not_mine' })
+    t.teardown(() => wrong.close())
+    for (const attempt of [1, 2]) {
+      const started = Date.now()
+      await t.rejects(replyMux(wrong).request(S.meta('echo'), encode(attempt), 5000), code(ErrorCode.PermissionsViolation), `attempt ${attempt}`)
+      t.ok(Date.now() - started < 2000, `attempt ${attempt}: not after the timeout`)
+    }
+  })
+
   t.test('wire.request retries no responders until someone serves', async (t) => {
     const asked = request<{ ok: true; n: number }>(client, S.meta('later'), { n: 7 }, { timeoutMs: 500, deadlineMs: 5000 })
     setTimeout(() => {
