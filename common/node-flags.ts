@@ -29,7 +29,7 @@ import { setFlagsFromString } from 'node:v8'
  * --no-flush-bytecode at 734; with both flags at 831, as fast as with no
  * pause (827-858), meta at 488 us and the mount at 466 (docs/bench.md, "A
  * new host ..."). The cost: a heap that grew in a burst stays grown while
- * idle, and bytecode of code run once stays in memory (a few MB).
+ * idle, and bytecode of code run once stays in memory; how much RSS that keeps has not been measured yet.
  */
 export const NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128', '--no-flush-bytecode', '--no-memory-reducer']
 
