@@ -19,19 +19,15 @@ import { setFlagsFromString } from 'node:v8'
  * mount's peak RSS over that write and read went from 412 to 455 MB. Node refuses this flag in NODE_OPTIONS, so it goes on the command
  * line. BERTH_NODE_ARGS adds more for profiling (spawn-service).
  *
- * --no-flush-bytecode, --no-memory-reducer: a berth process sits idle
- * between bursts (a mount between two builds, meta between two users), and
- * V8 spends the pause undoing its warm-up: the memory reducer shrinks the
- * heap with full collections, and bytecode of functions unused for a few
- * collections is flushed, so the next burst compiles and faults in again.
- * After a whole fsbench round and 150 s idle, 5,000 creates ran at 671
- * files/s (meta 660 us, mount 602 us of CPU per create); with
- * --no-flush-bytecode at 734; with both flags at 831, as fast as with no
- * pause (827-858), meta at 488 us and the mount at 466 (docs/bench.md, "A
- * new host ..."). The cost: a heap that grew in a burst stays grown while
- * idle, and bytecode of code run once stays in memory; how much RSS that keeps has not been measured yet.
+ * Tried and not kept: --no-flush-bytecode and --no-memory-reducer, so that
+ * V8 would not undo its warm-up while a process sits idle (shrinking the
+ * heap, flushing bytecode). One pair of runs had suggested it (671 files/s
+ * after a whole fsbench round and 150 s idle, 831 with both); alternated
+ * runs did not repeat it: after 120 s idle, 805-837 files/s with the flags
+ * against 819-952 without, and no difference without a pause either
+ * (docs/bench.md, "The V8 flags against an idle pause, alternated").
  */
-export const NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128', '--no-flush-bytecode', '--no-memory-reducer']
+export const NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128']
 
 /**
  * A data node keeps WebAssembly on V8's baseline compiler (Liftoff). Its only
