@@ -13,6 +13,7 @@ import type { BerthError } from '../common/errors'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { startCluster, type TestCluster } from './helpers/cluster'
+import { stderrWhen } from './helpers/lifecycle'
 import { namesBlock } from '../common/block-hash'
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
@@ -137,5 +138,5 @@ t.test('scrub drops a corrupt copy', async (t) => {
   }
   t.equal(status, 404, 'corrupt copy deleted')
   t.equal(await head(String(node.ready.url), g.hash, c.secret), 200, 'good block kept')
-  t.match(node.stderr(), /corrupt/, 'logged')
+  t.match(await stderrWhen(node, /corrupt/), /corrupt/, 'logged')
 })

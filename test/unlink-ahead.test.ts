@@ -10,7 +10,7 @@ import { chmod, chown, mkdir, open, readFile, readdir, rm, rmdir, stat, unlink, 
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { startCluster, type TestCluster } from './helpers/cluster'
-import { eventually, sleep } from './helpers/lifecycle'
+import { eventually, sleep, stderrWhen } from './helpers/lifecycle'
 import { mountCluster } from './helpers/mount'
 
 /** Holds meta (SIGSTOP) until the returned function is called; always resumed at teardown. */
@@ -193,8 +193,8 @@ t.test('unlinks ahead of meta', async (t) => {
       }
       t.equal(await created, 'ok', 'B\'s create succeeded')
       t.equal(await fsynced(), 'EIO', 'fsync of the parent reports the refused rmdir')
-      // the line may reach this process after the failing call returns (two pipes)
-      t.ok(await eventually(async () => /rmdir of "sub" in directory \d+ was answered before meta applied it, and meta then failed it \(ENOTEMPTY/.test(a.client.stderr()), 3000, 20), 'the mount logged it')
+      const said = /rmdir of "sub" in directory \d+ was answered before meta applied it, and meta then failed it \(ENOTEMPTY/
+      t.match(await stderrWhen(a.client, said), said, 'the mount logged it')
       t.same(await readdir(join(d, 'sub')), ['late'], 'A sees the directory again, with B\'s file')
       return
     }
@@ -264,8 +264,8 @@ t.test('unlinks ahead of meta', async (t) => {
     resume()
     await theirs
     t.equal(await parentFd.sync().then(() => 'ok', (err: NodeJS.ErrnoException) => err.code), 'EIO', 'fsync of the parent reports the refused mkdir')
-    // the line may reach this process after the failing call returns (two pipes)
-    t.ok(await eventually(async () => /mkdir of "same" in directory \d+ was answered before meta applied it, and meta then failed it \(EEXIST/.test(a.client.stderr()), 3000, 20), 'the mount logged it')
+    const said = /mkdir of "same" in directory \d+ was answered before meta applied it, and meta then failed it \(EEXIST/
+    t.match(await stderrWhen(a.client, said), said, 'the mount logged it')
     t.ok(await eventually(async () => (await stat(join(d, 'same'))).isFile(), 3000, 50), "A sees B's file under the name")
   })
 
@@ -327,8 +327,8 @@ t.test('unlinks ahead of meta', async (t) => {
     await theirs
     const closed = await fd.close().then(() => 'ok', (err: NodeJS.ErrnoException) => err.code)
     t.not(closed, 'ok', `A's close fails (${closed})`)
-    // the line may reach this process after the failing call returns (two pipes)
-    t.ok(await eventually(async () => /mknod of "same" in directory \d+ was answered before meta applied it, and meta then failed it \(EEXIST/.test(a.client.stderr()), 3000, 20), 'the mount logged it')
+    const said = /mknod of "same" in directory \d+ was answered before meta applied it, and meta then failed it \(EEXIST/
+    t.match(await stderrWhen(a.client, said), said, 'the mount logged it')
     t.ok(await eventually(async () => (await readFile(join(d, 'same'), 'utf8')) === 'B\n', 3000, 50), "A reads B's file under the name")
   })
 
@@ -348,8 +348,8 @@ t.test('unlinks ahead of meta', async (t) => {
     )
     t.equal(await settledWithin(synced, 15_000), 'done', 'fsync of the directory returned')
     t.equal(await synced, 'EIO', 'fsync of the directory reports the failed unlink')
-    // the line may reach this process after the failing call returns (two pipes)
-    t.ok(await eventually(async () => /answered before meta applied it, and meta then failed it/.test(m.client.stderr()), 3000, 20), 'the mount logged it')
+    const said = /answered before meta applied it, and meta then failed it/
+    t.match(await stderrWhen(m.client, said), said, 'the mount logged it')
     resume()
     t.equal(await dirFd.sync().then(() => 'ok', (err: NodeJS.ErrnoException) => err.code), 'ok', 'reported once')
     // whether meta applied the stale request when it woke or not, both

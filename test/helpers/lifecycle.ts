@@ -79,6 +79,16 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms: nu
   }
 }
 
+/**
+ * A child's stderr once it matches `re`, or as it is after `ms`. A line the
+ * child wrote before answering a call can reach this process after the call
+ * returns (it comes over another pipe), so test for it through this.
+ */
+export async function stderrWhen(proc: { stderr(): string }, re: RegExp, ms = 3000): Promise<string> {
+  await eventually(() => re.test(proc.stderr()), ms, 20)
+  return proc.stderr()
+}
+
 /** fsync'd sequential write rate of the disk under `dir`, MB/s (10^6 bytes): the yardstick repair and rebalance rates are reported beside. */
 export function diskWriteMBps(dir: string, bytes: number): number {
   const file = join(dir, 'disk-probe')
