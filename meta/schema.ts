@@ -7,6 +7,24 @@ import { ROOT_INO } from '../common/protocol'
 import type { Conn } from './sqlite'
 import { nowTs } from './time'
 
+/**
+ * Triggers that keep inodes.alloc equal to the bytes a table's rows of a file
+ * hold (v11), for a table with an `ino` column; `len` is a row's length.
+ */
+function allocTriggers(table: string, len: (row: 'NEW' | 'OLD') => string, lenCols: string): string {
+  return `
+      CREATE TRIGGER ${table}_alloc_insert AFTER INSERT ON ${table} BEGIN
+        UPDATE inodes SET alloc = alloc + ${len('NEW')} WHERE ino = NEW.ino;
+      END;
+      CREATE TRIGGER ${table}_alloc_delete AFTER DELETE ON ${table} BEGIN
+        UPDATE inodes SET alloc = alloc - ${len('OLD')} WHERE ino = OLD.ino;
+      END;
+      CREATE TRIGGER ${table}_alloc_update AFTER UPDATE OF ino, ${lenCols} ON ${table} BEGIN
+        UPDATE inodes SET alloc = alloc - ${len('OLD')} WHERE ino = OLD.ino;
+        UPDATE inodes SET alloc = alloc + ${len('NEW')} WHERE ino = NEW.ino;
+      END;`
+}
+
 const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
   async (c) => {
     await c.exec(`
@@ -233,17 +251,7 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
   // map (commit, truncate, clone, free, a follower replaying the log) keeps
   // it without knowing of it.
   async (c) => {
-    const keep = (table: string, len: (row: 'NEW' | 'OLD') => string, lenCols: string) => `
-      CREATE TRIGGER ${table}_alloc_insert AFTER INSERT ON ${table} BEGIN
-        UPDATE inodes SET alloc = alloc + ${len('NEW')} WHERE ino = NEW.ino;
-      END;
-      CREATE TRIGGER ${table}_alloc_delete AFTER DELETE ON ${table} BEGIN
-        UPDATE inodes SET alloc = alloc - ${len('OLD')} WHERE ino = OLD.ino;
-      END;
-      CREATE TRIGGER ${table}_alloc_update AFTER UPDATE OF ino, ${lenCols} ON ${table} BEGIN
-        UPDATE inodes SET alloc = alloc - ${len('OLD')} WHERE ino = OLD.ino;
-        UPDATE inodes SET alloc = alloc + ${len('NEW')} WHERE ino = NEW.ino;
-      END;`
+    const keep = allocTriggers
     await c.exec(`
       ALTER TABLE inodes ADD COLUMN alloc INTEGER NOT NULL DEFAULT 0;
       UPDATE inodes SET alloc =
@@ -267,6 +275,33 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
         (CASE WHEN EXISTS (SELECT 1 FROM xattrs x WHERE x.ino = inodes.ino AND x.name = 'system.posix_acl_access') THEN 1 ELSE 0 END) |
         (CASE WHEN EXISTS (SELECT 1 FROM xattrs x WHERE x.ino = inodes.ino AND x.name = 'system.posix_acl_default') THEN 2 ELSE 0 END)
       WHERE ino IN (SELECT ino FROM xattrs WHERE name IN ('system.posix_acl_access', 'system.posix_acl_default'));
+    `)
+  },
+  // v13: inline_chunks becomes a rowid table (its key, (ino, idx), a unique
+  // index beside it). Its rows are kilobytes; WITHOUT ROWID suits rows far
+  // smaller than a page (SQLite's own advice). Appended to a WITHOUT ROWID
+  // b-tree, every few creates redistributed the cells of the last three
+  // leaves (balance_nonroot) and, with pages from the freelist, swapped page
+  // numbers through a temporary one past the 1 GiB lock byte; the page cache
+  // then walked every cached page at the end of that commit: after a source
+  // tree was untarred and removed, 17 % of meta's CPU, 80-100 us per create
+  // with its 128 MiB cache (docs/bench.md, "A create's COMMIT after
+  // deletes"). A rowid table takes appends with balance_quick: one new leaf.
+  // The rows move as they are; dropping the old table drops its triggers
+  // without firing them, and the copy runs before the new ones exist, so
+  // inodes.alloc is untouched.
+  async (c) => {
+    await c.exec(`
+      CREATE TABLE inline_chunks_v13 (
+        ino INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (ino, idx)
+      );
+      INSERT INTO inline_chunks_v13 (ino, idx, data) SELECT ino, idx, data FROM inline_chunks ORDER BY ino, idx;
+      DROP TABLE inline_chunks;
+      ALTER TABLE inline_chunks_v13 RENAME TO inline_chunks;
+      ${allocTriggers('inline_chunks', (r) => `length(${r}.data)`, 'data')}
     `)
   },
 ]

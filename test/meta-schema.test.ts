@@ -3,7 +3,7 @@
  * (pins with counts, suspects, repair_queue, node_admin) upgrades to v7
  * (exactly-once requests, session epochs, engine_state) and a v7 one to v8
  * (appended slices) in place, keeping every row, and a migrated database
- * opens again without changes.
+ * opens again without changes; v13 rebuilds inline_chunks as a rowid table.
  */
 import { join } from 'node:path'
 import t from 'tap'
@@ -103,4 +103,46 @@ t.test('a v10 database upgrades to v11: alloc counts the bytes each file holds, 
     await tx.run('DELETE FROM inline_chunks WHERE ino = 3')
   })
   t.same(await alloc(), { 2: 0, 3: 0, 4: 9 }, 'a file whose rows are gone holds nothing')
+})
+
+t.test('a v12 database upgrades to v13: inline_chunks becomes a rowid table with its rows, alloc and triggers', async (t) => {
+  const file = join(testDir(t), 'meta.db')
+  const v12 = await openDatabase(file, (c) => migrate(c, 12))
+  await v12.write(async (tx) => {
+    for (const size of [5, 4096 + 3]) {
+      await tx.run('INSERT INTO inodes (mode, nlink, uid, gid, size, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns) VALUES (33188, 1, 0, 0, ?, 1, 0, 1, 0, 1, 0)', [size])
+    }
+    await tx.run("INSERT INTO inline_chunks (ino, idx, data) VALUES (2, 0, x'0102030405')")
+    await tx.run('INSERT INTO inline_chunks (ino, idx, data) VALUES (3, 1, ?), (3, 0, ?)', [Buffer.alloc(3, 7), Buffer.alloc(4096, 9)])
+  })
+  await v12.close()
+
+  const db = await openDatabase(file, migrate)
+  t.teardown(() => db.close())
+  const sql = (await db.read.get<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'inline_chunks'"))?.sql ?? ''
+  t.notMatch(sql, /WITHOUT ROWID/i, 'a rowid table')
+  t.match(sql, /PRIMARY KEY \(ino, idx\)/, 'keyed by (ino, idx) as before')
+  const rows = await db.read.all<{ ino: number; idx: number; data: Buffer }>('SELECT ino, idx, data FROM inline_chunks ORDER BY ino, idx')
+  t.same(
+    rows.map((r) => [r.ino, r.idx, Buffer.from(r.data).toString('hex')]),
+    [
+      [2, 0, '0102030405'],
+      [3, 0, Buffer.alloc(4096, 9).toString('hex')],
+      [3, 1, '070707'],
+    ],
+    'every row, byte for byte',
+  )
+  const alloc = async () => Object.fromEntries((await db.read.all<{ ino: number; alloc: number }>('SELECT ino, alloc FROM inodes WHERE ino > 1')).map((r) => [r.ino, r.alloc]))
+  t.same(await alloc(), { 2: 5, 3: 4099 }, 'alloc as it was: the copy fired no trigger')
+  await t.rejects(db.write((tx) => tx.run("INSERT INTO inline_chunks (ino, idx, data) VALUES (2, 0, x'00')")), /UNIQUE/, '(ino, idx) stays unique')
+  await db.write(async (tx) => {
+    await tx.run("INSERT INTO inline_chunks (ino, idx, data) VALUES (2, 1, x'0000')")
+    await tx.run('UPDATE inline_chunks SET data = substr(data, 1, 10) WHERE ino = 3 AND idx = 0')
+    await tx.run('DELETE FROM inline_chunks WHERE ino = 3 AND idx = 1')
+  })
+  t.same(await alloc(), { 2: 7, 3: 10 }, 'the triggers keep alloc on insert, update and delete')
+  t.same(
+    (await db.read.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'inline_chunks' ORDER BY name")).map((r) => r.name),
+    ['inline_chunks_alloc_delete', 'inline_chunks_alloc_insert', 'inline_chunks_alloc_update'],
+  )
 })
