@@ -251,16 +251,15 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
   // map (commit, truncate, clone, free, a follower replaying the log) keeps
   // it without knowing of it.
   async (c) => {
-    const keep = allocTriggers
     await c.exec(`
       ALTER TABLE inodes ADD COLUMN alloc INTEGER NOT NULL DEFAULT 0;
       UPDATE inodes SET alloc =
         COALESCE((SELECT SUM(len) FROM chunks WHERE chunks.ino = inodes.ino), 0) +
         COALESCE((SELECT SUM(len) FROM slices WHERE slices.ino = inodes.ino), 0) +
         COALESCE((SELECT SUM(length(data)) FROM inline_chunks WHERE inline_chunks.ino = inodes.ino), 0);
-      ${keep('chunks', (r) => `${r}.len`, 'len')}
-      ${keep('slices', (r) => `${r}.len`, 'len')}
-      ${keep('inline_chunks', (r) => `length(${r}.data)`, 'data')}
+      ${allocTriggers('chunks', (r) => `${r}.len`, 'len')}
+      ${allocTriggers('slices', (r) => `${r}.len`, 'len')}
+      ${allocTriggers('inline_chunks', (r) => `length(${r}.data)`, 'data')}
     `)
   },
   // v12: POSIX ACLs (common/acl.ts, docs/semantics.md#acls). They are the
@@ -284,8 +283,8 @@ const MIGRATIONS: Array<(c: Conn) => Promise<void>> = [
   // leaves (balance_nonroot) and, with pages from the freelist, swapped page
   // numbers through a temporary one past the 1 GiB lock byte; the page cache
   // then walked every cached page at the end of that commit: after a source
-  // tree was untarred and removed, 17 % of meta's CPU, 80-100 us per create
-  // with its 128 MiB cache (docs/bench.md, "A create's COMMIT after
+  // tree was untarred and removed, 17 % of meta's CPU, about 100 us per
+  // create with its 128 MiB cache (docs/bench.md, "A create's COMMIT after
   // deletes"). A rowid table takes appends with balance_quick: one new leaf.
   // The rows move as they are; dropping the old table drops its triggers
   // without firing them, and the copy runs before the new ones exist, so

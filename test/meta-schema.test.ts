@@ -144,5 +144,6 @@ t.test('a v12 database upgrades to v13: inline_chunks becomes a rowid table with
   t.same(
     (await db.read.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'inline_chunks' ORDER BY name")).map((r) => r.name),
     ['inline_chunks_alloc_delete', 'inline_chunks_alloc_insert', 'inline_chunks_alloc_update'],
+    'the three triggers, once each',
   )
 })
