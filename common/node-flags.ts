@@ -19,15 +19,27 @@ import { setFlagsFromString } from 'node:v8'
  * mount's peak RSS over that write and read went from 412 to 455 MB. Node refuses this flag in NODE_OPTIONS, so it goes on the command
  * line. BERTH_NODE_ARGS adds more for profiling (spawn-service).
  *
- * Tried and not kept: --no-flush-bytecode and --no-memory-reducer, so that
- * V8 would not undo its warm-up while a process sits idle (shrinking the
- * heap, flushing bytecode). One pair of runs had suggested it (671 files/s
- * after a whole fsbench round and 150 s idle, 831 with both); alternated
- * runs did not repeat it: after 120 s idle, 805-837 files/s with the flags
- * against 819-952 without, and no difference without a pause either
- * (docs/bench.md, "The V8 flags against an idle pause, alternated").
+ * --no-memory-reducer: when a process goes idle, V8's memory reducer runs
+ * collections that shrink its heap and lower its heap limits back toward the
+ * live size. The next burst then runs with a small heap (collections more
+ * often) until the limits grow again: the mount took 15-20 % more CPU per
+ * create in the 5,000 creates after 150 s of idle than in the rounds run
+ * back to back in the same cluster, meta 10-15 % more, and the rate fell by
+ * about 10 % (three clusters without the flag: 653-750 files/s after the
+ * pause against 737-847 back to back). With the flag, the same protocol
+ * gave 793-862 after the pause against 781-856 (docs/bench.md, "V8's memory
+ * reducer after an idle pause"). A mount serves bursts between pauses (a
+ * build, a checkout, a benchmark's step after another target's), so the
+ * pause must not cost the next burst. The cost: an idle mount keeps the heap
+ * it had (about 37 MB of RSS more than after the reducer ran); meta's RSS was
+ * the same either way. V8 still collects as usual while the process
+ * allocates. --no-flush-bytecode alone (bytecode of functions not run
+ * recently) left most of the pause's cost (mount +18 %), so it is not set.
+ * An earlier trial of both flags (docs/bench.md, "The V8 flags against an
+ * idle pause, alternated") compared fresh clusters, whose spread (15 %) hid
+ * the effect; this one compares rounds within one cluster.
  */
-export const NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128']
+export const NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128', '--no-memory-reducer']
 
 /**
  * A data node keeps WebAssembly on V8's baseline compiler (Liftoff). Its only
