@@ -22,13 +22,15 @@ import { setFlagsFromString } from 'node:v8'
  * --no-memory-reducer: when a process goes idle, V8's memory reducer runs
  * collections that shrink its heap and lower its heap limits back toward the
  * live size. The next burst then runs with a small heap (collections more
- * often) until the limits grow again: the mount took 15-20 % more CPU per
+ * often) until the limits grow again: the mount took 18-20 % more CPU per
  * create in the 5,000 creates after 150 s of idle than in the rounds run
- * back to back in the same cluster, meta 10-15 % more, and the rate fell by
- * about 10 % (three clusters without the flag: 653-750 files/s after the
- * pause against 737-847 back to back). With the flag, the same protocol
- * gave 793-862 after the pause against 781-856 (docs/bench.md, "V8's memory
- * reducer after an idle pause"). A mount serves bursts between pauses (a
+ * back to back in the same cluster, meta 14-16 % more, and the rate fell by
+ * about 10 % (three clusters without the flag, one of them with
+ * --no-flush-bytecode: 653-750 files/s after the pause against 737-847 back
+ * to back). With the flag (two clusters, one also with --no-flush-bytecode)
+ * the same protocol gave 793-862 after the pause against 781-856 back to
+ * back, and one slow round of 669 (docs/bench.md, "V8's memory reducer after
+ * an idle pause"). A mount serves bursts between pauses (a
  * build, a checkout, a benchmark's step after another target's), so the
  * pause must not cost the next burst. The cost: an idle mount keeps the heap
  * it had (about 37 MB of RSS more than after the reducer ran); meta's RSS was
