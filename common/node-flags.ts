@@ -30,9 +30,9 @@ import { setFlagsFromString } from 'node:v8'
  * to back). With the flag (two clusters, one also with --no-flush-bytecode)
  * the same protocol gave 793-862 after the pause against 781-856 back to
  * back, and one slow round of 669 (docs/bench.md, "V8's memory reducer after
- * an idle pause"). A mount serves bursts between pauses (a
- * build, a checkout, a benchmark's step after another target's), so the
- * pause must not cost the next burst. The cost: an idle mount keeps the heap
+ * an idle pause"). A mount serves bursts between pauses (a build, a
+ * checkout, a benchmark's step after another target's), so the pause must
+ * not cost the next burst. The cost: an idle mount keeps the heap
  * it had (about 37 MB of RSS more than after the reducer ran); meta's RSS was
  * the same either way. V8 still collects as usual while the process
  * allocates. --no-flush-bytecode alone (bytecode of functions not run

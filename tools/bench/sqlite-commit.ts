@@ -7,8 +7,9 @@
  * For each page-cache size (16 and 128 MiB) and each database state (no free
  * pages; 80 MiB freed by a delete), fills a WAL database, reads the index's
  * pages into the cache (the freed pages stay cached from their inserts, as
- * far as the cache holds), then times COMMITs of transactions that insert five rows at
- * random places in an index (page splits). It prints the mean COMMIT time.
+ * far as the cache holds), then times COMMITs of transactions that insert
+ * five rows at random places in an index (page splits). It prints the mean
+ * COMMIT time.
  *
  * Why it matters (SQLite 3.53 as bundled by better-sqlite3): when a split
  * takes pages from the freelist out of order, balance_nonroot() swaps two
