@@ -8,6 +8,7 @@ import { BerthError } from '../common/errors'
 import { parseListen } from '../common/metrics-http'
 import { natsAuthFromEnv, type NatsAuth } from '../common/nats-connect'
 import { DEFAULT_CHUNK_SIZE, DEFAULT_REPLICAS } from '../common/protocol'
+import { DEFAULT_WARMUP_OPS } from './warmup'
 import { DEFAULT_CLUSTER, subjects } from '../common/wire'
 import { intFlag } from '../common/flags'
 
@@ -35,6 +36,9 @@ Backup and restore of its database: berth meta dump|load, also named backup|rest
   --cache-mb N          SQLite page cache of each of meta's two connections (writer,
                         reader), in MiB (default 128): the namespace's hot pages stay
                         in meta's memory, not only in the OS page cache
+  --warmup-ops N        after start, run N requests on a scratch database so the
+                        request path is compiled before mounts need it (default
+                        ${DEFAULT_WARMUP_OPS}; 0: none; env BERTH_META_WARMUP_OPS)
   --sync MODE           normal (default): every acknowledged change survives a crash
                         or kill -9 of meta; the last few may be lost on power loss.
                         full: fsync the WAL on every commit (also survives power loss)
@@ -83,6 +87,8 @@ export interface MetaConfig {
   readonly sync: 'normal' | 'full'
   /** SQLite page cache per connection, MiB (`--cache-mb`). */
   readonly cacheMb: number
+  /** Requests run on a scratch database after start so the hot paths are compiled (meta/warmup.ts); 0: none. */
+  readonly warmupOps: number
   readonly metricsListen: { host: string; port: number } | null
   /** The dashboard (meta/dashboard/server.ts): where it listens and the read-only token it asks for. */
   readonly ui: Readonly<{ listen: { host: string; port: number }; token: string }> | null
@@ -126,6 +132,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       'repair-mbps': { type: 'string' },
       sync: { type: 'string' },
       'cache-mb': { type: 'string' },
+      'warmup-ops': { type: 'string' },
       'metrics-listen': { type: 'string' },
       'ui-listen': { type: 'string' },
       'ui-token-file': { type: 'string' },
@@ -170,6 +177,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     natsUrl: values.nats,
     sync,
     cacheMb: intFlag('--cache-mb', values['cache-mb'], 128, 2, 1024 * 1024),
+    warmupOps: intFlag('--warmup-ops', values['warmup-ops'] ?? env.BERTH_META_WARMUP_OPS, DEFAULT_WARMUP_OPS, 0, 1_000_000),
     db: values.db,
     cluster,
     replicas: intFlag('--replicas', values.replicas, DEFAULT_REPLICAS, 1, 16),

@@ -59,6 +59,9 @@ export async function startCluster(t: Test, opts: { nodes?: number; replicas?: n
     BERTH_NATS_PASS: nats.users[role].pass,
     BERTH_SECRET: secret,
     BERTH_LOG: process.env.BERTH_LOG ?? 'warn',
+    // no warm-up (meta/warmup.ts): seconds of CPU at each start for speed the
+    // tests do not measure; test/meta-warmup.test.ts runs it
+    BERTH_META_WARMUP_OPS: process.env.BERTH_META_WARMUP_OPS ?? '0',
   })
   const c: TestCluster = {
     dir,
