@@ -33,7 +33,7 @@ import type { MetaEnv } from './context'
 import { sqliteEngine, type EngineHandle } from './engine'
 import { NodeTable } from './nodes'
 import { migrate } from './schema'
-import { openDatabase } from './sqlite'
+import { openDatabase, type Database } from './sqlite'
 
 export interface WarmupReport {
   ops: number
@@ -55,11 +55,8 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
  */
 export async function warmUp(env: MetaEnv, ops: number, stopped: () => boolean = () => false): Promise<WarmupReport> {
   const started = performance.now()
-  const dir = mkdtempSync(join(tmpdir(), 'berth-meta-warmup-'))
-  const db = await openDatabase(join(dir, 'scratch.db'), migrate, { sync: 'normal', checkpointMs: 60_000 })
-  const scratch: MetaEnv = { db, cluster: env.cluster, metaId: env.metaId, startedAt: env.startedAt, secret: env.secret, chunkSize: env.chunkSize, replicas: env.replicas, nodes: new NodeTable() }
-  const engine = sqliteEngine(scratch, () => undefined)
-  const run = new ScratchRequests(engine)
+  const scratch = await openScratchEngine(env)
+  const run = new ScratchRequests(scratch.engine)
   try {
     const session = randomBytes(12).toString('base64url')
     await run.call('session', { session, ttlMs: 3_600_000, host: 'warmup' })
@@ -100,8 +97,33 @@ export async function warmUp(env: MetaEnv, ops: number, stopped: () => boolean =
     await run.call('sessionEnd', { session })
     return { ops: run.count, ms: Math.round(performance.now() - started) }
   } finally {
-    await db.close()
+    await scratch.close()
+  }
+}
+
+interface ScratchEngine {
+  engine: EngineHandle
+  /** Closes the scratch database and removes its directory. */
+  close(): Promise<void>
+}
+
+/** An engine on a database of its own in a new temporary directory, publishing nothing. `like`: cluster parameters to copy. */
+async function openScratchEngine(like: Pick<MetaEnv, 'cluster' | 'metaId' | 'secret' | 'chunkSize' | 'replicas'>): Promise<ScratchEngine> {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-meta-warmup-'))
+  let db: Database
+  try {
+    db = await openDatabase(join(dir, 'scratch.db'), migrate, { sync: 'normal', checkpointMs: 60_000 })
+  } catch (err) {
     rmSync(dir, { recursive: true, force: true })
+    throw err
+  }
+  const env: MetaEnv = { db, cluster: like.cluster, metaId: like.metaId, startedAt: Date.now(), secret: like.secret, chunkSize: like.chunkSize, replicas: like.replicas, nodes: new NodeTable() }
+  return {
+    engine: sqliteEngine(env, () => undefined),
+    async close() {
+      await db.close()
+      rmSync(dir, { recursive: true, force: true })
+    },
   }
 }
 
