@@ -4,23 +4,27 @@
  *
  * Why: V8 runs a new process's JavaScript in its interpreter and compiles a
  * function only after it has run many times. A fresh meta spent 2.3 ms of CPU
- * per create on its first 200 creates, 1.4 ms per create over its first 1,000
- * and 0.6 ms once warm (about 3,000 creates in); the mount shows the same
- * curve (docs/bench.md, "A fresh cluster's first creates"). Without this, the
- * first few thousand namespace changes after a start run at half speed.
+ * per create on its first 200 creates, 1.4-1.8 ms over its first 1,000 and
+ * 0.6 ms once warm (about 3,000 creates in), and the mount showed the same
+ * curve: the first few thousand creates after a start ran at half the warm
+ * rate. With this, meta's user CPU on the first 1,000 creates was 0.9-1.2 s
+ * against 1.3-1.6 s (docs/bench.md, "A fresh cluster's first creates"); the
+ * rest is the NATS side of a request, which no scratch run can reach.
  *
  * What runs: the operations a mount sends most (the create of a small file as
- * one `ahead` request, lookups that miss, getattr, listings, renames, unlinks,
- * releases, mkdir and rmdir), each as the server runs a request: its body
- * encoded and parsed against its schema, the engine's mutation or read, the
- * reply encoded. They run on a database of their own in a temporary directory
- * (synchronous=NORMAL: no fsync per commit), with an engine that publishes nothing, a session of its own and
- * no NATS: nothing reaches the cluster's namespace, its log, its mounts or its
- * metrics. The directory is removed at the end, also when a step fails.
+ * one `ahead` request, lookups that miss, getattr, setattr, listings,
+ * renames, unlinks, releases, mkdir and rmdir), each as the server runs a
+ * request: its body encoded and parsed against its schema, the engine's
+ * mutation or read, the reply encoded. They run on a database of their own
+ * in a temporary directory (synchronous=NORMAL: no fsync per commit), with an
+ * engine that publishes nothing, a session of its own and no NATS: nothing
+ * reaches the cluster's namespace, its log, its mounts or its metrics. The
+ * directory is removed at the end, also when a step fails.
  *
- * When: after meta is ready, one operation per event-loop turn, so a real
- * request waits at most one warm-up operation (well under a millisecond once
- * warm). `--warmup-ops 0` (BERTH_META_WARMUP_OPS=0) turns it off.
+ * When: after meta is ready, one scratch file's requests (four or five) per
+ * event-loop turn, so a real request waits at most that long (about a
+ * millisecond once warm). `--warmup-ops 0` (BERTH_META_WARMUP_OPS=0) turns
+ * it off.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -40,7 +44,7 @@ export interface WarmupReport {
   ms: number
 }
 
-/** About 2,000 creates' worth: meta's CPU per create was level from about 3,000 on, and most of the gain came in the first 2,000. */
+/** About 2,000 scratch files (six requests each); meta's CPU per create levels off after about 3,000 creates. About 3.5 s on 2 cores. */
 export const DEFAULT_WARMUP_OPS = 12_000
 
 /** Files per directory before the scratch directory is emptied and removed. */
