@@ -77,6 +77,19 @@ export async function run(argv: string[]): Promise<void> {
     throw err
   }
 
+  // once this process serves (a replica: when it first leads), at most half a
+  // core; nothing of it reaches the cluster (meta/warmup.ts)
+  let stopping = false
+  let warming = false
+  const warmOnce = () => {
+    if (warming || cfg.warmupOps === 0) return
+    warming = true
+    warmUp(env, cfg.warmupOps, () => stopping).then(
+      (r) => log.info(`warm-up: ${r.ops} requests on a scratch database in ${r.ms} ms`),
+      (err: unknown) => log.warn('warm-up failed (serving is not affected)', err),
+    )
+  }
+
   const nodes = new NodeTable()
   const env: MetaEnv = {
     db,
@@ -161,6 +174,7 @@ export async function run(argv: string[]): Promise<void> {
       logger: log,
       lead: async () => {
         await serving.start()
+        warmOnce()
         emitEvent('leader', { metaId, applied: replica?.applied })
       },
       follow: () => serving.stop(),
@@ -196,14 +210,7 @@ export async function run(argv: string[]): Promise<void> {
   }
   await nc.flush()
 
-  // after ready, in the event loop's spare turns: nothing of it reaches the cluster (meta/warmup.ts)
-  let stopping = false
-  if (cfg.warmupOps > 0) {
-    warmUp(env, cfg.warmupOps, () => stopping).then(
-      (r) => log.info(`warm-up: ${r.ops} requests on a scratch database in ${r.ms} ms`),
-      (err: unknown) => log.warn('warm-up failed (serving is not affected)', err),
-    )
-  }
+  if (!cfg.ha) warmOnce()
   emitEvent('ready', { role: 'meta', metaId, cluster: cfg.cluster, db: cfg.db, ha: cfg.ha !== null, ...(metricsHttp ? { metrics: metricsHttp.url } : {}), ...(dashboard ? { ui: dashboard.url } : {}) })
   log.info(`${cfg.ha ? 'replica of' : 'serving'} cluster ${cfg.cluster} as ${metaId} (db ${cfg.db})`)
 
