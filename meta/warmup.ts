@@ -31,7 +31,7 @@
  * A real request waits at most one step (about a millisecond once warm).
  * `--warmup-ops 0` (BERTH_META_WARMUP_OPS=0) turns it off.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -43,6 +43,7 @@ import { sqliteEngine, type EngineHandle } from './engine'
 import { NodeTable } from './nodes'
 import { migrate } from './schema'
 import { openDatabase, type Database } from './sqlite'
+import { isAlive } from '../client/mount-state'
 
 export interface WarmupReport {
   ops: number
@@ -124,6 +125,28 @@ export async function warmUp(env: MetaEnv, ops: number, stopped: () => boolean =
   }
 }
 
+const SCRATCH_PREFIX = 'berth-meta-warmup-'
+
+/**
+ * Scratch folders of metas that died warming up (kill -9, a crash: no
+ * `finally` ran), named by their pid: each held up to tens of MB in $TMPDIR.
+ * A live process's folder is left alone (metas of several clusters, or
+ * replicas, may share a host).
+ */
+function removeAbandoned(): void {
+  let names: string[]
+  try {
+    names = readdirSync(tmpdir())
+  } catch {
+    return
+  }
+  for (const name of names) {
+    const pid = Number(/^berth-meta-warmup-(\d+)-/.exec(name)?.[1])
+    if (!pid || pid === process.pid || isAlive(pid)) continue
+    rmSync(join(tmpdir(), name), { recursive: true, force: true })
+  }
+}
+
 interface ScratchEngine {
   engine: EngineHandle
   /** Closes the scratch database and removes its directory. */
@@ -132,10 +155,12 @@ interface ScratchEngine {
 
 /** An engine on a database of its own in a new temporary directory, publishing nothing. `like`: cluster parameters to copy. */
 async function openScratchEngine(like: Pick<MetaEnv, 'cluster' | 'metaId' | 'secret' | 'chunkSize' | 'replicas'>): Promise<ScratchEngine> {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-meta-warmup-'))
+  removeAbandoned()
+  const dir = mkdtempSync(join(tmpdir(), `${SCRATCH_PREFIX}${process.pid}-`))
   let db: Database
   try {
-    db = await openDatabase(join(dir, 'scratch.db'), migrate, { sync: 'normal', checkpointMs: 60_000 })
+    // checkpoints every second keep the WAL small (a minute's worth reached 37 MB)
+    db = await openDatabase(join(dir, 'scratch.db'), migrate, { sync: 'normal', checkpointMs: 1000 })
   } catch (err) {
     rmSync(dir, { recursive: true, force: true })
     throw err

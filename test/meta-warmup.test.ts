@@ -5,6 +5,7 @@
  * serves a mount meanwhile with a namespace that shows only the mount's own
  * changes.
  */
+import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -63,11 +64,21 @@ t.test('the scratch run leaves the real database and the temporary folder as the
   published.length = 0
   const was = await contents(db)
 
+  // a folder left by a meta killed while warming up goes; a live process's stays
+  const dead = spawnSync('true').pid!
+  const abandoned = join(tmp, `berth-meta-warmup-${dead}-AbCdEf`)
+  const live = join(tmp, `berth-meta-warmup-${process.ppid}-GhIjKl`)
+  for (const d of [abandoned, live]) {
+    mkdirSync(d)
+    writeFileSync(join(d, 'scratch.db-wal'), 'x')
+  }
+
   const r = await warmUp(env, 1500)
   t.ok(r.ops >= 1500, `ran ${r.ops} requests`)
   t.equal(await contents(db), was, 'the real database is unchanged')
   t.same(published, [], 'the real engine published nothing')
-  t.same(readdirSync(tmp), [], 'the scratch database is gone')
+  t.same(readdirSync(tmp), [`berth-meta-warmup-${process.ppid}-GhIjKl`], 'the scratch database is gone, and the abandoned one; the live process\'s is kept')
+  rmSync(live, { recursive: true })
 
   let calls = 0
   const early = await warmUp(env, 1_000_000, () => ++calls > 50)
