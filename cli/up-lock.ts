@@ -8,7 +8,7 @@
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { BerthError } from '../common/errors'
-import { isAlive } from '../client/mount-state'
+import { isAlive } from '../common/process-alive'
 
 interface LockInfo {
   pid: number

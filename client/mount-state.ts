@@ -36,21 +36,6 @@ export function removePid(mountpoint: string): void {
   if (readPid(mountpoint) === process.pid) rmSync(pidFile(mountpoint), { force: true })
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch {
-    return false
-  }
-  // a killed daemon nobody has reaped yet is a zombie: signals succeed, but it is gone
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
-  } catch {
-    return true
-  }
-}
-
 /** Is `mountpoint` listed in /proc/self/mounts? */
 export function isMounted(mountpoint: string): boolean {
   try {

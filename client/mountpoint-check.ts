@@ -6,7 +6,8 @@
  */
 import { readdirSync, statSync } from 'node:fs'
 import { BerthError } from '../common/errors'
-import { cleanStale, isAlive, isMounted, readPid } from './mount-state'
+import { isAlive } from '../common/process-alive'
+import { cleanStale, isMounted, readPid } from './mount-state'
 
 export interface MountpointCheck {
   /** A crashed mount was found there and detached. */

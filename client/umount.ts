@@ -6,7 +6,8 @@ import { spawnSync } from 'node:child_process'
 import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { BerthError } from '../common/errors'
-import { isAlive, isMounted, readPid } from './mount-state'
+import { isAlive } from '../common/process-alive'
+import { isMounted, readPid } from './mount-state'
 
 const HELP = `usage: berth umount MOUNTPOINT [--timeout-ms 60000]
 Flushes dirty data and unmounts a berth mount. A crashed mount (its daemon

@@ -43,14 +43,14 @@ import { sqliteEngine, type EngineHandle } from './engine'
 import { NodeTable } from './nodes'
 import { migrate } from './schema'
 import { openDatabase, type Database } from './sqlite'
-import { isAlive } from '../client/mount-state'
+import { isAlive } from '../common/process-alive'
 
 export interface WarmupReport {
   ops: number
   ms: number
 }
 
-/** About 2,000 scratch files (six requests each); meta's CPU per create levels off after about 3,000 creates. About 3.5 s on 2 cores. */
+/** About 2,000 scratch files (six requests each); meta's CPU per create levels off after about 3,000 creates. About 3.5 s of CPU on this 2-core host, paced over twice that. */
 export const DEFAULT_WARMUP_OPS = 12_000
 
 /** Files per directory before the scratch directory is emptied and removed. */
@@ -141,7 +141,8 @@ function removeAbandoned(): void {
     return
   }
   for (const name of names) {
-    const pid = Number(/^berth-meta-warmup-(\d+)-/.exec(name)?.[1])
+    if (!name.startsWith(SCRATCH_PREFIX)) continue
+    const pid = parseInt(name.slice(SCRATCH_PREFIX.length), 10)
     if (!pid || pid === process.pid || isAlive(pid)) continue
     rmSync(join(tmpdir(), name), { recursive: true, force: true })
   }
@@ -187,13 +188,13 @@ class ScratchRequests {
     this.count++
     const rid = `${this.origin}.${(++this.n).toString(36)}.${this.n.toString(36)}`
     const parsed = parseBody(metaRequests[op] as unknown as ZodType<MetaParsed<Op>>, encode({ ...body, rid }))
+    // each reply is encoded as serve() would and dropped: only the compiling counts
     try {
       const reply = await this.engine.call(op, parsed)
       okReply(reply)
       return reply
     } catch (err) {
-      // a refusal (the lookup that misses) is answered like any other
-      errorReply(err)
+      errorReply(err) // a refusal (the lookup that misses) is answered like any other
       return null
     }
   }
