@@ -39,7 +39,7 @@ import { Replica } from './replica'
 import { ReplicaPeers } from './replica-peers'
 import { bounded, Serving } from './serving'
 import { openDatabase, type Database } from './sqlite'
-import { SnapshotStore } from './log/snapshot'
+import { SnapshotReplaced, SnapshotStore } from './log/snapshot'
 import { AppendRoute } from './log/append-route'
 import { appliedSeq } from './log/apply'
 import { dashboardSampler, startDashboard, withSampler } from './dashboard'
@@ -298,21 +298,35 @@ async function openHa(nc: NatsConnection, cfg: MetaConfig, metaId: string, ha: N
  */
 async function restoreIfBehind(db: Database, ha: HaParts, cfg: MetaConfig): Promise<Database> {
   // Checked again after each restore: the leader may store a newer snapshot and
-  // trim the log past the one just restored while it downloads (seen with
-  // snapshots every second in test/meta-snapshot). The next try takes the newer
-  // one; past RESTORE_TRIES the replica exits and its supervisor starts it again.
+  // trim the log past the one just restored while it downloads, or replace the
+  // snapshot while it is read (both seen with snapshots every second in
+  // test/meta-snapshot). The next try takes the newer one; past RESTORE_TRIES
+  // the replica exits and its supervisor starts it again.
   for (let attempt = 1; ; attempt++) {
     const applied = await appliedSeq(db)
     const { first, last } = await ha.log.bounds()
     if (!(last > applied && first > applied + 1)) return db
     const latest = await ha.snapshots.latest()
     if (!latest || latest.seq + 1 < first || attempt > RESTORE_TRIES) {
-      throw new BerthError('EIO', `the log starts at ${first}, this replica has applied ${applied} and the stored snapshot ends at ${latest?.seq ?? 'none'}: cannot catch up`)
+      const tried = attempt > RESTORE_TRIES ? ` after ${RESTORE_TRIES} restores, each overtaken by a newer snapshot` : ''
+      throw new BerthError('EIO', `the log starts at ${first}, this replica has applied ${applied} and the stored snapshot ends at ${latest?.seq ?? 'none'}: cannot catch up${tried}`)
     }
     await db.close()
-    const got = await ha.snapshots.restore(cfg.db)
+    // a failed read leaves the database file as it was: reopened either way
+    let got: Awaited<ReturnType<SnapshotStore['restore']>> | SnapshotReplaced
+    try {
+      got = await ha.snapshots.restore(cfg.db)
+    } catch (err) {
+      if (!(err instanceof SnapshotReplaced)) throw err
+      got = err
+    } finally {
+      db = await openDatabase(cfg.db, migrate, { sync: cfg.sync, cacheMb: cfg.cacheMb, onCheckpointError: checkpointWarning })
+    }
+    if (got instanceof SnapshotReplaced) {
+      log.info(got.message)
+      continue
+    }
     log.info(`restored the snapshot at log sequence ${got?.seq ?? 0} (${got?.bytes ?? 0} bytes); this replica had applied ${applied}, the log starts at ${first}`)
-    db = await openDatabase(cfg.db, migrate, { sync: cfg.sync, cacheMb: cfg.cacheMb, onCheckpointError: checkpointWarning })
     if (cfg.testRestoreGate) await testGate(cfg.testRestoreGate)
   }
 }
@@ -323,8 +337,11 @@ async function testGate(file: string): Promise<void> {
   while (!existsSync(file)) await new Promise((r) => setTimeout(r, 50))
 }
 
-/** Restores in a row before giving up (each one found the log trimmed past the snapshot it took). */
-const RESTORE_TRIES = 3
+/**
+ * Restores in a row before giving up: each one found the log trimmed past the
+ * snapshot it took, or the snapshot replaced while it read it.
+ */
+const RESTORE_TRIES = 5
 
 /**
  * A replica that has applied nothing of the log must hold nothing but the

@@ -17,8 +17,7 @@
 import { createReadStream, renameSync, rmSync, statSync } from 'node:fs'
 import { open as openFile } from 'node:fs/promises'
 import { Readable } from 'node:stream'
-import type { ReadableStream as WebReadableStream } from 'node:stream/web'
-import { StorageType, type NatsConnection, type ObjectStore } from 'nats'
+import { StorageType, type NatsConnection, type ObjectInfo, type ObjectStore } from 'nats'
 import { openReadOnly } from '../sqlite'
 import { vacuumInto } from '../vacuum-into'
 
@@ -91,25 +90,33 @@ export class SnapshotStore {
   /**
    * Replaces the database at `dbFile` (closed by the caller) with the stored
    * snapshot; resolves with its sequence, or null when there is none. The
-   * bytes are checked against the store's digest before they replace anything.
+   * bytes are checked against the store's digest before they replace anything;
+   * a read that fails leaves `dbFile` as it was.
+   *
+   * The read is watched (`watchedRead`): nats.js reads the version it found
+   * when the read began, and a leader storing its next snapshot meanwhile
+   * purges that version's chunks; the read would then wait forever. It ends
+   * with SnapshotReplaced instead, and the caller reads the newer one.
    */
-  async restore(dbFile: string): Promise<SnapshotInfo | null> {
+  async restore(dbFile: string, watch: ReadWatch = {}): Promise<SnapshotInfo | null> {
     const got = await this.os.get(SNAPSHOT_NAME)
     if (!got || got.info.deleted) return null
     const tmp = `${dbFile}.snapshot-in`
     const out = await openFile(tmp, 'w', 0o600)
     let bytes = 0
     try {
-      for await (const chunk of got.data as unknown as WebReadableStream<Uint8Array>) {
-        await out.write(chunk)
-        bytes += chunk.length
+      try {
+        await watchedRead(got.data, got.info.nuid, () => this.os.info(SNAPSHOT_NAME), watch, async (chunk) => {
+          await out.write(chunk)
+          bytes += chunk.length
+        })
+        await out.sync()
+      } finally {
+        await out.close()
       }
-      await out.sync()
-    } finally {
-      await out.close()
-    }
-    const err = await got.error
-    if (err) {
+      const err = await got.error
+      if (err) throw err
+    } catch (err) {
       rmSync(tmp, { force: true })
       throw err
     }
@@ -117,6 +124,72 @@ export class SnapshotStore {
     removeDatabase(dbFile)
     renameSync(tmp, dbFile)
     return { seq, bytes }
+  }
+}
+
+/** The stored snapshot was replaced by a newer one while this replica read it: read again. */
+export class SnapshotReplaced extends Error {
+  constructor() {
+    super('the leader stored a newer snapshot while this one was read (its parts are gone): reading the newer one')
+    this.name = 'SnapshotReplaced'
+  }
+}
+
+export interface ReadWatch {
+  /** No part for this long: is the version still the stored one? (default 1 s) */
+  checkMs?: number
+  /** No part for this long, the version unchanged: give up (default 60 s). */
+  stallMs?: number
+}
+
+/**
+ * Reads `data` into `sink`, and when no part came for `checkMs`, asks for the
+ * stored version: gone or another one (a newer put purged this one's parts) ends
+ * the read with SnapshotReplaced; the same one silent for `stallMs` ends it
+ * with an error. Both cancel the read (nats.js then drops its consumer).
+ */
+async function watchedRead(
+  data: ReadableStream<Uint8Array>,
+  nuid: string,
+  stored: () => Promise<ObjectInfo | null>,
+  watch: ReadWatch,
+  sink: (chunk: Uint8Array) => Promise<void>,
+): Promise<void> {
+  const checkMs = watch.checkMs ?? 1000
+  const stallMs = watch.stallMs ?? 60_000
+  const reader = data.getReader()
+  let lastPart = performance.now()
+  let ended: Error | null = null
+  let checking = false
+  const end = (err: Error) => {
+    if (ended) return
+    ended = err
+    void reader.cancel(err).catch(() => undefined)
+  }
+  const timer = setInterval(() => {
+    if (checking || performance.now() - lastPart < checkMs) return
+    checking = true
+    stored()
+      .then((info) => {
+        if (!info || info.deleted || info.nuid !== nuid) end(new SnapshotReplaced())
+        else if (performance.now() - lastPart >= stallMs) end(new Error(`no part of the snapshot came for ${Math.round(stallMs / 1000)} s (its version unchanged): giving up; a restart reads it again`))
+      })
+      .catch(() => undefined) // the store unanswered: asked again at the next tick
+      .finally(() => {
+        checking = false
+      })
+  }, Math.min(checkMs, 250))
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (ended) throw ended
+      if (done) return
+      lastPart = performance.now()
+      await sink(value)
+    }
+  } finally {
+    clearInterval(timer)
+    reader.releaseLock()
   }
 }
 
