@@ -36,7 +36,7 @@ t.test('lost writes on one mount (issue 7)', async (t) => {
       )
       writeFileSync(stop, '')
       if (failed) t.fail(`run ${run}: writer failed: ${failed.message}`)
-      const seen = JSON.parse(await reader) as { reads: number; nulReads: number; nulBytes: number }
+      const seen = JSON.parse(await reader) as { reads: number; nulReads: number; nulBytes: number; seen: unknown[] }
       const text = readFileSync(path, 'latin1')
       const expected = Array.from({ length: LINES }, (_, i) => line(`r${run}`, i))
       const { missing, bad } = compareLines(text, expected)
@@ -45,7 +45,7 @@ t.test('lost writes on one mount (issue 7)', async (t) => {
       lost += missing
       reads += seen.reads
       nulReads += seen.nulReads
-      if (!exact || seen.nulReads) t.comment(`run ${run}: ${missing} lines missing, ${bad} bad lines, size ${text.length}; reader: ${seen.reads} reads, ${seen.nulReads} with NULs`)
+      if (!exact || seen.nulReads) t.comment(`run ${run}: ${missing} lines missing, ${bad} bad lines, size ${text.length}; reader: ${seen.reads} reads, ${seen.nulReads} with NULs ${JSON.stringify(seen.seen)}`)
     }
     t.comment(`writer/reader: ${failedRuns}/${RUNS} runs lost data, ${lost} of ${RUNS * LINES} lines missing; ${nulReads} of ${reads} reads saw NUL bytes`)
     t.equal(failedRuns, 0, 'every run reads back exactly what was written')

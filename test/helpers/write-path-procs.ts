@@ -32,20 +32,44 @@ for (let i = 0; i < Number(n); i++) {
 }
 `
 
-/** Reads the file whole (open, read, close) until \`stop\` exists; reports reads and NUL sightings. */
+/**
+ * Reads the file whole (open, read, close) until \`stop\` exists; reports reads
+ * and NUL sightings. A read that saw NULs is described (at most 5): the size
+ * fstat gave, the bytes read, where the NULs were (first, last, how many, how
+ * many runs of them) and when (ms since the reader started), so a rare one in
+ * CI says which bytes the kernel or the mount got wrong.
+ */
 export const READER = `
 const fs = require('node:fs')
 const [path, stop] = process.argv.slice(1)
+const started = Date.now()
 let reads = 0, nulReads = 0, nulBytes = 0
+const seen = []
 while (!fs.existsSync(stop)) {
-  let data
-  try { data = fs.readFileSync(path) } catch { continue }
+  let data, size = -1
+  try {
+    const fd = fs.openSync(path, 'r')
+    try {
+      size = fs.fstatSync(fd).size
+      data = fs.readFileSync(fd)
+    } finally { fs.closeSync(fd) }
+  } catch { continue }
   reads++
-  let n = 0
-  for (const b of data) if (b === 0) n++
-  if (n) { nulReads++; nulBytes += n }
+  let n = 0, first = -1, last = -1, runs = 0
+  for (let i = 0; i < data.length; i++) {
+    if (data[i] !== 0) continue
+    if (n === 0) first = i
+    if (i === 0 || data[i - 1] !== 0) runs++
+    n++
+    last = i
+  }
+  if (n) {
+    nulReads++
+    nulBytes += n
+    if (seen.length < 5) seen.push({ atMs: Date.now() - started, size, got: data.length, first, last, nuls: n, runs })
+  }
 }
-process.stdout.write(JSON.stringify({ reads, nulReads, nulBytes }))
+process.stdout.write(JSON.stringify({ reads, nulReads, nulBytes, seen }))
 `
 
 export function runNode(script: string, args: string[], timeoutMs = 120_000): Promise<string> {
