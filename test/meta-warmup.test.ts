@@ -99,3 +99,25 @@ t.test('a meta warming up serves a mount, whose namespace holds only its own cha
   t.same(readdirSync(m.dir).sort(), [...names].sort(), 'the root holds the mount\'s files and nothing of the warm-up')
   t.same(readdirSync(tmp), [], 'the scratch folder is gone')
 })
+
+t.test('a --ha replica warms up when it first leads, not while it follows', async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'berth-warmup-test-'))
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }))
+  const warmed = /warm-up: \d+ requests on a scratch database/
+  const times = (log: string) => log.match(new RegExp(warmed.source, 'g'))?.length ?? 0
+  const cl = await startCluster(t, { nodes: 0, metaArgs: ['--ha', '--lease-ttl-ms', '3000'], metaEnv: { BERTH_META_WARMUP_OPS: '300', BERTH_LOG: 'info', TMPDIR: tmp } })
+  t.ok(await eventually(() => warmed.test(cl.meta.stderr()), 60_000), 'the first replica leads and warms up')
+  const follower = await cl.startMeta({ db: `${cl.dir}/second/meta.db` })
+  const m = await cl.metaClient({ deadlineMs: 30_000 })
+  t.ok(
+    await eventually(async () => (await m.call('status', {})).replication?.replicas?.length === 2, 30_000),
+    'both replicas report',
+  )
+  // a follower serves nothing: the warm-up would take CPU from the leader's host for nothing
+  await new Promise((r) => setTimeout(r, 2000))
+  t.notMatch(follower.stderr(), warmed, 'the follower did not warm up')
+  await cl.meta.kill()
+  await m.call('mkdir', { parent: ROOT_INO, name: 'after', mode: 0o755, uid: 0, gid: 0 })
+  t.equal((await m.call('status', {})).metaId, follower.ready.metaId, 'the second replica leads')
+  t.ok(await eventually(() => times(follower.stderr()) === 1, 60_000), 'and warmed up once, on taking the lead')
+})
