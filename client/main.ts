@@ -138,9 +138,16 @@ function daemonArgs(cfg: MountConfig): { argv: string[]; env: NodeJS.ProcessEnv 
   return { argv, env }
 }
 
-/** How long mounting waits for NATS and meta at start: a mount command must end within seconds. */
+/**
+ * How long mounting waits for NATS and meta at start: a mount command must
+ * end within seconds. Meta gets longer: a cluster started just before (a
+ * `docker-compose up -d`, a boot) elects its meta leader first, which took 8 s
+ * and more on a busy 2-core host (test/containers: 10 s was not always
+ * enough). A line says so after START_HELLO_TELL_MS.
+ */
 const START_CONNECT_MS = 5000
-const START_HELLO_MS = 10_000
+const START_HELLO_MS = 30_000
+const START_HELLO_TELL_MS = 5000
 
 async function mountForeground(cfg: MountConfig): Promise<void> {
   const checked = checkMountpoint(cfg.mountpoint, { nonempty: cfg.nonempty, selfPid: process.pid })
@@ -149,12 +156,17 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   const nc = await connectNats({ url: cfg.natsUrl, name: 'berth-mount', ...cfg.auth, connectTimeoutMs: Math.min(cfg.deadlineMs, START_CONNECT_MS) })
   const meta = new MetaClient(nc, { cluster: cfg.cluster, deadlineMs: cfg.deadlineMs })
   const session = randomBytes(12).toString('base64url')
-  const hello = await meta.call('hello', { session }, { deadlineMs: Math.min(cfg.deadlineMs, START_HELLO_MS) }).catch((err: unknown) => {
-    const code = (err as { code?: unknown }).code
-    if (code !== 'ETIMEDOUT') throw err
-    throw new BerthError('ETIMEDOUT', `no berth meta answered for cluster "${cfg.cluster}" at ${maskSecrets(cfg.natsUrl)}\n` +
-      '  hint: is `berth meta` (or `berth up`) running? is --cluster right?', { cause: err })
-  })
+  const helloMs = Math.min(cfg.deadlineMs, START_HELLO_MS)
+  const tell = setTimeout(() => log.warn(`no berth meta answered for cluster "${cfg.cluster}" yet; waiting up to ${helloMs / 1000} s (a cluster that just started elects its meta leader first)`), START_HELLO_TELL_MS)
+  const hello = await meta
+    .call('hello', { session }, { deadlineMs: helloMs })
+    .catch((err: unknown) => {
+      const code = (err as { code?: unknown }).code
+      if (code !== 'ETIMEDOUT') throw err
+      throw new BerthError('ETIMEDOUT', `no berth meta answered for cluster "${cfg.cluster}" at ${maskSecrets(cfg.natsUrl)} within ${helloMs / 1000} s\n` +
+        '  hint: is `berth meta` (or `berth up`) running? is --cluster right?', { cause: err })
+    })
+    .finally(() => clearTimeout(tell))
   // the session is registered below (SessionLease), once the VFS can list what it holds
   const blocks = new BlockClient(nc, {
     cluster: cfg.cluster,
