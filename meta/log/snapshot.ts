@@ -138,15 +138,16 @@ export class SnapshotReplaced extends Error {
 export interface ReadWatch {
   /** No part for this long: is the version still the stored one? (default 1 s) */
   checkMs?: number
-  /** No part for this long, the version unchanged: give up (default 60 s). */
+  /** No part for this long, the version not replaced: give up (default 60 s). */
   stallMs?: number
 }
 
 /**
  * Reads `data` into `sink`, and when no part came for `checkMs`, asks for the
  * stored version: gone or another one (a newer put purged this one's parts) ends
- * the read with SnapshotReplaced; the same one silent for `stallMs` ends it
- * with an error. Both cancel the read (nats.js then drops its consumer).
+ * the read with SnapshotReplaced; no part for `stallMs` (the version unchanged,
+ * or the store not answering) ends it with an error. Both cancel the read
+ * (nats.js then drops its consumer).
  */
 async function watchedRead(
   data: ReadableStream<Uint8Array>,
@@ -167,12 +168,14 @@ async function watchedRead(
     void reader.cancel(err).catch(() => undefined)
   }
   const timer = setInterval(() => {
-    if (checking || performance.now() - lastPart < checkMs) return
+    const quiet = performance.now() - lastPart
+    // also when the store does not answer the version check (NATS gone)
+    if (quiet >= stallMs) return end(new Error(`no part of the snapshot came for ${Math.round(stallMs / 1000)} s: giving up; a restart reads it again`))
+    if (checking || quiet < checkMs) return
     checking = true
     stored()
       .then((info) => {
         if (!info || info.deleted || info.nuid !== nuid) end(new SnapshotReplaced())
-        else if (performance.now() - lastPart >= stallMs) end(new Error(`no part of the snapshot came for ${Math.round(stallMs / 1000)} s (its version unchanged): giving up; a restart reads it again`))
       })
       .catch(() => undefined) // the store unanswered: asked again at the next tick
       .finally(() => {
