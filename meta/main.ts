@@ -312,16 +312,12 @@ async function restoreIfBehind(db: Database, ha: HaParts, cfg: MetaConfig): Prom
       throw new BerthError('EIO', `the log starts at ${first}, this replica has applied ${applied} and the stored snapshot ends at ${latest?.seq ?? 'none'}: cannot catch up${tried}`)
     }
     await db.close()
-    // a failed read leaves the database file as it was: reopened either way
-    let got: Awaited<ReturnType<SnapshotStore['restore']>> | SnapshotReplaced
-    try {
-      got = await ha.snapshots.restore(cfg.db)
-    } catch (err) {
-      if (!(err instanceof SnapshotReplaced)) throw err
-      got = err
-    } finally {
-      db = await openDatabase(cfg.db, migrate, { sync: cfg.sync, cacheMb: cfg.cacheMb, onCheckpointError: checkpointWarning })
-    }
+    // a replaced read leaves the database file as it was: reopened, and the log looked at again
+    const got = await ha.snapshots.restore(cfg.db).catch((err: unknown) => {
+      if (err instanceof SnapshotReplaced) return err
+      throw err
+    })
+    db = await openDatabase(cfg.db, migrate, { sync: cfg.sync, cacheMb: cfg.cacheMb, onCheckpointError: checkpointWarning })
     if (got instanceof SnapshotReplaced) {
       log.info(got.message)
       continue
