@@ -33,6 +33,10 @@ export const META_CACHE_TTL_S = 300
 export const META_CACHE_TTL_OLD_META_S = 30
 const META_CACHE_TTL_MAX_S = 86_400
 
+/** `-o local_copy_mb` and `-o local_copy_dir` defaults (client/passthrough.ts). */
+export const LOCAL_COPY_MB = 4096
+export const LOCAL_COPY_DIR = '/var/cache/berth/copies'
+
 export const HELP = `usage: berth mount [NATS_URL] MOUNTPOINT [-o opt,...] [options]
 Mounts a berth cluster as a POSIX directory. Without NATS_URL, the URL comes
 from the credentials file (default ./.berth/client.env, written by \`berth up\`).
@@ -60,6 +64,11 @@ from the credentials file (default ./.berth/client.env, written by \`berth up\`)
                      so a read-only reopen of an unchanged file asks meta
                      nothing: 64; 0: every open asks meta,
                      docs/semantics.md#reopening-without-a-meta-request)
+                     local_copy_mb=N (whole-file copies on this machine's
+                     disk of files read here, read again by the kernel
+                     itself (FUSE passthrough, Linux 6.9+, as root): 4096;
+                     0: off, docs/semantics.md#local-copies)
+                     local_copy_dir=DIR (where: /var/cache/berth/copies)
                      readahead_kb=N (the kernel's readahead window for this
                      mount, set through sysfs as root: 1024; 0: the
                      kernel's own 128)
@@ -121,6 +130,10 @@ export interface MountConfig {
   acl: boolean
   /** `-o reopen_cache_mb`: chunk maps kept for closed files, in bytes; 0: every open asks meta. */
   reopenCacheBytes: number
+  /** `-o local_copy_mb`: whole-file local copies read through FUSE passthrough, in bytes; 0: off (client/passthrough.ts). */
+  localCopyBytes: number
+  /** `-o local_copy_dir`: the copies' parent folder (each mount uses a folder of its own in it). */
+  localCopyDir: string
   /** Where to serve GET /metrics; null: not served. */
   metricsListen: { host: string; port: number } | null
   /** The argv to re-spawn in the foreground (daemon mode). */
@@ -206,6 +219,8 @@ export function parseMountArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     localLocks: opts.has('local_locks'),
     acl: opts.has('acl') && !opts.has('noacl'),
     reopenCacheBytes: intFlag('-o reopen_cache_mb', opts.get('reopen_cache_mb'), 64, 0) * 1024 * 1024,
+    localCopyBytes: intFlag('-o local_copy_mb', opts.get('local_copy_mb'), LOCAL_COPY_MB, 0) * 1024 * 1024,
+    localCopyDir: opts.get('local_copy_dir') || LOCAL_COPY_DIR,
     argv,
   })
 }

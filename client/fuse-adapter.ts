@@ -12,6 +12,7 @@ import { LOCK_EOF, type Attr } from '../common/protocol'
 import { logger } from '../common/log'
 import { A, ATTR_FIELDS, F_LOCK, LOCK_OP, MOUNT_FLAGS, OP, OPEN_FLAGS, SET, loadBinding, type FuseBinding } from './fuse-binding'
 import type { LockRequest } from './locks'
+import { Passthrough } from './passthrough'
 import { O_ACCMODE, type Caller, type SetattrChange, type Vfs } from './vfs'
 
 const log = logger('client')
@@ -98,6 +99,12 @@ export interface MountOptions {
   localLocks?: boolean
   /** `-o acl`: POSIX ACLs asked of the kernel. */
   acl?: boolean
+  /**
+   * Whole-file local copies and FUSE passthrough of read-only opens to them
+   * (client/passthrough.ts): the copies' folder and their total size. Off
+   * when absent, or when the kernel does not offer passthrough.
+   */
+  localCopies?: { dir: string; maxBytes: number }
 }
 
 /** A mounted session: requests go to `vfs`; `invalidate*` push cache drops into the kernel. */
@@ -110,6 +117,8 @@ export class FuseSession {
   private readonly acks = new Map<number, Array<() => void>>()
   /** Slot of a waiting setlk/flock -> how to end its wait (a signal interrupted it). */
   private readonly lockWaits = new Map<number, AbortController>()
+  /** Opens answered in passthrough mode, once the kernel offered it at INIT. */
+  private pt: Passthrough | undefined
 
   constructor(
     private readonly vfs: Vfs,
@@ -133,19 +142,41 @@ export class FuseSession {
         onGone()
       },
       (ino) => this.acked(ino),
-      (this.o.localLocks ? MOUNT_FLAGS.LOCAL_LOCKS : 0) | (this.o.acl ? MOUNT_FLAGS.ACL : 0),
+      (this.o.localLocks ? MOUNT_FLAGS.LOCAL_LOCKS : 0) | (this.o.acl ? MOUNT_FLAGS.ACL : 0) | (this.o.localCopies ? MOUNT_FLAGS.PASSTHROUGH : 0),
     )
     this.mounted = true
+    const lc = this.o.localCopies
+    if (lc) this.pt = new Passthrough(this.b, this.vfs, lc.dir, lc.maxBytes)
+  }
+
+  /** The passthrough state, once INIT granted it (every request comes after INIT). */
+  private passthrough(): Passthrough | undefined {
+    if (this.pt && !this.b.passthroughGranted()) {
+      this.pt.close()
+      this.pt = undefined
+    }
+    return this.pt
+  }
+
+  /** Another client changed these inodes (meta's invalidation): local copies follow. */
+  remoteChange(inos: number[]): void {
+    this.pt?.remoteChange(inos)
   }
 
   /** Unmounts (if still mounted) and frees the session. Safe to call twice. */
   unmount(): void {
     this.mounted = false
     this.b.unmount()
+    this.pt?.close()
   }
 
   get isMounted(): boolean {
     return this.mounted
+  }
+
+  /** Before a flush or fsync: a passthrough writer's shared-mapping writes to the local copy reach the file. */
+  private settled(fh: number): Promise<void> {
+    return this.pt ? this.pt.settle(fh) : Promise.resolve()
   }
 
   /** The kernel forgets what it cached about `ino`: attributes and page cache. */
@@ -244,7 +275,12 @@ export class FuseSession {
       case OP.GETATTR:
         return this.op('getattr', slot, () => v.getattr(n(0), fhOf(1)), (a) => this.b.replyAttr(slot, this.attr(a), this.o.attrTimeoutS))
       case OP.SETATTR:
-        return this.op('setattr', slot, () => v.setattr(n(0), setattrChange(n(2), args as number[]), fhOf(1)), (a) => this.b.replyAttr(slot, this.attr(a), this.o.attrTimeoutS))
+        return this.op('setattr', slot, async () => {
+          const change = setattrChange(n(2), args as number[])
+          const a = await v.setattr(n(0), change, fhOf(1))
+          if (change.size !== undefined) await this.pt?.changed(n(0))
+          return a
+        }, (a) => this.b.replyAttr(slot, this.attr(a), this.o.attrTimeoutS))
       case OP.READLINK:
         return this.op('readlink', slot, () => v.readlink(n(0)), (t) => this.b.replyReadlink(slot, t))
       case OP.MKNOD:
@@ -278,11 +314,25 @@ export class FuseSession {
             // close-to-open: content changed since the kernel last saw it, so
             // its cached size and mtime go before the opener can fstat or read
             if (!r.keepCache) await this.invalidateInodeNow(n(0))
-            return r
+            const pt = this.passthrough()
+            const through = pt ? await pt.open(n(0), r.fh, n(1)).catch(async (err: unknown) => {
+              pt.released(r.fh)
+              await v.release(r.fh).catch(() => undefined)
+              throw err
+            }) : undefined
+            return { ...r, through }
           },
           (r) => {
             const noFlush = this.o.localLocks && (n(1) & O_ACCMODE) === 0
-            if (!this.b.replyOpen(slot, r.fh, (r.keepCache ? OPEN_FLAGS.KEEP_CACHE : 0) | (noFlush ? OPEN_FLAGS.NO_FLUSH : 0))) void v.release(r.fh).catch(() => undefined)
+            // FOPEN_KEEP_CACHE is refused with FOPEN_PASSTHROUGH (fs/fuse/iomode.c): the page cache is not used
+            const flags = r.through
+              ? (r.through.directIo ? OPEN_FLAGS.DIRECT_IO : 0) | (noFlush ? OPEN_FLAGS.NO_FLUSH : 0)
+              : (r.keepCache ? OPEN_FLAGS.KEEP_CACHE : 0) | (noFlush ? OPEN_FLAGS.NO_FLUSH : 0)
+            const ok = r.through ? this.b.replyOpen(slot, r.fh, flags, r.through.backingId, n(2)) : this.b.replyOpen(slot, r.fh, flags)
+            if (!ok) {
+              this.pt?.released(r.fh)
+              void v.release(r.fh).catch(() => undefined)
+            }
           },
         )
       case OP.READ: {
@@ -291,20 +341,29 @@ export class FuseSession {
         const take = () => (scratch ??= this.reads.take(n(2)))
         return this.op('read', slot, () => v.readOut(n(1), n(2), n(3), take), (out) => {
           this.b.replyBuf(slot, out, out.length)
-          v.readReplied(out)
-          if (scratch) this.reads.give(scratch)
+          const done = () => {
+            v.readReplied(out)
+            if (scratch) this.reads.give(scratch)
+          }
+          // a read-only reader's bytes also fill the file's local copy; the buffer waits for that write
+          if (!(out.length > 0 && this.pt?.fills(n(1)) && this.pt.fill(n(0), n(3), out, done))) done()
         })
       }
       case OP.WRITE: {
         const data = args[2] as Buffer
-        return this.op('write', slot, () => v.write(n(1), data, n(3)), (count) => this.b.replyWrite(slot, count))
+        return this.op('write', slot, async () => {
+          const count = await v.write(n(1), data, n(3))
+          this.pt?.wrote(n(0), n(3), data.subarray(0, count))
+          return count
+        }, (count) => this.b.replyWrite(slot, count))
       }
       case OP.FLUSH:
         // (ino, fh, owner): the close commits first, then the closer's POSIX locks go
-        return this.op('flush', slot, () => withFinally(v.flush(n(1)), () => v.locks.closed(n(0), s(2))), this.ok(slot))
+        return this.op('flush', slot, () => withFinally(this.settled(n(1)).then(() => v.flush(n(1))), () => v.locks.closed(n(0), s(2))), this.ok(slot))
       case OP.RELEASE: {
         // (ino, fh, flockOwner): OFD and flock locks taken through the handle
         // go with it, registered now: a lock request may be right behind
+        this.pt?.released(n(1))
         const committed = v.release(n(1))
         const unlocked = v.locks.released(n(0), n(1), s(2), committed)
         return this.op('release', slot, () => withFinally(committed, () => unlocked), this.ok(slot))
@@ -323,7 +382,7 @@ export class FuseSession {
       case OP.INTERRUPT:
         return this.lockWaits.get(n(0))?.abort()
       case OP.FSYNC:
-        return this.op('fsync', slot, () => v.fsync(n(1)), this.ok(slot))
+        return this.op('fsync', slot, () => this.settled(n(1)).then(() => v.fsync(n(1))), this.ok(slot))
       case OP.FSYNCDIR:
         return this.op('fsyncdir', slot, () => v.fsyncdir(n(0)), this.ok(slot))
       // Only from a kernel without FUSE_NO_OPENDIR_SUPPORT (before 5.1): the
@@ -351,13 +410,24 @@ export class FuseSession {
         return this.op('removexattr', slot, () => v.removexattr(n(0), s(1)), this.ok(slot))
       case OP.CREATE:
         return this.op('create', slot, () => v.create(n(0), s(1), n(2), n(3), creator(4)), (r) => {
-          if (!this.b.replyCreate(slot, this.attr(r.attr), this.o.entryTimeoutS, this.o.attrTimeoutS, r.fh, 0)) void v.release(r.fh).catch(() => undefined)
+          this.pt?.created(r.attr.ino, r.fh)
+          if (!this.b.replyCreate(slot, this.attr(r.attr), this.o.entryTimeoutS, this.o.attrTimeoutS, r.fh, 0)) {
+            this.pt?.released(r.fh)
+            void v.release(r.fh).catch(() => undefined)
+          }
         })
       case OP.FALLOCATE:
-        return this.op('fallocate', slot, () => v.fallocate(n(1), n(2), n(3), n(4)), this.ok(slot))
+        return this.op('fallocate', slot, async () => {
+          await v.fallocate(n(1), n(2), n(3), n(4))
+          await this.pt?.changed(n(0), n(3), n(4))
+        }, this.ok(slot))
       case OP.COPY_FILE_RANGE:
         // (ino_in, fh_in, off_in, ino_out, fh_out, off_out, len, flags): answered with the bytes copied
-        return this.op('copy_file_range', slot, () => v.copyFileRange(n(1), n(2), n(4), n(5), n(6), n(7)), (count) => this.b.replyWrite(slot, count))
+        return this.op('copy_file_range', slot, async () => {
+          const count = await v.copyFileRange(n(1), n(2), n(4), n(5), n(6), n(7))
+          await this.pt?.changed(n(3), n(5), count)
+          return count
+        }, (count) => this.b.replyWrite(slot, count))
       case OP.LSEEK:
         return this.op('lseek', slot, async () => v.lseek(n(1), n(2), n(3)), (offset) => this.b.replyLseek(slot, offset))
       default:

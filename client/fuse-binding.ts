@@ -43,8 +43,12 @@ export const ATTR_FIELDS = 16
  */
 export const OPEN_FLAGS = { DIRECT_IO: 1, KEEP_CACHE: 2, CACHE_DIR: 4, NO_FLUSH: 8 } as const
 
-/** mount()'s flags. LOCAL_LOCKS: decline POSIX_LOCKS and FLOCK_LOCKS, so the kernel keeps locks itself. */
-export const MOUNT_FLAGS = { LOCAL_LOCKS: 1, ACL: 2 } as const
+/**
+ * mount()'s flags. LOCAL_LOCKS: decline POSIX_LOCKS and FLOCK_LOCKS, so the
+ * kernel keeps locks itself. PASSTHROUGH: take FUSE_PASSTHROUGH if the kernel
+ * offers it (client/passthrough.ts).
+ */
+export const MOUNT_FLAGS = { LOCAL_LOCKS: 1, ACL: 2, PASSTHROUGH: 4 } as const
 
 /** setattr's to_set bits (fuse_lowlevel.h). */
 export const SET = { MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5, ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8 } as const
@@ -61,7 +65,8 @@ export interface FuseBinding {
   /** false: the caller is gone (interrupted), no release will come for `fh`. */
   replyCreate(slot: number, attr: Float64Array, entryTimeout: number, attrTimeout: number, fh: number, flags: number): boolean
   replyAttr(slot: number, attr: Float64Array, timeout: number): void
-  replyOpen(slot: number, fh: number, flags: number): boolean
+  /** With `backingId` (from backingOpen) and the OPEN's `unique` (its third argument): opened in passthrough mode. */
+  replyOpen(slot: number, fh: number, flags: number, backingId?: number, unique?: number): boolean
   replyBuf(slot: number, data: Buffer, length: number): void
   replyWrite(slot: number, count: number): void
   /** lseek's answer: the offset found. */
@@ -81,6 +86,12 @@ export interface FuseBinding {
   rawName(name: string): Buffer
   /** Whether the kernel took POSIX ACLs at INIT (asked with MOUNT_FLAGS.ACL): it enforces them and sends umasks. */
   aclGranted(): boolean
+  /** The mount asked for passthrough (MOUNT_FLAGS.PASSTHROUGH) and the kernel offered it at INIT. */
+  passthroughGranted(): boolean
+  /** Registers an open local file as a backing file (FUSE_DEV_IOC_BACKING_OPEN, needs CAP_SYS_ADMIN): its id. Throws with the errno's code. */
+  backingOpen(fd: number): number
+  /** Drops a backing id; files opened on it keep their backing file. */
+  backingClose(id: number): void
 }
 
 export function loadBinding(): FuseBinding {

@@ -8,11 +8,11 @@
  * fstab and systemd can rely on the exit status.
  */
 import { spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { openSync } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { NatsConnection, Subscription } from 'nats'
 import { BlockClient } from '../common/block-client'
 import { PinnedBlocks } from './pinned-blocks'
@@ -211,6 +211,10 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
     attrTimeoutS: cfg.attrTimeoutS,
     localLocks: cfg.localLocks,
     acl: cfg.acl,
+    // passthrough needs CAP_SYS_ADMIN (FUSE_DEV_IOC_BACKING_OPEN): root only
+    ...(cfg.localCopyBytes > 0 && process.getuid?.() === 0
+      ? { localCopies: { dir: join(cfg.localCopyDir, createHash('sha256').update(resolve(cfg.mountpoint)).digest('hex').slice(0, 16)), maxBytes: cfg.localCopyBytes } }
+      : {}),
   })
   vfs.kernel = fuse
   const inval = subscribeInvalidations(nc, cfg.cluster, meta.origin, vfs, fuse)
@@ -354,6 +358,7 @@ function subscribeInvalidations(nc: NatsConnection, cluster: string, origin: str
       // the kernel's caches too, from the binding's notifier thread
       for (const [parent, name] of entries) fuse.invalidateEntry(parent, name)
       for (const ino of change.inos) fuse.invalidateInode(ino)
+      fuse.remoteChange(change.inos)
       for (const dir of change.dirs) fuse.invalidateInode(dir)
     },
   })

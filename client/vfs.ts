@@ -1037,6 +1037,30 @@ export class Vfs {
    * open. A later change through this mount changes gen too, so the next open
    * drops the cache: conservative, never stale.
    */
+  /**
+   * What this mount holds of an open file's content (client/passthrough.ts):
+   * the generation and size it was last committed or fetched at, and whether
+   * it has changes not yet committed. Undefined for a file not open here.
+   */
+  contentOf(ino: number): { gen: number; size: number; dirty: boolean } | undefined {
+    const f = this.files.get(ino)
+    if (!f) return undefined
+    return { gen: f.attr.gen, size: f.size, dirty: f.isDirty || f.hasPending }
+  }
+
+  /** Asks meta whether an open file changed and takes the new content's map if so (client/passthrough.ts). */
+  async refreshOpen(ino: number): Promise<void> {
+    const f = this.files.get(ino)
+    if (f && !f.isDirty) await this.revalidateOpen(f, false)
+  }
+
+  /** Reads an open file's bytes as this mount sees them now, by inode (client/passthrough.ts). */
+  async readOpen(ino: number, target: Buffer, pos: number, len: number): Promise<number> {
+    const f = this.files.get(ino)
+    if (!f) throw fsError('EBADF', `inode ${ino} is not open`)
+    return f.read(target, pos, len, true)
+  }
+
   private noteContent(attr: Attr): void {
     if (this.contentSeen.size >= CONTENT_SEEN_MAX) this.contentSeen.delete(this.contentSeen.keys().next().value as number)
     this.contentSeen.set(attr.ino, { gen: attr.gen, size: attr.size })

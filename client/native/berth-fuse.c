@@ -31,6 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
 #include <uv.h>
 
 /* Opcodes passed to the JS dispatcher; mirrored by OP in client/fuse-binding.ts. */
@@ -70,6 +73,12 @@ static struct {
   int acl;             /* POSIX ACLs asked for (-o acl) */
   int acl_on;          /* ... and granted at INIT: the kernel enforces them and leaves the umask to us */
   int acl_all_to_js;   /* the ACL table gave up (no memory, or ACL_TABLE_MAX inodes): JS answers every ACL getxattr */
+  int passthrough;     /* passthrough asked for (mount flag 4) */
+  int pt_on;           /* ... and offered by the kernel at INIT, so our INIT reply enables it */
+  uint64_t cur_unique; /* the request fuse_session_process_buf is dispatching */
+  uint64_t init_unique;        /* the INIT request's unique: its reply gets the passthrough bits */
+  uint64_t patch_unique;       /* an OPEN reply being written that opens in passthrough mode ... */
+  int32_t patch_backing;       /* ... on this backing id */
 } S;
 
 /* the inodes with POSIX ACLs, as their attributes say (defined with attr_from) */
@@ -408,7 +417,7 @@ static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 #undef OP
 
 #define OP OP_OPEN
-static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ARGS(num((double)ino), num(fi->flags)); }
+static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { ARGS(num((double)ino), num(fi->flags), num((double)S.cur_unique)); }
 #undef OP
 
 #define OP OP_READ
@@ -616,6 +625,82 @@ static const struct fuse_lowlevel_ops ops = {
   .getlk = ll_getlk, .setlk = ll_setlk, .flock = ll_flock,
 };
 
+/*
+ * ---- passthrough (docs/architecture.md, "Local copies and passthrough") ----
+ *
+ * libfuse 3.14 predates FUSE_PASSTHROUGH (kernel 6.9, protocol 7.40), so the
+ * binding does the two protocol steps libfuse cannot express, in the one place
+ * every reply passes: the session's writev (fuse_session_custom_io).
+ * - INIT: when the kernel offers FUSE_PASSTHROUGH (init_in.flags2 bit 5) and
+ *   the mount asked for it, the reply gets that bit and max_stack_depth 1 (a
+ *   backing file must be on a file system that stacks on nothing, as ext4).
+ * - OPEN: a reply that JS answered with a backing id (from backingOpen, the
+ *   FUSE_DEV_IOC_BACKING_OPEN ioctl) gets FOPEN_PASSTHROUGH and that id, so
+ *   the kernel reads the file from the backing file without asking us.
+ * The struct layouts are the kernel's (include/uapi/linux/fuse.h), which
+ * Debian 12's headers are too old to have.
+ */
+#define K_FUSE_OPEN 14
+#define K_FUSE_INIT 26
+#define K_INIT_EXT (1u << 30)
+#define K_INIT2_PASSTHROUGH (1u << 5) /* FUSE_PASSTHROUGH = 1ULL << 37 */
+#define K_FOPEN_PASSTHROUGH (1u << 7)
+struct k_in_header { uint32_t len, opcode; uint64_t unique, nodeid; uint32_t uid, gid, pid; uint16_t total_extlen, padding; };
+struct k_out_header { uint32_t len; int32_t error; uint64_t unique; };
+struct k_backing_map { int32_t fd; uint32_t flags; uint64_t padding; };
+#define K_DEV_IOC_BACKING_OPEN _IOW(229, 1, struct k_backing_map)
+#define K_DEV_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
+/* fuse_init_in: major, minor, max_readahead, flags, flags2; fuse_init_out: flags2 at 32, max_stack_depth at 36 */
+#define K_INIT_IN_FLAGS 12
+#define K_INIT_IN_FLAGS2 16
+#define K_INIT_OUT_FLAGS 12
+#define K_INIT_OUT_FLAGS2 32
+#define K_INIT_OUT_STACK 36
+/* fuse_open_out: fh, open_flags at 8, backing_id at 12 */
+#define K_OPEN_OUT_FLAGS 8
+#define K_OPEN_OUT_BACKING 12
+
+static uint32_t get32(const void *p, size_t off) { uint32_t v; memcpy(&v, (const char *)p + off, 4); return v; }
+static void put32(void *p, size_t off, uint32_t v) { memcpy((char *)p + off, &v, 4); }
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *ud) {
+  (void)ud;
+  return read(fd, buf, len);
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *ud) {
+  (void)ud;
+  if (count >= 2 && iov[0].iov_len == sizeof(struct k_out_header)) {
+    const struct k_out_header *h = iov[0].iov_base;
+    /* only the JS thread replies to INIT and OPEN; the notifier's writes have unique 0 */
+    if (h->unique != 0 && h->error == 0) {
+      if (h->unique == S.init_unique && S.pt_on && iov[1].iov_len >= K_INIT_OUT_STACK + 4) {
+        put32(iov[1].iov_base, K_INIT_OUT_FLAGS, get32(iov[1].iov_base, K_INIT_OUT_FLAGS) | K_INIT_EXT);
+        put32(iov[1].iov_base, K_INIT_OUT_FLAGS2, get32(iov[1].iov_base, K_INIT_OUT_FLAGS2) | K_INIT2_PASSTHROUGH);
+        put32(iov[1].iov_base, K_INIT_OUT_STACK, 1);
+      } else if (h->unique == S.patch_unique && iov[1].iov_len >= K_OPEN_OUT_BACKING + 4) {
+        put32(iov[1].iov_base, K_OPEN_OUT_FLAGS, get32(iov[1].iov_base, K_OPEN_OUT_FLAGS) | K_FOPEN_PASSTHROUGH);
+        put32(iov[1].iov_base, K_OPEN_OUT_BACKING, (uint32_t)S.patch_backing);
+      }
+    }
+  }
+  return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io custom_io = { .writev = io_writev, .read = io_read };
+
+/* Before libfuse dispatches a request: its unique, and INIT's offer. */
+static void note_request(const struct fuse_buf *b) {
+  if (b->flags & FUSE_BUF_IS_FD || b->size < sizeof(struct k_in_header)) return;
+  const struct k_in_header *in = b->mem;
+  S.cur_unique = in->unique;
+  if (in->opcode == K_FUSE_INIT && b->size >= sizeof *in + K_INIT_IN_FLAGS2 + 4) {
+    const char *arg = (const char *)b->mem + sizeof *in;
+    S.init_unique = in->unique;
+    S.pt_on = S.passthrough && (get32(arg, K_INIT_IN_FLAGS) & K_INIT_EXT) && (get32(arg, K_INIT_IN_FLAGS2) & K_INIT2_PASSTHROUGH);
+  }
+}
+
 /* ---- the poll loop ---- */
 
 static void stop_polling(void) {
@@ -647,7 +732,9 @@ static void on_readable(uv_poll_t *h, int status, int events) {
       ended = 1; /* ENODEV: unmounted (fusermount -u, umount) */
       break;
     }
+    note_request(&S.buf);
     fuse_session_process_buf(S.se, &S.buf);
+    S.cur_unique = 0;
   }
   if (ended) {
     stop_polling();
@@ -852,6 +939,9 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   S.local_locks = (int)arg_num(env, argv[6]) & 1;
   S.acl = ((int)arg_num(env, argv[6]) & 2) != 0;
   S.acl_on = 0;
+  S.passthrough = ((int)arg_num(env, argv[6]) & 4) != 0;
+  S.pt_on = 0;
+  S.init_unique = S.patch_unique = 0;
   acl_reset();
   const char *max = getenv("BERTH_ACL_TABLE_MAX");
   acl_table_max = max && *max ? (size_t)strtoull(max, NULL, 10) : ACL_TABLE_MAX;
@@ -876,6 +966,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   free(mnt);
   S.mounted = 1;
   int fd = fuse_session_fd(S.se);
+  /* every read and reply through io_read/io_writev (the passthrough bits above); same fd */
+  if (fuse_session_custom_io(S.se, &custom_io, fd) != 0) S.passthrough = 0;
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   napi_value resource, name;
   CHECK(napi_create_reference(env, argv[3], 1, &S.dispatch));
@@ -1153,14 +1245,61 @@ static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
 
 /* replyOpen(slot, fh, flags) -> false if the opener is gone (no release will come) */
 static napi_value js_reply_open(napi_env env, napi_callback_info info) {
-  napi_value argv[3], out;
+  napi_value argv[5], out;
   struct fuse_file_info fi;
-  if (!get_args(env, info, 3, argv)) return NULL;
+  size_t argc = 5;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return napi_throw_type_error(env, NULL, "replyOpen(slot, fh, flags[, backingId, unique])"), NULL;
   fuse_req_t req = arg_req(env, argv[0]);
   if (!req) return NULL;
   fill_open(&fi, arg_num(env, argv[1]), (int)arg_num(env, argv[2]));
-  napi_get_boolean(env, fuse_reply_open(req, &fi) == 0, &out);
+  double backing = argc >= 5 ? arg_num(env, argv[3]) : 0;
+  if (backing > 0 && S.pt_on) {
+    /* io_writev puts FOPEN_PASSTHROUGH and the id into this very reply */
+    S.patch_unique = (uint64_t)arg_num(env, argv[4]);
+    S.patch_backing = (int32_t)backing;
+  }
+  int ok = fuse_reply_open(req, &fi) == 0;
+  S.patch_unique = 0;
+  napi_get_boolean(env, ok, &out);
   return out;
+}
+
+/* passthroughGranted() -> boolean: asked for, and the kernel offered it at INIT */
+static napi_value js_pt_granted(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_get_boolean(env, S.pt_on != 0, &out);
+  return out;
+}
+
+/* backingOpen(fd) -> id: registers an open file as a backing file (needs CAP_SYS_ADMIN); throws errno */
+static napi_value js_backing_open(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (!S.se || !S.pt_on) return napi_throw_error(env, "ENOSYS", "passthrough is off"), NULL;
+  struct k_backing_map map = { .fd = (int32_t)arg_num(env, argv[0]) };
+  int id = ioctl(fuse_session_fd(S.se), K_DEV_IOC_BACKING_OPEN, &map);
+  if (id < 0) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "FUSE_DEV_IOC_BACKING_OPEN: %s", strerror(errno));
+    napi_value code, m, err;
+    napi_create_string_utf8(env, errno == EPERM ? "EPERM" : errno == EINVAL ? "EINVAL" : "EIO", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+    napi_create_error(env, code, m, &err);
+    napi_throw(env, err);
+    return NULL;
+  }
+  napi_create_double(env, id, &out);
+  return out;
+}
+
+/* backingClose(id): the kernel keeps the backing file of every file already opened on it */
+static napi_value js_backing_close(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  uint32_t id = (uint32_t)arg_num(env, argv[0]);
+  if (S.se) (void)ioctl(fuse_session_fd(S.se), K_DEV_IOC_BACKING_CLOSE, &id);
+  return NULL;
 }
 
 /* replyBuf(slot, buffer, length): the bytes are written to the kernel before this returns */
@@ -1351,7 +1490,8 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("replyReadlink", js_reply_readlink), FN("replyStatfs", js_reply_statfs), FN("replyXattr", js_reply_xattr),
     FN("replyDir", js_reply_dir), FN("notifyInvalInode", js_inval_inode), FN("notifyInvalEntry", js_inval_entry),
     FN("replyLock", js_reply_lock), FN("replyLseek", js_reply_lseek), FN("rawName", js_raw_name),
-    FN("aclGranted", js_acl_granted),
+    FN("aclGranted", js_acl_granted), FN("passthroughGranted", js_pt_granted),
+    FN("backingOpen", js_backing_open), FN("backingClose", js_backing_close),
 #undef FN
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -1,0 +1,310 @@
+/**
+ * FUSE passthrough of read-only opens to whole-file local copies
+ * (client/local-copies.ts; docs/architecture.md "Local copies and
+ * passthrough"). A re-read of a file whose content did not change is then
+ * read by the kernel from the local disk, as a local file, without a request
+ * to this process.
+ *
+ * The kernel's rule (fs/fuse/iomode.c): an inode is either in cached mode
+ * (opens that use the FUSE page cache) or in passthrough mode (opens on one
+ * backing file); an open of the other mode fails with EIO. So every open of
+ * an inode is answered here, and the mode of an inode follows its open handles:
+ *
+ *            read-only open, copy complete and current, no cached handle
+ *     IDLE ------------------------------------------------------------> PASSTHROUGH
+ *      |  \                                                                |  ^
+ *      |   any other open                    any open: passthrough too;    |  |
+ *      v                                     a writable one also DIRECT_IO |  |
+ *    CACHED  (back to IDLE when its last                                   +--+
+ *             handle is released)             last handle released -> IDLE
+ *
+ * The counts here are never below the kernel's: the kernel counts an open when
+ * it takes the reply (after this process counted it) and drops it before it
+ * sends RELEASE (before this process drops it). So "no cached handle here"
+ * means none in the kernel, and a passthrough inode here may be idle in the
+ * kernel, which takes another passthrough open all the same.
+ *
+ * While an inode is in passthrough mode its readers read the copy, so the
+ * copy must follow every change of the file:
+ * - a WRITE through a writable handle (DIRECT_IO: it reaches this process) is
+ *   written to the copy too before it is answered;
+ * - a truncate, fallocate or copy_file_range into it: the copy is read again
+ *   from this mount's view of the changed range;
+ * - a writable handle's shared mmap writes the copy itself (the kernel maps
+ *   the backing file): at its flush and fsync the copy is compared with this
+ *   mount's view and what differs is written to the file;
+ * - another client's commit (meta's invalidation) or a new content generation
+ *   seen at an open: the whole copy is read again before the next open is
+ *   answered.
+ * A copy that followed changes is dropped when its last handle goes: its bytes
+ * match the file, but the generation they match is known only after the commit.
+ */
+import { read } from 'node:fs'
+import { O_ACCMODE } from './vfs'
+import { LocalCopies, type LocalCopy } from './local-copies'
+import { logger } from '../common/log'
+
+const log = logger('passthrough')
+
+/** Bytes read per step when a copy is read again or compared. */
+const STEP = 4 * 1024 * 1024
+
+export interface BackingFiles {
+  backingOpen(fd: number): number
+  backingClose(id: number): void
+}
+
+/** What passthrough needs of the mount's files (client/vfs.ts). */
+export interface CopySource {
+  contentOf(ino: number): { gen: number; size: number; dirty: boolean } | undefined
+  refreshOpen(ino: number): Promise<void>
+  readOpen(ino: number, target: Buffer, pos: number, len: number): Promise<number>
+  write(fh: number, data: Buffer, pos: number): Promise<number>
+}
+
+type Mode = 'cached' | 'passthrough'
+
+interface InodeModes {
+  cached: number
+  /** ... of them writable */
+  writers: number
+  passthrough: number
+  backingId: number
+  /** The copy followed a change made while in passthrough mode. */
+  followed: boolean
+  /** A whole-copy re-read under way: opens wait for it. */
+  refreshing?: Promise<void>
+}
+
+export interface OpenAnswer {
+  /** Open on this backing file (FOPEN_PASSTHROUGH). */
+  backingId: number
+  /** Reads and writes of this handle still come here (a writable handle on a passthrough inode). */
+  directIo: boolean
+}
+
+export class Passthrough {
+  private readonly handles = new Map<number, { ino: number; mode: Mode; writable: boolean }>()
+  private readonly inodes = new Map<number, InodeModes>()
+  readonly copies: LocalCopies
+  private on = true
+
+  constructor(
+    private readonly kernel: BackingFiles,
+    private readonly files: CopySource,
+    dir: string,
+    maxBytes: number,
+  ) {
+    this.copies = new LocalCopies(dir, maxBytes, (ino) => (this.inodes.get(ino)?.passthrough ?? 0) > 0)
+  }
+
+  private modes(ino: number): InodeModes {
+    let m = this.inodes.get(ino)
+    if (!m) {
+      m = { cached: 0, writers: 0, passthrough: 0, backingId: 0, followed: false }
+      this.inodes.set(ino, m)
+    }
+    return m
+  }
+
+  /** True while `ino` has handles in passthrough mode (its copy must follow changes). */
+  following(ino: number): boolean {
+    return (this.inodes.get(ino)?.passthrough ?? 0) > 0
+  }
+
+  /**
+   * How an open of `ino` with `flags`, given handle `fh` by the Vfs, is
+   * answered: undefined for cached mode (the reply as without passthrough).
+   */
+  async open(ino: number, fh: number, flags: number): Promise<OpenAnswer | undefined> {
+    const writable = (flags & O_ACCMODE) !== 0
+    const m = this.modes(ino)
+    if (m.passthrough > 0) {
+      await this.current(ino, m)
+      if (m.passthrough > 0) {
+        this.count(fh, ino, 'passthrough', writable)
+        return { backingId: m.backingId, directIo: writable }
+      }
+    }
+    if (!writable && m.cached === 0 && this.on) {
+      const copy = this.usable(ino)
+      if (copy) {
+        const id = this.backing(copy)
+        if (id > 0) {
+          m.backingId = id
+          this.count(fh, ino, 'passthrough', false)
+          return { backingId: id, directIo: false }
+        }
+      }
+    }
+    this.count(fh, ino, 'cached', writable)
+    return undefined
+  }
+
+  /** A handle made by CREATE (always cached mode: a new file has no copy). */
+  created(ino: number, fh: number): void {
+    this.count(fh, ino, 'cached', true)
+  }
+
+  /** The kernel released `fh` (or its open was never answered). */
+  released(fh: number): void {
+    const h = this.handles.get(fh)
+    if (!h) return
+    this.handles.delete(fh)
+    const m = this.modes(h.ino)
+    if (h.mode === 'cached') {
+      m.cached--
+      if (h.writable) m.writers--
+    } else if (--m.passthrough === 0) {
+      this.kernel.backingClose(m.backingId)
+      m.backingId = 0
+      if (m.followed) this.copies.drop(h.ino)
+      m.followed = false
+    }
+    if (m.cached === 0 && m.passthrough === 0) this.inodes.delete(h.ino)
+  }
+
+  /** The handle reads through this process and may fill the copy. */
+  fills(fh: number): boolean {
+    const h = this.handles.get(fh)
+    return this.on && h !== undefined && h.mode === 'cached' && !h.writable
+  }
+
+  /** Bytes a cached read-only handle of `ino` just answered: onto the copy of this content. */
+  fill(ino: number, pos: number, data: Buffer, done: () => void): boolean {
+    const c = this.files.contentOf(ino)
+    const m = this.inodes.get(ino)
+    if (!c || c.dirty || !m || m.passthrough > 0 || m.writers > 0) return false
+    const copy = this.copies.forFill(ino, { gen: c.gen, size: c.size })
+    if (!copy || pos >= c.size) return false
+    copy.put(pos, data, done)
+    return true
+  }
+
+  /** A WRITE of `data` at `pos` was applied to `ino`: the copy of a passthrough inode gets it too. */
+  wrote(ino: number, pos: number, data: Buffer): void {
+    if (!this.following(ino)) return
+    const copy = this.copies.get(ino)
+    if (!copy) return
+    copy.putNow(pos, data)
+    this.modes(ino).followed = true
+  }
+
+  /** A truncate, fallocate or copy_file_range changed [pos, pos + len) of `ino` (len -1: to the end). */
+  async changed(ino: number, pos = 0, len = -1): Promise<void> {
+    if (!this.following(ino)) return
+    const copy = this.copies.get(ino)
+    const c = this.files.contentOf(ino)
+    if (!copy || !c) return
+    this.modes(ino).followed = true
+    if (c.size !== copy.version.size) copy.truncateNow(c.size)
+    await this.reread(ino, copy, pos, len < 0 ? c.size - pos : len)
+  }
+
+  /**
+   * Before a writable passthrough handle's flush or fsync: its shared mmap
+   * wrote the copy, not this process. What differs from this mount's view is
+   * written through the handle, so the flush commits it.
+   */
+  async settle(fh: number): Promise<void> {
+    const h = this.handles.get(fh)
+    if (!h || h.mode !== 'passthrough' || !h.writable) return
+    const copy = this.copies.get(h.ino)
+    const c = this.files.contentOf(h.ino)
+    if (!copy || !c) return
+    const mine = Buffer.allocUnsafe(STEP)
+    const theirs = Buffer.allocUnsafe(STEP)
+    for (let pos = 0; pos < c.size; pos += STEP) {
+      const len = Math.min(STEP, c.size - pos)
+      const a = await readCopy(copy, mine, pos, len)
+      const b = await this.files.readOpen(h.ino, theirs, pos, len)
+      if (a === b && mine.subarray(0, a).equals(theirs.subarray(0, b))) continue
+      log.info(`inode ${h.ino}: the local copy was written through a shared mapping; ${a} bytes at ${pos} go to the file`)
+      await this.files.write(fh, Buffer.from(mine.subarray(0, a)), pos)
+    }
+  }
+
+  /** Another client changed these inodes: copies in passthrough mode are read again, the others dropped. */
+  remoteChange(inos: number[]): void {
+    for (const ino of inos) {
+      const m = this.inodes.get(ino)
+      if (!m || m.passthrough === 0) {
+        this.copies.drop(ino)
+        continue
+      }
+      const copy = this.copies.get(ino)
+      if (!copy) continue
+      const before = m.refreshing ?? Promise.resolve()
+      m.refreshing = before.then(() => this.refresh(ino, copy)).finally(() => {
+        if (this.inodes.get(ino) === m && m.refreshing) m.refreshing = undefined
+      })
+    }
+  }
+
+  /** Stops passthrough (unmount): copies removed. */
+  close(): void {
+    this.copies.close()
+  }
+
+  // ---- inside ----
+
+  private count(fh: number, ino: number, mode: Mode, writable: boolean): void {
+    const m = this.modes(ino)
+    if (mode === 'cached') {
+      m.cached++
+      if (writable) m.writers++
+    } else m.passthrough++
+    this.handles.set(fh, { ino, mode, writable })
+  }
+
+  /** The complete copy of `ino`'s current content, if this mount has one and holds nothing newer. */
+  private usable(ino: number): LocalCopy | undefined {
+    const c = this.files.contentOf(ino)
+    const copy = this.copies.get(ino)
+    if (!c || c.dirty || !copy || !copy.complete) return undefined
+    return copy.version.gen === c.gen && copy.version.size === c.size ? copy : undefined
+  }
+
+  private backing(copy: LocalCopy): number {
+    try {
+      return this.kernel.backingOpen(copy.fd)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      this.on = false
+      log.warn(`passthrough is off for this mount: the kernel refused a backing file (${code}: ${(err as Error).message}); reads go through the mount`)
+      return 0
+    }
+  }
+
+  /** Before an open of a passthrough inode: the copy is the content this mount now sees. */
+  private async current(ino: number, m: InodeModes): Promise<void> {
+    await m.refreshing
+    const c = this.files.contentOf(ino)
+    const copy = this.copies.get(ino)
+    if (!c || !copy || c.dirty || m.followed) return
+    if (copy.version.gen !== c.gen || copy.version.size !== c.size) await this.refresh(ino, copy)
+  }
+
+  /** The whole copy read again from this mount's view (after another client's commit). */
+  private async refresh(ino: number, copy: LocalCopy): Promise<void> {
+    await this.files.refreshOpen(ino)
+    const c = this.files.contentOf(ino)
+    if (!c) return
+    copy.truncateNow(c.size)
+    await this.reread(ino, copy, 0, c.size)
+    copy.version = { gen: c.gen, size: c.size }
+  }
+
+  private async reread(ino: number, copy: LocalCopy, pos: number, len: number): Promise<void> {
+    const buf = Buffer.allocUnsafe(STEP)
+    for (let at = pos; at < pos + len; at += STEP) {
+      const n = await this.files.readOpen(ino, buf, at, Math.min(STEP, pos + len - at))
+      if (n <= 0) break
+      copy.putNow(at, buf.subarray(0, n))
+    }
+  }
+}
+
+function readCopy(copy: LocalCopy, target: Buffer, pos: number, len: number): Promise<number> {
+  return new Promise((resolve, reject) => read(copy.fd, target, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n))))
+}

@@ -1,0 +1,159 @@
+/**
+ * Local copies and FUSE passthrough (client/passthrough.ts, client/local-copies.ts):
+ * a file read whole once is read again by the kernel from a copy on the local
+ * disk, with no READ reaching the mount, and the copy follows every change
+ * made while readers hold it open: writes and truncates through this mount,
+ * a writer's shared mapping, and another client's commits.
+ */
+import { spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { closeSync, ftruncateSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { startCluster } from './helpers/cluster'
+import { delta, fuseOps } from './helpers/fuse-ops'
+import { mountCluster, type TestMount } from './helpers/mount'
+
+const root = process.getuid?.() === 0
+const MiB = 1024 * 1024
+
+/** READs the mount answered while `fn` ran. */
+async function readsDuring(m: TestMount, fn: () => void | Promise<void>): Promise<number> {
+  const url = String(m.client.ready.metrics)
+  const before = await fuseOps(url)
+  await fn()
+  return delta(await fuseOps(url), before, 'read')
+}
+
+/** Drops the page cache of a file on the mount (POSIX_FADV_DONTNEED; Node has no fadvise). */
+function dropPages(path: string): void {
+  const r = spawnSync('python3', ['-c', 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)', path])
+  if (r.status !== 0) throw new Error(`fadvise: ${r.stderr}`)
+}
+
+/** Reads all of `fd` from offset 0. */
+function readAll(fd: number, size: number): Buffer {
+  const buf = Buffer.alloc(size)
+  let at = 0
+  while (at < size) {
+    const n = readSync(fd, buf, at, size - at, at)
+    if (n <= 0) break
+    at += n
+  }
+  return buf.subarray(0, at)
+}
+
+t.test('passthrough of re-reads to local copies', { skip: root ? false : 'FUSE passthrough needs CAP_SYS_ADMIN' }, async (t) => {
+  const c = await startCluster(t, { nodes: 1, replicas: 1 })
+  const a = await mountCluster(t, c, { args: ['-o', 'metrics=127.0.0.1:0'] })
+  const b = await mountCluster(t, c)
+
+  await t.test('a file read once is read again with no READ to the mount', async (t) => {
+    const data = randomBytes(8 * MiB + 123)
+    const path = join(a.dir, 'once.bin')
+    writeFileSync(path, data)
+    const cold = await readsDuring(a, () => void t.ok(readFileSync(path).equals(data), 'the first read is exact'))
+    t.ok(cold > 0, `the first read came to the mount (${cold} READs)`)
+    // the FUSE page cache of the file goes: a cached-mode read would have to ask the mount
+    dropPages(path)
+    const warm = await readsDuring(a, () => void t.ok(readFileSync(path).equals(data), 'the second read is exact'))
+    t.equal(warm, 0, 'the second read came from the local copy')
+    // the same on a mount without local copies: the dropped pages are asked for again
+    const off = await mountCluster(t, c, { args: ['-o', 'metrics=127.0.0.1:0,local_copy_mb=0'] })
+    const offPath = join(off.dir, 'once.bin')
+    readFileSync(offPath)
+    dropPages(offPath)
+    t.ok((await readsDuring(off, () => void readFileSync(offPath))) > 0, 'without local copies the second read comes to the mount')
+  })
+
+  await t.test('a write through this mount while a reader holds the copy: the reader sees it, other mounts after close', async (t) => {
+    const data = randomBytes(2 * MiB)
+    const path = join(a.dir, 'follow.bin')
+    writeFileSync(path, data)
+    readFileSync(path)
+    const rfd = openSync(path, 'r')
+    try {
+      t.equal(await readsDuring(a, () => void readAll(rfd, data.length)), 0, 'the reader is in passthrough mode')
+      const wfd = openSync(path, 'r+')
+      try {
+        const patch = Buffer.from('written while a passthrough reader is open')
+        writeSync(wfd, patch, 0, patch.length, 1000)
+        patch.copy(data, 1000)
+        t.ok(readAll(rfd, data.length).equals(data), 'the reader sees the write at once')
+        const tail = Buffer.from('appended')
+        writeSync(wfd, tail, 0, tail.length, data.length)
+        const grown = Buffer.concat([data, tail])
+        t.ok(readAll(rfd, grown.length).equals(grown), 'and an append')
+        ftruncateSync(wfd, 4096)
+        t.ok(readAll(rfd, grown.length).equals(grown.subarray(0, 4096)), 'and a truncate')
+      } finally {
+        closeSync(wfd)
+      }
+    } finally {
+      closeSync(rfd)
+    }
+    t.ok(readFileSync(join(b.dir, 'follow.bin')).equals(data.subarray(0, 4096)), 'another mount reads what was written')
+    t.ok(readFileSync(path).equals(data.subarray(0, 4096)), 'and so does a new open here')
+  })
+
+  await t.test('a writer\'s shared mapping while a reader holds the copy reaches the file at close', async (t) => {
+    const data = randomBytes(64 * 1024)
+    const path = join(a.dir, 'mapped.bin')
+    writeFileSync(path, data)
+    readFileSync(path)
+    const rfd = openSync(path, 'r')
+    try {
+      t.equal(await readsDuring(a, () => void readAll(rfd, data.length)), 0, 'the reader is in passthrough mode')
+      // python's mmap: Node has none
+      const py = spawnSync('python3', ['-c', `
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+m = mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+m[5000:5012] = b'mapped write'
+m.flush()
+m.close()
+os.close(fd)
+`, path], { encoding: 'utf8' })
+      t.equal(py.status, 0, `python mmap writer: ${py.stderr}`)
+      Buffer.from('mapped write').copy(data, 5000)
+      t.ok(readAll(rfd, data.length).equals(data), 'the reader sees the mapped write')
+    } finally {
+      closeSync(rfd)
+    }
+    t.ok(readFileSync(join(b.dir, 'mapped.bin')).equals(data), 'another mount reads the mapped write')
+  })
+
+  await t.test('another client rewrites a file a reader holds in passthrough mode: new opens read the new content', async (t) => {
+    const data = randomBytes(1 * MiB)
+    const path = join(a.dir, 'remote.bin')
+    writeFileSync(path, data)
+    readFileSync(path)
+    const rfd = openSync(path, 'r')
+    try {
+      t.equal(await readsDuring(a, () => void readAll(rfd, data.length)), 0, 'the reader is in passthrough mode')
+      const fresh = randomBytes(1 * MiB + 7)
+      writeFileSync(join(b.dir, 'remote.bin'), fresh)
+      // close-to-open: an open after the other client's close reads its content
+      t.ok(readFileSync(path).equals(fresh), 'a new open reads the other client\'s content')
+      t.ok(readAll(rfd, fresh.length).equals(fresh), 'and so does the reader opened before')
+    } finally {
+      closeSync(rfd)
+    }
+  })
+
+  await t.test('a copy is never read for a newer content: written and closed here, then read', async (t) => {
+    const path = join(a.dir, 'rewrite.bin')
+    const one = randomBytes(MiB)
+    writeFileSync(path, one)
+    readFileSync(path)
+    readFileSync(path)
+    const two = randomBytes(MiB)
+    writeFileSync(path, two)
+    t.ok(readFileSync(path).equals(two), 'the new content, not the copy of the old')
+    const three = randomBytes(MiB - 5)
+    writeFileSync(join(b.dir, 'rewrite.bin'), three)
+    t.ok(readFileSync(path).equals(three), 'another client\'s new content, not the copy')
+  })
+})
+
+
