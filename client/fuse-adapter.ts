@@ -339,6 +339,8 @@ export class FuseSession {
         // a pooled buffer only when the bytes are not one cached block's (Vfs.readOut)
         let scratch: Buffer | undefined
         const take = () => (scratch ??= this.reads.take(n(2)))
+        // the content before the read: its bytes fill the local copy only if it did not change meanwhile
+        const was = this.pt?.fills(n(1)) ? this.pt.before(n(0)) : undefined
         return this.op('read', slot, () => v.readOut(n(1), n(2), n(3), take), (out) => {
           this.b.replyBuf(slot, out, out.length)
           const done = () => {
@@ -346,16 +348,13 @@ export class FuseSession {
             if (scratch) this.reads.give(scratch)
           }
           // a read-only reader's bytes also fill the file's local copy; the buffer waits for that write
-          if (!(out.length > 0 && this.pt?.fills(n(1)) && this.pt.fill(n(0), n(3), out, done))) done()
+          if (!(out.length > 0 && was && this.pt?.fill(n(0), was, n(3), out, done))) done()
         })
       }
       case OP.WRITE: {
         const data = args[2] as Buffer
-        return this.op('write', slot, async () => {
-          const count = await v.write(n(1), data, n(3))
-          this.pt?.wrote(n(0), n(3), data.subarray(0, count))
-          return count
-        }, (count) => this.b.replyWrite(slot, count))
+        const apply = () => v.write(n(1), data, n(3))
+        return this.op('write', slot, () => (this.pt ? this.pt.write(n(0), n(3), data, apply) : apply()), (count) => this.b.replyWrite(slot, count))
       }
       case OP.FLUSH:
         // (ino, fh, owner): the close commits first, then the closer's POSIX locks go

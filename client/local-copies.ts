@@ -14,7 +14,7 @@
  * when it ends, and the least recently used copies not open for passthrough
  * go when the total would pass `maxBytes`.
  */
-import { closeSync, ftruncateSync, mkdirSync, openSync, rmSync, unlinkSync, write, writeSync } from 'node:fs'
+import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, rmSync, unlinkSync, write, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { logger } from '../common/log'
 
@@ -69,6 +69,8 @@ export class LocalCopy {
   private settled: Array<() => void> = []
   /** Set once a write failed: the copy is never trusted. */
   broken = false
+  /** Dropped: its descriptor is (being) closed, so nothing may use it. */
+  closed = false
   usedAt = Date.now()
 
   constructor(
@@ -109,6 +111,7 @@ export class LocalCopy {
 
   /** Writes `data` at `pos` before returning (kept in order with every other putNow). */
   putNow(pos: number, data: Buffer): void {
+    if (this.closed) return
     try {
       writeSync(this.fd, data, 0, data.length, pos)
       this.covered.add(pos, pos + data.length)
@@ -120,6 +123,7 @@ export class LocalCopy {
 
   /** Cuts or extends the file to `size` (a truncate of the file it copies). */
   truncateNow(size: number): void {
+    if (this.closed) return
     try {
       ftruncateSync(this.fd, size)
       // an extension reads as zeros, on the copy as on the file
@@ -129,6 +133,12 @@ export class LocalCopy {
       this.broken = true
       log.warn(`local copy of inode ${this.ino}: ${(err as Error).message}; it is no longer used`)
     }
+  }
+
+  /** Reads [pos, pos + len) of the copy into `target` (0 once dropped). */
+  readNow(target: Buffer, pos: number, len: number): number {
+    if (this.closed) return 0
+    return readSync(this.fd, target, 0, len, pos)
   }
 
   /** Starts the copy again as `version`, empty. */
@@ -197,6 +207,8 @@ export class LocalCopies {
     const c = this.copies.get(ino)
     if (!c) return
     this.copies.delete(ino)
+    c.closed = true
+    // putNow/readNow are synchronous and check `closed`; the fills in flight hold the descriptor
     void c.idle().then(() => {
       try {
         closeSync(c.fd)

@@ -39,7 +39,6 @@
  * A copy that followed changes is dropped when its last handle goes: its bytes
  * match the file, but the generation they match is known only after the commit.
  */
-import { read } from 'node:fs'
 import { O_ACCMODE } from './vfs'
 import { LocalCopies, type LocalCopy } from './local-copies'
 import { logger } from '../common/log'
@@ -74,6 +73,8 @@ interface InodeModes {
   followed: boolean
   /** A whole-copy re-read under way: opens wait for it. */
   refreshing?: Promise<void>
+  /** Rereads and comparisons of the copy, one at a time. */
+  turn: Promise<void>
 }
 
 export interface OpenAnswer {
@@ -101,7 +102,7 @@ export class Passthrough {
   private modes(ino: number): InodeModes {
     let m = this.inodes.get(ino)
     if (!m) {
-      m = { cached: 0, writers: 0, passthrough: 0, backingId: 0, followed: false }
+      m = { cached: 0, writers: 0, passthrough: 0, backingId: 0, followed: false, turn: Promise.resolve() }
       this.inodes.set(ino, m)
     }
     return m
@@ -170,24 +171,48 @@ export class Passthrough {
     return this.on && h !== undefined && h.mode === 'cached' && !h.writable
   }
 
-  /** Bytes a cached read-only handle of `ino` just answered: onto the copy of this content. */
-  fill(ino: number, pos: number, data: Buffer, done: () => void): boolean {
+  /** The content a read is about to read: fill() takes its bytes only if that is still the content. */
+  before(ino: number): { gen: number; size: number; dirty: boolean } | undefined {
+    return this.files.contentOf(ino)
+  }
+
+  /**
+   * Bytes a cached read-only handle of `ino` just answered: onto the copy of
+   * this content. `was`: the content before the read began; a commit or
+   * another client's content taken meanwhile (gen only grows) means the
+   * bytes may be of either, so they fill nothing.
+   */
+  fill(ino: number, was: { gen: number; size: number; dirty: boolean } | undefined, pos: number, data: Buffer, done: () => void): boolean {
     const c = this.files.contentOf(ino)
     const m = this.inodes.get(ino)
-    if (!c || c.dirty || !m || m.passthrough > 0 || m.writers > 0) return false
+    if (!c || !was || was.dirty || was.gen !== c.gen || was.size !== c.size) return false
+    if (c.dirty || !m || m.passthrough > 0 || m.writers > 0) return false
     const copy = this.copies.forFill(ino, { gen: c.gen, size: c.size })
     if (!copy || pos >= c.size) return false
     copy.put(pos, data, done)
     return true
   }
 
-  /** A WRITE of `data` at `pos` was applied to `ino`: the copy of a passthrough inode gets it too. */
-  wrote(ino: number, pos: number, data: Buffer): void {
-    if (!this.following(ino)) return
-    const copy = this.copies.get(ino)
-    if (!copy) return
-    copy.putNow(pos, data)
+  /**
+   * A WRITE of `data` at `pos` to `ino`, around its application by `apply`.
+   * The copy of a passthrough inode gets the bytes first: a comparison under
+   * way (settle) reads the mount's view before the copy, so it never finds
+   * the mount ahead of the copy and never writes old bytes over new ones.
+   * A failed write puts the mount's bytes of that range back.
+   */
+  async write(ino: number, pos: number, data: Buffer, apply: () => Promise<number>): Promise<number> {
+    const copy = this.following(ino) ? this.copies.get(ino) : undefined
+    if (!copy) return apply()
     this.modes(ino).followed = true
+    copy.putNow(pos, data)
+    try {
+      return await apply()
+    } catch (err) {
+      await this.reread(ino, copy, pos, data.length).catch(() => {
+        copy.broken = true
+      })
+      throw err
+    }
   }
 
   /** A truncate, fallocate or copy_file_range changed [pos, pos + len) of `ino` (len -1: to the end). */
@@ -196,9 +221,20 @@ export class Passthrough {
     const copy = this.copies.get(ino)
     const c = this.files.contentOf(ino)
     if (!copy || !c) return
-    this.modes(ino).followed = true
-    if (c.size !== copy.version.size) copy.truncateNow(c.size)
-    await this.reread(ino, copy, pos, len < 0 ? c.size - pos : len)
+    const m = this.modes(ino)
+    m.followed = true
+    await this.inTurn(m, async () => {
+      const now = this.files.contentOf(ino) ?? c
+      if (now.size !== copy.version.size) copy.truncateNow(now.size)
+      await this.reread(ino, copy, pos, len < 0 ? now.size - pos : len)
+    })
+  }
+
+  /** Runs `fn` after the inode's other rereads and comparisons. */
+  private inTurn(m: InodeModes, fn: () => Promise<void>): Promise<void> {
+    const run = m.turn.then(fn)
+    m.turn = run.catch(() => undefined)
+    return run
   }
 
   /**
@@ -209,19 +245,24 @@ export class Passthrough {
   async settle(fh: number): Promise<void> {
     const h = this.handles.get(fh)
     if (!h || h.mode !== 'passthrough' || !h.writable) return
-    const copy = this.copies.get(h.ino)
-    const c = this.files.contentOf(h.ino)
-    if (!copy || !c) return
-    const mine = Buffer.allocUnsafe(STEP)
-    const theirs = Buffer.allocUnsafe(STEP)
-    for (let pos = 0; pos < c.size; pos += STEP) {
-      const len = Math.min(STEP, c.size - pos)
-      const a = await readCopy(copy, mine, pos, len)
-      const b = await this.files.readOpen(h.ino, theirs, pos, len)
-      if (a === b && mine.subarray(0, a).equals(theirs.subarray(0, b))) continue
-      log.info(`inode ${h.ino}: the local copy was written through a shared mapping; ${a} bytes at ${pos} go to the file`)
-      await this.files.write(fh, Buffer.from(mine.subarray(0, a)), pos)
-    }
+    const m = this.modes(h.ino)
+    await m.refreshing
+    await this.inTurn(m, async () => {
+      const copy = this.copies.get(h.ino)
+      const c = this.files.contentOf(h.ino)
+      if (!copy || !c) return
+      const mine = Buffer.allocUnsafe(STEP)
+      const theirs = Buffer.allocUnsafe(STEP)
+      for (let pos = 0; pos < c.size; pos += STEP) {
+        const len = Math.min(STEP, c.size - pos)
+        // the mount's view first, then the copy (see write())
+        const b = await this.files.readOpen(h.ino, theirs, pos, len)
+        const a = copy.readNow(mine, pos, b)
+        if (a === b && mine.subarray(0, a).equals(theirs.subarray(0, b))) continue
+        log.info(`inode ${h.ino}: the local copy was written through a shared mapping; ${a} bytes at ${pos} go to the file`)
+        await this.files.write(fh, Buffer.from(mine.subarray(0, a)), pos)
+      }
+    })
   }
 
   /** Another client changed these inodes: copies in passthrough mode are read again, the others dropped. */
@@ -235,7 +276,7 @@ export class Passthrough {
       const copy = this.copies.get(ino)
       if (!copy) continue
       const before = m.refreshing ?? Promise.resolve()
-      m.refreshing = before.then(() => this.refresh(ino, copy)).finally(() => {
+      m.refreshing = before.then(() => this.inTurn(m, () => this.refresh(ino, copy))).finally(() => {
         if (this.inodes.get(ino) === m && m.refreshing) m.refreshing = undefined
       })
     }
@@ -282,7 +323,7 @@ export class Passthrough {
     const c = this.files.contentOf(ino)
     const copy = this.copies.get(ino)
     if (!c || !copy || c.dirty || m.followed) return
-    if (copy.version.gen !== c.gen || copy.version.size !== c.size) await this.refresh(ino, copy)
+    if (copy.version.gen !== c.gen || copy.version.size !== c.size) await this.inTurn(m, () => this.refresh(ino, copy))
   }
 
   /** The whole copy read again from this mount's view (after another client's commit). */
@@ -303,8 +344,4 @@ export class Passthrough {
       copy.putNow(at, buf.subarray(0, n))
     }
   }
-}
-
-function readCopy(copy: LocalCopy, target: Buffer, pos: number, len: number): Promise<number> {
-  return new Promise((resolve, reject) => read(copy.fd, target, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n))))
 }
