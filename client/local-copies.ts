@@ -154,6 +154,16 @@ export class LocalCopy {
   }
 }
 
+/**
+ * Files smaller than this get no copy: the kernel's page cache, kept across
+ * opens of unchanged content (FOPEN_KEEP_CACHE), already serves their re-reads,
+ * and a copy would cost a file, a descriptor and a write per small file read
+ * (a cold `cat` of thousands of small files).
+ */
+export const MIN_COPY_BYTES = 1024 * 1024
+/** At most this many copies (each holds a descriptor), least recently used out first. */
+export const MAX_COPIES = 256
+
 export class LocalCopies {
   private readonly copies = new Map<number, LocalCopy>()
 
@@ -175,7 +185,7 @@ export class LocalCopies {
 
   /** The copy that `version` of `ino` fills: the one there, started again if it held another version. */
   forFill(ino: number, version: CopyVersion): LocalCopy | undefined {
-    if (version.size > this.maxBytes) return undefined
+    if (version.size > this.maxBytes || version.size < MIN_COPY_BYTES) return undefined
     const c = this.copies.get(ino)
     if (c) {
       if (c.version.gen !== version.gen || c.version.size !== version.size) {
@@ -231,15 +241,18 @@ export class LocalCopies {
     return n
   }
 
-  /** Drops least recently used unpinned copies until `bytes` more fit. */
+  /** Drops least recently used unpinned copies until one more of `bytes` fits. */
   private makeRoom(bytes: number): boolean {
     let total = this.totalBytes()
-    if (total + bytes <= this.maxBytes) return true
+    let count = this.copies.size
+    const fits = () => total + bytes <= this.maxBytes && count < MAX_COPIES
+    if (fits()) return true
     const byAge = [...this.copies.values()].filter((c) => !this.pinned(c.ino)).sort((a, b) => a.usedAt - b.usedAt)
     for (const c of byAge) {
       this.drop(c.ino)
       total -= c.version.size
-      if (total + bytes <= this.maxBytes) return true
+      count--
+      if (fits()) return true
     }
     return false
   }

@@ -39,11 +39,15 @@
  * A copy that followed changes is dropped when its last handle goes: its bytes
  * match the file, but the generation they match is known only after the commit.
  */
+import { constants } from 'node:fs'
 import { O_ACCMODE } from './vfs'
 import { LocalCopies, type LocalCopy } from './local-copies'
 import { logger } from '../common/log'
 
 const log = logger('passthrough')
+
+/** open(2)'s O_DIRECT (its value differs between architectures). */
+const O_DIRECT = constants.O_DIRECT ?? 0
 
 /** Bytes read per step when a copy is read again or compared. */
 const STEP = 4 * 1024 * 1024
@@ -127,7 +131,8 @@ export class Passthrough {
         return { backingId: m.backingId, directIo: writable }
       }
     }
-    if (!writable && m.cached === 0 && this.on) {
+    // O_DIRECT readers stay with the mount: the copy's file system would hold them to its own alignment
+    if (!writable && (flags & O_DIRECT) === 0 && m.cached === 0 && this.on) {
       const copy = this.usable(ino)
       if (copy) {
         const id = this.backing(copy)

@@ -57,6 +57,11 @@ t.test('passthrough of re-reads to local copies', { skip: root ? false : 'FUSE p
     // the FUSE page cache of the file goes: a cached-mode read would have to ask the mount
     dropPages(path)
     const warm = await readsDuring(a, () => void t.ok(readFileSync(path).equals(data), 'the second read is exact'))
+    const small = join(a.dir, 'small.bin')
+    writeFileSync(small, randomBytes(64 * 1024))
+    readFileSync(small)
+    dropPages(small)
+    t.ok((await readsDuring(a, () => void readFileSync(small))) > 0, 'a file under 1 MiB gets no copy (the page cache keeps it)')
     t.equal(warm, 0, 'the second read came from the local copy')
     // the same on a mount without local copies: the dropped pages are asked for again
     const off = await mountCluster(t, c, { args: ['-o', 'metrics=127.0.0.1:0,local_copy_mb=0'] })
@@ -73,6 +78,7 @@ t.test('passthrough of re-reads to local copies', { skip: root ? false : 'FUSE p
     readFileSync(path)
     const rfd = openSync(path, 'r')
     try {
+      dropPages(path)
       t.equal(await readsDuring(a, () => void readAll(rfd, data.length)), 0, 'the reader is in passthrough mode')
       const wfd = openSync(path, 'r+')
       try {
@@ -97,12 +103,13 @@ t.test('passthrough of re-reads to local copies', { skip: root ? false : 'FUSE p
   })
 
   await t.test('a writer\'s shared mapping while a reader holds the copy reaches the file at close', async (t) => {
-    const data = randomBytes(64 * 1024)
+    const data = randomBytes(2 * MiB)
     const path = join(a.dir, 'mapped.bin')
     writeFileSync(path, data)
     readFileSync(path)
     const rfd = openSync(path, 'r')
     try {
+      dropPages(path)
       t.equal(await readsDuring(a, () => void readAll(rfd, data.length)), 0, 'the reader is in passthrough mode')
       // python's mmap: Node has none
       const py = spawnSync('python3', ['-c', `
@@ -130,6 +137,7 @@ os.close(fd)
     readFileSync(path)
     const rfd = openSync(path, 'r')
     try {
+      dropPages(path)
       t.equal(await readsDuring(a, () => void readAll(rfd, data.length)), 0, 'the reader is in passthrough mode')
       const fresh = randomBytes(1 * MiB + 7)
       writeFileSync(join(b.dir, 'remote.bin'), fresh)
