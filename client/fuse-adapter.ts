@@ -146,7 +146,7 @@ export class FuseSession {
     )
     this.mounted = true
     const lc = this.o.localCopies
-    if (lc) this.pt = new Passthrough(this.b, this.vfs, lc.dir, lc.maxBytes)
+    if (lc) this.pt = new Passthrough(this.b, this.vfs, lc.dir, lc.maxBytes, (ino) => this.invalidateInodeNow(ino))
   }
 
   /** The passthrough state, once INIT granted it (every request comes after INIT). */

@@ -60,7 +60,7 @@ export interface BackingFiles {
 /** What passthrough needs of the mount's files (client/vfs.ts). */
 export interface CopySource {
   contentOf(ino: number): { gen: number; size: number; dirty: boolean } | undefined
-  refreshOpen(ino: number): Promise<void>
+  refreshOpen(ino: number): Promise<boolean>
   readOpen(ino: number, target: Buffer, pos: number, len: number): Promise<number>
   write(fh: number, data: Buffer, pos: number): Promise<number>
 }
@@ -99,6 +99,8 @@ export class Passthrough {
     private readonly files: CopySource,
     dir: string,
     maxBytes: number,
+    /** Drops the kernel's attributes of an inode, resolved once done. */
+    private readonly forgetAttrs: (ino: number) => Promise<void>,
   ) {
     this.copies = new LocalCopies(dir, maxBytes, (ino) => (this.inodes.get(ino)?.passthrough ?? 0) > 0)
   }
@@ -333,7 +335,9 @@ export class Passthrough {
 
   /** The whole copy read again from this mount's view (after another client's commit). */
   private async refresh(ino: number, copy: LocalCopy): Promise<void> {
-    await this.files.refreshOpen(ino)
+    // the kernel may hold attributes of the old content (a lookup answered
+    // meanwhile), and the next open here finds the file unchanged and keeps them
+    if (await this.files.refreshOpen(ino)) await this.forgetAttrs(ino)
     const c = this.files.contentOf(ino)
     if (!c) return
     copy.truncateNow(c.size)

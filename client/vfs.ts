@@ -1048,10 +1048,14 @@ export class Vfs {
     return { gen: f.attr.gen, size: f.size, dirty: f.isDirty || f.hasPending }
   }
 
-  /** Asks meta whether an open file changed and takes the new content's map if so (client/passthrough.ts). */
-  async refreshOpen(ino: number): Promise<void> {
+  /**
+   * Asks meta whether an open file changed and takes the new content's map if
+   * so (client/passthrough.ts); true when it changed. The caller must drop the
+   * kernel's attributes then: the next open finds nothing changed and keeps them.
+   */
+  async refreshOpen(ino: number): Promise<boolean> {
     const f = this.files.get(ino)
-    if (f && !f.isDirty) await this.revalidateOpen(f, false)
+    return f !== undefined && !f.isDirty && (await this.revalidateOpen(f, false))
   }
 
   /** Reads an open file's bytes as this mount sees them now, by inode (client/passthrough.ts). */

@@ -7,7 +7,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { closeSync, ftruncateSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { startCluster } from './helpers/cluster'
@@ -147,6 +147,58 @@ os.close(fd)
     } finally {
       closeSync(rfd)
     }
+  })
+
+  await t.test('another client shortens a file a reader holds in passthrough mode: a new open sees the new size and bytes', async (t) => {
+    const v2 = randomBytes(3 * MiB)
+    const path = join(a.dir, 'shorter.bin')
+    writeFileSync(path, v2)
+    readFileSync(path)
+    const rfd = openSync(path, 'r')
+    try {
+      dropPages(path)
+      t.equal(await readsDuring(a, () => void readAll(rfd, v2.length)), 0, 'the reader is in passthrough mode')
+      const v3 = randomBytes(777_777)
+      writeFileSync(join(b.dir, 'shorter.bin'), v3)
+      const fd = openSync(path, 'r')
+      try {
+        t.equal(fstatSync(fd).size, v3.length, 'the new size')
+        t.ok(readAll(fd, v2.length).equals(v3), 'the new bytes')
+      } finally {
+        closeSync(fd)
+      }
+    } finally {
+      closeSync(rfd)
+    }
+  })
+
+  await t.test('another client rewrites (O_TRUNC, write, close) a file held in passthrough mode: fstat of a new open shows the new size', async (t) => {
+    // The O_TRUNC's invalidation makes the copy reread while the file is
+    // empty there, a lookup meanwhile gives the kernel size 0, and the open
+    // after the rewrite then found nothing changed and kept that size (10 of
+    // 30 runs before the reread dropped the kernel's attributes).
+    for (let run = 0; run < 8; run++) {
+      const name = `rewrite-held-${run}.bin`
+      writeFileSync(join(a.dir, name), randomBytes(3 * MiB))
+      readFileSync(join(b.dir, name))
+      const held = openSync(join(b.dir, name), 'r')
+      try {
+        readAll(held, 4096)
+        const v3 = randomBytes(777_777)
+        writeFileSync(join(a.dir, name), v3)
+        const fd = openSync(join(b.dir, name), 'r')
+        try {
+          const size = fstatSync(fd).size
+          if (size !== v3.length) t.fail(`run ${run}: fstat size ${size}, want ${v3.length}`)
+          if (!readAll(fd, 4 * MiB).equals(v3)) t.fail(`run ${run}: the bytes are not the new ones`)
+        } finally {
+          closeSync(fd)
+        }
+      } finally {
+        closeSync(held)
+      }
+    }
+    t.pass('8 rewrites')
   })
 
   await t.test('a copy is never read for a newer content: written and closed here, then read', async (t) => {
