@@ -640,7 +640,6 @@ static const struct fuse_lowlevel_ops ops = {
  * The struct layouts are the kernel's (include/uapi/linux/fuse.h), which
  * Debian 12's headers are too old to have.
  */
-#define K_FUSE_OPEN 14
 #define K_FUSE_INIT 26
 #define K_INIT_EXT (1u << 30)
 #define K_INIT2_PASSTHROUGH (1u << 5) /* FUSE_PASSTHROUGH = 1ULL << 37 */
