@@ -11,11 +11,12 @@
  * starts it again from nothing, so a copy is never partly of two versions.
  *
  * The copies are a cache: the folder is emptied when the mount starts and
- * when it ends, and the least recently used copies not open for passthrough
- * go when the total would pass `maxBytes`.
+ * when it ends (a killed mount's folder goes when any mount starts), and the
+ * least recently used copies not open for passthrough go when the total
+ * would pass `maxBytes`.
  */
-import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, rmSync, unlinkSync, write, writeSync } from 'node:fs'
-import { join } from 'node:path'
+import { closeSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, unlinkSync, write, writeFileSync, writeSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { logger } from '../common/log'
 
 const log = logger('local-copies')
@@ -164,6 +165,43 @@ export const MIN_COPY_BYTES = 1024 * 1024
 /** At most this many copies (each holds a descriptor), least recently used out first. */
 export const MAX_COPIES = 256
 
+/** The file in a mount's copies folder naming the process that owns it. */
+const OWNER = 'owner.pid'
+
+/**
+ * Removes the copies folders of mounts whose process is gone (killed: an
+ * unmount removes its own). A folder without an owner file is left alone.
+ */
+function removeOrphans(parent: string): void {
+  let names: string[]
+  try {
+    names = readdirSync(parent)
+  } catch {
+    return
+  }
+  for (const name of names) {
+    const folder = join(parent, name)
+    let pid: number
+    try {
+      pid = Number(readFileSync(join(folder, OWNER), 'utf8'))
+    } catch {
+      continue
+    }
+    if (!Number.isInteger(pid) || pid <= 0 || alive(pid)) continue
+    rmSync(folder, { recursive: true, force: true })
+    log.info(`removed the local copies of a mount that is gone (pid ${pid}): ${folder}`)
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
 export class LocalCopies {
   private readonly copies = new Map<number, LocalCopy>()
 
@@ -175,6 +213,8 @@ export class LocalCopies {
   ) {
     rmSync(dir, { recursive: true, force: true })
     mkdirSync(dir, { recursive: true, mode: 0o700 })
+    removeOrphans(dirname(dir))
+    writeFileSync(join(dir, OWNER), String(process.pid))
   }
 
   get(ino: number): LocalCopy | undefined {

@@ -4,7 +4,8 @@
  * writes of the old are in flight) and evicts (least recently used, never a
  * pinned one).
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -65,4 +66,16 @@ t.test('LocalCopies', async (t) => {
 
   copies.close()
   t.notOk(existsSync(join(dir, 'c')), 'close removes the folder')
+
+  // a killed mount's folder: its owner is a process that exited
+  const dead = spawnSync('true')
+  mkdirSync(join(dir, 'gone'))
+  writeFileSync(join(dir, 'gone', 'owner.pid'), String(dead.pid))
+  writeFileSync(join(dir, 'gone', '7'), 'copy')
+  mkdirSync(join(dir, 'other'))
+  const next = new LocalCopies(join(dir, 'next'), MiB, () => false)
+  t.notOk(existsSync(join(dir, 'gone')), 'a mount that starts removes the folder of a mount that is gone')
+  t.ok(existsSync(join(dir, 'other')), 'and leaves a folder that names no owner')
+  t.equal(readFileSync(join(dir, 'next', 'owner.pid'), 'utf8'), String(process.pid), 'its own folder names it')
+  next.close()
 })
