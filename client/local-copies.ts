@@ -64,7 +64,10 @@ export interface CopyVersion {
 }
 
 export class LocalCopy {
+  /** Bytes on the file. */
   readonly covered = new RangeSet()
+  /** Bytes on the file or being written there. */
+  readonly issued = new RangeSet()
   /** Writes not yet done; `complete` waits for them. */
   inFlight = 0
   private settled: Array<() => void> = []
@@ -86,6 +89,11 @@ export class LocalCopy {
     return !this.broken && this.inFlight === 0 && this.covered.covers(this.version.size)
   }
 
+  /** Every byte of `version` is on disk or on its way (complete once idle(), unless a write fails). */
+  get allIssued(): boolean {
+    return !this.broken && this.issued.covers(this.version.size)
+  }
+
   /** Resolves once the writes started so far are done. */
   idle(): Promise<void> {
     if (this.inFlight === 0) return Promise.resolve()
@@ -99,6 +107,7 @@ export class LocalCopy {
    */
   put(pos: number, data: Buffer, done?: () => void): void {
     this.inFlight++
+    this.issued.add(pos, pos + data.length)
     write(this.fd, data, 0, data.length, pos, (err) => {
       if (err) {
         this.broken = true
@@ -116,6 +125,7 @@ export class LocalCopy {
     try {
       writeSync(this.fd, data, 0, data.length, pos)
       this.covered.add(pos, pos + data.length)
+      this.issued.add(pos, pos + data.length)
     } catch (err) {
       this.broken = true
       log.warn(`local copy of inode ${this.ino}: ${(err as Error).message}; it is no longer used`)
@@ -128,7 +138,10 @@ export class LocalCopy {
     try {
       ftruncateSync(this.fd, size)
       // an extension reads as zeros, on the copy as on the file
-      if (size > this.version.size) this.covered.add(this.version.size, size)
+      if (size > this.version.size) {
+        this.covered.add(this.version.size, size)
+        this.issued.add(this.version.size, size)
+      }
       this.version = { ...this.version, size }
     } catch (err) {
       this.broken = true
@@ -146,6 +159,7 @@ export class LocalCopy {
   reset(version: CopyVersion): void {
     this.version = version
     this.covered.clear()
+    this.issued.clear()
     this.broken = false
     try {
       ftruncateSync(this.fd, 0)

@@ -40,6 +40,7 @@
  * match the file, but the generation they match is known only after the commit.
  */
 import { constants } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { O_ACCMODE } from './vfs'
 import { LocalCopies, type LocalCopy } from './local-copies'
 import { logger } from '../common/log'
@@ -48,6 +49,9 @@ const log = logger('passthrough')
 
 /** open(2)'s O_DIRECT (its value differs between architectures). */
 const O_DIRECT = constants.O_DIRECT ?? 0
+
+/** How long an open waits for the last writes of a copy being filled (else: cached mode). */
+const FILL_WAIT_MS = 2000
 
 /** Bytes read per step when a copy is read again or compared. */
 const STEP = 4 * 1024 * 1024
@@ -125,18 +129,23 @@ export class Passthrough {
    */
   async open(ino: number, fh: number, flags: number): Promise<OpenAnswer | undefined> {
     const writable = (flags & O_ACCMODE) !== 0
-    const m = this.modes(ino)
-    if (m.passthrough > 0) {
-      await this.current(ino, m)
+    // the modes are looked up again after every wait: the inode's entry goes
+    // when its last handle is released, and a new one may take its place
+    if (this.modes(ino).passthrough > 0) {
+      await this.current(ino, this.modes(ino))
+      const m = this.modes(ino)
       if (m.passthrough > 0) {
         this.count(fh, ino, 'passthrough', writable)
         return { backingId: m.backingId, directIo: writable }
       }
     }
     // O_DIRECT readers stay with the mount: the copy's file system would hold them to its own alignment
-    if (!writable && (flags & O_DIRECT) === 0 && m.cached === 0 && this.on) {
-      const copy = this.usable(ino)
-      if (copy) {
+    if (!writable && (flags & O_DIRECT) === 0 && this.modes(ino).cached === 0 && this.on) {
+      const copy = await this.usable(ino)
+      const m = this.modes(ino)
+      // other opens may have been answered meanwhile: one in passthrough mode makes this one so too
+      if (m.passthrough > 0) return this.open(ino, fh, flags)
+      if (copy && m.cached === 0) {
         const id = this.backing(copy)
         if (id > 0) {
           m.backingId = id
@@ -305,12 +314,24 @@ export class Passthrough {
     this.handles.set(fh, { ino, mode, writable })
   }
 
-  /** The complete copy of `ino`'s current content, if this mount has one and holds nothing newer. */
-  private usable(ino: number): LocalCopy | undefined {
-    const c = this.files.contentOf(ino)
+  /**
+   * The complete copy of `ino`'s current content, if this mount has one and
+   * holds nothing newer. A copy whose last bytes are still being written (a
+   * re-read right after the first one) is waited for, at most FILL_WAIT_MS.
+   */
+  private async usable(ino: number): Promise<LocalCopy | undefined> {
+    const current = (copy: LocalCopy | undefined): copy is LocalCopy => {
+      const c = this.files.contentOf(ino)
+      return c !== undefined && !c.dirty && copy !== undefined && copy.version.gen === c.gen && copy.version.size === c.size
+    }
     const copy = this.copies.get(ino)
-    if (!c || c.dirty || !copy || !copy.complete) return undefined
-    return copy.version.gen === c.gen && copy.version.size === c.size ? copy : undefined
+    if (!current(copy)) return undefined
+    if (!copy.complete && copy.allIssued) {
+      const stop = new AbortController()
+      await Promise.race([copy.idle(), sleep(FILL_WAIT_MS, undefined, { signal: stop.signal, ref: false }).catch(() => undefined)])
+      stop.abort()
+    }
+    return current(copy) && copy.complete && this.copies.get(ino) === copy ? copy : undefined
   }
 
   private backing(copy: LocalCopy): number {
