@@ -17,6 +17,7 @@ import { ROOT_INO } from '../common/protocol'
 import { startCluster } from './helpers/cluster'
 import { eventually } from './helpers/lifecycle'
 import { mountCluster } from './helpers/mount'
+import { PYTHON3 } from './helpers/python'
 
 const SCRIPT = join(__dirname, '..', '..', 'test', 'helpers', 'acl-seq.sh')
 
@@ -35,7 +36,7 @@ function sh(cmd: string, cwd?: string): { status: number | null; out: string } {
 const asNobody = (cmd: string) => sh(`su -s /bin/sh nobody -c '${cmd}'`)
 
 function run(dir: string): string[] {
-  const r = spawnSync('bash', [SCRIPT], { cwd: dir, encoding: 'utf8', timeout: 120_000 })
+  const r = spawnSync('bash', [SCRIPT], { cwd: dir, encoding: 'utf8', timeout: 120_000, env: { ...process.env, PYTHON3 } })
   if (r.status !== 0) throw new Error(`acl-seq.sh in ${dir}: ${r.stderr}`)
   return `${r.stdout}${r.stderr}`.trim().split('\n')
 }

@@ -37,6 +37,8 @@ const DOCKERD = '/usr/sbin/dockerd'
 const COMPOSE = '/usr/bin/docker-compose'
 const PROJECT = 'berthtest'
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+/** The better-sqlite3 mirror's port (sqliteMirror): fixed, so the build's cached layers match. */
+const SQLITE_MIRROR_PORT = Number(process.env.BERTH_TEST_SQLITE_MIRROR_PORT ?? 29417)
 
 function missingTools(): string[] {
   const missing: string[] = []
@@ -156,7 +158,26 @@ async function sqliteMirror(t: Test): Promise<{ url: string; requests: string[] 
     }
     res.writeHead(200, { 'content-type': 'application/gzip', 'content-length': tgz.stdout.length }).end(tgz.stdout)
   })
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok))
+  // The URL is a build argument, and a build argument's value is part of the
+  // cache key of every RUN after it: served on a new port each run, it made
+  // `npm ci` and the apt-get layer run again in every build (80-140 s of the
+  // test) although package-lock.json had not changed. So the mirror takes a
+  // fixed port (below the ephemeral range, where no outgoing connection
+  // holds it) and only a taken port falls back to a free one (the build then
+  // runs those layers again, as before).
+  const listen = (port: number) =>
+    new Promise<boolean>((ok) => {
+      const failed = () => ok(false)
+      server.once('error', failed)
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', failed)
+        ok(true)
+      })
+    })
+  if (!(await listen(SQLITE_MIRROR_PORT))) {
+    t.comment(`port ${SQLITE_MIRROR_PORT} is taken: the mirror takes a free one, and the build's npm ci layer is not reused`)
+    if (!(await listen(0))) throw new Error('the better-sqlite3 mirror could not listen on 127.0.0.1')
+  }
   t.teardown(() => new Promise<void>((ok) => server.close(() => ok())))
   const { port } = server.address() as AddressInfo
   return { url: `http://127.0.0.1:${port}`, requests }

@@ -33,6 +33,7 @@ import { chunkMap } from './helpers/chunk-map'
 import { diskBytes, nodeDirs, sleep } from './helpers/lifecycle'
 import { mountCluster, type TestMount } from './helpers/mount'
 import { testDir } from './helpers/test-dir'
+import { PYTHON3 } from './helpers/python'
 
 const BIG_MB = Number(process.env.BERTH_CLONE_MB ?? 24)
 const CHUNK = Number(process.env.BERTH_CLONE_CHUNK ?? (process.env.BERTH_CLONE_MB ? 4 * MiB : MiB))
@@ -62,7 +63,7 @@ except OSError as e:
 type CopyResult = { copied: number; calls: number } | { errno: string }
 
 function pyCopy(src: string, dst: string, offIn: number, offOut: number, len: number, mode = ''): CopyResult {
-  const out = execFileSync('python3', ['-c', COPY, src, dst, String(offIn), String(offOut), String(len), mode], { encoding: 'utf8', timeout: 600_000 })
+  const out = execFileSync(PYTHON3, ['-c', COPY, src, dst, String(offIn), String(offOut), String(len), mode], { encoding: 'utf8', timeout: 600_000 })
   return JSON.parse(out) as CopyResult
 }
 

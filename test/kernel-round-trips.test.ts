@@ -13,6 +13,7 @@ import t from 'tap'
 import { startCluster } from './helpers/cluster'
 import { delta, fuseOps } from './helpers/fuse-ops'
 import { mountCluster } from './helpers/mount'
+import { PYTHON3 } from './helpers/python'
 
 t.test('a small file written, closed, then read back', async (t) => {
   const c = await startCluster(t, { nodes: 2 })
@@ -25,7 +26,7 @@ t.test('a small file written, closed, then read back', async (t) => {
   let after = await fuseOps(url)
   t.ok(delta(after, before, 'flush') >= 1, 'a writer\'s close sends FLUSH (its commit)')
   t.equal(delta(after, before, 'getxattr'), 0, 'the kernel\'s security.capability question before a write is answered by the binding, not JS')
-  const probe = spawnSync('python3', ['-c', 'import os, sys\ntry:\n  os.getxattr(sys.argv[1], "security.capability")\nexcept OSError as e:\n  print(e.errno)', f], { encoding: 'utf8' })
+  const probe = spawnSync(PYTHON3, ['-c', 'import os, sys\ntry:\n  os.getxattr(sys.argv[1], "security.capability")\nexcept OSError as e:\n  print(e.errno)', f], { encoding: 'utf8' })
   t.equal(probe.stdout.trim(), '61', 'security.capability reads as ENODATA, as before')
 
   statSync(f) // the kernel's attributes fresh, whatever the test's pace

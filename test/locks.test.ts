@@ -8,16 +8,10 @@ import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { startCluster } from './helpers/cluster'
+import { within } from './helpers/lifecycle'
 import { LockProbe } from './helpers/lock-probe'
 import { mountCluster } from './helpers/mount'
 import { testDir } from './helpers/test-dir'
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
-
-/** Resolves with the answer, or 'pending' if none came within `ms`. */
-function within(p: Promise<string>, ms: number): Promise<string> {
-  return Promise.race([p, sleep(ms).then(() => 'pending')])
-}
 
 /**
  * One script of lock calls by two processes, answered by a local directory and
@@ -119,12 +113,12 @@ t.test('locks across two mounts', async (t) => {
     t.equal(await ra.send('lock f setlk r 0 0'), 'ok', 'reader on A')
     t.equal(await rb.send('lock f setlk r 0 0'), 'ok', 'reader on B')
     const waiting = w.send('lock f setlkw w 0 0')
-    t.equal(await within(waiting, 300), 'pending', 'the writer waits')
+    t.equal(await within(waiting, 300, 'pending'), 'pending', 'the writer waits')
     t.equal(await ra.send('lock f setlk u 0 0'), 'ok')
-    t.equal(await within(waiting, 300), 'pending', 'one reader left: still waiting')
+    t.equal(await within(waiting, 300, 'pending'), 'pending', 'one reader left: still waiting')
     const start = Date.now()
     t.equal(await rb.send('close f'), 'ok', 'the other reader closes its file: its lock goes')
-    t.equal(await within(waiting, 5000), 'ok', 'the writer gets the lock')
+    t.equal(await within(waiting, 5000, 'pending'), 'ok', 'the writer gets the lock')
     t.comment(`granted ${Date.now() - start} ms after the close`)
   })
 
@@ -150,7 +144,7 @@ t.test('locks across two mounts', async (t) => {
     t.equal(await p.send('close y'), 'ok', 'closing the other description keeps it')
     t.equal(await other.send('lock f setlk r 0 0'), 'err EAGAIN', 'still held')
     t.equal(await p.send('close x'), 'ok')
-    t.equal(await within(other.send('lock f setlkw r 0 0'), 5000), 'ok', 'gone with its description')
+    t.equal(await within(other.send('lock f setlkw r 0 0'), 5000, 'pending'), 'ok', 'gone with its description')
   })
 
   await t.test('flock: exclusive across mounts, shared together, released at close', async (t) => {
@@ -161,9 +155,9 @@ t.test('locks across two mounts', async (t) => {
     t.equal(await pa.send('flock f sh'), 'ok', 'A converts to shared')
     t.equal(await pb.send('flock f sh+nb'), 'ok', 'B shares it')
     const upgrade = pb.send('flock f ex')
-    t.equal(await within(upgrade, 300), 'pending', 'B waits to upgrade while A shares')
+    t.equal(await within(upgrade, 300, 'pending'), 'pending', 'B waits to upgrade while A shares')
     t.equal(await pa.send('close f'), 'ok', 'A closes: its flock lock goes')
-    t.equal(await within(upgrade, 5000), 'ok', 'B upgraded')
+    t.equal(await within(upgrade, 5000, 'pending'), 'ok', 'B upgraded')
     // the fcntl and flock tables are separate, as on Linux
     const p = await LockProbe.opened(t, fa('flk'))
     t.equal(await p.send('lock f setlk w 0 0'), 'ok', 'an fcntl lock beside a flock lock')
@@ -190,10 +184,10 @@ t.test('locks across two mounts', async (t) => {
     const waiter = await LockProbe.opened(t, fb('kill'))
     t.equal(await holder.send('lock f setlk w 0 0'), 'ok')
     const waiting = waiter.send('lock f setlkw w 0 0')
-    t.equal(await within(waiting, 300), 'pending', 'waiting')
+    t.equal(await within(waiting, 300, 'pending'), 'pending', 'waiting')
     const start = Date.now()
     waiter.kill('SIGKILL')
-    const code = await Promise.race([waiter.exited.then(() => 'exited'), sleep(5000).then(() => 'stuck')])
+    const code = await within(waiter.exited.then(() => 'exited'), 5000, 'stuck')
     t.equal(code, 'exited', `the killed waiter exited (${Date.now() - start} ms)`)
     const next = await LockProbe.opened(t, fb('kill')) // B still answers
     t.equal(await next.send('lock f setlk w 0 0'), 'err EAGAIN', 'and the holder still holds')
@@ -206,7 +200,7 @@ t.test('locks across two mounts', async (t) => {
     t.equal(await w.send('write f written-under-lock'), 'ok')
     const waiting = r.send('lock f setlkw w 0 0')
     t.equal(await w.send('lock f setlk u 0 0'), 'ok', 'unlock without closing')
-    t.equal(await within(waiting, 5000), 'ok', 'B gets the lock')
+    t.equal(await within(waiting, 5000, 'pending'), 'ok', 'B gets the lock')
     t.equal(await readFile(fb('data'), 'utf8'), 'written-under-lock', 'and a fresh open on B reads what A wrote')
   })
 
@@ -234,7 +228,7 @@ t.test('locks across two mounts', async (t) => {
     const start = Date.now()
     void a.client.kill()
     holder.kill()
-    t.equal(await within(other.send('lock f setlkw w 0 0'), 30_000), 'ok', 'B gets it after A\'s session expired')
+    t.equal(await within(other.send('lock f setlkw w 0 0'), 30_000, 'pending'), 'ok', 'B gets it after A\'s session expired')
     t.comment(`granted ${Date.now() - start} ms after the kill (session TTL 4 s)`)
   })
 })

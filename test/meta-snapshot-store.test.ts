@@ -17,6 +17,7 @@ import { openDatabase } from '../meta/sqlite'
 import { migrate } from '../meta/schema'
 import { startNats } from './helpers/cluster'
 import { testDir } from './helpers/test-dir'
+import { within } from './helpers/lifecycle'
 
 async function metaConnection(t: Test): Promise<NatsConnection> {
   const nats = await startNats(t)
@@ -60,7 +61,7 @@ t.test('a restore whose version is replaced mid-read says so at once, and the ne
   )
   await new Promise((r) => setTimeout(r, 300))
   await store.take(join(dir, 'v2.db'), join(dir, 'tmp'))
-  const got = await Promise.race([outcome, new Promise((r) => setTimeout(() => r('still waiting after 10 s'), 10_000))])
+  const got = await within(outcome, 10_000, 'still waiting after 10 s')
   t.ok(got instanceof SnapshotReplaced, `the read of the replaced version ends with SnapshotReplaced (got ${String(got)})`)
   t.ok(performance.now() - started < 5000, 'well before the stall deadline')
   t.equal(readFileSync(target, 'utf8'), 'the old database', 'the database file is untouched')
@@ -102,7 +103,7 @@ t.test('restores racing a leader that replaces the snapshot back to back all end
   for (let i = 0; i < 40; i++) {
     const target = join(dir, `r${i}.db`)
     try {
-      const got = await Promise.race([store.restore(target, { checkMs: 100, stallMs: 5000 }), new Promise<'hung'>((r) => setTimeout(() => r('hung'), 15_000))])
+      const got = await within(store.restore(target, { checkMs: 100, stallMs: 5000 }), 15_000, 'hung' as const)
       if (got === 'hung') other.push('hung for 15 s')
       else if (got && got.seq >= 1 && got.seq <= 3) whole++
       else other.push(`resolved with ${JSON.stringify(got)}`)

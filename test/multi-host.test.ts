@@ -27,6 +27,7 @@ import { unitCommand } from './helpers/unit-command'
 import { fusermountUz } from './helpers/mount'
 import { testDir } from './helpers/test-dir'
 import { blockName } from '../common/block-hash'
+import { within } from './helpers/lifecycle'
 
 const REPO = resolve(__dirname, '..', '..')
 const UNITS = join(REPO, 'tools', 'systemd')
@@ -142,7 +143,7 @@ t.test('multi-host deployment: NATS + meta, two node hosts, a client host', { sk
   const mountProc = procs.at(-1)!.child
   const exited = new Promise<number | null>((resolve) => mountProc.once('exit', (code) => resolve(code)))
   spawnSync('fusermount3', ['-u', mnt])
-  const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 15_000))])
+  const code = await within(exited, 15_000, 'still running')
   t.equal(code, 0, 'the client exits 0 after the unmount')
   writeFileSync(join(dir, 'done'), '')
 })

@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { startCluster } from './helpers/cluster'
 import { mountCluster } from './helpers/mount'
+import { PYTHON3 } from './helpers/python'
 
 const MAX = Number.MAX_SAFE_INTEGER // 2^53 - 1, berth's largest file size
 
@@ -43,7 +44,7 @@ t.test('sizes and offsets past 2^53 - 1: EFBIG, and the file stays as it was', a
   t.same(Buffer.from(r.stdout, 'latin1'), Buffer.from([0, 0, 0x78]), 'the last byte reads back, the hole before it as zeros')
   // copy_file_range into the same file's end: Python passes the offsets as 64-bit integers
   const copy = (dst: bigint) =>
-    spawnSync('python3', ['-c', `import os, sys\nfd = os.open(sys.argv[1], os.O_RDWR)\ntry: print(os.copy_file_range(fd, fd, 2, 0, ${dst}))\nexcept OSError as e: print(os.strerror(e.errno))`, f], { encoding: 'utf8' }).stdout.trim()
+    spawnSync(PYTHON3, ['-c', `import os, sys\nfd = os.open(sys.argv[1], os.O_RDWR)\ntry: print(os.copy_file_range(fd, fd, 2, 0, ${dst}))\nexcept OSError as e: print(os.strerror(e.errno))`, f], { encoding: 'utf8' }).stdout.trim()
   t.equal(copy(2n ** 53n), 'File too large', 'copy_file_range to 2^53: EFBIG')
   t.equal(copy(BigInt(MAX - 1)), '1', 'copy_file_range across the limit stops at it')
   t.equal(fstatSync(fd, { bigint: true }).size, BigInt(MAX), 'size unchanged')

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { chunkMap } from './helpers/chunk-map'
 import { startCluster } from './helpers/cluster'
-import { eventually, holders, nodeDirs, stderrWhen } from './helpers/lifecycle'
+import { eventually, holders, nodeDirs, stderrWhen, within } from './helpers/lifecycle'
 import { mountCluster } from './helpers/mount'
 import { MiB } from './helpers/proc'
 
@@ -37,7 +37,7 @@ t.test('a node whose block folder is removed stops; its blocks are re-protected'
   const exited = new Promise<number | null>((resolve) => node.child.once('exit', (code) => resolve(code)))
 
   rmSync(dirs[victim]!, { recursive: true, force: true })
-  const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running after 30 s'), 30_000))])
+  const code = await within(exited, 30_000, 'still running after 30 s')
   t.equal(code, 1, 'the node stopped with exit status 1')
   // 'exit' can come before the last of its stderr
   const said = /block folder .* is gone or unreadable \(ENOENT\): stopping/

@@ -18,11 +18,12 @@ import { kernelBytes, validateName } from '../common/names'
 import { startCluster } from './helpers/cluster'
 import { eventually } from './helpers/lifecycle'
 import { mountCluster } from './helpers/mount'
+import { PYTHON3 } from './helpers/python'
 
 const SCRIPT = join(__dirname, '..', '..', 'test', 'helpers', 'raw-names.py')
 
 function probe(dir: string): string[] {
-  const r = spawnSync('python3', [SCRIPT, dir], { encoding: 'utf8', timeout: 120_000 })
+  const r = spawnSync(PYTHON3, [SCRIPT, dir], { encoding: 'utf8', timeout: 120_000 })
   if (r.status !== 0) throw new Error(`raw-names.py ${dir}: ${r.stderr}`)
   return r.stdout.trim().split('\n')
 }

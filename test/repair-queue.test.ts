@@ -24,6 +24,7 @@ import { queued } from '../meta/repair-queue'
 import { migrate } from '../meta/schema'
 import { openDatabase, type Database } from '../meta/sqlite'
 import { testDir } from './helpers/test-dir'
+import { within } from './helpers/lifecycle'
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 const BLOCK = 4 * 1024 * 1024
@@ -209,7 +210,7 @@ t.test('a pinned block over R: the pass ends and keeps it queued; once unpinned 
   const stopped = () => false
   // before the fix this pass never ended: the entry counted as settled, so
   // the batch loop took it again at once, and again
-  const r = await Promise.race([s.repair.pass(stopped).then(() => 'ended'), new Promise((ok) => setTimeout(() => ok('still running after 10 s'), 10_000))])
+  const r = await within(s.repair.pass(stopped).then(() => 'ended'), 10_000, 'still running after 10 s')
   t.equal(r, 'ended', 'the pass ended')
   t.equal(s.stats.trimmed, 0, 'a pinned copy is not trimmed')
   t.match(await queued(s.db.read), { due: 1 }, 'still queued')

@@ -15,6 +15,7 @@ import t, { type Test } from 'tap'
 import { startCluster, type TestCluster } from './helpers/cluster'
 import { eventually } from './helpers/lifecycle'
 import { mountCluster, type TestMount } from './helpers/mount'
+import { PYTHON3 } from './helpers/python'
 
 const MiB = 2 ** 20
 
@@ -103,7 +104,7 @@ for off, whence in json.loads(sys.argv[2]):
     try: out.append(str(os.lseek(fd, off, whence)))
     except OSError as e: out.append(errno.errorcode[e.errno])
 print(json.dumps(out))`
-  return JSON.parse(execFileSync('python3', ['-c', py, path, JSON.stringify(probes)], { encoding: 'utf8' })) as string[]
+  return JSON.parse(execFileSync(PYTHON3, ['-c', py, path, JSON.stringify(probes)], { encoding: 'utf8' })) as string[]
 }
 
 t.test('SEEK_DATA and SEEK_HOLE find the holes, so cp and tar skip them; never a hole where data may be', async (t) => {
@@ -144,7 +145,7 @@ os.pwrite(w, b'x' * 100, 20 * 1048576 + 5)
 print(os.lseek(r, 12 * 1048576, 3), end=' ')
 os.close(w)
 print(os.lseek(r, 12 * 1048576, 3), os.lseek(r, 20 * 1048576, 4))`
-  t.equal(execFileSync('python3', ['-c', py, join(m.dir, 'img')], { encoding: 'utf8' }).trim(), `12582912 ${20 * MiB} ${20 * MiB + 105}`, 'a write into a hole through another handle: data at once, and after its close')
+  t.equal(execFileSync(PYTHON3, ['-c', py, join(m.dir, 'img')], { encoding: 'utf8' }).trim(), `12582912 ${20 * MiB} ${20 * MiB + 105}`, 'a write into a hole through another handle: data at once, and after its close')
   // cp reads only the data: the copy out to the local disk is sparse and equal
   execFileSync('cp', ['--sparse=auto', join(m.dir, 'img'), join(local, 'out')])
   t.equal(statSync(join(local, 'out')).blocks, 24, 'cp to the local disk: 12 KiB stored of 64 MiB')

@@ -4,6 +4,8 @@
  * a mount. At every fsync return, every chunk of the file is held by
  * min(R, live) nodes, asked directly with the `has` node command (not meta's
  * replica table); afterwards every file reads back intact through a fresh mount.
+ * Short form: 16 files (6 before the kill, one across it, 9 after it);
+ * BERTH_QUORUM_FILES=64 for the issue's size (docs/testing.md#time-budget).
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { open, readFile } from 'node:fs/promises'
@@ -16,11 +18,14 @@ import { mountCluster } from './helpers/mount'
 import { MiB } from './helpers/proc'
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
-const FILES = 64
+// every file after the kill is the same check again (one live node fewer):
+// 16 files keep 9 of them and took a quarter of the 46 s the 64 took
+const FILES = Number(process.env.BERTH_QUORUM_FILES ?? 16)
 const SIZE = 8 * MiB
 const R = 2
 
 t.test('kill -9 of one node during fsync loop: every fsync returns with min(R, live) real copies', async (t) => {
+  t.ok(FILES > 7, `${FILES} files: the kill is during the 7th, so some are written after it`)
   const c = await startCluster(t, { nodes: 3, replicas: R })
   const m = await mountCluster(t, c)
   const meta = await c.metaClient({ deadlineMs: 20_000 })

@@ -1,5 +1,6 @@
 #!/bin/bash
 # run in a directory: ACL sequence, prints comparable output
+# PYTHON3: the interpreter to run (test/helpers/python.ts), else python3 from PATH
 umask 022
 mkdir d; touch f; echo hi > g
 setfacl -m u:nobody:rwx f; getfacl -n f; stat -c '%A' f
@@ -26,7 +27,7 @@ setfacl -d -m u::r-- d 2>&1; touch d/ro; getfacl -n d/ro
 setfacl -m d:u:nobody:rwx f 2>&1 | sed 's/.*: //'
 # chmod of new inodes under a default ACL: a fresh file's fchmod before its first close, a directory's chmod, tar -p
 mkdir e; setfacl -m d:u:nobody:rwx,d:g::r-x e
-python3 -c "import os; fd = os.open('e/fresh', os.O_CREAT | os.O_WRONLY, 0o666); os.write(fd, b'x'); os.fchmod(fd, 0o640); os.close(fd)"
+"${PYTHON3:-python3}" -c "import os; fd = os.open('e/fresh', os.O_CREAT | os.O_WRONLY, 0o666); os.write(fd, b'x'); os.fchmod(fd, 0o640); os.close(fd)"
 getfacl -n e/fresh; stat -c '%n %A' e/fresh
 mkdir e/sub; chmod 750 e/sub; getfacl -n e/sub; stat -c '%n %A' e/sub
 su -s /bin/sh nobody -c 'cat e/fresh' 2>&1 | sed 's/.*: //'
@@ -37,7 +38,7 @@ mkdir e/sub2; chmod 700 e/sub2; su -s /bin/sh nobody -c 'ls e/sub2' 2>&1 | sed '
 tar --acls -cf ../acl-seq.tar e d; mkdir x; tar --acls -xf ../acl-seq.tar -C x; rm ../acl-seq.tar
 (cd x && find . | sort | xargs getfacl -n)
 # an ACL set and a chmod while the file is open for writing, before its first close
-python3 -c "
+"${PYTHON3:-python3}" -c "
 import os, subprocess
 fd = os.open('o', os.O_CREAT | os.O_WRONLY, 0o644); os.write(fd, b'z')
 subprocess.run(['setfacl', '-m', 'u:nobody:rwx', 'o'])

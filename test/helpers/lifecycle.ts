@@ -69,6 +69,21 @@ export function diskBytes(nodeDir: string): { blocks: number; trash: number } {
   return { blocks: walk(join(nodeDir, 'blocks')), trash: walk(join(nodeDir, 'trash')) }
 }
 
+/**
+ * `p`'s outcome, or `late` if it has not settled within `ms` (a rejection of
+ * `p` rejects). The timer is cleared once either comes: a pending timer keeps
+ * the file's process, and its tap job slot, alive until it fires (a 30 s one
+ * left behind after a file's last test kept it 25 s).
+ */
+export async function within<T, U>(p: Promise<T>, ms: number, late: U): Promise<T | U> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<U>((r) => (timer = setTimeout(() => r(late), ms)))])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** Polls `check` until it returns true or `ms` pass; returns whether it did. */
 export async function eventually(check: () => boolean | Promise<boolean>, ms: number, everyMs = 200): Promise<boolean> {
   const end = Date.now() + ms

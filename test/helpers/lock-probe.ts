@@ -7,6 +7,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Test } from 'tap'
+import { PYTHON3 } from './python'
 
 const SCRIPT = join(__dirname, '..', '..', '..', 'test', 'helpers', 'lock-probe.py')
 
@@ -17,7 +18,7 @@ export class LockProbe {
   readonly exited: Promise<number | null>
 
   constructor(t: Test) {
-    this.proc = spawn('python3', [SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] })
+    this.proc = spawn(PYTHON3, [SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] })
     this.exited = new Promise((resolve) => this.proc.once('exit', (code) => resolve(code)))
     createInterface({ input: this.proc.stdout }).on('line', (line) => {
       const w = this.waiting.shift()
