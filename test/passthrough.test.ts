@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { startCluster } from './helpers/cluster'
 import { delta, fuseOps } from './helpers/fuse-ops'
 import { mountCluster, type TestMount } from './helpers/mount'
@@ -43,6 +43,20 @@ function readAll(fd: number, size: number): Buffer {
   return buf.subarray(0, at)
 }
 
+/**
+ * Writes `data` to `path` on mount `m`, reads it once (the copy fills), and
+ * opens it again for reading: that handle is checked to be in passthrough
+ * mode (no READ reaches the mount after its FUSE pages are dropped).
+ */
+async function heldInPassthrough(t: Test, m: TestMount, path: string, data: Buffer): Promise<number> {
+  writeFileSync(path, data)
+  readFileSync(path)
+  const fd = openSync(path, 'r')
+  dropPages(path)
+  t.equal(await readsDuring(m, () => void readAll(fd, data.length)), 0, 'the reader is in passthrough mode')
+  return fd
+}
+
 t.test('passthrough of re-reads to local copies', { skip: root ? false : 'FUSE passthrough needs CAP_SYS_ADMIN' }, async (t) => {
   const c = await startCluster(t, { nodes: 1, replicas: 1 })
   const a = await mountCluster(t, c, { args: ['-o', 'metrics=127.0.0.1:0'] })
@@ -74,12 +88,8 @@ t.test('passthrough of re-reads to local copies', { skip: root ? false : 'FUSE p
   await t.test('a write through this mount while a reader holds the copy: the reader sees it, other mounts after close', async (t) => {
     const data = randomBytes(2 * MiB)
     const path = join(a.dir, 'follow.bin')
-    writeFileSync(path, data)
-    readFileSync(path)
-    const rfd = openSync(path, 'r')
+    const rfd = await heldInPassthrough(t, a, path, data)
     try {
-      dropPages(path)
-      t.equal(await readsDuring(a, () => void readAll(rfd, data.length)), 0, 'the reader is in passthrough mode')
       const wfd = openSync(path, 'r+')
       try {
         const patch = Buffer.from('written while a passthrough reader is open')
@@ -105,12 +115,8 @@ t.test('passthrough of re-reads to local copies', { skip: root ? false : 'FUSE p
   await t.test('a writer\'s shared mapping while a reader holds the copy reaches the file at close', async (t) => {
     const data = randomBytes(2 * MiB)
     const path = join(a.dir, 'mapped.bin')
-    writeFileSync(path, data)
-    readFileSync(path)
-    const rfd = openSync(path, 'r')
+    const rfd = await heldInPassthrough(t, a, path, data)
     try {
-      dropPages(path)
-      t.equal(await readsDuring(a, () => void readAll(rfd, data.length)), 0, 'the reader is in passthrough mode')
       // python's mmap: Node has none
       const py = spawnSync('python3', ['-c', `
 import mmap, os, sys
@@ -133,12 +139,8 @@ os.close(fd)
   await t.test('another client rewrites a file a reader holds in passthrough mode: new opens read the new content', async (t) => {
     const data = randomBytes(1 * MiB)
     const path = join(a.dir, 'remote.bin')
-    writeFileSync(path, data)
-    readFileSync(path)
-    const rfd = openSync(path, 'r')
+    const rfd = await heldInPassthrough(t, a, path, data)
     try {
-      dropPages(path)
-      t.equal(await readsDuring(a, () => void readAll(rfd, data.length)), 0, 'the reader is in passthrough mode')
       const fresh = randomBytes(1 * MiB + 7)
       writeFileSync(join(b.dir, 'remote.bin'), fresh)
       // close-to-open: an open after the other client's close reads its content
@@ -152,12 +154,8 @@ os.close(fd)
   await t.test('another client shortens a file a reader holds in passthrough mode: a new open sees the new size and bytes', async (t) => {
     const v2 = randomBytes(3 * MiB)
     const path = join(a.dir, 'shorter.bin')
-    writeFileSync(path, v2)
-    readFileSync(path)
-    const rfd = openSync(path, 'r')
+    const rfd = await heldInPassthrough(t, a, path, v2)
     try {
-      dropPages(path)
-      t.equal(await readsDuring(a, () => void readAll(rfd, v2.length)), 0, 'the reader is in passthrough mode')
       const v3 = randomBytes(777_777)
       writeFileSync(join(b.dir, 'shorter.bin'), v3)
       const fd = openSync(path, 'r')
