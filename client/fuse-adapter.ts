@@ -119,6 +119,7 @@ export class FuseSession {
   private readonly lockWaits = new Map<number, AbortController>()
   /** Opens answered in passthrough mode, once the kernel offered it at INIT. */
   private pt: Passthrough | undefined
+  private ptChecked = false
 
   constructor(
     private readonly vfs: Vfs,
@@ -149,11 +150,14 @@ export class FuseSession {
     if (lc) this.pt = new Passthrough(this.b, this.vfs, lc.dir, lc.maxBytes, (ino) => this.invalidateInodeNow(ino))
   }
 
-  /** The passthrough state, once INIT granted it (every request comes after INIT). */
+  /** The passthrough state, once INIT granted it (every request comes after INIT, so one look is enough). */
   private passthrough(): Passthrough | undefined {
-    if (this.pt && !this.b.passthroughGranted()) {
-      this.pt.close()
-      this.pt = undefined
+    if (this.pt && !this.ptChecked) {
+      this.ptChecked = true
+      if (!this.b.passthroughGranted()) {
+        this.pt.close()
+        this.pt = undefined
+      }
     }
     return this.pt
   }
@@ -348,7 +352,7 @@ export class FuseSession {
             if (scratch) this.reads.give(scratch)
           }
           // a read-only reader's bytes also fill the file's local copy; the buffer waits for that write
-          if (!(out.length > 0 && was && this.pt?.fill(n(0), was, n(3), out, done))) done()
+          if (!(out.length > 0 && was && this.pt?.fill(n(0), n(1), was, n(3), out, done))) done()
         })
       }
       case OP.WRITE: {

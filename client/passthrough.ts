@@ -66,6 +66,7 @@ export interface CopySource {
   contentOf(ino: number): { gen: number; size: number; dirty: boolean } | undefined
   refreshOpen(ino: number): Promise<boolean>
   readOpen(ino: number, target: Buffer, pos: number, len: number): Promise<number>
+  readingWhole(fh: number): boolean
   write(fh: number, data: Buffer, pos: number): Promise<number>
 }
 
@@ -93,7 +94,7 @@ export interface OpenAnswer {
 }
 
 export class Passthrough {
-  private readonly handles = new Map<number, { ino: number; mode: Mode; writable: boolean }>()
+  private readonly handles = new Map<number, { ino: number; mode: Mode; writable: boolean; direct: boolean }>()
   private readonly inodes = new Map<number, InodeModes>()
   readonly copies: LocalCopies
   private on = true
@@ -135,7 +136,7 @@ export class Passthrough {
       await this.current(ino, this.modes(ino))
       const m = this.modes(ino)
       if (m.passthrough > 0) {
-        this.count(fh, ino, 'passthrough', writable)
+        this.count(fh, ino, 'passthrough', flags)
         return { backingId: m.backingId, directIo: writable }
       }
     }
@@ -149,18 +150,18 @@ export class Passthrough {
         const id = this.backing(copy)
         if (id > 0) {
           m.backingId = id
-          this.count(fh, ino, 'passthrough', false)
+          this.count(fh, ino, 'passthrough', flags)
           return { backingId: id, directIo: false }
         }
       }
     }
-    this.count(fh, ino, 'cached', writable)
+    this.count(fh, ino, 'cached', flags)
     return undefined
   }
 
   /** A handle made by CREATE (always cached mode: a new file has no copy). */
   created(ino: number, fh: number): void {
-    this.count(fh, ino, 'cached', true)
+    this.count(fh, ino, 'cached', O_ACCMODE)
   }
 
   /** The kernel released `fh` (or its open was never answered). */
@@ -181,10 +182,10 @@ export class Passthrough {
     if (m.cached === 0 && m.passthrough === 0) this.inodes.delete(h.ino)
   }
 
-  /** The handle reads through this process and may fill the copy. */
+  /** The handle reads through this process and its reads may fill the copy: read-only, cached mode, not O_DIRECT (it asked for no caching). */
   fills(fh: number): boolean {
     const h = this.handles.get(fh)
-    return this.on && h !== undefined && h.mode === 'cached' && !h.writable
+    return this.on && h !== undefined && h.mode === 'cached' && !h.writable && !h.direct
   }
 
   /** The content a read is about to read: fill() takes its bytes only if that is still the content. */
@@ -193,12 +194,16 @@ export class Passthrough {
   }
 
   /**
-   * Bytes a cached read-only handle of `ino` just answered: onto the copy of
+   * Bytes a cached read-only handle `fh` of `ino` just answered: onto the copy of
    * this content. `was`: the content before the read began; a commit or
    * another client's content taken meanwhile (gen only grows) means the
    * bytes may be of either, so they fill nothing.
    */
-  fill(ino: number, was: { gen: number; size: number; dirty: boolean } | undefined, pos: number, data: Buffer, done: () => void): boolean {
+  fill(ino: number, fh: number, was: { gen: number; size: number; dirty: boolean } | undefined, pos: number, data: Buffer, done: () => void): boolean {
+    // only a handle reading the file whole from offset 0 (the Vfs's read
+    // pattern, this read included): a database's or fio's scattered reads
+    // would each cost a write to a copy they almost never complete
+    if (!this.files.readingWhole(fh)) return false
     const c = this.files.contentOf(ino)
     const m = this.inodes.get(ino)
     if (!c || !was || was.dirty || was.gen !== c.gen || was.size !== c.size) return false
@@ -305,13 +310,14 @@ export class Passthrough {
 
   // ---- inside ----
 
-  private count(fh: number, ino: number, mode: Mode, writable: boolean): void {
+  private count(fh: number, ino: number, mode: Mode, flags: number): void {
+    const writable = (flags & O_ACCMODE) !== 0
     const m = this.modes(ino)
     if (mode === 'cached') {
       m.cached++
       if (writable) m.writers++
     } else m.passthrough++
-    this.handles.set(fh, { ino, mode, writable })
+    this.handles.set(fh, { ino, mode, writable, direct: (flags & O_DIRECT) !== 0 })
   }
 
   /**

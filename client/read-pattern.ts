@@ -45,4 +45,9 @@ export class ReadPattern {
     this.lastEnd = pos + len
     return this.fromStart || this.runBytes >= STREAM_MIN
   }
+
+  /** The current run began at offset 0: the handle is reading the file whole (so far). */
+  get wholeFile(): boolean {
+    return this.fromStart
+  }
 }

@@ -1058,6 +1058,11 @@ export class Vfs {
     return f !== undefined && !f.isDirty && (await this.revalidateOpen(f, false))
   }
 
+  /** The handle's reads so far are one run from offset 0 (client/read-pattern.ts): it reads the file whole. */
+  readingWhole(fh: number): boolean {
+    return this.handles.get(fh)?.reads.wholeFile ?? false
+  }
+
   /** Reads an open file's bytes as this mount sees them now, by inode (client/passthrough.ts). */
   async readOpen(ino: number, target: Buffer, pos: number, len: number): Promise<number> {
     const f = this.files.get(ino)

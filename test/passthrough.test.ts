@@ -13,6 +13,7 @@ import t, { type Test } from 'tap'
 import { startCluster } from './helpers/cluster'
 import { delta, fuseOps } from './helpers/fuse-ops'
 import { mountCluster, type TestMount } from './helpers/mount'
+import { PYTHON3 } from './helpers/python'
 
 const root = process.getuid?.() === 0
 const MiB = 1024 * 1024
@@ -27,7 +28,7 @@ async function readsDuring(m: TestMount, fn: () => void | Promise<void>): Promis
 
 /** Drops the page cache of a file on the mount (POSIX_FADV_DONTNEED; Node has no fadvise). */
 function dropPages(path: string): void {
-  const r = spawnSync('python3', ['-c', 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)', path])
+  const r = spawnSync(PYTHON3, ['-c', 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)', path])
   if (r.status !== 0) throw new Error(`fadvise: ${r.stderr}`)
 }
 
@@ -112,13 +113,69 @@ t.test('passthrough of re-reads to local copies', { skip: root ? false : 'FUSE p
     t.ok(readFileSync(path).equals(data.subarray(0, 4096)), 'and so does a new open here')
   })
 
+  await t.test('a punched hole and a copy_file_range into a file a reader holds in passthrough mode reach the reader', async (t) => {
+    const data = randomBytes(2 * MiB)
+    const path = join(a.dir, 'ranges.bin')
+    const rfd = await heldInPassthrough(t, a, path, data)
+    try {
+      const punch = spawnSync('fallocate', ['-p', '-o', '8192', '-l', '4096', path], { encoding: 'utf8' })
+      t.equal(punch.status, 0, `fallocate -p: ${punch.stderr}`)
+      data.fill(0, 8192, 8192 + 4096)
+      t.ok(readAll(rfd, data.length).equals(data), 'the reader reads zeros in the hole')
+      const src = join(a.dir, 'ranges-src.bin')
+      const piece = randomBytes(64 * 1024)
+      writeFileSync(src, piece)
+      // copy_file_range(2) of the piece to offset 1 MiB (Node has none; python's os.copy_file_range)
+      const copy = spawnSync(PYTHON3, ['-c', `
+import os, sys
+s = os.open(sys.argv[1], os.O_RDONLY)
+d = os.open(sys.argv[2], os.O_WRONLY)
+left = int(sys.argv[3])
+while left:
+    n = os.copy_file_range(s, d, left, int(sys.argv[3]) - left, int(sys.argv[4]) + int(sys.argv[3]) - left)
+    if n <= 0:
+        raise SystemExit('short copy')
+    left -= n
+os.close(s)
+os.close(d)
+`, src, path, String(piece.length), String(MiB)], { encoding: 'utf8' })
+      t.equal(copy.status, 0, `copy_file_range: ${copy.stderr}`)
+      piece.copy(data, MiB)
+      t.ok(readAll(rfd, data.length).equals(data), 'the reader reads the copied range')
+    } finally {
+      closeSync(rfd)
+    }
+    t.ok(readFileSync(join(b.dir, 'ranges.bin')).equals(data), 'another mount reads both changes')
+  })
+
+  await t.test('a reader that does not read from offset 0 fills no copy', async (t) => {
+    const data = randomBytes(2 * MiB)
+    const path = join(a.dir, 'scattered.bin')
+    writeFileSync(path, data)
+    // the second half first, then the first: one handle reads every byte, never as a run from 0
+    const fd = openSync(path, 'r')
+    try {
+      const half = Buffer.alloc(MiB)
+      readSync(fd, half, 0, MiB, MiB)
+      t.ok(half.equals(data.subarray(MiB)), 'second half')
+      readSync(fd, half, 0, MiB, 0)
+      t.ok(half.equals(data.subarray(0, MiB)), 'first half')
+    } finally {
+      closeSync(fd)
+    }
+    dropPages(path)
+    t.ok((await readsDuring(a, () => void readFileSync(path))) > 0, 'the next read comes to the mount: no copy was made')
+    dropPages(path)
+    t.equal(await readsDuring(a, () => void readFileSync(path)), 0, 'a whole read made one, and the read after it uses it')
+  })
+
   await t.test('a writer\'s shared mapping while a reader holds the copy reaches the file at close', async (t) => {
     const data = randomBytes(2 * MiB)
     const path = join(a.dir, 'mapped.bin')
     const rfd = await heldInPassthrough(t, a, path, data)
     try {
       // python's mmap: Node has none
-      const py = spawnSync('python3', ['-c', `
+      const py = spawnSync(PYTHON3, ['-c', `
 import mmap, os, sys
 fd = os.open(sys.argv[1], os.O_RDWR)
 m = mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
