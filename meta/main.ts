@@ -64,14 +64,23 @@ export async function run(argv: string[]): Promise<void> {
   }
 
   let ha: HaParts | null = null
+  let replica: Replica | null = null
+  let peers: ReplicaPeers | null = null
   try {
     if (!cfg.ha) await refuseIfServed(nc, cfg)
     else {
       ha = await openHa(nc, cfg, metaId, cfg.ha)
       db = await restoreIfBehind(db, ha, cfg)
       await refuseUnloggedNamespace(db, cfg)
+      // reported at once: the leader keeps the log entries after what this
+      // replica holds from its next trim on (meta/replica.ts trimPoint), so
+      // the rest of the start cannot be overtaken by one
+      const startApplied = await appliedSeq(db)
+      peers = new ReplicaPeers(nc, cfg.cluster, () => ({ metaId, role: replica?.role ?? 'follower', applied: Math.max(replica?.applied ?? 0, startApplied) }))
+      peers.reportNow()
     }
   } catch (err) {
+    peers?.stop()
     await nc.close()
     await db.close()
     throw err
@@ -132,8 +141,6 @@ export async function run(argv: string[]): Promise<void> {
   if (metricsHttp) log.info(`metrics at ${metricsHttp.url}`)
   // nodes of a protocol meta does not serve are refused, never seen (meta/peer-gate.ts)
   const gate = new PeerGate(nodeAsker(nc, cfg.cluster), log)
-  let replica: Replica | null = null
-  let peers: ReplicaPeers | null = null
   // the token is never logged: only where the page is
   const dashboard =
     cfg.ui && sampler
@@ -183,12 +190,11 @@ export async function run(argv: string[]): Promise<void> {
         process.exit(70)
       },
       ...(snap.snapshotEntries > 0
-        ? { snapshots: { store: snapshots, dbFile: cfg.db, everyEntries: snap.snapshotEntries, everyMs: snap.snapshotIntervalMs, keepEntries: snap.snapshotKeep } }
+        ? { snapshots: { store: snapshots, dbFile: cfg.db, everyEntries: snap.snapshotEntries, everyMs: snap.snapshotIntervalMs, keepEntries: snap.snapshotKeep, followerApplied: () => peers?.lowestFollowerApplied(metaId) ?? null } }
         : {}),
     })
+    const seenPeers = peers!
     const self = () => ({ metaId, role: replica?.role ?? 'stopped', applied: replica?.applied ?? 0 })
-    peers = new ReplicaPeers(nc, cfg.cluster, self)
-    const seenPeers = peers
     env.replication = {
       status: async () => {
         const bounds = await metaLog.bounds().catch(() => null)

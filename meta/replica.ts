@@ -52,6 +52,11 @@ export interface ReplicaDeps {
     everyMs: number
     /** Entries kept in the log behind a snapshot, so a follower a little behind needs no snapshot. */
     keepEntries: number
+    /**
+     * The lowest sequence a running follower reported applied (null: none
+     * heard). The trim keeps the entries after it, up to FOLLOWER_KEEP_MAX.
+     */
+    followerApplied?: () => number | null
   }
 }
 
@@ -63,6 +68,16 @@ async function refuseWrites(): Promise<void> {
 const TICK_MS = 200
 const CATCH_UP_BATCH = 64
 const SNAPSHOT_RETRY_MS = 30_000
+/**
+ * Most entries a trim keeps for a running follower beyond `keepEntries`. A
+ * follower trimmed past exits and restarts from the snapshot; with only
+ * `keepEntries` kept, one a few entries behind while the leader stored a
+ * snapshot (a replica just restored, or paused for a moment under load while
+ * writes poured in) did so (test/meta-snapshot, with 5 kept). One so far
+ * behind that it would keep more than this is left to that path: the log
+ * must not grow without bound for a replica that cannot keep up.
+ */
+const FOLLOWER_KEEP_MAX = 100_000
 
 export class Replica {
   role: Role = 'follower'
@@ -198,7 +213,7 @@ export class Replica {
       const taken = await snap.store.take(snap.dbFile, `${snap.dbFile}.snapshot-out`)
       this.snapSeq = taken.seq
       this.snapAt = performance.now()
-      const below = taken.seq + 1 - snap.keepEntries
+      const below = trimPoint(taken.seq, snap.keepEntries, snap.followerApplied?.() ?? null)
       const { first } = await this.d.log.bounds()
       if (below > first) await this.d.log.trimBelow(below)
       this.d.logger.info(`snapshot at log sequence ${taken.seq} (${taken.bytes} bytes, ${Math.round(performance.now() - started)} ms); log trimmed below ${Math.max(first, below)}`)
@@ -260,4 +275,15 @@ export class Replica {
     await this.d.lease.release()
     this.applied = await appliedSeq(this.d.db)
   }
+}
+
+/**
+ * Where a trim after a snapshot at `snapSeq` may cut: `keep` entries behind
+ * it, and no further than the entry after `followerApplied` unless that
+ * would keep more than FOLLOWER_KEEP_MAX entries.
+ */
+export function trimPoint(snapSeq: number, keep: number, followerApplied: number | null): number {
+  const below = snapSeq + 1 - keep
+  if (followerApplied === null || followerApplied + 1 >= below) return below
+  return Math.max(followerApplied + 1, below - FOLLOWER_KEEP_MAX)
 }

@@ -10,11 +10,40 @@ import t from 'tap'
 import { ROOT_INO } from '../common/protocol'
 import { streamName } from '../meta/log/stream'
 import { snapshotBucket } from '../meta/log/snapshot'
-import { startCluster } from './helpers/cluster'
+import { startCluster, type TestCluster } from './helpers/cluster'
+import type { MetaClient } from '../common/meta-client'
+import type { ReplicationReport } from '../common/protocol'
+import type { ServiceHandle } from '../cli/spawn-service'
+import { trimPoint } from '../meta/replica'
 
 const who = { uid: 0, gid: 0 }
 // small numbers so a short test snapshots and trims several times
 const HA = ['--ha', '--lease-ttl-ms', '3000', '--snapshot-entries', '20', '--snapshot-keep', '5', '--snapshot-interval-ms', '1000']
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/**
+ * Replication status until both replicas report lag 0; on failure the last
+ * status and both replicas' logs go into the message, and a replica that
+ * exits meanwhile fails it at once.
+ */
+async function bothCaughtUp(c: TestCluster, m: MetaClient, fresh: ServiceHandle, ms = 60_000): Promise<ReplicationReport> {
+  let seen = ''
+  let exited: string | null = null
+  const gone = (code: number | null) => (exited = `the new replica exited (${code})`)
+  if (fresh.child.exitCode !== null) gone(fresh.child.exitCode)
+  else fresh.child.once('exit', gone)
+  try {
+    return await eventually('status lists both replicas, none lagging', async () => {
+      if (exited) throw new Error(exited)
+      const r = (await m.call('status', {})).replication
+      seen = JSON.stringify(r)
+      return r?.replicas?.length === 2 && r.replicas.every((p) => p.lag === 0) ? r : null
+    }, ms)
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nlast status: ${seen}\nleader's log:\n${c.meta.stderr()}\nnew replica's log:\n${fresh.stderr()}`)
+  }
+}
 
 async function eventually<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 60_000): Promise<T> {
   const until = Date.now() + ms
@@ -48,10 +77,7 @@ t.test('a new replica starts from the snapshot and the log tail', async (t) => {
   const fresh = await c.startMeta({ db: `${c.dir}/fresh/meta.db` })
   await m.call('mknod', { parent: d.ino, name: 'late', mode: 0o100644, ...who })
   // berth status: both replicas with their applied sequence; the fresh one catches up (lag 0)
-  const rep = await eventually('status lists both replicas, none lagging', async () => {
-    const r = (await m.call('status', {})).replication
-    return r?.replicas?.length === 2 && r.replicas.every((p) => p.lag === 0) ? r : null
-  })
+  const rep = await bothCaughtUp(c, m, fresh)
   t.same(rep.replicas!.map((p) => p.role).sort(), ['follower', 'leader'], 'status shows one leader and one follower')
   t.ok(rep.snapshotSeq !== null && rep.snapshotSeq! >= first - 1, `status shows the snapshot (${rep.snapshotSeq}) and the log (${rep.logFirstSeq}..${rep.lastLogSeq})`)
   await c.meta.kill()
@@ -95,11 +121,48 @@ t.test('a new replica whose restored snapshot the leader trims past at once rest
   writeFileSync(gate, '')
   const replica = await fresh // before: exit 70, "the log starts at N but this replica has applied only M"
   t.ok(replica.pid > 0, 'the new replica took the newer snapshot and came up')
-  await eventually('the new replica caught up', async () => {
-    const r = (await m.call('status', {})).replication
-    return r?.replicas?.length === 2 && r.replicas.every((p) => p.lag === 0)
-  })
+  await bothCaughtUp(c, m, replica)
   await c.meta.kill()
   const { entries } = await m.call('readdir', { ino: d.ino })
   t.equal(entries.length, 60, 'led by the new replica, the directory holds all 60 files')
+})
+
+t.test('a new replica started while the leader writes without pause (a snapshot every second, 5 entries kept) catches up and is never trimmed past', async (t) => {
+  // before: the leader's trims kept 5 entries behind each snapshot whatever a
+  // running follower had applied; the new replica, a few entries behind at one
+  // of them, exited (70, "the log starts at N but this replica has applied
+  // only M"): 7 of 8 runs of this case
+  const c = await startCluster(t, { nodes: 0, metaArgs: HA })
+  const m = await c.metaClient({ deadlineMs: 30_000 })
+  const d = (await m.call('mkdir', { parent: ROOT_INO, name: 'd', mode: 0o755, ...who })).attr
+  for (let i = 0; i < 30; i++) await m.call('mknod', { parent: d.ino, name: `a${i}`, mode: 0o100644, ...who })
+  const jsm = await (await c.connect('meta')).jetstreamManager()
+  await eventually('the log is trimmed behind a snapshot', async () => (await jsm.streams.info(streamName(c.cluster))).state.first_seq > 1)
+  let writing = true
+  let n = 0
+  const writer = (async () => {
+    while (writing) await m.call('mknod', { parent: d.ino, name: `w${n++}`, mode: 0o100644, ...who })
+  })()
+  const fresh = await c.startMeta({ db: `${c.dir}/fresh/meta.db` })
+  await sleep(3000)
+  writing = false
+  await writer
+  await bothCaughtUp(c, m, fresh, 30_000)
+  const trimmed = (await jsm.streams.info(streamName(c.cluster))).state.first_seq
+  t.ok(trimmed > 1, `caught up after ${n} creates written while it started; the log is trimmed (first entry ${trimmed})`)
+  await c.meta.kill()
+  let count = 0
+  for (let cursor: string | null = null; ; ) {
+    const page: { entries: unknown[]; next: string | null } = await m.call('readdir', { ino: d.ino, cursor })
+    count += page.entries.length
+    if (!(cursor = page.next)) break
+  }
+  t.equal(count, 30 + n, `led by the new replica, the directory holds all ${30 + n} files`)
+})
+
+t.test('trimPoint: keeps entries a running follower still needs, up to a bound', async (t) => {
+  t.equal(trimPoint(100, 5, null), 96, 'no follower heard: keep entries behind the snapshot')
+  t.equal(trimPoint(100, 5, 98), 96, 'a follower within them changes nothing')
+  t.equal(trimPoint(100, 5, 60), 61, 'a follower behind them: the log keeps every entry after what it applied')
+  t.equal(trimPoint(500_000, 5, 10), 500_001 - 5 - 100_000, 'one that would keep more than 100,000 more is left to restart from the snapshot')
 })
