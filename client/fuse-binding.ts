@@ -82,6 +82,8 @@ export interface FuseBinding {
   /** Queued to the binding's notifier thread (never blocks the JS thread); with `ack`, onAck(ino) follows when done. */
   notifyInvalInode(ino: number, ack: number): void
   notifyInvalEntry(parent: number, name: string): void
+  /** Queued like notifyInvalInode: the kernel drops its pages of [off, off + len) (len 0: to the end) and its attributes. */
+  notifyInvalRange(ino: number, off: number, len: number): void
   /** The kernel's bytes of a name as JS holds it (names that are not UTF-8 are escaped in JS: common/names.ts). */
   rawName(name: string): Buffer
   /** Whether the kernel took POSIX ACLs at INIT (asked with MOUNT_FLAGS.ACL): it enforces them and sends umasks. */

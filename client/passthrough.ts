@@ -59,7 +59,23 @@ const STEP = 4 * 1024 * 1024
 export interface BackingFiles {
   backingOpen(fd: number): number
   backingClose(id: number): void
+  /** The kernel drops its cached pages of [off, off + len) of `ino` (len 0: to the end), in the background. */
+  notifyInvalRange(ino: number, off: number, len: number): void
 }
+
+/**
+ * A whole-file reader's FUSE pages are dropped behind it in steps of
+ * DROP_STEP, DROP_LAG behind the READ just answered (well past the kernel's
+ * readahead, so no page it will read is dropped). The kernel refuses
+ * FOPEN_KEEP_CACHE with passthrough, so the first open in passthrough mode
+ * drops every page of the inode itself, in the opener's open(2): 56-83 ms
+ * for 1 GiB right after the first read (perf: invalidate_inode_pages2_range
+ * under fuse_open), half of a re-read that then takes 60 ms. Dropped while
+ * the copy is filled, on the binding's notifier thread, they are gone by then,
+ * and the file is not held twice in memory (FUSE pages and the copy's).
+ */
+const DROP_STEP = 32 * 1024 * 1024
+const DROP_LAG = 16 * 1024 * 1024
 
 /** What passthrough needs of the mount's files (client/vfs.ts). */
 export interface CopySource {
@@ -84,6 +100,8 @@ interface InodeModes {
   refreshing?: Promise<void>
   /** Rereads and comparisons of the copy, one at a time. */
   turn: Promise<void>
+  /** The kernel's pages below this offset were dropped behind a reader filling the copy. */
+  dropped?: number
 }
 
 export interface OpenAnswer {
@@ -173,6 +191,9 @@ export class Passthrough {
     if (h.mode === 'cached') {
       m.cached--
       if (h.writable) m.writers--
+      // the reader that filled the copy is done: the rest of its pages go too, unless the copy will not be used
+      if (m.dropped !== undefined && m.cached === 0 && this.copies.get(h.ino)?.allIssued) this.kernel.notifyInvalRange(h.ino, m.dropped, 0)
+      if (m.cached === 0) m.dropped = undefined
     } else if (--m.passthrough === 0) {
       this.kernel.backingClose(m.backingId)
       m.backingId = 0
@@ -211,6 +232,15 @@ export class Passthrough {
     const copy = this.copies.forFill(ino, { gen: c.gen, size: c.size })
     if (!copy || pos >= c.size) return false
     copy.put(pos, data, done)
+    // behind one reader only: another reader further back may still read those pages
+    if (m.cached === 1) {
+      const from = m.dropped ?? 0
+      const to = pos - DROP_LAG
+      if (to - from >= DROP_STEP) {
+        this.kernel.notifyInvalRange(ino, from, to - from)
+        m.dropped = to
+      }
+    }
     return true
   }
 

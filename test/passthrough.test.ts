@@ -32,6 +32,36 @@ function dropPages(path: string): void {
   if (r.status !== 0) throw new Error(`fadvise: ${r.stderr}`)
 }
 
+/**
+ * Reads `path` whole (1 MiB reads, from offset 0) and, with the file still
+ * open, counts its pages below `below` in the page cache (mincore of a
+ * shared mapping); the drops are queued, so it looks again for up to 5 s
+ * while any are left.
+ */
+function residentBehind(path: string, below: number): number {
+  const probe = `
+import ctypes, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+while os.read(fd, 1 << 20): pass
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+n = int(sys.argv[2])
+addr = libc.mmap(None, n, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+if addr in (None, ctypes.c_void_p(-1).value): sys.exit('mmap failed: %d' % ctypes.get_errno())
+vec = (ctypes.c_ubyte * (n // 4096))()
+for _ in range(50):
+    if libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(n), vec) != 0: sys.exit('mincore failed: %d' % ctypes.get_errno())
+    left = sum(b & 1 for b in vec)
+    if left == 0: break
+    time.sleep(0.1)
+print(left)
+`
+  const r = spawnSync(PYTHON3, ['-c', probe, path, String(below)], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`page probe: ${r.stderr}`)
+  return Number(r.stdout.trim())
+}
+
 /** Reads all of `fd` from offset 0. */
 function readAll(fd: number, size: number): Buffer {
   const buf = Buffer.alloc(size)
@@ -84,6 +114,16 @@ t.test('passthrough of re-reads to local copies', { skip: root ? false : 'FUSE p
     readFileSync(offPath)
     dropPages(offPath)
     t.ok((await readsDuring(off, () => void readFileSync(offPath))) > 0, 'without local copies the second read comes to the mount')
+  })
+
+  await t.test('the FUSE pages behind a reader filling a copy are dropped as it reads (the first passthrough open would drop them itself)', async (t) => {
+    const data = randomBytes(64 * MiB)
+    writeFileSync(join(a.dir, 'behind.bin'), data)
+    const off = await mountCluster(t, c, { args: ['-o', 'local_copy_mb=0'] })
+    const with_ = residentBehind(join(a.dir, 'behind.bin'), 32 * MiB)
+    const without = residentBehind(join(off.dir, 'behind.bin'), 32 * MiB)
+    t.equal(with_, 0, 'with local copies: none of the first 32 MiB stays in the FUSE page cache while the reader still holds the file')
+    t.ok(without > (24 * MiB) / 4096, `without local copies they stay (${without} of ${(32 * MiB) / 4096} pages)`)
   })
 
   await t.test('a write through this mount while a reader holds the copy: the reader sees it, other mounts after close', async (t) => {

@@ -755,6 +755,7 @@ struct note {
   struct note *next;
   fuse_ino_t ino;  /* inval_inode of ino, or, with a name, inval_entry(ino, name) */
   int ack;         /* tell JS (on_ack(ino)) once the kernel has done it */
+  off_t off, len;  /* inval_inode: the page range (0, 0: all pages) */
   size_t namelen;
   char name[];
 };
@@ -783,7 +784,7 @@ static void *notifier(void *arg) {
     pthread_mutex_unlock(&N.lock);
     /* -ENOENT (the kernel does not know it) and -ENOSYS are fine: nothing cached */
     if (n->namelen) fuse_lowlevel_notify_inval_entry(S.se, n->ino, n->name, n->namelen);
-    else fuse_lowlevel_notify_inval_inode(S.se, n->ino, 0, 0);
+    else fuse_lowlevel_notify_inval_inode(S.se, n->ino, n->off, n->len);
     int ack = n->ack;
     fuse_ino_t ino = n->ino;
     free(n);
@@ -802,12 +803,14 @@ static void *notifier(void *arg) {
   return NULL;
 }
 
-static void notify(fuse_ino_t ino, const char *name, size_t namelen, int ack) {
+static void notify(fuse_ino_t ino, const char *name, size_t namelen, int ack, off_t off, off_t len) {
   struct note *n = malloc(sizeof *n + namelen + 1);
   if (!n) return;
   n->next = NULL;
   n->ino = ino;
   n->ack = ack;
+  n->off = off;
+  n->len = len;
   n->namelen = namelen;
   memcpy(n->name, name, namelen);
   n->name[namelen] = 0;
@@ -1446,7 +1449,26 @@ static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 2, argv)) return NULL;
   fuse_ino_t ino = (fuse_ino_t)arg_num(env, argv[0]);
   if (S.acl_on) acl_note(ino, ACL_UNKNOWN); /* changed elsewhere: unknown until its next attributes */
-  if (S.se) notify(ino, "", 0, arg_num(env, argv[1]) != 0);
+  if (S.se) notify(ino, "", 0, arg_num(env, argv[1]) != 0, 0, 0);
+  return NULL;
+}
+
+/*
+ * notifyInvalRange(ino, off, len): the kernel drops its cached pages of
+ * [off, off + len) (len 0: to the end) and its attributes of ino, on the
+ * notifier thread. Passthrough drops the pages of a file whose local copy
+ * holds the same bytes (client/passthrough.ts): the kernel refuses
+ * FOPEN_KEEP_CACHE with passthrough, so an open in passthrough mode would
+ * otherwise drop them itself, in the opener's open(2).
+ */
+static napi_value js_inval_range(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  fuse_ino_t ino = (fuse_ino_t)arg_num(env, argv[0]);
+  double off = arg_num(env, argv[1]), len = arg_num(env, argv[2]);
+  if (off < 0 || len < 0) return NULL;
+  if (S.acl_on) acl_note(ino, ACL_UNKNOWN); /* the kernel forgets its cached ACLs too */
+  if (S.se) notify(ino, "", 0, 0, (off_t)off, (off_t)len);
   return NULL;
 }
 
@@ -1454,7 +1476,7 @@ static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv)) return NULL;
   char *name = arg_str(env, argv[1]);
-  if (name && *name && S.se) notify((fuse_ino_t)arg_num(env, argv[0]), name, name_raw(name), 0);
+  if (name && *name && S.se) notify((fuse_ino_t)arg_num(env, argv[0]), name, name_raw(name), 0, 0, 0);
   free(name);
   return NULL;
 }
@@ -1487,7 +1509,7 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("replyEntry", js_reply_entry), FN("replyCreate", js_reply_create), FN("replyAttr", js_reply_attr),
     FN("replyOpen", js_reply_open), FN("replyBuf", js_reply_buf), FN("replyWrite", js_reply_write),
     FN("replyReadlink", js_reply_readlink), FN("replyStatfs", js_reply_statfs), FN("replyXattr", js_reply_xattr),
-    FN("replyDir", js_reply_dir), FN("notifyInvalInode", js_inval_inode), FN("notifyInvalEntry", js_inval_entry),
+    FN("replyDir", js_reply_dir), FN("notifyInvalInode", js_inval_inode), FN("notifyInvalRange", js_inval_range), FN("notifyInvalEntry", js_inval_entry),
     FN("replyLock", js_reply_lock), FN("replyLseek", js_reply_lseek), FN("rawName", js_raw_name),
     FN("aclGranted", js_acl_granted), FN("passthroughGranted", js_pt_granted),
     FN("backingOpen", js_backing_open), FN("backingClose", js_backing_close),
