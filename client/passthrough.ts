@@ -177,6 +177,13 @@ export class Passthrough {
     return undefined
   }
 
+  /** This mount removed the last name of `ino`: its copy goes now, or with its last passthrough handle. */
+  unlinked(ino: number): void {
+    const m = this.inodes.get(ino)
+    if (m && m.passthrough > 0) m.followed = true
+    else this.copies.drop(ino)
+  }
+
   /** A handle made by CREATE (always cached mode: a new file has no copy). */
   created(ino: number, fh: number): void {
     this.count(fh, ino, 'cached', O_ACCMODE)

@@ -1042,6 +1042,13 @@ export class Vfs {
    * the generation and size it was last committed or fetched at, and whether
    * it has changes not yet committed. Undefined for a file not open here.
    */
+  /** The inode `name` in `parent` names and its link count, as this mount's cache holds them (undefined: not cached). */
+  cachedChild(parent: number, name: string): { ino: number; nlink: number } | undefined {
+    const ino = this.cache.entry(parent, name)
+    const attr = ino === undefined ? undefined : this.cache.attr(ino)
+    return attr ? { ino: attr.ino, nlink: attr.nlink } : undefined
+  }
+
   contentOf(ino: number): { gen: number; size: number; dirty: boolean } | undefined {
     const f = this.files.get(ino)
     if (!f) return undefined

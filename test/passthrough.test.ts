@@ -7,13 +7,14 @@
  */
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, fstatSync, ftruncateSync, openSync, readdirSync, readFileSync, readSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { startCluster } from './helpers/cluster'
 import { delta, fuseOps } from './helpers/fuse-ops'
 import { mountCluster, type TestMount } from './helpers/mount'
 import { PYTHON3 } from './helpers/python'
+import { testDir } from './helpers/test-dir'
 
 const root = process.getuid?.() === 0
 const MiB = 1024 * 1024
@@ -124,6 +125,35 @@ t.test('passthrough of re-reads to local copies', { skip: root ? false : 'FUSE p
     const without = residentBehind(join(off.dir, 'behind.bin'), 32 * MiB)
     t.equal(with_, 0, 'with local copies: none of the first 32 MiB stays in the FUSE page cache while the reader still holds the file')
     t.ok(without > (24 * MiB) / 4096, `without local copies they stay (${without} of ${(32 * MiB) / 4096} pages)`)
+  })
+
+  await t.test('a copy goes with the last name of its file (unlink, rename over it), or with its last passthrough reader', async (t) => {
+    const dir = join(testDir(t), 'copies')
+    const m = await mountCluster(t, c, { args: ['-o', `local_copy_dir=${dir}`] })
+    const copies = () => readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => /\/\d+$/.test(f)).length
+    const gone = async (what: string) => {
+      for (let i = 0; i < 40 && copies() > 0; i++) await new Promise((r) => setTimeout(r, 50))
+      t.equal(copies(), 0, what)
+    }
+    const data = randomBytes(2 * MiB)
+    writeFileSync(join(m.dir, 'u.bin'), data)
+    readFileSync(join(m.dir, 'u.bin'))
+    t.equal(copies(), 1, 'a file read whole has a copy')
+    unlinkSync(join(m.dir, 'u.bin'))
+    await gone('unlinked: its copy is gone')
+    writeFileSync(join(m.dir, 'r.bin'), data)
+    writeFileSync(join(m.dir, 'r2.bin'), data)
+    readFileSync(join(m.dir, 'r.bin'))
+    renameSync(join(m.dir, 'r2.bin'), join(m.dir, 'r.bin'))
+    await gone('renamed over: its copy is gone')
+    writeFileSync(join(m.dir, 'h.bin'), data)
+    readFileSync(join(m.dir, 'h.bin'))
+    const fd = openSync(join(m.dir, 'h.bin'), 'r')
+    unlinkSync(join(m.dir, 'h.bin'))
+    t.ok(readAll(fd, data.length).equals(data), 'a reader that held it open reads it whole after the unlink')
+    t.equal(copies(), 1, 'its copy stays while that reader holds it')
+    closeSync(fd)
+    await gone('and goes with that reader')
   })
 
   await t.test('a write through this mount while a reader holds the copy: the reader sees it, other mounts after close', async (t) => {
