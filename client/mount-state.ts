@@ -4,7 +4,8 @@
  */
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs'
+import { isAlive } from '../common/process-alive'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -53,16 +54,37 @@ export function lazyUnmount(mountpoint: string): boolean {
 }
 
 /**
- * A client that died leaves its mount behind: stat fails with ENOTCONN.
- * Detach it so the mountpoint can be used again. Returns true if it cleaned.
+ * Whether the FUSE mount at `mountpoint` lost its daemon: statfs is never
+ * answered from the kernel's caches (stat is: with attribute timeouts of a
+ * second, stat of a mount whose daemon was killed a moment ago still
+ * succeeds), so a dead connection answers it ENOTCONN.
  */
-export function cleanStale(mountpoint: string): boolean {
+export function isDeadMount(mountpoint: string): boolean {
   try {
+    statfsSync(mountpoint)
     statSync(mountpoint)
     return false
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOTCONN' || code === 'ECONNABORTED' || code === 'EIO') return lazyUnmount(mountpoint)
-    return false
+    return code === 'ENOTCONN' || code === 'ECONNABORTED' || code === 'EIO'
   }
+}
+
+/**
+ * A client that died leaves its mount behind: the kernel answers ENOTCONN.
+ * Detach it so the mountpoint can be used again. Returns true if it cleaned.
+ * Only a mount whose daemon is known to be gone is asked (statfs reaches the
+ * daemon, and a stopped one would never answer), or one whose stat already fails.
+ */
+export function cleanStale(mountpoint: string): boolean {
+  const pid = readPid(mountpoint)
+  const daemonGone = isMounted(mountpoint) && pid !== null && !isAlive(pid)
+  try {
+    statSync(mountpoint)
+    if (!daemonGone || !isDeadMount(mountpoint)) return false
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (!(code === 'ENOTCONN' || code === 'ECONNABORTED' || code === 'EIO')) return false
+  }
+  return lazyUnmount(mountpoint)
 }

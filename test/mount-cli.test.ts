@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, promises as fs, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, promises as fs, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { BERTH_BIN } from '../cli/spawn-service'
@@ -105,6 +105,67 @@ t.test('daemon mount, berth umount, SIGTERM flushes an open dirty file', async (
   t.equal(berth(args, env).status, 0, 'mounts a third time')
   t.ok((await fs.readFile(join(dir, 'open.bin'))).equals(held), 'data written through a handle still open at SIGTERM was flushed')
   t.equal(berth(['umount', dir], env).status, 0)
+})
+
+t.test('a busy mount: berth umount refuses (EBUSY) and changes nothing, -l detaches it lazily; kill -9 mid-cp leaves a mount the next berth mount takes', async (t) => {
+  const c = await startCluster(t, { nodes: 2, replicas: 1 })
+  const env = c.env('client')
+  const dir = join(c.dir, 'mnt')
+  mkdirSync(dir)
+  const sleepers: ChildProcess[] = []
+  t.teardown(() => {
+    for (const s of sleepers) s.kill('SIGKILL')
+    const current = readPid(dir)
+    if (current !== null && alive(current)) process.kill(current, 'SIGKILL')
+    fusermountUz(dir)
+  })
+  const args = ['mount', c.nats.url, dir, '--cluster', c.cluster]
+  t.equal(berth(args, env).status, 0, 'mounted')
+  const pid = readPid(dir)
+  writeFileSync(join(dir, 'kept.txt'), 'kept\n')
+  // a process whose working directory is on the mount, as a shell cd'd into it
+  const inside = spawn('sleep', ['60'], { cwd: dir, stdio: 'ignore' })
+  sleepers.push(inside)
+  await waitFor('the process inside to start', () => inside.pid !== undefined && existsSync(`/proc/${inside.pid}/cwd`), 5_000)
+
+  const busy = berth(['umount', dir], env)
+  t.equal(busy.status, 1, 'berth umount exits 1 while a process is inside')
+  t.match(busy.stderr, /EBUSY|busy/i, `and says it is busy: ${busy.stderr.split('\n')[0]}`)
+  t.ok(isMounted(dir) && pid !== null && alive(pid), 'still mounted, the daemon still running')
+  t.equal(readFileSync(join(dir, 'kept.txt'), 'utf8'), 'kept\n', 'and it still serves')
+
+  const lazy = berth(['umount', '-l', dir], env)
+  t.equal(lazy.status, 0, `berth umount -l exits 0: ${lazy.stderr}`)
+  t.notOk(isMounted(dir), 'detached from the directory tree at once')
+  t.equal(readFileSync(`/proc/${inside.pid}/cwd/kept.txt`, 'utf8'), 'kept\n', 'the process inside still reads through it')
+  t.ok(pid !== null && alive(pid), 'its daemon serves it')
+  inside.kill('SIGKILL')
+  await waitFor('the daemon to exit once the last process left', () => pid === null || !alive(pid), 30_000)
+  t.pass('the daemon exited after the last process left')
+
+  // kill -9 of the client while cp writes into the mount
+  t.equal(berth(args, env).status, 0, 'mounted again')
+  const pid2 = readPid(dir)
+  const src = join(c.dir, 'src.bin')
+  writeFileSync(src, randomBytes(64 * 1024 * 1024))
+  const cp = spawn('cp', [src, join(dir, 'copy.bin')], { stdio: 'ignore' })
+  sleepers.push(cp)
+  const cpDone = new Promise<number | null>((resolve) => cp.once('exit', (code) => resolve(code)))
+  await waitFor('cp to have written into the mount', () => {
+    try {
+      return statSync(join(dir, 'copy.bin')).size > 0
+    } catch {
+      return false
+    }
+  }, 30_000)
+  if (pid2 !== null) process.kill(pid2, 'SIGKILL')
+  const code = await cpDone
+  t.not(code, 0, `cp fails once the client is gone (exit ${code})`)
+  const again = berth(args, env)
+  t.equal(again.status, 0, `berth mount on the same path succeeds: ${again.stderr}`)
+  t.ok(isMounted(dir), 'mounted')
+  t.equal(readFileSync(join(dir, 'kept.txt'), 'utf8'), 'kept\n', 'and serves the files written before')
+  t.equal(berth(['umount', dir], env).status, 0, 'unmounted')
 })
 
 t.test('berth up mounts the local cluster at --mount and unmounts on SIGTERM', async (t) => {
