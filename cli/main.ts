@@ -20,7 +20,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Command }> = {
     load: () => ({ run: (argv) => ((require('./node-admin') as typeof import('./node-admin')).isNodeAdmin(argv) ? (require('./node-admin') as Command) : (require('../node/main') as Command)).run(argv) }),
   },
   mount: { summary: 'mount a cluster: berth mount NATS_URL MOUNTPOINT [-o opts]', load: () => require('../client/main') as Command },
-  umount: { summary: 'flush and unmount: berth umount MOUNTPOINT', load: () => require('../client/umount') as Command },
+  umount: { summary: 'unmount (EBUSY while in use; -l: lazily): berth umount [-l] MOUNTPOINT', load: () => require('../client/umount') as Command },
   status: { summary: 'show nodes, capacity, under-replicated blocks and sessions', load: () => require('./status') as Command },
   fsck: { summary: 'check that every block is on its replicas with the right content', load: () => require('./fsck') as Command },
   info: { summary: 'show a file\'s inode, chunks, blocks and where their replicas live: berth info PATH...', load: () => require('./info') as Command },
