@@ -27,7 +27,7 @@ import type { Invalidation } from '../common/protocol'
 import { decode, subjects } from '../common/wire'
 import { HELP, META_CACHE_TTL_OLD_META_S, META_CACHE_TTL_S, metaTtlMs, parseMountArgs, type MountConfig } from './config'
 import { FuseSession } from './fuse-adapter'
-import { isMounted, lazyUnmount, removePid, writePid } from './mount-state'
+import { isMounted, lazyUnmount, mountDevice, removePid, writePid } from './mount-state'
 import { checkMountpoint } from './mountpoint-check'
 import { maskSecrets, splitUrlCredentials } from '../common/mask-secrets'
 import { createClientMetrics } from './metrics'
@@ -232,13 +232,16 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   // `umount DIR` (mount(8), systemd) or `fusermount3 -u` end the kernel side:
   // flush what is still buffered (to meta and the data nodes) and exit.
   try {
-    fuse.mount(cfg.mountpoint, () => void shutdown('unmounted by umount(8)').finally(() => process.exit(0)))
+    fuse.mount(cfg.mountpoint, () => void shutdown('unmounted by umount(8)', true).finally(() => process.exit(0)))
   } catch (err) {
     lease.stop()
     inval.unsubscribe()
     throw new BerthError('EIO', `fuse could not mount ${cfg.mountpoint}: ${(err as Error).message}\n` +
       '  hint: is /dev/fuse there and fusermount3 installed (tools/install-deps)?', { cause: err })
   }
+  // what "our mount" is at shutdown: after a lazy detach (`berth umount -l`)
+  // another mount may sit at the same path, which this process must not touch
+  const ownDevice = mountDevice(cfg.mountpoint)
   writePid(cfg.mountpoint)
   if (cfg.readaheadKb > 0) {
     setKernelReadahead(cfg.mountpoint, cfg.readaheadKb).then(
@@ -248,7 +251,8 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
   }
 
   let closing: Promise<void> | undefined
-  const shutdown = (why: string): Promise<void> => {
+  /** `sessionEnded`: the kernel side is gone already (unmounted from outside): nothing to unmount. */
+  const shutdown = (why: string, sessionEnded = false): Promise<void> => {
     closing ??= (async () => {
       log.info(`unmounting ${cfg.mountpoint} (${why})`)
       const errors = await vfs.flushAll()
@@ -256,7 +260,7 @@ async function mountForeground(cfg: MountConfig): Promise<void> {
       await vfs.sendReleases()
       await pinned.sendUnpins()
       for (const e of errors) log.error('flush before unmount failed', e)
-      unmount(fuse, cfg.mountpoint)
+      if (!sessionEnded) unmount(fuse, cfg.mountpoint, ownDevice)
       lease.stop()
       metricsHttp?.server.close()
       inval.unsubscribe()
@@ -307,11 +311,19 @@ function tracedMeta(meta: MetaClient): MetaApi {
 
 /**
  * Unmounts; if the kernel refuses (busy), detaches lazily like `umount -l`.
- * fuse_session_unmount reports nothing, so the mount table says whether it worked.
+ * fuse_session_unmount reports nothing, so the mount table says whether it
+ * worked. Only while the mount at `mountpoint` is this process's own
+ * (`ownDevice`): detached lazily before, its path may hold another mount now.
  */
-function unmount(fuse: FuseSession, mountpoint: string): void {
+function unmount(fuse: FuseSession, mountpoint: string, ownDevice: string | null): void {
+  // (no mount table to read: as before, the path is taken to be ours)
+  const ours = () => (ownDevice === null ? isMounted(mountpoint) : mountDevice(mountpoint) === ownDevice)
+  if (!ours()) {
+    log.info(`${mountpoint} no longer holds this mount (detached earlier); nothing to unmount there`)
+    return
+  }
   fuse.unmount()
-  if (isMounted(mountpoint)) {
+  if (ours()) {
     log.warn(`unmount of ${mountpoint} failed, detaching lazily`)
     lazyUnmount(mountpoint)
   }

@@ -48,6 +48,25 @@ export function isMounted(mountpoint: string): boolean {
   }
 }
 
+/**
+ * The device (major:minor, as /proc/self/mountinfo gives it) of the mount on
+ * top at `mountpoint`, or null when nothing is mounted there. Read from the
+ * mount table, never from the file system: a hung mount does not hang it.
+ */
+export function mountDevice(mountpoint: string): string | null {
+  let found: string | null = null
+  try {
+    const escaped = mountpoint.replace(/\\/g, '\\134').replace(/ /g, '\\040').replace(/\t/g, '\\011').replace(/\n/g, '\\012')
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const f = line.split(' ')
+      if (f[4] === escaped) found = f[2] ?? null // later lines are mounted on top
+    }
+  } catch {
+    return null
+  }
+  return found
+}
+
 export function lazyUnmount(mountpoint: string): boolean {
   const r = spawnSync('fusermount', ['-uz', mountpoint], { stdio: 'ignore' })
   return r.status === 0

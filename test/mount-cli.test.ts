@@ -139,13 +139,17 @@ t.test('a busy mount: berth umount refuses (EBUSY) and changes nothing, -l detac
   t.notOk(isMounted(dir), 'detached from the directory tree at once')
   t.equal(readFileSync(`/proc/${inside.pid}/cwd/kept.txt`, 'utf8'), 'kept\n', 'the process inside still reads through it')
   t.ok(pid !== null && alive(pid), 'its daemon serves it')
+  // a new mount on the same path while the detached one still serves that process
+  t.equal(berth(args, env).status, 0, 'mounted again on the same path meanwhile')
+  const pid2 = readPid(dir)
   inside.kill('SIGKILL')
-  await waitFor('the daemon to exit once the last process left', () => pid === null || !alive(pid), 30_000)
+  await waitFor('the detached mount\'s daemon to exit once the last process left', () => pid === null || !alive(pid), 30_000)
   t.pass('the daemon exited after the last process left')
+  await sleep(500)
+  t.ok(isMounted(dir) && pid2 !== null && alive(pid2), 'the new mount stays: the old daemon unmounted nothing of it on its way out')
+  t.equal(readFileSync(join(dir, 'kept.txt'), 'utf8'), 'kept\n', 'and serves')
 
   // kill -9 of the client while cp writes into the mount
-  t.equal(berth(args, env).status, 0, 'mounted again')
-  const pid2 = readPid(dir)
   const src = join(c.dir, 'src.bin')
   writeFileSync(src, randomBytes(64 * 1024 * 1024))
   const cp = spawn('cp', [src, join(dir, 'copy.bin')], { stdio: 'ignore' })
