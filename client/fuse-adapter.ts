@@ -293,10 +293,11 @@ export class FuseSession {
         return this.op('mkdir', slot, () => v.mkdir(n(0), s(1), n(2), creator(3)), this.entry(slot))
       case OP.UNLINK:
         return this.op('unlink', slot, async () => {
-          const gone = this.pt ? v.cachedChild(n(0), s(1)) : undefined
+          const pt = this.passthrough()
+          const gone = pt ? v.cachedChild(n(0), s(1)) : undefined
           await v.unlink(n(0), s(1))
           // its last name: the local copy's disk space goes (with the last passthrough handle, if any)
-          if (gone && gone.nlink <= 1) this.pt?.unlinked(gone.ino)
+          if (gone && gone.nlink <= 1) pt?.unlinked(gone.ino)
         }, this.ok(slot))
       case OP.RMDIR:
         return this.op('rmdir', slot, () => v.rmdir(n(0), s(1)), this.ok(slot))
@@ -308,11 +309,12 @@ export class FuseSession {
           slot,
           async () => {
             if ((n(4) & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) !== 0) throw Object.assign(new Error('RENAME_WHITEOUT is not supported'), { code: 'EINVAL' })
-            const moved = this.pt ? v.cachedChild(n(0), s(1)) : undefined
-            const replaced = this.pt && !(n(4) & RENAME_EXCHANGE) ? v.cachedChild(n(2), s(3)) : undefined
+            const pt = this.passthrough()
+            const moved = pt ? v.cachedChild(n(0), s(1)) : undefined
+            const replaced = pt && !(n(4) & RENAME_EXCHANGE) ? v.cachedChild(n(2), s(3)) : undefined
             await v.rename(n(0), s(1), n(2), s(3), n(4))
             // a file renamed over lost its last name: as an unlink
-            if (replaced && replaced.nlink <= 1 && replaced.ino !== moved?.ino) this.pt?.unlinked(replaced.ino)
+            if (replaced && replaced.nlink <= 1 && replaced.ino !== moved?.ino) pt?.unlinked(replaced.ino)
           },
           this.ok(slot),
         )

@@ -27,7 +27,7 @@ import type { Invalidation } from '../common/protocol'
 import { decode, subjects } from '../common/wire'
 import { HELP, META_CACHE_TTL_OLD_META_S, META_CACHE_TTL_S, metaTtlMs, parseMountArgs, type MountConfig } from './config'
 import { FuseSession } from './fuse-adapter'
-import { isMounted, lazyUnmount, mountDevice, removePid, writePid } from './mount-state'
+import { lazyUnmount, mountDevice, removePid, writePid } from './mount-state'
 import { checkMountpoint } from './mountpoint-check'
 import { maskSecrets, splitUrlCredentials } from '../common/mask-secrets'
 import { createClientMetrics } from './metrics'
@@ -316,8 +316,7 @@ function tracedMeta(meta: MetaClient): MetaApi {
  * (`ownDevice`): detached lazily before, its path may hold another mount now.
  */
 function unmount(fuse: FuseSession, mountpoint: string, ownDevice: string | null): void {
-  // (no mount table to read: as before, the path is taken to be ours)
-  const ours = () => (ownDevice === null ? isMounted(mountpoint) : mountDevice(mountpoint) === ownDevice)
+  const ours = () => ownDevice !== null && mountDevice(mountpoint) === ownDevice
   if (!ours()) {
     log.info(`${mountpoint} no longer holds this mount (detached earlier); nothing to unmount there`)
     return

@@ -37,15 +37,9 @@ export function removePid(mountpoint: string): void {
   if (readPid(mountpoint) === process.pid) rmSync(pidFile(mountpoint), { force: true })
 }
 
-/** Is `mountpoint` listed in /proc/self/mounts? */
+/** Is something mounted at `mountpoint`? */
 export function isMounted(mountpoint: string): boolean {
-  try {
-    return readFileSync('/proc/self/mounts', 'utf8')
-      .split('\n')
-      .some((l) => l.split(' ')[1] === mountpoint.replace(/ /g, '\\040'))
-  } catch {
-    return false
-  }
+  return mountDevice(mountpoint) !== null
 }
 
 /**
@@ -56,6 +50,7 @@ export function isMounted(mountpoint: string): boolean {
 export function mountDevice(mountpoint: string): string | null {
   let found: string | null = null
   try {
+    // the table escapes these four as octal
     const escaped = mountpoint.replace(/\\/g, '\\134').replace(/ /g, '\\040').replace(/\t/g, '\\011').replace(/\n/g, '\\012')
     for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
       const f = line.split(' ')
@@ -72,16 +67,10 @@ export function lazyUnmount(mountpoint: string): boolean {
   return r.status === 0
 }
 
-/**
- * Whether the FUSE mount at `mountpoint` lost its daemon: statfs is never
- * answered from the kernel's caches (stat is: with attribute timeouts of a
- * second, stat of a mount whose daemon was killed a moment ago still
- * succeeds), so a dead connection answers it ENOTCONN.
- */
-export function isDeadMount(mountpoint: string): boolean {
+/** The errors a FUSE mount whose daemon is gone answers with. */
+function failsAsDead(call: () => unknown): boolean {
   try {
-    statfsSync(mountpoint)
-    statSync(mountpoint)
+    call()
     return false
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
@@ -90,20 +79,24 @@ export function isDeadMount(mountpoint: string): boolean {
 }
 
 /**
+ * Whether the FUSE mount at `mountpoint` lost its daemon: statfs is never
+ * answered from the kernel's caches (stat is: with attribute timeouts of a
+ * second, stat of a mount whose daemon was killed a moment ago still
+ * succeeds), so a dead connection answers it ENOTCONN. It reaches a live
+ * daemon, though, and one that is stopped would never answer.
+ */
+export function isDeadMount(mountpoint: string): boolean {
+  return failsAsDead(() => statfsSync(mountpoint))
+}
+
+/**
  * A client that died leaves its mount behind: the kernel answers ENOTCONN.
  * Detach it so the mountpoint can be used again. Returns true if it cleaned.
- * Only a mount whose daemon is known to be gone is asked (statfs reaches the
- * daemon, and a stopped one would never answer), or one whose stat already fails.
+ * statfs is asked only of a mount whose recorded daemon is gone.
  */
 export function cleanStale(mountpoint: string): boolean {
   const pid = readPid(mountpoint)
-  const daemonGone = isMounted(mountpoint) && pid !== null && !isAlive(pid)
-  try {
-    statSync(mountpoint)
-    if (!daemonGone || !isDeadMount(mountpoint)) return false
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (!(code === 'ENOTCONN' || code === 'ECONNABORTED' || code === 'EIO')) return false
-  }
-  return lazyUnmount(mountpoint)
+  const daemonGone = pid !== null && !isAlive(pid) && isMounted(mountpoint)
+  const dead = failsAsDead(() => statSync(mountpoint)) || (daemonGone && isDeadMount(mountpoint))
+  return dead && lazyUnmount(mountpoint)
 }

@@ -72,5 +72,3 @@ export async function run(argv: string[]): Promise<void> {
   }
   if (crashed) process.stderr.write(`berth umount: ${mountpoint} was a crashed mount (its daemon${pid !== null ? ` pid ${pid}` : ''} is gone); detached it\n`)
 }
-
-

@@ -1037,11 +1037,6 @@ export class Vfs {
    * open. A later change through this mount changes gen too, so the next open
    * drops the cache: conservative, never stale.
    */
-  /**
-   * What this mount holds of an open file's content (client/passthrough.ts):
-   * the generation and size it was last committed or fetched at, and whether
-   * it has changes not yet committed. Undefined for a file not open here.
-   */
   /** The inode `name` in `parent` names and its link count, as this mount's cache holds them (undefined: not cached). */
   cachedChild(parent: number, name: string): { ino: number; nlink: number } | undefined {
     const ino = this.cache.entry(parent, name)
@@ -1049,6 +1044,11 @@ export class Vfs {
     return attr ? { ino: attr.ino, nlink: attr.nlink } : undefined
   }
 
+  /**
+   * What this mount holds of an open file's content (client/passthrough.ts):
+   * the generation and size it was last committed or fetched at, and whether
+   * it has changes not yet committed. Undefined for a file not open here.
+   */
   contentOf(ino: number): { gen: number; size: number; dirty: boolean } | undefined {
     const f = this.files.get(ino)
     if (!f) return undefined

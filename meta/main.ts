@@ -66,6 +66,10 @@ export async function run(argv: string[]): Promise<void> {
   let ha: HaParts | null = null
   let replica: Replica | null = null
   let peers: ReplicaPeers | null = null
+  // this replica as it reports itself and as `status` shows it; before its
+  // Replica starts, what its database (just restored, maybe) holds
+  let startApplied = 0
+  const self = () => ({ metaId, role: replica?.role ?? 'follower', applied: Math.max(replica?.applied ?? 0, startApplied) })
   try {
     if (!cfg.ha) await refuseIfServed(nc, cfg)
     else {
@@ -75,8 +79,8 @@ export async function run(argv: string[]): Promise<void> {
       // reported at once: the leader keeps the log entries after what this
       // replica holds from its next trim on (meta/replica.ts trimPoint), so
       // the rest of the start cannot be overtaken by one
-      const startApplied = await appliedSeq(db)
-      peers = new ReplicaPeers(nc, cfg.cluster, () => ({ metaId, role: replica?.role ?? 'follower', applied: Math.max(replica?.applied ?? 0, startApplied) }))
+      startApplied = await appliedSeq(db)
+      peers = new ReplicaPeers(nc, cfg.cluster, self)
       peers.reportNow()
     }
   } catch (err) {
@@ -194,7 +198,6 @@ export async function run(argv: string[]): Promise<void> {
         : {}),
     })
     const seenPeers = peers!
-    const self = () => ({ metaId, role: replica?.role ?? 'stopped', applied: replica?.applied ?? 0 })
     env.replication = {
       status: async () => {
         const bounds = await metaLog.bounds().catch(() => null)

@@ -30,9 +30,8 @@ export class ReplicaPeers {
     cluster: string,
     private readonly self: () => Report,
   ) {
-    const subject = subjects(cluster).metaReplica
-    this.subject = subject
-    this.sub = nc.subscribe(subject, {
+    this.subject = subjects(cluster).metaReplica
+    this.sub = nc.subscribe(this.subject, {
       callback: (err, msg) => {
         if (err) return
         try {
