@@ -12,6 +12,7 @@ import t from 'tap'
 import { ROOT_INO } from '../common/protocol'
 import { startCluster } from './helpers/cluster'
 import { eventually } from './helpers/lifecycle'
+import { listDir } from './helpers/list-dir'
 import { streamLeader, streamLeaderOn } from './helpers/stream-leader'
 
 t.test('appends follow the log stream leader onto each server', { timeout: 240_000 }, async (t) => {
@@ -53,12 +54,7 @@ t.test('appends follow the log stream leader onto each server', { timeout: 240_0
   }, 30_000, 200), 'appends follow the new stream leader')
   await c.natsCluster!.restart(1)
 
-  const names: string[] = []
-  for (let cursor: string | null = null; ; ) {
-    const page: { entries: Array<{ name: string }>; next: string | null } = await mc.call('readdir', { ino: ROOT_INO, cursor })
-    names.push(...page.entries.map((e) => e.name))
-    if (!(cursor = page.next)) break
-  }
+  const names = (await listDir(mc, ROOT_INO)).map((e) => e.name)
   const dirs = names.filter((n) => /^d\d+$/.test(n))
   t.equal(dirs.length, made, `each of the ${made} answered mkdirs is there once`)
   t.same(new Set(dirs).size, dirs.length, 'no name twice')

@@ -6,7 +6,7 @@
  */
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { ROOT_INO } from '../common/protocol'
 import { streamName } from '../meta/log/stream'
 import { snapshotBucket } from '../meta/log/snapshot'
@@ -15,12 +15,23 @@ import type { MetaClient } from '../common/meta-client'
 import type { ReplicationReport } from '../common/protocol'
 import type { ServiceHandle } from '../cli/spawn-service'
 import { trimPoint } from '../meta/replica'
+import { listDir } from './helpers/list-dir'
 
 const who = { uid: 0, gid: 0 }
 // small numbers so a short test snapshots and trims several times
 const HA = ['--ha', '--lease-ttl-ms', '3000', '--snapshot-entries', '20', '--snapshot-keep', '5', '--snapshot-interval-ms', '1000']
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** A replicated meta (snapshots every second, 5 entries kept) and directory `d` with `files` files a0.. made through it. */
+async function leaderWithFiles(t: Test, files: number) {
+  const c = await startCluster(t, { nodes: 0, metaArgs: HA })
+  const m = await c.metaClient({ deadlineMs: 30_000 })
+  const d = (await m.call('mkdir', { parent: ROOT_INO, name: 'd', mode: 0o755, ...who })).attr
+  for (let i = 0; i < files; i++) await m.call('mknod', { parent: d.ino, name: `a${i}`, mode: 0o100644, ...who })
+  const jsm = await (await c.connect('meta')).jetstreamManager()
+  return { c, m, d, jsm }
+}
 
 /**
  * Replication status until both replicas report lag 0; on failure the last
@@ -95,11 +106,7 @@ t.test('a new replica starts from the snapshot and the log tail', async (t) => {
 })
 
 t.test('a new replica whose restored snapshot the leader trims past at once restores the newer one', async (t) => {
-  const c = await startCluster(t, { nodes: 0, metaArgs: HA })
-  const m = await c.metaClient({ deadlineMs: 30_000 })
-  const d = (await m.call('mkdir', { parent: ROOT_INO, name: 'd', mode: 0o755, ...who })).attr
-  for (let i = 0; i < 30; i++) await m.call('mknod', { parent: d.ino, name: `a${i}`, mode: 0o100644, ...who })
-  const jsm = await (await c.connect('meta')).jetstreamManager()
+  const { c, m, d, jsm } = await leaderWithFiles(t, 30)
   const snapSeq = async () => (await m.call('status', {})).replication?.snapshotSeq ?? 0
   const lastSeq = async () => (await jsm.streams.info(streamName(c.cluster))).state.last_seq
   // the leader's snapshot has caught up with the log, and the log is trimmed behind it
@@ -132,11 +139,7 @@ t.test('a new replica started while the leader writes without pause (a snapshot 
   // running follower had applied; the new replica, a few entries behind at one
   // of them, exited (70, "the log starts at N but this replica has applied
   // only M"): 7 of 8 runs of this case
-  const c = await startCluster(t, { nodes: 0, metaArgs: HA })
-  const m = await c.metaClient({ deadlineMs: 30_000 })
-  const d = (await m.call('mkdir', { parent: ROOT_INO, name: 'd', mode: 0o755, ...who })).attr
-  for (let i = 0; i < 30; i++) await m.call('mknod', { parent: d.ino, name: `a${i}`, mode: 0o100644, ...who })
-  const jsm = await (await c.connect('meta')).jetstreamManager()
+  const { c, m, d, jsm } = await leaderWithFiles(t, 30)
   await eventually('the log is trimmed behind a snapshot', async () => (await jsm.streams.info(streamName(c.cluster))).state.first_seq > 1)
   let writing = true
   let n = 0
@@ -151,13 +154,7 @@ t.test('a new replica started while the leader writes without pause (a snapshot 
   const trimmed = (await jsm.streams.info(streamName(c.cluster))).state.first_seq
   t.ok(trimmed > 1, `caught up after ${n} creates written while it started; the log is trimmed (first entry ${trimmed})`)
   await c.meta.kill()
-  let count = 0
-  for (let cursor: string | null = null; ; ) {
-    const page: { entries: unknown[]; next: string | null } = await m.call('readdir', { ino: d.ino, cursor })
-    count += page.entries.length
-    if (!(cursor = page.next)) break
-  }
-  t.equal(count, 30 + n, `led by the new replica, the directory holds all ${30 + n} files`)
+  t.equal((await listDir(m, d.ino)).length, 30 + n, `led by the new replica, the directory holds all ${30 + n} files`)
 })
 
 t.test('trimPoint: keeps entries a running follower still needs, up to a bound', async (t) => {

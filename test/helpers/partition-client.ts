@@ -13,8 +13,9 @@
  */
 import { MetaClient } from '../../common/meta-client'
 import { connectNats } from '../../common/nats-connect'
-import { ROOT_INO, type MetaReplies } from '../../common/protocol'
+import { ROOT_INO } from '../../common/protocol'
 import { MetaLog } from '../../meta/log/stream'
+import { listDir } from './list-dir'
 
 const who = { uid: 0, gid: 0 }
 const emit = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`)
@@ -40,13 +41,7 @@ async function main(): Promise<void> {
     } else if (mode === 'check') {
       const st = await meta.call('status', {})
       const dir = (await meta.call('lookup', { parent: ROOT_INO, name: arg! })).attr.ino
-      const names: string[] = []
-      let cursor: string | null = null
-      do {
-        const page: MetaReplies['readdir'] = await meta.call('readdir', { ino: dir, cursor })
-        names.push(...page.entries.map((e) => e.name))
-        cursor = page.next
-      } while (cursor)
+      const names = (await listDir(meta, dir)).map((e) => e.name)
       emit({ leader: st.metaId, names, replicas: st.replication?.replicas ?? [] })
     } else if (mode === 'log') {
       const log = await MetaLog.open(nc, 'berth', 3)
